@@ -1,0 +1,31 @@
+//! vigil: watches a patient's vital signs during ketamine-assisted therapy
+//! sessions and raises alarms for the staff displays.
+//!
+//! # Layout
+//!
+//! ```text
+//!  bytes from a monitor (serial, TCP, simulator, recording), stamped on arrival
+//!        |
+//!        v
+//!  protocol   pure decoders + encoders           (bytes -> Readings, device status)
+//!        |
+//!        v
+//!  engine     pure alarm engine                  (handle_* in, poll_* out)
+//!        |
+//!        v
+//!  sinks      MQTT, recording, log               (the only code that awaits)
+//! ```
+//!
+//! # Dependency rules
+//!
+//! - [`time`], [`vitals`], [`protocol`], [`engine`] and [`config`] are pure:
+//!   no tokio, no clock reads, no unseeded randomness. Time is an argument.
+//! - [`vitals`] depends on [`time`] only; [`protocol`] on [`vitals`];
+//!   [`engine`] on [`vitals`] and [`config`]; nothing in the pure core
+//!   depends on IO modules.
+//! - Each module defines its own `thiserror` error type; `anyhow` lives in
+//!   `main.rs` only.
+
+pub mod protocol;
+pub mod time;
+pub mod vitals;

@@ -1,0 +1,5 @@
+//! The `vigil` command line.
+
+fn main() {
+    println!("vigil {}", env!("CARGO_PKG_VERSION"));
+}

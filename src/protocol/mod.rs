@@ -1,0 +1,165 @@
+//! Monitor protocols: pure decoders and encoders, one module per device family.
+//!
+//! A decoder takes bytes as they arrive (in chunks of any size, split
+//! anywhere) with the [`Instant`] they arrived at, and queues
+//! [`Output`]s: readings for the engine and device status for the technical
+//! alarms. Protocols that talk back (GE request records, Philips association
+//! and polls) queue the bytes to write; the IO layer writes them. Nothing here
+//! performs IO, reads a clock, or allocates per frame once warmed up: buffers
+//! are bounded and reused.
+//!
+//! Bad input never panics: garbage, truncated frames, wrong checksums and
+//! oversized frames are dropped, counted by [`DropReason`] in
+//! [`DecodeStats`], reported as [`Output::Dropped`], and the decoder
+//! resynchronises at the next frame.
+//!
+//! Depends on [`crate::vitals`] and [`crate::time`] only.
+
+use crate::time::Instant;
+use crate::vitals::Reading;
+
+/// Why bytes were thrown away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Bytes outside any frame (noise, the middle of a frame we joined late).
+    Garbage,
+    /// A frame that ended early (a new frame start, an abort sequence).
+    Truncated,
+    /// Checksum or CRC mismatch.
+    Checksum,
+    /// A frame longer than the protocol allows (bounded buffer).
+    Oversized,
+    /// A frame that framed correctly but whose content does not parse.
+    Malformed,
+}
+
+impl DropReason {
+    /// Every reason, in table order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Garbage,
+        DropReason::Truncated,
+        DropReason::Checksum,
+        DropReason::Oversized,
+        DropReason::Malformed,
+    ];
+    /// Number of reasons.
+    pub const COUNT: usize = 5;
+
+    /// Position in [`DropReason::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Stable short name.
+    pub const fn key(self) -> &'static str {
+        match self {
+            DropReason::Garbage => "garbage",
+            DropReason::Truncated => "truncated",
+            DropReason::Checksum => "checksum",
+            DropReason::Oversized => "oversized",
+            DropReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// Cumulative decoding counters of one decoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Frames (or lines, or packets) decoded successfully.
+    pub frames_ok: u64,
+    /// Frames (or runs of garbage) dropped, by [`DropReason::index`].
+    pub dropped: [u64; DropReason::COUNT],
+    /// Bytes received in total.
+    pub bytes: u64,
+}
+
+impl DecodeStats {
+    /// Frames dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Count one drop.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.dropped[reason.index()] += 1;
+    }
+}
+
+/// Something the device told us about itself (not a vital sign).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceNote {
+    /// The device reports a low battery.
+    LowBattery(bool),
+    /// The device's own alarm is sounding (Masimo ALARM bit 0x10) or silenced.
+    DeviceAlarm {
+        /// The device's alarm is active.
+        active: bool,
+        /// The device's alarm audio is silenced.
+        silenced: bool,
+    },
+    /// A session-based protocol (Philips) is associated and data flows.
+    Associated,
+    /// A session-based protocol lost its association (refused, aborted, timed out).
+    AssociationLost,
+    /// The device acknowledged a configuration request (Nonin format select).
+    Acknowledged(bool),
+}
+
+/// One output of a decoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Output {
+    /// A reading (of any validity).
+    Reading(Reading),
+    /// A frame (or run of garbage bytes) was dropped.
+    Dropped(DropReason),
+    /// Device status.
+    Note(DeviceNote),
+}
+
+/// A pure protocol endpoint on the host side.
+///
+/// The driver calls [`Protocol::handle_bytes`] for each chunk read, then
+/// drains [`Protocol::poll_output`] and [`Protocol::poll_transmit`], and calls
+/// [`Protocol::handle_timeout`] when [`Protocol::poll_timeout`] is due.
+pub trait Protocol {
+    /// Bytes received from the device; `now` is when the chunk arrived.
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]);
+
+    /// Time passed; protocols with timers (polls, keep-alives) act here.
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// The next decoded output, if any.
+    fn poll_output(&mut self) -> Option<Output>;
+
+    /// Appends the next message to send to the device to `out` and returns
+    /// true, or returns false when there is nothing to send.
+    fn poll_transmit(&mut self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+
+    /// When [`Protocol::handle_timeout`] wants to be called next.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Cumulative decoding counters.
+    fn stats(&self) -> DecodeStats;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reason_table_is_consistent() {
+        for (i, r) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut s = DecodeStats::default();
+        s.count_drop(DropReason::Checksum);
+        s.count_drop(DropReason::Checksum);
+        s.count_drop(DropReason::Garbage);
+        assert_eq!(s.dropped[DropReason::Checksum.index()], 2);
+        assert_eq!(s.dropped_total(), 3);
+    }
+}

@@ -1,0 +1,117 @@
+//! Injected time: the one clock type the pure core understands.
+//!
+//! The decoders and the engine never read a clock. The IO edge stamps every
+//! input with a monotonic [`Instant`] when it arrives and passes it in; replay
+//! passes the instants it recorded. An `Instant` is a count of nanoseconds
+//! since an origin the caller chose (process start, recording start): only
+//! differences between instants of one run mean anything.
+//!
+//! Depends on nothing but `core`.
+
+use core::fmt;
+use core::ops::{Add, Sub};
+use core::time::Duration;
+
+/// A monotonic point in time, in nanoseconds since a caller-chosen origin.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    /// The origin.
+    pub const ZERO: Instant = Instant(0);
+    /// The latest representable instant; used as "never" in deadline arithmetic.
+    pub const MAX: Instant = Instant(u64::MAX);
+
+    /// An instant `nanos` nanoseconds after the origin.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Instant(nanos)
+    }
+
+    /// An instant `millis` milliseconds after the origin.
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant(millis.saturating_mul(1_000_000))
+    }
+
+    /// An instant `secs` seconds after the origin.
+    pub const fn from_secs(secs: u64) -> Self {
+        Instant(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// Nanoseconds since the origin.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// Time since the origin.
+    pub const fn since_origin(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    /// `self - earlier`, or zero when `earlier` is later than `self`.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// `self + d`, saturating at [`Instant::MAX`].
+    pub fn saturating_add(self, d: Duration) -> Instant {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_add(nanos))
+    }
+
+    /// `self - d`, saturating at [`Instant::ZERO`].
+    pub fn saturating_sub(self, d: Duration) -> Instant {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_sub(nanos))
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        self.saturating_add(d)
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.since_origin();
+        write!(f, "T+{}.{:09}s", d.as_secs(), d.subsec_nanos())
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.since_origin();
+        write!(f, "T+{}.{:03}s", d.as_secs(), d.subsec_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Instant::from_secs(10);
+        assert_eq!(t + Duration::from_millis(500), Instant::from_millis(10_500));
+        assert_eq!(Instant::from_secs(3) - t, Duration::ZERO);
+        assert_eq!(t - Instant::from_secs(3), Duration::from_secs(7));
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(
+            Instant::from_secs(1).saturating_sub(Duration::from_secs(5)),
+            Instant::ZERO
+        );
+    }
+
+    #[test]
+    fn formats_as_offset() {
+        assert_eq!(Instant::from_millis(61_250).to_string(), "T+61.250s");
+    }
+}
