@@ -16,7 +16,7 @@
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
 use crate::time::Instant;
-use crate::vitals::Reading;
+use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
 
 /// Why bytes were thrown away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,6 +114,39 @@ pub enum Output {
     Dropped(DropReason),
     /// Device status.
     Note(DeviceNote),
+}
+
+/// What a monitor displays at one moment: the input of every encoder.
+///
+/// Simulators and round-trip tests build a `Snapshot` and hand it to a
+/// protocol's encoder to get the bytes a real device of that family would
+/// send. A vital the device does not measure is [`Sample::missing`] with
+/// [`Validity::Unavailable`]; `nibp` is the latest NIBP measurement, if any.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Heart rate (ECG), per minute.
+    pub heart_rate: Sample,
+    /// Pulse rate (oximeter), per minute.
+    pub pulse_rate: Sample,
+    /// SpO2, percent.
+    pub spo2: Sample,
+    /// The latest NIBP measurement.
+    pub nibp: Option<Nibp>,
+    /// The device's clock.
+    pub device_time: DeviceTime,
+}
+
+impl Snapshot {
+    /// A snapshot with nothing measured.
+    pub const fn empty(device_time: DeviceTime) -> Self {
+        Snapshot {
+            heart_rate: Sample::missing(Validity::Unavailable),
+            pulse_rate: Sample::missing(Validity::Unavailable),
+            spo2: Sample::missing(Validity::Unavailable),
+            nibp: None,
+            device_time,
+        }
+    }
 }
 
 /// A pure protocol endpoint on the host side.
