@@ -1,0 +1,292 @@
+//! What goes into the engine besides readings (commands, device and system
+//! inputs) and what comes out of it (events).
+//!
+//! All types are `Copy` and heap-free, so the engine's event queue never
+//! allocates once warmed up. Depends on [`super::alarm`], [`crate::vitals`],
+//! [`crate::protocol`] (for device notes) and [`crate::time`].
+
+use core::fmt;
+use core::time::Duration;
+
+use super::alarm::{AlarmEvent, AlarmId, Priority};
+use crate::protocol::DeviceNote;
+use crate::time::Instant;
+use crate::vitals::{Reading, ShortText, SourceId, Vital};
+
+/// Session identifiers are pseudonymous codes, never patient names.
+pub type SessionId = ShortText<32>;
+
+/// The session's phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionPhase {
+    /// No session.
+    Idle,
+    /// Pre-dose: readings are collected for the baseline.
+    Baseline,
+    /// A dose was given: trend alarms against the baseline are armed.
+    Dosing,
+    /// Recovery observation; discharge readiness is watched.
+    Recovery,
+    /// The session is over.
+    Ended,
+}
+
+impl SessionPhase {
+    /// Stable short name.
+    pub const fn key(self) -> &'static str {
+        match self {
+            SessionPhase::Idle => "idle",
+            SessionPhase::Baseline => "baseline",
+            SessionPhase::Dosing => "dosing",
+            SessionPhase::Recovery => "recovery",
+            SessionPhase::Ended => "ended",
+        }
+    }
+}
+
+impl fmt::Display for SessionPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// A session change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SessionEvent {
+    /// The phase changed.
+    Phase {
+        /// The new phase.
+        phase: SessionPhase,
+        /// The pseudonymous session id.
+        session: SessionId,
+    },
+    /// A baseline was set for a vital.
+    Baseline {
+        /// Which vital.
+        vital: Vital,
+        /// The baseline value.
+        value: f32,
+        /// How many baseline-phase readings the median was taken over (0 when set by command).
+        readings: u32,
+    },
+    /// A dose was given.
+    Dose {
+        /// Which dose of the session (1 for the first).
+        number: u16,
+        /// Route (e.g. `im`, `iv`, `sl`, `in`).
+        route: ShortText<16>,
+        /// Free text (dose, product); no patient identifiers.
+        note: ShortText<64>,
+    },
+    /// All vitals with a baseline have (or no longer have) been within the
+    /// discharge bounds for the configured time.
+    DischargeReadiness {
+        /// Ready or no longer ready.
+        ready: bool,
+    },
+}
+
+/// Why an audio pause ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeReason {
+    /// Its time ran out.
+    Expired,
+    /// A command ended it.
+    Command,
+    /// A new alarm of higher priority broke through.
+    BreakThrough(AlarmId),
+}
+
+/// An audio inactivation state change (AUDIO PAUSED and its end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioEvent {
+    /// Audio paused until the given time.
+    Paused {
+        /// When the pause ends by itself.
+        until: Instant,
+        /// Alarms of higher priority than this break through.
+        ceiling: Priority,
+    },
+    /// Audio signals resumed.
+    Resumed {
+        /// Why.
+        reason: ResumeReason,
+    },
+}
+
+/// A technical status change that is not an alarm by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TechnicalStatus {
+    /// A source connected (data flows) or disconnected.
+    Source {
+        /// Which source.
+        source: SourceId,
+        /// Whether it is connected now.
+        connected: bool,
+    },
+    /// Something a device said about itself.
+    Device {
+        /// Which source.
+        source: SourceId,
+        /// What it said.
+        note: DeviceNote,
+    },
+}
+
+/// What an event is about.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EventKind {
+    /// An alarm phase change.
+    Alarm(AlarmEvent),
+    /// A session change.
+    Session(SessionEvent),
+    /// A reading accepted (for displays), with the validity the engine gave it.
+    Reading(Reading),
+    /// Technical status.
+    Technical(TechnicalStatus),
+    /// Audio inactivation.
+    Audio(AudioEvent),
+}
+
+/// One engine output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event {
+    /// Strictly increasing within one engine.
+    pub seq: u64,
+    /// When it happened (the input's arrival time, or the deadline of the
+    /// timer that caused it).
+    pub at: Instant,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A command from a display or an operator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Command {
+    /// Acknowledge an alarm.
+    Acknowledge {
+        /// Which alarm.
+        alarm: AlarmId,
+        /// Who (name or initials).
+        by: ShortText<32>,
+    },
+    /// Pause audio signals for a bounded time.
+    PauseAudio {
+        /// How long (at most the configured maximum).
+        duration: Duration,
+    },
+    /// End an audio pause now.
+    ResumeAudio,
+    /// Start a session: the baseline phase begins.
+    StartSession {
+        /// A pseudonymous session id.
+        session: SessionId,
+    },
+    /// A dose was given: the baseline is fixed and trend alarms arm.
+    Dose {
+        /// Route.
+        route: ShortText<16>,
+        /// Free-text note.
+        note: ShortText<64>,
+    },
+    /// Set a vital's baseline by hand.
+    SetBaseline {
+        /// Which vital.
+        vital: Vital,
+        /// The value, in the vital's unit.
+        value: f32,
+    },
+    /// Enter the recovery phase.
+    StartRecovery,
+    /// End the session.
+    EndSession,
+}
+
+impl Command {
+    /// Stable short name of the command.
+    pub const fn key(&self) -> &'static str {
+        match self {
+            Command::Acknowledge { .. } => "acknowledge",
+            Command::PauseAudio { .. } => "pause_audio",
+            Command::ResumeAudio => "resume_audio",
+            Command::StartSession { .. } => "start_session",
+            Command::Dose { .. } => "dose",
+            Command::SetBaseline { .. } => "set_baseline",
+            Command::StartRecovery => "start_recovery",
+            Command::EndSession => "end_session",
+        }
+    }
+}
+
+/// Input about a source's device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceInput {
+    /// The link is up and data flows.
+    Connected,
+    /// The link is down, or silent for longer than the source's timeout.
+    Disconnected,
+    /// Frames decoded and dropped since the last report.
+    Frames {
+        /// Decoded.
+        good: u32,
+        /// Dropped.
+        dropped: u32,
+    },
+    /// Something the device said about itself.
+    Note(DeviceNote),
+}
+
+/// A problem of vigil itself that nurses must see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SystemCondition {
+    /// A sink's bounded queue overflowed; events were dropped.
+    QueueOverflow,
+    /// The MQTT broker has been unreachable for longer than allowed.
+    BrokerUnreachable,
+    /// Writing the journal or the recording fails.
+    StorageFailure,
+}
+
+/// Why a command was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// The alarm is not active, so there is nothing to acknowledge.
+    #[error("alarm `{alarm}` is not active")]
+    NotActive {
+        /// The alarm's text id.
+        alarm: String,
+    },
+    /// The pause asked for is longer than allowed.
+    #[error("audio pause of {asked:?} exceeds the maximum of {max:?} (alarms.max_audio_pause)")]
+    PauseTooLong {
+        /// Asked for.
+        asked: Duration,
+        /// Allowed.
+        max: Duration,
+    },
+    /// A zero-length pause.
+    #[error("audio pause must be longer than zero")]
+    PauseEmpty,
+    /// Audio is not paused.
+    #[error("audio is not paused")]
+    NotPaused,
+    /// The command does not fit the session's phase.
+    #[error("`{command}` is not possible in session phase `{phase}`")]
+    WrongPhase {
+        /// The command.
+        command: &'static str,
+        /// The phase.
+        phase: SessionPhase,
+    },
+    /// A baseline value that is not a plausible value of the vital.
+    #[error("baseline {value} for {vital} is outside its plausible range")]
+    BadBaseline {
+        /// Which vital.
+        vital: Vital,
+        /// The value given.
+        value: f32,
+    },
+    /// The session id is empty or too long.
+    #[error("session id must be 1 to 32 bytes")]
+    BadSessionId,
+}

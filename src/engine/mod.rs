@@ -1,0 +1,1308 @@
+//! The alarm engine: a pure, synchronous state machine that turns readings,
+//! commands and device inputs into alarm, session and status events.
+//!
+//! # API (sans-IO)
+//!
+//! - inputs: [`Engine::handle_reading`], [`Engine::handle_command`],
+//!   [`Engine::handle_device`], [`Engine::handle_system`],
+//!   [`Engine::handle_timeout`], each with the current [`Instant`];
+//! - outputs: [`Engine::poll_event`] until `None`, then
+//!   [`Engine::poll_timeout`] says when to call `handle_timeout` next.
+//!
+//! # Determinism
+//!
+//! The engine never reads a clock. Timer-driven events (an alarm whose delay
+//! elapsed, stale data, re-alert, escalation, the end of an audio pause) are
+//! stamped with their DEADLINE, not with the time the caller happened to
+//! wake up, and every input first runs the timers due before it, in deadline
+//! order. So the event stream depends only on the inputs and their times,
+//! not on when `handle_timeout` was called: live and replay agree exactly.
+//! `poll_timeout` may answer early (a deadline that has since moved); an
+//! early `handle_timeout` does nothing.
+//!
+//! # Allocation
+//!
+//! All tables are allocated in [`Engine::new`]; the event queue keeps its
+//! capacity. Handling a reading allocates nothing.
+//!
+//! # Rules
+//!
+//! Threshold alarms (with condition delay for continuous vitals, hysteresis,
+//! latching), a critical tier with no delay, NIBP confirmation over two
+//! measurements, trends against the pre-dose baseline and rates of change,
+//! technical alarms for stale, invalid, sensor-off and implausible data, NIBP
+//! cycle overdue, source and system problems; acknowledgement, re-alert,
+//! escalation and bounded audio pause with break-through; the session
+//! lifecycle and discharge readiness.
+//!
+//! Depends on [`crate::vitals`], [`crate::time`] and [`crate::protocol`]'s
+//! device notes. No IO, no tokio.
+
+pub mod alarm;
+pub mod event;
+pub mod rules;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+use core::time::Duration;
+use std::collections::VecDeque;
+
+pub use alarm::{
+    Ack, AlarmEvent, AlarmId, AlarmKind, AlarmState, Condition, Phase, Priority, Subject,
+};
+pub use event::{
+    AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
+    SessionId, SessionPhase, SystemCondition, TechnicalStatus,
+};
+pub use rules::{EngineConfig, Limit, VitalRules};
+
+use crate::protocol::DeviceNote;
+use crate::time::Instant;
+use crate::vitals::{Measurement, Nibp, Reading, Sample, ShortText, SourceId, Validity, Vital};
+use window::{BaselineCollector, RateWindow};
+
+/// Events the queue holds before it has to grow.
+const EVENT_CAPACITY: usize = 1024;
+/// Values kept per vital for the baseline median.
+const BASELINE_CAPACITY: usize = 512;
+/// Subjects before the per-source ones: six vitals, NIBP, system.
+const FIXED_SUBJECTS: usize = Vital::COUNT + 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Inactive,
+    Pending { deadline: Instant },
+    Active,
+    Latched,
+}
+
+/// One alarm's state.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    id: AlarmId,
+    base_priority: Priority,
+    priority: Priority,
+    delay: Duration,
+    latching: bool,
+    state: SlotState,
+    onset: Instant,
+    determined: Instant,
+    value: Option<f32>,
+    limit: Option<f32>,
+    validity: Option<Validity>,
+    ack: Option<Ack>,
+    realert_at: Instant,
+    escalate_at: Instant,
+}
+
+impl Slot {
+    fn engaged(&self) -> bool {
+        matches!(self.state, SlotState::Active)
+    }
+    fn present(&self) -> bool {
+        matches!(self.state, SlotState::Active | SlotState::Latched)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct VitalState {
+    last_seen: Option<Instant>,
+    last_valid: Option<f32>,
+    baseline: Option<f32>,
+    collector: BaselineCollector,
+    rate: Option<RateWindow>,
+    /// NIBP confirmation: the arrival of the previous measurement when it was
+    /// beyond the low (index 0) or high (index 1) limit.
+    prev_beyond: [Option<Instant>; 2],
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SourceState {
+    window_start: Instant,
+    good: u32,
+    dropped: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Audio {
+    On,
+    Paused { until: Instant, ceiling: Priority },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    phase: SessionPhase,
+    id: SessionId,
+    doses: u16,
+    within_since: Option<Instant>,
+    ready: bool,
+}
+
+/// Counters the engine keeps for status reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Readings handled.
+    pub readings: u64,
+    /// Valid values outside the plausible range (turned into artifacts).
+    pub implausible: u64,
+    /// Values that were not valid.
+    pub not_valid: u64,
+    /// Readings of vitals that are disabled.
+    pub ignored: u64,
+    /// NIBP readings that repeated the previous measurement.
+    pub nibp_repeats: u64,
+    /// Events emitted.
+    pub events: u64,
+}
+
+/// Which timer is due.
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    Pending(usize),
+    Realert(usize),
+    Escalate(usize),
+    Stale(Vital),
+    NibpOverdue,
+    AudioResume,
+    Discharge,
+}
+
+/// The alarm engine. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    slots: Vec<Slot>,
+    events: VecDeque<Event>,
+    seq: u64,
+    now: Instant,
+    wake: Instant,
+    vitals: Vec<VitalState>,
+    nibp_last: Option<Nibp>,
+    nibp_last_new: Option<Instant>,
+    sources: Vec<SourceState>,
+    session: Session,
+    audio: Audio,
+    stats: EngineStats,
+    scratch: Vec<f32>,
+}
+
+impl Engine {
+    /// An engine with the given (validated) configuration, at time zero.
+    pub fn new(cfg: EngineConfig) -> Self {
+        let n_sources = cfg.source_names.len();
+        let subjects = FIXED_SUBJECTS + n_sources;
+        let mut slots = Vec::with_capacity(subjects * Condition::COUNT);
+        for s in 0..subjects {
+            let subject = subject_at(s);
+            for condition in Condition::ALL {
+                slots.push(new_slot(&cfg, AlarmId { subject, condition }));
+            }
+        }
+        let vitals = Vital::ALL
+            .iter()
+            .map(|&v| {
+                let r = cfg.rules(v);
+                VitalState {
+                    last_seen: None,
+                    last_valid: None,
+                    baseline: None,
+                    collector: BaselineCollector::new(BASELINE_CAPACITY),
+                    rate: r
+                        .rate
+                        .filter(|_| v.is_continuous())
+                        .map(|rule| RateWindow::new(rule.window)),
+                    prev_beyond: [None; 2],
+                }
+            })
+            .collect();
+        Engine {
+            slots,
+            events: VecDeque::with_capacity(EVENT_CAPACITY),
+            seq: 0,
+            now: Instant::ZERO,
+            wake: Instant::MAX,
+            vitals,
+            nibp_last: None,
+            nibp_last_new: None,
+            sources: vec![SourceState::default(); n_sources],
+            session: Session {
+                phase: SessionPhase::Idle,
+                id: SessionId::empty(),
+                doses: 0,
+                within_since: None,
+                ready: false,
+            },
+            audio: Audio::On,
+            stats: EngineStats::default(),
+            scratch: Vec::with_capacity(BASELINE_CAPACITY),
+            cfg,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Counters for status reports.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The session's phase and id.
+    pub fn session(&self) -> (SessionPhase, SessionId) {
+        (self.session.phase, self.session.id)
+    }
+
+    /// The baseline of a vital, when one is set.
+    pub fn baseline(&self, vital: Vital) -> Option<f32> {
+        self.vitals[vital.index()].baseline
+    }
+
+    /// Whether audio is paused, and until when.
+    pub fn audio_paused_until(&self) -> Option<Instant> {
+        match self.audio {
+            Audio::On => None,
+            Audio::Paused { until, .. } => Some(until),
+        }
+    }
+
+    /// The alarms present now (active, acknowledged or latched), highest
+    /// priority first, as `Update` events (for retained snapshots).
+    pub fn present_alarms(&self) -> Vec<AlarmEvent> {
+        let mut v: Vec<AlarmEvent> = self
+            .slots
+            .iter()
+            .filter(|s| s.present())
+            .map(|s| view(s, Phase::Update))
+            .collect();
+        v.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.onset.cmp(&b.onset)));
+        v
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] should be called next (possibly early).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.wake != Instant::MAX).then_some(self.wake)
+    }
+
+    /// Time passed: runs every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now, true);
+    }
+
+    /// A reading arrived at `now`.
+    pub fn handle_reading(&mut self, now: Instant, reading: Reading) {
+        self.advance(now);
+        let now = self.now;
+        self.stats.readings += 1;
+        match reading.measurement {
+            Measurement::HeartRate(s) => self.on_continuous(now, reading, Vital::HeartRate, s),
+            Measurement::PulseRate(s) => self.on_continuous(now, reading, Vital::PulseRate, s),
+            Measurement::SpO2(s) => self.on_continuous(now, reading, Vital::SpO2, s),
+            Measurement::Nibp(n) => self.on_nibp(now, reading, n),
+        }
+        self.settle();
+    }
+
+    /// Something happened to a source's device.
+    pub fn handle_device(&mut self, now: Instant, source: SourceId, input: DeviceInput) {
+        self.advance(now);
+        self.device(source, input);
+        self.settle();
+    }
+
+    fn device(&mut self, source: SourceId, input: DeviceInput) {
+        let now = self.now;
+        if source.index() >= self.sources.len() {
+            return;
+        }
+        match input {
+            DeviceInput::Connected | DeviceInput::Disconnected => {
+                let down = input == DeviceInput::Disconnected;
+                let idx = self.index(AlarmId {
+                    subject: Subject::Source(source),
+                    condition: Condition::Disconnected,
+                });
+                self.emit(
+                    now,
+                    EventKind::Technical(TechnicalStatus::Source {
+                        source,
+                        connected: !down,
+                    }),
+                );
+                self.set_condition(idx, now, down, None, None, None);
+            }
+            DeviceInput::Frames { good, dropped } => self.on_frames(now, source, good, dropped),
+            DeviceInput::Note(note) => {
+                if let DeviceNote::LowBattery(low) = note {
+                    let idx = self.index(AlarmId {
+                        subject: Subject::Source(source),
+                        condition: Condition::LowBattery,
+                    });
+                    self.set_condition(idx, now, low, None, None, None);
+                }
+                self.emit(
+                    now,
+                    EventKind::Technical(TechnicalStatus::Device { source, note }),
+                );
+            }
+        }
+    }
+
+    /// A problem of vigil itself began (`present`) or ended.
+    pub fn handle_system(&mut self, now: Instant, condition: SystemCondition, present: bool) {
+        self.advance(now);
+        let condition = match condition {
+            SystemCondition::QueueOverflow => Condition::QueueOverflow,
+            SystemCondition::BrokerUnreachable => Condition::BrokerUnreachable,
+            SystemCondition::StorageFailure => Condition::StorageFailure,
+        };
+        let idx = self.index(AlarmId {
+            subject: Subject::System,
+            condition,
+        });
+        self.set_condition(idx, self.now, present, None, None, None);
+        self.settle();
+    }
+
+    /// A command arrived at `now`. Rejected commands change nothing.
+    pub fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
+        self.advance(now);
+        let result = self.command(command);
+        self.settle();
+        result
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), CommandError> {
+        let now = self.now;
+        let phase = self.session.phase;
+        let wrong_phase = || CommandError::WrongPhase {
+            command: command.key(),
+            phase,
+        };
+        match command {
+            Command::Acknowledge { alarm, by } => self.acknowledge(now, alarm, by),
+            Command::PauseAudio { duration } => {
+                if duration.is_zero() {
+                    return Err(CommandError::PauseEmpty);
+                }
+                if duration > self.cfg.max_audio_pause {
+                    return Err(CommandError::PauseTooLong {
+                        asked: duration,
+                        max: self.cfg.max_audio_pause,
+                    });
+                }
+                let ceiling = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.present())
+                    .map(|s| s.priority)
+                    .max()
+                    .unwrap_or(Priority::Low);
+                let until = now + duration;
+                self.audio = Audio::Paused { until, ceiling };
+                self.wake_at(until);
+                self.emit(now, EventKind::Audio(AudioEvent::Paused { until, ceiling }));
+                Ok(())
+            }
+            Command::ResumeAudio => {
+                if self.audio == Audio::On {
+                    return Err(CommandError::NotPaused);
+                }
+                self.resume_audio(now, ResumeReason::Command);
+                Ok(())
+            }
+            Command::StartSession { session } => {
+                if !matches!(phase, SessionPhase::Idle | SessionPhase::Ended) {
+                    return Err(wrong_phase());
+                }
+                if session.is_empty() {
+                    return Err(CommandError::BadSessionId);
+                }
+                for v in &mut self.vitals {
+                    v.baseline = None;
+                    v.collector.clear();
+                }
+                self.session = Session {
+                    phase: SessionPhase::Baseline,
+                    id: session,
+                    doses: 0,
+                    within_since: None,
+                    ready: false,
+                };
+                self.emit_phase(now);
+                // Trend alarms of an earlier session no longer apply.
+                self.clear_trend_alarms(now);
+                Ok(())
+            }
+            Command::Dose { route, note } => {
+                if !matches!(phase, SessionPhase::Baseline | SessionPhase::Dosing) {
+                    return Err(wrong_phase());
+                }
+                if phase == SessionPhase::Baseline {
+                    self.fix_baselines(now);
+                    self.session.phase = SessionPhase::Dosing;
+                    self.emit_phase(now);
+                }
+                self.session.doses = self.session.doses.saturating_add(1);
+                let number = self.session.doses;
+                self.emit(
+                    now,
+                    EventKind::Session(SessionEvent::Dose {
+                        number,
+                        route,
+                        note,
+                    }),
+                );
+                Ok(())
+            }
+            Command::SetBaseline { vital, value } => {
+                if matches!(phase, SessionPhase::Idle | SessionPhase::Ended) {
+                    return Err(wrong_phase());
+                }
+                let r = self.cfg.rules(vital);
+                if !(value.is_finite() && value >= r.plausible_min && value <= r.plausible_max) {
+                    return Err(CommandError::BadBaseline { vital, value });
+                }
+                self.vitals[vital.index()].baseline = Some(value);
+                self.emit(
+                    now,
+                    EventKind::Session(SessionEvent::Baseline {
+                        vital,
+                        value,
+                        readings: 0,
+                    }),
+                );
+                Ok(())
+            }
+            Command::StartRecovery => {
+                if phase != SessionPhase::Dosing {
+                    return Err(wrong_phase());
+                }
+                self.session.phase = SessionPhase::Recovery;
+                self.emit_phase(now);
+                Ok(())
+            }
+            Command::EndSession => {
+                if matches!(phase, SessionPhase::Idle | SessionPhase::Ended) {
+                    return Err(wrong_phase());
+                }
+                self.session.phase = SessionPhase::Ended;
+                self.session.within_since = None;
+                self.emit_phase(now);
+                self.clear_trend_alarms(now);
+                Ok(())
+            }
+        }
+    }
+
+    // ----- readings -------------------------------------------------------
+
+    fn on_continuous(&mut self, now: Instant, reading: Reading, vital: Vital, sample: Sample) {
+        let vi = vital.index();
+        let rules = self.cfg.vitals[vi];
+        if !rules.enabled {
+            self.stats.ignored += 1;
+            return;
+        }
+        self.vitals[vi].last_seen = Some(now);
+        self.wake_at(now + rules.stale_after);
+        let stale = self.index(AlarmId::vital(vital, Condition::Stale));
+        self.set_condition(stale, now, false, None, None, None);
+
+        let judged = self.judge(sample, &rules);
+        self.set_data_conditions(Subject::Vital(vital), now, judged);
+
+        match judged.get() {
+            Some(v) => {
+                self.vitals[vi].last_valid = Some(v);
+                self.check_limits(now, vital, &rules, v, None);
+                self.check_baseline(now, vital, &rules, v);
+                self.check_rate(now, vital, &rules, v);
+                if self.session.phase == SessionPhase::Baseline {
+                    self.vitals[vi].collector.push(v);
+                }
+            }
+            None => {
+                self.vitals[vi].last_valid = None;
+                // An invalid value neither confirms nor clears a physiological
+                // condition: pending ones restart, active ones stay.
+                for c in PHYSIOLOGICAL {
+                    let idx = self.index(AlarmId::vital(vital, c));
+                    if let SlotState::Pending { .. } = self.slots[idx].state {
+                        self.slots[idx].state = SlotState::Inactive;
+                    }
+                }
+            }
+        }
+        let mut reading = reading;
+        reading.measurement = match reading.measurement {
+            Measurement::HeartRate(_) => Measurement::HeartRate(judged),
+            Measurement::PulseRate(_) => Measurement::PulseRate(judged),
+            Measurement::SpO2(_) => Measurement::SpO2(judged),
+            m => m,
+        };
+        self.emit(now, EventKind::Reading(reading));
+        self.update_discharge(now);
+    }
+
+    fn on_nibp(&mut self, now: Instant, reading: Reading, n: Nibp) {
+        let repeat = match self.nibp_last {
+            None => false,
+            Some(last) => match (n.measured_at, last.measured_at) {
+                (Some(a), Some(b)) => a == b,
+                _ => same_nibp_values(&n, &last),
+            },
+        };
+        self.nibp_last = Some(n);
+        if repeat {
+            self.stats.nibp_repeats += 1;
+            return;
+        }
+        if !Vital::ALL
+            .iter()
+            .any(|v| v.is_nibp() && self.cfg.rules(*v).enabled)
+        {
+            self.stats.ignored += 1;
+            return;
+        }
+        let previous = self.nibp_last_new.replace(now);
+        if self.cfg.nibp.watch_cycle {
+            self.wake_at(now + self.cfg.nibp.cycle + self.cfg.nibp.grace);
+        }
+        let overdue = self.index(AlarmId {
+            subject: Subject::Nibp,
+            condition: Condition::CycleOverdue,
+        });
+        self.set_condition(overdue, now, false, None, None, None);
+
+        let mut judged_nibp = n;
+        let mut worst = Sample::valid(0.0);
+        for (vital, slot) in [
+            (Vital::NibpSystolic, &mut judged_nibp.systolic),
+            (Vital::NibpDiastolic, &mut judged_nibp.diastolic),
+            (Vital::NibpMean, &mut judged_nibp.mean),
+        ] {
+            let rules = self.cfg.vitals[vital.index()];
+            if !rules.enabled {
+                continue;
+            }
+            let judged = self.judge(*slot, &rules);
+            *slot = judged;
+            if worst.validity.is_valid() && !judged.validity.is_valid() {
+                worst = judged;
+            }
+            self.vitals[vital.index()].last_seen = Some(now);
+            match judged.get() {
+                Some(v) => {
+                    self.vitals[vital.index()].last_valid = Some(v);
+                    self.check_limits(now, vital, &rules, v, previous);
+                    self.check_baseline(now, vital, &rules, v);
+                    if self.session.phase == SessionPhase::Baseline {
+                        self.vitals[vital.index()].collector.push(v);
+                    }
+                }
+                None => {
+                    self.vitals[vital.index()].last_valid = None;
+                    self.vitals[vital.index()].prev_beyond = [None; 2];
+                }
+            }
+        }
+        self.set_data_conditions(Subject::Nibp, now, worst);
+        let mut reading = reading;
+        reading.measurement = Measurement::Nibp(judged_nibp);
+        self.emit(now, EventKind::Reading(reading));
+        self.update_discharge(now);
+    }
+
+    /// Applies the plausibility range: a valid value outside it is an artifact.
+    fn judge(&mut self, sample: Sample, rules: &VitalRules) -> Sample {
+        match sample.get() {
+            Some(v) if v < rules.plausible_min || v > rules.plausible_max => {
+                self.stats.implausible += 1;
+                Sample::new(v, Validity::Artifact)
+            }
+            Some(_) => sample,
+            None => {
+                self.stats.not_valid += 1;
+                sample
+            }
+        }
+    }
+
+    /// Raises or clears the sensor-off / invalid / artifact alarms of a subject.
+    fn set_data_conditions(&mut self, subject: Subject, now: Instant, sample: Sample) {
+        let raised = Condition::for_validity(sample.validity);
+        let value = sample.value.is_finite().then_some(sample.value);
+        for condition in [
+            Condition::SensorOff,
+            Condition::Invalid,
+            Condition::Artifact,
+        ] {
+            let idx = self.index(AlarmId { subject, condition });
+            let present = raised == Some(condition);
+            let validity = present.then_some(sample.validity);
+            self.set_condition(idx, now, present, value, None, validity);
+        }
+    }
+
+    /// Threshold and critical limits. For NIBP, `previous` is the arrival of
+    /// the previous new measurement (for confirmation).
+    fn check_limits(
+        &mut self,
+        now: Instant,
+        vital: Vital,
+        rules: &VitalRules,
+        v: f32,
+        previous: Option<Instant>,
+    ) {
+        let h = rules.hysteresis;
+        for (condition, limit, low) in [
+            (Condition::Low, rules.low, true),
+            (Condition::High, rules.high, false),
+            (Condition::CriticalLow, rules.critical_low, true),
+            (Condition::CriticalHigh, rules.critical_high, false),
+        ] {
+            let Some(limit) = limit else { continue };
+            let idx = self.index(AlarmId::vital(vital, condition));
+            let beyond = if low {
+                v < limit.value
+            } else {
+                v > limit.value
+            };
+            let mut present = if self.slots[idx].engaged() {
+                if low {
+                    v < limit.value + h
+                } else {
+                    v > limit.value - h
+                }
+            } else {
+                beyond
+            };
+            let tiered = matches!(condition, Condition::Low | Condition::High);
+            if vital.is_nibp() && tiered {
+                if let Some(window) = self.cfg.nibp.confirm_window {
+                    let side = usize::from(!low);
+                    let st = &mut self.vitals[vital.index()];
+                    let confirmed = match (st.prev_beyond[side], previous) {
+                        (Some(p), Some(prev)) => p == prev && now - prev <= window,
+                        _ => false,
+                    };
+                    st.prev_beyond[side] = beyond.then_some(now);
+                    if !self.slots[idx].engaged() {
+                        present = beyond && confirmed;
+                    }
+                }
+            }
+            self.set_condition(idx, now, present, Some(v), Some(limit.value), None);
+        }
+    }
+
+    fn check_baseline(&mut self, now: Instant, vital: Vital, rules: &VitalRules, v: f32) {
+        if !matches!(
+            self.session.phase,
+            SessionPhase::Dosing | SessionPhase::Recovery
+        ) {
+            return;
+        }
+        let Some(base) = self.vitals[vital.index()].baseline else {
+            return;
+        };
+        let h = rules.hysteresis;
+        if let Some(t) = rules.baseline.rise_threshold(base) {
+            let idx = self.index(AlarmId::vital(vital, Condition::BaselineRise));
+            let present = if self.slots[idx].engaged() {
+                v > t - h
+            } else {
+                v > t
+            };
+            self.set_condition(idx, now, present, Some(v), Some(t), None);
+        }
+        if let Some(t) = rules.baseline.fall_threshold(base) {
+            let idx = self.index(AlarmId::vital(vital, Condition::BaselineFall));
+            let present = if self.slots[idx].engaged() {
+                v < t + h
+            } else {
+                v < t
+            };
+            self.set_condition(idx, now, present, Some(v), Some(t), None);
+        }
+    }
+
+    fn check_rate(&mut self, now: Instant, vital: Vital, rules: &VitalRules, v: f32) {
+        let (Some(rule), Some(window)) = (rules.rate, self.vitals[vital.index()].rate.as_mut())
+        else {
+            return;
+        };
+        let (lo, hi) = window.push(now, v);
+        if let Some(limit) = rule.rise {
+            let idx = self.index(AlarmId::vital(vital, Condition::RateRise));
+            let rise = v - lo;
+            self.set_condition(idx, now, rise > limit, Some(rise), Some(limit), None);
+        }
+        if let Some(limit) = rule.fall {
+            let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
+            let fall = hi - v;
+            self.set_condition(idx, now, fall > limit, Some(fall), Some(limit), None);
+        }
+    }
+
+    fn on_frames(&mut self, now: Instant, source: SourceId, good: u32, dropped: u32) {
+        let rule = self.cfg.link;
+        let idx = self.index(AlarmId {
+            subject: Subject::Source(source),
+            condition: Condition::LinkErrors,
+        });
+        let st = &mut self.sources[source.index()];
+        if now - st.window_start >= rule.window {
+            // A whole window has passed: a quiet one ends the alarm.
+            let was_bad = is_bad(st.good, st.dropped, &rule);
+            *st = SourceState {
+                window_start: now,
+                good: 0,
+                dropped: 0,
+            };
+            if !was_bad {
+                self.set_condition(idx, now, false, None, None, None);
+            }
+        }
+        let st = &mut self.sources[source.index()];
+        st.good = st.good.saturating_add(good);
+        st.dropped = st.dropped.saturating_add(dropped);
+        if is_bad(st.good, st.dropped, &rule) {
+            let total = st.good.saturating_add(st.dropped).max(1);
+            let rate = st.dropped as f32 / total as f32;
+            self.set_condition(idx, now, true, Some(rate), Some(rule.max_error_rate), None);
+        }
+    }
+
+    // ----- sessions -------------------------------------------------------
+
+    fn emit_phase(&mut self, now: Instant) {
+        let (phase, session) = (self.session.phase, self.session.id);
+        self.emit(
+            now,
+            EventKind::Session(SessionEvent::Phase { phase, session }),
+        );
+    }
+
+    fn fix_baselines(&mut self, now: Instant) {
+        for vital in Vital::ALL {
+            let st = &mut self.vitals[vital.index()];
+            if st.baseline.is_some() {
+                // Set by command during the baseline phase: keep it.
+                continue;
+            }
+            let Some(value) = st.collector.median(&mut self.scratch) else {
+                continue;
+            };
+            st.baseline = Some(value);
+            let readings = st.collector.seen();
+            self.emit(
+                now,
+                EventKind::Session(SessionEvent::Baseline {
+                    vital,
+                    value,
+                    readings,
+                }),
+            );
+        }
+    }
+
+    fn clear_trend_alarms(&mut self, now: Instant) {
+        for vital in Vital::ALL {
+            for c in [Condition::BaselineRise, Condition::BaselineFall] {
+                let idx = self.index(AlarmId::vital(vital, c));
+                // Forced end, even when latching: the baseline is gone.
+                if self.slots[idx].present() {
+                    self.end(idx, now);
+                } else {
+                    self.slots[idx].state = SlotState::Inactive;
+                }
+            }
+        }
+    }
+
+    fn update_discharge(&mut self, now: Instant) {
+        if !matches!(
+            self.session.phase,
+            SessionPhase::Dosing | SessionPhase::Recovery
+        ) {
+            return;
+        }
+        let pct = self.cfg.discharge.within_percent / 100.0;
+        let mut any = false;
+        let mut all = true;
+        for st in &self.vitals {
+            if let Some(base) = st.baseline {
+                any = true;
+                match st.last_valid {
+                    Some(v) if (v - base).abs() <= base.abs() * pct => {}
+                    _ => all = false,
+                }
+            }
+        }
+        if any && all {
+            if self.session.within_since.is_none() {
+                self.session.within_since = Some(now);
+                self.wake_at(now + self.cfg.discharge.hold);
+            }
+        } else {
+            self.session.within_since = None;
+            if self.session.ready {
+                self.session.ready = false;
+                self.emit(
+                    now,
+                    EventKind::Session(SessionEvent::DischargeReadiness { ready: false }),
+                );
+            }
+        }
+    }
+
+    // ----- alarm lifecycle ------------------------------------------------
+
+    fn index(&self, id: AlarmId) -> usize {
+        let subject = match id.subject {
+            Subject::Vital(v) => v.index(),
+            Subject::Nibp => Vital::COUNT,
+            Subject::System => Vital::COUNT + 1,
+            Subject::Source(s) => FIXED_SUBJECTS + s.index(),
+        };
+        subject * Condition::COUNT + id.condition.index()
+    }
+
+    /// The core of the lifecycle: the condition of alarm `idx` is (or is not)
+    /// present at `at`.
+    fn set_condition(
+        &mut self,
+        idx: usize,
+        at: Instant,
+        present: bool,
+        value: Option<f32>,
+        limit: Option<f32>,
+        validity: Option<Validity>,
+    ) {
+        let slot = &mut self.slots[idx];
+        if value.is_some() {
+            slot.value = value;
+        }
+        if limit.is_some() {
+            slot.limit = limit;
+        }
+        if present {
+            slot.validity = validity;
+            match slot.state {
+                SlotState::Inactive => {
+                    slot.onset = at;
+                    if slot.delay.is_zero() {
+                        self.activate(idx, at);
+                    } else {
+                        let deadline = at + slot.delay;
+                        slot.state = SlotState::Pending { deadline };
+                        self.wake_at(deadline);
+                    }
+                }
+                SlotState::Pending { .. } | SlotState::Active => {}
+                SlotState::Latched => {
+                    slot.state = SlotState::Active;
+                    self.emit_alarm(idx, at, Phase::Update);
+                }
+            }
+        } else {
+            match slot.state {
+                SlotState::Inactive | SlotState::Latched => {}
+                SlotState::Pending { .. } => slot.state = SlotState::Inactive,
+                SlotState::Active => {
+                    if slot.latching && slot.ack.is_none() {
+                        slot.state = SlotState::Latched;
+                        slot.realert_at = Instant::MAX;
+                        self.emit_alarm(idx, at, Phase::Update);
+                    } else {
+                        self.end(idx, at);
+                    }
+                }
+            }
+        }
+    }
+
+    fn activate(&mut self, idx: usize, at: Instant) {
+        let escalate_after = self.cfg.escalate_after;
+        let slot = &mut self.slots[idx];
+        slot.state = SlotState::Active;
+        slot.determined = at;
+        slot.ack = None;
+        slot.priority = slot.base_priority;
+        slot.realert_at = Instant::MAX;
+        slot.escalate_at = escalate_after.map_or(Instant::MAX, |d| at + d);
+        let (priority, id, escalate_at) = (slot.priority, slot.id, slot.escalate_at);
+        self.wake_at(escalate_at);
+        self.emit_alarm(idx, at, Phase::Start);
+        if let Audio::Paused { ceiling, .. } = self.audio {
+            if priority > ceiling {
+                self.resume_audio(at, ResumeReason::BreakThrough(id));
+            }
+        }
+    }
+
+    fn end(&mut self, idx: usize, at: Instant) {
+        let slot = &mut self.slots[idx];
+        slot.state = SlotState::Inactive;
+        slot.realert_at = Instant::MAX;
+        slot.escalate_at = Instant::MAX;
+        self.emit_alarm(idx, at, Phase::End);
+        self.slots[idx].ack = None;
+    }
+
+    fn acknowledge(
+        &mut self,
+        now: Instant,
+        alarm: AlarmId,
+        by: ShortText<32>,
+    ) -> Result<(), CommandError> {
+        let in_table = match alarm.subject {
+            Subject::Source(s) => s.index() < self.sources.len(),
+            _ => true,
+        };
+        if !in_table {
+            return Err(self.not_active(alarm));
+        }
+        let idx = self.index(alarm);
+        let realert = self.cfg.realert_after;
+        let slot = &mut self.slots[idx];
+        match slot.state {
+            SlotState::Active if slot.ack.is_some() => Ok(()),
+            SlotState::Active => {
+                slot.ack = Some(Ack { by, at: now });
+                slot.escalate_at = Instant::MAX;
+                slot.realert_at = now + realert;
+                let t = slot.realert_at;
+                self.wake_at(t);
+                self.emit_alarm(idx, now, Phase::Acknowledge);
+                Ok(())
+            }
+            SlotState::Latched => {
+                slot.ack = Some(Ack { by, at: now });
+                self.emit_alarm(idx, now, Phase::Acknowledge);
+                self.end(idx, now);
+                Ok(())
+            }
+            SlotState::Inactive | SlotState::Pending { .. } => Err(self.not_active(alarm)),
+        }
+    }
+
+    fn not_active(&self, alarm: AlarmId) -> CommandError {
+        CommandError::NotActive {
+            alarm: alarm.key(&self.cfg.source_names),
+        }
+    }
+
+    fn resume_audio(&mut self, at: Instant, reason: ResumeReason) {
+        self.audio = Audio::On;
+        self.emit(at, EventKind::Audio(AudioEvent::Resumed { reason }));
+    }
+
+    // ----- timers ---------------------------------------------------------
+
+    fn wake_at(&mut self, t: Instant) {
+        if t < self.wake {
+            self.wake = t;
+        }
+    }
+
+    /// Runs the timers due before an input at `now` (strictly before: an
+    /// input at the very instant of a deadline is seen first).
+    fn advance(&mut self, now: Instant) {
+        self.run_timers(now, false);
+    }
+
+    /// After an input at `self.now`: runs the timers due at that very instant.
+    fn settle(&mut self) {
+        self.run_timers(self.now, true);
+    }
+
+    fn run_timers(&mut self, now: Instant, inclusive: bool) {
+        if now > self.now {
+            self.now = now;
+        }
+        let now = self.now;
+        let due = |t: Instant| if inclusive { t <= now } else { t < now };
+        if !due(self.wake) {
+            return;
+        }
+        loop {
+            match self.next_timer() {
+                Some((t, timer)) if due(t) => self.fire(t, timer),
+                next => {
+                    self.wake = next.map_or(Instant::MAX, |(t, _)| t);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The earliest pending timer (exact: a full scan).
+    fn next_timer(&self) -> Option<(Instant, Timer)> {
+        let mut best: Option<(Instant, Timer)> = None;
+        let mut consider = |t: Instant, timer: Timer| {
+            if t != Instant::MAX && best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, timer));
+            }
+        };
+        for (i, s) in self.slots.iter().enumerate() {
+            match s.state {
+                SlotState::Pending { deadline } => consider(deadline, Timer::Pending(i)),
+                SlotState::Active => {
+                    consider(s.realert_at, Timer::Realert(i));
+                    consider(s.escalate_at, Timer::Escalate(i));
+                }
+                SlotState::Latched => consider(s.escalate_at, Timer::Escalate(i)),
+                SlotState::Inactive => {}
+            }
+        }
+        for vital in Vital::ALL {
+            if !vital.is_continuous() || !self.cfg.rules(vital).enabled {
+                continue;
+            }
+            if let Some(seen) = self.vitals[vital.index()].last_seen {
+                let idx = self.index(AlarmId::vital(vital, Condition::Stale));
+                if !self.slots[idx].present() {
+                    consider(
+                        seen + self.cfg.rules(vital).stale_after,
+                        Timer::Stale(vital),
+                    );
+                }
+            }
+        }
+        if let (true, Some(last)) = (self.cfg.nibp.watch_cycle, self.nibp_last_new) {
+            let idx = self.index(AlarmId {
+                subject: Subject::Nibp,
+                condition: Condition::CycleOverdue,
+            });
+            if !self.slots[idx].present() {
+                consider(
+                    last + self.cfg.nibp.cycle + self.cfg.nibp.grace,
+                    Timer::NibpOverdue,
+                );
+            }
+        }
+        if let Audio::Paused { until, .. } = self.audio {
+            consider(until, Timer::AudioResume);
+        }
+        if let (Some(since), false) = (self.session.within_since, self.session.ready) {
+            consider(since + self.cfg.discharge.hold, Timer::Discharge);
+        }
+        best
+    }
+
+    fn fire(&mut self, t: Instant, timer: Timer) {
+        match timer {
+            Timer::Pending(i) => self.activate(i, t),
+            Timer::Realert(i) => {
+                let escalate_after = self.cfg.escalate_after;
+                let s = &mut self.slots[i];
+                s.ack = None;
+                s.realert_at = Instant::MAX;
+                s.escalate_at = escalate_after.map_or(Instant::MAX, |d| t + d);
+                self.emit_alarm(i, t, Phase::ReAlert);
+            }
+            Timer::Escalate(i) => {
+                let escalate_after = self.cfg.escalate_after;
+                let s = &mut self.slots[i];
+                s.priority = s.priority.raised();
+                s.escalate_at = match escalate_after {
+                    Some(d) if s.priority < Priority::High => t + d,
+                    _ => Instant::MAX,
+                };
+                self.emit_alarm(i, t, Phase::Escalate);
+            }
+            Timer::Stale(vital) => {
+                let idx = self.index(AlarmId::vital(vital, Condition::Stale));
+                self.vitals[vital.index()].last_valid = None;
+                self.set_condition(idx, t, true, None, None, None);
+                // Physiological conditions cannot be confirmed without data.
+                for c in PHYSIOLOGICAL {
+                    let j = self.index(AlarmId::vital(vital, c));
+                    if let SlotState::Pending { .. } = self.slots[j].state {
+                        self.slots[j].state = SlotState::Inactive;
+                    }
+                }
+                self.update_discharge(t);
+            }
+            Timer::NibpOverdue => {
+                let idx = self.index(AlarmId {
+                    subject: Subject::Nibp,
+                    condition: Condition::CycleOverdue,
+                });
+                self.set_condition(idx, t, true, None, None, None);
+            }
+            Timer::AudioResume => self.resume_audio(t, ResumeReason::Expired),
+            Timer::Discharge => {
+                self.session.ready = true;
+                self.emit(
+                    t,
+                    EventKind::Session(SessionEvent::DischargeReadiness { ready: true }),
+                );
+            }
+        }
+    }
+
+    // ----- output ---------------------------------------------------------
+
+    fn emit_alarm(&mut self, idx: usize, at: Instant, phase: Phase) {
+        let ev = view(&self.slots[idx], phase);
+        self.emit(at, EventKind::Alarm(ev));
+    }
+
+    fn emit(&mut self, at: Instant, kind: EventKind) {
+        self.seq += 1;
+        self.stats.events += 1;
+        self.events.push_back(Event {
+            seq: self.seq,
+            at,
+            kind,
+        });
+    }
+}
+
+/// Physiological conditions of a vital.
+const PHYSIOLOGICAL: [Condition; 8] = [
+    Condition::Low,
+    Condition::High,
+    Condition::CriticalLow,
+    Condition::CriticalHigh,
+    Condition::BaselineRise,
+    Condition::BaselineFall,
+    Condition::RateRise,
+    Condition::RateFall,
+];
+
+fn subject_at(i: usize) -> Subject {
+    if i < Vital::COUNT {
+        Subject::Vital(Vital::ALL[i])
+    } else if i == Vital::COUNT {
+        Subject::Nibp
+    } else if i == Vital::COUNT + 1 {
+        Subject::System
+    } else {
+        Subject::Source(SourceId((i - FIXED_SUBJECTS) as u16))
+    }
+}
+
+fn is_bad(good: u32, dropped: u32, rule: &rules::LinkRules) -> bool {
+    let total = good.saturating_add(dropped);
+    dropped >= rule.min_errors && total > 0 && dropped as f32 / total as f32 > rule.max_error_rate
+}
+
+fn same_nibp_values(a: &Nibp, b: &Nibp) -> bool {
+    let same =
+        |x: Sample, y: Sample| x.validity == y.validity && x.value.to_bits() == y.value.to_bits();
+    same(a.systolic, b.systolic) && same(a.diastolic, b.diastolic) && same(a.mean, b.mean)
+}
+
+/// Priority, delay and latching of one alarm, from the configuration.
+fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
+    let t = &cfg.technical;
+    let (priority, delay, latching) = match (id.subject, id.condition) {
+        (Subject::Vital(v), c) => {
+            let r = cfg.rules(v);
+            let continuous_delay = |limit: Option<Limit>| {
+                if v.is_continuous() {
+                    limit.and_then(|l| l.delay).unwrap_or(r.delay)
+                } else {
+                    Duration::ZERO
+                }
+            };
+            let limit_priority = |limit: Option<Limit>| limit.map_or(Priority::Low, |l| l.priority);
+            match c {
+                Condition::Low => (limit_priority(r.low), continuous_delay(r.low), r.latching),
+                Condition::High => (limit_priority(r.high), continuous_delay(r.high), r.latching),
+                Condition::CriticalLow => {
+                    (limit_priority(r.critical_low), Duration::ZERO, r.latching)
+                }
+                Condition::CriticalHigh => {
+                    (limit_priority(r.critical_high), Duration::ZERO, r.latching)
+                }
+                Condition::BaselineRise | Condition::BaselineFall => (
+                    r.baseline.priority.unwrap_or(Priority::Low),
+                    continuous_delay(None),
+                    r.latching,
+                ),
+                Condition::RateRise | Condition::RateFall => (
+                    r.rate.map_or(Priority::Low, |rate| rate.priority),
+                    Duration::ZERO,
+                    r.latching,
+                ),
+                Condition::Stale => (t.stale, Duration::ZERO, false),
+                Condition::SensorOff => (t.sensor_off, cfg.technical_delay, false),
+                Condition::Invalid => (t.invalid, cfg.technical_delay, false),
+                Condition::Artifact => (t.artifact, cfg.technical_delay, false),
+                _ => (Priority::Low, Duration::ZERO, false),
+            }
+        }
+        (_, c) => {
+            let p = match c {
+                Condition::SensorOff => t.sensor_off,
+                Condition::Invalid => t.invalid,
+                Condition::Artifact => t.artifact,
+                Condition::CycleOverdue => t.cycle_overdue,
+                Condition::Disconnected => t.disconnected,
+                Condition::LinkErrors => t.link_errors,
+                Condition::LowBattery => t.low_battery,
+                Condition::QueueOverflow => t.queue_overflow,
+                Condition::BrokerUnreachable => t.broker_unreachable,
+                Condition::StorageFailure => t.storage_failure,
+                _ => Priority::Low,
+            };
+            (p, Duration::ZERO, false)
+        }
+    };
+    Slot {
+        id,
+        base_priority: priority,
+        priority,
+        delay,
+        latching,
+        state: SlotState::Inactive,
+        onset: Instant::ZERO,
+        determined: Instant::ZERO,
+        value: None,
+        limit: None,
+        validity: None,
+        ack: None,
+        realert_at: Instant::MAX,
+        escalate_at: Instant::MAX,
+    }
+}
+
+fn view(s: &Slot, phase: Phase) -> AlarmEvent {
+    let state = match (phase, s.state) {
+        (Phase::End, _) | (_, SlotState::Inactive) | (_, SlotState::Pending { .. }) => {
+            AlarmState::Ended
+        }
+        (_, SlotState::Latched) => AlarmState::Latched,
+        (_, SlotState::Active) if s.ack.is_some() => AlarmState::Acknowledged,
+        (_, SlotState::Active) => AlarmState::Active,
+    };
+    AlarmEvent {
+        id: s.id,
+        kind: s.id.condition.kind(),
+        base_priority: s.base_priority,
+        priority: s.priority,
+        phase,
+        state,
+        value: s.value,
+        limit: s.limit,
+        validity: s.validity,
+        delay: s.delay,
+        onset: s.onset,
+        determined: s.determined,
+        ack: s.ack,
+    }
+}

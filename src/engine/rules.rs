@@ -1,0 +1,387 @@
+//! The engine's validated configuration: limits, delays, trends and
+//! priorities per vital, and the engine-wide settings.
+//!
+//! These types are built by [`crate::config`] from the TOML file (which checks
+//! every constraint and names the key at fault) and by tests directly. The
+//! defaults here are the adult ketamine-session defaults shipped in
+//! `config/vigil.toml`; a test keeps the two identical.
+//!
+//! Depends on [`crate::vitals`] and [`super::alarm`].
+
+use core::time::Duration;
+
+use super::alarm::Priority;
+use crate::vitals::Vital;
+
+/// One limit with the priority of the alarm it raises.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limit {
+    /// The limit, in the vital's canonical unit.
+    pub value: f32,
+    /// Priority of the alarm.
+    pub priority: Priority,
+    /// A condition delay for this limit only, overriding the vital's.
+    pub delay: Option<Duration>,
+}
+
+impl Limit {
+    /// A limit with no delay override.
+    pub const fn new(value: f32, priority: Priority) -> Self {
+        Limit {
+            value,
+            priority,
+            delay: None,
+        }
+    }
+}
+
+/// Trend relative to the session's pre-dose baseline.
+///
+/// The threshold is `baseline + min(percent of baseline, absolute)` over the
+/// parts that are set, so the alarm fires when EITHER is exceeded (clinic
+/// wording: "above baseline + 20% or + 40 mmHg"); likewise for falls.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct BaselineRule {
+    /// Rise in percent of the baseline.
+    pub rise_percent: Option<f32>,
+    /// Rise in the vital's unit.
+    pub rise_abs: Option<f32>,
+    /// Fall in percent of the baseline.
+    pub fall_percent: Option<f32>,
+    /// Fall in the vital's unit.
+    pub fall_abs: Option<f32>,
+    /// Priority of the trend alarms.
+    pub priority: Option<Priority>,
+}
+
+impl BaselineRule {
+    /// The value above which the rise alarm holds, for a baseline.
+    pub fn rise_threshold(&self, baseline: f32) -> Option<f32> {
+        let pct = self.rise_percent.map(|p| baseline * p / 100.0);
+        min_opt(pct, self.rise_abs).map(|d| baseline + d)
+    }
+
+    /// The value below which the fall alarm holds, for a baseline.
+    pub fn fall_threshold(&self, baseline: f32) -> Option<f32> {
+        let pct = self.fall_percent.map(|p| baseline * p / 100.0);
+        min_opt(pct, self.fall_abs).map(|d| baseline - d)
+    }
+
+    /// Whether any part is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.rise_percent.is_some()
+            || self.rise_abs.is_some()
+            || self.fall_percent.is_some()
+            || self.fall_abs.is_some()
+    }
+}
+
+fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Rate of change over a sliding window (continuous vitals only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateRule {
+    /// The window the change is measured over.
+    pub window: Duration,
+    /// Alarm when the value rose by more than this within the window.
+    pub rise: Option<f32>,
+    /// Alarm when the value fell by more than this within the window.
+    pub fall: Option<f32>,
+    /// Priority of the rate alarms.
+    pub priority: Priority,
+}
+
+/// Everything configurable for one vital.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VitalRules {
+    /// Whether the vital is watched at all.
+    pub enabled: bool,
+    /// Low limit (condition delay applies to continuous vitals).
+    pub low: Option<Limit>,
+    /// High limit.
+    pub high: Option<Limit>,
+    /// Critical low limit: no delay.
+    pub critical_low: Option<Limit>,
+    /// Critical high limit: no delay.
+    pub critical_high: Option<Limit>,
+    /// Alarm condition delay for continuous vitals.
+    pub delay: Duration,
+    /// An active limit alarm ends only once the value is this far back inside.
+    pub hysteresis: f32,
+    /// Physiological alarms persist after the condition ends until acknowledged.
+    pub latching: bool,
+    /// Data stale after this long without a reading (continuous vitals).
+    pub stale_after: Duration,
+    /// Values outside `[plausible_min, plausible_max]` are artifacts.
+    pub plausible_min: f32,
+    /// See `plausible_min`.
+    pub plausible_max: f32,
+    /// Baseline trend rule.
+    pub baseline: BaselineRule,
+    /// Rate-of-change rule.
+    pub rate: Option<RateRule>,
+}
+
+impl VitalRules {
+    /// A vital with no limits and no trends, only the plausibility range.
+    pub const fn plain(plausible_min: f32, plausible_max: f32) -> Self {
+        VitalRules {
+            enabled: true,
+            low: None,
+            high: None,
+            critical_low: None,
+            critical_high: None,
+            delay: Duration::from_secs(10),
+            hysteresis: 0.0,
+            latching: false,
+            stale_after: Duration::from_secs(10),
+            plausible_min,
+            plausible_max,
+            baseline: BaselineRule {
+                rise_percent: None,
+                rise_abs: None,
+                fall_percent: None,
+                fall_abs: None,
+                priority: None,
+            },
+            rate: None,
+        }
+    }
+}
+
+/// Priorities of the technical alarms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TechnicalPriorities {
+    /// No reading of a continuous vital within its timeout.
+    pub stale: Priority,
+    /// Sensor off or disconnected from the patient.
+    pub sensor_off: Priority,
+    /// Invalid, unavailable, out-of-range or questionable values.
+    pub invalid: Priority,
+    /// Artifacts and implausible values.
+    pub artifact: Priority,
+    /// NIBP cycle overdue.
+    pub cycle_overdue: Priority,
+    /// A source disconnected or silent.
+    pub disconnected: Priority,
+    /// A source's frames fail to decode too often.
+    pub link_errors: Priority,
+    /// A device's battery is low.
+    pub low_battery: Priority,
+    /// A sink dropped events.
+    pub queue_overflow: Priority,
+    /// The MQTT broker is unreachable.
+    pub broker_unreachable: Priority,
+    /// Disk problems.
+    pub storage_failure: Priority,
+}
+
+/// NIBP-wide rules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NibpRules {
+    /// When set, the `low`/`high` tier of an NIBP component alarms only when
+    /// two consecutive measurements within this window both cross the limit.
+    /// The critical tier always alarms on one measurement.
+    pub confirm_window: Option<Duration>,
+    /// Expected interval between NIBP measurements.
+    pub cycle: Duration,
+    /// Slack on top of `cycle` before "cycle overdue".
+    pub grace: Duration,
+    /// Whether the cycle-overdue alarm is raised at all.
+    pub watch_cycle: bool,
+}
+
+/// Link error rate rule for sources.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkRules {
+    /// The window the error rate is computed over.
+    pub window: Duration,
+    /// Alarm when more than this fraction of frames is dropped (0..1).
+    pub max_error_rate: f32,
+    /// ... and at least this many frames were dropped in the window.
+    pub min_errors: u32,
+}
+
+/// Discharge readiness.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DischargeRules {
+    /// Every vital with a baseline must be within this percentage of it.
+    pub within_percent: f32,
+    /// ... continuously for this long.
+    pub hold: Duration,
+}
+
+/// The whole engine configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Per-vital rules, indexed by [`Vital::index`].
+    pub vitals: [VitalRules; Vital::COUNT],
+    /// NIBP-wide rules.
+    pub nibp: NibpRules,
+    /// Technical alarm priorities.
+    pub technical: TechnicalPriorities,
+    /// Condition delay of technical data alarms (sensor off, invalid, artifact)
+    /// on continuous vitals.
+    pub technical_delay: Duration,
+    /// An acknowledged alarm still present after this long alerts again.
+    pub realert_after: Duration,
+    /// An alarm not acknowledged within this long is raised one priority step
+    /// (repeatedly, up to high). `None` disables escalation.
+    pub escalate_after: Option<Duration>,
+    /// Longest audio pause a command may ask for.
+    pub max_audio_pause: Duration,
+    /// Source link error rule.
+    pub link: LinkRules,
+    /// Discharge readiness rule.
+    pub discharge: DischargeRules,
+    /// Names of the configured sources, indexed by `SourceId`.
+    pub source_names: Vec<String>,
+}
+
+impl EngineConfig {
+    /// The rules of one vital.
+    pub fn rules(&self, vital: Vital) -> &VitalRules {
+        &self.vitals[vital.index()]
+    }
+}
+
+impl Default for EngineConfig {
+    /// Adult defaults for ketamine sessions; `config/vigil.toml` documents the
+    /// source of each value.
+    fn default() -> Self {
+        use Priority::*;
+        let secs = Duration::from_secs;
+        let mins = |m: u64| Duration::from_secs(60 * m);
+        let hr = VitalRules {
+            low: Some(Limit::new(50.0, Medium)),
+            high: Some(Limit::new(120.0, Medium)),
+            critical_low: Some(Limit::new(40.0, High)),
+            critical_high: Some(Limit::new(150.0, High)),
+            delay: secs(10),
+            hysteresis: 3.0,
+            stale_after: secs(10),
+            baseline: BaselineRule {
+                rise_percent: Some(30.0),
+                priority: Some(Low),
+                ..BaselineRule::default()
+            },
+            rate: Some(RateRule {
+                window: mins(5),
+                rise: Some(30.0),
+                fall: None,
+                priority: Low,
+            }),
+            ..VitalRules::plain(20.0, 300.0)
+        };
+        let pr = hr;
+        let spo2 = VitalRules {
+            low: Some(Limit::new(90.0, Medium)),
+            critical_low: Some(Limit::new(85.0, High)),
+            delay: secs(15),
+            hysteresis: 1.0,
+            rate: Some(RateRule {
+                window: secs(60),
+                rise: None,
+                fall: Some(4.0),
+                priority: Medium,
+            }),
+            ..VitalRules::plain(30.0, 100.0)
+        };
+        let sys = VitalRules {
+            low: Some(Limit::new(90.0, Medium)),
+            high: Some(Limit::new(180.0, High)),
+            critical_high: Some(Limit::new(200.0, High)),
+            delay: Duration::ZERO,
+            hysteresis: 5.0,
+            baseline: BaselineRule {
+                rise_percent: Some(20.0),
+                rise_abs: Some(40.0),
+                priority: Some(Low),
+                ..BaselineRule::default()
+            },
+            ..VitalRules::plain(40.0, 300.0)
+        };
+        let dia = VitalRules {
+            low: Some(Limit::new(50.0, Medium)),
+            high: Some(Limit::new(110.0, High)),
+            critical_high: Some(Limit::new(120.0, High)),
+            delay: Duration::ZERO,
+            hysteresis: 5.0,
+            baseline: BaselineRule {
+                rise_abs: Some(25.0),
+                priority: Some(Low),
+                ..BaselineRule::default()
+            },
+            ..VitalRules::plain(20.0, 250.0)
+        };
+        let mean = VitalRules {
+            low: Some(Limit::new(60.0, Medium)),
+            delay: Duration::ZERO,
+            hysteresis: 5.0,
+            ..VitalRules::plain(30.0, 270.0)
+        };
+        EngineConfig {
+            vitals: [hr, pr, spo2, sys, dia, mean],
+            nibp: NibpRules {
+                confirm_window: Some(mins(15)),
+                cycle: mins(15),
+                grace: mins(3),
+                watch_cycle: true,
+            },
+            technical: TechnicalPriorities {
+                stale: Medium,
+                sensor_off: Medium,
+                invalid: Low,
+                artifact: Low,
+                cycle_overdue: Medium,
+                disconnected: High,
+                link_errors: Medium,
+                low_battery: Low,
+                queue_overflow: High,
+                broker_unreachable: High,
+                storage_failure: Medium,
+            },
+            technical_delay: secs(5),
+            realert_after: mins(2),
+            escalate_after: Some(mins(2)),
+            max_audio_pause: mins(2),
+            link: LinkRules {
+                window: secs(30),
+                max_error_rate: 0.2,
+                min_errors: 5,
+            },
+            discharge: DischargeRules {
+                within_percent: 15.0,
+                hold: mins(15),
+            },
+            source_names: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_threshold_takes_the_nearer_of_percent_and_absolute() {
+        let rule = BaselineRule {
+            rise_percent: Some(20.0),
+            rise_abs: Some(40.0),
+            ..BaselineRule::default()
+        };
+        // 20% of 120 is 24 < 40: the percentage decides.
+        assert_eq!(rule.rise_threshold(120.0), Some(144.0));
+        // 20% of 250 is 50 > 40: the absolute rise decides.
+        assert_eq!(rule.rise_threshold(250.0), Some(290.0));
+        assert_eq!(rule.fall_threshold(120.0), None);
+        assert!(rule.is_enabled());
+        assert!(!BaselineRule::default().is_enabled());
+    }
+}

@@ -1,0 +1,890 @@
+//! Unit tests of every engine rule, driven by a manual clock.
+
+use super::*;
+use crate::vitals::{DeviceTime, NibpMode};
+
+const SEC: u64 = 1_000;
+
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        source_names: vec!["monitor".into(), "oximeter".into()],
+        ..EngineConfig::default()
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(config())
+}
+
+fn reading(t: u64, measurement: Measurement) -> Reading {
+    Reading {
+        source: SourceId(0),
+        arrival: ms(t),
+        device_time: None,
+        measurement,
+    }
+}
+
+fn hr(t: u64, v: f32) -> Reading {
+    reading(t, Measurement::HeartRate(Sample::valid(v)))
+}
+
+fn spo2(t: u64, v: f32) -> Reading {
+    reading(t, Measurement::SpO2(Sample::valid(v)))
+}
+
+fn spo2_flag(t: u64, validity: Validity) -> Reading {
+    reading(t, Measurement::SpO2(Sample::new(0.0, validity)))
+}
+
+fn nibp(t: u64, sys: f32, dia: f32, at: i64) -> Reading {
+    reading(
+        t,
+        Measurement::Nibp(Nibp {
+            systolic: Sample::valid(sys),
+            diastolic: Sample::valid(dia),
+            mean: Sample::valid((sys + 2.0 * dia) / 3.0),
+            measured_at: Some(DeviceTime(at)),
+            mode: NibpMode::Auto,
+        }),
+    )
+}
+
+fn feed(e: &mut Engine, r: Reading) {
+    e.handle_reading(r.arrival, r);
+}
+
+fn drain(e: &mut Engine) -> Vec<Event> {
+    std::iter::from_fn(|| e.poll_event()).collect()
+}
+
+/// Alarm events as (key, phase, time in ms).
+fn alarms(e: &mut Engine) -> Vec<(String, Phase, u64)> {
+    let names = e.config().source_names.clone();
+    drain(e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some((a.id.key(&names), a.phase, ev.at.as_nanos() / 1_000_000)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn key(k: &str, phase: Phase, t: u64) -> (String, Phase, u64) {
+    (k.to_owned(), phase, t)
+}
+
+/// Feeds one reading per second from `from` (inclusive) to `to` (exclusive).
+fn every_second(e: &mut Engine, from: u64, to: u64, make: impl Fn(u64) -> Reading) {
+    let mut t = from;
+    while t < to {
+        feed(e, make(t));
+        t += SEC;
+    }
+}
+
+fn id(k: &str) -> AlarmId {
+    AlarmId::parse(k, &config().source_names).expect(k)
+}
+
+#[test]
+fn alarm_starts_exactly_when_its_delay_elapses() {
+    let mut e = engine();
+    feed(&mut e, spo2(0, 89.0));
+    assert!(alarms(&mut e).is_empty());
+    // SpO2 low has a 15 s condition delay; keep the value below the limit.
+    every_second(&mut e, SEC, 15 * SEC, |t| spo2(t, 89.0));
+    assert!(alarms(&mut e).is_empty());
+    assert_eq!(e.poll_timeout(), Some(ms(15 * SEC)));
+    e.handle_timeout(Instant::from_nanos(15 * SEC * 1_000_000 - 1));
+    assert!(alarms(&mut e).is_empty(), "one nanosecond early");
+    e.handle_timeout(ms(15 * SEC));
+    let ev = drain(&mut e);
+    assert_eq!(ev.len(), 1);
+    let EventKind::Alarm(a) = ev[0].kind else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(ev[0].at, ms(15 * SEC));
+    assert_eq!(a.id, id("spo2.low"));
+    assert_eq!((a.phase, a.state), (Phase::Start, AlarmState::Active));
+    assert_eq!((a.onset, a.determined), (ms(0), ms(15 * SEC)));
+    assert_eq!((a.value, a.limit), (Some(89.0), Some(90.0)));
+    assert_eq!(a.delay, Duration::from_secs(15));
+    assert_eq!(a.kind, AlarmKind::Physiological);
+    assert_eq!(a.priority, Priority::Medium);
+}
+
+#[test]
+fn timer_events_carry_their_deadline_even_when_the_caller_wakes_late() {
+    let mut e = engine();
+    every_second(&mut e, 0, 14 * SEC, |t| spo2(t, 89.0));
+    // Nobody calls handle_timeout; the next reading arrives at 20 s.
+    feed(&mut e, spo2(20 * SEC, 89.0));
+    let a = alarms(&mut e);
+    assert!(
+        a.contains(&key("spo2.low", Phase::Start, 15 * SEC)),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn critical_tier_has_no_delay() {
+    let mut e = engine();
+    feed(&mut e, spo2(0, 84.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.critical_low", Phase::Start, 0)]
+    );
+    every_second(&mut e, SEC, 16 * SEC, |t| spo2(t, 84.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.low", Phase::Start, 15 * SEC)]
+    );
+}
+
+#[test]
+fn a_normal_reading_during_the_delay_cancels_the_condition() {
+    let mut e = engine();
+    every_second(&mut e, 0, 6 * SEC, |t| hr(t, 130.0));
+    feed(&mut e, hr(6 * SEC, 100.0));
+    every_second(&mut e, 7 * SEC, 30 * SEC, |t| hr(t, 100.0));
+    assert!(alarms(&mut e).is_empty());
+}
+
+#[test]
+fn hysteresis_keeps_an_alarm_until_the_value_is_clearly_back() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::Start, 10 * SEC)]);
+    // High limit 120, hysteresis 3: 118 is inside the band, 116 is out.
+    feed(&mut e, hr(11 * SEC, 118.0));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, hr(12 * SEC, 116.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::End, 12 * SEC)]);
+}
+
+#[test]
+fn latching_alarm_waits_for_acknowledgement() {
+    let mut cfg = config();
+    cfg.vitals[Vital::HeartRate.index()].latching = true;
+    let mut e = Engine::new(cfg);
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::Start, 10 * SEC)]);
+    feed(&mut e, hr(11 * SEC, 100.0));
+    let ev = drain(&mut e);
+    let EventKind::Alarm(a) = ev[0].kind else {
+        panic!()
+    };
+    assert_eq!((a.phase, a.state), (Phase::Update, AlarmState::Latched));
+    assert_eq!(e.present_alarms().len(), 1, "still listed");
+    e.handle_command(
+        ms(20 * SEC),
+        Command::Acknowledge {
+            alarm: id("hr.high"),
+            by: ShortText::new("RN-JD"),
+        },
+    )
+    .unwrap();
+    let ev = drain(&mut e);
+    let phases: Vec<_> = ev
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::Alarm(a) => (a.phase, a.state, a.ack.map(|k| k.by)),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            (
+                Phase::Acknowledge,
+                AlarmState::Latched,
+                Some(ShortText::new("RN-JD"))
+            ),
+            (Phase::End, AlarmState::Ended, Some(ShortText::new("RN-JD"))),
+        ]
+    );
+    assert!(e.present_alarms().is_empty());
+}
+
+#[test]
+fn non_latching_alarm_ends_by_itself() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    feed(&mut e, hr(11 * SEC, 100.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("hr.high", Phase::Start, 10 * SEC),
+            key("hr.high", Phase::End, 11 * SEC)
+        ]
+    );
+}
+
+#[test]
+fn acknowledged_alarm_re_alerts_after_the_interval_if_still_present() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    alarms(&mut e);
+    e.handle_command(
+        ms(11 * SEC),
+        Command::Acknowledge {
+            alarm: id("hr.high"),
+            by: ShortText::new("AB"),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("hr.high", Phase::Acknowledge, 11 * SEC)]
+    );
+    // Acknowledging again is harmless (displays may resend).
+    e.handle_command(
+        ms(12 * SEC),
+        Command::Acknowledge {
+            alarm: id("hr.high"),
+            by: ShortText::new("AB"),
+        },
+    )
+    .unwrap();
+    assert!(alarms(&mut e).is_empty());
+    every_second(&mut e, 12 * SEC, 140 * SEC, |t| hr(t, 130.0));
+    // Re-alert 2 min after the acknowledgement.
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("hr.high", Phase::ReAlert, 131 * SEC)]
+    );
+}
+
+#[test]
+fn unacknowledged_alarm_escalates_step_by_step() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    alarms(&mut e);
+    e.handle_timeout(ms(400 * SEC));
+    // Escalation every 2 min: medium -> high at 130 s, then it stays high.
+    // (HR went stale at 20 s, which is a separate technical alarm.)
+    let ev = drain(&mut e);
+    let esc: Vec<_> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Escalate => {
+                Some((a.id, a.base_priority, a.priority, ev.at))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(esc.contains(&(
+        id("hr.high"),
+        Priority::Medium,
+        Priority::High,
+        ms(130 * SEC)
+    )));
+    assert_eq!(
+        esc.iter().filter(|x| x.0 == id("hr.high")).count(),
+        1,
+        "{esc:?}"
+    );
+}
+
+#[test]
+fn audio_pause_is_bounded_and_broken_through_by_higher_priority() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    drain(&mut e);
+    assert!(matches!(
+        e.handle_command(
+            ms(11 * SEC),
+            Command::PauseAudio {
+                duration: Duration::from_secs(121)
+            }
+        ),
+        Err(CommandError::PauseTooLong { .. })
+    ));
+    e.handle_command(
+        ms(11 * SEC),
+        Command::PauseAudio {
+            duration: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    let ev = drain(&mut e);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::Audio(AudioEvent::Paused {
+            until: ms(71 * SEC),
+            ceiling: Priority::Medium
+        })
+    );
+    assert_eq!(e.audio_paused_until(), Some(ms(71 * SEC)));
+    // A high-priority alarm (critical HR) breaks through.
+    feed(&mut e, hr(12 * SEC, 160.0));
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| ev.kind
+        == EventKind::Audio(AudioEvent::Resumed {
+            reason: ResumeReason::BreakThrough(id("hr.critical_high"))
+        })));
+    assert_eq!(e.audio_paused_until(), None);
+
+    // A pause that is not broken runs out at exactly its end.
+    e.handle_command(
+        ms(13 * SEC),
+        Command::PauseAudio {
+            duration: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    drain(&mut e);
+    e.handle_timeout(ms(60 * SEC));
+    let ev = drain(&mut e);
+    let resumed: Vec<_> = ev
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Audio(_)))
+        .collect();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].at, ms(43 * SEC));
+    assert_eq!(
+        resumed[0].kind,
+        EventKind::Audio(AudioEvent::Resumed {
+            reason: ResumeReason::Expired
+        })
+    );
+}
+
+fn start_session(e: &mut Engine, t: u64) {
+    e.handle_command(
+        ms(t),
+        Command::StartSession {
+            session: ShortText::new("S-0042"),
+        },
+    )
+    .unwrap();
+}
+
+fn dose(e: &mut Engine, t: u64) {
+    e.handle_command(
+        ms(t),
+        Command::Dose {
+            route: ShortText::new("im"),
+            note: ShortText::new("ketamine 0.75 mg/kg"),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn baseline_is_the_median_of_the_baseline_phase_and_arms_trend_alarms() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    // Baseline HR: mostly 70, one outlier that the median ignores.
+    every_second(&mut e, 0, 60 * SEC, |t| {
+        hr(t, if t == 30 * SEC { 110.0 } else { 70.0 })
+    });
+    drain(&mut e);
+    dose(&mut e, 60 * SEC);
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| ev.kind
+        == EventKind::Session(SessionEvent::Baseline {
+            vital: Vital::HeartRate,
+            value: 70.0,
+            readings: 60
+        })));
+    assert!(ev.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Session(SessionEvent::Dose { number: 1, .. })
+    )));
+    assert_eq!(e.baseline(Vital::HeartRate), Some(70.0));
+    // +30 % of 70 is 91: 95 for longer than the 10 s delay raises the trend alarm.
+    every_second(&mut e, 61 * SEC, 72 * SEC, |t| hr(t, 95.0));
+    let a = alarms(&mut e);
+    assert!(
+        a.contains(&key("hr.baseline_rise", Phase::Start, 71 * SEC)),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn baseline_trends_stay_quiet_before_the_dose() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    e.handle_command(
+        ms(0),
+        Command::SetBaseline {
+            vital: Vital::HeartRate,
+            value: 70.0,
+        },
+    )
+    .unwrap();
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 100.0));
+    assert!(!alarms(&mut e).iter().any(|a| a.0 == "hr.baseline_rise"));
+}
+
+#[test]
+fn nibp_baseline_rise_uses_the_nearer_threshold() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    feed(&mut e, nibp(0, 120.0, 80.0, 1));
+    feed(&mut e, nibp(300 * SEC, 124.0, 80.0, 2));
+    feed(&mut e, nibp(600 * SEC, 116.0, 78.0, 3));
+    dose(&mut e, 601 * SEC);
+    alarms(&mut e);
+    // Baseline 120/80: systolic threshold min(+20 %, +40) = 144; diastolic +25 = 105.
+    feed(&mut e, nibp(900 * SEC, 143.0, 90.0, 4));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, nibp(1200 * SEC, 146.0, 106.0, 5));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp_sys.baseline_rise", Phase::Start, 1200 * SEC),
+            key("nibp_dia.baseline_rise", Phase::Start, 1200 * SEC),
+        ]
+    );
+}
+
+#[test]
+fn rate_of_change_alarms() {
+    let mut e = engine();
+    // SpO2 falling 97 -> 92 within a minute: a fall of more than 4 points.
+    every_second(&mut e, 0, 10 * SEC, |t| spo2(t, 97.0));
+    feed(&mut e, spo2(10 * SEC, 95.0));
+    feed(&mut e, spo2(20 * SEC, 93.0));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, spo2(30 * SEC, 92.5));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.rate_fall", Phase::Start, 30 * SEC)]
+    );
+
+    // HR rising 30+ bpm within 5 minutes.
+    let mut e = engine();
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    every_second(&mut e, 60 * SEC, 240 * SEC, |t| {
+        hr(t, 70.0 + ((t - 60 * SEC) / (6 * SEC)) as f32)
+    });
+    let a = alarms(&mut e);
+    // 70 + 31 is first reached at 60 s + 31 * 6 s = 246 s: not yet.
+    assert!(a.is_empty(), "{a:?}");
+    every_second(&mut e, 240 * SEC, 250 * SEC, |t| {
+        hr(t, 70.0 + ((t - 60 * SEC) / (6 * SEC)) as f32)
+    });
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("hr.rate_rise", Phase::Start, 246 * SEC)]
+    );
+}
+
+#[test]
+fn stale_data_raises_a_technical_alarm_and_clears_on_new_data() {
+    let mut e = engine();
+    every_second(&mut e, 0, 6 * SEC, |t| hr(t, 72.0));
+    drain(&mut e);
+    // Last reading at 5 s; HR goes stale after 10 s of silence.
+    assert_eq!(
+        e.poll_timeout(),
+        Some(ms(10 * SEC)),
+        "early wake-up is allowed"
+    );
+    e.handle_timeout(ms(10 * SEC));
+    assert!(alarms(&mut e).is_empty());
+    e.handle_timeout(ms(16 * SEC));
+    let ev = drain(&mut e);
+    let EventKind::Alarm(a) = ev[0].kind else {
+        panic!()
+    };
+    assert_eq!((a.id, ev[0].at), (id("hr.stale"), ms(15 * SEC)));
+    assert_eq!(a.kind, AlarmKind::Technical);
+    feed(&mut e, hr(20 * SEC, 72.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.stale", Phase::End, 20 * SEC)]);
+}
+
+#[test]
+fn invalid_values_raise_technical_alarms_never_physiological_ones() {
+    let mut e = engine();
+    every_second(&mut e, 0, 60 * SEC, |t| spo2_flag(t, Validity::SensorOff));
+    let a = alarms(&mut e);
+    assert_eq!(a, vec![key("spo2.sensor_off", Phase::Start, 5 * SEC)]);
+    // Unavailable / under range replace it with the invalid alarm.
+    every_second(&mut e, 60 * SEC, 70 * SEC, |t| {
+        spo2_flag(t, Validity::UnderRange)
+    });
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("spo2.sensor_off", Phase::End, 60 * SEC),
+            key("spo2.invalid", Phase::Start, 65 * SEC)
+        ]
+    );
+    // Implausible values are artifacts, counted, not physiology.
+    let mut t = 70 * SEC;
+    while t < 80 * SEC {
+        feed(&mut e, spo2(t, 120.0));
+        feed(&mut e, hr(t, 400.0));
+        t += SEC;
+    }
+    let a = alarms(&mut e);
+    assert!(
+        a.contains(&key("spo2.artifact", Phase::Start, 75 * SEC)),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&key("hr.artifact", Phase::Start, 75 * SEC)),
+        "{a:?}"
+    );
+    assert!(!a
+        .iter()
+        .any(|(k, _, _)| k.ends_with(".high") || k.ends_with(".low") || k.contains("critical")));
+    assert_eq!(e.stats().implausible, 20);
+    // Reading events carry the engine's verdict.
+    feed(&mut e, hr(80 * SEC, 400.0));
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Reading(Reading {
+            measurement: Measurement::HeartRate(Sample {
+                validity: Validity::Artifact,
+                ..
+            }),
+            ..
+        })
+    )));
+}
+
+#[test]
+fn an_invalid_value_neither_confirms_nor_ends_a_physiological_alarm() {
+    let mut e = engine();
+    every_second(&mut e, 0, 16 * SEC, |t| spo2(t, 88.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.low", Phase::Start, 15 * SEC)]
+    );
+    // Sensor off: the low alarm stays (we don't know the patient recovered).
+    every_second(&mut e, 16 * SEC, 30 * SEC, |t| {
+        spo2_flag(t, Validity::SensorOff)
+    });
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.sensor_off", Phase::Start, 21 * SEC)]
+    );
+    // A pending condition interrupted by invalid data restarts its delay.
+    let mut e = engine();
+    every_second(&mut e, 0, 10 * SEC, |t| spo2(t, 88.0));
+    feed(&mut e, spo2_flag(10 * SEC, Validity::Artifact));
+    every_second(&mut e, 11 * SEC, 20 * SEC, |t| spo2(t, 88.0));
+    assert!(alarms(&mut e).is_empty());
+    every_second(&mut e, 20 * SEC, 27 * SEC, |t| spo2(t, 88.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.low", Phase::Start, 26 * SEC)]
+    );
+}
+
+#[test]
+fn nibp_high_needs_two_readings_within_the_window_hard_limit_needs_one() {
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    assert!(
+        alarms(&mut e).is_empty(),
+        "one reading above 180 is not enough"
+    );
+    feed(&mut e, nibp(300 * SEC, 186.0, 100.0, 2));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp_sys.high", Phase::Start, 300 * SEC)]
+    );
+    feed(&mut e, nibp(600 * SEC, 150.0, 90.0, 3));
+    // Unacknowledged for 2 min, the high-priority alarm is flagged for
+    // escalation (it cannot go higher), then ends with the normal reading.
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp_sys.high", Phase::Escalate, 420 * SEC),
+            key("nibp_sys.high", Phase::End, 600 * SEC)
+        ]
+    );
+
+    // Readings further apart than the confirmation window do not confirm.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(1000 * SEC, 186.0, 100.0, 2));
+    assert!(alarms(&mut e).is_empty());
+
+    // A normal reading in between breaks the pair.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(300 * SEC, 150.0, 100.0, 2));
+    feed(&mut e, nibp(600 * SEC, 185.0, 100.0, 3));
+    assert!(alarms(&mut e).is_empty());
+
+    // One reading above the hard limit alarms at once.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 205.0, 121.0, 1));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp_sys.critical_high", Phase::Start, 0),
+            key("nibp_dia.critical_high", Phase::Start, 0),
+        ]
+    );
+}
+
+#[test]
+fn nibp_repeats_are_not_new_measurements_and_overdue_cycles_alarm() {
+    let mut e = engine();
+    feed(&mut e, nibp(0, 120.0, 80.0, 1000));
+    // The monitor resends the same measurement with every update.
+    every_second(&mut e, SEC, 10 * SEC, |t| nibp(t, 120.0, 80.0, 1000));
+    let readings = drain(&mut e)
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Reading(_)))
+        .count();
+    assert_eq!(readings, 1);
+    assert_eq!(e.stats().nibp_repeats, 9);
+    // Cycle 15 min + grace 3 min.
+    e.handle_timeout(ms(2000 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp.cycle_overdue", Phase::Start, 1080 * SEC),
+            key("nibp.cycle_overdue", Phase::Escalate, 1200 * SEC)
+        ]
+    );
+    feed(&mut e, nibp(2001 * SEC, 121.0, 80.0, 3001));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::End, 2001 * SEC)]
+    );
+}
+
+#[test]
+fn invalid_nibp_is_a_technical_alarm() {
+    let mut e = engine();
+    let mut r = nibp(0, 120.0, 80.0, 1);
+    if let Measurement::Nibp(n) = &mut r.measurement {
+        n.systolic = Sample::missing(Validity::Invalid);
+        n.diastolic = Sample::missing(Validity::Invalid);
+        n.mean = Sample::missing(Validity::Invalid);
+    }
+    feed(&mut e, r);
+    assert_eq!(alarms(&mut e), vec![key("nibp.invalid", Phase::Start, 0)]);
+}
+
+#[test]
+fn source_disconnection_is_a_technical_alarm() {
+    let mut e = engine();
+    e.handle_device(ms(1000), SourceId(1), DeviceInput::Disconnected);
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| ev.kind
+        == EventKind::Technical(TechnicalStatus::Source {
+            source: SourceId(1),
+            connected: false
+        })));
+    let a: Vec<_> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some((a.id, a.phase, a.priority)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        a,
+        vec![(
+            id("source.oximeter.disconnected"),
+            Phase::Start,
+            Priority::High
+        )]
+    );
+    e.handle_device(ms(5000), SourceId(1), DeviceInput::Connected);
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.oximeter.disconnected", Phase::End, 5000)]
+    );
+    // Unknown sources are ignored, not a panic.
+    e.handle_device(ms(6000), SourceId(9), DeviceInput::Disconnected);
+    assert!(drain(&mut e).is_empty());
+}
+
+#[test]
+fn link_errors_alarm_when_the_drop_rate_is_high() {
+    let mut e = engine();
+    e.handle_device(
+        ms(1000),
+        SourceId(0),
+        DeviceInput::Frames {
+            good: 100,
+            dropped: 4,
+        },
+    );
+    assert!(alarms(&mut e).is_empty(), "4 drops is below the minimum");
+    e.handle_device(
+        ms(2000),
+        SourceId(0),
+        DeviceInput::Frames {
+            good: 0,
+            dropped: 30,
+        },
+    );
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.monitor.link_errors", Phase::Start, 2000)]
+    );
+    // A later window with a clean link ends it.
+    e.handle_device(
+        ms(40_000),
+        SourceId(0),
+        DeviceInput::Frames {
+            good: 50,
+            dropped: 0,
+        },
+    );
+    assert!(alarms(&mut e).is_empty(), "the bad window is judged first");
+    e.handle_device(
+        ms(75_000),
+        SourceId(0),
+        DeviceInput::Frames {
+            good: 50,
+            dropped: 0,
+        },
+    );
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.monitor.link_errors", Phase::End, 75_000)]
+    );
+}
+
+#[test]
+fn system_conditions_are_technical_alarms() {
+    let mut e = engine();
+    e.handle_system(ms(10), SystemCondition::BrokerUnreachable, true);
+    e.handle_system(ms(20), SystemCondition::QueueOverflow, true);
+    e.handle_system(ms(30), SystemCondition::BrokerUnreachable, false);
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("system.broker_unreachable", Phase::Start, 10),
+            key("system.queue_overflow", Phase::Start, 20),
+            key("system.broker_unreachable", Phase::End, 30),
+        ]
+    );
+}
+
+#[test]
+fn session_lifecycle_and_discharge_readiness() {
+    let mut e = engine();
+    assert!(matches!(
+        e.handle_command(ms(0), Command::StartRecovery),
+        Err(CommandError::WrongPhase { .. })
+    ));
+    start_session(&mut e, 0);
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    dose(&mut e, 60 * SEC);
+    // Heart rate up after the dose: not ready.
+    every_second(&mut e, 60 * SEC, 600 * SEC, |t| hr(t, 95.0));
+    e.handle_command(ms(600 * SEC), Command::StartRecovery)
+        .unwrap();
+    drain(&mut e);
+    // Back within 15 % of baseline from 600 s; ready after 15 min.
+    every_second(&mut e, 600 * SEC, 1600 * SEC, |t| hr(t, 74.0));
+    let ev = drain(&mut e);
+    let ready: Vec<_> = ev
+        .iter()
+        .filter(|ev| {
+            matches!(
+                ev.kind,
+                EventKind::Session(SessionEvent::DischargeReadiness { .. })
+            )
+        })
+        .collect();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].at, ms(1500 * SEC));
+    // Leaving the bounds revokes it.
+    feed(&mut e, hr(1600 * SEC, 95.0));
+    assert!(
+        drain(&mut e)
+            .iter()
+            .any(|ev| ev.kind
+                == EventKind::Session(SessionEvent::DischargeReadiness { ready: false }))
+    );
+    e.handle_command(ms(1601 * SEC), Command::EndSession)
+        .unwrap();
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Session(SessionEvent::Phase {
+            phase: SessionPhase::Ended,
+            ..
+        })
+    )));
+    assert_eq!(e.session().0, SessionPhase::Ended);
+}
+
+#[test]
+fn bad_commands_are_rejected_and_change_nothing() {
+    let mut e = engine();
+    let before = e.stats();
+    assert!(matches!(
+        e.handle_command(
+            ms(0),
+            Command::Acknowledge {
+                alarm: id("spo2.low"),
+                by: ShortText::new("x")
+            }
+        ),
+        Err(CommandError::NotActive { .. })
+    ));
+    assert!(e
+        .handle_command(
+            ms(0),
+            Command::StartSession {
+                session: ShortText::empty()
+            }
+        )
+        .is_err());
+    assert!(e
+        .handle_command(
+            ms(0),
+            Command::Dose {
+                route: ShortText::new("im"),
+                note: ShortText::empty()
+            }
+        )
+        .is_err());
+    start_session(&mut e, 0);
+    assert!(matches!(
+        e.handle_command(
+            ms(0),
+            Command::SetBaseline {
+                vital: Vital::SpO2,
+                value: f32::NAN
+            }
+        ),
+        Err(CommandError::BadBaseline { .. })
+    ));
+    assert!(e.handle_command(ms(0), Command::ResumeAudio).is_err());
+    assert!(e
+        .handle_command(
+            ms(0),
+            Command::PauseAudio {
+                duration: Duration::ZERO
+            }
+        )
+        .is_err());
+    assert_eq!(e.stats().readings, before.readings);
+    assert_eq!(drain(&mut e).len(), 1, "only the session start");
+}
+
+#[test]
+fn sequence_numbers_strictly_increase() {
+    let mut e = engine();
+    every_second(&mut e, 0, 30 * SEC, |t| spo2(t, 84.0));
+    e.handle_timeout(ms(500 * SEC));
+    let ev = drain(&mut e);
+    assert!(ev.len() > 30);
+    for w in ev.windows(2) {
+        assert!(w[0].seq < w[1].seq);
+        assert!(w[0].at <= w[1].at);
+    }
+}
