@@ -44,6 +44,8 @@ pub mod rules;
 pub mod window;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use core::time::Duration;
