@@ -26,6 +26,7 @@
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
 //!   `main.rs` only.
 
+pub mod config;
 pub mod engine;
 pub mod protocol;
 pub mod time;
