@@ -34,6 +34,11 @@ const EMPTY: Bucket = Bucket {
 pub struct RateWindow {
     width_nanos: u64,
     buckets: [Bucket; BUCKETS + 1],
+    /// Bucket number the cache below was computed for (`u64::MAX`: none).
+    cached_for: u64,
+    /// Minimum and maximum over the window's buckets OTHER than the current
+    /// one; they only change when time enters a new bucket.
+    others: (f32, f32),
 }
 
 impl RateWindow {
@@ -43,12 +48,15 @@ impl RateWindow {
         RateWindow {
             width_nanos: (nanos / BUCKETS as u64).max(1),
             buckets: [EMPTY; BUCKETS + 1],
+            cached_for: u64::MAX,
+            others: (f32::INFINITY, f32::NEG_INFINITY),
         }
     }
 
     /// Forget every sample (after a gap or a reconfiguration).
     pub fn clear(&mut self) {
         self.buckets = [EMPTY; BUCKETS + 1];
+        self.cached_for = u64::MAX;
     }
 
     /// Adds a sample and returns the (minimum, maximum) over the window,
@@ -67,15 +75,23 @@ impl RateWindow {
             b.min = b.min.min(value);
             b.max = b.max.max(value);
         }
-        let oldest = number.saturating_sub(BUCKETS as u64);
-        let mut lo = f32::INFINITY;
-        let mut hi = f32::NEG_INFINITY;
-        for b in &self.buckets {
-            if b.number != u64::MAX && b.number >= oldest && b.number <= number {
-                lo = lo.min(b.min);
-                hi = hi.max(b.max);
+        let current = (b.min, b.max);
+        if self.cached_for != number {
+            // Entered a new bucket: recompute the other buckets' extremes once.
+            let oldest = number.saturating_sub(BUCKETS as u64);
+            let mut lo = f32::INFINITY;
+            let mut hi = f32::NEG_INFINITY;
+            for b in &self.buckets {
+                if b.number != u64::MAX && b.number >= oldest && b.number < number {
+                    lo = lo.min(b.min);
+                    hi = hi.max(b.max);
+                }
             }
+            self.others = (lo, hi);
+            self.cached_for = number;
         }
+        let lo = self.others.0.min(current.0);
+        let hi = self.others.1.max(current.1);
         (lo, hi)
     }
 }
