@@ -28,6 +28,8 @@
 
 pub mod config;
 pub mod engine;
+pub mod io;
+pub mod pipeline;
 pub mod protocol;
 pub mod time;
 pub mod vitals;

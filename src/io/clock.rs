@@ -1,0 +1,131 @@
+//! The daemon's clock: the one place that reads real time.
+//!
+//! Maps the monotonic system clock to the core's [`Instant`] (nanoseconds
+//! since the daemon started), optionally accelerated for simulations
+//! (`speed = 60`: an hour of session time per real minute), and maps core
+//! instants back to wall-clock time for payloads and logs.
+
+use std::time::{Duration, SystemTime};
+
+use crate::time::Instant;
+
+/// Real time, scaled by a speed factor.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+    wall_origin: SystemTime,
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock starting now, running `speed` times faster than real time.
+    pub fn start(speed: f64) -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+            wall_origin: SystemTime::now(),
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// The acceleration factor.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// The current core instant.
+    pub fn now(&self) -> Instant {
+        self.at(std::time::Instant::now())
+    }
+
+    /// The core instant of a real monotonic instant.
+    pub fn at(&self, real: std::time::Instant) -> Instant {
+        let elapsed = real.saturating_duration_since(self.origin);
+        Instant::from_nanos((elapsed.as_nanos() as f64 * self.speed) as u64)
+    }
+
+    /// The real monotonic instant at which the core reaches `t`.
+    pub fn real_at(&self, t: Instant) -> std::time::Instant {
+        let real = Duration::from_nanos((t.as_nanos() as f64 / self.speed) as u64);
+        self.origin + real
+    }
+
+    /// Real time needed for `d` of core time to pass.
+    pub fn real_duration(&self, d: Duration) -> Duration {
+        d.div_f64(self.speed)
+    }
+
+    /// Wall-clock time of a core instant (session time for simulations).
+    pub fn wall(&self, t: Instant) -> SystemTime {
+        self.wall_origin + t.since_origin()
+    }
+
+    /// Wall-clock time when the clock started.
+    pub fn wall_origin(&self) -> SystemTime {
+        self.wall_origin
+    }
+}
+
+/// Formats a wall-clock time as RFC 3339 UTC with milliseconds,
+/// e.g. `2026-11-23T19:04:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_460_645_123);
+        assert_eq!(rfc3339(t), "2026-11-23T19:04:05.123Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn speed_scales_both_ways() {
+        let c = Clock::start(60.0);
+        let t = Instant::from_secs(600);
+        let real = c.real_at(t);
+        let back = c.at(real);
+        let diff = back.as_nanos().abs_diff(t.as_nanos());
+        assert!(diff < 1_000_000, "{diff}");
+        assert_eq!(
+            c.real_duration(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! The driver loop: the only code that awaits on the core's behalf.
+//!
+//! One iteration: take one input (bytes from a source, a link change, a
+//! command, a timeout), stamp it, hand it to the [`Pipeline`], drain every
+//! event into the sinks' bounded queues (`try_send`: a full queue drops the
+//! event, counts it, and raises the queue-overflow technical alarm), write
+//! what the protocols want to send, then sleep until the next input or the
+//! pipeline's next deadline. The arrival-to-emission latency of every input
+//! that produced events goes into an HDR histogram reported in the status.
+//!
+//! Signals: SIGTERM/SIGINT stop the loop, flush the sinks and exit; SIGHUP
+//! reloads the configuration (an invalid one is rejected and the running one
+//! stays; monitoring never pauses). systemd: READY=1 once running, STATUS=
+//! every status period, WATCHDOG=1 from this loop itself so a stuck loop
+//! gets the service restarted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::clock::Clock;
+use super::sink::{SinkHandle, SinkMsg};
+use super::source::{self, SourceEvent, SourceMsg};
+use super::notify;
+use crate::config::{self, Config, Link};
+use crate::engine::{Command, CommandError, SystemCondition};
+use crate::pipeline::{Pipeline, SourceSpec};
+use crate::protocol;
+use crate::vitals::SourceId;
+
+/// A command with a channel for its result.
+pub type CommandMsg = (Command, oneshot::Sender<Result<(), CommandError>>);
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Everything the loop needs from outside.
+pub struct DriverSetup {
+    /// The validated configuration.
+    pub config: Config,
+    /// Where it came from (reloaded on SIGHUP); `None` = embedded defaults.
+    pub config_path: Option<PathBuf>,
+    /// The clock (accelerated for simulations).
+    pub clock: Clock,
+    /// Sinks receiving every event.
+    pub sinks: Vec<SinkHandle>,
+    /// Commands from displays.
+    pub commands: mpsc::Receiver<CommandMsg>,
+    /// How often to report status.
+    pub status_every: Duration,
+    /// Stop after this long of core time (demos, tests); `None` = until a signal.
+    pub run_for: Option<Duration>,
+}
+
+/// Latency and throughput figures for the status report.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// Inputs handled.
+    pub inputs: u64,
+    /// Events dropped because a sink queue was full.
+    pub dropped: u64,
+    /// Arrival-to-emission latency percentiles in microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+    /// Number of latency samples.
+    pub samples: u64,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or `run_for`). Returns the final status.
+pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
+    let DriverSetup {
+        mut config,
+        config_path,
+        clock,
+        sinks,
+        mut commands,
+        status_every,
+        run_for,
+    } = setup;
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DriverError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DriverError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DriverError::Signals)?;
+
+    let start = clock.now();
+    let specs = config
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SourceSpec {
+            protocol: protocol::open(s.protocol, SourceId(i as u16)),
+            timeout: s.timeout,
+        })
+        .collect();
+    let mut pipeline = Pipeline::new(start, config.engine.clone(), specs);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (src_tx, mut src_rx) = mpsc::channel::<SourceMsg>(1024);
+    let writers: Vec<_> = config
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            source::spawn(
+                SourceId(i as u16),
+                s.clone(),
+                clock,
+                src_tx.clone(),
+                shutdown_rx.clone(),
+            )
+        })
+        .collect();
+    drop(src_tx);
+
+    let names = Arc::new(config.engine.source_names.clone());
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .expect("static histogram bounds are valid");
+    let mut status = Status::default();
+    let mut overflow_since: Option<std::time::Instant> = None;
+    let mut transmit = Vec::with_capacity(1024);
+    let mut status_tick = tokio::time::interval(status_every);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog = notify::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let stop_at = run_for.map(|d| clock.real_at(start + d));
+
+    notify::ready(&format!(
+        "monitoring {} source(s) for {}/{}",
+        config.sources.len(),
+        config.site,
+        config.bed
+    ));
+    tracing::info!(
+        site = %config.site,
+        bed = %config.bed,
+        sources = config.sources.len(),
+        speed = clock.speed(),
+        "vigil running"
+    );
+
+    loop {
+        let deadline = pipeline
+            .poll_timeout()
+            .map(|t| tokio::time::Instant::from_std(clock.real_at(t)));
+        let mut input_real = None;
+        tokio::select! {
+            biased;
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                reload(&config_path, &mut config, &mut pipeline, &clock);
+            }
+            msg = src_rx.recv() => {
+                let Some(msg) = msg else { break };
+                status.inputs += 1;
+                match msg.event {
+                    SourceEvent::Bytes(chunk) => {
+                        pipeline.handle_bytes(msg.at, msg.source, chunk.as_slice());
+                        input_real = Some(msg.real);
+                    }
+                    SourceEvent::Up => pipeline.handle_link(msg.at, msg.source, true),
+                    SourceEvent::Down => pipeline.handle_link(msg.at, msg.source, false),
+                }
+            }
+            cmd = commands.recv(), if !commands.is_closed() => {
+                if let Some((command, reply)) = cmd {
+                    let received = std::time::Instant::now();
+                    let result = pipeline.handle_command(clock.at(received), command);
+                    if let Err(e) = &result {
+                        tracing::warn!("command {} rejected: {e}", command.key());
+                    }
+                    let _ = reply.send(result);
+                    input_real = Some(received);
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                pipeline.handle_timeout(clock.now());
+            }
+            _ = status_tick.tick() => {
+                fill_latency(&mut status, &latency);
+                report_status(&status, &pipeline, &config);
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
+            _ = sleep_until(stop_at.map(tokio::time::Instant::from_std)), if stop_at.is_some() => {
+                tracing::info!("run time elapsed: stopping");
+                break;
+            }
+        }
+
+        // Drain every event into the sinks.
+        let mut emitted = false;
+        let mut dropped_now = false;
+        while let Some(event) = pipeline.poll_event() {
+            emitted = true;
+            let msg = SinkMsg {
+                event,
+                wall: clock.wall(event.at),
+            };
+            for sink in &sinks {
+                if !sink.offer(msg) {
+                    status.dropped += 1;
+                    dropped_now = true;
+                }
+            }
+        }
+        if let (true, Some(real)) = (emitted, input_real) {
+            let us = real.elapsed().as_micros().max(1) as u64;
+            let _ = latency.record(us.min(60_000_000));
+        }
+        if dropped_now {
+            if overflow_since.is_none() {
+                tracing::error!("a sink queue is full: events were dropped");
+                pipeline.handle_system(clock.now(), SystemCondition::QueueOverflow, true);
+            }
+            overflow_since = Some(std::time::Instant::now());
+        } else if overflow_since.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
+            overflow_since = None;
+            pipeline.handle_system(clock.now(), SystemCondition::QueueOverflow, false);
+        }
+
+        // Write what the protocols want to send.
+        for (i, writer) in writers.iter().enumerate() {
+            transmit.clear();
+            while pipeline.poll_transmit(SourceId(i as u16), &mut transmit) {
+                if writer.try_send(transmit.clone()).is_err() {
+                    tracing::debug!(source = %names[i], "write queue full: message dropped");
+                }
+                transmit.clear();
+            }
+        }
+    }
+
+    // Shutdown: stop reading, flush every sink, report.
+    notify::stopping();
+    let _ = shutdown_tx.send(true);
+    let final_events: Vec<_> = std::iter::from_fn(|| pipeline.poll_event()).collect();
+    for event in final_events {
+        for sink in &sinks {
+            sink.offer(SinkMsg {
+                event,
+                wall: clock.wall(event.at),
+            });
+        }
+    }
+    for sink in sinks {
+        sink.close(Duration::from_secs(5)).await;
+    }
+    fill_latency(&mut status, &latency);
+    report_status(&status, &pipeline, &config);
+    Ok(status)
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn fill_latency(status: &mut Status, h: &Histogram<u64>) {
+    status.samples = h.len();
+    status.latency_us = [
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+    ];
+}
+
+fn report_status(status: &Status, pipeline: &Pipeline, config: &Config) {
+    let present = pipeline.engine().present_alarms().len();
+    let down: Vec<&str> = config
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pipeline.source_down(SourceId(*i as u16)) == Some(true))
+        .map(|(_, s)| s.name.as_str())
+        .collect();
+    let [p50, p99, p999, max] = status.latency_us;
+    let line = format!(
+        "{} alarm(s) present; sources down: {}; latency us p50={p50} p99={p99} p99.9={p999} max={max}; events dropped: {}",
+        present,
+        if down.is_empty() { "none".to_owned() } else { down.join(", ") },
+        status.dropped
+    );
+    tracing::info!(inputs = status.inputs, "status: {line}");
+    notify::status(&line);
+}
+
+/// SIGHUP: validate the file again; apply alarm settings if valid.
+fn reload(path: &Option<PathBuf>, current: &mut Config, pipeline: &mut Pipeline, clock: &Clock) {
+    let loaded = match path {
+        Some(p) => config::load(p),
+        None => config::parse(config::DEFAULT_TOML, "<embedded defaults>"),
+    };
+    match loaded {
+        Err(e) => tracing::error!("SIGHUP: new configuration rejected, the running one stays: {e}"),
+        Ok(new) => {
+            if new.sources != current.sources || new.site != current.site || new.bed != current.bed
+            {
+                tracing::warn!(
+                    "SIGHUP: sources, site or bed changed; those changes need a restart (alarm settings are applied now)"
+                );
+            }
+            let mut engine_cfg = new.engine.clone();
+            engine_cfg.source_names = current.engine.source_names.clone();
+            pipeline.reconfigure(clock.now(), engine_cfg.clone());
+            current.engine = engine_cfg;
+            tracing::info!("SIGHUP: configuration reloaded");
+        }
+    }
+}
+
+/// Whether any source is simulated (the clock speed then comes from it).
+pub fn simulation_speed(config: &Config) -> Option<f64> {
+    config.sources.iter().find_map(|s| match s.link {
+        Link::Simulated { speed, .. } => Some(speed),
+        _ => None,
+    })
+}
