@@ -568,6 +568,17 @@ impl LineAssembler {
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
     }
+
+    /// Forgets everything, including an oversized line being discarded.
+    pub(crate) fn reset(&mut self) {
+        self.buf.clear();
+        self.overflow = false;
+    }
+
+    /// True while the rest of an oversized line is being discarded.
+    pub(crate) fn is_discarding(&self) -> bool {
+        self.overflow
+    }
 }
 
 // ---------------------------------------------------------------------------
