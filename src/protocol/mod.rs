@@ -17,6 +17,7 @@
 
 pub mod line;
 pub mod masimo;
+pub mod nonin;
 
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
