@@ -15,6 +15,10 @@
 //!
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
+pub mod line;
+pub mod masimo;
+pub mod nonin;
+
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
 
