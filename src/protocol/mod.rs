@@ -15,6 +15,8 @@
 //!
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
+pub mod ge;
+
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
 
