@@ -1047,6 +1047,30 @@ mod tests {
     }
 
     #[test]
+    fn independently_built_seed_frame_decodes() {
+        // Built by hand from the layout (not by this module's encoder); PR 126
+        // is 0x7E and must arrive stuffed.
+        let bytes = include_bytes!("../../fuzz/seeds/ge/displayed_values.bin");
+        let (outs, stats) = decode(bytes);
+        assert_eq!(stats.frames_ok, 1);
+        assert_eq!(stats.dropped_total(), 0);
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(spo2(&ms), Sample::valid(97.5));
+        assert_eq!(pr(&ms), Sample::valid(126.0));
+        let n = nibps(&ms);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].systolic, Sample::valid(120.0));
+        assert_eq!(n[0].diastolic, Sample::valid(80.5));
+        assert_eq!(n[0].mean, Sample::valid(93.0));
+        assert_eq!(n[0].measured_at, Some(DeviceTime(1_700_000_000)));
+        assert_eq!(n[0].mode, NibpMode::Auto);
+        let bad = include_bytes!("../../fuzz/seeds/ge/request_bad_checksum.bin");
+        let (outs, _) = decode(bad);
+        assert_eq!(drops(&outs), vec![DropReason::Checksum]);
+    }
+
+    #[test]
     fn special_values_map_to_validities() {
         let cases = [
             (-32767, Validity::Invalid),
