@@ -16,6 +16,7 @@
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
 pub mod ge;
+pub mod philips;
 
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
