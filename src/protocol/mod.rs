@@ -15,9 +15,11 @@
 //!
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
+pub mod ge;
 pub mod line;
 pub mod masimo;
 pub mod nonin;
+pub mod philips;
 
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};

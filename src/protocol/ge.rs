@@ -1,0 +1,1520 @@
+//! GE/Datex-Ohmeda S/5 Computer Interface (DRI records): framing, the host's
+//! request records, and decoding of the displayed physiological values
+//! (HR, SpO2, pulse rate, NIBP) a monitor sends back.
+//!
+//! # Wire format
+//!
+//! A frame is `0x7E`, the byte-stuffed record followed by its checksum, and
+//! `0x7E`. Stuffing replaces `0x7E` by `0x7D 0x5E` and `0x7D` by `0x7D 0x5D`.
+//! The checksum is the 8-bit sum of the UNSTUFFED record bytes. A record is a
+//! 40-byte little-endian header (length, time, main type, up to eight
+//! subrecord descriptors ending at type `0xFF`) followed by subrecords whose
+//! offsets count from byte 40.
+//!
+//! # Host side
+//!
+//! The monitor sends nothing until asked: [`GeS5`] queues a "displayed values
+//! every N s" request at start (see [`Protocol::poll_transmit`]) and sends it
+//! again when no valid physiological record arrived for a while (the monitor
+//! was switched off or rebooted and forgot the request). [`GeS5::stop`] asks
+//! the monitor to stop.
+//!
+//! # Validity decisions
+//!
+//! - A group whose "module exists" status bit is clear yields
+//!   [`Validity::Unavailable`] (HR, SpO2, pulse rate) or no NIBP reading.
+//! - A group whose "measurement active" bit is clear yields
+//!   [`Validity::SensorOff`] for HR, SpO2 and pulse rate.
+//! - ECG noise or artifact status bits yield [`Validity::Artifact`] for HR.
+//! - Special values (<= -32001): -32767 invalid -> `Invalid`, -32766 not
+//!   updated -> `Unavailable`, -32764 -> `UnderRange`, -32763 -> `OverRange`,
+//!   -32762 not calibrated -> `Questionable` (there is no number behind it),
+//!   any other -> `Invalid`. Other negative values are `Invalid`.
+//! - NIBP: while the cuff is busy (label bits "measuring", "stasis" or
+//!   "calibrating") the numbers on screen are not a result, so no NIBP reading
+//!   is emitted. When the label says "data older than 60 s" and the monitor
+//!   gave no NIBP measurement time (auxiliary subrecord, `nibp_time`), the
+//!   reading could not be told from a new measurement, so none is emitted
+//!   either. Otherwise the reading carries `measured_at` from the latest
+//!   auxiliary subrecord (kept across records), which lets the engine tell a
+//!   repeat from a new measurement. Mode: STAT bit -> `Stat`, AUTO bit ->
+//!   `Auto`, neither -> `Manual`.
+//! - Trend subrecords (10 s, 60 s) and non-basic classes are ignored; so are
+//!   waveform and alarm records.
+//!
+//! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
+
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use crate::protocol::{DecodeStats, DropReason, Output, Protocol, Snapshot};
+use crate::time::Instant;
+use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
+
+/// Frame delimiter.
+pub const FLAG: u8 = 0x7E;
+/// Stuffing escape byte.
+const ESC: u8 = 0x7D;
+/// Value XORed into an escaped byte.
+const ESC_XOR: u8 = 0x20;
+
+/// Largest record accepted (records are below 1500 bytes).
+pub const MAX_RECORD_LEN: usize = 1500;
+/// Length of the record header.
+pub const HEADER_LEN: usize = 40;
+/// Length of a physiological (displayed / trend) subrecord.
+pub const PHDB_SUBRECORD_LEN: usize = 278;
+/// Length of the auxiliary information subrecord.
+pub const AUX_SUBRECORD_LEN: usize = 114;
+/// Length of a physiological data request record.
+pub const REQUEST_LEN: usize = 49;
+/// Length of the record [`encode_displayed_values`] builds.
+pub const DISPLAYED_RECORD_LEN: usize = HEADER_LEN + PHDB_SUBRECORD_LEN + AUX_SUBRECORD_LEN;
+
+/// Class request bits of a request record: ask for the ext1, ext2 and ext3
+/// classes on top of the basic one (basic is requested by a clear bit 0).
+pub const CLASSES_ALL: u32 = 0x0000_000E;
+
+const MAX_DESCRIPTORS: usize = 8;
+const DESCRIPTORS_AT: usize = 16;
+const EOL_SUBRECORD: u8 = 0xFF;
+const MAINTYPE_PHDB: i16 = 0;
+const SR_DISPLAYED: u8 = 1;
+const SR_AUX_INFO: u8 = 4;
+const CLASS_BASIC: u16 = 0;
+
+const DATA_INVALID_LIMIT: i16 = -32001;
+const DATA_INVALID: i16 = -32767;
+const DATA_NOT_UPDATED: i16 = -32766;
+const DATA_UNDER_RANGE: i16 = -32764;
+const DATA_OVER_RANGE: i16 = -32763;
+const DATA_NOT_CALIBRATED: i16 = -32762;
+
+const STATUS_EXISTS: u32 = 1 << 0;
+const STATUS_ACTIVE: u32 = 1 << 1;
+const ECG_NOISE: u32 = 1 << 7;
+const ECG_ARTIFACT: u32 = 1 << 8;
+const NIBP_AUTO: u16 = 1 << 3;
+const NIBP_STAT: u16 = 1 << 4;
+const NIBP_MEASURING: u16 = 1 << 5;
+const NIBP_STASIS: u16 = 1 << 6;
+const NIBP_CALIBRATING: u16 = 1 << 7;
+const NIBP_OLDER_THAN_60S: u16 = 1 << 8;
+
+// Basic class: offsets from the start of the subrecord (data area at +4).
+const SR_DATA: usize = 4;
+const GROUP_HEADER: usize = 6;
+const ECG_GROUP: usize = SR_DATA;
+const INVP_GROUPS: [usize; 4] = [SR_DATA + 16, SR_DATA + 30, SR_DATA + 44, SR_DATA + 58];
+const NIBP_GROUP: usize = SR_DATA + 72;
+const TEMP_GROUPS: [usize; 4] = [SR_DATA + 86, SR_DATA + 94, SR_DATA + 102, SR_DATA + 110];
+const SPO2_GROUP: usize = SR_DATA + 118;
+const SR_CLASS_WORD: usize = PHDB_SUBRECORD_LEN - 2;
+
+/// Errors of the GE request builders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GeError {
+    /// The monitor sends displayed values at most every 5 s.
+    #[error(
+        "displayed values can be requested every {min} to {max} s, not every {0} s",
+        min = MIN_DISPLAYED_INTERVAL_S,
+        max = i16::MAX
+    )]
+    IntervalOutOfRange(u16),
+}
+
+/// Shortest interval the monitor accepts for displayed values, seconds.
+pub const MIN_DISPLAYED_INTERVAL_S: u16 = 5;
+
+/// Which physiological database records a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PhdbRecordType {
+    /// The values the monitor displays.
+    Displayed = 1,
+    /// 10 s trend values.
+    Trend10s = 2,
+    /// 60 s trend values.
+    Trend60s = 3,
+    /// Auxiliary information (NIBP measurement time and the like).
+    AuxInfo = 4,
+}
+
+/// A physiological data transmission request (host -> monitor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhdbRequest {
+    /// What to send.
+    pub record_type: PhdbRecordType,
+    /// Seconds between transmissions; -1 sends once, 0 stops.
+    pub tx_interval: i16,
+    /// Class request bits (see [`CLASSES_ALL`]); 0 requests the basic class.
+    pub classes: u32,
+}
+
+impl PhdbRequest {
+    /// Any request, unchecked.
+    pub const fn new(record_type: PhdbRecordType, tx_interval: i16, classes: u32) -> Self {
+        PhdbRequest {
+            record_type,
+            tx_interval,
+            classes,
+        }
+    }
+
+    /// Displayed values (all classes) every `secs` seconds (at least 5).
+    pub fn displayed_every(secs: u16) -> Result<Self, GeError> {
+        match i16::try_from(secs) {
+            Ok(ival) if secs >= MIN_DISPLAYED_INTERVAL_S => {
+                Ok(Self::new(PhdbRecordType::Displayed, ival, CLASSES_ALL))
+            }
+            _ => Err(GeError::IntervalOutOfRange(secs)),
+        }
+    }
+
+    /// Displayed values (all classes), sent once.
+    pub const fn displayed_once() -> Self {
+        Self::new(PhdbRecordType::Displayed, -1, CLASSES_ALL)
+    }
+
+    /// Stop sending displayed values.
+    pub const fn stop_displayed() -> Self {
+        Self::new(PhdbRecordType::Displayed, 0, 0)
+    }
+
+    /// The unframed 49-byte request record.
+    pub fn to_record(&self) -> [u8; REQUEST_LEN] {
+        let mut r = [0u8; REQUEST_LEN];
+        put_i16(&mut r, 0, REQUEST_LEN as i16);
+        put_i16(&mut r, 14, MAINTYPE_PHDB);
+        // Descriptor 0: offset 0, type 0 (transmission request); then the end.
+        put_i16(&mut r, DESCRIPTORS_AT, 0);
+        put_u8(&mut r, DESCRIPTORS_AT + 2, 0);
+        put_u8(&mut r, DESCRIPTORS_AT + 5, EOL_SUBRECORD);
+        put_u8(&mut r, HEADER_LEN, self.record_type as u8);
+        put_i16(&mut r, HEADER_LEN + 1, self.tx_interval);
+        put_u32(&mut r, HEADER_LEN + 3, self.classes);
+        r
+    }
+
+    /// Appends the framed request to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        frame_record(&self.to_record(), out);
+    }
+}
+
+/// Appends `record` framed (flags, stuffing, checksum) to `out`.
+pub fn frame_record(record: &[u8], out: &mut Vec<u8>) {
+    out.push(FLAG);
+    let mut sum: u8 = 0;
+    for &b in record {
+        sum = sum.wrapping_add(b);
+        push_stuffed(out, b);
+    }
+    push_stuffed(out, sum);
+    out.push(FLAG);
+}
+
+fn push_stuffed(out: &mut Vec<u8>, b: u8) {
+    if b == FLAG || b == ESC {
+        out.push(ESC);
+        out.push(b ^ ESC_XOR);
+    } else {
+        out.push(b);
+    }
+}
+
+fn put_u8(buf: &mut [u8], at: usize, v: u8) {
+    if let Some(slot) = buf.get_mut(at) {
+        *slot = v;
+    }
+}
+
+fn put_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(slot) = at
+        .checked_add(bytes.len())
+        .and_then(|end| buf.get_mut(at..end))
+    {
+        slot.copy_from_slice(bytes);
+    }
+}
+
+fn put_i16(buf: &mut [u8], at: usize, v: i16) {
+    put_bytes(buf, at, &v.to_le_bytes());
+}
+
+fn put_u16(buf: &mut [u8], at: usize, v: u16) {
+    put_bytes(buf, at, &v.to_le_bytes());
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    put_bytes(buf, at, &v.to_le_bytes());
+}
+
+fn get<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+    buf.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn get_i16(buf: &[u8], at: usize) -> Option<i16> {
+    get::<2>(buf, at).map(i16::from_le_bytes)
+}
+
+fn get_u16(buf: &[u8], at: usize) -> Option<u16> {
+    get::<2>(buf, at).map(u16::from_le_bytes)
+}
+
+fn get_u32(buf: &[u8], at: usize) -> Option<u32> {
+    get::<4>(buf, at).map(u32::from_le_bytes)
+}
+
+/// The raw basic-class fields this decoder uses, as they are on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BasicRaw {
+    ecg_status: u32,
+    hr: i16,
+    nibp_status: u32,
+    nibp_label: u16,
+    sys: i16,
+    dia: i16,
+    mean: i16,
+    spo2_status: u32,
+    spo2: i16,
+    pr: i16,
+}
+
+impl BasicRaw {
+    fn read(sr: &[u8]) -> Option<BasicRaw> {
+        Some(BasicRaw {
+            ecg_status: get_u32(sr, ECG_GROUP)?,
+            hr: get_i16(sr, ECG_GROUP + GROUP_HEADER)?,
+            nibp_status: get_u32(sr, NIBP_GROUP)?,
+            nibp_label: get_u16(sr, NIBP_GROUP + 4)?,
+            sys: get_i16(sr, NIBP_GROUP + GROUP_HEADER)?,
+            dia: get_i16(sr, NIBP_GROUP + GROUP_HEADER + 2)?,
+            mean: get_i16(sr, NIBP_GROUP + GROUP_HEADER + 4)?,
+            spo2_status: get_u32(sr, SPO2_GROUP)?,
+            spo2: get_i16(sr, SPO2_GROUP + GROUP_HEADER)?,
+            pr: get_i16(sr, SPO2_GROUP + GROUP_HEADER + 2)?,
+        })
+    }
+
+    /// Writes a whole basic displayed-values subrecord into `sr`
+    /// ([`PHDB_SUBRECORD_LEN`] bytes). Groups this decoder does not use are
+    /// marked absent with invalid values.
+    fn write(&self, sr: &mut [u8], time: u32) {
+        sr.fill(0);
+        put_u32(sr, 0, time);
+        // ECG: hr, st1, st2, st3, imp_rr.
+        put_u32(sr, ECG_GROUP, self.ecg_status);
+        put_i16(sr, ECG_GROUP + GROUP_HEADER, self.hr);
+        for k in 1..5 {
+            put_i16(sr, ECG_GROUP + GROUP_HEADER + 2 * k, DATA_INVALID);
+        }
+        for g in INVP_GROUPS {
+            for k in 0..4 {
+                put_i16(sr, g + GROUP_HEADER + 2 * k, DATA_INVALID);
+            }
+        }
+        put_u32(sr, NIBP_GROUP, self.nibp_status);
+        put_u16(sr, NIBP_GROUP + 4, self.nibp_label);
+        put_i16(sr, NIBP_GROUP + GROUP_HEADER, self.sys);
+        put_i16(sr, NIBP_GROUP + GROUP_HEADER + 2, self.dia);
+        put_i16(sr, NIBP_GROUP + GROUP_HEADER + 4, self.mean);
+        put_i16(sr, NIBP_GROUP + GROUP_HEADER + 6, DATA_INVALID);
+        for g in TEMP_GROUPS {
+            put_i16(sr, g + GROUP_HEADER, DATA_INVALID);
+        }
+        put_u32(sr, SPO2_GROUP, self.spo2_status);
+        put_i16(sr, SPO2_GROUP + GROUP_HEADER, self.spo2);
+        put_i16(sr, SPO2_GROUP + GROUP_HEADER + 2, self.pr);
+        put_i16(sr, SPO2_GROUP + GROUP_HEADER + 4, DATA_INVALID);
+        put_i16(sr, SPO2_GROUP + GROUP_HEADER + 6, DATA_INVALID);
+        // marker, reserved, then class (bits 8..11) and subtype.
+        put_u16(
+            sr,
+            SR_CLASS_WORD,
+            (CLASS_BASIC << 8) | u16::from(SR_DISPLAYED),
+        );
+    }
+
+    fn from_snapshot(s: &Snapshot) -> BasicRaw {
+        let present = STATUS_EXISTS | STATUS_ACTIVE;
+        let ecg_status = match s.heart_rate.validity {
+            Validity::SensorOff => STATUS_EXISTS,
+            Validity::Artifact => present | ECG_ARTIFACT,
+            _ => present,
+        };
+        let spo2_off =
+            s.spo2.validity == Validity::SensorOff || s.pulse_rate.validity == Validity::SensorOff;
+        let spo2_status = if spo2_off { STATUS_EXISTS } else { present };
+        let (nibp_status, nibp_label, sys, dia, mean) = match s.nibp {
+            None => (0, 0, DATA_INVALID, DATA_INVALID, DATA_INVALID),
+            Some(n) => {
+                let label = match n.mode {
+                    NibpMode::Auto => NIBP_AUTO,
+                    NibpMode::Stat => NIBP_STAT,
+                    NibpMode::Manual | NibpMode::Unknown => 0,
+                };
+                (
+                    present,
+                    label,
+                    encode_value(n.systolic, 100.0),
+                    encode_value(n.diastolic, 100.0),
+                    encode_value(n.mean, 100.0),
+                )
+            }
+        };
+        BasicRaw {
+            ecg_status,
+            hr: encode_value(s.heart_rate, 1.0),
+            nibp_status,
+            nibp_label,
+            sys,
+            dia,
+            mean,
+            spo2_status,
+            spo2: encode_value(s.spo2, 100.0),
+            pr: encode_value(s.pulse_rate, 1.0),
+        }
+    }
+}
+
+/// The wire value for a sample: the scaled value when valid, else the
+/// special value closest to its validity.
+fn encode_value(s: Sample, scale: f32) -> i16 {
+    match s.validity {
+        Validity::Valid => {
+            let x = (s.value * scale).round();
+            if !x.is_finite() {
+                DATA_INVALID
+            } else if x < 0.0 {
+                DATA_UNDER_RANGE
+            } else if x > f32::from(i16::MAX) {
+                DATA_OVER_RANGE
+            } else {
+                x as i16
+            }
+        }
+        Validity::Invalid | Validity::Artifact => DATA_INVALID,
+        Validity::Unavailable | Validity::SensorOff => DATA_NOT_UPDATED,
+        Validity::UnderRange => DATA_UNDER_RANGE,
+        Validity::OverRange => DATA_OVER_RANGE,
+        Validity::Questionable => DATA_NOT_CALIBRATED,
+    }
+}
+
+/// The validity a special value (<= -32001) stands for.
+fn special_validity(raw: i16) -> Option<Validity> {
+    if raw > DATA_INVALID_LIMIT {
+        return None;
+    }
+    Some(match raw {
+        DATA_NOT_UPDATED => Validity::Unavailable,
+        DATA_UNDER_RANGE => Validity::UnderRange,
+        DATA_OVER_RANGE => Validity::OverRange,
+        DATA_NOT_CALIBRATED => Validity::Questionable,
+        _ => Validity::Invalid,
+    })
+}
+
+/// A wire value as a sample in canonical units (`raw / divisor`).
+fn decode_value(raw: i16, divisor: f32, status: u32, artifact: bool) -> Sample {
+    if status & STATUS_EXISTS == 0 {
+        return Sample::missing(Validity::Unavailable);
+    }
+    if status & STATUS_ACTIVE == 0 {
+        return Sample::missing(Validity::SensorOff);
+    }
+    let value = match special_validity(raw) {
+        Some(_) if artifact => return Sample::missing(Validity::Artifact),
+        Some(v) => return Sample::missing(v),
+        None if raw < 0 => return Sample::missing(Validity::Invalid),
+        None => f32::from(raw) / divisor,
+    };
+    if artifact {
+        Sample::new(value, Validity::Artifact)
+    } else {
+        Sample::valid(value)
+    }
+}
+
+/// What one record told us.
+#[derive(Clone, Copy, Debug, Default)]
+struct ParsedRecord {
+    device_time: Option<DeviceTime>,
+    /// `Some(t)` when an auxiliary subrecord was present (`t` its NIBP time).
+    aux_nibp_time: Option<Option<DeviceTime>>,
+    basic: Option<BasicRaw>,
+    /// A physiological database record (as opposed to waveform, alarm...).
+    phdb: bool,
+}
+
+/// Checks and parses one unstuffed frame (record + checksum).
+fn parse_frame(frame: &[u8]) -> Result<ParsedRecord, DropReason> {
+    let n = frame.len();
+    if n < HEADER_LEN + 1 {
+        return Err(DropReason::Truncated);
+    }
+    let r_len = get_i16(frame, 0).ok_or(DropReason::Truncated)?;
+    let r_len = usize::try_from(r_len).map_err(|_| DropReason::Malformed)?;
+    if r_len < HEADER_LEN {
+        return Err(DropReason::Malformed);
+    }
+    let expected = r_len + 1;
+    if n < expected {
+        return Err(DropReason::Truncated);
+    }
+    if n > expected {
+        return Err(DropReason::Malformed);
+    }
+    let (record, checksum) = frame.split_at(r_len);
+    let sum = record.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+    if checksum.first() != Some(&sum) {
+        return Err(DropReason::Checksum);
+    }
+    parse_record(record)
+}
+
+/// Parses a checked record. Waveform, alarm and other records parse to an
+/// empty result.
+fn parse_record(record: &[u8]) -> Result<ParsedRecord, DropReason> {
+    let mut parsed = ParsedRecord::default();
+    let maintype = get_i16(record, 14).ok_or(DropReason::Malformed)?;
+    if maintype != MAINTYPE_PHDB {
+        return Ok(parsed);
+    }
+    parsed.phdb = true;
+    let r_time = get_u32(record, 6).ok_or(DropReason::Malformed)?;
+    parsed.device_time = (r_time != 0).then_some(DeviceTime(i64::from(r_time)));
+    for i in 0..MAX_DESCRIPTORS {
+        let at = DESCRIPTORS_AT + 3 * i;
+        let sr_type = *record.get(at + 2).ok_or(DropReason::Malformed)?;
+        if sr_type == EOL_SUBRECORD {
+            break;
+        }
+        let len = match sr_type {
+            SR_DISPLAYED => PHDB_SUBRECORD_LEN,
+            SR_AUX_INFO => AUX_SUBRECORD_LEN,
+            _ => continue, // trends, requests: not ours
+        };
+        let offset = get_i16(record, at).ok_or(DropReason::Malformed)?;
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(HEADER_LEN))
+            .ok_or(DropReason::Malformed)?;
+        let sr = start
+            .checked_add(len)
+            .and_then(|end| record.get(start..end))
+            .ok_or(DropReason::Malformed)?;
+        if sr_type == SR_AUX_INFO {
+            let t = get_u32(sr, 0).ok_or(DropReason::Malformed)?;
+            parsed.aux_nibp_time = Some((t != 0).then_some(DeviceTime(i64::from(t))));
+        } else {
+            let class = (get_u16(sr, SR_CLASS_WORD).ok_or(DropReason::Malformed)? >> 8) & 0x0F;
+            if class == CLASS_BASIC {
+                parsed.basic = Some(BasicRaw::read(sr).ok_or(DropReason::Malformed)?);
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Builds the unframed displayed-values record a monitor would send for
+/// `snapshot`: one basic-class displayed-values subrecord plus an auxiliary
+/// subrecord carrying the NIBP measurement time.
+fn build_displayed_record(raw: &BasicRaw, time: u32, nibp_time: u32) -> [u8; DISPLAYED_RECORD_LEN] {
+    let mut r = [0u8; DISPLAYED_RECORD_LEN];
+    put_i16(&mut r, 0, DISPLAYED_RECORD_LEN as i16);
+    put_u32(&mut r, 6, time);
+    put_i16(&mut r, 14, MAINTYPE_PHDB);
+    put_i16(&mut r, DESCRIPTORS_AT, 0);
+    put_u8(&mut r, DESCRIPTORS_AT + 2, SR_DISPLAYED);
+    put_i16(&mut r, DESCRIPTORS_AT + 3, PHDB_SUBRECORD_LEN as i16);
+    put_u8(&mut r, DESCRIPTORS_AT + 5, SR_AUX_INFO);
+    put_u8(&mut r, DESCRIPTORS_AT + 8, EOL_SUBRECORD);
+    if let Some(sr) = r.get_mut(HEADER_LEN..HEADER_LEN + PHDB_SUBRECORD_LEN) {
+        raw.write(sr, time);
+    }
+    put_u32(&mut r, HEADER_LEN + PHDB_SUBRECORD_LEN, nibp_time);
+    r
+}
+
+fn device_time_u32(t: Option<DeviceTime>) -> u32 {
+    t.and_then(|t| u32::try_from(t.0).ok()).unwrap_or(0)
+}
+
+/// Appends to `out` the framed displayed-values record a monitor would send
+/// for `snapshot` (monitor side, for simulators and tests).
+///
+/// Values are rounded to the protocol's resolution (1/min, 0.01 %, 0.01 mmHg);
+/// non-valid samples become the closest special value. GE has no per-value
+/// artifact flag outside ECG, so an SpO2 or pulse-rate artifact is sent as
+/// invalid; sensor-off of SpO2 or pulse rate clears the shared SpO2 group's
+/// "active" bit.
+pub fn encode_displayed_values(snapshot: &Snapshot, out: &mut Vec<u8>) {
+    let raw = BasicRaw::from_snapshot(snapshot);
+    let nibp_time = device_time_u32(snapshot.nibp.and_then(|n| n.measured_at));
+    let record =
+        build_displayed_record(&raw, device_time_u32(Some(snapshot.device_time)), nibp_time);
+    frame_record(&record, out);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RxState {
+    /// No flag seen yet: bytes are garbage.
+    Unsynced,
+    /// Collecting a frame.
+    InFrame,
+    /// An oversized frame: skipping to the next flag.
+    Discarding,
+}
+
+/// Host-side GE S/5 decoder: requests displayed values, decodes them, and
+/// re-requests when the monitor falls silent.
+#[derive(Debug)]
+pub struct GeS5 {
+    source: SourceId,
+    request: PhdbRequest,
+    resend_after: Duration,
+    rx: RxState,
+    escaped: bool,
+    garbage_run: bool,
+    frame: Vec<u8>,
+    outputs: VecDeque<Output>,
+    transmit: VecDeque<PhdbRequest>,
+    /// When to re-send the request; `None` until the first timeout call.
+    deadline: Option<Instant>,
+    stopped: bool,
+    nibp_time: Option<DeviceTime>,
+    resends: u64,
+    stats: DecodeStats,
+}
+
+impl GeS5 {
+    /// A decoder for `source` that requests displayed values every
+    /// `interval_s` seconds (at least 5). The request is queued for
+    /// [`Protocol::poll_transmit`] right away.
+    pub fn new(source: SourceId, interval_s: u16) -> Result<Self, GeError> {
+        let request = PhdbRequest::displayed_every(interval_s)?;
+        let resend_after =
+            Duration::from_secs(u64::from(interval_s) * 3).max(Duration::from_secs(15));
+        let mut transmit = VecDeque::with_capacity(4);
+        transmit.push_back(request);
+        Ok(GeS5 {
+            source,
+            request,
+            resend_after,
+            rx: RxState::Unsynced,
+            escaped: false,
+            garbage_run: false,
+            frame: Vec::with_capacity(MAX_RECORD_LEN + 1),
+            outputs: VecDeque::with_capacity(64),
+            transmit,
+            deadline: None,
+            stopped: false,
+            nibp_time: None,
+            resends: 0,
+            stats: DecodeStats::default(),
+        })
+    }
+
+    /// Re-send the request when no valid physiological record arrived for
+    /// `d` (default: three intervals, at least 15 s; at least 1 s).
+    pub fn with_resend_after(mut self, d: Duration) -> Self {
+        self.resend_after = d.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Asks the monitor to stop sending and stops re-requesting.
+    pub fn stop(&mut self) {
+        self.transmit.clear();
+        self.transmit.push_back(PhdbRequest::stop_displayed());
+        self.stopped = true;
+        self.deadline = None;
+    }
+
+    /// How often the request was re-sent because the monitor was silent.
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
+    fn drop_frame(&mut self, reason: DropReason) {
+        self.stats.count_drop(reason);
+        self.outputs.push_back(Output::Dropped(reason));
+    }
+
+    fn start_frame(&mut self) {
+        self.rx = RxState::InFrame;
+        self.frame.clear();
+        self.escaped = false;
+        self.garbage_run = false;
+    }
+
+    fn push_byte(&mut self, now: Instant, b: u8) {
+        match self.rx {
+            RxState::Unsynced => {
+                if b == FLAG {
+                    self.start_frame();
+                } else if !self.garbage_run {
+                    self.garbage_run = true;
+                    self.drop_frame(DropReason::Garbage);
+                }
+            }
+            RxState::Discarding => {
+                if b == FLAG {
+                    self.start_frame();
+                }
+            }
+            RxState::InFrame => {
+                if b == FLAG {
+                    if self.escaped {
+                        self.drop_frame(DropReason::Truncated);
+                    } else if !self.frame.is_empty() {
+                        self.finish_frame(now);
+                    }
+                    // A closing flag may also open the next frame.
+                    self.start_frame();
+                } else if b == ESC {
+                    self.escaped = true;
+                } else {
+                    let v = if self.escaped { b ^ ESC_XOR } else { b };
+                    self.escaped = false;
+                    if self.frame.len() > MAX_RECORD_LEN {
+                        self.drop_frame(DropReason::Oversized);
+                        self.frame.clear();
+                        self.rx = RxState::Discarding;
+                    } else {
+                        self.frame.push(v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_frame(&mut self, now: Instant) {
+        match parse_frame(&self.frame) {
+            Err(reason) => self.drop_frame(reason),
+            Ok(p) => {
+                self.stats.frames_ok += 1;
+                if !p.phdb {
+                    return;
+                }
+                if !self.stopped {
+                    self.deadline = Some(now + self.resend_after);
+                }
+                if let Some(t) = p.aux_nibp_time {
+                    self.nibp_time = t;
+                }
+                if let Some(b) = p.basic {
+                    self.emit_basic(now, p.device_time, &b);
+                }
+            }
+        }
+    }
+
+    fn emit_basic(&mut self, now: Instant, device_time: Option<DeviceTime>, b: &BasicRaw) {
+        let reading = |measurement| {
+            Output::Reading(Reading {
+                source: self.source,
+                arrival: now,
+                device_time,
+                measurement,
+            })
+        };
+        let artifact = b.ecg_status & (ECG_NOISE | ECG_ARTIFACT) != 0;
+        let hr = reading(Measurement::HeartRate(decode_value(
+            b.hr,
+            1.0,
+            b.ecg_status,
+            artifact,
+        )));
+        let spo2 = reading(Measurement::SpO2(decode_value(
+            b.spo2,
+            100.0,
+            b.spo2_status,
+            false,
+        )));
+        let pr = reading(Measurement::PulseRate(decode_value(
+            b.pr,
+            1.0,
+            b.spo2_status,
+            false,
+        )));
+        let nibp = self.nibp(b).map(|n| reading(Measurement::Nibp(n)));
+        self.outputs.push_back(hr);
+        self.outputs.push_back(spo2);
+        self.outputs.push_back(pr);
+        if let Some(n) = nibp {
+            self.outputs.push_back(n);
+        }
+    }
+
+    /// The NIBP reading of a basic subrecord, if it is one (see the module doc).
+    fn nibp(&self, b: &BasicRaw) -> Option<Nibp> {
+        if b.nibp_status & STATUS_EXISTS == 0 {
+            return None;
+        }
+        if b.nibp_label & (NIBP_MEASURING | NIBP_STASIS | NIBP_CALIBRATING) != 0 {
+            return None;
+        }
+        if b.nibp_label & NIBP_OLDER_THAN_60S != 0 && self.nibp_time.is_none() {
+            return None;
+        }
+        // The active bit says nothing about a finished NIBP measurement.
+        let status = b.nibp_status | STATUS_ACTIVE;
+        let mode = if b.nibp_label & NIBP_STAT != 0 {
+            NibpMode::Stat
+        } else if b.nibp_label & NIBP_AUTO != 0 {
+            NibpMode::Auto
+        } else {
+            NibpMode::Manual
+        };
+        Some(Nibp {
+            systolic: decode_value(b.sys, 100.0, status, false),
+            diastolic: decode_value(b.dia, 100.0, status, false),
+            mean: decode_value(b.mean, 100.0, status, false),
+            measured_at: self.nibp_time,
+            mode,
+        })
+    }
+}
+
+impl Protocol for GeS5 {
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.stats.bytes = self.stats.bytes.wrapping_add(bytes.len() as u64);
+        for &b in bytes {
+            self.push_byte(now, b);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        match self.deadline {
+            None => self.deadline = Some(now + self.resend_after),
+            Some(d) if now >= d => {
+                if !self.transmit.contains(&self.request) {
+                    self.transmit.push_back(self.request);
+                }
+                self.resends = self.resends.wrapping_add(1);
+                self.deadline = Some(now + self.resend_after);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.transmit.pop_front() {
+            Some(req) => {
+                req.encode(out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.stopped {
+            None
+        } else {
+            // Unarmed: ask to be called at once so the timer can start.
+            Some(self.deadline.unwrap_or(Instant::ZERO))
+        }
+    }
+
+    fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const REQ_DISPLAYED_10S: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 0a 00 0e 00 00 00 00 00 49 7e";
+    const REQ_STOP: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 31 7e";
+    const REQ_TREND_60S: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 03 3c 00 0e 00 00 00 00 00 7d 5d 7e";
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    }
+
+    fn decoder() -> GeS5 {
+        GeS5::new(SourceId(3), 10).unwrap()
+    }
+
+    fn drain(p: &mut GeS5) -> Vec<Output> {
+        std::iter::from_fn(|| p.poll_output()).collect()
+    }
+
+    fn measurements(outs: &[Output]) -> Vec<Measurement> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Reading(r) => Some(r.measurement),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn drops(outs: &[Output]) -> Vec<DropReason> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Dropped(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn present() -> u32 {
+        STATUS_EXISTS | STATUS_ACTIVE
+    }
+
+    /// A basic subrecord with everything present and valid.
+    fn raw_ok() -> BasicRaw {
+        BasicRaw {
+            ecg_status: present(),
+            hr: 72,
+            nibp_status: present(),
+            nibp_label: NIBP_AUTO,
+            sys: 12_000,
+            dia: 8_050,
+            mean: 9_300,
+            spo2_status: present(),
+            spo2: 9_750,
+            pr: 71,
+        }
+    }
+
+    fn framed(raw: &BasicRaw, time: u32, nibp_time: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame_record(&build_displayed_record(raw, time, nibp_time), &mut out);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> (Vec<Output>, DecodeStats) {
+        let mut p = decoder();
+        p.handle_bytes(Instant::from_secs(1), bytes);
+        (drain(&mut p), p.stats())
+    }
+
+    fn sample_of(ms: &[Measurement], pick: fn(&Measurement) -> Option<Sample>) -> Sample {
+        let found: Vec<Sample> = ms.iter().filter_map(pick).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one such reading in {ms:?}"
+        );
+        found[0]
+    }
+
+    fn hr(ms: &[Measurement]) -> Sample {
+        sample_of(ms, |m| match m {
+            Measurement::HeartRate(s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    fn spo2(ms: &[Measurement]) -> Sample {
+        sample_of(ms, |m| match m {
+            Measurement::SpO2(s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    fn pr(ms: &[Measurement]) -> Sample {
+        sample_of(ms, |m| match m {
+            Measurement::PulseRate(s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    fn nibps(ms: &[Measurement]) -> Vec<Nibp> {
+        ms.iter()
+            .filter_map(|m| match m {
+                Measurement::Nibp(n) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn request_records_match_the_spec_vectors() {
+        let mut out = Vec::new();
+        PhdbRequest::displayed_every(10).unwrap().encode(&mut out);
+        assert_eq!(out, hex(REQ_DISPLAYED_10S));
+        out.clear();
+        PhdbRequest::stop_displayed().encode(&mut out);
+        assert_eq!(out, hex(REQ_STOP));
+        out.clear();
+        PhdbRequest::new(PhdbRecordType::Trend60s, 60, CLASSES_ALL).encode(&mut out);
+        assert_eq!(out, hex(REQ_TREND_60S));
+    }
+
+    #[test]
+    fn send_once_request_carries_minus_one() {
+        let r = PhdbRequest::displayed_once().to_record();
+        assert_eq!(r[40], 1);
+        assert_eq!(i16::from_le_bytes([r[41], r[42]]), -1);
+    }
+
+    #[test]
+    fn request_interval_is_checked() {
+        assert_eq!(
+            PhdbRequest::displayed_every(4),
+            Err(GeError::IntervalOutOfRange(4))
+        );
+        assert!(PhdbRequest::displayed_every(0).is_err());
+        assert!(PhdbRequest::displayed_every(40_000).is_err());
+        assert_eq!(PhdbRequest::displayed_every(5).unwrap().tx_interval, 5);
+        assert!(GeS5::new(SourceId(0), 3).is_err());
+    }
+
+    #[test]
+    fn spec_vectors_deframe_with_their_stuffed_checksum() {
+        let mut bytes = hex(REQ_DISPLAYED_10S);
+        bytes.extend(hex(REQ_STOP));
+        bytes.extend(hex(REQ_TREND_60S));
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(stats.frames_ok, 3);
+        assert_eq!(stats.dropped_total(), 0);
+        assert_eq!(stats.bytes, bytes.len() as u64);
+        // Requests carry no displayed values.
+        assert!(outs.is_empty(), "{outs:?}");
+    }
+
+    #[test]
+    fn bad_checksum_is_dropped_and_the_next_frame_decodes() {
+        let mut bad = hex(REQ_DISPLAYED_10S);
+        let n = bad.len();
+        bad[n - 2] = 0x48; // checksum 0x49 -> 0x48
+        let mut bytes = bad.clone();
+        bytes.extend(framed(&raw_ok(), 1_700_000_000, 0));
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(stats.dropped[DropReason::Checksum.index()], 1);
+        assert_eq!(stats.dropped_total(), 1);
+        assert_eq!(stats.frames_ok, 1);
+        assert_eq!(outs[0], Output::Dropped(DropReason::Checksum));
+        assert_eq!(measurements(&outs).len(), 4);
+
+        // A corrupted value byte is caught by the checksum too.
+        let mut frame = framed(&raw_ok(), 1_700_000_000, 0);
+        frame[60] ^= 0x01;
+        let (outs, stats) = decode(&frame);
+        assert_eq!(drops(&outs), vec![DropReason::Checksum]);
+        assert_eq!(stats.frames_ok, 0);
+        assert!(measurements(&outs).is_empty());
+    }
+
+    #[test]
+    fn displayed_values_decode_in_canonical_units() {
+        let bytes = framed(&raw_ok(), 1_700_000_123, 1_700_000_000);
+        let mut p = decoder();
+        p.handle_bytes(Instant::from_secs(7), &bytes[..100]);
+        assert!(drain(&mut p).is_empty());
+        p.handle_bytes(Instant::from_secs(8), &bytes[100..]);
+        let outs = drain(&mut p);
+        assert_eq!(outs.len(), 4);
+        for o in &outs {
+            let Output::Reading(r) = o else {
+                panic!("not a reading: {o:?}")
+            };
+            assert_eq!(r.source, SourceId(3));
+            assert_eq!(r.arrival, Instant::from_secs(8));
+            assert_eq!(r.device_time, Some(DeviceTime(1_700_000_123)));
+        }
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(spo2(&ms), Sample::valid(97.5));
+        assert_eq!(pr(&ms), Sample::valid(71.0));
+        let n = nibps(&ms);
+        assert_eq!(
+            n,
+            vec![Nibp {
+                systolic: Sample::valid(120.0),
+                diastolic: Sample::valid(80.5),
+                mean: Sample::valid(93.0),
+                measured_at: Some(DeviceTime(1_700_000_000)),
+                mode: NibpMode::Auto,
+            }]
+        );
+    }
+
+    #[test]
+    fn independently_built_seed_frame_decodes() {
+        // Built by hand from the layout (not by this module's encoder); PR 126
+        // is 0x7E and must arrive stuffed.
+        let bytes = include_bytes!("../../fuzz/seeds/ge/displayed_values.bin");
+        let (outs, stats) = decode(bytes);
+        assert_eq!(stats.frames_ok, 1);
+        assert_eq!(stats.dropped_total(), 0);
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(spo2(&ms), Sample::valid(97.5));
+        assert_eq!(pr(&ms), Sample::valid(126.0));
+        let n = nibps(&ms);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].systolic, Sample::valid(120.0));
+        assert_eq!(n[0].diastolic, Sample::valid(80.5));
+        assert_eq!(n[0].mean, Sample::valid(93.0));
+        assert_eq!(n[0].measured_at, Some(DeviceTime(1_700_000_000)));
+        assert_eq!(n[0].mode, NibpMode::Auto);
+        let bad = include_bytes!("../../fuzz/seeds/ge/request_bad_checksum.bin");
+        let (outs, _) = decode(bad);
+        assert_eq!(drops(&outs), vec![DropReason::Checksum]);
+    }
+
+    #[test]
+    fn special_values_map_to_validities() {
+        let cases = [
+            (-32767, Validity::Invalid),
+            (-32766, Validity::Unavailable),
+            (-32765, Validity::Invalid),
+            (-32764, Validity::UnderRange),
+            (-32763, Validity::OverRange),
+            (-32762, Validity::Questionable),
+            (-32768, Validity::Invalid),
+            (-32001, Validity::Invalid),
+            (-5, Validity::Invalid),
+        ];
+        for (raw_value, validity) in cases {
+            let mut raw = raw_ok();
+            raw.hr = raw_value;
+            raw.spo2 = raw_value;
+            raw.pr = raw_value;
+            raw.sys = raw_value;
+            let (outs, _) = decode(&framed(&raw, 1, 1));
+            let ms = measurements(&outs);
+            for s in [hr(&ms), spo2(&ms), pr(&ms), nibps(&ms)[0].systolic] {
+                assert_eq!(s.validity, validity, "raw {raw_value}");
+                assert!(s.value.is_nan(), "raw {raw_value}");
+            }
+            assert!(nibps(&ms)[0].diastolic.validity.is_valid());
+        }
+        // -32000 is the last ordinary value above the flag range; negative, so invalid.
+        assert_eq!(special_validity(-32000), None);
+        assert_eq!(special_validity(0), None);
+    }
+
+    #[test]
+    fn module_status_bits_decide_availability() {
+        let mut raw = raw_ok();
+        raw.ecg_status = 0;
+        raw.spo2_status = STATUS_EXISTS; // module there, measurement not active
+        raw.nibp_status = 0;
+        let (outs, _) = decode(&framed(&raw, 1, 1));
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms).validity, Validity::Unavailable);
+        assert_eq!(spo2(&ms).validity, Validity::SensorOff);
+        assert_eq!(pr(&ms).validity, Validity::SensorOff);
+        assert!(
+            nibps(&ms).is_empty(),
+            "absent NIBP module yields no reading"
+        );
+        assert_eq!(ms.len(), 3);
+    }
+
+    #[test]
+    fn ecg_noise_and_artifact_bits_mark_hr_as_artifact() {
+        for bit in [ECG_NOISE, ECG_ARTIFACT] {
+            let mut raw = raw_ok();
+            raw.ecg_status |= bit;
+            let (outs, _) = decode(&framed(&raw, 1, 1));
+            let ms = measurements(&outs);
+            assert_eq!(hr(&ms).validity, Validity::Artifact);
+            assert_eq!(spo2(&ms).validity, Validity::Valid);
+        }
+        // Asystole (bit 2) is physiology: HR stays valid.
+        let mut raw = raw_ok();
+        raw.ecg_status |= 1 << 2;
+        raw.hr = 0;
+        let (outs, _) = decode(&framed(&raw, 1, 1));
+        assert_eq!(hr(&measurements(&outs)), Sample::valid(0.0));
+    }
+
+    #[test]
+    fn nibp_label_bits_decide_mode_and_freshness() {
+        let nibp_with = |label: u16, nibp_time: u32| {
+            let mut raw = raw_ok();
+            raw.nibp_label = label;
+            let (outs, _) = decode(&framed(&raw, 1_000, nibp_time));
+            nibps(&measurements(&outs))
+        };
+        assert_eq!(nibp_with(NIBP_AUTO, 900)[0].mode, NibpMode::Auto);
+        assert_eq!(nibp_with(NIBP_STAT, 900)[0].mode, NibpMode::Stat);
+        assert_eq!(nibp_with(0, 900)[0].mode, NibpMode::Manual);
+        // Cuff busy: no reading, with or without a measurement time.
+        for busy in [NIBP_MEASURING, NIBP_STASIS, NIBP_CALIBRATING] {
+            assert!(nibp_with(NIBP_AUTO | busy, 900).is_empty());
+            assert!(nibp_with(busy, 0).is_empty());
+        }
+        // Old data: a repeat is fine when its measurement time is known...
+        let old = nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 900);
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].measured_at, Some(DeviceTime(900)));
+        assert!(old[0].systolic.validity.is_valid());
+        // ...but without it the reading could pass for a new one: none.
+        assert!(nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 0).is_empty());
+        // Fresh data without a measurement time: reading, no measured_at.
+        assert_eq!(nibp_with(NIBP_AUTO, 0)[0].measured_at, None);
+    }
+
+    #[test]
+    fn aux_nibp_time_is_kept_across_records() {
+        // Record 1: basic + aux (nibp_time 500). Record 2: basic only.
+        let mut p = decoder();
+        p.handle_bytes(Instant::from_secs(1), &framed(&raw_ok(), 1_000, 500));
+        let mut only_basic = build_displayed_record(&raw_ok(), 1_010, 0);
+        put_u8(&mut only_basic, DESCRIPTORS_AT + 5, EOL_SUBRECORD);
+        put_i16(&mut only_basic, 0, (HEADER_LEN + PHDB_SUBRECORD_LEN) as i16);
+        let mut bytes = Vec::new();
+        frame_record(&only_basic[..HEADER_LEN + PHDB_SUBRECORD_LEN], &mut bytes);
+        p.handle_bytes(Instant::from_secs(11), &bytes);
+        let outs = drain(&mut p);
+        assert_eq!(p.stats().frames_ok, 2);
+        let n = nibps(&measurements(&outs));
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[0].measured_at, Some(DeviceTime(500)));
+        assert_eq!(n[1].measured_at, Some(DeviceTime(500)));
+        // An aux subrecord with time 0 ("unknown") clears it.
+        p.handle_bytes(Instant::from_secs(21), &framed(&raw_ok(), 1_020, 0));
+        let n = nibps(&measurements(&drain(&mut p)));
+        assert_eq!(n[0].measured_at, None);
+    }
+
+    /// A record whose descriptors list the aux subrecord first and the
+    /// displayed subrecord second, with the given class in its class word.
+    fn reordered_record(class: u16) -> Vec<u8> {
+        let len = HEADER_LEN + AUX_SUBRECORD_LEN + PHDB_SUBRECORD_LEN;
+        let mut r = vec![0u8; len];
+        put_i16(&mut r, 0, len as i16);
+        put_u32(&mut r, 6, 42);
+        put_i16(&mut r, DESCRIPTORS_AT, 0);
+        put_u8(&mut r, DESCRIPTORS_AT + 2, SR_AUX_INFO);
+        put_i16(&mut r, DESCRIPTORS_AT + 3, AUX_SUBRECORD_LEN as i16);
+        put_u8(&mut r, DESCRIPTORS_AT + 5, SR_DISPLAYED);
+        put_u8(&mut r, DESCRIPTORS_AT + 8, EOL_SUBRECORD);
+        put_u32(&mut r, HEADER_LEN, 33);
+        let sr_at = HEADER_LEN + AUX_SUBRECORD_LEN;
+        raw_ok().write(&mut r[sr_at..sr_at + PHDB_SUBRECORD_LEN], 42);
+        put_u16(&mut r, sr_at + SR_CLASS_WORD, (class << 8) | 1);
+        let mut out = Vec::new();
+        frame_record(&r, &mut out);
+        out
+    }
+
+    #[test]
+    fn class_comes_from_the_class_bits_not_the_position() {
+        let (outs, stats) = decode(&reordered_record(0));
+        let ms = measurements(&outs);
+        assert_eq!(ms.len(), 4);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(nibps(&ms)[0].measured_at, Some(DeviceTime(33)));
+        assert_eq!(stats.frames_ok, 1);
+        for class in 1..4 {
+            let (outs, stats) = decode(&reordered_record(class));
+            assert!(outs.is_empty(), "class {class}: {outs:?}");
+            assert_eq!(stats.frames_ok, 1);
+        }
+    }
+
+    #[test]
+    fn non_phdb_records_are_accepted_and_ignored() {
+        let mut r = build_displayed_record(&raw_ok(), 1, 1);
+        put_i16(&mut r, 14, 1); // waveform
+        let mut bytes = Vec::new();
+        frame_record(&r, &mut bytes);
+        let (outs, stats) = decode(&bytes);
+        assert!(outs.is_empty());
+        assert_eq!(stats.frames_ok, 1);
+    }
+
+    #[test]
+    fn bytes_equal_to_flag_or_escape_are_stuffed_and_summed_unstuffed() {
+        let mut raw = raw_ok();
+        raw.hr = 0x7E;
+        raw.pr = 0x7D;
+        raw.spo2 = 0x7D7E;
+        let bytes = framed(&raw, 0x7E7D_7E7D, 0);
+        // Only the two flags are raw 0x7E.
+        assert_eq!(bytes.iter().filter(|&&b| b == FLAG).count(), 2);
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(stats.dropped_total(), 0);
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms), Sample::valid(126.0));
+        assert_eq!(pr(&ms), Sample::valid(125.0));
+        assert_eq!(spo2(&ms), Sample::valid(f32::from(0x7D7E_i16) / 100.0));
+    }
+
+    #[test]
+    fn garbage_truncation_and_oversize_resynchronise() {
+        let good = framed(&raw_ok(), 1, 1);
+        let mut bytes = b"noise before sync".to_vec();
+        bytes.extend_from_slice(&good);
+        // A frame cut short by the monitor rebooting, then a good one.
+        bytes.extend_from_slice(&good[..200]);
+        bytes.extend_from_slice(&good);
+        // An oversized run without a flag, then a good frame.
+        bytes.push(FLAG);
+        bytes.extend(std::iter::repeat_n(0x11, 3_000));
+        bytes.extend_from_slice(&good);
+        // A frame aborted by an escape before its flag, then a good one.
+        bytes.extend_from_slice(&good[..50]);
+        bytes.push(ESC);
+        bytes.extend_from_slice(&good);
+        // A tiny frame and a frame longer than its r_len.
+        bytes.extend_from_slice(&[FLAG, 1, 2, 3, FLAG]);
+        let mut long = build_displayed_record(&raw_ok(), 1, 1).to_vec();
+        long.push(0);
+        frame_record(&long, &mut bytes);
+        bytes.extend_from_slice(&good);
+
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(stats.frames_ok, 5);
+        assert_eq!(stats.dropped[DropReason::Garbage.index()], 1);
+        assert_eq!(stats.dropped[DropReason::Oversized.index()], 1);
+        // Cut frame (its tail start flag ended it), escape-abort, tiny frame.
+        assert_eq!(stats.dropped[DropReason::Truncated.index()], 3);
+        // Record longer than r_len says.
+        assert_eq!(stats.dropped[DropReason::Malformed.index()], 1);
+        assert_eq!(stats.dropped[DropReason::Checksum.index()], 0);
+        assert_eq!(drops(&outs).len() as u64, stats.dropped_total());
+        assert_eq!(measurements(&outs).len(), 5 * 4);
+    }
+
+    #[test]
+    fn descriptors_pointing_outside_the_record_are_malformed() {
+        for (offset, r_len) in [(300_i16, None), (-4, None), (0, Some(100_i16))] {
+            let mut r = build_displayed_record(&raw_ok(), 1, 1).to_vec();
+            put_i16(&mut r, DESCRIPTORS_AT, offset);
+            if let Some(len) = r_len {
+                put_i16(&mut r, 0, len);
+                r.truncate(len as usize);
+            }
+            let mut bytes = Vec::new();
+            frame_record(&r, &mut bytes);
+            let (outs, stats) = decode(&bytes);
+            assert_eq!(drops(&outs), vec![DropReason::Malformed], "{offset}");
+            assert_eq!(stats.frames_ok, 0);
+        }
+        // A negative or short r_len.
+        let mut r = build_displayed_record(&raw_ok(), 1, 1).to_vec();
+        put_i16(&mut r, 0, -1);
+        let mut bytes = Vec::new();
+        frame_record(&r, &mut bytes);
+        assert_eq!(drops(&decode(&bytes).0), vec![DropReason::Malformed]);
+    }
+
+    #[test]
+    fn request_is_sent_at_start_resent_on_silence_and_stopped() {
+        let mut p = GeS5::new(SourceId(0), 10)
+            .unwrap()
+            .with_resend_after(Duration::from_secs(30));
+        let mut out = Vec::new();
+        assert!(p.poll_transmit(&mut out));
+        assert_eq!(out, hex(REQ_DISPLAYED_10S));
+        assert!(!p.poll_transmit(&mut out));
+        // Unarmed timer asks for an immediate call.
+        assert_eq!(p.poll_timeout(), Some(Instant::ZERO));
+        p.handle_timeout(Instant::from_secs(100));
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(130)));
+        p.handle_timeout(Instant::from_secs(129));
+        assert!(!p.poll_transmit(&mut out));
+        // Data arrives: deadline moves.
+        p.handle_bytes(Instant::from_secs(125), &framed(&raw_ok(), 1, 1));
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(155)));
+        p.handle_timeout(Instant::from_secs(130));
+        assert!(!p.poll_transmit(&mut out));
+        assert_eq!(p.resends(), 0);
+        // Silence (monitor rebooted): the request goes out again, once.
+        p.handle_timeout(Instant::from_secs(155));
+        assert_eq!(p.resends(), 1);
+        out.clear();
+        assert!(p.poll_transmit(&mut out));
+        assert_eq!(out, hex(REQ_DISPLAYED_10S));
+        assert!(!p.poll_transmit(&mut out));
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(185)));
+        // Stop: the stop request goes out and the timers end.
+        p.handle_timeout(Instant::from_secs(185));
+        p.stop();
+        out.clear();
+        assert!(p.poll_transmit(&mut out));
+        assert_eq!(out, hex(REQ_STOP));
+        assert!(!p.poll_transmit(&mut out));
+        assert_eq!(p.poll_timeout(), None);
+        p.handle_timeout(Instant::from_secs(10_000));
+        assert!(!p.poll_transmit(&mut out));
+    }
+
+    #[test]
+    fn default_resend_timeout_covers_three_intervals() {
+        let mut p = GeS5::new(SourceId(0), 10).unwrap();
+        p.handle_timeout(Instant::ZERO);
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(30)));
+        let mut p = GeS5::new(SourceId(0), 5).unwrap();
+        p.handle_timeout(Instant::ZERO);
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(15)));
+    }
+
+    #[test]
+    fn snapshot_flags_that_ge_cannot_carry_per_value_are_encoded_conservatively() {
+        let mut s = Snapshot::empty(DeviceTime(1_000));
+        s.heart_rate = Sample::new(80.0, Validity::Artifact);
+        s.spo2 = Sample::missing(Validity::SensorOff);
+        s.pulse_rate = Sample::valid(70.0);
+        let mut bytes = Vec::new();
+        encode_displayed_values(&s, &mut bytes);
+        let (outs, _) = decode(&bytes);
+        let ms = measurements(&outs);
+        assert_eq!(hr(&ms).validity, Validity::Artifact);
+        assert_eq!(spo2(&ms).validity, Validity::SensorOff);
+        // The shared SpO2 group is inactive, so the pulse rate is too.
+        assert_eq!(pr(&ms).validity, Validity::SensorOff);
+        assert!(nibps(&ms).is_empty());
+    }
+
+    fn round_trip_validity() -> impl Strategy<Value = Validity> {
+        prop_oneof![
+            6 => Just(Validity::Valid),
+            1 => Just(Validity::Invalid),
+            1 => Just(Validity::Unavailable),
+            1 => Just(Validity::UnderRange),
+            1 => Just(Validity::OverRange),
+            1 => Just(Validity::Questionable),
+        ]
+    }
+
+    /// A sample whose valid value is `k / divisor`, k in `0..=max`.
+    fn sample(max: u16, divisor: f32) -> impl Strategy<Value = Sample> {
+        (0..=max, round_trip_validity()).prop_map(move |(k, v)| {
+            if v.is_valid() {
+                Sample::valid(f32::from(k) / divisor)
+            } else {
+                Sample::missing(v)
+            }
+        })
+    }
+
+    fn snapshot() -> impl Strategy<Value = Snapshot> {
+        let nibp = (
+            sample(30_000, 100.0),
+            sample(30_000, 100.0),
+            sample(30_000, 100.0),
+            proptest::option::of(1..=u32::MAX),
+            prop_oneof![
+                Just(NibpMode::Auto),
+                Just(NibpMode::Stat),
+                Just(NibpMode::Manual)
+            ],
+        )
+            .prop_map(|(systolic, diastolic, mean, t, mode)| Nibp {
+                systolic,
+                diastolic,
+                mean,
+                measured_at: t.map(|t| DeviceTime(i64::from(t))),
+                mode,
+            });
+        (
+            sample(300, 1.0),
+            sample(300, 1.0),
+            sample(10_000, 100.0),
+            proptest::option::of(nibp),
+            1..=u32::MAX,
+        )
+            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| Snapshot {
+                heart_rate,
+                pulse_rate,
+                spo2,
+                nibp,
+                device_time: DeviceTime(i64::from(t)),
+            })
+    }
+
+    fn same(a: Sample, b: Sample) -> bool {
+        a.validity == b.validity && (!a.validity.is_valid() || (a.value - b.value).abs() < 1e-3)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn snapshots_round_trip(s in snapshot()) {
+            let mut bytes = Vec::new();
+            encode_displayed_values(&s, &mut bytes);
+            let (outs, stats) = decode(&bytes);
+            prop_assert_eq!(stats.frames_ok, 1);
+            prop_assert_eq!(stats.dropped_total(), 0);
+            let ms = measurements(&outs);
+            prop_assert!(same(hr(&ms), s.heart_rate));
+            prop_assert!(same(pr(&ms), s.pulse_rate));
+            prop_assert!(same(spo2(&ms), s.spo2));
+            let n = nibps(&ms);
+            match s.nibp {
+                None => prop_assert!(n.is_empty()),
+                Some(want) => {
+                    prop_assert_eq!(n.len(), 1);
+                    let got = n[0];
+                    prop_assert!(same(got.systolic, want.systolic));
+                    prop_assert!(same(got.diastolic, want.diastolic));
+                    prop_assert!(same(got.mean, want.mean));
+                    prop_assert_eq!(got.measured_at, want.measured_at);
+                    prop_assert_eq!(got.mode, want.mode);
+                }
+            }
+            for o in &outs {
+                if let Output::Reading(r) = o {
+                    prop_assert_eq!(r.device_time, Some(s.device_time));
+                }
+            }
+        }
+
+        #[test]
+        fn chunking_does_not_change_outputs(
+            snaps in proptest::collection::vec(snapshot(), 1..4),
+            noise in proptest::collection::vec(any::<u8>(), 0..40),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let mut bytes = noise;
+            for s in &snaps {
+                encode_displayed_values(s, &mut bytes);
+            }
+            let (whole, whole_stats) = decode(&bytes);
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            at.sort_unstable();
+            let mut p = decoder();
+            let mut prev = 0;
+            for &c in at.iter().chain(std::iter::once(&bytes.len())) {
+                p.handle_bytes(Instant::from_secs(1), &bytes[prev..c]);
+                prev = c;
+            }
+            let chunked = drain(&mut p);
+            prop_assert_eq!(format!("{whole:?}"), format!("{chunked:?}"));
+            prop_assert_eq!(whole_stats, p.stats());
+            // The last snapshot always decodes, whatever noise came first.
+            prop_assert!(measurements(&whole).len() >= 3);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_or_yield_non_finite_valid_values(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2_000),
+        ) {
+            let mut p = decoder();
+            p.handle_bytes(Instant::from_secs(1), &bytes);
+            p.handle_timeout(Instant::from_secs(100));
+            for o in drain(&mut p) {
+                if let Output::Reading(r) = o {
+                    if let Some((_, s)) = r.measurement.continuous() {
+                        prop_assert!(!s.validity.is_valid() || s.value.is_finite());
+                    }
+                }
+            }
+            prop_assert_eq!(p.stats().bytes, bytes.len() as u64);
+        }
+    }
+}
