@@ -45,7 +45,15 @@ enum Cmd {
         /// Configuration file. Without it, the embedded defaults apply.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// How often to log the status line (latency, sources, alarms).
+        #[arg(long, default_value = "30s", value_parser = duration_arg)]
+        status_every: std::time::Duration,
+        /// Stop after this much session time (for demos and tests).
+        #[arg(long, value_parser = duration_arg)]
+        run_for: Option<std::time::Duration>,
     },
+    /// List the serial ports this machine has.
+    Ports,
     /// Validate a configuration file and print the effective configuration,
     /// or every error (exit status 2).
     CheckConfig {
@@ -70,8 +78,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -82,16 +92,41 @@ fn init_logging(format: LogFormat, filter: &str) {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::CheckConfig { file } => Ok(check_config(&file)),
-        Cmd::Run { config } => {
+        Cmd::Run {
+            config,
+            status_every,
+            run_for,
+        } => {
             let cfg = match load_config(config.as_deref()) {
                 Ok(cfg) => cfg,
                 Err(code) => return Ok(code),
             };
             anyhow::ensure!(
                 !cfg.sources.is_empty(),
-                "no [[source]] configured: add one to the configuration file"
+                "no [[source]] configured: add one to the configuration file (see config/vigil.toml)"
             );
-            vigil_run(cfg).context("running the daemon")?;
+            vigil_run(cfg, config, status_every, run_for).context("running the daemon")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ports => {
+            let ports = tokio_serial::available_ports().context("listing serial ports")?;
+            if ports.is_empty() {
+                println!("no serial ports found");
+            }
+            for p in ports {
+                let kind = match p.port_type {
+                    tokio_serial::SerialPortType::UsbPort(u) => format!(
+                        "USB {:04x}:{:04x} {}",
+                        u.vid,
+                        u.pid,
+                        u.product.unwrap_or_default()
+                    ),
+                    tokio_serial::SerialPortType::PciPort => "PCI".into(),
+                    tokio_serial::SerialPortType::BluetoothPort => "Bluetooth".into(),
+                    tokio_serial::SerialPortType::Unknown => "serial".into(),
+                };
+                println!("{}\t{}", p.port_name, kind.trim());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -128,6 +163,48 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn vigil_run(_cfg: Config) -> anyhow::Result<()> {
-    anyhow::bail!("the live daemon is not built yet")
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5min)"))
+}
+
+fn vigil_run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    status_every: std::time::Duration,
+    run_for: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use vigil::io::{clock::Clock, driver, sink};
+
+    let speed = driver::simulation_speed(&cfg).unwrap_or(1.0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let status = runtime.block_on(async {
+        let clock = Clock::start(speed);
+        let names = Arc::new(cfg.engine.source_names.clone());
+        let sinks = vec![sink::spawn_log(
+            names,
+            4096,
+            std::time::Duration::from_secs(60),
+        )];
+        let (_commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        driver::run(driver::DriverSetup {
+            config: cfg,
+            config_path,
+            clock,
+            sinks,
+            commands,
+            status_every: status_every.max(std::time::Duration::from_millis(100)),
+            run_for,
+        })
+        .await
+    })?;
+    tracing::info!(
+        inputs = status.inputs,
+        dropped = status.dropped,
+        "vigil stopped"
+    );
+    Ok(())
 }

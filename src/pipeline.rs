@@ -87,6 +87,12 @@ impl Pipeline {
         self.preference[vital.index()] = sources.into_iter().map(|s| s.0).collect();
     }
 
+    /// Applies new alarm settings (see [`Engine::reconfigure`]).
+    pub fn reconfigure(&mut self, now: Instant, engine: EngineConfig) {
+        self.advance(now);
+        self.engine.reconfigure(now, engine);
+    }
+
     /// The engine (for status and snapshots).
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -227,9 +233,10 @@ impl Pipeline {
                     }
                 }
                 Output::Dropped(_) => {}
-                Output::Note(note) => self
-                    .engine
-                    .handle_device(now, source, DeviceInput::Note(note)),
+                Output::Note(note) => {
+                    self.engine
+                        .handle_device(now, source, DeviceInput::Note(note))
+                }
             }
         }
         let stats = self.sources[i].protocol.stats();
@@ -243,7 +250,8 @@ impl Pipeline {
             slot.last_data = now;
             if slot.down {
                 slot.down = false;
-                self.engine.handle_device(now, source, DeviceInput::Connected);
+                self.engine
+                    .handle_device(now, source, DeviceInput::Connected);
             }
         }
         if good > 0 || dropped > 0 {
@@ -293,5 +301,23 @@ impl Pipeline {
                 .and_then(|v| v[vital.index()])
                 .is_some_and(|t| r.arrival - t <= window)
         })
+    }
+}
+
+/// The host-side protocol endpoint for a configured protocol.
+pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> BoxedProtocol {
+    use crate::config::ProtocolKind as K;
+    use crate::protocol::{ge, line, masimo, nonin, philips};
+    match kind {
+        K::Ge => Box::new(
+            ge::GeS5::new(source, ge::MIN_DISPLAYED_INTERVAL_S)
+                .expect("the minimum interval is a valid request"),
+        ),
+        K::Philips => Box::new(philips::IntelliVueHost::new(source)),
+        K::Masimo => Box::new(masimo::Masimo::new(source)),
+        K::NoninDf2 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df2)),
+        K::NoninDf7 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df7)),
+        K::NoninDf8 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df8)),
+        K::Line => Box::new(line::VigilLine::new(source)),
     }
 }

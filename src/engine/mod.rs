@@ -243,6 +243,34 @@ impl Engine {
         }
     }
 
+    /// Applies a new configuration (SIGHUP) without losing state: present
+    /// alarms stay present, with their new priorities, delays and latching;
+    /// a pending condition keeps its deadline. Source names cannot change
+    /// (a different source list needs a restart) and are kept.
+    pub fn reconfigure(&mut self, now: Instant, mut cfg: EngineConfig) {
+        self.advance(now);
+        cfg.source_names = self.cfg.source_names.clone();
+        for slot in &mut self.slots {
+            let fresh = new_slot(&cfg, slot.id);
+            slot.base_priority = fresh.base_priority;
+            slot.priority = slot.priority.max(fresh.base_priority);
+            slot.delay = fresh.delay;
+            slot.latching = fresh.latching;
+        }
+        for vital in Vital::ALL {
+            let (old, new) = (self.cfg.rules(vital).rate, cfg.rules(vital).rate);
+            if old.map(|r| r.window) != new.map(|r| r.window) {
+                self.vitals[vital.index()].rate = new
+                    .filter(|_| vital.is_continuous())
+                    .map(|rule| RateWindow::new(rule.window));
+            }
+        }
+        self.cfg = cfg;
+        // Deadlines may have moved: rescan at the next input.
+        self.wake = Instant::ZERO;
+        self.settle();
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg

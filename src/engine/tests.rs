@@ -888,3 +888,19 @@ fn sequence_numbers_strictly_increase() {
         assert!(w[0].at <= w[1].at);
     }
 }
+
+#[test]
+fn reconfiguring_keeps_present_alarms_and_applies_new_limits() {
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::Start, 10 * SEC)]);
+    let mut cfg = config();
+    cfg.vitals[Vital::HeartRate.index()].high = Some(Limit::new(140.0, Priority::High));
+    e.reconfigure(ms(11 * SEC), cfg);
+    let present = e.present_alarms();
+    assert_eq!(present.len(), 1);
+    assert_eq!(present[0].priority, Priority::High, "new priority applies");
+    // 130 is now below the new limit (minus hysteresis): the alarm ends.
+    feed(&mut e, hr(12 * SEC, 130.0));
+    assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::End, 12 * SEC)]);
+}

@@ -22,13 +22,13 @@ use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
+use super::notify;
 use super::sink::{SinkHandle, SinkMsg};
 use super::source::{self, SourceEvent, SourceMsg};
-use super::notify;
 use crate::config::{self, Config, Link};
 use crate::engine::{Command, CommandError, SystemCondition};
 use crate::pipeline::{Pipeline, SourceSpec};
-use crate::protocol;
+
 use crate::vitals::SourceId;
 
 /// A command with a channel for its result.
@@ -96,7 +96,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         .iter()
         .enumerate()
         .map(|(i, s)| SourceSpec {
-            protocol: protocol::open(s.protocol, SourceId(i as u16)),
+            protocol: crate::pipeline::open_protocol(s.protocol, SourceId(i as u16)),
             timeout: s.timeout,
         })
         .collect();

@@ -58,8 +58,7 @@ impl SinkHandle {
 
     /// Queues an event without waiting; false when it had to be dropped.
     pub fn offer(&self, msg: SinkMsg) -> bool {
-        if matches!(msg.event.kind, EventKind::Reading(_))
-            && self.tx.capacity() < self.capacity / 4
+        if matches!(msg.event.kind, EventKind::Reading(_)) && self.tx.capacity() < self.capacity / 4
         {
             return false;
         }
@@ -156,7 +155,9 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
                 number,
                 route,
                 note,
-            } => tracing::info!(seq = msg.event.seq, at = %when, "SESSION dose #{number} ({route}) {note}"),
+            } => {
+                tracing::info!(seq = msg.event.seq, at = %when, "SESSION dose #{number} ({route}) {note}")
+            }
             SessionEvent::DischargeReadiness { ready } => tracing::info!(
                 seq = msg.event.seq,
                 at = %when,
@@ -171,12 +172,25 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
                 Measurement::SpO2(s) => latest.spo2 = Some(s),
                 Measurement::Nibp(n) => latest.nibp = Some((n.systolic, n.diastolic, n.mean)),
             }
-            tracing::debug!(seq = msg.event.seq, source = r.source.0, "reading {:?}", r.measurement);
+            tracing::debug!(
+                seq = msg.event.seq,
+                source = r.source.0,
+                "reading {:?}",
+                r.measurement
+            );
         }
         EventKind::Technical(t) => match t {
             TechnicalStatus::Source { source, connected } => {
                 let name = names.get(source.index()).map_or("?", String::as_str);
-                tracing::info!(seq = msg.event.seq, "source {name}: {}", if connected { "connected" } else { "disconnected" })
+                tracing::info!(
+                    seq = msg.event.seq,
+                    "source {name}: {}",
+                    if connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    }
+                )
             }
             TechnicalStatus::Device { source, note } => {
                 let name = names.get(source.index()).map_or("?", String::as_str);

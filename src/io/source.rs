@@ -58,6 +58,8 @@ impl std::fmt::Debug for Chunk {
 
 /// What happened on a source's link.
 #[derive(Clone, Copy, Debug)]
+// Inline on purpose: a chunk must not cost a heap allocation per read.
+#[allow(clippy::large_enum_variant)]
 pub enum SourceEvent {
     /// Bytes arrived.
     Bytes(Chunk),
@@ -96,7 +98,9 @@ pub enum OpenError {
         path: String,
     },
     /// Another program holds the port.
-    #[error("serial device {path} is busy: another program has it open (ports are opened exclusively)")]
+    #[error(
+        "serial device {path} is busy: another program has it open (ports are opened exclusively)"
+    )]
     Busy {
         /// The path.
         path: String,
@@ -229,7 +233,9 @@ async fn run(
         }
         let outcome = match &cfg.link {
             Link::Serial { device, settings } => match open_serial(device, settings) {
-                Ok(stream) => Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await),
+                Ok(stream) => {
+                    Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
+                }
                 Err(e) => Err(e),
             },
             Link::Tcp { address } => {
@@ -254,7 +260,9 @@ async fn run(
                 }
             }
             Link::Simulated { .. } => match super::simulated::open(&cfg) {
-                Ok(stream) => Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await),
+                Ok(stream) => {
+                    Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
+                }
                 Err(e) => Err(e),
             },
         };
