@@ -190,6 +190,7 @@ fn vigil_run(
             std::time::Duration::from_secs(60),
         )];
         let (_commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         driver::run(driver::DriverSetup {
             config: cfg,
             config_path,
@@ -198,6 +199,7 @@ fn vigil_run(
             commands,
             status_every: status_every.max(std::time::Duration::from_millis(100)),
             run_for,
+            stop,
         })
         .await
     })?;

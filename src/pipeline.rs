@@ -321,3 +321,151 @@ pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> Box
         K::Line => Box::new(line::VigilLine::new(source)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProtocolKind;
+    use crate::engine::{EventKind, Phase};
+
+    const SEC: u64 = 1_000;
+
+    fn ms(t: u64) -> Instant {
+        Instant::from_millis(t)
+    }
+
+    fn pipeline(sources: usize) -> Pipeline {
+        let names: Vec<String> = (0..sources).map(|i| format!("s{i}")).collect();
+        let cfg = EngineConfig {
+            source_names: names,
+            ..EngineConfig::default()
+        };
+        let specs = (0..sources)
+            .map(|i| SourceSpec {
+                protocol: open_protocol(ProtocolKind::Line, SourceId(i as u16)),
+                timeout: Duration::from_secs(5),
+            })
+            .collect();
+        Pipeline::new(ms(0), cfg, specs)
+    }
+
+    fn alarms(p: &mut Pipeline) -> Vec<(String, Phase, u64)> {
+        let names = p.engine().config().source_names.clone();
+        std::iter::from_fn(|| p.poll_event())
+            .filter_map(|e| match e.kind {
+                EventKind::Alarm(a) => {
+                    Some((a.id.key(&names), a.phase, e.at.as_nanos() / 1_000_000))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn readings(p: &mut Pipeline) -> Vec<Reading> {
+        std::iter::from_fn(|| p.poll_event())
+            .filter_map(|e| match e.kind {
+                EventKind::Reading(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn key(k: &str, phase: Phase, t: u64) -> (String, Phase, u64) {
+        (k.to_owned(), phase, t)
+    }
+
+    #[test]
+    fn bytes_split_anywhere_become_readings_stamped_with_the_last_chunk() {
+        let mut p = pipeline(1);
+        p.handle_bytes(ms(100), SourceId(0), b"spo2 9");
+        p.handle_bytes(ms(150), SourceId(0), b"7\nhr 7");
+        p.handle_bytes(ms(200), SourceId(0), b"2\n");
+        let r = readings(&mut p);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].arrival, ms(150));
+        assert_eq!(r[1].arrival, ms(200));
+        assert_eq!(r[1].source, SourceId(0));
+    }
+
+    #[test]
+    fn silence_raises_disconnected_at_the_timeout_and_data_clears_it() {
+        let mut p = pipeline(1);
+        p.handle_bytes(ms(1000), SourceId(0), b"hr 72\n");
+        alarms(&mut p);
+        // No frame since 1 s; the timeout is 5 s.
+        assert!(p.poll_timeout().is_some_and(|t| t <= ms(6 * SEC)));
+        p.handle_timeout(ms(6 * SEC).saturating_sub(Duration::from_nanos(1)));
+        assert!(!alarms(&mut p).iter().any(|a| a.0.contains("disconnected")));
+        p.handle_timeout(ms(6 * SEC));
+        assert_eq!(
+            alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::Start, 6 * SEC)]
+        );
+        assert_eq!(p.source_down(SourceId(0)), Some(true));
+        p.handle_bytes(ms(9 * SEC), SourceId(0), b"hr 72\n");
+        assert_eq!(
+            alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::End, 9 * SEC)]
+        );
+    }
+
+    #[test]
+    fn garbage_alone_is_not_data_and_raises_link_errors() {
+        let mut p = pipeline(1);
+        for i in 0..10 {
+            p.handle_bytes(ms(100 * i), SourceId(0), b"this is not a reading\n");
+        }
+        let a = alarms(&mut p);
+        assert!(
+            a.contains(&key("source.s0.link_errors", Phase::Start, 400)),
+            "{a:?}"
+        );
+        p.handle_timeout(ms(5 * SEC));
+        assert!(alarms(&mut p).contains(&key("source.s0.disconnected", Phase::Start, 5 * SEC)));
+    }
+
+    #[test]
+    fn a_hang_up_disconnects_at_once() {
+        let mut p = pipeline(1);
+        p.handle_bytes(ms(100), SourceId(0), b"hr 72\n");
+        p.handle_link(ms(200), SourceId(0), false);
+        assert_eq!(
+            alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::Start, 200)]
+        );
+        // Reopening alone does not clear it; data does.
+        p.handle_link(ms(300), SourceId(0), true);
+        assert!(alarms(&mut p).is_empty());
+        p.handle_bytes(ms(400), SourceId(0), b"hr 72\n");
+        assert_eq!(
+            alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::End, 400)]
+        );
+    }
+
+    #[test]
+    fn preferred_source_wins_while_it_delivers() {
+        let mut p = pipeline(2);
+        p.set_preference(crate::vitals::Vital::SpO2, vec![SourceId(1), SourceId(0)]);
+        p.handle_bytes(ms(0), SourceId(1), b"spo2 97\n");
+        p.handle_bytes(ms(10), SourceId(0), b"spo2 80\n");
+        let r = readings(&mut p);
+        assert_eq!(r.len(), 1, "the less preferred source is ignored");
+        assert_eq!(r[0].source, SourceId(1));
+        // The preferred source goes quiet for longer than SpO2's stale time:
+        // the other one takes over.
+        p.handle_bytes(ms(11 * SEC), SourceId(0), b"spo2 96\n");
+        let r = readings(&mut p);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].source, SourceId(0));
+    }
+
+    #[test]
+    fn unknown_sources_are_ignored() {
+        let mut p = pipeline(1);
+        p.handle_bytes(ms(0), SourceId(7), b"hr 72\n");
+        p.handle_link(ms(0), SourceId(7), false);
+        assert!(p.poll_event().is_none());
+        assert_eq!(p.source_stats(SourceId(7)), None);
+    }
+}

@@ -58,6 +58,8 @@ pub struct DriverSetup {
     pub status_every: Duration,
     /// Stop after this long of core time (demos, tests); `None` = until a signal.
     pub run_for: Option<Duration>,
+    /// Stops the daemon like SIGTERM when it becomes true (embedding, tests).
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Latency and throughput figures for the status report.
@@ -83,6 +85,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         mut commands,
         status_every,
         run_for,
+        mut stop,
     } = setup;
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -155,6 +158,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             biased;
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            Ok(_) = stop.wait_for(|s| *s) => { tracing::info!("stop requested: shutting down"); break; }
             _ = hup.recv() => {
                 reload(&config_path, &mut config, &mut pipeline, &clock);
             }
