@@ -2557,3 +2557,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// The fuzz seed holding a whole monitor-side session drives the host
+    /// through association, one poll result and an abort.
+    #[test]
+    fn session_seed_drives_the_host() {
+        let bytes = include_bytes!("../../fuzz/seeds/philips/session.bin");
+        let mut host = IntelliVueHost::new(SourceId(4));
+        host.handle_timeout(Instant::ZERO);
+        let mut tx = Vec::new();
+        assert!(host.poll_transmit(&mut tx));
+        host.handle_bytes(Instant::from_millis(300), bytes);
+        let outs: Vec<Output> = std::iter::from_fn(|| host.poll_output()).collect();
+        assert_eq!(outs.first(), Some(&Output::Note(DeviceNote::Associated)));
+        assert_eq!(
+            outs.last(),
+            Some(&Output::Note(DeviceNote::AssociationLost))
+        );
+        let readings: Vec<Measurement> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(r) => Some(r.measurement),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(readings.len(), 4);
+        assert_eq!(readings[0], Measurement::HeartRate(Sample::valid(60.0)));
+        let Measurement::SpO2(spo2) = readings[1] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(spo2.validity, Validity::Invalid);
+        let Measurement::Nibp(n) = readings[3] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(n.systolic.validity, Validity::Unavailable);
+        assert_eq!(n.measured_at, Some(DeviceTime(1_700_000_000)));
+        assert_eq!(host.stats().dropped_total(), 0);
+    }
+}
