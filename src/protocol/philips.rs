@@ -47,7 +47,10 @@
 //! state says "measurement ongoing" is skipped (the cuff is busy, the numbers
 //! are not a result); NIBP readings carry the numeric's absolute time stamp
 //! (attribute `0x0990`) as `measured_at`, and every reading carries the poll
-//! result's absolute time stamp as its device time.
+//! result's absolute time stamp as its device time. The numerics do not say
+//! how an NIBP measurement was started, so its mode is `NibpMode::Unknown`.
+//! Poll results are taken whatever their invoke id (the monitor answers in
+//! order and the host has at most one poll outstanding per interval).
 //!
 //! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
 
