@@ -47,7 +47,10 @@
 //! state says "measurement ongoing" is skipped (the cuff is busy, the numbers
 //! are not a result); NIBP readings carry the numeric's absolute time stamp
 //! (attribute `0x0990`) as `measured_at`, and every reading carries the poll
-//! result's absolute time stamp as its device time.
+//! result's absolute time stamp as its device time. The numerics do not say
+//! how an NIBP measurement was started, so its mode is `NibpMode::Unknown`.
+//! Poll results are taken whatever their invoke id (the monitor answers in
+//! order and the host has at most one poll outstanding per interval).
 //!
 //! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
 
@@ -2555,5 +2558,47 @@ mod tests {
             }
             prop_assert_eq!(stream.stats().bytes, bytes.len() as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// The fuzz seed holding a whole monitor-side session drives the host
+    /// through association, one poll result and an abort.
+    #[test]
+    fn session_seed_drives_the_host() {
+        let bytes = include_bytes!("../../fuzz/seeds/philips/session.bin");
+        let mut host = IntelliVueHost::new(SourceId(4));
+        host.handle_timeout(Instant::ZERO);
+        let mut tx = Vec::new();
+        assert!(host.poll_transmit(&mut tx));
+        host.handle_bytes(Instant::from_millis(300), bytes);
+        let outs: Vec<Output> = std::iter::from_fn(|| host.poll_output()).collect();
+        assert_eq!(outs.first(), Some(&Output::Note(DeviceNote::Associated)));
+        assert_eq!(
+            outs.last(),
+            Some(&Output::Note(DeviceNote::AssociationLost))
+        );
+        let readings: Vec<Measurement> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(r) => Some(r.measurement),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(readings.len(), 4);
+        assert_eq!(readings[0], Measurement::HeartRate(Sample::valid(60.0)));
+        let Measurement::SpO2(spo2) = readings[1] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(spo2.validity, Validity::Invalid);
+        let Measurement::Nibp(n) = readings[3] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(n.systolic.validity, Validity::Unavailable);
+        assert_eq!(n.measured_at, Some(DeviceTime(1_700_000_000)));
+        assert_eq!(host.stats().dropped_total(), 0);
     }
 }
