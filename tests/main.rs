@@ -1,5 +1,7 @@
 //! vigil's integration tests, compiled as ONE binary (faster builds, one
 //! place for shared helpers in `util`). Each module covers one area.
 
+mod daemon;
 mod engine_alloc;
+mod lifecycle;
 mod util;

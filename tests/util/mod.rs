@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests.
 
 pub mod alloc;
+pub mod daemon;
+pub mod process;
 pub mod readings;

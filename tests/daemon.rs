@@ -1,0 +1,151 @@
+//! The live daemon on real pseudo-terminals: protocol bytes in, alarm events
+//! out; unplug and replug; garbage on the line.
+
+use std::time::Duration;
+
+use vigil::config::{self, Config};
+use vigil::engine::Phase;
+use vigil::protocol::{masimo, Snapshot};
+use vigil::vitals::{DeviceTime, Sample, Validity};
+
+use crate::util::daemon::{start, temp_dir, Monitor};
+
+fn config_for(port: &std::path::Path, protocol: &str, extra: &str) -> Config {
+    let text = format!(
+        r#"
+        [[source]]
+        name = "oximeter"
+        protocol = "{protocol}"
+        serial = "{}"
+        timeout = "2s"
+        {extra}
+        "#,
+        port.display()
+    );
+    config::parse(&text, "test").expect("valid test configuration")
+}
+
+fn masimo_line(spo2: f32, pr: f32) -> Vec<u8> {
+    let snap = Snapshot {
+        spo2: Sample::valid(spo2),
+        pulse_rate: Sample::valid(pr),
+        ..Snapshot::empty(DeviceTime(1_795_460_000))
+    };
+    let mut out = Vec::new();
+    masimo::encode_line(&snap, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn masimo_bytes_on_a_pty_raise_the_critical_spo2_alarm() {
+    let dir = temp_dir("pty-masimo");
+    let port = dir.join("ttyOXI");
+    let mut monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "masimo", ""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    monitor.send(&masimo_line(97.0, 72.0));
+    monitor.send(&masimo_line(82.0, 75.0));
+    let a = daemon
+        .alarm("spo2.critical_low", Phase::Start, Duration::from_secs(5))
+        .await;
+    assert_eq!(a.value, Some(82.0));
+    assert_eq!(a.limit, Some(85.0));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unplugging_raises_disconnected_and_replugging_clears_it() {
+    let dir = temp_dir("pty-unplug");
+    let port = dir.join("ttyMON");
+    let mut monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "vigil-line", ""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"hr 72\n");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let unplugged = std::time::Instant::now();
+    monitor.unplug();
+    daemon
+        .alarm(
+            "source.oximeter.disconnected",
+            Phase::Start,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(
+        unplugged.elapsed() < Duration::from_secs(1),
+        "a hang-up is seen at once, not only after the 2 s silence timeout"
+    );
+
+    // Nothing at the path for a while: the daemon retries with backoff.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    monitor.replug();
+    // The daemon reopens the port on its own; then data must flow.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut ended = false;
+    while std::time::Instant::now() < deadline && !ended {
+        monitor.try_send(b"hr 72\n");
+        let seen = daemon.alarms_during(Duration::from_millis(500)).await;
+        ended = seen
+            .iter()
+            .any(|(id, p)| id == "source.oximeter.disconnected" && *p == Phase::End);
+    }
+    assert!(ended, "the disconnected alarm ends once data flows again");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn garbage_and_half_frames_are_counted_and_alarmed_not_crashed() {
+    let dir = temp_dir("pty-garbage");
+    let port = dir.join("ttyGAR");
+    let mut monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "masimo", ""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Half a Masimo line, then noise, then valid lines again.
+    let line = masimo_line(97.0, 70.0);
+    monitor.send(&line[..line.len() / 2]);
+    for i in 0..12u8 {
+        monitor.send(&[0x13, 0xff, i, b'\n', b'=', b'=', b'\r', b'\n']);
+    }
+    daemon
+        .alarm(
+            "source.oximeter.link_errors",
+            Phase::Start,
+            Duration::from_secs(5),
+        )
+        .await;
+    // The decoder resynchronises: valid lines still become readings.
+    monitor.send(&masimo_line(84.0, 70.0));
+    daemon
+        .alarm("spo2.critical_low", Phase::Start, Duration::from_secs(5))
+        .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sensor_off_on_the_wire_is_technical_not_physiological() {
+    let dir = temp_dir("pty-sensor");
+    let port = dir.join("ttySEN");
+    let mut monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(
+        &port,
+        "vigil-line",
+        "[alarms]\ntechnical_delay = \"0s\"",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"vigil-line 1\nspo2 - sensor_off\n");
+    let a = daemon
+        .alarm("spo2.sensor_off", Phase::Start, Duration::from_secs(5))
+        .await;
+    assert_eq!(a.validity, Some(Validity::SensorOff));
+    let others = daemon.alarms_during(Duration::from_millis(500)).await;
+    assert!(
+        !others
+            .iter()
+            .any(|(id, _)| id.starts_with("spo2.") && !id.ends_with("sensor_off")),
+        "{others:?}"
+    );
+    daemon.stop().await;
+}

@@ -1,0 +1,123 @@
+//! The real binary: signals, reload, and no busy loop when a port is gone.
+
+use std::time::Duration;
+
+use crate::util::daemon::{temp_dir, Monitor};
+use crate::util::process::Vigil;
+
+fn write_config(
+    dir: &std::path::Path,
+    port: &std::path::Path,
+    spo2_low: u32,
+) -> std::path::PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[site]
+site = "test-clinic"
+bed = "bed-9"
+
+[[source]]
+name = "monitor"
+protocol = "vigil-line"
+serial = "{}"
+timeout = "2s"
+
+[alarms.spo2]
+low = {{ limit = {spo2_low}, priority = "medium" }}
+"#,
+            port.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn sigterm_flushes_and_exits_zero_quickly() {
+    let dir = temp_dir("sigterm");
+    let port = dir.join("ttyS");
+    let mut monitor = Monitor::plug_in(&port);
+    let config = write_config(&dir, &port, 90);
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("vigil running", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    monitor.send(b"spo2 80\n");
+    vigil.wait_for("spo2.critical_low", Duration::from_secs(5));
+
+    let asked = std::time::Instant::now();
+    vigil.signal("TERM");
+    let status = vigil.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(asked.elapsed() < Duration::from_secs(6), "bounded shutdown");
+    let log = vigil.seen.join("\n");
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("vigil stopped"), "{log}");
+}
+
+#[test]
+fn sigint_exits_zero_too() {
+    let dir = temp_dir("sigint");
+    let port = dir.join("ttyS");
+    let _monitor = Monitor::plug_in(&port);
+    let config = write_config(&dir, &port, 90);
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("vigil running", Duration::from_secs(10));
+    vigil.signal("INT");
+    assert!(vigil.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn sighup_rejects_a_bad_configuration_and_applies_a_good_one() {
+    let dir = temp_dir("sighup");
+    let port = dir.join("ttyS");
+    let mut monitor = Monitor::plug_in(&port);
+    let config = write_config(&dir, &port, 90);
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("vigil running", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+
+    std::fs::write(&config, "[alarms.spo2]\nlow = { limit = 95 }\n").unwrap();
+    vigil.signal("HUP");
+    let line = vigil.wait_for("new configuration rejected", Duration::from_secs(5));
+    assert!(line.contains("alarms.spo2.low.priority: missing"), "{line}");
+
+    // Still monitoring with the old limits.
+    monitor.send(b"spo2 80\n");
+    vigil.wait_for("spo2.critical_low", Duration::from_secs(5));
+
+    // A valid file with a stricter low limit applies without a restart.
+    write_config(&dir, &port, 96);
+    vigil.signal("HUP");
+    vigil.wait_for("configuration reloaded", Duration::from_secs(5));
+    vigil.signal("TERM");
+    assert!(vigil.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_vanished_port_is_retried_with_backoff_not_a_busy_loop() {
+    let dir = temp_dir("spin");
+    let port = dir.join("ttyS");
+    let mut monitor = Monitor::plug_in(&port);
+    let config = write_config(&dir, &port, 90);
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("vigil running", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    monitor.send(b"hr 72\n");
+    std::thread::sleep(Duration::from_millis(200));
+    monitor.unplug();
+    vigil.wait_for("link down: hang-up", Duration::from_secs(1));
+    vigil.wait_for("source.monitor.disconnected", Duration::from_secs(1));
+
+    let before = vigil.cpu_time();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = vigil.cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in 3 s with the port gone: a busy loop"
+    );
+    let log = vigil.seen.join("\n");
+    assert!(log.contains("link down"), "{log}");
+}
