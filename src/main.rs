@@ -200,6 +200,7 @@ fn vigil_run(
             status_every: status_every.max(std::time::Duration::from_millis(100)),
             run_for,
             stop,
+            live: None,
         })
         .await
     })?;

@@ -17,9 +17,10 @@ use crate::vitals::{Reading, ShortText, SourceId, Vital};
 pub type SessionId = ShortText<32>;
 
 /// The session's phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum SessionPhase {
     /// No session.
+    #[default]
     Idle,
     /// Pre-dose: readings are collected for the baseline.
     Baseline,

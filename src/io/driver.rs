@@ -60,6 +60,48 @@ pub struct DriverSetup {
     pub run_for: Option<Duration>,
     /// Stops the daemon like SIGTERM when it becomes true (embedding, tests).
     pub stop: watch::Receiver<bool>,
+    /// Receives the daemon's state: after every alarm or session event and
+    /// at least once a second.
+    pub live: Option<watch::Sender<LiveState>>,
+}
+
+/// One source's state for status reports and heartbeats.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceState {
+    /// The configured name.
+    pub name: String,
+    /// Whether data flows (not reported disconnected).
+    pub up: bool,
+    /// Frames decoded so far.
+    pub frames_ok: u64,
+    /// Frames dropped so far.
+    pub frames_dropped: u64,
+}
+
+/// The daemon's current state, kept up to date by the driver for publishers
+/// (heartbeat, retained `alarms/active` and `session` snapshots).
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    /// The last event sequence number emitted.
+    pub last_seq: u64,
+    /// Time since the daemon started (core time).
+    pub uptime: Duration,
+    /// Every source.
+    pub sources: Vec<SourceState>,
+    /// Arrival-to-emission latency in microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+    /// Events dropped because a sink queue was full.
+    pub events_dropped: u64,
+    /// Alarms present now, highest priority first.
+    pub present_alarms: Vec<crate::engine::AlarmEvent>,
+    /// Session phase and pseudonymous id.
+    pub session: (crate::engine::SessionPhase, crate::engine::SessionId),
+    /// Baselines, indexed by `Vital::index`.
+    pub baselines: [Option<f32>; crate::vitals::Vital::COUNT],
+    /// Audio paused until (core time), if paused.
+    pub audio_paused_until: Option<crate::time::Instant>,
+    /// Bumped whenever `present_alarms` or `session` changed.
+    pub snapshot_version: u64,
 }
 
 /// Latency and throughput figures for the status report.
@@ -86,6 +128,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         status_every,
         run_for,
         mut stop,
+        live,
     } = setup;
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -134,6 +177,19 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let watchdog = notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let stop_at = run_for.map(|d| clock.real_at(start + d));
+    let mut live_tick = tokio::time::interval(Duration::from_secs(1));
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live_state = LiveState {
+        sources: config
+            .sources
+            .iter()
+            .map(|s| SourceState {
+                name: s.name.clone(),
+                ..SourceState::default()
+            })
+            .collect(),
+        ..LiveState::default()
+    };
 
     notify::ready(&format!(
         "monitoring {} source(s) for {}/{}",
@@ -193,6 +249,11 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 report_status(&status, &pipeline, &config);
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
+            _ = live_tick.tick(), if live.is_some() => {
+                fill_latency(&mut status, &latency);
+                refresh_live(&mut live_state, &pipeline, &status, &clock, start, false);
+                if let Some(tx) = &live { tx.send_replace(live_state.clone()); }
+            }
             _ = sleep_until(stop_at.map(tokio::time::Instant::from_std)), if stop_at.is_some() => {
                 tracing::info!("run time elapsed: stopping");
                 break;
@@ -202,8 +263,16 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         // Drain every event into the sinks.
         let mut emitted = false;
         let mut dropped_now = false;
+        let mut state_changed = false;
         while let Some(event) = pipeline.poll_event() {
             emitted = true;
+            live_state.last_seq = event.seq;
+            state_changed |= matches!(
+                event.kind,
+                crate::engine::EventKind::Alarm(_)
+                    | crate::engine::EventKind::Session(_)
+                    | crate::engine::EventKind::Audio(_)
+            );
             let msg = SinkMsg {
                 event,
                 wall: clock.wall(event.at),
@@ -214,6 +283,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     dropped_now = true;
                 }
             }
+        }
+        if let (true, Some(tx)) = (state_changed, &live) {
+            refresh_live(&mut live_state, &pipeline, &status, &clock, start, true);
+            tx.send_replace(live_state.clone());
         }
         if let (true, Some(real)) = (emitted, input_real) {
             let us = real.elapsed().as_micros().max(1) as u64;
@@ -266,6 +339,37 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+fn refresh_live(
+    live: &mut LiveState,
+    pipeline: &Pipeline,
+    status: &Status,
+    clock: &Clock,
+    start: crate::time::Instant,
+    snapshot_changed: bool,
+) {
+    let engine = pipeline.engine();
+    live.uptime = clock.now() - start;
+    for (i, s) in live.sources.iter_mut().enumerate() {
+        let id = SourceId(i as u16);
+        s.up = pipeline.source_down(id) == Some(false);
+        if let Some(st) = pipeline.source_stats(id) {
+            s.frames_ok = st.frames_ok;
+            s.frames_dropped = st.dropped_total();
+        }
+    }
+    live.latency_us = status.latency_us;
+    live.events_dropped = status.dropped;
+    if snapshot_changed {
+        live.present_alarms = engine.present_alarms();
+        live.session = engine.session();
+        for v in crate::vitals::Vital::ALL {
+            live.baselines[v.index()] = engine.baseline(v);
+        }
+        live.audio_paused_until = engine.audio_paused_until();
+        live.snapshot_version += 1;
     }
 }
 

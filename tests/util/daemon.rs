@@ -119,6 +119,7 @@ pub fn start(config: Config) -> Running {
             status_every: Duration::from_secs(3600),
             run_for: None,
             stop,
+            live: None,
         })
         .await
     });
