@@ -201,6 +201,31 @@ pub struct SourceConfig {
     pub timeout: Duration,
 }
 
+/// Session recording settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingConfig {
+    /// Whether sessions are recorded.
+    pub enabled: bool,
+    /// Directory of the recordings (relative paths are relative to the
+    /// working directory: the state directory under systemd).
+    pub dir: PathBuf,
+    /// Recordings older than this are deleted.
+    pub retention: Duration,
+    /// Flush and fdatasync period: at most this much raw input is lost on a crash.
+    pub sync_every: Duration,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: true,
+            dir: PathBuf::from("recordings"),
+            retention: Duration::from_secs(30 * 86_400),
+            sync_every: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -212,6 +237,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Engine settings (source names filled in from `sources`).
     pub engine: EngineConfig,
+    /// Session recording.
+    pub recording: RecordingConfig,
 }
 
 impl Default for Config {
@@ -221,6 +248,7 @@ impl Default for Config {
             bed: "bed-1".into(),
             sources: Vec::new(),
             engine: EngineConfig::default(),
+            recording: RecordingConfig::default(),
         }
     }
 }
@@ -282,6 +310,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "s" => 1.0,
             "min" => 60.0,
             "h" => 3600.0,
+            "d" => 86_400.0,
             _ => return None,
         };
         total += Duration::try_from_secs_f64(number * scale).ok()?;
@@ -294,6 +323,8 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         "0s".into()
+    } else if ms.is_multiple_of(86_400_000) {
+        format!("{}d", ms / 86_400_000)
     } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
     } else if ms.is_multiple_of(60_000) {
@@ -392,7 +423,7 @@ impl Reader {
         let d = parse_duration(s);
         if d.is_none() {
             self.err(format!(
-                "{}: `{s}` is not a duration (write e.g. \"500ms\", \"10s\", \"5min\", \"2h\")",
+                "{}: `{s}` is not a duration (write e.g. \"500ms\", \"10s\", \"5min\", \"2h\", \"30d\")",
                 join(path, key)
             ));
         }
@@ -465,7 +496,7 @@ impl Reader {
     }
 
     fn config(&mut self, t: &Table) -> Config {
-        self.check_keys("", t, &["site", "source", "alarms", "session"]);
+        self.check_keys("", t, &["site", "source", "alarms", "session", "recording"]);
         let mut cfg = Config::default();
         if let Some(s) = self.sub("", t, "site") {
             self.check_keys("site", s, &["site", "bed"]);
@@ -515,6 +546,9 @@ impl Reader {
         }
         if let Some(s) = self.sub("", t, "session") {
             self.session(s, &mut cfg.engine);
+        }
+        if let Some(r) = self.sub("", t, "recording") {
+            self.recording(r, &mut cfg.recording);
         }
         cfg.engine.source_names = cfg.sources.iter().map(|s| s.name.clone()).collect();
         cfg
@@ -1014,6 +1048,41 @@ impl Reader {
         }
     }
 
+    fn recording(&mut self, t: &Table, r: &mut RecordingConfig) {
+        let p = "recording";
+        self.check_keys(p, t, &["enabled", "dir", "retention", "sync_every"]);
+        if let Some(b) = self.boolean(p, t, "enabled") {
+            r.enabled = b;
+        }
+        if let Some(d) = self.string(p, t, "dir") {
+            if d.is_empty() {
+                self.err("recording.dir must not be empty".into());
+            } else {
+                r.dir = PathBuf::from(d);
+            }
+        }
+        if let Some(d) = t.get("retention").and(self.duration(p, t, "retention")) {
+            if d < Duration::from_secs(86_400) {
+                self.err(format!(
+                    "recording.retention ({}) must be at least 1d",
+                    format_duration(d)
+                ));
+            } else {
+                r.retention = d;
+            }
+        }
+        if let Some(d) = t.get("sync_every").and(self.duration(p, t, "sync_every")) {
+            if d.is_zero() || d > Duration::from_secs(60) {
+                self.err(format!(
+                    "recording.sync_every ({}) must be between 1ms and 1min",
+                    format_duration(d)
+                ));
+            } else {
+                r.sync_every = d;
+            }
+        }
+    }
+
     fn session(&mut self, t: &Table, e: &mut EngineConfig) {
         self.check_keys("session", t, &["discharge"]);
         if let Some(dt) = self.sub("session", t, "discharge") {
@@ -1218,9 +1287,18 @@ pub fn render(cfg: &Config) -> String {
     );
     let _ = writeln!(
         o,
-        "[session.discharge]\nwithin_percent = {}\nhold = {}",
+        "[session.discharge]\nwithin_percent = {}\nhold = {}\n",
         num(e.discharge.within_percent),
         dur(e.discharge.hold)
+    );
+    let r = &cfg.recording;
+    let _ = writeln!(
+        o,
+        "[recording]\nenabled = {}\ndir = {:?}\nretention = {}\nsync_every = {}",
+        r.enabled,
+        r.dir.display().to_string(),
+        dur(r.retention),
+        dur(r.sync_every)
     );
     o
 }

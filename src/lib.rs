@@ -31,5 +31,7 @@ pub mod engine;
 pub mod io;
 pub mod pipeline;
 pub mod protocol;
+pub mod record;
+pub mod replay;
 pub mod time;
 pub mod vitals;

@@ -30,6 +30,15 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(Subcommand, Debug)]
+enum RecordCmd {
+    /// Summary: duration, sources, readings per vital, alarms, gaps, corrupt records.
+    Inspect {
+        /// The recording.
+        file: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -54,6 +63,26 @@ enum Cmd {
     },
     /// List the serial ports this machine has.
     Ports,
+    /// Replay a recorded session through the same decoders and engine.
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// Replay with this configuration's alarm settings instead and show
+        /// how the alarms differ (what-if).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print every alarm event.
+        #[arg(long)]
+        events: bool,
+        /// Pace the replay at N times real time (default: as fast as possible).
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Inspect recordings.
+    Record {
+        #[command(subcommand)]
+        command: RecordCmd,
+    },
     /// Validate a configuration file and print the effective configuration,
     /// or every error (exit status 2).
     CheckConfig {
@@ -108,6 +137,15 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             vigil_run(cfg, config, status_every, run_for).context("running the daemon")?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Replay {
+            file,
+            config,
+            events,
+            speed,
+        } => replay_cmd(&file, config.as_deref(), events, speed),
+        Cmd::Record {
+            command: RecordCmd::Inspect { file },
+        } => inspect_cmd(&file),
         Cmd::Ports => {
             let ports = tokio_serial::available_ports().context("listing serial ports")?;
             if ports.is_empty() {
@@ -175,6 +213,7 @@ fn vigil_run(
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
     use vigil::io::{clock::Clock, driver, sink};
+    use vigil::record::file::RecorderSettings;
 
     let speed = driver::simulation_speed(&cfg).unwrap_or(1.0);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -191,6 +230,14 @@ fn vigil_run(
         )];
         let (_commands_tx, commands) = tokio::sync::mpsc::channel(64);
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (_system_tx, system) = tokio::sync::mpsc::channel(16);
+        let recording = cfg.recording.enabled.then(|| RecorderSettings {
+            dir: cfg.recording.dir.clone(),
+            stem: format!("{}-{}", cfg.site, cfg.bed),
+            sync_every: cfg.recording.sync_every,
+            retention: cfg.recording.retention,
+            queue: 8192,
+        });
         driver::run(driver::DriverSetup {
             config: cfg,
             config_path,
@@ -201,6 +248,8 @@ fn vigil_run(
             run_for,
             stop,
             live: None,
+            system,
+            recording,
         })
         .await
     })?;
@@ -210,4 +259,260 @@ fn vigil_run(
         "vigil stopped"
     );
     Ok(())
+}
+
+fn replay_cmd(
+    file: &std::path::Path,
+    other: Option<&std::path::Path>,
+    print_events: bool,
+    speed: Option<f64>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    use vigil::replay;
+
+    let session = replay::load(file)?;
+    if let Some((offset, why)) = &session.corrupt_tail {
+        tracing::warn!(
+            "{}: corrupt or torn tail at byte {offset} ({why}); replaying everything before it",
+            file.display()
+        );
+    }
+    if let Some(path) = other {
+        let other = match load_config(Some(path)) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        };
+        let diff = replay::compare(&session, &other);
+        println!(
+            "what-if: {} replayed with the alarm settings of {}",
+            file.display(),
+            path.display()
+        );
+        if diff.is_empty() {
+            println!("no difference: the same alarms start at the same times");
+        } else {
+            println!(
+                "{:<34} {:>20} {:>20}",
+                "alarm", "recorded config", "other config"
+            );
+            let show = |c: Option<replay::AlarmCount>| match c {
+                None => "-".to_owned(),
+                Some(c) => format!(
+                    "{}x {} {}..{}",
+                    c.count,
+                    c.priority,
+                    replay::clock_offset(c.first),
+                    replay::clock_offset(c.last)
+                ),
+            };
+            for d in &diff {
+                println!(
+                    "{:<34} {:>20} {:>20}",
+                    d.alarm,
+                    show(d.recorded),
+                    show(d.other)
+                );
+            }
+            let total = |f: &dyn Fn(&replay::Difference) -> Option<replay::AlarmCount>| {
+                diff.iter().filter_map(f).map(|c| c.count).sum::<u32>()
+            };
+            println!(
+                "alarm starts among these: {} recorded, {} with the other configuration",
+                total(&|d| d.recorded),
+                total(&|d| d.other)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let names = session.config.engine.source_names.clone();
+    let tty = std::io::stderr().is_terminal() && session.steps.len() > 50_000;
+    let started = std::time::Instant::now();
+    let first = session.steps.first().map(|(t, _)| *t);
+    let mut starts: std::collections::BTreeMap<String, (u32, vigil::engine::Priority)> =
+        Default::default();
+    let stats = vigil::replay::run(
+        &session,
+        None,
+        |ev| {
+            if let Some(speed) = speed {
+                // Pace: wait until this event's time, scaled.
+                if let Some(t0) = first {
+                    let due = (ev.at - t0).div_f64(speed.max(1e-3));
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            if let vigil::engine::EventKind::Alarm(a) = ev.kind {
+                if a.phase == vigil::engine::Phase::Start {
+                    let e = starts.entry(a.id.key(&names)).or_insert((0, a.priority));
+                    e.0 += 1;
+                }
+                if print_events {
+                    println!(
+                        "{} seq={} {} {} [{}] state={}{}",
+                        vigil::replay::clock_offset(vigil::time::Instant::from_nanos(
+                            ev.at.as_nanos().saturating_sub(session.start.as_nanos())
+                        )),
+                        ev.seq,
+                        a.phase.key(),
+                        a.id.key(&names),
+                        a.priority,
+                        a.state.key(),
+                        a.value
+                            .map(|v| format!(" value={v:.1}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        },
+        |f| {
+            if tty {
+                eprint!("\rreplaying {:>3.0}%", f * 100.0);
+                if f >= 1.0 {
+                    eprintln!();
+                }
+            }
+        },
+    );
+    println!(
+        "replayed {} input(s) in {:.1} ms: {} event(s), {} command(s) rejected",
+        stats.inputs,
+        started.elapsed().as_secs_f64() * 1000.0,
+        stats.events,
+        stats.commands_rejected
+    );
+    println!("alarm starts:");
+    for (id, (n, p)) in &starts {
+        println!("  {id:<34} {p:<6} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect_cmd(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use vigil::engine::EventKind;
+    use vigil::pipeline::Input;
+    use vigil::replay::{self, Step};
+    use vigil::vitals::{Measurement, Vital};
+
+    let session = replay::load(file)?;
+    let duration = session.last() - session.start;
+    println!("recording   {}", file.display());
+    for key in [
+        "vigil_version",
+        "site",
+        "bed",
+        "started",
+        "stopped",
+        "speed",
+    ] {
+        if let Some(v) = session.meta(key) {
+            println!("{key:<11} {v}");
+        }
+    }
+    println!(
+        "duration    {} ({} bytes on disk)",
+        replay::clock_offset(vigil::time::Instant::from_nanos(duration.as_nanos() as u64)),
+        session.size
+    );
+    let n = session.config.sources.len();
+    let mut bytes = vec![0u64; n];
+    let mut last_seen: Vec<Option<vigil::time::Instant>> = vec![None; n];
+    let mut gaps = vec![Vec::new(); n];
+    let mut commands = 0;
+    for (at, step) in &session.steps {
+        match step {
+            Step::Input(Input::Bytes { source, data }) if source.index() < n => {
+                let i = source.index();
+                bytes[i] += data.len() as u64;
+                if let Some(prev) = last_seen[i] {
+                    let gap = *at - prev;
+                    if gap > session.config.sources[i].timeout {
+                        gaps[i].push((prev, gap));
+                    }
+                }
+                last_seen[i] = Some(*at);
+            }
+            Step::Input(Input::Command(_)) => commands += 1,
+            _ => {}
+        }
+    }
+    println!("sources");
+    for (i, s) in session.config.sources.iter().enumerate() {
+        println!(
+            "  {:<12} {:<20} {} bytes, {} gap(s) longer than its {} timeout",
+            s.name,
+            s.protocol.key(),
+            bytes[i],
+            gaps[i].len(),
+            vigil::config::format_duration(s.timeout)
+        );
+        for (from, len) in gaps[i].iter().take(10) {
+            println!(
+                "      gap at {} for {:.1} s",
+                replay::clock_offset(vigil::time::Instant::from_nanos(
+                    from.as_nanos().saturating_sub(session.start.as_nanos())
+                )),
+                len.as_secs_f64()
+            );
+        }
+    }
+    let mut readings = [0u64; Vital::COUNT];
+    let mut invalid = [0u64; Vital::COUNT];
+    let mut by_priority = std::collections::BTreeMap::new();
+    replay::run(
+        &session,
+        None,
+        |ev| match ev.kind {
+            EventKind::Reading(r) => {
+                let samples: Vec<(Vital, bool)> = match r.measurement {
+                    Measurement::Nibp(b) => vec![
+                        (Vital::NibpSystolic, b.systolic.validity.is_valid()),
+                        (Vital::NibpDiastolic, b.diastolic.validity.is_valid()),
+                        (Vital::NibpMean, b.mean.validity.is_valid()),
+                    ],
+                    m => m
+                        .continuous()
+                        .map(|(v, s)| vec![(v, s.validity.is_valid())])
+                        .unwrap_or_default(),
+                };
+                for (v, ok) in samples {
+                    readings[v.index()] += 1;
+                    if !ok {
+                        invalid[v.index()] += 1;
+                    }
+                }
+            }
+            EventKind::Alarm(a) if a.phase == vigil::engine::Phase::Start => {
+                *by_priority
+                    .entry((a.kind.key(), a.priority))
+                    .or_insert(0u32) += 1;
+            }
+            _ => {}
+        },
+        |_| {},
+    );
+    println!("readings per vital (not valid)");
+    for v in Vital::ALL {
+        println!(
+            "  {:<10} {:>8} ({})",
+            v.key(),
+            readings[v.index()],
+            invalid[v.index()]
+        );
+    }
+    println!("alarms started");
+    if by_priority.is_empty() {
+        println!("  none");
+    }
+    for ((kind, p), count) in by_priority.iter().rev() {
+        println!("  {kind:<14} {p:<6} {count}");
+    }
+    println!("commands    {commands}");
+    match &session.corrupt_tail {
+        None => println!("corrupt     none"),
+        Some((at, why)) => println!("corrupt     tail from byte {at} ignored ({why})"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,38 @@ use crate::protocol::{DecodeStats, Output, Protocol};
 use crate::time::Instant;
 use crate::vitals::{Reading, SourceId, Vital};
 
+/// One input of the pipeline, as recorded and replayed. Timer ticks are
+/// inputs too: talking protocols (Philips polls, GE re-requests) act on
+/// them, so replay calls `handle_timeout` at the very instants live did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Bytes from a source.
+    Bytes {
+        /// Which source.
+        source: SourceId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A source's link went up or down.
+    Link {
+        /// Which source.
+        source: SourceId,
+        /// Up (opened) or down (hung up).
+        up: bool,
+    },
+    /// A command.
+    Command(Command),
+    /// A system condition began or ended.
+    System {
+        /// Which.
+        condition: SystemCondition,
+        /// Began (true) or ended.
+        present: bool,
+    },
+    /// The driver ran `handle_timeout`.
+    Tick,
+}
+
 /// A protocol endpoint the pipeline can own and move across threads.
 pub type BoxedProtocol = Box<dyn Protocol + Send>;
 
@@ -106,6 +138,19 @@ impl Pipeline {
     /// Whether a source is currently reported disconnected.
     pub fn source_down(&self, source: SourceId) -> Option<bool> {
         self.sources.get(source.index()).map(|s| s.down)
+    }
+
+    /// Dispatches one recorded input. Command results are returned so that
+    /// replay can report rejected commands.
+    pub fn handle(&mut self, now: Instant, input: &Input) -> Result<(), CommandError> {
+        match input {
+            Input::Bytes { source, data } => self.handle_bytes(now, *source, data),
+            Input::Link { source, up } => self.handle_link(now, *source, *up),
+            Input::Command(c) => return self.handle_command(now, *c),
+            Input::System { condition, present } => self.handle_system(now, *condition, *present),
+            Input::Tick => self.handle_timeout(now),
+        }
+        Ok(())
     }
 
     /// Bytes arrived from a source.

@@ -27,8 +27,12 @@ timeout = "2s"
 
 [alarms.spo2]
 low = {{ limit = {spo2_low}, priority = "medium" }}
+
+[recording]
+dir = "{}"
 "#,
-            port.display()
+            port.display(),
+            dir.join("recordings").display()
         ),
     )
     .unwrap();

@@ -4,4 +4,5 @@
 mod daemon;
 mod engine_alloc;
 mod lifecycle;
+mod replay;
 mod util;

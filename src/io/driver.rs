@@ -27,7 +27,9 @@ use super::sink::{SinkHandle, SinkMsg};
 use super::source::{self, SourceEvent, SourceMsg};
 use crate::config::{self, Config, Link};
 use crate::engine::{Command, CommandError, SystemCondition};
-use crate::pipeline::{Pipeline, SourceSpec};
+use crate::pipeline::{Input, Pipeline, SourceSpec};
+use crate::record::file::{Recorder, RecorderSettings};
+use crate::record::{Record, Timed};
 
 use crate::vitals::SourceId;
 
@@ -63,6 +65,11 @@ pub struct DriverSetup {
     /// Receives the daemon's state: after every alarm or session event and
     /// at least once a second.
     pub live: Option<watch::Sender<LiveState>>,
+    /// Problems of vigil itself reported by other tasks (broker unreachable,
+    /// storage failure): raised and cleared as technical alarms.
+    pub system: mpsc::Receiver<(SystemCondition, bool)>,
+    /// Where to record the session's inputs; `None` = no recording.
+    pub recording: Option<RecorderSettings>,
 }
 
 /// One source's state for status reports and heartbeats.
@@ -129,6 +136,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         run_for,
         mut stop,
         live,
+        mut system,
+        recording,
     } = setup;
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -147,6 +156,11 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         })
         .collect();
     let mut pipeline = Pipeline::new(start, config.engine.clone(), specs);
+
+    // Storage reports from the recorder's thread join the other system conditions.
+    let (storage_tx, mut storage_rx) = mpsc::channel::<(SystemCondition, bool)>(16);
+    let recorder = recording
+        .and_then(|settings| start_recorder(&settings, &config, &clock, start, storage_tx.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (src_tx, mut src_rx) = mpsc::channel::<SourceMsg>(1024);
@@ -170,6 +184,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .expect("static histogram bounds are valid");
     let mut status = Status::default();
+    let mut recorder_dropped = 0u64;
     let mut overflow_since: Option<std::time::Instant> = None;
     let mut transmit = Vec::with_capacity(1024);
     let mut status_tick = tokio::time::interval(status_every);
@@ -216,7 +231,21 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             Ok(_) = stop.wait_for(|s| *s) => { tracing::info!("stop requested: shutting down"); break; }
             _ = hup.recv() => {
-                reload(&config_path, &mut config, &mut pipeline, &clock);
+                let now = clock.now();
+                if reload(&config_path, &mut config, &mut pipeline, now) {
+                    if let Some(r) = &recorder {
+                        r.record(now, Record::Config(config::render(&config)));
+                    }
+                }
+            }
+            cond = next_condition(&mut system, &mut storage_rx) => {
+                if let Some((condition, present)) = cond {
+                    let now = clock.now();
+                    pipeline.handle_system(now, condition, present);
+                    if let Some(r) = &recorder {
+                        r.input(now, &Input::System { condition, present });
+                    }
+                }
             }
             msg = src_rx.recv() => {
                 let Some(msg) = msg else { break };
@@ -224,16 +253,28 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 match msg.event {
                     SourceEvent::Bytes(chunk) => {
                         pipeline.handle_bytes(msg.at, msg.source, chunk.as_slice());
+                        if let Some(r) = &recorder {
+                            r.bytes(msg.at, msg.source, chunk.as_slice());
+                        }
                         input_real = Some(msg.real);
                     }
-                    SourceEvent::Up => pipeline.handle_link(msg.at, msg.source, true),
-                    SourceEvent::Down => pipeline.handle_link(msg.at, msg.source, false),
+                    SourceEvent::Up | SourceEvent::Down => {
+                        let up = matches!(msg.event, SourceEvent::Up);
+                        pipeline.handle_link(msg.at, msg.source, up);
+                        if let Some(r) = &recorder {
+                            r.input(msg.at, &Input::Link { source: msg.source, up });
+                        }
+                    }
                 }
             }
             cmd = commands.recv(), if !commands.is_closed() => {
                 if let Some((command, reply)) = cmd {
                     let received = std::time::Instant::now();
-                    let result = pipeline.handle_command(clock.at(received), command);
+                    let at = clock.at(received);
+                    let result = pipeline.handle_command(at, command);
+                    if let Some(r) = &recorder {
+                        r.input(at, &Input::Command(command));
+                    }
                     if let Err(e) = &result {
                         tracing::warn!("command {} rejected: {e}", command.key());
                     }
@@ -242,11 +283,25 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
-                pipeline.handle_timeout(clock.now());
+                let now = clock.now();
+                pipeline.handle_timeout(now);
+                if let Some(r) = &recorder {
+                    r.input(now, &Input::Tick);
+                }
             }
             _ = status_tick.tick() => {
                 fill_latency(&mut status, &latency);
                 report_status(&status, &pipeline, &config);
+                if let Some(r) = &recorder {
+                    let dropped = r.dropped();
+                    if dropped > recorder_dropped {
+                        tracing::error!("recording fell behind: {} input(s) not recorded", dropped - recorder_dropped);
+                        recorder_dropped = dropped;
+                        let now = clock.now();
+                        pipeline.handle_system(now, SystemCondition::StorageFailure, true);
+                        r.input(now, &Input::System { condition: SystemCondition::StorageFailure, present: true });
+                    }
+                }
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = live_tick.tick(), if live.is_some() => {
@@ -295,12 +350,32 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         if dropped_now {
             if overflow_since.is_none() {
                 tracing::error!("a sink queue is full: events were dropped");
-                pipeline.handle_system(clock.now(), SystemCondition::QueueOverflow, true);
+                let now = clock.now();
+                pipeline.handle_system(now, SystemCondition::QueueOverflow, true);
+                if let Some(r) = &recorder {
+                    r.input(
+                        now,
+                        &Input::System {
+                            condition: SystemCondition::QueueOverflow,
+                            present: true,
+                        },
+                    );
+                }
             }
             overflow_since = Some(std::time::Instant::now());
         } else if overflow_since.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
             overflow_since = None;
-            pipeline.handle_system(clock.now(), SystemCondition::QueueOverflow, false);
+            let now = clock.now();
+            pipeline.handle_system(now, SystemCondition::QueueOverflow, false);
+            if let Some(r) = &recorder {
+                r.input(
+                    now,
+                    &Input::System {
+                        condition: SystemCondition::QueueOverflow,
+                        present: false,
+                    },
+                );
+            }
         }
 
         // Write what the protocols want to send.
@@ -332,7 +407,73 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     }
     fill_latency(&mut status, &latency);
     report_status(&status, &pipeline, &config);
+    if let Some(r) = recorder {
+        let path = r.path().display().to_string();
+        let stopped = clock.now();
+        r.finish(
+            stopped,
+            vec![("stopped".into(), super::clock::rfc3339(clock.wall(stopped)))],
+        );
+        tracing::info!("session recorded to {path}");
+    }
     Ok(status)
+}
+
+/// The next system condition from either queue; a closed queue is ignored.
+async fn next_condition(
+    a: &mut mpsc::Receiver<(SystemCondition, bool)>,
+    b: &mut mpsc::Receiver<(SystemCondition, bool)>,
+) -> Option<(SystemCondition, bool)> {
+    tokio::select! {
+        Some(x) = a.recv() => Some(x),
+        Some(x) = b.recv() => Some(x),
+        else => std::future::pending().await,
+    }
+}
+
+fn start_recorder(
+    settings: &RecorderSettings,
+    config: &Config,
+    clock: &Clock,
+    start: crate::time::Instant,
+    report: mpsc::Sender<(SystemCondition, bool)>,
+) -> Option<Recorder> {
+    let started = clock.wall(start);
+    let meta = vec![
+        (
+            "vigil_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        ("site".to_owned(), config.site.clone()),
+        ("bed".to_owned(), config.bed.clone()),
+        ("started".to_owned(), super::clock::rfc3339(started)),
+        ("speed".to_owned(), clock.speed().to_string()),
+    ];
+    let first = vec![
+        Timed {
+            at: start,
+            record: Record::Meta(meta),
+        },
+        Timed {
+            at: start,
+            record: Record::Config(config::render(config)),
+        },
+    ];
+    let report = Box::new(move |failing: bool| {
+        let _ = report.try_send((SystemCondition::StorageFailure, failing));
+    });
+    match Recorder::start(settings, started, first, report) {
+        Ok(r) => {
+            tracing::info!(path = %r.path().display(), "recording the session");
+            Some(r)
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot start the recording (recording.dir): {e}; monitoring goes on without it"
+            );
+            None
+        }
+    }
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {
@@ -403,14 +544,23 @@ fn report_status(status: &Status, pipeline: &Pipeline, config: &Config) {
     notify::status(&line);
 }
 
-/// SIGHUP: validate the file again; apply alarm settings if valid.
-fn reload(path: &Option<PathBuf>, current: &mut Config, pipeline: &mut Pipeline, clock: &Clock) {
+/// SIGHUP: validate the file again; apply alarm settings if valid. Returns
+/// whether anything was applied.
+fn reload(
+    path: &Option<PathBuf>,
+    current: &mut Config,
+    pipeline: &mut Pipeline,
+    now: crate::time::Instant,
+) -> bool {
     let loaded = match path {
         Some(p) => config::load(p),
         None => config::parse(config::DEFAULT_TOML, "<embedded defaults>"),
     };
     match loaded {
-        Err(e) => tracing::error!("SIGHUP: new configuration rejected, the running one stays: {e}"),
+        Err(e) => {
+            tracing::error!("SIGHUP: new configuration rejected, the running one stays: {e}");
+            false
+        }
         Ok(new) => {
             if new.sources != current.sources || new.site != current.site || new.bed != current.bed
             {
@@ -420,9 +570,10 @@ fn reload(path: &Option<PathBuf>, current: &mut Config, pipeline: &mut Pipeline,
             }
             let mut engine_cfg = new.engine.clone();
             engine_cfg.source_names = current.engine.source_names.clone();
-            pipeline.reconfigure(clock.now(), engine_cfg.clone());
+            pipeline.reconfigure(now, engine_cfg.clone());
             current.engine = engine_cfg;
             tracing::info!("SIGHUP: configuration reloaded");
+            true
         }
     }
 }

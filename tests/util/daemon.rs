@@ -13,6 +13,7 @@ use vigil::engine::{AlarmEvent, EventKind, Phase};
 use vigil::io::clock::Clock;
 use vigil::io::driver::{self, DriverSetup, Status};
 use vigil::io::sink::{SinkHandle, SinkMsg};
+use vigil::record::file::RecorderSettings;
 
 /// A fresh, empty temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -90,13 +91,19 @@ impl Monitor {
 /// The daemon running in-process with a sink that hands every event to the test.
 pub struct Running {
     pub events: mpsc::UnboundedReceiver<SinkMsg>,
+    pub commands: mpsc::Sender<driver::CommandMsg>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<Status, driver::DriverError>>,
     pub source_names: Vec<String>,
 }
 
-/// Starts the driver on the configuration (real-time clock).
+/// Starts the driver on the configuration (real-time clock), without recording.
 pub fn start(config: Config) -> Running {
+    start_recording(config, None)
+}
+
+/// Starts the driver, recording into `recording` when given.
+pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> Running {
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
@@ -105,11 +112,12 @@ pub fn start(config: Config) -> Running {
         }
     });
     let sink = SinkHandle::new("test", tx, 4096, forward);
-    let (_cmd_tx, commands) = mpsc::channel(8);
+    let (cmd_tx, commands) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
+    let (system_tx, system) = mpsc::channel(16);
     let source_names = config.engine.source_names.clone();
     let task = tokio::spawn(async move {
-        let _keep = _cmd_tx;
+        let _keep = system_tx;
         driver::run(DriverSetup {
             config,
             config_path: None,
@@ -120,11 +128,14 @@ pub fn start(config: Config) -> Running {
             run_for: None,
             stop,
             live: None,
+            system,
+            recording,
         })
         .await
     });
     Running {
         events: out_rx,
+        commands: cmd_tx,
         stop: stop_tx,
         task,
         source_names,
@@ -162,13 +173,49 @@ impl Running {
         out
     }
 
+    /// Sends a command and waits for the engine's verdict.
+    pub async fn command(
+        &self,
+        command: vigil::engine::Command,
+    ) -> Result<(), vigil::engine::CommandError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands
+            .send((command, tx))
+            .await
+            .expect("daemon running");
+        rx.await.expect("command answered")
+    }
+
+    /// Everything that arrives within `wait`.
+    pub async fn events_during(&mut self, wait: Duration) -> Vec<SinkMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            out.push(msg);
+        }
+        out
+    }
+
     /// Stops the daemon and returns its final status.
     pub async fn stop(self) -> Status {
+        self.stop_and_drain().await.0
+    }
+
+    /// Stops the daemon; returns its final status and every event not yet
+    /// taken (the sinks are flushed on shutdown).
+    pub async fn stop_and_drain(mut self) -> (Status, Vec<SinkMsg>) {
         let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        let status = tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("daemon stops within 10 s")
             .expect("driver task")
-            .expect("driver result")
+            .expect("driver result");
+        let mut rest = Vec::new();
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(200), self.events.recv()).await
+        {
+            rest.push(m);
+        }
+        (status, rest)
     }
 }

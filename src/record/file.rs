@@ -1,0 +1,443 @@
+//! Reading and writing recording files.
+//!
+//! The writer runs on a thread of its own (file IO must never stall the
+//! driver loop): the driver offers inputs through a bounded queue without
+//! waiting; the thread appends them and flushes plus `fdatasync`s at a fixed
+//! period, so at most that period of raw input is lost on power failure
+//! (alarm events are never lost: they live in the MQTT outbox journal). A
+//! write error (disk full, permission) is reported as a storage failure so
+//! the engine raises a technical alarm; monitoring goes on, and the writer
+//! keeps trying and reports recovery.
+//!
+//! Recordings older than the retention period are deleted when the writer
+//! starts and every hour.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use super::{
+    decode_header, decode_record, encode_header, encode_record, Record, RecordError, Timed,
+};
+use crate::pipeline::Input;
+use crate::time::Instant;
+use crate::vitals::SourceId;
+
+/// The file name extension of recordings.
+pub const EXTENSION: &str = "vrec";
+
+/// Errors reading or starting a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// IO on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not a readable recording.
+    #[error("{path}: {source}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: RecordError,
+    },
+}
+
+/// A recording read from disk.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every record before the end or the first corrupt one.
+    pub records: Vec<Timed>,
+    /// Where reading stopped early, and why (a torn or corrupt tail).
+    pub corrupt_tail: Option<(u64, RecordError)>,
+    /// The file's size.
+    pub size: u64,
+}
+
+/// Reads a whole recording.
+pub fn read(path: &Path) -> Result<Loaded, FileError> {
+    let data = fs::read(path).map_err(|source| FileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut pos = decode_header(&data).map_err(|source| FileError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut loaded = Loaded {
+        size: data.len() as u64,
+        ..Loaded::default()
+    };
+    while pos < data.len() {
+        match decode_record(&data[pos..]) {
+            Ok((record, n)) => {
+                loaded.records.push(record);
+                pos += n;
+            }
+            Err(e) => {
+                loaded.corrupt_tail = Some((pos as u64, e));
+                break;
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Writes a complete recording in one go (imports, tests).
+pub fn write_all(path: &Path, records: &[Timed]) -> Result<(), FileError> {
+    let mut out = Vec::new();
+    encode_header(&mut out);
+    for r in records {
+        encode_record(r.at, &r.record, &mut out);
+    }
+    fs::write(path, out).map_err(|source| FileError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Inline bytes for the recorder queue (no allocation per chunk).
+const INLINE: usize = 512;
+
+// Inline on purpose: recording a chunk must not allocate on the driver's thread.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Bytes {
+        at: Instant,
+        source: SourceId,
+        len: u16,
+        bytes: [u8; INLINE],
+    },
+    Other(Timed),
+    Stop(Vec<(String, String)>, Instant),
+}
+
+/// Reports storage trouble to whoever raises the technical alarm.
+pub type StorageReport = Box<dyn Fn(bool) + Send>;
+
+/// The running recorder.
+pub struct Recorder {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+/// Recorder settings.
+#[derive(Clone, Debug)]
+pub struct RecorderSettings {
+    /// Directory of the recordings.
+    pub dir: PathBuf,
+    /// File name stem (e.g. `site-bed`).
+    pub stem: String,
+    /// Flush and fdatasync period.
+    pub sync_every: Duration,
+    /// Delete recordings older than this.
+    pub retention: Duration,
+    /// Queue length between the driver and the writer thread.
+    pub queue: usize,
+}
+
+impl Recorder {
+    /// Creates a new recording file and starts the writer thread. `first`
+    /// holds the metadata and configuration records.
+    pub fn start(
+        settings: &RecorderSettings,
+        started: SystemTime,
+        first: Vec<Timed>,
+        report: StorageReport,
+    ) -> Result<Recorder, FileError> {
+        fs::create_dir_all(&settings.dir).map_err(|source| FileError::Io {
+            path: settings.dir.clone(),
+            source,
+        })?;
+        prune(&settings.dir, settings.retention, started);
+        let stamp = crate::io::clock::rfc3339(started)
+            .replace([':', '-'], "")
+            .replace('.', "-");
+        let path = settings
+            .dir
+            .join(format!("{}-{stamp}.{EXTENSION}", settings.stem));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| FileError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let mut w = BufWriter::with_capacity(64 * 1024, file);
+        let mut buf = Vec::with_capacity(1024);
+        encode_header(&mut buf);
+        for r in &first {
+            encode_record(r.at, &r.record, &mut buf);
+        }
+        w.write_all(&buf)
+            .and_then(|_| w.flush())
+            .and_then(|_| w.get_ref().sync_data())
+            .map_err(|source| FileError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::sync_channel(settings.queue.max(16));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let s = settings.clone();
+        let thread_path = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-recorder".into())
+            .spawn(move || writer(w, rx, s, thread_path, report))
+            .map_err(|source| FileError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Recorder {
+            tx,
+            dropped,
+            thread: Some(thread),
+            path,
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inputs that could not be queued (the writer fell behind).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Offers bytes from a source (split if longer than the inline buffer).
+    pub fn bytes(&self, at: Instant, source: SourceId, data: &[u8]) -> bool {
+        let mut ok = true;
+        for part in data.chunks(INLINE) {
+            let mut bytes = [0u8; INLINE];
+            bytes[..part.len()].copy_from_slice(part);
+            ok &= self.offer(Msg::Bytes {
+                at,
+                source,
+                len: part.len() as u16,
+                bytes,
+            });
+        }
+        ok
+    }
+
+    /// Offers any other record.
+    pub fn record(&self, at: Instant, record: Record) -> bool {
+        self.offer(Msg::Other(Timed { at, record }))
+    }
+
+    /// Offers a pipeline input.
+    pub fn input(&self, at: Instant, input: &Input) -> bool {
+        match input {
+            Input::Bytes { source, data } => self.bytes(at, *source, data),
+            other => self.record(at, Record::Input(other.clone())),
+        }
+    }
+
+    fn offer(&self, msg: Msg) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Writes the end record, syncs and stops the thread.
+    pub fn finish(mut self, at: Instant, end: Vec<(String, String)>) {
+        let _ = self.tx.send(Msg::Stop(end, at));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer(
+    mut w: BufWriter<File>,
+    rx: mpsc::Receiver<Msg>,
+    s: RecorderSettings,
+    path: PathBuf,
+    report: StorageReport,
+) {
+    let mut buf = Vec::with_capacity(INLINE + 64);
+    let mut failing = false;
+    let mut dirty = false;
+    let mut next_sync = std::time::Instant::now() + s.sync_every;
+    let mut next_prune = std::time::Instant::now() + Duration::from_secs(3600);
+    let note = |ok: bool, failing: &mut bool, what: &str| {
+        if ok && *failing {
+            *failing = false;
+            tracing::info!(path = %path.display(), "recording: writing works again");
+            report(false);
+        } else if !ok && !*failing {
+            *failing = true;
+            tracing::error!(path = %path.display(), "recording: {what} failed (disk full? permissions?); monitoring goes on");
+            report(true);
+        }
+    };
+    loop {
+        let wait = next_sync.saturating_duration_since(std::time::Instant::now());
+        let msg = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        buf.clear();
+        match msg {
+            Some(Msg::Bytes {
+                at,
+                source,
+                len,
+                bytes,
+            }) => encode_record(
+                at,
+                &Record::Input(Input::Bytes {
+                    source,
+                    data: bytes[..len as usize].to_vec(),
+                }),
+                &mut buf,
+            ),
+            Some(Msg::Other(t)) => encode_record(t.at, &t.record, &mut buf),
+            Some(Msg::Stop(end, at)) => {
+                encode_record(at, &Record::End(end), &mut buf);
+                let ok = w
+                    .write_all(&buf)
+                    .and_then(|_| w.flush())
+                    .and_then(|_| w.get_ref().sync_data())
+                    .is_ok();
+                note(ok, &mut failing, "final write");
+                return;
+            }
+            None => {}
+        }
+        if !buf.is_empty() {
+            let ok = w.write_all(&buf).is_ok();
+            note(ok, &mut failing, "write");
+            dirty = true;
+        }
+        let now = std::time::Instant::now();
+        if now >= next_sync {
+            if dirty {
+                let ok = w.flush().and_then(|_| w.get_ref().sync_data()).is_ok();
+                note(ok, &mut failing, "sync");
+                dirty = false;
+            }
+            next_sync = now + s.sync_every;
+        }
+        if now >= next_prune {
+            prune(&s.dir, s.retention, SystemTime::now());
+            next_prune = now + Duration::from_secs(3600);
+        }
+    }
+    let _ = w.flush().and_then(|_| w.get_ref().sync_data());
+}
+
+/// Deletes recordings whose last change is older than `retention`.
+pub fn prune(dir: &Path, retention: Duration, now: SystemTime) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some(EXTENSION) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > retention);
+        if old && fs::remove_file(&p).is_ok() {
+            tracing::info!(path = %p.display(), "recording older than the retention period removed");
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-rec-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn recorder_writes_a_readable_file() {
+        let d = dir("write");
+        let settings = RecorderSettings {
+            dir: d.clone(),
+            stem: "site-bed".into(),
+            sync_every: Duration::from_millis(10),
+            retention: Duration::from_secs(3600),
+            queue: 64,
+        };
+        let failed = Arc::new(AtomicBool::new(false));
+        let f = failed.clone();
+        let rec = Recorder::start(
+            &settings,
+            SystemTime::now(),
+            vec![Timed {
+                at: Instant::ZERO,
+                record: Record::Config("x = 1".into()),
+            }],
+            Box::new(move |b| f.store(b, Ordering::Relaxed)),
+        )
+        .unwrap();
+        let big = vec![b'a'; 1300];
+        assert!(rec.bytes(Instant::from_millis(1), SourceId(0), &big));
+        assert!(rec.input(Instant::from_millis(2), &Input::Tick));
+        let path = rec.path().to_owned();
+        rec.finish(
+            Instant::from_millis(3),
+            vec![("stopped".into(), "x".into())],
+        );
+        let loaded = read(&path).unwrap();
+        assert!(loaded.corrupt_tail.is_none());
+        // Config, three byte chunks (512 + 512 + 276), tick, end.
+        assert_eq!(loaded.records.len(), 6);
+        let total: usize = loaded
+            .records
+            .iter()
+            .map(|r| match &r.record {
+                Record::Input(Input::Bytes { data, .. }) => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(total, 1300);
+        assert!(!failed.load(Ordering::Relaxed));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn retention_removes_only_old_recordings() {
+        let d = dir("prune");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("a.vrec"), b"x").unwrap();
+        fs::write(d.join("keep.txt"), b"x").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
+        assert_eq!(prune(&d, Duration::from_secs(86_400), SystemTime::now()), 0);
+        assert_eq!(prune(&d, Duration::from_secs(86_400), later), 1);
+        assert!(d.join("keep.txt").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+}
