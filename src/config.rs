@@ -199,6 +199,10 @@ pub struct SourceConfig {
     pub link: Link,
     /// Silence longer than this means disconnected.
     pub timeout: Duration,
+    /// The vitals taken from this source (default: all it sends). When
+    /// several sources supply a vital, the one listed first in the file wins
+    /// while it delivers valid values.
+    pub vitals: Vec<Vital>,
 }
 
 /// Session recording settings.
@@ -571,6 +575,7 @@ impl Reader {
                 "speed",
                 "seed",
                 "timeout",
+                "vitals",
             ],
         );
         let name = self.string(path, t, "name");
@@ -619,6 +624,30 @@ impl Reader {
             .get("timeout")
             .and_then(|_| self.duration(path, t, "timeout"))
             .unwrap_or(Duration::from_secs(10));
+        let vitals = match t.get("vitals") {
+            None => Vital::ALL.to_vec(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item.as_str().map(str::parse::<Vital>) {
+                        Some(Ok(v)) if !out.contains(&v) => out.push(v),
+                        Some(Ok(v)) => self.err(format!("{path}.vitals: `{v}` listed twice")),
+                        Some(Err(e)) => self.err(format!("{path}.vitals: {e}")),
+                        None => self.err(format!("{path}.vitals: expected strings, found {item}")),
+                    }
+                }
+                if out.is_empty() {
+                    self.err(format!("{path}.vitals: list at least one vital"));
+                }
+                out
+            }
+            Some(other) => {
+                self.err(format!(
+                    "{path}.vitals: expected a list such as [\"spo2\", \"pr\"], found {other}"
+                ));
+                Vital::ALL.to_vec()
+            }
+        };
         let link = match links.first().copied() {
             Some("serial") => {
                 let device = self.string(path, t, "serial").map(PathBuf::from);
@@ -708,6 +737,7 @@ impl Reader {
             protocol: protocol?,
             link: link?,
             timeout,
+            vitals,
         })
     }
 
@@ -1158,7 +1188,9 @@ pub fn render(cfg: &Config) -> String {
                 );
             }
         }
-        let _ = writeln!(o, "timeout = {:?}\n", format_duration(s.timeout));
+        let _ = writeln!(o, "timeout = {:?}", format_duration(s.timeout));
+        let vitals: Vec<String> = s.vitals.iter().map(|v| format!("{:?}", v.key())).collect();
+        let _ = writeln!(o, "vitals = [{}]\n", vitals.join(", "));
     }
     let dur = |d: Duration| format!("{:?}", format_duration(d));
     let opt_dur = |d: Option<Duration>| d.map_or("\"off\"".to_owned(), dur);
@@ -1359,6 +1391,7 @@ mod tests {
                 settings: ProtocolKind::Ge.default_serial(),
             },
             timeout: Duration::from_secs(30),
+            vitals: vec![Vital::NibpSystolic, Vital::NibpDiastolic, Vital::NibpMean],
         });
         other.sources.push(SourceConfig {
             name: "bridge".into(),
@@ -1367,6 +1400,7 @@ mod tests {
                 address: "10.0.0.7:4001".into(),
             },
             timeout: Duration::from_secs(10),
+            vitals: Vital::ALL.to_vec(),
         });
         other.engine.source_names = vec!["cuff".into(), "bridge".into()];
         assert_eq!(parse(&render(&other), "rendered").unwrap(), other);

@@ -349,6 +349,37 @@ impl Pipeline {
     }
 }
 
+/// The pipeline for a configuration's sources, with each vital's source
+/// preference set from the sources' `vitals` lists (file order wins). Live
+/// and replay both build it here, so they merge sources identically.
+pub fn for_sources(
+    start: Instant,
+    engine: EngineConfig,
+    sources: &[crate::config::SourceConfig],
+) -> Pipeline {
+    let specs = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SourceSpec {
+            protocol: open_protocol(s.protocol, SourceId(i as u16)),
+            timeout: s.timeout,
+        })
+        .collect();
+    let mut p = Pipeline::new(start, engine, specs);
+    for vital in Vital::ALL {
+        let suppliers: Vec<SourceId> = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vitals.contains(&vital))
+            .map(|(i, _)| SourceId(i as u16))
+            .collect();
+        if sources.len() > 1 || suppliers.len() < sources.len() {
+            p.set_preference(vital, suppliers);
+        }
+    }
+    p
+}
+
 /// The host-side protocol endpoint for a configured protocol.
 pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> BoxedProtocol {
     use crate::config::ProtocolKind as K;
@@ -503,6 +534,43 @@ mod tests {
         let r = readings(&mut p);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].source, SourceId(0));
+    }
+
+    #[test]
+    fn configured_vitals_decide_which_source_supplies_what() {
+        let cfg = crate::config::parse(
+            r#"
+            [[source]]
+            name = "oximeter"
+            protocol = "vigil-line"
+            tcp = "127.0.0.1:1"
+            vitals = ["spo2", "pr"]
+            [[source]]
+            name = "monitor"
+            protocol = "vigil-line"
+            tcp = "127.0.0.1:2"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let mut p = for_sources(ms(0), cfg.engine.clone(), &cfg.sources);
+        // HR from the oximeter is not taken; SpO2 from both: the oximeter wins.
+        p.handle_bytes(ms(0), SourceId(0), b"hr 70\nspo2 97\n");
+        p.handle_bytes(ms(10), SourceId(1), b"hr 71\nspo2 90\n");
+        let r = readings(&mut p);
+        let got: Vec<(u16, String)> = r
+            .iter()
+            .map(|r| {
+                (
+                    r.source.0,
+                    format!("{:?}", r.measurement.continuous().unwrap().0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "SpO2".to_owned()), (1, "HeartRate".to_owned())]
+        );
     }
 
     #[test]

@@ -12,11 +12,10 @@ use std::path::Path;
 
 use crate::config::{self, Config};
 use crate::engine::{Event, EventKind, Phase, Priority};
-use crate::pipeline::{open_protocol, Input, Pipeline, SourceSpec};
+use crate::pipeline::{Input, Pipeline};
 use crate::record::file::{self, FileError};
 use crate::record::{Record, RecordError};
 use crate::time::Instant;
-use crate::vitals::SourceId;
 
 /// Errors loading a recording for replay.
 #[derive(Debug, thiserror::Error)]
@@ -130,19 +129,9 @@ pub fn load(path: &Path) -> Result<Session, ReplayError> {
 
 /// Builds the pipeline a run started with.
 pub fn pipeline(session: &Session, alarms: &Config) -> Pipeline {
-    let specs = session
-        .config
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SourceSpec {
-            protocol: open_protocol(s.protocol, SourceId(i as u16)),
-            timeout: s.timeout,
-        })
-        .collect();
     let mut engine = alarms.engine.clone();
     engine.source_names = session.config.engine.source_names.clone();
-    Pipeline::new(session.start, engine, specs)
+    crate::pipeline::for_sources(session.start, engine, &session.config.sources)
 }
 
 /// Replays a session; `alarms` overrides the alarm settings (the recorded

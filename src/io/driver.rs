@@ -27,7 +27,7 @@ use super::sink::{SinkHandle, SinkMsg};
 use super::source::{self, SourceEvent, SourceMsg};
 use crate::config::{self, Config, Link};
 use crate::engine::{Command, CommandError, SystemCondition};
-use crate::pipeline::{Input, Pipeline, SourceSpec};
+use crate::pipeline::{Input, Pipeline};
 use crate::record::file::{Recorder, RecorderSettings};
 use crate::record::{Record, Timed};
 
@@ -146,16 +146,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let mut hup = signal(SignalKind::hangup()).map_err(DriverError::Signals)?;
 
     let start = clock.now();
-    let specs = config
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SourceSpec {
-            protocol: crate::pipeline::open_protocol(s.protocol, SourceId(i as u16)),
-            timeout: s.timeout,
-        })
-        .collect();
-    let mut pipeline = Pipeline::new(start, config.engine.clone(), specs);
+    let mut pipeline = crate::pipeline::for_sources(start, config.engine.clone(), &config.sources);
 
     // Storage reports from the recorder's thread join the other system conditions.
     let (storage_tx, mut storage_rx) = mpsc::channel::<(SystemCondition, bool)>(16);
