@@ -149,3 +149,57 @@ async fn sensor_off_on_the_wire_is_technical_not_physiological() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tcp_device_server_that_resets_and_comes_back() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = config::parse(
+        &format!(
+            "[[source]]\nname = \"bridge\"\nprotocol = \"vigil-line\"\ntcp = \"{addr}\"\ntimeout = \"2s\"\n"
+        ),
+        "test",
+    )
+    .unwrap();
+    let mut daemon = start(cfg);
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the daemon connects")
+        .unwrap();
+    conn.write_all(b"spo2 83\n").await.unwrap();
+    daemon
+        .alarm("spo2.critical_low", Phase::Start, Duration::from_secs(5))
+        .await;
+
+    // The device server goes away: connection reset, listener closed.
+    // SO_LINGER 0 makes the close a reset (RST), as when a device server
+    // reboots; with a zero timeout the drop does not block.
+    #[allow(deprecated)]
+    conn.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(conn);
+    drop(listener);
+    daemon
+        .alarm(
+            "source.bridge.disconnected",
+            Phase::Start,
+            Duration::from_secs(3),
+        )
+        .await;
+
+    // Back on the same port: the daemon reconnects by itself.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(15), listener.accept())
+        .await
+        .expect("the daemon reconnects")
+        .unwrap();
+    conn.write_all(b"spo2 97\n").await.unwrap();
+    daemon
+        .alarm(
+            "source.bridge.disconnected",
+            Phase::End,
+            Duration::from_secs(5),
+        )
+        .await;
+    daemon.stop().await;
+}
