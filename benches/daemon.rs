@@ -1,0 +1,169 @@
+//! The live daemon under load: N simulated monitors on pseudo-terminals,
+//! each sending HR and SpO2 at R Hz in vigil-line, into the release binary
+//! (recording on, as in production).
+//!
+//! Reports the daemon's own arrival-to-event latency (from the moment a read
+//! returns the reading's last byte to the emission of its events, HDR
+//! histogram), and its CPU use and memory from /proc over the measured window.
+//!
+//! Run: `cargo bench --bench daemon` (about 80 s).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serialport::TTYPort;
+
+fn main() {
+    println!("| monitors x rate | readings/s | p50 | p99 | p99.9 | max | CPU (% of a core) | RSS (peak) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (monitors, hz, secs) in [(4usize, 1u32, 30u64), (32, 10, 30)] {
+        run(monitors, hz, Duration::from_secs(secs));
+    }
+}
+
+fn run(monitors: usize, hz: u32, window: Duration) {
+    let dir = std::env::temp_dir().join(format!("vigil-bench-{}-{monitors}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut masters = Vec::new();
+    let mut config = String::new();
+    for i in 0..monitors {
+        let (master, slave) = TTYPort::pair().expect("pty pair");
+        // SAFETY: fcntl on a descriptor we own; keeps the child from inheriting it.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        let name = serialport::SerialPort::name(&slave).unwrap();
+        drop(slave);
+        config.push_str(&format!(
+            "[[source]]\nname = \"m{i}\"\nprotocol = \"vigil-line\"\nserial = \"{name}\"\n\n"
+        ));
+        masters.push(master);
+    }
+    config.push_str(&format!(
+        "[recording]\ndir = \"{}\"\n",
+        dir.join("rec").display()
+    ));
+    let cfg_path = dir.join("vigil.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "--log-format",
+            "json",
+            "--log",
+            "warn,vigil::io::driver=info",
+            "run",
+            "-c",
+        ])
+        .arg(&cfg_path)
+        .args(["--status-every", "1h"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vigil (release)");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    while !rx
+        .recv_timeout(Duration::from_secs(10))
+        .map(|l| l.contains("vigil running"))
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "vigil did not start"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Warm up 2 s, then measure CPU over the window.
+    let period = Duration::from_secs(1) / hz;
+    let total = window + Duration::from_secs(2);
+    let begin = Instant::now();
+    let mut cpu_start = None;
+    let mut tick = 0u64;
+    while begin.elapsed() < total {
+        if cpu_start.is_none() && begin.elapsed() >= Duration::from_secs(2) {
+            cpu_start = Some((cpu_ticks(child.id()), Instant::now()));
+        }
+        for (i, m) in masters.iter_mut().enumerate() {
+            let hr = 70 + (tick + i as u64) % 20;
+            let spo2 = 95 + (tick + i as u64) % 4;
+            let _ = m.write_all(format!("hr {hr}\nspo2 {spo2}\n").as_bytes());
+        }
+        tick += 1;
+        let next = begin + period * tick as u32;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let (cpu0, t0) = cpu_start.unwrap();
+    let cpu = Duration::from_millis((cpu_ticks(child.id()) - cpu0) * 10);
+    let elapsed = t0.elapsed();
+    let (rss, hwm) = memory(child.id());
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let mut status_line = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        let stopped = line.contains("vigil stopped");
+        if line.contains("latency us") {
+            status_line = line;
+        }
+        if stopped {
+            break;
+        }
+    }
+    let _ = child.wait();
+    let lat = |key: &str| -> String {
+        status_line
+            .split(&format!("{key}="))
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .map(|v| format!("{v} µs"))
+            .unwrap_or_else(|| "?".into())
+    };
+    println!(
+        "| {monitors} x {hz} Hz | {} | {} | {} | {} | {} | {:.2} % | {:.1} MB ({:.1} MB) |",
+        monitors as u32 * hz * 2,
+        lat("p50"),
+        lat("p99"),
+        lat("p99.9"),
+        lat("max"),
+        cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// utime + stime of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// (VmRSS, VmHWM) in kB.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
