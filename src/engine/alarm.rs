@@ -157,6 +157,18 @@ impl Condition {
     /// Number of conditions.
     pub const COUNT: usize = 19;
 
+    /// The physiological conditions (the first eight of the table).
+    pub const PHYSIOLOGICAL: [Condition; 8] = [
+        Condition::Low,
+        Condition::High,
+        Condition::CriticalLow,
+        Condition::CriticalHigh,
+        Condition::BaselineRise,
+        Condition::BaselineFall,
+        Condition::RateRise,
+        Condition::RateFall,
+    ];
+
     /// Position in [`Condition::ALL`].
     pub const fn index(self) -> usize {
         self as usize
@@ -189,16 +201,10 @@ impl Condition {
 
     /// Physiological or technical.
     pub const fn kind(self) -> AlarmKind {
-        match self {
-            Condition::Low
-            | Condition::High
-            | Condition::CriticalLow
-            | Condition::CriticalHigh
-            | Condition::BaselineRise
-            | Condition::BaselineFall
-            | Condition::RateRise
-            | Condition::RateFall => AlarmKind::Physiological,
-            _ => AlarmKind::Technical,
+        if self.index() < Condition::PHYSIOLOGICAL.len() {
+            AlarmKind::Physiological
+        } else {
+            AlarmKind::Technical
         }
     }
 
@@ -411,6 +417,10 @@ mod tests {
     fn condition_table_is_consistent() {
         for (i, c) in Condition::ALL.into_iter().enumerate() {
             assert_eq!(c.index(), i);
+        }
+        for c in Condition::PHYSIOLOGICAL {
+            assert_eq!(c.kind(), AlarmKind::Physiological);
+            assert_eq!(Condition::ALL[c.index()], c);
         }
         assert_eq!(Condition::Low.kind(), AlarmKind::Physiological);
         assert_eq!(Condition::Stale.kind(), AlarmKind::Technical);

@@ -564,7 +564,7 @@ impl Engine {
                 self.vitals[vi].last_valid = None;
                 // An invalid value neither confirms nor clears a physiological
                 // condition: pending ones restart, active ones stay.
-                for c in PHYSIOLOGICAL {
+                for c in Condition::PHYSIOLOGICAL {
                     let idx = self.index(AlarmId::vital(vital, c));
                     if let SlotState::Pending { .. } = self.slots[idx].state {
                         self.slots[idx].state = SlotState::Inactive;
@@ -1157,7 +1157,7 @@ impl Engine {
                 self.vitals[vital.index()].last_valid = None;
                 self.set_condition(idx, t, true, None, None, None);
                 // Physiological conditions cannot be confirmed without data.
-                for c in PHYSIOLOGICAL {
+                for c in Condition::PHYSIOLOGICAL {
                     let j = self.index(AlarmId::vital(vital, c));
                     if let SlotState::Pending { .. } = self.slots[j].state {
                         self.slots[j].state = SlotState::Inactive;
@@ -1200,18 +1200,6 @@ impl Engine {
         });
     }
 }
-
-/// Physiological conditions of a vital.
-const PHYSIOLOGICAL: [Condition; 8] = [
-    Condition::Low,
-    Condition::High,
-    Condition::CriticalLow,
-    Condition::CriticalHigh,
-    Condition::BaselineRise,
-    Condition::BaselineFall,
-    Condition::RateRise,
-    Condition::RateFall,
-];
 
 fn subject_at(i: usize) -> Subject {
     if i < Vital::COUNT {
