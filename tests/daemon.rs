@@ -203,3 +203,56 @@ async fn a_tcp_device_server_that_resets_and_comes_back() {
         .await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn ge_monitor_answers_the_request_record_the_daemon_writes() {
+    use vigil::protocol::ge;
+    use vigil::vitals::{Nibp, NibpMode};
+
+    let dir = temp_dir("pty-ge");
+    let port = dir.join("ttyGE");
+    let mut monitor = Monitor::plug_in(&port);
+    // GE talks 8E1 with RTS/CTS by default; a pty ignores line settings.
+    let mut daemon = start(config_for(&port, "ge-s5", ""));
+
+    // The monitor sends nothing until asked: the daemon must write the
+    // "displayed values every 5 s" request record through the same port.
+    let mut expected = Vec::new();
+    ge::PhdbRequest::displayed_every(5)
+        .unwrap()
+        .encode(&mut expected);
+    let written = tokio::task::spawn_blocking(move || {
+        let got = monitor.receive(expected.len(), Duration::from_secs(5));
+        (monitor, got, expected)
+    })
+    .await
+    .unwrap();
+    let (mut monitor, got, expected) = written;
+    assert_eq!(got, expected, "the request record, byte for byte");
+
+    let snap = Snapshot {
+        heart_rate: Sample::valid(72.0),
+        spo2: Sample::valid(96.0),
+        pulse_rate: Sample::valid(72.0),
+        nibp: Some(Nibp {
+            systolic: Sample::valid(205.0),
+            diastolic: Sample::valid(100.0),
+            mean: Sample::valid(135.0),
+            measured_at: Some(DeviceTime(1_795_460_000)),
+            mode: NibpMode::Auto,
+        }),
+        device_time: DeviceTime(1_795_460_005),
+    };
+    let mut frame = Vec::new();
+    ge::encode_displayed_values(&snap, &mut frame);
+    monitor.send(&frame);
+    let a = daemon
+        .alarm(
+            "nibp_sys.critical_high",
+            Phase::Start,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(a.value, Some(205.0));
+    daemon.stop().await;
+}

@@ -63,6 +63,27 @@ impl Monitor {
         master.write_all(bytes).and_then(|_| master.flush()).is_ok()
     }
 
+    /// Reads what the daemon wrote to the device, waiting up to `within`
+    /// for at least `min` bytes.
+    pub fn receive(&mut self, min: usize, within: Duration) -> Vec<u8> {
+        use std::io::Read;
+        let master = self.master.as_mut().expect("plugged in");
+        serialport::SerialPort::set_timeout(master, Duration::from_millis(50))
+            .expect("set timeout");
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        while out.len() < min && std::time::Instant::now() < deadline {
+            match master.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        out
+    }
+
     /// Pulls the cable: the device side hangs up.
     pub fn unplug(&mut self) {
         self.master = None;
