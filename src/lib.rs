@@ -31,5 +31,6 @@ pub mod engine;
 pub mod io;
 pub mod pipeline;
 pub mod protocol;
+pub mod sim;
 pub mod time;
 pub mod vitals;

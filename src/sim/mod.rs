@@ -1,0 +1,18 @@
+//! Simulated monitors: a seeded patient model following a scenario, and
+//! sans-IO devices that speak each supported protocol from it.
+//!
+//! - [`rng`]: the seeded generator every random draw comes from;
+//! - [`scenario`]: the scenario file format and the built-in scenarios;
+//! - [`model`]: the patient: what a monitor shows at any moment;
+//!
+//! Pure like the rest of the core: no tokio, no clock reads, no unseeded
+//! randomness. Depends on [`crate::protocol`],
+//! [`crate::vitals`], [`crate::time`] and [`crate::config`] (for
+//! `ProtocolKind`).
+
+pub mod model;
+pub mod rng;
+pub mod scenario;
+
+pub use model::Patient;
+pub use scenario::{Scenario, ScenarioError};
