@@ -18,6 +18,9 @@ pub mod model;
 pub mod rng;
 pub mod scenario;
 
+#[cfg(test)]
+mod golden;
+
 pub use device::SimDevice;
 pub use model::Patient;
 pub use scenario::{Scenario, ScenarioError};
