@@ -462,6 +462,44 @@ mod tests {
     }
 
     #[test]
+    fn heart_rate_events_move_to_their_target_and_back() {
+        let text = r#"
+            description = "brady then tachy"
+            [session]
+            duration_min = 60
+            [patient]
+            hr = 70
+            spo2 = 97
+            sys = 120
+            dia = 80
+            [[event]]
+            kind = "bradycardia"
+            at_min = 10
+            duration_min = 5
+            hr = 42
+            [[event]]
+            kind = "tachycardia"
+            at_min = 30
+            duration_min = 5
+            hr = 135
+            ramp_min = 2
+        "#;
+        let s = Scenario::parse(text, "hr-events").unwrap();
+        let p = Patient::new(&s, 1);
+        let hr = |m: u64, sec: u64| p.truth(min(m) + Duration::from_secs(sec)).hr;
+        assert_eq!(hr(9, 59), 70.0);
+        assert!(hr(10, 30) < 70.0 && hr(10, 30) > 42.0, "ramping down");
+        assert!((hr(12, 0) - 42.0).abs() < 1e-3);
+        assert!((hr(16, 0) - 70.0).abs() < 1e-3, "back after the ramp");
+        assert!((hr(33, 0) - 135.0).abs() < 1e-3);
+        assert!(hr(36, 0) > 70.0 && hr(36, 0) < 135.0, "still ramping back");
+        assert!((hr(37, 0) - 70.0).abs() < 1e-3);
+        // The displayed rate follows, noise and all.
+        let shown = p.snapshot(min(12)).heart_rate.get().unwrap();
+        assert!((shown - 42.0).abs() <= 8.0, "{shown}");
+    }
+
+    #[test]
     fn desaturation_falls_at_its_slope_and_recovers() {
         let s = builtin("desaturation");
         let p = Patient::new(&s, 1);
