@@ -259,7 +259,7 @@ async fn run(
                     }),
                 }
             }
-            Link::Simulated { .. } => match super::simulated::open(&cfg) {
+            Link::Simulated { .. } => match super::simulated::open(&cfg, clock) {
                 Ok(stream) => {
                     Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
                 }

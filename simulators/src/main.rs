@@ -1,0 +1,236 @@
+//! `vigil-sim`: run simulated patient monitors for vigil.
+//!
+//! ```text
+//! vigil-sim --protocol masimo --scenario desaturation --speed 60 --pty
+//! vigil-sim --protocol ge-s5 --scenario hypertensive --tcp 127.0.0.1:4001 --beds 4
+//! vigil-sim --protocol vigil-line --scenario typical --fast --stdout > session.txt
+//! vigil-sim --list-scenarios
+//! ```
+//!
+//! Parses the command line, builds the devices and their outputs, and runs
+//! them until Ctrl-C (or, with `--fast`, until the scenario's end).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tokio::task::JoinSet;
+use vigil::config::ProtocolKind;
+use vigil::io::clock::Clock;
+use vigil::sim::Scenario;
+use vigil::time::Instant;
+use vigil_sim::{device_for_bed, protocol_by_name, Pace, RunOptions};
+
+/// Runs simulated patient monitors (GE S/5, Philips IntelliVue, Masimo,
+/// Nonin, vigil-line) that play a scenario, for vigil to read like real ones.
+#[derive(Parser, Debug)]
+#[command(name = "vigil-sim", version)]
+struct Args {
+    /// Protocol: ge-s5, philips-intellivue, masimo, nonin-df2, nonin-df7,
+    /// nonin-df8 or vigil-line.
+    #[arg(long, value_parser = protocol_by_name, required_unless_present = "list_scenarios")]
+    protocol: Option<ProtocolKind>,
+
+    /// A built-in scenario (see --list-scenarios) or a scenario file.
+    #[arg(long, default_value = "typical")]
+    scenario: String,
+
+    /// Random seed: the same seed plays the same session, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Time acceleration: 1 is real time, 60 plays an hour per minute.
+    #[arg(long, conflicts_with = "fast")]
+    speed: Option<f64>,
+
+    /// As fast as the reader takes the bytes (virtual time), and stop at
+    /// the scenario's end. For files, pipes and load tests.
+    #[arg(long)]
+    fast: bool,
+
+    /// Create a pseudo-terminal and print the path vigil should open
+    /// (`serial = "PATH"`); one per bed.
+    #[arg(long, group = "output")]
+    pty: bool,
+
+    /// Write to an existing serial device (e.g. one end of a null-modem
+    /// cable), with the protocol's usual line settings.
+    #[arg(long, group = "output", value_name = "PATH")]
+    serial: Option<PathBuf>,
+
+    /// Listen on ADDR like a serial device server (one client at a time);
+    /// bed i listens on ADDR's port + i (port 0: ports the system picks).
+    /// The addresses are printed, one per line.
+    #[arg(long, group = "output", value_name = "ADDR")]
+    tcp: Option<String>,
+
+    /// Write to standard output (no host input: GE and Philips monitors
+    /// stay silent without a host).
+    #[arg(long, group = "output")]
+    stdout: bool,
+
+    /// Simulate this many beds at once, bed i with seed + i (--pty and --tcp).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    beds: u16,
+
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list_scenarios: bool,
+
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `debug`.
+    #[arg(long, env = "VIGIL_SIM_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+
+    if args.list_scenarios {
+        for name in Scenario::builtin_names() {
+            let s = Scenario::builtin(name)
+                .context("a built-in scenario")?
+                .with_context(|| format!("built-in scenario {name}"))?;
+            println!("{name:16} {}", s.description);
+        }
+        return Ok(());
+    }
+    let Some(kind) = args.protocol else {
+        bail!("--protocol is required");
+    };
+    let scenario = Scenario::find(&args.scenario)?;
+    if !(args.pty || args.stdout || args.serial.is_some() || args.tcp.is_some()) {
+        bail!("choose an output: --pty, --serial PATH, --tcp ADDR or --stdout");
+    }
+    if args.beds > 1 && (args.stdout || args.serial.is_some()) {
+        bail!("--beds needs --pty or --tcp (one output per bed)");
+    }
+    let pace = match (args.fast, args.speed) {
+        (true, _) => Pace::Fast,
+        (false, speed) => {
+            let speed = speed.unwrap_or(1.0);
+            if !(speed > 0.0 && speed <= 10_000.0) {
+                bail!("--speed {speed}: expected 0 < speed <= 10000");
+            }
+            Pace::Clock(Clock::start(speed))
+        }
+    };
+    let opts = RunOptions {
+        until: args.fast.then(|| Instant::ZERO + scenario.duration),
+        write_timeout: Some(Duration::from_millis(250)),
+    };
+    tracing::info!(
+        protocol = kind.key(),
+        scenario = %scenario.name,
+        seed = args.seed,
+        beds = args.beds,
+        "{}",
+        scenario.description
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = serve(&args, kind, &scenario, pace, opts) => r,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Builds the outputs and runs the devices.
+async fn serve(
+    args: &Args,
+    kind: ProtocolKind,
+    scenario: &Scenario,
+    pace: Pace,
+    opts: RunOptions,
+) -> anyhow::Result<()> {
+    if args.stdout {
+        let device = device_for_bed(scenario, kind, args.seed, 0);
+        let summary = vigil_sim::run(
+            device,
+            None::<tokio::io::Empty>,
+            tokio::io::stdout(),
+            pace,
+            RunOptions {
+                write_timeout: None,
+                ..opts
+            },
+        )
+        .await?;
+        tracing::info!(ending = ?summary.ending, bytes = summary.written, "done");
+        return Ok(());
+    }
+    if let Some(path) = &args.serial {
+        let port = vigil::io::source::open_serial(path, &kind.default_serial())?;
+        let device = device_for_bed(scenario, kind, args.seed, 0);
+        println!("{}", path.display());
+        let summary = vigil_sim::run_stream(device, port, pace, opts).await?;
+        tracing::info!(ending = ?summary.ending, bytes = summary.written, "done");
+        return Ok(());
+    }
+    let mut beds = JoinSet::new();
+    if args.pty {
+        for bed in 0..args.beds {
+            let (driven, opened, path) = vigil_sim::pty_pair()?;
+            println!("{path}");
+            tracing::info!(bed = bed + 1, %path, "pseudo-terminal ready: point vigil's serial source at it");
+            let device = device_for_bed(scenario, kind, args.seed, bed);
+            beds.spawn(async move {
+                // Held open so vigil can close and reopen its end.
+                let _opened = opened;
+                vigil_sim::run_stream(device, driven, pace, opts)
+                    .await
+                    .map(|_| ())
+            });
+        }
+    } else if let Some(addr) = &args.tcp {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .with_context(|| format!("--tcp {addr}: expected host:port, e.g. 127.0.0.1:4001"))?;
+        for bed in 0..args.beds {
+            // Port 0: every bed gets a port of the system's choosing.
+            let port = if port == 0 {
+                0
+            } else {
+                port.checked_add(bed).with_context(|| {
+                    format!("bed {}: port {port} + {bed} is past 65535", bed + 1)
+                })?
+            };
+            let listen = format!("{host}:{port}");
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let bound = listener.local_addr()?;
+            println!("{bound}");
+            tracing::info!(bed = bed + 1, address = %bound, "listening: point vigil's tcp source at it");
+            let scenario = scenario.clone();
+            let seed = args.seed;
+            beds.spawn(vigil_sim::serve_tcp(
+                listener,
+                move || device_for_bed(&scenario, kind, seed, bed),
+                pace,
+                opts,
+            ));
+        }
+    }
+    while let Some(done) = beds.join_next().await {
+        done.context("a bed's task failed")??;
+    }
+    Ok(())
+}

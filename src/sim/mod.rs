@@ -1,0 +1,26 @@
+//! Simulated monitors: a seeded patient model following a scenario, and
+//! sans-IO devices that speak each supported protocol from it.
+//!
+//! - [`rng`]: the seeded generator every random draw comes from;
+//! - [`scenario`]: the scenario file format and the built-in scenarios;
+//! - [`model`]: the patient: what a monitor shows at any moment;
+//! - [`device`]: a monitor of one protocol family: bytes out on the
+//!   protocol's own timing, host requests in.
+//!
+//! Pure like the rest of the core: no tokio, no clock reads, no unseeded
+//! randomness. The IO edge ([`crate::io::simulated`], `vigil-sim`) runs a
+//! [`device::SimDevice`] on a clock. Depends on [`crate::protocol`],
+//! [`crate::vitals`], [`crate::time`] and [`crate::config`] (for
+//! `ProtocolKind`).
+
+pub mod device;
+pub mod model;
+pub mod rng;
+pub mod scenario;
+
+#[cfg(test)]
+mod golden;
+
+pub use device::SimDevice;
+pub use model::Patient;
+pub use scenario::{Scenario, ScenarioError};
