@@ -33,5 +33,6 @@ pub mod pipeline;
 pub mod protocol;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod time;
 pub mod vitals;
