@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod sim;
 pub mod time;
 pub mod vitals;

@@ -37,6 +37,45 @@ enum RecordCmd {
         /// The recording.
         file: PathBuf,
     },
+    /// Readings and alarm/session events as a table (the recording is
+    /// replayed). Columns: type, time, wall_time, source, vital, value, unit,
+    /// validity, alarm, kind, phase, priority, state, limit, ack_by, detail
+    /// (docs/record-tools.md).
+    Export {
+        /// The recording.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Build a recording from a CSV of timed readings (columns time, vital,
+    /// value, validity), so it can be replayed and reported on.
+    Import {
+        /// The CSV file (`-` for standard input).
+        csv: PathBuf,
+        /// The recording to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Configuration whose alarm settings, site and bed the recording
+        /// carries (default: the built-in defaults).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Wall-clock time of the session start, RFC 3339
+        /// (e.g. 2026-03-01T09:30:00Z; default: the Unix epoch).
+        #[arg(long)]
+        start: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ExportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -78,7 +117,20 @@ enum Cmd {
         #[arg(long)]
         speed: Option<f64>,
     },
-    /// Inspect recordings.
+    /// Write a self-contained HTML report of a recorded session: charts of
+    /// HR/PR, SpO2 and NIBP with baselines, limits, alarms and doses, and
+    /// summary tables.
+    Report {
+        /// The recording.
+        file: PathBuf,
+        /// The HTML file to write (default: the recording's name with .html).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Show clock times at this offset from UTC, e.g. +01:00.
+        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+        utc_offset: String,
+    },
+    /// Inspect, export and import recordings.
     Record {
         #[command(subcommand)]
         command: RecordCmd,
@@ -146,6 +198,28 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Record {
             command: RecordCmd::Inspect { file },
         } => inspect_cmd(&file),
+        Cmd::Record {
+            command:
+                RecordCmd::Export {
+                    file,
+                    format,
+                    output,
+                },
+        } => export_cmd(&file, format, output.as_deref()),
+        Cmd::Record {
+            command:
+                RecordCmd::Import {
+                    csv,
+                    output,
+                    config,
+                    start,
+                },
+        } => import_cmd(&csv, &output, config.as_deref(), start.as_deref()),
+        Cmd::Report {
+            file,
+            output,
+            utc_offset,
+        } => report_cmd(&file, output, &utc_offset),
         Cmd::Ports => {
             let ports = tokio_serial::available_ports().context("listing serial ports")?;
             if ports.is_empty() {
@@ -387,6 +461,111 @@ fn replay_cmd(
     for (id, (n, p)) in &starts {
         println!("  {id:<34} {p:<6} {n}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(
+    file: &std::path::Path,
+    format: ExportFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use vigil::record::export::{export, Format};
+    let format = match format {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Jsonl => Format::Jsonl,
+    };
+    match output {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let n = export(file, format, &mut std::io::BufWriter::new(f))?;
+            eprintln!("{n} row(s) written to {}", path.display());
+        }
+        None => {
+            let out = std::io::stdout();
+            match export(file, format, &mut std::io::BufWriter::new(out.lock())) {
+                // `| head`: the reader has seen enough.
+                Err(vigil::record::export::ExportError::Io(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_cmd(
+    csv: &std::path::Path,
+    output: &std::path::Path,
+    config: Option<&std::path::Path>,
+    start: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use vigil::record::{export::parse_rfc3339, import};
+    let cfg = match config {
+        Some(path) => match load_config(Some(path)) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        },
+        None => Config::default(),
+    };
+    let start = match start {
+        None => std::time::SystemTime::UNIX_EPOCH,
+        Some(s) => match parse_rfc3339(s) {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "vigil: --start `{s}` is not an RFC 3339 time (e.g. 2026-03-01T09:30:00Z)"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let options = import::ImportOptions { config: cfg, start };
+    match import::import(csv, output, &options) {
+        Ok(n) => {
+            println!("{n} reading row(s) imported into {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(
+            e @ (import::ImportError::Rows(_)
+            | import::ImportError::MissingColumn(_)
+            | import::ImportError::Empty
+            | import::ImportError::NoReadings),
+        ) => {
+            eprintln!("vigil: {}: {e}", csv.display());
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn report_cmd(
+    file: &std::path::Path,
+    output: Option<PathBuf>,
+    utc_offset: &str,
+) -> anyhow::Result<ExitCode> {
+    use vigil::report::{report, ReportOptions};
+    let Some(offset) = vigil::record::export::parse_utc_offset(utc_offset) else {
+        eprintln!("vigil: --utc-offset `{utc_offset}` is not an offset such as +01:00 or -05:00");
+        return Ok(ExitCode::from(2));
+    };
+    let output = output.unwrap_or_else(|| file.with_extension("html"));
+    let a = report(
+        file,
+        &output,
+        &ReportOptions {
+            utc_offset: offset,
+            file_name: None,
+        },
+    )?;
+    println!(
+        "report written to {} ({} alarm(s), {} reading(s))",
+        output.display(),
+        a.episodes.len(),
+        a.series.iter().map(Vec::len).sum::<usize>() + a.nibp.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,5 +4,6 @@
 mod daemon;
 mod engine_alloc;
 mod lifecycle;
+mod record_tools;
 mod replay;
 mod util;

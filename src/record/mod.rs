@@ -27,7 +27,9 @@
 //!
 //! This module is pure (bytes in, bytes out); [`file`] does the file IO.
 
+pub mod export;
 pub mod file;
+pub mod import;
 
 use core::time::Duration;
 

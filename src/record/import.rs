@@ -1,0 +1,650 @@
+//! `vigil record import`: builds a recording from a CSV of timed readings
+//! (a chart transcribed by hand, another system's export, a test scenario),
+//! so it can be replayed, reported on and tuned against like a live session.
+//!
+//! # Input
+//!
+//! A header row naming the columns, in any order (other columns are ignored):
+//!
+//! | column | content |
+//! |---|---|
+//! | `time` | seconds since the session started, decimal (`0`, `12.5`) |
+//! | `vital` | `hr`, `pr`, `spo2`, `nibp_sys`, `nibp_dia`, `nibp_mean`, or `nibp` |
+//! | `value` | a number, or empty for none; for `nibp`: `sys/dia/mean` or `sys/dia` |
+//! | `validity` | optional: a validity name (`valid`, `sensor_off`, `artifact`, ...); default `valid` (`unavailable` when the value is empty) |
+//!
+//! If there is a `type` column (as in `vigil record export` output), only
+//! rows of type `reading` are read, so an export re-imports as it is.
+//! Blank lines are skipped. Every bad row is reported with its line number.
+//!
+//! # The recording
+//!
+//! - One vigil-line source; its bytes are made with the line encoder
+//!   ([`crate::protocol::line::encode_measurement`]), so replay goes through
+//!   the real decoder. The readings of one time form one chunk of bytes.
+//! - NIBP components (`nibp_sys`, `nibp_dia`, `nibp_mean`) at the same time
+//!   form one measurement; a missing component is unavailable. The line
+//!   protocol carries one validity per measurement, so the components of
+//!   one measurement must share it. Each measurement carries its device
+//!   time (`at=`, whole seconds), so equal consecutive values still count
+//!   as new measurements.
+//! - The configuration given (or the built-in defaults) with its sources
+//!   replaced by that one source (named after a vigil-line source of the
+//!   configuration if it has one, else `import`, with its timeout).
+//! - Metadata: site and bed from the configuration, `started` from the
+//!   start time given (the Unix epoch by default).
+//! - Timer ticks where the live daemon would have run its timers (the
+//!   pipeline's own deadlines), so time-driven alarms (stale data, silence,
+//!   ends after a delay) replay as they would have happened live.
+//! - An end record at the last row's time.
+
+use core::time::Duration;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::config::{self, Config, Link, ProtocolKind, SourceConfig};
+use crate::pipeline::{Input, Pipeline};
+use crate::protocol::line;
+use crate::record::{file, Record, Timed};
+use crate::time::Instant;
+use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Sample, SourceId, Validity, Vital};
+
+/// Errors importing a CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The header lacks a required column.
+    #[error(
+        "line 1: the header has no `{0}` column (needed: time, vital, value; optional: validity)"
+    )]
+    MissingColumn(&'static str),
+    /// The input holds no header.
+    #[error("the CSV is empty: it needs a header row (time,vital,value,validity) and readings")]
+    Empty,
+    /// Rows that do not parse, each with its line number.
+    #[error("{} bad row(s):\n{}", .0.len(), .0.join("\n"))]
+    Rows(Vec<String>),
+    /// No reading rows at all.
+    #[error("the CSV holds no readings")]
+    NoReadings,
+    /// The configuration with the import source does not validate.
+    #[error("the configuration is not usable for an import: {0}")]
+    Config(String),
+    /// Writing the recording failed.
+    #[error(transparent)]
+    File(#[from] file::FileError),
+}
+
+/// One value of one vital at one time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Row {
+    /// The CSV line number (1 is the header).
+    pub line: usize,
+    /// Offset from the session start.
+    pub time: Duration,
+    /// What the row holds.
+    pub value: RowValue,
+}
+
+/// The reading a row holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowValue {
+    /// A continuous vital or one NIBP component.
+    Single(Vital, Sample),
+    /// A whole NIBP measurement (`nibp` rows): systolic, diastolic, mean.
+    Nibp([Sample; 3]),
+}
+
+/// Splits one CSV line into fields (RFC 4180 quoting, no line breaks inside fields).
+pub fn split_csv_line(line: &str) -> Result<Vec<String>, &'static str> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    field.push('"');
+                    chars.next();
+                } else {
+                    quoted = false;
+                    if !matches!(chars.peek(), None | Some(',')) {
+                        return Err("text after a closing quote");
+                    }
+                }
+            } else {
+                field.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' if at_start => {
+                quoted = true;
+                at_start = false;
+            }
+            ',' => {
+                fields.push(core::mem::take(&mut field));
+                at_start = true;
+            }
+            c => {
+                field.push(c);
+                at_start = false;
+            }
+        }
+    }
+    if quoted {
+        return Err("unclosed quote (fields cannot span lines)");
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+fn parse_value(text: &str) -> Result<Option<f32>, String> {
+    let t = text.trim();
+    if t.is_empty() || t == "-" {
+        return Ok(None);
+    }
+    match t.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(format!("value `{t}` is not a number")),
+    }
+}
+
+fn sample(value: Option<f32>, validity: Option<Validity>) -> Result<Sample, String> {
+    match (value, validity) {
+        (Some(v), None | Some(Validity::Valid)) => Ok(Sample::valid(v)),
+        (Some(v), Some(validity)) => Ok(Sample::new(v, validity)),
+        (None, None) => Ok(Sample::missing(Validity::Unavailable)),
+        (None, Some(Validity::Valid)) => {
+            Err("an empty value cannot be valid: give a number or another validity".into())
+        }
+        (None, Some(validity)) => Ok(Sample::missing(validity)),
+    }
+}
+
+/// Parses the CSV text into rows, sorted by time (stable: rows of one time
+/// keep their order). Every bad row is reported.
+pub fn parse_csv(text: &str) -> Result<Vec<Row>, ImportError> {
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let header = loop {
+        match lines.next() {
+            None => return Err(ImportError::Empty),
+            Some((_, l)) if l.trim().is_empty() => continue,
+            Some((n, l)) => break (n, l),
+        }
+    };
+    let names: Vec<String> = split_csv_line(header.1.trim_start_matches('\u{feff}'))
+        .map_err(|e| ImportError::Rows(vec![format!("line {}: {e}", header.0)]))?
+        .into_iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let col = |name: &'static str| names.iter().position(|n| n == name);
+    let time_col = col("time").ok_or(ImportError::MissingColumn("time"))?;
+    let vital_col = col("vital").ok_or(ImportError::MissingColumn("vital"))?;
+    let value_col = col("value").ok_or(ImportError::MissingColumn("value"))?;
+    let validity_col = col("validity");
+    let type_col = col("type");
+
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for (n, l) in lines {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let fields = match split_csv_line(l) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(format!("line {n}: {e}"));
+                continue;
+            }
+        };
+        let get = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
+        if let Some(t) = type_col {
+            if get(t) != "reading" {
+                continue;
+            }
+        }
+        match parse_row(
+            n,
+            get(time_col),
+            get(vital_col),
+            get(value_col),
+            validity_col.map(get),
+        ) {
+            Ok(r) => rows.push(r),
+            Err(e) => errors.push(format!("line {n}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ImportError::Rows(errors));
+    }
+    if rows.is_empty() {
+        return Err(ImportError::NoReadings);
+    }
+    rows.sort_by_key(|r| r.time);
+    Ok(rows)
+}
+
+fn parse_row(
+    line: usize,
+    time: &str,
+    vital: &str,
+    value: &str,
+    validity: Option<&str>,
+) -> Result<Row, String> {
+    let secs: f64 = time
+        .parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t >= 0.0 && *t < 1e9)
+        .ok_or_else(|| {
+            format!("time `{time}` is not a number of seconds from the start (e.g. 12.5)")
+        })?;
+    let time = Duration::from_nanos((secs * 1e9).round() as u64);
+    let validity = match validity.unwrap_or("") {
+        "" => None,
+        v => Some(v.parse::<Validity>().map_err(|_| {
+            let names: Vec<&str> = Validity::ALL.iter().map(|v| v.key()).collect();
+            format!("validity `{v}` is not one of {}", names.join(", "))
+        })?),
+    };
+    let value = if vital.eq_ignore_ascii_case("nibp") {
+        let parts: Vec<&str> = value.split('/').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(format!(
+                "nibp value `{value}` must be sys/dia/mean or sys/dia (e.g. 124/80/95)"
+            ));
+        }
+        let mut s = [Sample::missing(Validity::Unavailable); 3];
+        let mut any = false;
+        for (slot, part) in s.iter_mut().zip(&parts) {
+            let v = parse_value(part).map_err(|e| format!("nibp {e}"))?;
+            any |= v.is_some();
+            *slot = match (v, validity) {
+                (None, Some(Validity::Valid) | None) => Sample::missing(Validity::Unavailable),
+                _ => sample(v, validity)?,
+            };
+        }
+        if !any && validity.is_none_or(|v| v.is_valid()) {
+            return Err("an nibp row needs at least one number, or a validity".into());
+        }
+        RowValue::Nibp(s)
+    } else {
+        let v: Vital = vital.to_ascii_lowercase().parse().map_err(|_| {
+            format!(
+                "vital `{vital}` is not one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean, nibp"
+            )
+        })?;
+        RowValue::Single(v, sample(parse_value(value)?, validity)?)
+    };
+    Ok(Row { line, time, value })
+}
+
+/// Readings of one time, ready to encode.
+fn group(rows: &[Row]) -> Result<Vec<(Duration, Vec<Measurement>)>, ImportError> {
+    let mut out: Vec<(Duration, Vec<Measurement>)> = Vec::new();
+    let mut errors = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let time = rows[i].time;
+        let mut j = i;
+        let mut measurements = Vec::new();
+        // NIBP components of this time, with the line that gave each.
+        let mut nibp: [Option<(usize, Sample)>; 3] = [None; 3];
+        let mut nibp_first_line = None;
+        while j < rows.len() && rows[j].time == time {
+            let r = rows[j];
+            match r.value {
+                RowValue::Single(v, s) if v.is_continuous() => measurements.push(match v {
+                    Vital::HeartRate => Measurement::HeartRate(s),
+                    Vital::PulseRate => Measurement::PulseRate(s),
+                    _ => Measurement::SpO2(s),
+                }),
+                RowValue::Single(v, s) => {
+                    let k = v.index() - Vital::NibpSystolic.index();
+                    if let Some((prev, _)) = nibp[k] {
+                        errors.push(format!(
+                            "line {}: a second {} at the same time as line {prev}",
+                            r.line,
+                            v.key()
+                        ));
+                    }
+                    nibp[k] = Some((r.line, s));
+                    nibp_first_line.get_or_insert(r.line);
+                }
+                RowValue::Nibp(parts) => {
+                    for (k, s) in parts.into_iter().enumerate() {
+                        if let Some((prev, _)) = nibp[k] {
+                            errors.push(format!(
+                                "line {}: a second NIBP measurement at the same time as line {prev}",
+                                r.line
+                            ));
+                            break;
+                        }
+                        nibp[k] = Some((r.line, s));
+                    }
+                    nibp_first_line.get_or_insert(r.line);
+                }
+            }
+            j += 1;
+        }
+        if let Some(first) = nibp_first_line {
+            let parts = nibp.map(|p| {
+                p.map(|(_, s)| s)
+                    .unwrap_or(Sample::missing(Validity::Unavailable))
+            });
+            let reasons: Vec<Validity> = parts
+                .iter()
+                .filter(|s| s.validity != Validity::Unavailable || s.value.is_finite())
+                .map(|s| s.validity)
+                .collect();
+            if reasons.windows(2).any(|w| w[0] != w[1]) {
+                errors.push(format!(
+                    "line {first}: the NIBP components at {} s have different validities; the line protocol carries one per measurement",
+                    crate::record::export::seconds(time)
+                ));
+            }
+            measurements.push(Measurement::Nibp(Nibp {
+                systolic: parts[0],
+                diastolic: parts[1],
+                mean: parts[2],
+                measured_at: None,
+                mode: NibpMode::Unknown,
+            }));
+        }
+        out.push((time, measurements));
+        i = j;
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ImportError::Rows(errors))
+    }
+}
+
+/// What an import is built with.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The configuration (its sources are replaced by the import source).
+    pub config: Config,
+    /// The wall-clock time of the session start.
+    pub start: SystemTime,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            config: Config::default(),
+            start: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// The configuration of an import: `cfg` with one vigil-line source.
+pub fn import_config(cfg: &Config) -> Result<Config, ImportError> {
+    let template = cfg
+        .sources
+        .iter()
+        .find(|s| s.protocol == ProtocolKind::Line);
+    let source = SourceConfig {
+        name: template.map_or("import".to_owned(), |s| s.name.clone()),
+        protocol: ProtocolKind::Line,
+        // Never opened: replay feeds the recorded bytes.
+        link: template.map_or(
+            Link::Tcp {
+                address: "localhost:0".into(),
+            },
+            |s| s.link.clone(),
+        ),
+        timeout: template.map_or(Duration::from_secs(10), |s| s.timeout),
+        vitals: crate::vitals::Vital::ALL.to_vec(),
+    };
+    let mut out = cfg.clone();
+    out.sources = vec![source];
+    // Validate the way a replay will read it.
+    config::parse(&config::render(&out), "import").map_err(|e| ImportError::Config(e.to_string()))
+}
+
+/// Builds the records of a recording from parsed rows.
+pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, ImportError> {
+    let cfg = import_config(&options.config)?;
+    let groups = group(rows)?;
+    let start_unix = options
+        .start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let meta = vec![
+        (
+            "vigil_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        ("site".to_owned(), cfg.site.clone()),
+        ("bed".to_owned(), cfg.bed.clone()),
+        (
+            "started".to_owned(),
+            crate::io::clock::rfc3339(options.start),
+        ),
+        ("speed".to_owned(), "1".to_owned()),
+        ("imported".to_owned(), "csv".to_owned()),
+    ];
+    let mut records = vec![
+        Timed {
+            at: Instant::ZERO,
+            record: Record::Meta(meta),
+        },
+        Timed {
+            at: Instant::ZERO,
+            record: Record::Config(config::render(&cfg)),
+        },
+    ];
+    // Drive a pipeline as the daemon would, to place the timer ticks.
+    let session_cfg = crate::replay::Session {
+        meta: Vec::new(),
+        config: cfg.clone(),
+        start: Instant::ZERO,
+        steps: Vec::new(),
+        end: None,
+        corrupt_tail: None,
+        size: 0,
+    };
+    let mut pipeline = crate::replay::pipeline(&session_cfg, &cfg);
+    let source = SourceId(0);
+    let mut first = true;
+    let mut end = Instant::ZERO;
+    for (time, measurements) in groups {
+        let at = Instant::ZERO + time;
+        run_timers(&mut pipeline, at, false, &mut records);
+        let mut data = Vec::new();
+        if first {
+            line::encode_header(&mut data);
+            first = false;
+        }
+        let device_time = DeviceTime(start_unix + time.as_secs() as i64);
+        for m in measurements {
+            let m = match m {
+                Measurement::Nibp(n) => Measurement::Nibp(Nibp {
+                    measured_at: Some(device_time),
+                    ..n
+                }),
+                m => m,
+            };
+            line::encode_measurement(&m, None, &mut data);
+        }
+        let input = Input::Bytes { source, data };
+        let _ = pipeline.handle(at, &input);
+        while pipeline.poll_event().is_some() {}
+        records.push(Timed {
+            at,
+            record: Record::Input(input),
+        });
+        end = at;
+    }
+    run_timers(&mut pipeline, end, true, &mut records);
+    records.push(Timed {
+        at: end,
+        record: Record::End(vec![(
+            "stopped".to_owned(),
+            crate::io::clock::rfc3339(options.start + end.since_origin()),
+        )]),
+    });
+    Ok(records)
+}
+
+/// Runs the pipeline's timers due before `until` (or at it, when
+/// `inclusive`), recording a tick for each, as the daemon's driver loop does.
+fn run_timers(p: &mut Pipeline, until: Instant, inclusive: bool, records: &mut Vec<Timed>) {
+    let mut last = None;
+    while let Some(t) = p.poll_timeout() {
+        let due = if inclusive { t <= until } else { t < until };
+        // A deadline that does not move on would loop forever.
+        if !due || last.is_some_and(|l| t <= l) {
+            break;
+        }
+        p.handle_timeout(t);
+        while p.poll_event().is_some() {}
+        records.push(Timed {
+            at: t,
+            record: Record::Input(Input::Tick),
+        });
+        last = Some(t);
+    }
+}
+
+/// Reads a CSV file (`-` for standard input) and writes a recording; returns
+/// the number of rows read.
+pub fn import(csv: &Path, out: &Path, options: &ImportOptions) -> Result<usize, ImportError> {
+    let text = if csv == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
+            ImportError::Read {
+                path: "standard input".into(),
+                source,
+            }
+        })?;
+        s
+    } else {
+        std::fs::read_to_string(csv).map_err(|source| ImportError::Read {
+            path: csv.display().to_string(),
+            source,
+        })?
+    };
+    let rows = parse_csv(&text)?;
+    let records = build(&rows, options)?;
+    file::write_all(out, &records)?;
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_split_with_quotes() {
+        assert_eq!(split_csv_line("a,b,,c").unwrap(), ["a", "b", "", "c"]);
+        assert_eq!(
+            split_csv_line("\"a,b\",\"say \"\"x\"\"\",c").unwrap(),
+            ["a,b", "say \"x\"", "c"]
+        );
+        assert!(split_csv_line("\"open").is_err());
+        assert!(split_csv_line("\"a\"b").is_err());
+    }
+
+    #[test]
+    fn rows_parse_and_sort_by_time() {
+        let rows = parse_csv(
+            "vital,time,value,validity,extra\nspo2,2,97,,x\nhr,1.5,72\nnibp,3,124/80/95,\nspo2,4,,sensor_off\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].time, Duration::from_millis(1500));
+        assert_eq!(rows[0].line, 3);
+        assert_eq!(
+            rows[1].value,
+            RowValue::Single(Vital::SpO2, Sample::valid(97.0))
+        );
+        assert!(matches!(rows[2].value, RowValue::Nibp(p) if p[2].get() == Some(95.0)));
+        assert!(
+            matches!(rows[3].value, RowValue::Single(Vital::SpO2, s) if s.validity == Validity::SensorOff)
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_all_reported_with_line_numbers() {
+        let err = parse_csv(
+            "time,vital,value,validity\n1,hr,72\nx,hr,72\n2,bp,1\n3,spo2,abc\n4,hr,,valid\n5,hr,70,wobbly\n6,nibp,120\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for n in 3..=8 {
+            assert!(text.contains(&format!("line {n}:")), "{text}");
+        }
+        assert!(!text.contains("line 2:"), "{text}");
+        assert!(matches!(
+            parse_csv("time,value\n1,2\n"),
+            Err(ImportError::MissingColumn("vital"))
+        ));
+        assert!(matches!(parse_csv(""), Err(ImportError::Empty)));
+        assert!(matches!(
+            parse_csv("time,vital,value\n"),
+            Err(ImportError::NoReadings)
+        ));
+    }
+
+    #[test]
+    fn nibp_components_of_one_time_make_one_measurement() {
+        let rows = parse_csv(
+            "time,vital,value\n60,nibp_sys,124\n60,nibp_dia,80\n60,nibp_mean,95\n61,hr,70\n",
+        )
+        .unwrap();
+        let groups = group(&rows).unwrap();
+        assert_eq!(groups.len(), 2);
+        let Measurement::Nibp(n) = groups[0].1[0] else {
+            panic!("{groups:?}")
+        };
+        assert_eq!(
+            (n.systolic.get(), n.diastolic.get(), n.mean.get()),
+            (Some(124.0), Some(80.0), Some(95.0))
+        );
+        let dup = parse_csv("time,vital,value\n60,nibp_sys,124\n60,nibp_sys,125\n").unwrap();
+        assert!(group(&dup).unwrap_err().to_string().contains("line 3"));
+        let mixed =
+            parse_csv("time,vital,value,validity\n60,nibp_sys,124,\n60,nibp_dia,80,artifact\n")
+                .unwrap();
+        assert!(group(&mixed)
+            .unwrap_err()
+            .to_string()
+            .contains("validities"));
+    }
+
+    #[test]
+    fn the_recording_holds_line_bytes_ticks_and_an_end() {
+        let rows = parse_csv("time,vital,value\n0,hr,72\n1,hr,73\n30,hr,74\n").unwrap();
+        let records = build(&rows, &ImportOptions::default()).unwrap();
+        let bytes: Vec<String> = records
+            .iter()
+            .filter_map(|r| match &r.record {
+                Record::Input(Input::Bytes { data, .. }) => {
+                    Some(String::from_utf8(data.clone()).unwrap())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bytes, ["vigil-line 1\nhr 72\n", "hr 73\n", "hr 74\n"]);
+        // The 29 s gap passes the 10 s stale and silence deadlines: ticks in between.
+        assert!(records
+            .iter()
+            .any(|r| matches!(r.record, Record::Input(Input::Tick))
+                && r.at > Instant::from_secs(1)
+                && r.at < Instant::from_secs(30)));
+        assert!(matches!(records.last().unwrap().record, Record::End(_)));
+        assert!(records.windows(2).all(|w| w[0].at <= w[1].at), "time order");
+    }
+}

@@ -1,0 +1,644 @@
+//! Record tools: CSV import, export of readings and events, and the HTML
+//! report, including a render check in headless Chromium.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use vigil::engine::{AlarmId, Command, Condition};
+use vigil::pipeline::Input;
+use vigil::record::export::{self, parse_rfc3339, Format};
+use vigil::record::import::{self, ImportOptions};
+use vigil::record::{file, Record, Timed};
+use vigil::replay;
+use vigil::report::{self, colour, ReportOptions};
+use vigil::time::Instant;
+use vigil::vitals::{ShortText, Vital};
+
+use crate::util::daemon::temp_dir;
+
+const START: &str = "2026-03-01T09:30:00Z";
+
+/// A 40-minute session, one reading a second: a desaturation (SpO2 88 for
+/// 100 s), tachycardia long enough to escalate (HR 128 for 200 s), a sensor
+/// off for 30 s, NIBP every 5 minutes.
+fn scenario_csv() -> String {
+    let mut rows = vec!["time,vital,value,validity".to_owned()];
+    for s in 0..2400u32 {
+        let wave = [0, 1, 2, 1, 0, -1, -2, -1][(s / 20 % 8) as usize];
+        let hr = if (900..1100).contains(&s) {
+            128
+        } else {
+            72 + wave
+        };
+        if (1500..1530).contains(&s) {
+            rows.push(format!("{s},spo2,,sensor_off"));
+        } else {
+            let spo2 = if (600..700).contains(&s) { 88 } else { 97 };
+            rows.push(format!("{s},spo2,{spo2},"));
+        }
+        rows.push(format!("{s},hr,{hr},"));
+        rows.push(format!("{s},pr,{},", hr - 1));
+        if s % 300 == 0 {
+            let (sys, dia, mean) = if s == 1200 || s == 1500 {
+                (186, 112, 137)
+            } else {
+                (122 + s / 100, 78, 93)
+            };
+            rows.push(format!("{s},nibp,{sys}/{dia}/{mean},"));
+        }
+    }
+    rows.join("\n") + "\n"
+}
+
+/// Inserts commands into imported records, in time order, before the end record.
+fn with_commands(mut records: Vec<Timed>, commands: &[(f64, Command)]) -> Vec<Timed> {
+    for &(secs, command) in commands {
+        let at = Instant::from_nanos((secs * 1e9) as u64);
+        let pos = records
+            .iter()
+            .position(|r| r.at > at || matches!(r.record, Record::End(_)))
+            .unwrap_or(records.len());
+        records.insert(
+            pos,
+            Timed {
+                at,
+                record: Record::Input(Input::Command(command)),
+            },
+        );
+    }
+    records
+}
+
+fn options() -> ImportOptions {
+    ImportOptions {
+        start: parse_rfc3339(START).unwrap(),
+        ..ImportOptions::default()
+    }
+}
+
+/// The scenario as a recording with a session, a dose and acknowledgements.
+fn scenario_recording(dir: &Path) -> PathBuf {
+    let rows = import::parse_csv(&scenario_csv()).unwrap();
+    let records = import::build(&rows, &options()).unwrap();
+    let ack = |vital, condition, by: &str| Command::Acknowledge {
+        alarm: AlarmId::vital(vital, condition),
+        by: ShortText::new(by),
+    };
+    let records = with_commands(
+        records,
+        &[
+            (
+                0.5,
+                Command::StartSession {
+                    session: ShortText::new("KT-0042"),
+                },
+            ),
+            (
+                300.5,
+                Command::Dose {
+                    route: ShortText::new("im"),
+                    note: ShortText::new("ketamine 0.5 mg/kg"),
+                },
+            ),
+            (642.0, ack(Vital::SpO2, Condition::Low, "RN")),
+            (1512.0, ack(Vital::SpO2, Condition::SensorOff, "MD")),
+            (1800.5, Command::StartRecovery),
+            (2390.5, Command::EndSession),
+        ],
+    );
+    let path = dir.join("session.vrec");
+    file::write_all(&path, &records).unwrap();
+    path
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| import::split_csv_line(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn import_replay_export_gives_back_the_input_rows() {
+    // Unordered rows, every vital, NIBP as components and whole, values
+    // with decimals, missing values and non-valid validities.
+    let csv = "\
+time,vital,value,validity
+2,hr,73,
+0,hr,72,
+0,spo2,97.5,valid
+1,spo2,,sensor_off
+1,pr,71,
+2,spo2,95,artifact
+3,pr,,unavailable
+60,nibp_sys,124,
+60,nibp_dia,80,
+60,nibp_mean,95,
+61.25,hr,74,questionable
+90,nibp,130/85/100,
+120,nibp,118/76,
+150,nibp,-/-/-,sensor_off
+151.5,spo2,96,
+";
+    let dir = temp_dir("roundtrip");
+    let (input, vrec) = (dir.join("in.csv"), dir.join("in.vrec"));
+    std::fs::write(&input, csv).unwrap();
+    assert_eq!(import::import(&input, &vrec, &options()).unwrap(), 15);
+
+    // The recording: one vigil-line source, the defaults, the start time.
+    let session = replay::load(&vrec).unwrap();
+    assert_eq!(session.config.sources.len(), 1);
+    assert_eq!(session.config.sources[0].protocol.key(), "vigil-line");
+    assert_eq!(
+        session.config.engine.vitals,
+        vigil::config::Config::default().engine.vitals
+    );
+    assert_eq!(session.meta("started"), Some("2026-03-01T09:30:00.000Z"));
+    assert_eq!(session.meta("site"), Some("demo-clinic"));
+
+    let mut out = Vec::new();
+    export::export(&vrec, Format::Csv, &mut out).unwrap();
+    let rows = csv_rows(&String::from_utf8(out).unwrap());
+    assert_eq!(rows[0], export::COLUMNS);
+    let col = |name: &str| export::COLUMNS.iter().position(|c| *c == name).unwrap();
+    let got: Vec<(String, String, String, String)> = rows[1..]
+        .iter()
+        .filter(|r| r[0] == "reading")
+        .map(|r| {
+            (
+                r[col("time")].clone(),
+                r[col("vital")].clone(),
+                r[col("value")].clone(),
+                r[col("validity")].clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String, String)> = [
+        ("0.000", "hr", "72", "valid"),
+        ("0.000", "spo2", "97.5", "valid"),
+        ("1.000", "spo2", "", "sensor_off"),
+        ("1.000", "pr", "71", "valid"),
+        ("2.000", "hr", "73", "valid"),
+        ("2.000", "spo2", "95", "artifact"),
+        ("3.000", "pr", "", "unavailable"),
+        ("60.000", "nibp_sys", "124", "valid"),
+        ("60.000", "nibp_dia", "80", "valid"),
+        ("60.000", "nibp_mean", "95", "valid"),
+        ("61.250", "hr", "74", "questionable"),
+        ("90.000", "nibp_sys", "130", "valid"),
+        ("90.000", "nibp_dia", "85", "valid"),
+        ("90.000", "nibp_mean", "100", "valid"),
+        ("120.000", "nibp_sys", "118", "valid"),
+        ("120.000", "nibp_dia", "76", "valid"),
+        ("120.000", "nibp_mean", "", "unavailable"),
+        ("150.000", "nibp_sys", "", "sensor_off"),
+        ("150.000", "nibp_dia", "", "sensor_off"),
+        ("150.000", "nibp_mean", "", "sensor_off"),
+        ("151.500", "spo2", "96", "valid"),
+    ]
+    .iter()
+    .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+    .collect();
+    assert_eq!(got, expected);
+
+    // Wall time from the start; every reading row names the source and unit.
+    let first = &rows[1];
+    assert_eq!(first[col("wall_time")], "2026-03-01T09:30:00.000Z");
+    assert_eq!(first[col("source")], "import");
+    assert_eq!(first[col("unit")], "/min");
+
+    // The export re-imports as it is (its `type` column is honoured).
+    let again = dir.join("again.vrec");
+    let mut exported = Vec::new();
+    export::export(&vrec, Format::Csv, &mut exported).unwrap();
+    let exported_csv = dir.join("exported.csv");
+    std::fs::write(&exported_csv, &exported).unwrap();
+    import::import(&exported_csv, &again, &options()).unwrap();
+    let mut twice = Vec::new();
+    export::export(&again, Format::Csv, &mut twice).unwrap();
+    let readings = |b: &[u8]| -> Vec<String> {
+        String::from_utf8(b.to_vec())
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("reading,"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(readings(&exported), readings(&twice));
+}
+
+#[test]
+fn export_lists_alarm_and_session_events() {
+    let dir = temp_dir("export");
+    let vrec = scenario_recording(&dir);
+    let mut out = Vec::new();
+    export::export(&vrec, Format::Csv, &mut out).unwrap();
+    let rows = csv_rows(&String::from_utf8(out).unwrap());
+    let col = |name: &str| export::COLUMNS.iter().position(|c| *c == name).unwrap();
+    let find = |kind: &str, f: &dyn Fn(&Vec<String>) -> bool| -> Vec<Vec<String>> {
+        rows.iter()
+            .filter(|r| r[0] == kind && f(r))
+            .cloned()
+            .collect()
+    };
+    // 2400 s x (HR, PR, SpO2) + 8 NIBP x 3 components.
+    assert_eq!(find("reading", &|_| true).len(), 2400 * 3 + 8 * 3);
+
+    let low = find("alarm", &|r| r[col("alarm")] == "spo2.low");
+    let phases: Vec<&str> = low.iter().map(|r| r[col("phase")].as_str()).collect();
+    assert_eq!(phases, ["start", "acknowledge", "end"]);
+    let start = &low[0];
+    assert_eq!(
+        start[col("time")],
+        "615.000",
+        "after the 15 s condition delay"
+    );
+    assert_eq!(start[col("wall_time")], "2026-03-01T09:40:15.000Z");
+    assert_eq!(start[col("priority")], "medium");
+    assert_eq!(start[col("kind")], "physiological");
+    assert_eq!(start[col("state")], "active");
+    assert_eq!(start[col("value")], "88");
+    assert_eq!(start[col("limit")], "90");
+    assert_eq!(low[1][col("ack_by")], "RN");
+    assert_eq!(low[1][col("state")], "acknowledged");
+
+    let high = find("alarm", &|r| r[col("alarm")] == "hr.high");
+    let phases: Vec<(&str, &str)> = high
+        .iter()
+        .map(|r| (r[col("phase")].as_str(), r[col("priority")].as_str()))
+        .collect();
+    assert_eq!(
+        phases,
+        [("start", "medium"), ("escalate", "high"), ("end", "high")]
+    );
+    let sensor = find("alarm", &|r| r[col("alarm")] == "spo2.sensor_off");
+    assert_eq!(sensor[0][col("kind")], "technical");
+    assert_eq!(sensor[0][col("validity")], "sensor_off");
+
+    let session = find("session", &|_| true);
+    let kinds: Vec<(&str, &str)> = session
+        .iter()
+        .map(|r| (r[col("kind")].as_str(), r[col("phase")].as_str()))
+        .collect();
+    assert!(kinds.starts_with(&[("phase", "baseline")]), "{kinds:?}");
+    assert!(kinds.contains(&("dose", "")) && kinds.contains(&("baseline", "")));
+    assert!(kinds.contains(&("phase", "recovery")) && kinds.contains(&("phase", "ended")));
+    let dose = find("session", &|r| r[col("kind")] == "dose");
+    assert_eq!(dose[0][col("time")], "300.500");
+    assert!(dose[0][col("detail")].contains("dose 1 route=im note=ketamine 0.5 mg/kg"));
+    let hr_base = find("session", &|r| {
+        r[col("kind")] == "baseline" && r[col("vital")] == "hr"
+    });
+    assert_eq!(hr_base[0][col("value")], "72");
+
+    // JSONL: the same rows, one object each, with a type.
+    let mut json = Vec::new();
+    export::export(&vrec, Format::Jsonl, &mut json).unwrap();
+    let json = String::from_utf8(json).unwrap();
+    assert_eq!(json.lines().count(), rows.len() - 1);
+    assert!(json
+        .lines()
+        .all(|l| l.starts_with("{\"type\":\"") && l.ends_with('}')));
+    assert!(json.contains(
+        "{\"type\":\"alarm\",\"time\":615.000,\"wall_time\":\"2026-03-01T09:40:15.000Z\",\"vital\":\"spo2\",\"value\":88,\"unit\":\"%\",\"alarm\":\"spo2.low\",\"kind\":\"physiological\",\"phase\":\"start\",\"priority\":\"medium\",\"state\":\"active\",\"limit\":90,"
+    ));
+}
+
+#[test]
+fn report_shows_alarm_spans_doses_limits_and_summary() {
+    let dir = temp_dir("report");
+    let vrec = scenario_recording(&dir);
+    let html_path = dir.join("session.html");
+    let a = report::report(&vrec, &html_path, &ReportOptions::default()).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    // What was analysed.
+    assert_eq!(a.series[0].len(), 2400);
+    assert_eq!(a.nibp.len(), 8);
+    let keys: Vec<&str> = a.episodes.iter().map(|e| e.key.as_str()).collect();
+    for k in ["spo2.low", "hr.high", "spo2.sensor_off", "nibp_sys.high"] {
+        assert!(keys.contains(&k), "{k} in {keys:?}");
+    }
+    let low = a.episodes.iter().find(|e| e.key == "spo2.low").unwrap();
+    assert_eq!((low.start, low.end), (615.0, Some(700.0)));
+    assert_eq!(low.acks, [(642.0, "RN".to_owned())]);
+
+    // Self-contained: nothing to fetch, no scripts.
+    for banned in ["<script", "src=", "href=", "@import", "url(http", "<link"] {
+        assert!(!html.contains(banned), "{banned}");
+    }
+    // Pseudonymous id, clock times, axis with units, legend.
+    assert!(html.contains("<span id=\"session-id\">KT-0042</span>"));
+    assert!(html.contains("09:30:00 (clock time, UTC)"));
+    assert!(html.contains("Heart rate (HR) and pulse rate (PR), /min"));
+    assert!(html.contains("SpO2, %"));
+    assert!(html.contains("mmHg"));
+    assert!(html.contains(">09:40<"), "a clock tick on the time axis");
+    assert!(html.contains("class=\"legend\""));
+
+    // Alarm spans: the desaturation (medium, physiological) from 09:40:15 to
+    // 09:41:40; the tachycardia in medium then high after escalation; the
+    // sensor-off hatched as technical.
+    assert!(html.contains("<title>spo2.low (medium physiological) 09:40:15–09:41:40</title>"));
+    assert!(html.contains("<title>hr.high (medium physiological) 09:45:10–09:47:10</title>"));
+    assert!(html.contains("<title>hr.high (high physiological) 09:47:10–09:48:20</title>"));
+    assert!(html.contains("class=\"alarm-span medium technical\""));
+    assert!(html.contains("fill=\"url(#hatch-medium)\""));
+    assert!(html.contains(&format!("fill=\"{}\"", colour::HIGH)));
+    // Acknowledgements and the dose marker.
+    assert!(html.contains("<title>spo2.low acknowledged at 09:40:42 by RN</title>"));
+    assert!(html.contains("<title>spo2.sensor_off acknowledged at 09:55:12 by MD</title>"));
+    assert!(html.contains("<title>Dose 1 at 09:35:00 (im) ketamine 0.5 mg/kg</title>"));
+    assert!(html.contains(">Dose 1 im</text>"));
+    // Baseline band and limits of the recorded configuration.
+    assert!(html.contains("<title>hr baseline 72 (band 72–93.6)</title>"));
+    assert!(html.contains("<title>HR high limit 120</title>"));
+    assert!(html.contains("<title>crit. low limit 85</title>"));
+    assert!(html.contains("<title>sys high limit 180</title>"));
+
+    // Summary: counts by priority and kind, time to acknowledge, time outside limits.
+    assert!(html.contains("Alarms started, by priority and kind"));
+    // Medium: spo2.rate_fall, spo2.low, hr.high, pr.high and the technical
+    // spo2.sensor_off; hr.high and pr.high escalated to high.
+    assert!(html.contains("medium</td><td>4</td><td>1</td><td>5</td><td>2</td></tr>"));
+    // Acknowledged: spo2.low after 27 s, spo2.sensor_off after 7 s.
+    assert!(html
+        .contains("<tr><td>medium</td><td>2 of 5</td><td>17 s</td><td>27 s</td><td>3</td></tr>"));
+    let spo2_row = html
+        .lines()
+        .find(|l| l.starts_with("<tr data-vital=\"spo2\">"))
+        .unwrap();
+    assert!(
+        spo2_row.contains("<td>90</td><td>1 min 40 s</td>"),
+        "{spo2_row}"
+    );
+    let hr_row = html
+        .lines()
+        .find(|l| l.starts_with("<tr data-vital=\"hr\">"))
+        .unwrap();
+    assert!(
+        hr_row.contains("<td>120</td><td>3 min 20 s</td>"),
+        "{hr_row}"
+    );
+    let sys_row = html
+        .lines()
+        .find(|l| l.starts_with("<tr data-vital=\"nibp_sys\">"))
+        .unwrap();
+    assert!(
+        sys_row.contains("<td>180</td><td>2 measurement(s)</td>"),
+        "{sys_row}"
+    );
+    assert!(!html.contains("NaN"));
+}
+
+/// PNG decoding for the render check (8-bit RGB or RGBA, not interlaced).
+fn decode_png(data: &[u8]) -> (u32, u32, Vec<[u8; 3]>) {
+    assert_eq!(&data[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let mut pos = 8;
+    let (mut width, mut height, mut channels) = (0u32, 0u32, 0usize);
+    let mut idat = Vec::new();
+    while pos + 8 <= data.len() {
+        let len = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+        let kind = &data[pos + 4..pos + 8];
+        let body = &data[pos + 8..pos + 8 + len];
+        match kind {
+            b"IHDR" => {
+                width = u32::from_be_bytes(body[0..4].try_into().unwrap());
+                height = u32::from_be_bytes(body[4..8].try_into().unwrap());
+                assert_eq!(body[8], 8, "bit depth");
+                channels = match body[9] {
+                    2 => 3,
+                    6 => 4,
+                    c => panic!("PNG colour type {c}"),
+                };
+                assert_eq!(body[12], 0, "not interlaced");
+            }
+            b"IDAT" => idat.extend_from_slice(body),
+            b"IEND" => break,
+            _ => {}
+        }
+        pos += 12 + len;
+    }
+    let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&idat).expect("inflate");
+    let stride = width as usize * channels;
+    let mut prev = vec![0u8; stride];
+    let mut pixels = Vec::with_capacity(width as usize * height as usize);
+    for row in raw.chunks(stride + 1).take(height as usize) {
+        let (filter, line) = (row[0], &row[1..]);
+        let mut cur = line.to_vec();
+        for i in 0..stride {
+            let a = if i >= channels { cur[i - channels] } else { 0 };
+            let b = prev[i];
+            let c = if i >= channels { prev[i - channels] } else { 0 };
+            let add = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                4 => {
+                    let p = i16::from(a) + i16::from(b) - i16::from(c);
+                    let (pa, pb, pc) = (
+                        (p - i16::from(a)).abs(),
+                        (p - i16::from(b)).abs(),
+                        (p - i16::from(c)).abs(),
+                    );
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("PNG filter {f}"),
+            };
+            cur[i] = cur[i].wrapping_add(add);
+        }
+        pixels.extend(cur.chunks(channels).map(|p| [p[0], p[1], p[2]]));
+        prev = cur;
+    }
+    (width, height, pixels)
+}
+
+fn rgb(hex: &str) -> [u8; 3] {
+    let v = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap();
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+}
+
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        }) {
+            return p;
+        }
+    }
+    panic!(
+        "the report render check needs headless Chromium, which is not installed: \
+         run `apt-get install -y chromium` (scripts/test installs it when missing)"
+    );
+}
+
+/// Opens the report in headless Chromium, takes a screenshot and checks the
+/// chart was drawn: the colours of the series, the alarm priorities and the
+/// dose marker are on the page. The screenshot stays under the target
+/// directory (`target/tmp/report-render/session.png`) to be looked at.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let browser = chromium();
+    let dir = temp_dir("render");
+    let vrec = scenario_recording(&dir);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-render");
+    std::fs::create_dir_all(&out).unwrap();
+    let html = out.join("session.html");
+    let png = out.join("session.png");
+    let _ = std::fs::remove_file(&png);
+    report::report(&vrec, &html, &ReportOptions::default()).unwrap();
+
+    let profile = dir.join("chromium-profile");
+    let mut child = Process::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1400,1000")
+        .arg(format!("file://{}", html.canonicalize().unwrap().display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish the screenshot within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(status.success(), "chromium failed: {status}\n{stderr}");
+    let data = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot: {e}\n{stderr}"));
+    let (w, h, pixels) = decode_png(&data);
+    assert_eq!((w, h), (1400, 1000));
+
+    let near = |p: &[u8; 3], c: [u8; 3]| {
+        p.iter()
+            .zip(c)
+            .all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 24)
+    };
+    let count = |hex: &str| pixels.iter().filter(|p| near(p, rgb(hex))).count();
+    let non_white = pixels.iter().filter(|p| p.iter().any(|c| *c < 235)).count();
+    assert!(
+        non_white > pixels.len() / 20,
+        "the page is nearly blank: {non_white} drawn pixels"
+    );
+    for (what, hex, min) in [
+        ("heart rate line", colour::HR, 300),
+        ("SpO2 line", colour::SPO2, 300),
+        ("NIBP bars", colour::NIBP, 100),
+        ("high priority alarm", colour::HIGH, 100),
+        ("medium priority alarm", colour::MEDIUM, 100),
+        ("low priority alarm", colour::LOW, 50),
+        ("dose marker", colour::DOSE, 50),
+    ] {
+        let n = count(hex);
+        assert!(
+            n >= min,
+            "{what} ({hex}): {n} pixels, expected at least {min}"
+        );
+    }
+}
+
+#[test]
+fn the_cli_imports_exports_and_reports_and_rejects_bad_rows() {
+    let dir = temp_dir("cli");
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let csv = dir.join("s.csv");
+    std::fs::write(
+        &csv,
+        "time,vital,value\n0,hr,72\n1,spo2,97\n2,nibp,120/80/93\n",
+    )
+    .unwrap();
+    let vrec = dir.join("s.vrec");
+    let run = |args: &[&str]| {
+        Process::new(vigil)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let p = |p: &Path| p.display().to_string();
+    let out = run(&[
+        "record",
+        "import",
+        &p(&csv),
+        "-o",
+        &p(&vrec),
+        "--start",
+        START,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&["record", "export", &p(&vrec), "--format", "jsonl"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"type\":\"reading\""))
+            .count(),
+        5
+    );
+    let html = dir.join("s.html");
+    let out = run(&[
+        "report",
+        &p(&vrec),
+        "-o",
+        &p(&html),
+        "--utc-offset",
+        "+01:00",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("10:30:00 (clock time, UTC+01:00)"));
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "time,vital,value\n0,hr,72\n1,hr,fast\n-2,spo2,97\n3,temp,37\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "record",
+        "import",
+        &p(&bad),
+        "-o",
+        &p(&dir.join("bad.vrec")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    for needle in [
+        "line 3: value `fast`",
+        "line 4: time `-2`",
+        "line 5: vital `temp`",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+    assert!(!dir.join("bad.vrec").exists());
+}
