@@ -772,15 +772,29 @@ impl Engine {
             return;
         };
         let (lo, hi) = window.push(now, v);
+        // Like limits, an active rate alarm ends only once the change is
+        // back by the vital's hysteresis: whole-percent SpO2 hovering at the
+        // threshold must not flap.
+        let h = rules.hysteresis;
         if let Some(limit) = rule.rise {
             let idx = self.index(AlarmId::vital(vital, Condition::RateRise));
             let rise = v - lo;
-            self.set_condition(idx, now, rise > limit, Some(rise), Some(limit), None);
+            let bound = if self.slots[idx].engaged() {
+                limit - h
+            } else {
+                limit
+            };
+            self.set_condition(idx, now, rise > bound, Some(rise), Some(limit), None);
         }
         if let Some(limit) = rule.fall {
             let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
             let fall = hi - v;
-            self.set_condition(idx, now, fall > limit, Some(fall), Some(limit), None);
+            let bound = if self.slots[idx].engaged() {
+                limit - h
+            } else {
+                limit
+            };
+            self.set_condition(idx, now, fall > bound, Some(fall), Some(limit), None);
         }
     }
 

@@ -904,3 +904,25 @@ fn reconfiguring_keeps_present_alarms_and_applies_new_limits() {
     feed(&mut e, hr(12 * SEC, 130.0));
     assert_eq!(alarms(&mut e), vec![key("hr.high", Phase::End, 12 * SEC)]);
 }
+
+#[test]
+fn a_rate_alarm_hovering_at_its_threshold_does_not_flap() {
+    let mut e = engine();
+    every_second(&mut e, 0, 10 * SEC, |t| spo2(t, 97.0));
+    // A fall of 5 (over the limit of 4), then 4 and 3.5 within the window:
+    // inside the 1-point hysteresis band, the alarm stays.
+    feed(&mut e, spo2(10 * SEC, 92.0));
+    feed(&mut e, spo2(11 * SEC, 93.0));
+    feed(&mut e, spo2(12 * SEC, 93.5));
+    feed(&mut e, spo2(13 * SEC, 92.5));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.rate_fall", Phase::Start, 10 * SEC)]
+    );
+    // Only a fall back below 3 ends it.
+    feed(&mut e, spo2(14 * SEC, 94.5));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("spo2.rate_fall", Phase::End, 14 * SEC)]
+    );
+}
