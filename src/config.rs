@@ -29,6 +29,9 @@ use crate::vitals::Vital;
 /// The shipped default configuration file, embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config/vigil.toml");
 
+/// The demo configuration (a simulated monitor at 60x), embedded for `vigil demo`.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+
 /// Errors loading a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -1364,6 +1367,12 @@ mod tests {
         };
         expected.engine.source_names = cfg.engine.source_names.clone();
         assert_eq!(cfg, expected);
+    }
+
+    #[test]
+    fn demo_configuration_is_valid() {
+        let cfg = parse(DEMO_TOML, "config/demo.toml").unwrap();
+        assert!(matches!(cfg.sources[0].link, Link::Simulated { .. }));
     }
 
     #[test]

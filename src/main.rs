@@ -100,6 +100,24 @@ enum Cmd {
         #[arg(long, value_parser = duration_arg)]
         run_for: Option<std::time::Duration>,
     },
+    /// Run a complete demo on the embedded defaults: a simulated ketamine
+    /// session (60x accelerated), alarms within a minute.
+    Demo {
+        /// Scenario: demo, typical, hypertensive, desaturation,
+        /// sensor-problems, comm-loss, or a scenario file.
+        #[arg(long, default_value = "demo")]
+        scenario: String,
+        /// Protocol the simulated monitor speaks (ge-s5, philips-intellivue,
+        /// masimo, nonin-df2, nonin-df7, nonin-df8, vigil-line).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Time acceleration.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Random seed of the simulated patient.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// List the serial ports this machine has.
     Ports,
     /// Replay a recorded session through the same decoders and engine.
@@ -186,9 +204,16 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 !cfg.sources.is_empty(),
                 "no [[source]] configured: add one to the configuration file (see config/vigil.toml)"
             );
-            vigil_run(cfg, config, status_every, run_for).context("running the daemon")?;
+            vigil_run(cfg, config, status_every, run_for, Vec::new())
+                .context("running the daemon")?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Demo {
+            scenario,
+            protocol,
+            speed,
+            seed,
+        } => demo(scenario, protocol, speed, seed),
         Cmd::Replay {
             file,
             config,
@@ -279,11 +304,100 @@ fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5min)"))
 }
 
+/// `vigil demo`: the embedded demo configuration, a simulated monitor, and
+/// the session commands a nurse would give, on the scenario's timeline.
+fn demo(
+    scenario: String,
+    protocol: Option<String>,
+    speed: f64,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    use vigil::config::{Link, ProtocolKind};
+    use vigil::engine::Command;
+    use vigil::vitals::ShortText;
+
+    let mut cfg = config::parse(config::DEMO_TOML, "<embedded demo>")
+        .context("the embedded demo configuration")?;
+    let script = vigil::sim::Scenario::find(&scenario).with_context(|| {
+        format!(
+            "scenario `{scenario}` (built in: {})",
+            vigil::sim::Scenario::builtin_names()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    anyhow::ensure!(
+        speed > 0.0 && speed <= 10_000.0,
+        "--speed must be between 0 and 10000"
+    );
+    let source = cfg
+        .sources
+        .first_mut()
+        .context("the demo configuration has a source")?;
+    if let Some(p) = protocol {
+        source.protocol = ProtocolKind::ALL
+            .into_iter()
+            .find(|k| k.key() == p)
+            .with_context(|| {
+                let names: Vec<_> = ProtocolKind::ALL.iter().map(|k| k.key()).collect();
+                format!(
+                    "unknown protocol `{p}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })?;
+    }
+    source.link = Link::Simulated {
+        scenario: scenario.clone(),
+        speed,
+        seed,
+    };
+    let mut commands = vec![(
+        std::time::Duration::ZERO,
+        Command::StartSession {
+            session: ShortText::new("DEMO-0001"),
+        },
+    )];
+    if let Some(dose) = script.dose {
+        commands.push((
+            dose.at,
+            Command::Dose {
+                route: ShortText::new("im"),
+                note: ShortText::new("ketamine (simulated)"),
+            },
+        ));
+        let recovery =
+            dose.at + dose.peak_after + (dose.settle_by.saturating_sub(dose.peak_after)) / 2;
+        if recovery < script.duration {
+            commands.push((recovery, Command::StartRecovery));
+        }
+    }
+    commands.push((script.duration, Command::EndSession));
+    eprintln!(
+        "vigil demo: scenario `{}` ({}), {} at {speed}x: {} of session in {:.0} s. Ctrl-C stops.",
+        script.name,
+        script.description,
+        cfg.sources[0].protocol.key(),
+        vigil::replay::clock_offset(vigil::time::Instant::from_nanos(
+            script.duration.as_nanos() as u64
+        )),
+        script.duration.as_secs_f64() / speed
+    );
+    vigil_run(
+        cfg,
+        None,
+        std::time::Duration::from_secs(3600),
+        Some(script.duration + std::time::Duration::from_secs(60)),
+        commands,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn vigil_run(
     cfg: Config,
     config_path: Option<PathBuf>,
     status_every: std::time::Duration,
     run_for: Option<std::time::Duration>,
+    script: Vec<(std::time::Duration, vigil::engine::Command)>,
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
     use vigil::io::{clock::Clock, driver, sink};
@@ -302,7 +416,27 @@ fn vigil_run(
             4096,
             std::time::Duration::from_secs(60),
         )];
-        let (_commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        if !script.is_empty() {
+            let start = clock.now();
+            tokio::spawn(async move {
+                for (at, command) in script {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(
+                        clock.real_at(start + at),
+                    ))
+                    .await;
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if commands_tx.send((command, tx)).await.is_err() {
+                        return;
+                    }
+                    match rx.await {
+                        Ok(Ok(())) => tracing::info!("demo: {} accepted", command.key()),
+                        Ok(Err(e)) => tracing::warn!("demo: {} rejected: {e}", command.key()),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let (_system_tx, system) = tokio::sync::mpsc::channel(16);
         let recording = cfg.recording.enabled.then(|| RecorderSettings {

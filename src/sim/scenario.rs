@@ -59,7 +59,7 @@ use serde::Deserialize;
 use crate::vitals::DeviceTime;
 
 /// The built-in scenarios: name and file text.
-const BUILTIN: [(&str, &str); 5] = [
+const BUILTIN: [(&str, &str); 6] = [
     (
         "typical",
         include_str!("../../simulators/scenarios/typical.toml"),
@@ -80,6 +80,7 @@ const BUILTIN: [(&str, &str); 5] = [
         "comm-loss",
         include_str!("../../simulators/scenarios/comm-loss.toml"),
     ),
+    ("demo", include_str!("../../simulators/scenarios/demo.toml")),
 ];
 
 /// The monitor's clock at the start when a scenario does not set it:
