@@ -434,3 +434,45 @@ fn comm_loss_raises_disconnected_within_the_timeout_and_ends_on_reconnection() {
         assert_golden(&format!("comm-loss via {kind:?}"), &alarms, &expected, &[]);
     }
 }
+
+#[test]
+fn demo_shows_desaturation_confirmed_hypertension_and_a_probe_off_early() {
+    let s = builtin("demo");
+    for kind in [ProtocolKind::Ge, ProtocolKind::Line] {
+        let (alarms, _) = run(&s, kind, 1, s.duration);
+        let first = |key: &str| {
+            starts(&alarms, key)
+                .first()
+                .map(|a| a.at)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{kind:?}: no {key} in\n{}",
+                        show(&alarms.iter().collect::<Vec<_>>())
+                    )
+                })
+        };
+        // The desaturation at 16 min: critical at once, low after its delay.
+        let critical = first("spo2.critical_low");
+        assert!(
+            (mmss(16, 0)..mmss(19, 0)).contains(&critical),
+            "{critical:?}"
+        );
+        let low = first("spo2.low");
+        assert!(
+            low >= mmss(16, 15) && low <= critical + mmss(0, 20),
+            "{low:?}"
+        );
+        // NIBP above 180/110 at 25 and 30 min: the alarm on the second reading.
+        let high = first("nibp_sys.high");
+        assert!((mmss(30, 0)..mmss(30, 6)).contains(&high), "{high:?}");
+        assert!(first("nibp_dia.high") >= mmss(30, 0));
+        // The probe off at 42 min: technical, after the 5 s technical delay.
+        let off = first("spo2.sensor_off");
+        assert!((mmss(42, 5)..mmss(42, 15)).contains(&off), "{off:?}");
+        // Every physiological alarm of the session comes from the script:
+        // no SpO2 alarm outside the desaturation.
+        for a in starts(&alarms, "spo2.low") {
+            assert!(a.at < mmss(20, 0), "{:?}", a.at);
+        }
+    }
+}

@@ -844,7 +844,8 @@ mod tests {
                 "hypertensive",
                 "desaturation",
                 "sensor-problems",
-                "comm-loss"
+                "comm-loss",
+                "demo"
             ]
         );
         for name in names {
