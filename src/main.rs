@@ -184,12 +184,34 @@ fn vigil_run(
     let status = runtime.block_on(async {
         let clock = Clock::start(speed);
         let names = Arc::new(cfg.engine.source_names.clone());
-        let sinks = vec![sink::spawn_log(
+        let mut sinks = vec![sink::spawn_log(
             names,
             4096,
             std::time::Duration::from_secs(60),
         )];
-        let (_commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
+        let (system_tx, system) = tokio::sync::mpsc::channel(64);
+        let (live_tx, live_rx) = tokio::sync::watch::channel(driver::LiveState::default());
+        let mut live = None;
+        if cfg.mqtt.enabled {
+            sinks.push(
+                vigil::mqtt::spawn(vigil::mqtt::MqttSetup {
+                    config: cfg.mqtt.clone(),
+                    site: cfg.site.clone(),
+                    bed: cfg.bed.clone(),
+                    source_names: cfg.engine.source_names.clone(),
+                    clock,
+                    commands: commands_tx,
+                    system: system_tx,
+                    live: Some(live_rx),
+                    queue: 4096,
+                })
+                .context("starting MQTT publishing (the [mqtt] section)")?,
+            );
+            live = Some(live_tx);
+        } else {
+            tracing::warn!("MQTT is off (mqtt.enabled = false): alarms go to the log only");
+        }
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         driver::run(driver::DriverSetup {
             config: cfg,
@@ -197,12 +219,14 @@ fn vigil_run(
             clock,
             sinks,
             commands,
+            system,
             status_every: status_every.max(std::time::Duration::from_millis(100)),
             run_for,
             stop,
-            live: None,
+            live,
         })
         .await
+        .map_err(anyhow::Error::from)
     })?;
     tracing::info!(
         inputs = status.inputs,

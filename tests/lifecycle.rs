@@ -27,6 +27,10 @@ timeout = "2s"
 
 [alarms.spo2]
 low = {{ limit = {spo2_low}, priority = "medium" }}
+
+# Tests run in parallel: no embedded broker on the shared default port.
+[mqtt]
+enabled = false
 "#,
             port.display()
         ),

@@ -54,6 +54,9 @@ pub struct DriverSetup {
     pub sinks: Vec<SinkHandle>,
     /// Commands from displays.
     pub commands: mpsc::Receiver<CommandMsg>,
+    /// Technical conditions raised or cleared by sinks (the MQTT side's
+    /// broker-unreachable, storage failure, outbox overflow).
+    pub system: mpsc::Receiver<(SystemCondition, bool)>,
     /// How often to report status.
     pub status_every: Duration,
     /// Stop after this long of core time (demos, tests); `None` = until a signal.
@@ -125,6 +128,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         clock,
         sinks,
         mut commands,
+        mut system,
         status_every,
         run_for,
         mut stop,
@@ -239,6 +243,11 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     }
                     let _ = reply.send(result);
                     input_real = Some(received);
+                }
+            }
+            sys = system.recv(), if !system.is_closed() => {
+                if let Some((condition, present)) = sys {
+                    pipeline.handle_system(clock.now(), condition, present);
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {

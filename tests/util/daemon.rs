@@ -106,16 +106,18 @@ pub fn start(config: Config) -> Running {
     });
     let sink = SinkHandle::new("test", tx, 4096, forward);
     let (_cmd_tx, commands) = mpsc::channel(8);
+    let (_system_tx, system) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
     let source_names = config.engine.source_names.clone();
     let task = tokio::spawn(async move {
-        let _keep = _cmd_tx;
+        let _keep = (_cmd_tx, _system_tx);
         driver::run(DriverSetup {
             config,
             config_path: None,
             clock: Clock::start(1.0),
             sinks: vec![sink],
             commands,
+            system,
             status_every: Duration::from_secs(3600),
             run_for: None,
             stop,
