@@ -4,4 +4,5 @@
 mod daemon;
 mod engine_alloc;
 mod lifecycle;
+mod mqtt;
 mod util;
