@@ -1738,6 +1738,69 @@ mod tests {
     }
 
     #[test]
+    fn the_mqtt_section_is_validated_key_by_key() {
+        let errs = errors(
+            r#"
+            [mqtt]
+            broker = "http://example.org"
+            listen = "localhost"
+            prefix = "vigil/#/"
+            client_id = "has space"
+            heartbeat = "10ms"
+            outbox_max = 3
+            client_cert = "cert.pem"
+            state_dir = ""
+            colour = "blue"
+            "#,
+        );
+        for key in [
+            "mqtt.broker",
+            "mqtt.listen",
+            "mqtt.prefix",
+            "mqtt.client_id",
+            "mqtt.heartbeat",
+            "mqtt.outbox_max",
+            "mqtt.client_cert and mqtt.client_key",
+            "mqtt.state_dir",
+            "mqtt.colour: unknown key",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(key)),
+                "{key} not reported in {errs:#?}"
+            );
+        }
+        let errs = errors("[mqtt]\nembedded = false\nbroker = \"mqtts://broker.example\"");
+        assert!(errs[0].starts_with("mqtt.ca_file"), "{errs:?}");
+
+        let cfg = parse(
+            r#"
+            [mqtt]
+            embedded = false
+            broker = "mqtts://broker.example"
+            ca_file = "/etc/vigil/ca.pem"
+            credentials_file = "/etc/vigil/mqtt"
+            state_dir = "/tmp/vigil-state"
+            "#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_broker_url(&cfg.mqtt.broker).unwrap(),
+            BrokerUrl {
+                tls: true,
+                host: "broker.example".into(),
+                port: 8883
+            }
+        );
+        assert_eq!(parse(&render(&cfg), "rendered").unwrap(), cfg);
+        assert_eq!(
+            parse_broker_url("mqtt://[::1]:1884").unwrap().host,
+            "::1".to_owned()
+        );
+        assert!(parse_broker_url("mqtt://host:0").is_err());
+    }
+
+    #[test]
     fn durations_parse_and_format() {
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));

@@ -346,7 +346,7 @@ async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
     let line = vigil.wait_for("spo2.critical_low", SECS(5));
     let seq = log_seq(&line);
     // The MQTT thread journals and syncs on its own: wait for the record.
-    let journal = dir.join("state").join("outbox.journal");
+    let journal = dir.join("state/test-clinic/bed-crash/outbox.journal");
     let deadline = std::time::Instant::now() + SECS(5);
     while !std::fs::read(&journal)
         .unwrap_or_default()
@@ -538,5 +538,36 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
     }
     assert!(!forged, "the broker forwarded a display's forged alarm");
     assert_eq!(result.unwrap()["result"], "accepted");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_embedded_broker_serves_a_display_with_no_other_software() {
+    let dir = temp_dir("mqtt-embedded");
+    let port = crate::util::mqtt::free_port();
+    let tty = dir.join("ttyEMB");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        port,
+        &dir.join("state"),
+        "bed-emb",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("embedded = false", "embedded = true");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let prefix = "vigil/v1/test-clinic/bed-emb/";
+    let mut display = Subscriber::connect(port, "display-emb", &format!("{prefix}#")).await;
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    let alarm = display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    assert_valid("alarm", &alarm.json);
     daemon.stop().await;
 }

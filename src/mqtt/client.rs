@@ -119,7 +119,10 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         opts.set_transport(Transport::Tls(tls_config(cfg)?));
     }
 
-    let state_dir = super::resolve_state_dir(&cfg.state_dir);
+    // One directory per bed: two daemons never share a journal.
+    let state_dir = super::resolve_state_dir(&cfg.state_dir)
+        .join(&setup.site)
+        .join(&setup.bed);
     let (outbox, report) = Outbox::open(Some(&state_dir), cfg.outbox_max as usize)?;
     let seq = SeqFile::open(&state_dir)?;
     tracing::info!(

@@ -57,7 +57,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\npersistence false\nuser root\nlog_dest none\n{}\n",
+                "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nuser root\nlog_dest none\n{}\n",
                 if extra.is_empty() {
                     "allow_anonymous true"
                 } else {
