@@ -246,6 +246,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Session recording.
     pub recording: RecordingConfig,
+    /// MQTT publishing (`[mqtt]`).
+    pub mqtt: MqttConfig,
 }
 
 impl Default for Config {
@@ -256,8 +258,131 @@ impl Default for Config {
             sources: Vec::new(),
             engine: EngineConfig::default(),
             recording: RecordingConfig::default(),
+            mqtt: MqttConfig::default(),
         }
     }
+}
+
+/// Where the MQTT outbox journal and the sequence reservation live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateDir {
+    /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else
+    /// `/var/lib/vigil` when writable, else `$XDG_STATE_HOME/vigil` or
+    /// `~/.local/state/vigil`, else `./state`.
+    Auto,
+    /// This directory.
+    Path(PathBuf),
+}
+
+/// The `[mqtt]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// Publish at all.
+    pub enabled: bool,
+    /// Run the in-process broker and connect to it.
+    pub embedded: bool,
+    /// The embedded broker's listen address.
+    pub listen: std::net::SocketAddr,
+    /// The external broker (`mqtt://host:port` or `mqtts://host:port`).
+    pub broker: String,
+    /// Topic prefix; `{site}` and `{bed}` are replaced.
+    pub prefix: String,
+    /// Fixed client id (persistent session); `{site}` and `{bed}` are replaced.
+    pub client_id: String,
+    /// File with the username on its first line and the password on its second.
+    pub credentials_file: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the broker's certificate (mqtts).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM), for brokers that require one.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// How often the status heartbeat is published.
+    pub heartbeat: Duration,
+    /// Broker unreachable for longer than this raises a technical alarm.
+    pub unreachable_after: Duration,
+    /// Commands older than this (by their timestamp) are rejected.
+    pub command_max_age: Duration,
+    /// Where the outbox journal lives.
+    pub state_dir: StateDir,
+    /// Undelivered alarm and session messages kept at most (see the outbox policy).
+    pub outbox_max: u32,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            embedded: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 1883)),
+            broker: "mqtt://127.0.0.1:1883".into(),
+            prefix: "vigil/v1/{site}/{bed}/".into(),
+            client_id: "vigil-{site}-{bed}".into(),
+            credentials_file: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            heartbeat: Duration::from_secs(5),
+            unreachable_after: Duration::from_secs(30),
+            command_max_age: Duration::from_secs(30),
+            state_dir: StateDir::Auto,
+            outbox_max: 10_000,
+        }
+    }
+}
+
+/// A parsed broker address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://`: TLS.
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port (1883 or 8883 when not given).
+    pub port: u16,
+}
+
+/// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
+pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
+    let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = s.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err("must start with mqtt:// or mqtts://".into());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ', '?', '#']) {
+        return Err(format!("`{host}` is not a host name or address"));
+    }
+    let port = match port {
+        None => {
+            if tls {
+                8883
+            } else {
+                1883
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port number"))?,
+    };
+    Ok(BrokerUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// Reads and validates a configuration file.
@@ -503,7 +628,11 @@ impl Reader {
     }
 
     fn config(&mut self, t: &Table) -> Config {
-        self.check_keys("", t, &["site", "source", "alarms", "session", "recording"]);
+        self.check_keys(
+            "",
+            t,
+            &["site", "source", "alarms", "session", "recording", "mqtt"],
+        );
         let mut cfg = Config::default();
         if let Some(s) = self.sub("", t, "site") {
             self.check_keys("site", s, &["site", "bed"]);
@@ -556,6 +685,9 @@ impl Reader {
         }
         if let Some(r) = self.sub("", t, "recording") {
             self.recording(r, &mut cfg.recording);
+        }
+        if let Some(m) = self.sub("", t, "mqtt") {
+            self.mqtt(m, &mut cfg.mqtt);
         }
         cfg.engine.source_names = cfg.sources.iter().map(|s| s.name.clone()).collect();
         cfg
@@ -1136,6 +1268,162 @@ impl Reader {
     }
 }
 
+impl Reader {
+    fn optional_path(&mut self, path: &str, t: &Table, key: &str) -> Option<Option<PathBuf>> {
+        let v = self.string(path, t, key)?;
+        if v == "off" {
+            Some(None)
+        } else if v.is_empty() {
+            self.err(format!("{}: give a file path or \"off\"", join(path, key)));
+            None
+        } else {
+            Some(Some(PathBuf::from(v)))
+        }
+    }
+
+    fn mqtt(&mut self, t: &Table, m: &mut MqttConfig) {
+        let p = "mqtt";
+        self.check_keys(
+            p,
+            t,
+            &[
+                "enabled",
+                "embedded",
+                "listen",
+                "broker",
+                "prefix",
+                "client_id",
+                "credentials_file",
+                "ca_file",
+                "client_cert",
+                "client_key",
+                "heartbeat",
+                "unreachable_after",
+                "command_max_age",
+                "state_dir",
+                "outbox_max",
+            ],
+        );
+        if let Some(b) = self.boolean(p, t, "enabled") {
+            m.enabled = b;
+        }
+        if let Some(b) = self.boolean(p, t, "embedded") {
+            m.embedded = b;
+        }
+        if let Some(v) = self.string(p, t, "listen") {
+            match v.parse() {
+                Ok(a) => m.listen = a,
+                Err(_) => self.err(format!(
+                    "mqtt.listen: `{v}` is not an address:port (e.g. \"127.0.0.1:1883\")"
+                )),
+            }
+        }
+        if let Some(v) = self.string(p, t, "broker") {
+            match parse_broker_url(v) {
+                Ok(_) => m.broker = v.to_owned(),
+                Err(e) => self.err(format!(
+                    "mqtt.broker: `{v}` {e} (e.g. \"mqtt://127.0.0.1:1883\" or \"mqtts://broker.example:8883\")"
+                )),
+            }
+        }
+        if let Some(v) = self.string(p, t, "prefix") {
+            let bad = v.is_empty()
+                || !v.ends_with('/')
+                || v.starts_with('/')
+                || v.len() > 200
+                || v.contains(['+', '#', '\0'])
+                || v.contains("//");
+            let unknown_placeholder = v
+                .replace("{site}", "")
+                .replace("{bed}", "")
+                .contains(['{', '}']);
+            if bad || unknown_placeholder {
+                self.err(format!(
+                    "mqtt.prefix: `{v}` must be a topic path ending in '/', without '+', '#', empty levels or placeholders other than {{site}} and {{bed}}"
+                ));
+            } else {
+                m.prefix = v.to_owned();
+            }
+        }
+        if let Some(v) = self.string(p, t, "client_id") {
+            let plain = v.replace("{site}", "").replace("{bed}", "");
+            if v.is_empty()
+                || v.len() > 64
+                || !plain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                self.err(format!(
+                    "mqtt.client_id: `{v}` must be 1-64 letters, digits, '-' or '_' (placeholders {{site}} and {{bed}} allowed)"
+                ));
+            } else {
+                m.client_id = v.to_owned();
+            }
+        }
+        for (key, slot) in [
+            ("credentials_file", &mut m.credentials_file),
+            ("ca_file", &mut m.ca_file),
+            ("client_cert", &mut m.client_cert),
+            ("client_key", &mut m.client_key),
+        ] {
+            if let Some(v) = self.optional_path(p, t, key) {
+                *slot = v;
+            }
+        }
+        for (key, slot, min) in [
+            ("heartbeat", &mut m.heartbeat, Duration::from_millis(100)),
+            (
+                "unreachable_after",
+                &mut m.unreachable_after,
+                Duration::from_secs(1),
+            ),
+            (
+                "command_max_age",
+                &mut m.command_max_age,
+                Duration::from_secs(1),
+            ),
+        ] {
+            if let Some(d) = t.get(key).and(self.duration(p, t, key)) {
+                if d < min {
+                    self.err(format!(
+                        "mqtt.{key}: {} is too short (at least {})",
+                        format_duration(d),
+                        format_duration(min)
+                    ));
+                } else {
+                    *slot = d;
+                }
+            }
+        }
+        if let Some(v) = self.string(p, t, "state_dir") {
+            if v == "auto" {
+                m.state_dir = StateDir::Auto;
+            } else if v.is_empty() {
+                self.err("mqtt.state_dir: give a directory or \"auto\"".into());
+            } else {
+                m.state_dir = StateDir::Path(PathBuf::from(v));
+            }
+        }
+        match t.get("outbox_max") {
+            None => {}
+            Some(Value::Integer(n)) if (10..=1_000_000).contains(n) => m.outbox_max = *n as u32,
+            Some(other) => self.err(format!(
+                "mqtt.outbox_max: expected a whole number from 10 to 1000000, found {other}"
+            )),
+        }
+        let tls = parse_broker_url(&m.broker).is_ok_and(|u| u.tls);
+        if tls && !m.embedded && m.ca_file.is_none() {
+            self.err(format!(
+                "mqtt.ca_file: `{}` uses TLS: give the CA certificate file that signs the broker's certificate",
+                m.broker
+            ));
+        }
+        if m.client_cert.is_some() != m.client_key.is_some() {
+            self.err("mqtt.client_cert and mqtt.client_key: give both or neither".into());
+        }
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -1334,6 +1622,34 @@ pub fn render(cfg: &Config) -> String {
         r.dir.display().to_string(),
         dur(r.retention),
         dur(r.sync_every)
+    );
+    let m = &cfg.mqtt;
+    let path = |p: &Option<PathBuf>| match p {
+        None => "\"off\"".to_owned(),
+        Some(p) => format!("{:?}", p.display().to_string()),
+    };
+    let state_dir = match &m.state_dir {
+        StateDir::Auto => "\"auto\"".to_owned(),
+        StateDir::Path(p) => format!("{:?}", p.display().to_string()),
+    };
+    let _ = writeln!(
+        o,
+        "\n[mqtt]\nenabled = {}\nembedded = {}\nlisten = {:?}\nbroker = {:?}\nprefix = {:?}\nclient_id = {:?}\ncredentials_file = {}\nca_file = {}\nclient_cert = {}\nclient_key = {}\nheartbeat = {}\nunreachable_after = {}\ncommand_max_age = {}\nstate_dir = {}\noutbox_max = {}",
+        m.enabled,
+        m.embedded,
+        m.listen.to_string(),
+        m.broker,
+        m.prefix,
+        m.client_id,
+        path(&m.credentials_file),
+        path(&m.ca_file),
+        path(&m.client_cert),
+        path(&m.client_key),
+        dur(m.heartbeat),
+        dur(m.unreachable_after),
+        dur(m.command_max_age),
+        state_dir,
+        m.outbox_max
     );
     o
 }
@@ -1544,6 +1860,69 @@ mod tests {
             }
         );
         assert_eq!(cfg.engine.source_names, vec!["monitor".to_owned()]);
+    }
+
+    #[test]
+    fn the_mqtt_section_is_validated_key_by_key() {
+        let errs = errors(
+            r#"
+            [mqtt]
+            broker = "http://example.org"
+            listen = "localhost"
+            prefix = "vigil/#/"
+            client_id = "has space"
+            heartbeat = "10ms"
+            outbox_max = 3
+            client_cert = "cert.pem"
+            state_dir = ""
+            colour = "blue"
+            "#,
+        );
+        for key in [
+            "mqtt.broker",
+            "mqtt.listen",
+            "mqtt.prefix",
+            "mqtt.client_id",
+            "mqtt.heartbeat",
+            "mqtt.outbox_max",
+            "mqtt.client_cert and mqtt.client_key",
+            "mqtt.state_dir",
+            "mqtt.colour: unknown key",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(key)),
+                "{key} not reported in {errs:#?}"
+            );
+        }
+        let errs = errors("[mqtt]\nembedded = false\nbroker = \"mqtts://broker.example\"");
+        assert!(errs[0].starts_with("mqtt.ca_file"), "{errs:?}");
+
+        let cfg = parse(
+            r#"
+            [mqtt]
+            embedded = false
+            broker = "mqtts://broker.example"
+            ca_file = "/etc/vigil/ca.pem"
+            credentials_file = "/etc/vigil/mqtt"
+            state_dir = "/tmp/vigil-state"
+            "#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_broker_url(&cfg.mqtt.broker).unwrap(),
+            BrokerUrl {
+                tls: true,
+                host: "broker.example".into(),
+                port: 8883
+            }
+        );
+        assert_eq!(parse(&render(&cfg), "rendered").unwrap(), cfg);
+        assert_eq!(
+            parse_broker_url("mqtt://[::1]:1884").unwrap().host,
+            "::1".to_owned()
+        );
+        assert!(parse_broker_url("mqtt://host:0").is_err());
     }
 
     #[test]

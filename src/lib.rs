@@ -16,6 +16,9 @@
 //!  sinks      MQTT, recording, log               (the only code that awaits)
 //! ```
 //!
+//! [`mqtt`] is the MQTT sink: topics, payloads, the durable outbox, commands
+//! from displays and the embedded broker.
+//!
 //! # Dependency rules
 //!
 //! - [`time`], [`vitals`], [`protocol`], [`engine`] and [`config`] are pure:
@@ -29,6 +32,7 @@
 pub mod config;
 pub mod engine;
 pub mod io;
+pub mod mqtt;
 pub mod pipeline;
 pub mod protocol;
 pub mod record;

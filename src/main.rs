@@ -411,7 +411,7 @@ fn vigil_run(
     let status = runtime.block_on(async {
         let clock = Clock::start(speed);
         let names = Arc::new(cfg.engine.source_names.clone());
-        let sinks = vec![sink::spawn_log(
+        let mut sinks = vec![sink::spawn_log(
             names,
             4096,
             std::time::Duration::from_secs(60),
@@ -419,6 +419,7 @@ fn vigil_run(
         let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
         if !script.is_empty() {
             let start = clock.now();
+            let commands_tx = commands_tx.clone();
             tokio::spawn(async move {
                 for (at, command) in script {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(
@@ -437,8 +438,31 @@ fn vigil_run(
                 }
             });
         }
+        let (system_tx, system) = tokio::sync::mpsc::channel(64);
+        let (live_tx, live_rx) = tokio::sync::watch::channel(driver::LiveState::default());
+        let mut live = None;
+        if cfg.mqtt.enabled {
+            sinks.push(
+                vigil::mqtt::spawn(vigil::mqtt::MqttSetup {
+                    config: cfg.mqtt.clone(),
+                    site: cfg.site.clone(),
+                    bed: cfg.bed.clone(),
+                    source_names: cfg.engine.source_names.clone(),
+                    clock,
+                    commands: commands_tx,
+                    system: system_tx,
+                    live: Some(live_rx),
+                    queue: 4096,
+                })
+                .context("starting MQTT publishing (the [mqtt] section)")?,
+            );
+            live = Some(live_tx);
+        } else {
+            drop(commands_tx);
+            drop(system_tx);
+            tracing::warn!("MQTT is off (mqtt.enabled = false): alarms go to the log only");
+        }
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        let (_system_tx, system) = tokio::sync::mpsc::channel(16);
         let recording = cfg.recording.enabled.then(|| RecorderSettings {
             dir: cfg.recording.dir.clone(),
             stem: format!("{}-{}", cfg.site, cfg.bed),
@@ -452,14 +476,15 @@ fn vigil_run(
             clock,
             sinks,
             commands,
+            system,
             status_every: status_every.max(std::time::Duration::from_millis(100)),
             run_for,
             stop,
-            live: None,
-            system,
+            live,
             recording,
         })
         .await
+        .map_err(anyhow::Error::from)
     })?;
     tracing::info!(
         inputs = status.inputs,

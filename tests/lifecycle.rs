@@ -30,6 +30,9 @@ low = {{ limit = {spo2_low}, priority = "medium" }}
 
 [recording]
 dir = "{}"
+# Tests run in parallel: no embedded broker on the shared default port.
+[mqtt]
+enabled = false
 "#,
             port.display(),
             dir.join("recordings").display()

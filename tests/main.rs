@@ -4,6 +4,7 @@
 mod daemon;
 mod engine_alloc;
 mod lifecycle;
+mod mqtt;
 mod record_tools;
 mod replay;
 mod util;

@@ -65,8 +65,9 @@ pub struct DriverSetup {
     /// Receives the daemon's state: after every alarm or session event and
     /// at least once a second.
     pub live: Option<watch::Sender<LiveState>>,
-    /// Problems of vigil itself reported by other tasks (broker unreachable,
-    /// storage failure): raised and cleared as technical alarms.
+    /// Problems of vigil itself reported by other tasks (the MQTT side's
+    /// broker unreachable, storage failure, outbox overflow): raised and
+    /// cleared as technical alarms.
     pub system: mpsc::Receiver<(SystemCondition, bool)>,
     /// Where to record the session's inputs; `None` = no recording.
     pub recording: Option<RecorderSettings>,

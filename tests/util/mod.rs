@@ -2,5 +2,6 @@
 
 pub mod alloc;
 pub mod daemon;
+pub mod mqtt;
 pub mod process;
 pub mod readings;

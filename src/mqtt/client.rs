@@ -1,0 +1,810 @@
+//! The MQTT thread: the polling task (backoff, forwarding) and the
+//! publisher (outbox, snapshots, heartbeat, commands). See the module doc
+//! of [`crate::mqtt`] for the delivery design.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::journal::{Class, JournalError, SeqFile, Stream};
+use super::outbox::Outbox;
+use super::payload::{self, Ctx, Delivery, Latest, SessionState};
+use super::{command, MqttError, Topics};
+use crate::config::{parse_broker_url, MqttConfig};
+use crate::engine::{EventKind, Priority, SystemCondition};
+use crate::io::clock::Clock;
+use crate::io::driver::{CommandMsg, LiveState};
+use crate::io::sink::{SinkHandle, SinkMsg};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Requests queued in the client at most (its bounded request channel).
+const REQUEST_QUEUE: usize = 512;
+/// QoS 1 publishes in flight at most (the client's packet id range).
+const INFLIGHT: u16 = 200;
+/// Publishes the publisher has queued and not yet seen acknowledged, at most.
+const WINDOW: usize = 180;
+/// How long a command may wait for the engine's verdict.
+const VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the outbox to drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+
+/// Everything the MQTT side needs.
+pub struct MqttSetup {
+    /// The `[mqtt]` section.
+    pub config: MqttConfig,
+    /// Site name.
+    pub site: String,
+    /// Bed name.
+    pub bed: String,
+    /// Source names (alarm ids, vitals).
+    pub source_names: Vec<String>,
+    /// The daemon's clock (the driver's), for wall-clock times.
+    pub clock: Clock,
+    /// Commands to the driver.
+    pub commands: mpsc::Sender<CommandMsg>,
+    /// Technical conditions to the driver.
+    pub system: mpsc::Sender<(SystemCondition, bool)>,
+    /// The driver's live state (snapshots, heartbeat).
+    pub live: Option<watch::Receiver<LiveState>>,
+    /// The sink queue's capacity.
+    pub queue: usize,
+}
+
+/// What the polling task tells the publisher.
+enum Net {
+    Up,
+    Sent(u16),
+    Collision,
+    PubAck(u16),
+    Message(String, Vec<u8>),
+    Down(String, oneshot::Sender<()>),
+}
+
+/// Starts the MQTT thread (and the embedded broker when configured);
+/// returns the sink the driver feeds.
+pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
+    let cfg = &setup.config;
+    let (host, port, tls) = if cfg.embedded {
+        #[cfg(feature = "embedded-broker")]
+        super::broker::start(cfg.listen)?;
+        #[cfg(not(feature = "embedded-broker"))]
+        return Err(MqttError::NoEmbeddedBroker);
+        #[allow(unreachable_code)]
+        {
+            let ip = match cfg.listen.ip() {
+                ip if ip.is_unspecified() => {
+                    if ip.is_ipv4() {
+                        std::net::IpAddr::from([127, 0, 0, 1])
+                    } else {
+                        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                }
+                ip => ip,
+            };
+            (ip.to_string(), cfg.listen.port(), false)
+        }
+    } else {
+        let url = parse_broker_url(&cfg.broker).map_err(MqttError::Broker)?;
+        (url.host, url.port, url.tls)
+    };
+    let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
+    let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);
+    let mut opts = MqttOptions::new(client_id, host.clone(), port);
+    opts.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5))
+        .set_inflight(INFLIGHT)
+        .set_request_channel_capacity(REQUEST_QUEUE)
+        .set_max_packet_size(256 * 1024, 256 * 1024);
+    let ctx = Ctx {
+        site: &setup.site,
+        bed: &setup.bed,
+        names: &setup.source_names,
+    };
+    opts.set_last_will(LastWill::new(
+        topics.status.clone(),
+        payload::offline(&ctx, 0, SystemTime::now(), "connection_lost"),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some((user, password)) = credentials(cfg)? {
+        opts.set_credentials(user, password);
+    }
+    if tls {
+        opts.set_transport(Transport::Tls(tls_config(cfg)?));
+    }
+
+    // One directory per bed: two daemons never share a journal.
+    let state_dir = super::resolve_state_dir(&cfg.state_dir)
+        .join(&setup.site)
+        .join(&setup.bed);
+    let (outbox, report) = Outbox::open(Some(&state_dir), cfg.outbox_max as usize)?;
+    let seq = SeqFile::open(&state_dir)?;
+    tracing::info!(
+        state_dir = %state_dir.display(),
+        undelivered = outbox.pending(),
+        seq_base = seq.base(),
+        "MQTT outbox journal opened"
+    );
+    if report.torn_bytes > 0 {
+        tracing::warn!(
+            "the outbox journal had a torn tail of {} byte(s) (a crash mid-write): ignored",
+            report.torn_bytes
+        );
+    }
+
+    let broker = format!("{}://{host}:{port}", if tls { "mqtts" } else { "mqtt" });
+    let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(5);
+    eventloop.set_network_options(net);
+
+    let queue = setup.queue.max(16);
+    let (tx, rx) = mpsc::channel::<SinkMsg>(queue);
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let publisher = Publisher::new(setup, topics, client, outbox, seq, broker);
+    std::thread::Builder::new()
+        .name("vigil-mqtt".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(publisher, eventloop, rx)),
+                Err(e) => tracing::error!("cannot start the MQTT runtime: {e}"),
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(MqttError::Thread)?;
+    let task = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
+    Ok(SinkHandle::new("mqtt", tx, queue, task))
+}
+
+fn credentials(cfg: &MqttConfig) -> Result<Option<(String, String)>, MqttError> {
+    let env_user = std::env::var("VIGIL_MQTT_USERNAME").ok();
+    let env_pass = std::env::var("VIGIL_MQTT_PASSWORD").ok();
+    if let Some(user) = env_user.filter(|u| !u.is_empty()) {
+        return Ok(Some((user, env_pass.unwrap_or_default())));
+    }
+    let Some(path) = &cfg.credentials_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| MqttError::Credentials {
+        path: path.clone(),
+        source,
+    })?;
+    let mut lines = text.lines();
+    let user = lines.next().unwrap_or("").trim().to_owned();
+    if user.is_empty() {
+        return Err(MqttError::CredentialsFormat(path.clone()));
+    }
+    let password = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
+    Ok(Some((user, password)))
+}
+
+fn tls_config(cfg: &MqttConfig) -> Result<TlsConfiguration, MqttError> {
+    // rustls with the ring provider (no C toolchain beyond ring's own).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |key: &'static str, path: &std::path::Path, what: &str| {
+        let data = std::fs::read(path).map_err(|e| MqttError::Tls {
+            key,
+            path: path.to_owned(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        if !String::from_utf8_lossy(&data).contains(&format!("-----BEGIN {what}")) {
+            return Err(MqttError::Tls {
+                key,
+                path: path.to_owned(),
+                problem: format!("holds no PEM {what}"),
+            });
+        }
+        Ok(data)
+    };
+    let ca_path = cfg.ca_file.as_deref().ok_or_else(|| MqttError::Tls {
+        key: "mqtt.ca_file",
+        path: Default::default(),
+        problem: "required for mqtts://".into(),
+    })?;
+    let ca = read("mqtt.ca_file", ca_path, "CERTIFICATE")?;
+    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(c), Some(k)) => Some((
+            read("mqtt.client_cert", c, "CERTIFICATE")?,
+            read("mqtt.client_key", k, "")?,
+        )),
+        _ => None,
+    };
+    Ok(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
+}
+
+async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::Receiver<SinkMsg>) {
+    let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
+    let poller = tokio::spawn(poll(eventloop, net_tx, publisher.broker.clone()));
+    publisher.serve(&mut events, &mut net_rx).await;
+    publisher.shutdown(&mut net_rx).await;
+    poller.abort();
+}
+
+/// The polling task: drives the connection, reconnects with exponential
+/// backoff, and forwards what happens. It never publishes.
+async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
+    let mut backoff = BACKOFF_MIN;
+    let mut failures: u64 = 0;
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let forwarded = match eventloop.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                backoff = BACKOFF_MIN;
+                failures = 0;
+                last_log = None;
+                Some(Net::Up)
+            }
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => Some(Net::PubAck(ack.pkid)),
+            Ok(Event::Incoming(Incoming::Publish(p))) => {
+                Some(Net::Message(p.topic.clone(), p.payload.to_vec()))
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(Net::Sent(pkid)),
+            Ok(Event::Outgoing(Outgoing::AwaitAck(_))) => Some(Net::Collision),
+            Ok(_) => None,
+            Err(e) => {
+                failures += 1;
+                let (ack_tx, ack_rx) = oneshot::channel();
+                if tx.send(Net::Down(e.to_string(), ack_tx)).await.is_err() {
+                    return;
+                }
+                // The publisher has stopped queueing; what it queued before
+                // goes out again from its outbox after the reconnect.
+                let _ = ack_rx.await;
+                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    tracing::warn!(
+                        "MQTT broker {broker}: {e} (attempt {failures}); retrying with backoff up to {BACKOFF_MAX:?}"
+                    );
+                    last_log = Some(Instant::now());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                eventloop.clean();
+                eventloop.pending.clear();
+                None
+            }
+        };
+        if let Some(n) = forwarded {
+            if tx.send(n).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct Publisher {
+    cfg: MqttConfig,
+    site: String,
+    bed: String,
+    names: Vec<String>,
+    topics: Topics,
+    broker: String,
+    clock: Clock,
+    client: AsyncClient,
+    outbox: Outbox,
+    seq: SeqFile,
+    commands: mpsc::Sender<CommandMsg>,
+    system: mpsc::Sender<(SystemCondition, bool)>,
+    live: Option<watch::Receiver<LiveState>>,
+    verdict_tx: mpsc::UnboundedSender<(String, &'static str, Result<(), String>)>,
+    verdict_rx: mpsc::UnboundedReceiver<(String, &'static str, Result<(), String>)>,
+
+    connected: bool,
+    ever_connected: bool,
+    /// Queued publishes waiting for their packet id, in order: the outbox id
+    /// for tracked messages.
+    queued: VecDeque<Option<u64>>,
+    collided: Option<Option<u64>>,
+    /// Packet id to outbox id (None: a QoS 1 message not tracked).
+    in_flight: HashMap<u16, Option<u64>>,
+
+    session: SessionState,
+    latest: Latest,
+    last_seq: u64,
+    snapshot_version: u64,
+    beat: u64,
+    reconnects: u64,
+
+    down_since: Option<Instant>,
+    unreachable: Reported,
+    overflow: Reported,
+    last_eviction: Option<Instant>,
+    storage_failed: bool,
+}
+
+/// A condition the publisher reports to the driver, retried until it fits
+/// into the system channel.
+#[derive(Default)]
+struct Reported {
+    want: bool,
+    told: bool,
+}
+
+impl Publisher {
+    fn new(
+        s: MqttSetup,
+        topics: Topics,
+        client: AsyncClient,
+        outbox: Outbox,
+        seq: SeqFile,
+        broker: String,
+    ) -> Publisher {
+        let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
+        let last_seq = seq.base();
+        Publisher {
+            cfg: s.config,
+            site: s.site,
+            bed: s.bed,
+            names: s.source_names,
+            topics,
+            broker,
+            clock: s.clock,
+            client,
+            outbox,
+            seq,
+            commands: s.commands,
+            system: s.system,
+            live: s.live,
+            verdict_tx,
+            verdict_rx,
+            connected: false,
+            ever_connected: false,
+            queued: VecDeque::new(),
+            collided: None,
+            in_flight: HashMap::new(),
+            session: SessionState::default(),
+            latest: Latest::default(),
+            last_seq,
+            snapshot_version: 0,
+            beat: 0,
+            reconnects: 0,
+            down_since: Some(Instant::now()),
+            unreachable: Reported::default(),
+            overflow: Reported::default(),
+            last_eviction: None,
+            storage_failed: false,
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            site: &self.site,
+            bed: &self.bed,
+            names: &self.names,
+        }
+    }
+
+    /// Runs until the driver closes the sink queue.
+    async fn serve(&mut self, events: &mut mpsc::Receiver<SinkMsg>, net: &mut mpsc::Receiver<Net>) {
+        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let mut live = self.live.clone();
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            tokio::select! {
+                n = events.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        return;
+                    }
+                    for msg in batch.drain(..) {
+                        self.handle_event(msg);
+                    }
+                    self.sync_and_pump();
+                }
+                Some(n) = net.recv() => self.handle_net(n),
+                Some((id, key, verdict)) = self.verdict_rx.recv() => {
+                    match &verdict {
+                        Ok(()) => tracing::info!(command = key, request = %id, "display command accepted"),
+                        Err(e) => tracing::warn!(command = key, request = %id, "display command rejected by the engine: {e}"),
+                    }
+                    self.result(Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
+                }
+                Ok(()) = changed(&mut live) => self.snapshot(false),
+                _ = heartbeat.tick() => self.heartbeat(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+        }
+    }
+
+    fn handle_event(&mut self, msg: SinkMsg) {
+        let seq = match self.seq.publish(msg.event.seq) {
+            Ok(n) => n,
+            Err(e) => {
+                self.storage_failure(&e);
+                self.seq.base() + msg.event.seq
+            }
+        };
+        self.last_seq = seq;
+        let clock = self.clock;
+        let wall = move |t| clock.wall(t);
+        match msg.event.kind {
+            EventKind::Alarm(a) => {
+                let class = match a.priority {
+                    Priority::High => Class::High,
+                    Priority::Medium => Class::Medium,
+                    Priority::Low => Class::Low,
+                };
+                let topic = self.topics.alarms.clone();
+                let (site, bed, names) = (&self.site, &self.bed, &self.names);
+                let ctx = Ctx { site, bed, names };
+                let pushed = self.outbox.push(class, Stream::Alarms, false, topic, |n| {
+                    payload::alarm(&ctx, seq, n, msg.wall, &a, wall)
+                });
+                self.after_push(pushed);
+            }
+            EventKind::Session(e) => {
+                self.session.apply(&e, msg.wall);
+                let topic = self.topics.session.clone();
+                let (site, bed, names) = (&self.site, &self.bed, &self.names);
+                let ctx = Ctx { site, bed, names };
+                let state = &self.session;
+                let pushed = self
+                    .outbox
+                    .push(Class::Session, Stream::Session, true, topic, |n| {
+                        payload::session(&ctx, seq, n, msg.wall, &e, state)
+                    });
+                self.after_push(pushed);
+            }
+            EventKind::Reading(r) => {
+                self.latest.apply(&r.measurement, msg.wall, r.source.0);
+                if self.connected {
+                    let body = payload::vitals(&self.ctx(), seq, msg.wall, &self.latest);
+                    let topic = self.topics.vitals.clone();
+                    self.publish_untracked(topic, QoS::AtMostOnce, true, body);
+                }
+            }
+            EventKind::Technical(_) | EventKind::Audio(_) => {}
+        }
+    }
+
+    fn after_push(&mut self, pushed: Result<super::outbox::Pushed, JournalError>) {
+        match pushed {
+            Ok(p) => {
+                for (class, stream_seq) in &p.evicted {
+                    tracing::error!(
+                        "MQTT outbox full (mqtt.outbox_max = {}): evicted an undelivered {class:?} message (stream_seq {stream_seq}); displays will see the gap",
+                        self.cfg.outbox_max
+                    );
+                }
+                if !p.evicted.is_empty() {
+                    self.last_eviction = Some(Instant::now());
+                    self.overflow.want = true;
+                    self.report();
+                }
+            }
+            Err(e) => self.storage_failure(&e),
+        }
+    }
+
+    fn storage_failure(&mut self, e: &JournalError) {
+        if !self.storage_failed {
+            tracing::error!("MQTT outbox journal failed, continuing in memory only: {e}");
+            self.storage_failed = true;
+            self.outbox.lose_journal();
+            let _ = self
+                .system
+                .try_send((SystemCondition::StorageFailure, true));
+        }
+    }
+
+    /// Syncs the journal, then hands messages to the client.
+    fn sync_and_pump(&mut self) {
+        if let Err(e) = self.outbox.sync() {
+            self.storage_failure(&e);
+        }
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        while self.connected && self.queued.len() + self.in_flight.len() < WINDOW {
+            let Some(m) = self.outbox.next_unsent() else {
+                break;
+            };
+            let (id, topic, retain, body) = (m.id, m.topic.clone(), m.retain, m.payload.clone());
+            match self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, retain, body)
+            {
+                Ok(()) => self.queued.push_back(Some(id)),
+                Err(e) => {
+                    self.outbox.unsend(id);
+                    if !matches!(e, ClientError::TryRequest(_)) {
+                        tracing::debug!("MQTT request queue: {e}");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn publish_untracked(&mut self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) {
+        if !self.connected || self.queued.len() + self.in_flight.len() >= WINDOW {
+            return;
+        }
+        if self.client.try_publish(topic, qos, retain, body).is_ok() {
+            self.queued.push_back(None);
+        }
+    }
+
+    fn handle_net(&mut self, n: Net) {
+        match n {
+            Net::Up => {
+                if self.ever_connected {
+                    self.reconnects += 1;
+                }
+                self.ever_connected = true;
+                self.connected = true;
+                self.down_since = None;
+                self.unreachable.want = false;
+                self.report();
+                tracing::info!(
+                    broker = %self.broker,
+                    undelivered = self.outbox.pending(),
+                    "MQTT connected"
+                );
+                let _ = self
+                    .client
+                    .try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce);
+                self.heartbeat();
+                self.snapshot(true);
+                if !self.latest.is_empty() {
+                    let body = payload::vitals(
+                        &self.ctx(),
+                        self.last_seq,
+                        SystemTime::now(),
+                        &self.latest,
+                    );
+                    let topic = self.topics.vitals.clone();
+                    self.publish_untracked(topic, QoS::AtMostOnce, true, body);
+                }
+                self.pump();
+            }
+            Net::Sent(pkid) => {
+                let entry = match self.collided.take() {
+                    Some(e) => e,
+                    None => self.queued.pop_front().flatten(),
+                };
+                if pkid != 0 {
+                    self.in_flight.insert(pkid, entry);
+                }
+            }
+            Net::Collision => {
+                self.collided = Some(self.queued.pop_front().flatten());
+            }
+            Net::PubAck(pkid) => {
+                if let Some(Some(id)) = self.in_flight.remove(&pkid) {
+                    if let Err(e) = self.outbox.delivered(id) {
+                        self.storage_failure(&e);
+                    }
+                }
+                self.pump();
+            }
+            Net::Message(topic, body) => {
+                if topic == self.topics.cmd {
+                    self.command(&body);
+                }
+            }
+            Net::Down(error, ack) => {
+                if self.connected {
+                    tracing::warn!(broker = %self.broker, "MQTT connection lost: {error}");
+                }
+                self.connected = false;
+                self.queued.clear();
+                self.in_flight.clear();
+                self.collided = None;
+                self.outbox.rewind();
+                self.down_since.get_or_insert_with(Instant::now);
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn command(&mut self, body: &[u8]) {
+        let parsed = command::parse(
+            body,
+            SystemTime::now(),
+            self.cfg.command_max_age,
+            &self.names,
+        );
+        match parsed {
+            Err(r) => {
+                let reason = r.reason.to_string();
+                tracing::warn!(request = ?r.id, "display command rejected: {reason}");
+                self.result(r.id.as_deref(), r.command.as_deref(), Err(&reason));
+            }
+            Ok(p) => {
+                let key = p.command.key();
+                let (tx, rx) = oneshot::channel();
+                match self.commands.try_send((p.command, tx)) {
+                    Ok(()) => {
+                        let verdicts = self.verdict_tx.clone();
+                        let id = p.id;
+                        tokio::spawn(async move {
+                            let verdict = match tokio::time::timeout(VERDICT_TIMEOUT, rx).await {
+                                Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+                                Ok(Err(_)) => Err("vigil is shutting down".to_owned()),
+                                Err(_) => {
+                                    Err("no verdict from the engine within 5 s; send it again"
+                                        .to_owned())
+                                }
+                            };
+                            let _ = verdicts.send((id, key, verdict));
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => self.result(
+                        Some(&p.id),
+                        Some(key),
+                        Err("vigil is busy (command queue full); send it again"),
+                    ),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.result(Some(&p.id), Some(key), Err("vigil is shutting down"))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a `cmd/result` (kept until acknowledged, in memory).
+    fn result(&mut self, id: Option<&str>, command: Option<&str>, verdict: Result<(), &str>) {
+        let body = payload::command_result(
+            &self.ctx(),
+            self.last_seq,
+            SystemTime::now(),
+            id,
+            command,
+            verdict,
+        );
+        let topic = self.topics.cmd_result.clone();
+        let pushed = self
+            .outbox
+            .push(Class::Result, Stream::None, false, topic, |_| body);
+        self.after_push(pushed);
+        self.pump();
+    }
+
+    /// Publishes `alarms/active` when the driver's snapshot changed (or always).
+    fn snapshot(&mut self, always: bool) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let state = live.borrow().clone();
+        if !always && state.snapshot_version == self.snapshot_version {
+            return;
+        }
+        if !self.connected {
+            return;
+        }
+        self.snapshot_version = state.snapshot_version;
+        let clock = self.clock;
+        let seq = self.seq.base() + state.last_seq;
+        let body = payload::active(&self.ctx(), seq, SystemTime::now(), &state, move |t| {
+            clock.wall(t)
+        });
+        let topic = self.topics.active.clone();
+        self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+    }
+
+    fn heartbeat(&mut self) {
+        if !self.connected {
+            return;
+        }
+        self.beat += 1;
+        let state = self
+            .live
+            .as_ref()
+            .map(|l| l.borrow().clone())
+            .unwrap_or_default();
+        let delivery = Delivery {
+            pending: self.outbox.pending(),
+            evicted: self.outbox.evicted_total(),
+            max: self.cfg.outbox_max,
+            durable: self.outbox.is_durable(),
+            reconnects: self.reconnects,
+        };
+        let seq = self.last_seq.max(self.seq.base() + state.last_seq);
+        let body = payload::heartbeat(
+            &self.ctx(),
+            seq,
+            SystemTime::now(),
+            self.beat,
+            &state,
+            delivery,
+        );
+        let topic = self.topics.status.clone();
+        self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+    }
+
+    fn housekeeping(&mut self) {
+        if let Some(since) = self.down_since {
+            if since.elapsed() >= self.cfg.unreachable_after && !self.unreachable.want {
+                tracing::error!(
+                    "MQTT broker {} unreachable for more than {:?} (mqtt.unreachable_after): raising system.broker_unreachable",
+                    self.broker,
+                    self.cfg.unreachable_after
+                );
+                self.unreachable.want = true;
+            }
+        }
+        if self
+            .last_eviction
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            self.last_eviction = None;
+            self.overflow.want = false;
+        }
+        self.report();
+        self.pump();
+    }
+
+    /// Tells the driver about changed conditions (retried when its queue is full).
+    fn report(&mut self) {
+        for (cond, r) in [
+            (SystemCondition::BrokerUnreachable, &mut self.unreachable),
+            (SystemCondition::QueueOverflow, &mut self.overflow),
+        ] {
+            if r.want != r.told && self.system.try_send((cond, r.want)).is_ok() {
+                r.told = r.want;
+            }
+        }
+    }
+
+    /// Drains the outbox (bounded), says goodbye on `status`, disconnects.
+    async fn shutdown(&mut self, net: &mut mpsc::Receiver<Net>) {
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        self.sync_and_pump();
+        while self.connected && self.outbox.pending() > 0 {
+            match tokio::time::timeout_at(deadline, net.recv()).await {
+                Ok(Some(n)) => self.handle_net(n),
+                _ => break,
+            }
+        }
+        if self.outbox.pending() > 0 {
+            tracing::warn!(
+                "{} alarm/session message(s) not yet delivered: kept in the journal for the next start",
+                self.outbox.pending()
+            );
+        }
+        if self.connected {
+            let body = payload::offline(&self.ctx(), self.last_seq, SystemTime::now(), "shutdown");
+            let _ =
+                self.client
+                    .try_publish(self.topics.status.clone(), QoS::AtLeastOnce, true, body);
+            let _ = self.client.try_disconnect();
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while let Ok(Some(n)) = tokio::time::timeout_at(until, net.recv()).await {
+                if let Net::Down(_, ack) = n {
+                    let _ = ack.send(());
+                    break;
+                }
+            }
+        }
+        if self.outbox.pending() == 0 {
+            let _ = self.outbox.compact();
+        }
+    }
+}
+
+async fn changed(
+    live: &mut Option<watch::Receiver<LiveState>>,
+) -> Result<(), watch::error::RecvError> {
+    match live {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}

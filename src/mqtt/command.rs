@@ -1,0 +1,404 @@
+//! Commands from displays on `{prefix}cmd`: strict parsing and validation.
+//!
+//! A command is one JSON object:
+//!
+//! ```json
+//! {"schema_version": 1, "id": "tab-3-0042", "time": "2026-11-23T19:04:05.123Z",
+//!  "command": "acknowledge", "alarm": "spo2.low", "by": "RN JD"}
+//! ```
+//!
+//! `command` is one of `acknowledge` (`alarm`, `by`), `pause_audio`
+//! (`duration_s`), `resume_audio`, `start_session` (`session`: a
+//! pseudonymous code, never a name), `set_baseline` (`vital`, `value`),
+//! `dose` (`route`, optional `note`), `start_recovery`, `end_session`.
+//! Unknown fields, missing fields, wrong types, over-long texts, unknown
+//! alarm ids and vitals, and timestamps older than `mqtt.command_max_age`
+//! (or that far in the future) are rejected with a reason that says what to
+//! fix. `schemas/command.schema.json` is the same contract.
+//!
+//! Pure: the current time is an argument. Depends on [`crate::engine`],
+//! [`crate::vitals`] and [`super::payload::parse_rfc3339`].
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+use super::payload::{parse_rfc3339, SCHEMA_VERSION};
+use crate::engine::{AlarmId, Command};
+use crate::vitals::{ShortText, Vital};
+
+/// Why a command was rejected before it reached the engine.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandRejection {
+    /// The payload is not a JSON object.
+    #[error("not a JSON object: {0}")]
+    Malformed(String),
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field that no command of this kind has.
+    #[error("unknown field `{field}` for command `{command}`")]
+    UnknownField {
+        /// The field.
+        field: String,
+        /// The command.
+        command: String,
+    },
+    /// A field of the wrong type or out of range.
+    #[error("field `{field}`: {problem}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what to send instead.
+        problem: String,
+    },
+    /// The command is older than the configured maximum age.
+    #[error("stale: sent {age_s:.1} s ago, more than the {max_s} s allowed (mqtt.command_max_age); send it again")]
+    Stale {
+        /// How old.
+        age_s: f64,
+        /// The limit.
+        max_s: u64,
+    },
+    /// The timestamp lies in the future beyond the allowed skew.
+    #[error("`time` is {ahead_s:.1} s in the future: check the display's clock")]
+    Future {
+        /// How far ahead.
+        ahead_s: f64,
+    },
+    /// No command by that name.
+    #[error("unknown command `{0}` (expected acknowledge, pause_audio, resume_audio, start_session, set_baseline, dose, start_recovery or end_session)")]
+    UnknownCommand(String),
+    /// The alarm id names no alarm.
+    #[error("unknown alarm id `{0}` (ids look like spo2.low, nibp_sys.high, source.<name>.disconnected)")]
+    UnknownAlarm(String),
+}
+
+/// A command that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The display's request id, echoed in the result.
+    pub id: String,
+    /// The command for the engine.
+    pub command: Command,
+}
+
+/// A rejected command with what could be read of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The request id, if one could be read.
+    pub id: Option<String>,
+    /// The command name, if one could be read.
+    pub command: Option<String>,
+    /// Why.
+    pub reason: CommandRejection,
+}
+
+/// Parses and validates one command payload received at `now`.
+pub fn parse(
+    payload: &[u8],
+    now: SystemTime,
+    max_age: Duration,
+    source_names: &[String],
+) -> Result<Parsed, Rejected> {
+    let value: Value = serde_json::from_slice(payload).map_err(|e| Rejected {
+        id: None,
+        command: None,
+        reason: CommandRejection::Malformed(e.to_string()),
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(Rejected {
+            id: None,
+            command: None,
+            reason: CommandRejection::Malformed("expected an object {...}".into()),
+        });
+    };
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .map(str::to_owned);
+    let name = obj
+        .get("command")
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(32).collect::<String>());
+    let reject = |reason| Rejected {
+        id: id.clone(),
+        command: name.clone(),
+        reason,
+    };
+    validate(&obj, now, max_age, source_names)
+        .map(|command| Parsed {
+            id: id.clone().unwrap_or_default(),
+            command,
+        })
+        .map_err(reject)
+}
+
+fn validate(
+    obj: &Map<String, Value>,
+    now: SystemTime,
+    max_age: Duration,
+    names: &[String],
+) -> Result<Command, CommandRejection> {
+    match obj.get("schema_version") {
+        None => return Err(CommandRejection::Missing("schema_version")),
+        Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+        Some(v) => {
+            return Err(CommandRejection::Invalid {
+                field: "schema_version",
+                problem: format!(
+                    "{v} is not supported; this vigil speaks version {SCHEMA_VERSION}"
+                ),
+            })
+        }
+    }
+    let id = text(obj, "id", 64)?;
+    if id.is_empty() {
+        return Err(CommandRejection::Invalid {
+            field: "id",
+            problem: "must not be empty".into(),
+        });
+    }
+    let time = text(obj, "time", 64)?;
+    let sent = parse_rfc3339(time).ok_or_else(|| CommandRejection::Invalid {
+        field: "time",
+        problem: format!("`{time}` is not an RFC 3339 time such as 2026-11-23T19:04:05.123Z"),
+    })?;
+    match now.duration_since(sent) {
+        Ok(age) if age > max_age => {
+            return Err(CommandRejection::Stale {
+                age_s: age.as_secs_f64(),
+                max_s: max_age.as_secs(),
+            })
+        }
+        Err(ahead) if ahead.duration() > max_age => {
+            return Err(CommandRejection::Future {
+                ahead_s: ahead.duration().as_secs_f64(),
+            })
+        }
+        _ => {}
+    }
+    let name = text(obj, "command", 32)?;
+    let allowed: &[&str] = match name {
+        "acknowledge" => &["alarm", "by"],
+        "pause_audio" => &["duration_s"],
+        "resume_audio" | "start_recovery" | "end_session" => &[],
+        "start_session" => &["session"],
+        "set_baseline" => &["vital", "value"],
+        "dose" => &["route", "note"],
+        other => return Err(CommandRejection::UnknownCommand(other.to_owned())),
+    };
+    for key in obj.keys() {
+        let common = ["schema_version", "id", "time", "command"].contains(&key.as_str());
+        if !common && !allowed.contains(&key.as_str()) {
+            return Err(CommandRejection::UnknownField {
+                field: key.clone(),
+                command: name.to_owned(),
+            });
+        }
+    }
+    Ok(match name {
+        "acknowledge" => {
+            let alarm = text(obj, "alarm", 96)?;
+            let alarm = AlarmId::parse(alarm, names)
+                .ok_or_else(|| CommandRejection::UnknownAlarm(alarm.to_owned()))?;
+            Command::Acknowledge {
+                alarm,
+                by: short(obj, "by", true)?,
+            }
+        }
+        "pause_audio" => {
+            let secs = number(obj, "duration_s")?;
+            if !(secs > 0.0 && secs <= 86_400.0) {
+                return Err(CommandRejection::Invalid {
+                    field: "duration_s",
+                    problem: format!("{secs} must be a number of seconds above 0"),
+                });
+            }
+            Command::PauseAudio {
+                duration: Duration::from_secs_f64(secs),
+            }
+        }
+        "resume_audio" => Command::ResumeAudio,
+        "start_session" => Command::StartSession {
+            session: short(obj, "session", true)?,
+        },
+        "set_baseline" => {
+            let v = text(obj, "vital", 16)?;
+            let vital: Vital =
+                v.parse()
+                    .map_err(|e: crate::vitals::UnknownVital| CommandRejection::Invalid {
+                        field: "vital",
+                        problem: e.to_string(),
+                    })?;
+            Command::SetBaseline {
+                vital,
+                value: number(obj, "value")? as f32,
+            }
+        }
+        "dose" => Command::Dose {
+            route: short(obj, "route", true)?,
+            note: if obj.contains_key("note") {
+                short(obj, "note", false)?
+            } else {
+                ShortText::empty()
+            },
+        },
+        "start_recovery" => Command::StartRecovery,
+        _ => Command::EndSession,
+    })
+}
+
+fn text<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<&'a str, CommandRejection> {
+    match obj.get(field) {
+        None => Err(CommandRejection::Missing(field)),
+        Some(Value::String(s)) if s.len() <= max => Ok(s),
+        Some(Value::String(s)) => Err(CommandRejection::Invalid {
+            field,
+            problem: format!("{} bytes is longer than the {max} allowed", s.len()),
+        }),
+        Some(other) => Err(CommandRejection::Invalid {
+            field,
+            problem: format!("expected a string, found {other}"),
+        }),
+    }
+}
+
+fn short<const N: usize>(
+    obj: &Map<String, Value>,
+    field: &'static str,
+    required: bool,
+) -> Result<ShortText<N>, CommandRejection> {
+    let s = text(obj, field, N)?;
+    if required && s.trim().is_empty() {
+        return Err(CommandRejection::Invalid {
+            field,
+            problem: "must not be empty".into(),
+        });
+    }
+    Ok(ShortText::new(s))
+}
+
+fn number(obj: &Map<String, Value>, field: &'static str) -> Result<f64, CommandRejection> {
+    match obj.get(field) {
+        None => Err(CommandRejection::Missing(field)),
+        Some(v) => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| CommandRejection::Invalid {
+                field,
+                problem: format!("expected a number, found {v}"),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Condition;
+    use crate::io::clock::rfc3339;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645)
+    }
+
+    fn names() -> Vec<String> {
+        vec!["monitor".into()]
+    }
+
+    fn cmd(body: &str, sent: SystemTime) -> Result<Parsed, Rejected> {
+        let text = format!(
+            r#"{{"schema_version":1,"id":"r1","time":"{}",{body}}}"#,
+            rfc3339(sent)
+        );
+        parse(text.as_bytes(), now(), Duration::from_secs(30), &names())
+    }
+
+    #[test]
+    fn a_valid_acknowledge_parses() {
+        let p = cmd(
+            r#""command":"acknowledge","alarm":"spo2.low","by":"RN JD""#,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(p.id, "r1");
+        assert_eq!(
+            p.command,
+            Command::Acknowledge {
+                alarm: AlarmId::vital(Vital::SpO2, Condition::Low),
+                by: ShortText::new("RN JD"),
+            }
+        );
+        let p = cmd(
+            r#""command":"acknowledge","alarm":"source.monitor.disconnected","by":"x""#,
+            now(),
+        )
+        .unwrap();
+        assert!(matches!(p.command, Command::Acknowledge { .. }));
+    }
+
+    #[test]
+    fn every_command_kind_parses() {
+        for body in [
+            r#""command":"pause_audio","duration_s":60"#,
+            r#""command":"resume_audio""#,
+            r#""command":"start_session","session":"S-042""#,
+            r#""command":"set_baseline","vital":"nibp_sys","value":128"#,
+            r#""command":"dose","route":"im""#,
+            r#""command":"dose","route":"in","note":"esketamine 56 mg""#,
+            r#""command":"start_recovery""#,
+            r#""command":"end_session""#,
+        ] {
+            assert!(cmd(body, now()).is_ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_commands_are_rejected_with_reasons() {
+        let reason = |r: Result<Parsed, Rejected>| r.unwrap_err().reason.to_string();
+        let stale = now() - Duration::from_secs(120);
+        assert!(reason(cmd(r#""command":"resume_audio""#, stale)).starts_with("stale"));
+        let future = now() + Duration::from_secs(120);
+        assert!(reason(cmd(r#""command":"resume_audio""#, future)).contains("future"));
+        assert_eq!(
+            reason(cmd(r#""command":"acknowledge","alarm":"spo2.nonsense","by":"x""#, now())),
+            "unknown alarm id `spo2.nonsense` (ids look like spo2.low, nibp_sys.high, source.<name>.disconnected)"
+        );
+        assert_eq!(
+            reason(cmd(r#""command":"acknowledge","alarm":"spo2.low""#, now())),
+            "missing field `by`"
+        );
+        assert!(reason(cmd(r#""command":"reboot""#, now())).starts_with("unknown command"));
+        assert!(reason(cmd(r#""command":"resume_audio","extra":1"#, now()))
+            .starts_with("unknown field `extra`"));
+        assert!(
+            reason(cmd(r#""command":"pause_audio","duration_s":"60""#, now()))
+                .contains("expected a number")
+        );
+        assert!(reason(cmd(
+            r#""command":"start_session","session":"a-very-long-session-identifier-beyond-32""#,
+            now()
+        ))
+        .contains("longer than"));
+        let r = parse(b"{not json", now(), Duration::from_secs(30), &names()).unwrap_err();
+        assert!(matches!(r.reason, CommandRejection::Malformed(_)));
+        assert_eq!(r.id, None);
+        let r = parse(b"[1,2]", now(), Duration::from_secs(30), &names()).unwrap_err();
+        assert!(matches!(r.reason, CommandRejection::Malformed(_)));
+        let r = parse(
+            br#"{"id":"q","time":"2026-11-23T19:04:05Z","command":"end_session"}"#,
+            now(),
+            Duration::from_secs(30),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, CommandRejection::Missing("schema_version"));
+        assert_eq!(r.id.as_deref(), Some("q"));
+        assert_eq!(r.command.as_deref(), Some("end_session"));
+    }
+}

@@ -1,0 +1,575 @@
+//! The outbox journal: an append-only file of checksummed records in the
+//! state directory, so that alarm and session messages survive a crash or a
+//! power cut between being raised and being acknowledged by the broker.
+//!
+//! # Format (`outbox.journal`)
+//!
+//! ```text
+//! magic   8 bytes   "VGLOUT01"
+//! record  len:u32le crc32:u32le body[len]      (repeated)
+//! body    tag:u8 ...
+//!   1 message    id:u64 class:u8 stream:u8 stream_seq:u64 retain:u8
+//!                topic_len:u16 topic payload(rest)
+//!   2 delivered  id:u64                 (PUBACK received)
+//!   3 evicted    id:u64                 (dropped by the full-outbox policy)
+//!   4 counters   next_id:u64 next_alarms:u64 next_session:u64
+//! ```
+//!
+//! Integers are little-endian; the CRC-32 covers the body. Reading stops at
+//! the first record whose length runs past the end of the file or whose
+//! checksum does not match: that is a torn tail from a crash mid-write, it is
+//! reported, cut off, and the records before it stand. Compaction writes the
+//! counters and the undelivered messages to a new file, syncs it, renames it
+//! over the old one and syncs the directory, so a crash during compaction
+//! leaves either the old or the new journal, never a mix.
+//!
+//! The sequence reservation (`seq` file) lives here too: see [`SeqFile`].
+//!
+//! Blocking file IO: call it from the MQTT thread, never from the driver.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::crc32::crc32;
+
+const MAGIC: &[u8; 8] = b"VGLOUT01";
+const FILE: &str = "outbox.journal";
+/// A record longer than this is damage, not data.
+const MAX_RECORD: u32 = 1 << 20;
+
+/// Errors of the journal and the sequence file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file in the state directory could not be created, read or written.
+    #[error("{what} {path} (check mqtt.state_dir: the directory must exist or be creatable, and be writable by vigil): {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a vigil journal.
+    #[error("{0} is not a vigil outbox journal (wrong magic); move it away or point mqtt.state_dir elsewhere")]
+    NotAJournal(PathBuf),
+}
+
+/// Eviction rank of a message: lower ranks are evicted first when the
+/// outbox is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// A low-priority alarm event.
+    Low = 0,
+    /// A medium-priority alarm event.
+    Medium = 1,
+    /// A session event.
+    Session = 2,
+    /// A high-priority alarm event: never evicted while anything else can be.
+    High = 3,
+    /// A command result (kept in memory only).
+    Result = 4,
+}
+
+impl Class {
+    fn from_u8(b: u8) -> Option<Class> {
+        Some(match b {
+            0 => Class::Low,
+            1 => Class::Medium,
+            2 => Class::Session,
+            3 => Class::High,
+            4 => Class::Result,
+            _ => return None,
+        })
+    }
+}
+
+/// The numbered message streams displays follow for gaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The `alarms` topic.
+    Alarms = 0,
+    /// The `session` topic.
+    Session = 1,
+    /// Not numbered (command results).
+    None = 2,
+}
+
+impl Stream {
+    fn from_u8(b: u8) -> Option<Stream> {
+        Some(match b {
+            0 => Stream::Alarms,
+            1 => Stream::Session,
+            2 => Stream::None,
+            _ => return None,
+        })
+    }
+}
+
+/// One message as stored: everything needed to publish it again unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Outbox id (internal, consecutive).
+    pub id: u64,
+    /// Eviction rank.
+    pub class: Class,
+    /// Which numbered stream.
+    pub stream: Stream,
+    /// Number within the stream (0 for [`Stream::None`]).
+    pub stream_seq: u64,
+    /// Publish with the retain flag.
+    pub retain: bool,
+    /// Full topic.
+    pub topic: String,
+    /// The JSON payload, rendered once.
+    pub payload: Vec<u8>,
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A message to deliver.
+    Message(StoredMessage),
+    /// A message the broker acknowledged.
+    Delivered(u64),
+    /// A message dropped by the full-outbox policy.
+    Evicted(u64),
+    /// Counters carried over a compaction.
+    Counters {
+        /// The next outbox id.
+        next_id: u64,
+        /// The next stream numbers (alarms, session).
+        next_stream: [u64; 2],
+    },
+}
+
+impl Entry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        match self {
+            Entry::Message(m) => {
+                out.push(1);
+                out.extend_from_slice(&m.id.to_le_bytes());
+                out.push(m.class as u8);
+                out.push(m.stream as u8);
+                out.extend_from_slice(&m.stream_seq.to_le_bytes());
+                out.push(u8::from(m.retain));
+                let topic = m.topic.as_bytes();
+                let tlen = topic.len().min(u16::MAX as usize);
+                out.extend_from_slice(&(tlen as u16).to_le_bytes());
+                out.extend_from_slice(&topic[..tlen]);
+                out.extend_from_slice(&m.payload);
+            }
+            Entry::Delivered(id) => {
+                out.push(2);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            Entry::Evicted(id) => {
+                out.push(3);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            Entry::Counters {
+                next_id,
+                next_stream,
+            } => {
+                out.push(4);
+                out.extend_from_slice(&next_id.to_le_bytes());
+                out.extend_from_slice(&next_stream[0].to_le_bytes());
+                out.extend_from_slice(&next_stream[1].to_le_bytes());
+            }
+        }
+        let body_len = (out.len() - start - 8) as u32;
+        let crc = crc32(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn decode(body: &[u8]) -> Option<Entry> {
+        let (&tag, rest) = body.split_first()?;
+        let u64_at = |b: &[u8], at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        };
+        match tag {
+            1 => {
+                let id = u64_at(rest, 0)?;
+                let class = Class::from_u8(*rest.get(8)?)?;
+                let stream = Stream::from_u8(*rest.get(9)?)?;
+                let stream_seq = u64_at(rest, 10)?;
+                let retain = *rest.get(18)? != 0;
+                let tlen = u16::from_le_bytes(rest.get(19..21)?.try_into().ok()?) as usize;
+                let topic = std::str::from_utf8(rest.get(21..21 + tlen)?)
+                    .ok()?
+                    .to_owned();
+                let payload = rest.get(21 + tlen..)?.to_vec();
+                Some(Entry::Message(StoredMessage {
+                    id,
+                    class,
+                    stream,
+                    stream_seq,
+                    retain,
+                    topic,
+                    payload,
+                }))
+            }
+            2 => Some(Entry::Delivered(u64_at(rest, 0)?)),
+            3 => Some(Entry::Evicted(u64_at(rest, 0)?)),
+            4 => Some(Entry::Counters {
+                next_id: u64_at(rest, 0)?,
+                next_stream: [u64_at(rest, 8)?, u64_at(rest, 16)?],
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What opening the journal found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Records read.
+    pub records: usize,
+    /// Bytes of a torn or damaged tail that were cut off.
+    pub torn_bytes: u64,
+}
+
+/// The open journal file.
+pub struct Journal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` and reads every intact record.
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<Entry>, LoadReport), JournalError> {
+        std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
+        let path = dir.join(FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("cannot open journal", &path))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .map_err(io("cannot read journal", &path))?;
+        let mut report = LoadReport::default();
+        let mut entries = Vec::new();
+        let valid_len = if data.is_empty() {
+            file.write_all(MAGIC)
+                .and_then(|_| file.sync_all())
+                .map_err(io("cannot write journal", &path))?;
+            sync_dir(dir);
+            MAGIC.len()
+        } else if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+            if MAGIC.starts_with(&data[..data.len().min(MAGIC.len())]) {
+                // A crash while the magic itself was being written.
+                file.set_len(0)
+                    .and_then(|_| file.write_all(MAGIC))
+                    .and_then(|_| file.sync_all())
+                    .map_err(io("cannot write journal", &path))?;
+                report.torn_bytes = data.len() as u64;
+                MAGIC.len()
+            } else {
+                return Err(JournalError::NotAJournal(path));
+            }
+        } else {
+            let mut at = MAGIC.len();
+            while let Some(head) = data.get(at..at + 8) {
+                let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+                let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+                if len > MAX_RECORD {
+                    break;
+                }
+                let Some(body) = data.get(at + 8..at + 8 + len as usize) else {
+                    break;
+                };
+                if crc32(body) != crc {
+                    break;
+                }
+                let Some(entry) = Entry::decode(body) else {
+                    break;
+                };
+                entries.push(entry);
+                at += 8 + len as usize;
+            }
+            report.records = entries.len();
+            report.torn_bytes = (data.len() - at) as u64;
+            if report.torn_bytes > 0 {
+                file.set_len(at as u64)
+                    .and_then(|_| file.sync_all())
+                    .map_err(io("cannot cut the torn tail of journal", &path))?;
+            }
+            at
+        };
+        use std::io::Seek as _;
+        file.seek(std::io::SeekFrom::Start(valid_len as u64))
+            .map_err(io("cannot seek journal", &path))?;
+        Ok((
+            Journal {
+                dir: dir.to_owned(),
+                path,
+                file,
+                len: valid_len as u64,
+                buf: Vec::with_capacity(4096),
+            },
+            entries,
+            report,
+        ))
+    }
+
+    /// Appends records (written, not yet synced).
+    pub fn append(&mut self, entries: &[&Entry]) -> Result<(), JournalError> {
+        self.buf.clear();
+        for e in entries {
+            e.encode(&mut self.buf);
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(io("cannot append to journal", &self.path))?;
+        self.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (fdatasync).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(io("cannot sync journal", &self.path))
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the journal holds nothing but its magic.
+    pub fn is_empty(&self) -> bool {
+        self.len <= MAGIC.len() as u64
+    }
+
+    /// Replaces the journal by `entries` atomically (compaction).
+    pub fn rewrite(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
+        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        let mut data = MAGIC.to_vec();
+        for e in entries {
+            e.encode(&mut data);
+        }
+        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+        f.write_all(&data)
+            .and_then(|_| f.sync_all())
+            .map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(io("cannot replace journal", &self.path))?;
+        sync_dir(&self.dir);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io("cannot reopen journal", &self.path))?;
+        file.flush()
+            .map_err(io("cannot reopen journal", &self.path))?;
+        self.file = file;
+        self.len = data.len() as u64;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes a create or rename durable; best effort (not every filesystem
+    // lets a directory be opened for sync).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The published sequence numbers' offset, kept monotonic across restarts.
+///
+/// The engine numbers its events from 1 at every start. vigil publishes
+/// `seq = base + engine seq`, where `base` is the limit reserved by the
+/// previous run: the file `seq` holds the first number no run has used yet.
+/// A run reserves numbers in blocks ([`SeqFile::BLOCK`]) and writes the new
+/// limit (synced) before publishing any number beyond the old one, so
+/// published numbers never repeat or go backwards, even after a crash; a
+/// restart skips at most one block.
+pub struct SeqFile {
+    path: PathBuf,
+    base: u64,
+    reserved: u64,
+}
+
+impl SeqFile {
+    /// Numbers reserved at a time.
+    pub const BLOCK: u64 = 1_000_000;
+
+    /// Reads the previous limit and reserves the first block of this run.
+    pub fn open(dir: &Path) -> Result<SeqFile, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
+        let path = dir.join("seq");
+        let base = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let mut f = SeqFile {
+            path,
+            base,
+            reserved: base,
+        };
+        f.reserve(base + Self::BLOCK)?;
+        Ok(f)
+    }
+
+    /// A base for memory-only operation (no state directory).
+    pub fn memory() -> SeqFile {
+        SeqFile {
+            path: PathBuf::new(),
+            base: 0,
+            reserved: u64::MAX,
+        }
+    }
+
+    fn reserve(&mut self, limit: u64) -> Result<(), JournalError> {
+        let tmp = self.path.with_extension("tmp");
+        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+        f.write_all(format!("{limit}\n").as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(io("cannot replace", &self.path))?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir);
+        }
+        self.reserved = limit;
+        Ok(())
+    }
+
+    /// This run's offset.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The published number of engine sequence number `seq`, reserving a
+    /// new block first when needed.
+    pub fn publish(&mut self, seq: u64) -> Result<u64, JournalError> {
+        let n = self.base + seq;
+        if n >= self.reserved {
+            self.reserve(n + Self::BLOCK)?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-journal-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn msg(id: u64) -> Entry {
+        Entry::Message(StoredMessage {
+            id,
+            class: Class::High,
+            stream: Stream::Alarms,
+            stream_seq: id,
+            retain: false,
+            topic: "vigil/v1/c/b/alarms".into(),
+            payload: format!("{{\"n\":{id}}}").into_bytes(),
+        })
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_tail_is_cut() {
+        let dir = temp("torn");
+        {
+            let (mut j, entries, _) = Journal::open(&dir).unwrap();
+            assert!(entries.is_empty());
+            j.append(&[&msg(1), &msg(2), &Entry::Delivered(1)]).unwrap();
+            j.sync().unwrap();
+        }
+        // A crash mid-write: half a record at the end.
+        let path = dir.join(FILE);
+        let mut extra = Vec::new();
+        msg(3).encode(&mut extra);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&extra[..extra.len() / 2]).unwrap();
+        drop(f);
+        let (mut j, entries, report) = Journal::open(&dir).unwrap();
+        assert_eq!(entries, vec![msg(1), msg(2), Entry::Delivered(1)]);
+        assert_eq!(report.torn_bytes, (extra.len() / 2) as u64);
+        // Appends after the cut are read back.
+        j.append(&[&msg(4)]).unwrap();
+        drop(j);
+        let (_, entries, report) = Journal::open(&dir).unwrap();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(report.torn_bytes, 0);
+    }
+
+    #[test]
+    fn a_flipped_bit_ends_the_readable_part() {
+        let dir = temp("flip");
+        {
+            let (mut j, _, _) = Journal::open(&dir).unwrap();
+            j.append(&[&msg(1), &msg(2)]).unwrap();
+        }
+        let path = dir.join(FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 2;
+        data[last] ^= 0x40;
+        std::fs::write(&path, &data).unwrap();
+        let (_, entries, report) = Journal::open(&dir).unwrap();
+        assert_eq!(entries, vec![msg(1)]);
+        assert!(report.torn_bytes > 0);
+    }
+
+    #[test]
+    fn compaction_keeps_what_is_given() {
+        let dir = temp("compact");
+        let (mut j, _, _) = Journal::open(&dir).unwrap();
+        j.append(&[&msg(1), &msg(2), &Entry::Delivered(1)]).unwrap();
+        let counters = Entry::Counters {
+            next_id: 3,
+            next_stream: [3, 1],
+        };
+        j.rewrite(&[counters.clone(), msg(2)]).unwrap();
+        j.append(&[&Entry::Delivered(2)]).unwrap();
+        drop(j);
+        let (_, entries, _) = Journal::open(&dir).unwrap();
+        assert_eq!(entries, vec![counters, msg(2), Entry::Delivered(2)]);
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = temp("foreign");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE), b"hello world, not a journal").unwrap();
+        assert!(matches!(
+            Journal::open(&dir),
+            Err(JournalError::NotAJournal(_))
+        ));
+    }
+
+    #[test]
+    fn sequence_numbers_never_go_back_across_restarts() {
+        let dir = temp("seq");
+        let mut a = SeqFile::open(&dir).unwrap();
+        assert_eq!(a.publish(1).unwrap(), 1);
+        let big = a.publish(SeqFile::BLOCK + 5).unwrap();
+        drop(a);
+        let mut b = SeqFile::open(&dir).unwrap();
+        assert!(b.publish(1).unwrap() > big);
+    }
+}

@@ -1,0 +1,198 @@
+//! MQTT: vigil's link to the nurses' displays.
+//!
+//! # Topics (under `mqtt.prefix`, default `vigil/v1/{site}/{bed}/`)
+//!
+//! | topic           | QoS | retained | what                                         |
+//! |-----------------|-----|----------|----------------------------------------------|
+//! | `vitals`        | 0   | yes      | latest value and validity of every vital     |
+//! | `alarms`        | 1   | no       | every alarm phase change (durable outbox)    |
+//! | `alarms/active` | 1   | yes      | the alarms present now                       |
+//! | `session`       | 1   | yes      | session event + state (durable outbox)       |
+//! | `status`        | 1   | yes      | heartbeat; `offline` by Last Will            |
+//! | `cmd`           | 1   | -        | inbound commands from displays               |
+//! | `cmd/result`    | 1   | no       | accepted / rejected, with the reason         |
+//!
+//! Payloads: [`payload`], schemas in `schemas/`. Commands: [`command`].
+//!
+//! # Delivery
+//!
+//! rumqttc 0.25 loses queued QoS 1 publishes when a session is not resumed
+//! (clean session, or a broker restart without persistence) while
+//! `publish()` returns `Ok`, busy-loops reconnecting without a backoff, and
+//! can deadlock when publishing from the polling task. So:
+//!
+//! - the event loop is polled by a task of its own with exponential backoff
+//!   (100 ms doubling to 5 s) that only forwards what happens;
+//! - the publisher never awaits the client: it queues with `try_publish`
+//!   into a bounded request queue and keeps its own window;
+//! - fixed client id, persistent session, `tcp_nodelay`;
+//! - alarm and session messages go through the durable [`outbox`]: journaled
+//!   and synced before they are published, removed only on PUBACK (packet
+//!   ids are mapped to outbox entries through the client's `Outgoing::Publish`
+//!   notifications, which come in request order), and after every reconnect
+//!   or restart published again from the oldest, unchanged. The client's
+//!   own resend queue is emptied so nothing goes out twice in one session.
+//!
+//! The MQTT side runs on its own thread with its own runtime: a slow disk
+//! sync or a slow broker never stalls the driver loop. It reports problems
+//! as technical alarms through the driver's system channel:
+//! `system.broker_unreachable` after `mqtt.unreachable_after` without a
+//! connection, `system.storage_failure` when the journal cannot be written,
+//! `system.queue_overflow` when the outbox had to evict.
+//!
+//! Depends on [`crate::io`] (sinks, driver types, clock), [`crate::engine`]
+//! and [`crate::config`].
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+mod client;
+pub mod command;
+mod crc32;
+pub mod journal;
+pub mod outbox;
+pub mod payload;
+
+use std::path::{Path, PathBuf};
+
+pub use client::{spawn, MqttSetup};
+
+use crate::config::StateDir;
+
+/// Errors setting up MQTT publishing. Each names the key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// The credentials file cannot be read.
+    #[error("cannot read MQTT credentials from {path} (mqtt.credentials_file): {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The credentials file does not hold a username line.
+    #[error("{0} (mqtt.credentials_file) must hold the username on its first line and the password on its second")]
+    CredentialsFormat(PathBuf),
+    /// A TLS file cannot be read or holds no PEM item.
+    #[error("{key} = {path}: {problem}")]
+    Tls {
+        /// The configuration key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The broker URL does not parse (cannot happen after validation).
+    #[error("mqtt.broker: {0}")]
+    Broker(String),
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] journal::JournalError),
+    /// The embedded broker did not start.
+    #[cfg(feature = "embedded-broker")]
+    #[error(transparent)]
+    EmbeddedBroker(#[from] broker::BrokerError),
+    /// The embedded broker is configured but this build has none.
+    #[error("mqtt.embedded = true, but this vigil was built without the embedded-broker feature: set mqtt.embedded = false and mqtt.broker")]
+    NoEmbeddedBroker,
+    /// The MQTT thread could not be started.
+    #[error("cannot start the MQTT thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Every topic of one bed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    /// `vitals`.
+    pub vitals: String,
+    /// `alarms`.
+    pub alarms: String,
+    /// `alarms/active`.
+    pub active: String,
+    /// `session`.
+    pub session: String,
+    /// `status`.
+    pub status: String,
+    /// `cmd`.
+    pub cmd: String,
+    /// `cmd/result`.
+    pub cmd_result: String,
+}
+
+impl Topics {
+    /// The topics under `prefix` (with `{site}` and `{bed}` replaced).
+    pub fn new(prefix: &str, site: &str, bed: &str) -> Topics {
+        let p = expand(prefix, site, bed);
+        Topics {
+            vitals: format!("{p}vitals"),
+            alarms: format!("{p}alarms"),
+            active: format!("{p}alarms/active"),
+            session: format!("{p}session"),
+            status: format!("{p}status"),
+            cmd: format!("{p}cmd"),
+            cmd_result: format!("{p}cmd/result"),
+        }
+    }
+}
+
+/// Replaces `{site}` and `{bed}`.
+pub fn expand(template: &str, site: &str, bed: &str) -> String {
+    template.replace("{site}", site).replace("{bed}", bed)
+}
+
+/// The state directory to use for `mqtt.state_dir`.
+pub fn resolve_state_dir(dir: &StateDir) -> PathBuf {
+    match dir {
+        StateDir::Path(p) => p.clone(),
+        StateDir::Auto => {
+            if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+                // systemd may list several, separated by ':'.
+                let first = d
+                    .to_string_lossy()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                if !first.is_empty() {
+                    return PathBuf::from(first);
+                }
+            }
+            let system = Path::new("/var/lib/vigil");
+            if writable(system) {
+                return system.to_owned();
+            }
+            let user = std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .map(|p| p.join("vigil"));
+            match user {
+                Some(p) if std::fs::create_dir_all(&p).is_ok() && writable(&p) => p,
+                _ => PathBuf::from("state"),
+            }
+        }
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    if !dir.is_dir() {
+        return false;
+    }
+    let probe = dir.join(format!(".vigil-probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_expand_the_prefix() {
+        let t = Topics::new("vigil/v1/{site}/{bed}/", "clinic-a", "bed-2");
+        assert_eq!(t.alarms, "vigil/v1/clinic-a/bed-2/alarms");
+        assert_eq!(t.active, "vigil/v1/clinic-a/bed-2/alarms/active");
+        assert_eq!(t.cmd_result, "vigil/v1/clinic-a/bed-2/cmd/result");
+    }
+}

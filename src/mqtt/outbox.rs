@@ -1,0 +1,423 @@
+//! The durable outbox: every alarm and session message waits here, written
+//! to the [`journal`](super::journal) and synced, until the broker's PUBACK
+//! says it arrived. After a reconnect or a restart every message still here
+//! is published again, in order, unchanged (same sequence numbers, same
+//! timestamps); displays drop the duplicates by `seq`.
+//!
+//! # When the outbox is full
+//!
+//! `mqtt.outbox_max` bounds the number of undelivered messages. When a new
+//! message would exceed it, the OLDEST message of the LOWEST rank is evicted:
+//! low-priority alarm events first, then medium, then session events. A
+//! high-priority alarm event is never evicted while anything else can be;
+//! only when the outbox holds twice `outbox_max` high-priority events is the
+//! oldest of them evicted. Oldest first, because the retained
+//! `alarms/active` snapshot republished on every connect already tells a
+//! display what is present now. No eviction is silent: each is journaled,
+//! logged, counted in the status heartbeat (`outbox.evicted`), leaves a gap
+//! in `stream_seq` that displays can see, and raises the queue-overflow
+//! technical alarm locally (the caller does that from [`Pushed::evicted`]).
+//!
+//! Without a journal (the state directory failed) the outbox keeps working
+//! in memory and the caller raises the storage-failure alarm.
+//!
+//! Depends on [`super::journal`] only; blocking file IO.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::journal::{Class, Entry, Journal, JournalError, LoadReport, StoredMessage, Stream};
+
+/// Errors of the outbox are the journal's.
+pub type OutboxError = JournalError;
+
+/// Compact when the journal has grown this much beyond its live content.
+const COMPACT_SLACK: u64 = 1 << 20;
+
+struct Held {
+    msg: StoredMessage,
+    durable: bool,
+    in_flight: bool,
+}
+
+/// The result of [`Outbox::push`].
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// The new message's id.
+    pub id: u64,
+    /// Messages evicted to make room (class, stream number).
+    pub evicted: Vec<(Class, u64)>,
+}
+
+/// Undelivered messages, in order.
+pub struct Outbox {
+    journal: Option<Journal>,
+    held: BTreeMap<u64, Held>,
+    durable_count: usize,
+    next_id: u64,
+    next_stream: [u64; 2],
+    max: usize,
+    cursor: u64,
+    evicted_total: u64,
+    compacted_len: u64,
+    unsynced: bool,
+}
+
+impl Outbox {
+    /// Opens the journal in `dir` (or runs in memory when `dir` is `None`)
+    /// and loads every undelivered message.
+    pub fn open(dir: Option<&Path>, max: usize) -> Result<(Outbox, LoadReport), OutboxError> {
+        let mut ob = Outbox {
+            journal: None,
+            held: BTreeMap::new(),
+            durable_count: 0,
+            next_id: 1,
+            next_stream: [1, 1],
+            max: max.max(1),
+            cursor: 0,
+            evicted_total: 0,
+            compacted_len: 0,
+            unsynced: false,
+        };
+        let Some(dir) = dir else {
+            return Ok((ob, LoadReport::default()));
+        };
+        let (journal, entries, report) = Journal::open(dir)?;
+        for e in entries {
+            match e {
+                Entry::Message(m) => {
+                    ob.next_id = ob.next_id.max(m.id + 1);
+                    if let Some(i) = stream_index(m.stream) {
+                        ob.next_stream[i] = ob.next_stream[i].max(m.stream_seq + 1);
+                    }
+                    ob.insert(m, true);
+                }
+                Entry::Delivered(id) | Entry::Evicted(id) => {
+                    ob.remove(id);
+                }
+                Entry::Counters {
+                    next_id,
+                    next_stream,
+                } => {
+                    ob.next_id = ob.next_id.max(next_id);
+                    ob.next_stream[0] = ob.next_stream[0].max(next_stream[0]);
+                    ob.next_stream[1] = ob.next_stream[1].max(next_stream[1]);
+                }
+            }
+        }
+        ob.compacted_len = journal.len();
+        ob.journal = Some(journal);
+        Ok((ob, report))
+    }
+
+    fn insert(&mut self, msg: StoredMessage, durable: bool) {
+        if durable {
+            self.durable_count += 1;
+        }
+        self.held.insert(
+            msg.id,
+            Held {
+                msg,
+                durable,
+                in_flight: false,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Held> {
+        let h = self.held.remove(&id)?;
+        if h.durable {
+            self.durable_count -= 1;
+        }
+        Some(h)
+    }
+
+    /// Whether a journal backs the outbox.
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Drops the journal after a storage failure: the outbox goes on in memory.
+    pub fn lose_journal(&mut self) {
+        self.journal = None;
+    }
+
+    /// Adds a message. `render` receives the message's stream number and
+    /// returns the payload. Durable messages are journaled (call
+    /// [`Outbox::sync`] before publishing them).
+    pub fn push(
+        &mut self,
+        class: Class,
+        stream: Stream,
+        retain: bool,
+        topic: String,
+        render: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<Pushed, OutboxError> {
+        let stream_seq = match stream_index(stream) {
+            Some(i) => {
+                let n = self.next_stream[i];
+                self.next_stream[i] += 1;
+                n
+            }
+            None => 0,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let durable = class != Class::Result;
+        let msg = StoredMessage {
+            id,
+            class,
+            stream,
+            stream_seq,
+            retain,
+            topic,
+            payload: render(stream_seq),
+        };
+        let mut result = Ok(());
+        if durable {
+            if let Some(j) = &mut self.journal {
+                let entry = Entry::Message(msg.clone());
+                result = j.append(&[&entry]);
+                self.unsynced = true;
+            }
+        }
+        self.insert(msg, durable);
+        let mut pushed = Pushed {
+            id,
+            evicted: Vec::new(),
+        };
+        while let Some(victim) = self.victim() {
+            if let Some(h) = self.remove(victim) {
+                self.evicted_total += 1;
+                pushed.evicted.push((h.msg.class, h.msg.stream_seq));
+                if let Some(j) = &mut self.journal {
+                    let r = j.append(&[&Entry::Evicted(victim)]);
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+            }
+        }
+        result.map(|_| pushed)
+    }
+
+    /// The message to evict, if the outbox is over its limit.
+    fn victim(&self) -> Option<u64> {
+        if self.durable_count <= self.max {
+            return None;
+        }
+        let lowest = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.durable && h.msg.class != Class::High)
+            .min_by_key(|(id, h)| (h.msg.class, **id))
+            .map(|(id, _)| *id);
+        if lowest.is_some() {
+            return lowest;
+        }
+        if self.durable_count > 2 * self.max {
+            return self.held.iter().find(|(_, h)| h.durable).map(|(id, _)| *id);
+        }
+        None
+    }
+
+    /// Makes every journaled message durable. Cheap when nothing is pending.
+    pub fn sync(&mut self) -> Result<(), OutboxError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.unsynced = false;
+        match &mut self.journal {
+            Some(j) => j.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// The next message to publish, in order; it is marked in flight.
+    pub fn next_unsent(&mut self) -> Option<&StoredMessage> {
+        let (&id, held) = self
+            .held
+            .range_mut(self.cursor..)
+            .find(|(_, h)| !h.in_flight)?;
+        held.in_flight = true;
+        self.cursor = id + 1;
+        Some(&held.msg)
+    }
+
+    /// Whether a message waits to be published.
+    pub fn has_unsent(&self) -> bool {
+        self.held.range(self.cursor..).any(|(_, h)| !h.in_flight)
+    }
+
+    /// A message that was handed to the client could not be queued: it is
+    /// unsent again.
+    pub fn unsend(&mut self, id: u64) {
+        if let Some(h) = self.held.get_mut(&id) {
+            h.in_flight = false;
+            self.cursor = self.cursor.min(id);
+        }
+    }
+
+    /// The connection dropped: everything not acknowledged goes out again,
+    /// from the oldest.
+    pub fn rewind(&mut self) {
+        for h in self.held.values_mut() {
+            h.in_flight = false;
+        }
+        self.cursor = 0;
+    }
+
+    /// The broker acknowledged message `id`.
+    pub fn delivered(&mut self, id: u64) -> Result<(), OutboxError> {
+        let Some(h) = self.remove(id) else {
+            return Ok(());
+        };
+        if !h.durable {
+            return Ok(());
+        }
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        j.append(&[&Entry::Delivered(id)])?;
+        let everything_delivered = self.durable_count == 0 && j.len() > 64 * 1024;
+        if everything_delivered || j.len() > self.compacted_len * 2 + COMPACT_SLACK {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the undelivered messages.
+    pub fn compact(&mut self) -> Result<(), OutboxError> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        let mut entries = vec![Entry::Counters {
+            next_id: self.next_id,
+            next_stream: self.next_stream,
+        }];
+        entries.extend(
+            self.held
+                .values()
+                .filter(|h| h.durable)
+                .map(|h| Entry::Message(h.msg.clone())),
+        );
+        j.rewrite(&entries)?;
+        self.compacted_len = j.len();
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Undelivered durable messages.
+    pub fn pending(&self) -> usize {
+        self.durable_count
+    }
+
+    /// Messages evicted since start.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    /// The journal's size in bytes (0 in memory).
+    pub fn journal_len(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::len)
+    }
+}
+
+fn stream_index(s: Stream) -> Option<usize> {
+    match s {
+        Stream::Alarms => Some(0),
+        Stream::Session => Some(1),
+        Stream::None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-outbox-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn push(ob: &mut Outbox, class: Class) -> Pushed {
+        ob.push(class, Stream::Alarms, false, "t".into(), |n| {
+            format!("{n}").into_bytes()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn undelivered_messages_survive_a_restart_in_order() {
+        let dir = temp("restart");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            for _ in 0..5 {
+                push(&mut ob, Class::High);
+            }
+            ob.sync().unwrap();
+            let first = ob.next_unsent().unwrap().id;
+            ob.delivered(first).unwrap();
+        }
+        let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+        let ids: Vec<u64> = std::iter::from_fn(|| ob.next_unsent().map(|m| m.stream_seq)).collect();
+        assert_eq!(ids, vec![2, 3, 4, 5]);
+        // Numbering continues after the restart.
+        assert_eq!(push(&mut ob, Class::Low).id, 6);
+    }
+
+    #[test]
+    fn rewind_sends_everything_unacknowledged_again() {
+        let (mut ob, _) = Outbox::open(None, 100).unwrap();
+        for _ in 0..3 {
+            push(&mut ob, Class::Medium);
+        }
+        assert_eq!(ob.next_unsent().unwrap().id, 1);
+        assert_eq!(ob.next_unsent().unwrap().id, 2);
+        ob.delivered(2).unwrap();
+        ob.rewind();
+        let ids: Vec<u64> = std::iter::from_fn(|| ob.next_unsent().map(|m| m.id)).collect();
+        assert_eq!(ids, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_full_outbox_evicts_low_before_high_and_says_so() {
+        let (mut ob, _) = Outbox::open(None, 3).unwrap();
+        push(&mut ob, Class::High);
+        push(&mut ob, Class::Low);
+        push(&mut ob, Class::Medium);
+        let p = push(&mut ob, Class::High);
+        assert_eq!(p.evicted, vec![(Class::Low, 2)]);
+        let p = push(&mut ob, Class::High);
+        assert_eq!(p.evicted, vec![(Class::Medium, 3)]);
+        // Only high-priority events left: they may take up to twice the room.
+        for _ in 0..3 {
+            assert!(push(&mut ob, Class::High).evicted.is_empty());
+        }
+        let p = push(&mut ob, Class::High);
+        assert_eq!(p.evicted, vec![(Class::High, 1)]);
+        assert_eq!(ob.pending(), 6);
+        assert_eq!(ob.evicted_total(), 3);
+    }
+
+    #[test]
+    fn compaction_keeps_undelivered_and_the_counters() {
+        let dir = temp("compact");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            for _ in 0..4 {
+                push(&mut ob, Class::High);
+            }
+            for id in 1..=3 {
+                ob.next_unsent();
+                ob.delivered(id).unwrap();
+            }
+            ob.compact().unwrap();
+        }
+        let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+        assert_eq!(ob.pending(), 1);
+        assert_eq!(ob.next_unsent().unwrap().stream_seq, 4);
+        assert_eq!(push(&mut ob, Class::High).id, 5);
+    }
+}

@@ -1,0 +1,485 @@
+//! The JSON payloads vigil publishes, one function per topic, and the RFC
+//! 3339 parser commands need. Every payload carries `schema_version`, the
+//! site and bed, the event sequence number `seq` and RFC 3339 UTC times;
+//! `schemas/*.schema.json` describe each one (a test validates what the
+//! daemon sends against them).
+//!
+//! `seq` is monotonic across restarts (see [`super::journal::SeqFile`]):
+//! displays keep the highest `seq` seen per topic and drop anything not
+//! above it. Alarm and session messages also carry `stream_seq`,
+//! consecutive per topic, so a display can tell that it missed one.
+//!
+//! Pure: times come in as arguments. Depends on [`crate::engine`],
+//! [`crate::vitals`] and [`crate::io::clock::rfc3339`].
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value};
+
+use crate::engine::{AlarmEvent, SessionEvent, SessionId, SessionPhase};
+use crate::io::clock::rfc3339;
+use crate::io::driver::LiveState;
+use crate::vitals::{Measurement, Sample, Vital};
+
+/// The payloads' schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What every payload names.
+pub struct Ctx<'a> {
+    /// Site.
+    pub site: &'a str,
+    /// Bed.
+    pub bed: &'a str,
+    /// Source names (for alarm ids and vitals).
+    pub names: &'a [String],
+}
+
+fn head(ctx: &Ctx<'_>, seq: u64, time: SystemTime) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    m.insert("site".into(), json!(ctx.site));
+    m.insert("bed".into(), json!(ctx.bed));
+    m.insert("seq".into(), json!(seq));
+    m.insert("time".into(), json!(rfc3339(time)));
+    m
+}
+
+fn finite(v: Option<f32>) -> Value {
+    match v {
+        Some(v) if v.is_finite() => json!(round(v)),
+        _ => Value::Null,
+    }
+}
+
+/// f32 to a short decimal (82.0 stays 82, 36.6 does not become 36.599998).
+fn round(v: f32) -> f64 {
+    let d = f64::from(v);
+    (d * 1000.0).round() / 1000.0
+}
+
+/// One alarm as an object (used by `alarms` and `alarms/active`).
+/// `wall` maps a core instant to wall-clock time.
+pub fn alarm_object(
+    ctx: &Ctx<'_>,
+    a: &AlarmEvent,
+    wall: impl Fn(crate::time::Instant) -> SystemTime,
+) -> Value {
+    json!({
+        "id": a.id.key(ctx.names),
+        "kind": a.kind.key(),
+        "priority": a.priority.key(),
+        "base_priority": a.base_priority.key(),
+        "phase": a.phase.key(),
+        "state": a.state.key(),
+        "value": finite(a.value),
+        "limit": finite(a.limit),
+        "validity": a.validity.map(|v| v.key()),
+        "delay_ms": a.delay.as_millis() as u64,
+        "onset": rfc3339(wall(a.onset)),
+        "determined": rfc3339(wall(a.determined)),
+        "ack": a.ack.map(|k| json!({"by": k.by.as_str(), "at": rfc3339(wall(k.at))})),
+    })
+}
+
+/// `alarms`: one alarm phase change.
+pub fn alarm(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    stream_seq: u64,
+    time: SystemTime,
+    a: &AlarmEvent,
+    wall: impl Fn(crate::time::Instant) -> SystemTime,
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    m.insert("stream_seq".into(), json!(stream_seq));
+    m.insert("alarm".into(), alarm_object(ctx, a, wall));
+    to_vec(m)
+}
+
+/// `alarms/active`: every alarm present now (retained).
+pub fn active(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    time: SystemTime,
+    live: &LiveState,
+    wall: impl Fn(crate::time::Instant) -> SystemTime + Copy,
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    let alarms: Vec<Value> = live
+        .present_alarms
+        .iter()
+        .map(|a| alarm_object(ctx, a, wall))
+        .collect();
+    m.insert("alarms".into(), Value::Array(alarms));
+    m.insert(
+        "audio_paused_until".into(),
+        live.audio_paused_until
+            .map_or(Value::Null, |t| json!(rfc3339(wall(t)))),
+    );
+    to_vec(m)
+}
+
+/// The session's state as the MQTT side tracks it from session events.
+#[derive(Clone, Debug, Default)]
+pub struct SessionState {
+    /// Phase.
+    pub phase: SessionPhase,
+    /// Pseudonymous id.
+    pub session: SessionId,
+    /// Baselines by vital index.
+    pub baselines: [Option<f32>; Vital::COUNT],
+    /// Doses: number, route, note, time.
+    pub doses: Vec<(u16, String, String, SystemTime)>,
+    /// Discharge readiness.
+    pub discharge_ready: bool,
+}
+
+impl SessionState {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &SessionEvent, time: SystemTime) {
+        match *e {
+            SessionEvent::Phase { phase, session } => {
+                if phase == SessionPhase::Baseline || phase == SessionPhase::Idle {
+                    *self = SessionState::default();
+                }
+                self.phase = phase;
+                self.session = session;
+            }
+            SessionEvent::Baseline { vital, value, .. } => {
+                self.baselines[vital.index()] = Some(value);
+            }
+            SessionEvent::Dose {
+                number,
+                route,
+                note,
+            } => self
+                .doses
+                .push((number, route.as_str().into(), note.as_str().into(), time)),
+            SessionEvent::DischargeReadiness { ready } => self.discharge_ready = ready,
+        }
+    }
+}
+
+/// `session`: the event and the state after it (retained).
+pub fn session(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    stream_seq: u64,
+    time: SystemTime,
+    e: &SessionEvent,
+    state: &SessionState,
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    m.insert("stream_seq".into(), json!(stream_seq));
+    let event = match *e {
+        SessionEvent::Phase { phase, session } => {
+            json!({"type": "phase", "phase": phase.key(), "session": session.as_str()})
+        }
+        SessionEvent::Baseline {
+            vital,
+            value,
+            readings,
+        } => {
+            json!({"type": "baseline", "vital": vital.key(), "value": round(value), "readings": readings})
+        }
+        SessionEvent::Dose {
+            number,
+            route,
+            note,
+        } => {
+            json!({"type": "dose", "number": number, "route": route.as_str(), "note": note.as_str()})
+        }
+        SessionEvent::DischargeReadiness { ready } => {
+            json!({"type": "discharge_readiness", "ready": ready})
+        }
+    };
+    m.insert("event".into(), event);
+    let mut baselines = Map::new();
+    for v in Vital::ALL {
+        if let Some(b) = state.baselines[v.index()] {
+            baselines.insert(v.key().into(), json!(round(b)));
+        }
+    }
+    let doses: Vec<Value> = state
+        .doses
+        .iter()
+        .map(|(n, route, note, t)| {
+            json!({"number": n, "route": route, "note": note, "time": rfc3339(*t)})
+        })
+        .collect();
+    m.insert(
+        "state".into(),
+        json!({
+            "phase": state.phase.key(),
+            "session": state.session.as_str(),
+            "baselines": baselines,
+            "doses": doses,
+            "discharge_ready": state.discharge_ready,
+        }),
+    );
+    to_vec(m)
+}
+
+/// The latest reading of each vital, as the MQTT side saw them.
+#[derive(Clone, Debug, Default)]
+pub struct Latest {
+    slots: [Option<(Sample, SystemTime, u16)>; Vital::COUNT],
+}
+
+impl Latest {
+    /// Whether no reading was seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+
+    /// Records a reading's samples.
+    pub fn apply(&mut self, m: &Measurement, time: SystemTime, source: u16) {
+        let mut put = |v: Vital, s: Sample| self.slots[v.index()] = Some((s, time, source));
+        match *m {
+            Measurement::HeartRate(s) => put(Vital::HeartRate, s),
+            Measurement::PulseRate(s) => put(Vital::PulseRate, s),
+            Measurement::SpO2(s) => put(Vital::SpO2, s),
+            Measurement::Nibp(n) => {
+                put(Vital::NibpSystolic, n.systolic);
+                put(Vital::NibpDiastolic, n.diastolic);
+                put(Vital::NibpMean, n.mean);
+            }
+        }
+    }
+}
+
+/// `vitals`: the latest value and validity of every vital seen (retained, QoS 0).
+pub fn vitals(ctx: &Ctx<'_>, seq: u64, time: SystemTime, latest: &Latest) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    let mut vitals = Map::new();
+    for v in Vital::ALL {
+        if let Some((s, t, src)) = latest.slots[v.index()] {
+            let source = ctx
+                .names
+                .get(src as usize)
+                .cloned()
+                .unwrap_or_else(|| src.to_string());
+            vitals.insert(
+                v.key().into(),
+                json!({
+                    "value": finite(s.get()),
+                    "validity": s.validity.key(),
+                    "unit": v.unit().symbol(),
+                    "time": rfc3339(t),
+                    "source": source,
+                }),
+            );
+        }
+    }
+    m.insert("vitals".into(), Value::Object(vitals));
+    to_vec(m)
+}
+
+/// Outbox and connection figures for the heartbeat.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delivery {
+    /// Undelivered alarm and session messages.
+    pub pending: usize,
+    /// Evicted since start.
+    pub evicted: u64,
+    /// The outbox limit.
+    pub max: u32,
+    /// Whether the outbox is journaled to disk.
+    pub durable: bool,
+    /// Reconnections since start.
+    pub reconnects: u64,
+}
+
+/// `status` while running: the heartbeat (retained).
+pub fn heartbeat(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    time: SystemTime,
+    beat: u64,
+    live: &LiveState,
+    delivery: Delivery,
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    m.insert("state".into(), json!("online"));
+    m.insert("beat".into(), json!(beat));
+    m.insert("uptime_s".into(), json!(live.uptime.as_secs()));
+    let sources: Vec<Value> = live
+        .sources
+        .iter()
+        .map(|s| {
+            json!({"name": s.name, "up": s.up, "frames_ok": s.frames_ok, "frames_dropped": s.frames_dropped})
+        })
+        .collect();
+    m.insert("sources".into(), Value::Array(sources));
+    let [p50, p99, p999, max] = live.latency_us;
+    m.insert(
+        "latency_us".into(),
+        json!({"p50": p50, "p99": p99, "p999": p999, "max": max}),
+    );
+    m.insert("events_dropped".into(), json!(live.events_dropped));
+    m.insert(
+        "outbox".into(),
+        json!({
+            "pending": delivery.pending,
+            "evicted": delivery.evicted,
+            "max": delivery.max,
+            "durable": delivery.durable,
+            "reconnects": delivery.reconnects,
+        }),
+    );
+    to_vec(m)
+}
+
+/// `status` when vigil is gone: the Last Will (`reason` = `connection_lost`,
+/// set when connecting) or the goodbye on a clean shutdown (`shutdown`).
+pub fn offline(ctx: &Ctx<'_>, seq: u64, time: SystemTime, reason: &str) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    m.insert("state".into(), json!("offline"));
+    m.insert("reason".into(), json!(reason));
+    to_vec(m)
+}
+
+/// `cmd/result`: the verdict on one command.
+pub fn command_result(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    time: SystemTime,
+    id: Option<&str>,
+    command: Option<&str>,
+    verdict: Result<(), &str>,
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    m.insert("id".into(), id.map_or(Value::Null, |s| json!(s)));
+    m.insert("command".into(), command.map_or(Value::Null, |s| json!(s)));
+    match verdict {
+        Ok(()) => {
+            m.insert("result".into(), json!("accepted"));
+            m.insert("reason".into(), Value::Null);
+        }
+        Err(reason) => {
+            m.insert("result".into(), json!("rejected"));
+            m.insert("reason".into(), json!(reason));
+        }
+    }
+    to_vec(m)
+}
+
+fn to_vec(m: Map<String, Value>) -> Vec<u8> {
+    // Serialising a Value to a Vec cannot fail.
+    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-23T19:04:05.123Z`,
+/// `2026-11-23T20:04:05+01:00`). `None` when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: u64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &s[start..i];
+        if frac.is_empty() {
+            return None;
+        }
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        nanos = digits.parse().ok()?;
+    }
+    let offset_s: i64 = match &s[i..] {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if tz.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_s;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos as u32))
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_and_rejects_nonsense() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_460_645_123);
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T20:04:05.123+01:00"),
+            Some(t),
+            "offsets are applied"
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400))
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-23",
+            "2026-11-23T19:04:05",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-23T19:04:05.Z",
+            "2026-11-23T19:04:05+0100",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! MQTT end to end against real Mosquitto processes: alarms reach a
+//! display and match their schemas, nothing is lost when the broker or the
+//! daemon is killed, the Last Will marks the bed offline, commands round
+//! trip, bad commands are rejected with reasons, and the example ACL holds.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vigil::config;
+
+use crate::util::daemon::{temp_dir, Monitor};
+use crate::util::mqtt::{
+    assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate, Mosquitto, Subscriber,
+};
+use crate::util::process::Vigil;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn is_alarm(j: &Value, id: &str, phase: &str) -> bool {
+    j["alarm"]["id"] == id && j["alarm"]["phase"] == phase
+}
+
+fn command(id: &str, body: Value) -> Value {
+    let mut c = json!({"schema_version": 1, "id": id, "time": now_rfc3339()});
+    if let (Some(c), Value::Object(b)) = (c.as_object_mut(), body) {
+        c.extend(b);
+    }
+    c
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
+    let dir = temp_dir("mqtt-e2e");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-e2e/";
+    let mut display = Subscriber::connect(broker.port, "display-e2e", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyE2E");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-e2e", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+
+    let online = display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    assert!(online.retained || online.json["beat"].as_u64().is_some());
+    assert_valid("status", &online.json);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"hr 72\nspo2 80\n");
+    let alarm = display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    assert_valid("alarm", &alarm.json);
+    assert_eq!(alarm.json["alarm"]["value"], 80.0);
+    assert_eq!(alarm.json["alarm"]["limit"], 85.0);
+    assert_eq!(alarm.json["alarm"]["priority"], "high");
+    assert_eq!(alarm.json["stream_seq"], 1);
+    assert_eq!(alarm.json["site"], "test-clinic");
+
+    let active = display
+        .next("/alarms/active", SECS(5), |j| {
+            j["alarms"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_valid("alarms-active", &active.json);
+    assert_eq!(active.json["alarms"][0]["id"], "spo2.critical_low");
+
+    let vitals = display
+        .next("/vitals", SECS(5), |j| j["vitals"]["spo2"].is_object())
+        .await;
+    assert_valid("vitals", &vitals.json);
+    assert_eq!(vitals.json["vitals"]["hr"]["value"], 72.0);
+
+    let start = command(
+        "e2e-1",
+        json!({"command": "start_session", "session": "S-0042"}),
+    );
+    assert_valid("command", &start);
+    display.publish(&format!("{prefix}cmd"), &start).await;
+    let result = display
+        .next("/cmd/result", SECS(5), |j| j["id"] == "e2e-1")
+        .await;
+    assert_valid("command-result", &result.json);
+    assert_eq!(result.json["result"], "accepted", "{}", result.json);
+    let session = display
+        .next("/session", SECS(5), |j| j["event"]["type"] == "phase")
+        .await;
+    assert_valid("session", &session.json);
+    assert_eq!(session.json["state"]["phase"], "baseline");
+    assert_eq!(session.json["state"]["session"], "S-0042");
+
+    let dose = command(
+        "e2e-2",
+        json!({"command": "dose", "route": "in", "note": "56 mg"}),
+    );
+    display.publish(&format!("{prefix}cmd"), &dose).await;
+    let session = display
+        .next("/session", SECS(5), |j| j["event"]["type"] == "dose")
+        .await;
+    assert_valid("session", &session.json);
+    assert_eq!(session.json["state"]["doses"][0]["route"], "in");
+
+    daemon.stop().await;
+    let bye = display
+        .next("/status", SECS(5), |j| j["state"] == "offline")
+        .await;
+    assert_eq!(bye.json["reason"], "shutdown");
+    assert_valid("status", &bye.json);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn acknowledging_round_trips_and_bad_commands_are_rejected_with_reasons() {
+    let dir = temp_dir("mqtt-ack");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-ack/";
+    let cmd_topic = format!("{prefix}cmd");
+    let mut display = Subscriber::connect(broker.port, "display-ack", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyACK");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-ack", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+
+    // Each bad command gets a reason; none reaches or disturbs the engine.
+    let stale = vigil::io::clock::rfc3339(std::time::SystemTime::now() - SECS(600));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bad-1", b"{this is not json".to_vec(), "not a JSON object"),
+        (
+            "bad-2",
+            command(
+                "bad-2",
+                json!({"command": "acknowledge", "alarm": "spo2.nonsense", "by": "RN"}),
+            )
+            .to_string()
+            .into_bytes(),
+            "unknown alarm id `spo2.nonsense`",
+        ),
+        (
+            "bad-3",
+            command(
+                "bad-3",
+                json!({"command": "acknowledge", "alarm": "spo2.critical_low"}),
+            )
+            .to_string()
+            .into_bytes(),
+            "missing field `by`",
+        ),
+        (
+            "bad-4",
+            json!({"schema_version": 1, "id": "bad-4", "time": stale, "command": "resume_audio"})
+                .to_string()
+                .into_bytes(),
+            "stale",
+        ),
+        (
+            "bad-5",
+            command("bad-5", json!({"command": "reboot"}))
+                .to_string()
+                .into_bytes(),
+            "unknown command `reboot`",
+        ),
+        (
+            "bad-6",
+            command(
+                "bad-6",
+                json!({"command": "acknowledge", "alarm": "hr.low", "by": "RN"}),
+            )
+            .to_string()
+            .into_bytes(),
+            "alarm `hr.low` is not active",
+        ),
+    ];
+    for (id, body, reason) in &cases {
+        display
+            .client
+            .publish(
+                cmd_topic.clone(),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.clone(),
+            )
+            .await
+            .unwrap();
+        let r = display
+            .next("/cmd/result", SECS(5), |j| {
+                j["result"] == "rejected"
+                    && (j["id"] == *id || (j["id"].is_null() && *id == "bad-1"))
+            })
+            .await;
+        assert_valid("command-result", &r.json);
+        let got = r.json["reason"].as_str().unwrap_or_default();
+        assert!(got.contains(reason), "{id}: expected {reason:?} in {got:?}");
+    }
+
+    let ack = command(
+        "ack-1",
+        json!({"command": "acknowledge", "alarm": "spo2.critical_low", "by": "RN T"}),
+    );
+    display.publish(&cmd_topic, &ack).await;
+    let r = display
+        .next("/cmd/result", SECS(5), |j| j["id"] == "ack-1")
+        .await;
+    assert_eq!(r.json["result"], "accepted", "{}", r.json);
+    let acked = display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "acknowledge")
+        })
+        .await;
+    assert_valid("alarm", &acked.json);
+    assert_eq!(acked.json["alarm"]["state"], "acknowledged");
+    assert_eq!(acked.json["alarm"]["ack"]["by"], "RN T");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_broker_killed_five_times_loses_no_alarm_event() {
+    let dir = temp_dir("mqtt-kill-broker");
+    let mut broker = Mosquitto::start(&dir, "");
+    let gate = Gate::start(broker.port).await;
+    let prefix = "vigil/v1/test-clinic/bed-kill/";
+    let mut display =
+        Subscriber::connect(broker.port, "display-kill", &format!("{prefix}alarms")).await;
+    let tty = dir.join("ttyKILL");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, gate.port, &dir.join("state"), "bed-kill", "");
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Alarms raised and ended every 40 ms in the background.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep = running.clone();
+    let producer = std::thread::spawn(move || {
+        let mut low = true;
+        while keep.load(std::sync::atomic::Ordering::SeqCst) {
+            monitor.send(if low { b"spo2 80\n" } else { b"spo2 97\n" });
+            low = !low;
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        gate.close();
+        broker.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        broker.restart();
+        // The display is back before the daemon may reconnect.
+        let seen = display.subscriptions();
+        display.wait_subscribed(seen).await;
+        gate.open();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    producer.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let raised = daemon.alarms_so_far();
+    assert!(
+        raised.len() > 50,
+        "only {} alarm events raised",
+        raised.len()
+    );
+
+    // Collect until every stream number arrived (or time runs out).
+    let mut firsts: Vec<Value> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + SECS(30);
+    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
+        let Ok(Some(m)) = tokio::time::timeout_at(deadline, display.rx.recv()).await else {
+            break;
+        };
+        received += 1;
+        let seq = m.json["seq"].as_u64().expect("seq");
+        if seen.insert(seq) {
+            firsts.push(m.json);
+        }
+    }
+    eprintln!(
+        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
+        raised.len(),
+        received - firsts.len()
+    );
+    let stream: Vec<u64> = firsts
+        .iter()
+        .map(|j| j["stream_seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
+    assert_eq!(stream, expected, "in order, no gap, nothing missing");
+    for (j, (seq, id, phase)) in firsts.iter().zip(&raised) {
+        assert_eq!(j["seq"], *seq);
+        assert_eq!(j["alarm"]["id"], *id);
+        assert_eq!(j["alarm"]["phase"], *phase);
+    }
+    daemon.stop().await;
+}
+
+fn binary_config(
+    dir: &std::path::Path,
+    tty: &std::path::Path,
+    port: u16,
+    bed: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(&path, daemon_config(tty, port, &dir.join("state"), bed, "")).unwrap();
+    path
+}
+
+fn log_seq(line: &str) -> u64 {
+    let v: Value = serde_json::from_str(line).expect("JSON log line");
+    v["seq"]
+        .as_u64()
+        .or_else(|| v["fields"]["seq"].as_u64())
+        .expect("seq in the log line")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
+    let dir = temp_dir("mqtt-kill-daemon");
+    let mut broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-crash/";
+    let mut display =
+        Subscriber::connect(broker.port, "display-crash", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyCRASH");
+    let mut monitor = Monitor::plug_in(&tty);
+    let config = binary_config(&dir, &tty, broker.port, "bed-crash");
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("MQTT connected", SECS(10));
+    display
+        .next("/status", SECS(5), |j| j["state"] == "online")
+        .await;
+
+    broker.kill();
+    vigil.wait_for("MQTT connection lost", SECS(5));
+    let before = std::time::SystemTime::now();
+    monitor.send(b"spo2 80\n");
+    let line = vigil.wait_for("spo2.critical_low", SECS(5));
+    let seq = log_seq(&line);
+    // The MQTT thread journals and syncs on its own: wait for the record.
+    let journal = dir.join("state/test-clinic/bed-crash/outbox.journal");
+    let deadline = std::time::Instant::now() + SECS(5);
+    while !std::fs::read(&journal)
+        .unwrap_or_default()
+        .windows(17)
+        .any(|w| w == b"spo2.critical_low")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alarm never journaled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    vigil.signal("KILL");
+    vigil.wait_exit(SECS(5));
+    drop(vigil);
+
+    broker.restart();
+    let n = display.subscriptions();
+    display.wait_subscribed(n).await;
+    let mut vigil = Vigil::run(&config, &[]);
+    let alarm = display
+        .next("/alarms", SECS(10), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    assert_valid("alarm", &alarm.json);
+    assert_eq!(alarm.json["seq"], seq, "published with its original seq");
+    assert_eq!(alarm.json["stream_seq"], 1);
+    let time = vigil::mqtt::payload::parse_rfc3339(alarm.json["time"].as_str().unwrap()).unwrap();
+    assert!(
+        time.duration_since(before).unwrap_or_default() < SECS(2),
+        "the original timestamp, not the replay's"
+    );
+    // The new run numbers above everything the old one could have used.
+    display.drain(Duration::ZERO).await;
+    let beat = display
+        .next("/status", SECS(5), |j| j["state"] == "online")
+        .await;
+    assert!(
+        beat.json["seq"].as_u64().unwrap() >= 1_000_000,
+        "{}",
+        beat.json
+    );
+    vigil.signal("TERM");
+    vigil.wait_exit(SECS(10));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_last_will_marks_the_bed_offline_when_the_daemon_dies() {
+    let dir = temp_dir("mqtt-will");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-will/";
+    let mut display =
+        Subscriber::connect(broker.port, "display-will", &format!("{prefix}status")).await;
+    let tty = dir.join("ttyWILL");
+    let _monitor = Monitor::plug_in(&tty);
+    let config = binary_config(&dir, &tty, broker.port, "bed-will");
+    let mut vigil = Vigil::run(&config, &[]);
+    let first = display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    let next = display
+        .next("/status", SECS(5), |j| j["state"] == "online")
+        .await;
+    assert!(
+        next.json["beat"].as_u64() > first.json["beat"].as_u64(),
+        "heartbeats count up"
+    );
+
+    vigil.signal("KILL");
+    vigil.wait_exit(SECS(5));
+    let will = display
+        .next("/status", SECS(5), |j| j["state"] == "offline")
+        .await;
+    assert_eq!(will.json["reason"], "connection_lost");
+    assert_valid("status", &will.json);
+    let after = display.drain(Duration::from_millis(1200)).await;
+    assert!(
+        after.iter().all(|m| m.json["state"] != "online"),
+        "the heartbeat stopped: {after:?}"
+    );
+    // A display joining now sees the bed offline (retained).
+    let mut late =
+        Subscriber::connect(broker.port, "display-late", &format!("{prefix}status")).await;
+    let retained = late.next("/status", SECS(5), |_| true).await;
+    assert!(retained.retained);
+    assert_eq!(retained.json["state"], "offline");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
+    let dir = temp_dir("mqtt-acl");
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
+    let passwd = dir.join("passwd");
+    for (i, (user, pass)) in [
+        ("vigil-demo-clinic-bed-1", "daemon-secret"),
+        ("display", "display-secret"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd.arg("-b").arg(&passwd).arg(user).arg(pass).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "mosquitto_passwd failed (apt-get install mosquitto)"
+        );
+    }
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+
+    // Anonymous: refused.
+    let mut opts = rumqttc::MqttOptions::new("stranger", "127.0.0.1", broker.port);
+    opts.set_keep_alive(SECS(5));
+    let (_c, mut eventloop) = rumqttc::AsyncClient::new(opts, 8);
+    let refused = tokio::time::timeout(SECS(5), eventloop.poll())
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(rumqttc::ConnectionError::ConnectionRefused(_))),
+        "{refused:?}"
+    );
+
+    // The daemon, with its own user, publishes under its prefix.
+    let prefix = "vigil/v1/demo-clinic/bed-1/";
+    let mut display = Subscriber::connect_as(
+        broker.port,
+        "display-acl",
+        "vigil/v1/#",
+        Some(("display", "display-secret")),
+    )
+    .await;
+    std::fs::write(
+        dir.join("creds"),
+        "vigil-demo-clinic-bed-1\ndaemon-secret\n",
+    )
+    .unwrap();
+    let tty = dir.join("ttyACL");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        broker.port,
+        &dir.join("state"),
+        "bed-1",
+        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
+    )
+    .replace("site = \"test-clinic\"", "site = \"demo-clinic\"");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+
+    // A display may not publish alarms, but may send commands.
+    let fake = json!({"schema_version": 1, "forged": true});
+    display.publish(&format!("{prefix}alarms"), &fake).await;
+    let ack = command(
+        "acl-1",
+        json!({"command": "acknowledge", "alarm": "spo2.critical_low", "by": "RN"}),
+    );
+    display.publish(&format!("{prefix}cmd"), &ack).await;
+    let mut forged = false;
+    let deadline = tokio::time::Instant::now() + SECS(5);
+    let mut result = None;
+    while result.is_none() {
+        let m = tokio::time::timeout_at(deadline, display.rx.recv())
+            .await
+            .expect("the command's result arrives")
+            .unwrap();
+        forged |= m.json["forged"] == true;
+        if m.topic.ends_with("/cmd/result") {
+            result = Some(m.json);
+        }
+    }
+    assert!(!forged, "the broker forwarded a display's forged alarm");
+    assert_eq!(result.unwrap()["result"], "accepted");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_embedded_broker_serves_a_display_with_no_other_software() {
+    let dir = temp_dir("mqtt-embedded");
+    let port = crate::util::mqtt::free_port();
+    let tty = dir.join("ttyEMB");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        port,
+        &dir.join("state"),
+        "bed-emb",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("embedded = false", "embedded = true");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let prefix = "vigil/v1/test-clinic/bed-emb/";
+    let mut display = Subscriber::connect(port, "display-emb", &format!("{prefix}#")).await;
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    let alarm = display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    assert_valid("alarm", &alarm.json);
+    daemon.stop().await;
+}

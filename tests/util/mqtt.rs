@@ -1,0 +1,453 @@
+//! MQTT test helpers: real Mosquitto processes on free loopback ports
+//! (killed and restarted by the tests), a gate that holds the daemon off a
+//! restarted broker until the test's subscriber is back, a rumqttc
+//! subscriber, and JSON Schema checks against `schemas/`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Mosquitto binary; the tests FAIL (not skip) without it.
+pub fn mosquitto_binary() -> PathBuf {
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if sbin.exists() {
+        return sbin.to_owned();
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("mosquitto");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("mosquitto is not installed: apt-get install mosquitto (scripts/test does it)");
+}
+
+/// A Mosquitto process with its configuration in a temp dir.
+pub struct Mosquitto {
+    pub port: u16,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on a free loopback port; `extra` is appended to the
+    /// configuration (ACL, passwords). No persistence: a restart forgets
+    /// every session and retained message, the worst case for delivery.
+    pub fn start(dir: &Path, extra: &str) -> Mosquitto {
+        let port = free_port();
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nuser root\nlog_dest none\n{}\n",
+                if extra.is_empty() {
+                    "allow_anonymous true"
+                } else {
+                    extra
+                }
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut m = Mosquitto {
+            port,
+            conf,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// Starts (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL: no goodbye, no saving.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP forwarder in front of the broker for the daemon. Closed, it drops
+/// every connection; open, it forwards. Lets a test bring its subscriber
+/// back onto a restarted broker before the daemon reconnects (a broker
+/// without persistence only forwards to subscribers it knows).
+pub struct Gate {
+    pub port: u16,
+    open: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Gate {
+    pub async fn start(upstream: u16) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let (cut, cut_rx) = watch::channel(0u64);
+        let is_open = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !is_open.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Gate { port, open, cut }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One received message.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub topic: String,
+    pub retained: bool,
+    pub json: Value,
+}
+
+/// A rumqttc subscriber that resubscribes after every reconnect.
+pub struct Subscriber {
+    pub client: AsyncClient,
+    pub rx: mpsc::UnboundedReceiver<Msg>,
+    subscribed: watch::Receiver<u64>,
+    /// Messages received but not yet asked for, in arrival order.
+    backlog: std::collections::VecDeque<Msg>,
+}
+
+impl Subscriber {
+    pub async fn connect(port: u16, id: &str, filter: &str) -> Subscriber {
+        Self::connect_as(port, id, filter, None).await
+    }
+
+    pub async fn connect_as(
+        port: u16,
+        id: &str,
+        filter: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Subscriber {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        if let Some((u, p)) = credentials {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (sub_tx, subscribed) = watch::channel(0u64);
+        let filter = filter.to_owned();
+        let c = client.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = c.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        sub_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let json = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        let msg = Msg {
+                            topic: p.topic.clone(),
+                            retained: p.retain,
+                            json,
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+        let mut s = Subscriber {
+            client,
+            rx,
+            subscribed,
+            backlog: Default::default(),
+        };
+        s.wait_subscribed(0).await;
+        s
+    }
+
+    /// How many times the subscription was confirmed so far.
+    pub fn subscriptions(&self) -> u64 {
+        *self.subscribed.borrow()
+    }
+
+    /// Waits until the subscription count exceeds `seen`.
+    pub async fn wait_subscribed(&mut self, seen: u64) {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.subscribed.wait_for(|n| *n > seen),
+        )
+        .await
+        .expect("subscribed within 10 s")
+        .expect("subscriber running");
+    }
+
+    /// The first message (kept back or new) on a topic ending in `suffix`
+    /// that satisfies `pred`; the others stay for later calls.
+    pub async fn next(
+        &mut self,
+        suffix: &str,
+        within: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Msg {
+        if let Some(i) = self
+            .backlog
+            .iter()
+            .position(|m| m.topic.ends_with(suffix) && pred(&m.json))
+        {
+            return self.backlog.remove(i).expect("index is valid");
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no message on …{suffix} within {within:?}"))
+                .expect("subscriber running");
+            if m.topic.ends_with(suffix) && pred(&m.json) {
+                return m;
+            }
+            self.backlog.push_back(m);
+        }
+    }
+
+    /// Forgets what was kept back; returns every message arriving within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Msg> {
+        self.backlog.clear();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            out.push(m);
+        }
+        out
+    }
+
+    /// Publishes a JSON command as a display would.
+    pub async fn publish(&self, topic: &str, payload: &Value) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .expect("queue publish");
+    }
+}
+
+/// The payload's schema from `schemas/`, compiled with format checks on.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(format!("{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).expect("read schema");
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{name}: invalid schema: {e}"))
+}
+
+/// Panics with every violation when `value` does not match the schema.
+pub fn assert_valid(name: &str, value: &Value) {
+    let v = schema(name);
+    let errors: Vec<String> = v.iter_errors(value).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{name}: {value}\nviolates its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// RFC 3339 UTC now with milliseconds, as displays stamp commands.
+pub fn now_rfc3339() -> String {
+    vigil::io::clock::rfc3339(std::time::SystemTime::now())
+}
+
+/// The daemon in-process with the MQTT sink and a collecting sink.
+pub struct MqttDaemon {
+    pub events: mpsc::UnboundedReceiver<vigil::io::sink::SinkMsg>,
+    pub source_names: Vec<String>,
+    stop: watch::Sender<bool>,
+    task:
+        tokio::task::JoinHandle<Result<vigil::io::driver::Status, vigil::io::driver::DriverError>>,
+}
+
+/// Starts the driver with MQTT publishing as configured.
+pub fn start_with_mqtt(config: vigil::config::Config) -> MqttDaemon {
+    use vigil::io::clock::Clock;
+    use vigil::io::driver::{self, DriverSetup, LiveState};
+    use vigil::io::sink::{SinkHandle, SinkMsg};
+
+    let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let _ = out_tx.send(m);
+        }
+    });
+    let collect = SinkHandle::new("test", tx, 4096, forward);
+    let clock = Clock::start(1.0);
+    let (cmd_tx, commands) = mpsc::channel(64);
+    let (sys_tx, system) = mpsc::channel(64);
+    let (live_tx, live_rx) = watch::channel(LiveState::default());
+    let mqtt = vigil::mqtt::spawn(vigil::mqtt::MqttSetup {
+        config: config.mqtt.clone(),
+        site: config.site.clone(),
+        bed: config.bed.clone(),
+        source_names: config.engine.source_names.clone(),
+        clock,
+        commands: cmd_tx,
+        system: sys_tx,
+        live: Some(live_rx),
+        queue: 4096,
+    })
+    .expect("start MQTT publishing");
+    let (stop_tx, stop) = watch::channel(false);
+    let source_names = config.engine.source_names.clone();
+    let task = tokio::spawn(driver::run(DriverSetup {
+        config,
+        config_path: None,
+        clock,
+        sinks: vec![collect, mqtt],
+        commands,
+        system,
+        status_every: Duration::from_secs(3600),
+        run_for: None,
+        stop,
+        live: Some(live_tx),
+        recording: None,
+    }));
+    MqttDaemon {
+        events: out_rx,
+        source_names,
+        stop: stop_tx,
+        task,
+    }
+}
+
+impl MqttDaemon {
+    /// Every alarm event emitted so far (engine seq, id, phase), without waiting.
+    pub fn alarms_so_far(&mut self) -> Vec<(u64, String, &'static str)> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.events.try_recv() {
+            if let vigil::engine::EventKind::Alarm(a) = m.event.kind {
+                out.push((m.event.seq, a.id.key(&self.source_names), a.phase.key()));
+            }
+        }
+        out
+    }
+
+    /// Stops the daemon (flushing the MQTT sink).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("daemon stops within 15 s")
+            .expect("driver task")
+            .expect("driver result");
+    }
+}
+
+/// A daemon configuration: one vigil-line source on `tty`, MQTT to `port`.
+pub fn daemon_config(tty: &Path, port: u16, state: &Path, bed: &str, extra: &str) -> String {
+    format!(
+        r#"
+[site]
+site = "test-clinic"
+bed = "{bed}"
+
+[[source]]
+name = "monitor"
+protocol = "vigil-line"
+serial = "{}"
+timeout = "30s"
+
+[alarms.spo2]
+low = "off"
+rate = "off"
+
+[mqtt]
+embedded = false
+broker = "mqtt://127.0.0.1:{port}"
+state_dir = "{}"
+heartbeat = "300ms"
+{extra}
+"#,
+        tty.display(),
+        state.display()
+    )
+}
