@@ -571,3 +571,59 @@ async fn the_embedded_broker_serves_a_display_with_no_other_software() {
     assert_valid("alarm", &alarm.json);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later() {
+    let dir = temp_dir("mqtt-unreachable");
+    let port = crate::util::mqtt::free_port();
+    // The daemon reaches the broker through a gate, closed until the
+    // display is subscribed.
+    let gate = Gate::start(port).await;
+    gate.close();
+    let tty = dir.join("ttyUNR");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        gate.port,
+        &dir.join("state"),
+        "bed-unr",
+        "unreachable_after = \"1s\"",
+    );
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let started = std::time::Instant::now();
+    let mut raised = Vec::new();
+    while !raised
+        .iter()
+        .any(|(_, id, p): &(u64, String, &str)| id == "system.broker_unreachable" && *p == "start")
+    {
+        assert!(
+            started.elapsed() < SECS(6),
+            "no broker_unreachable alarm: {raised:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        raised.extend(daemon.alarms_so_far());
+    }
+    assert!(
+        started.elapsed() >= SECS(1),
+        "raised only after mqtt.unreachable_after"
+    );
+
+    // The broker comes up: the alarm ends, and a display gets both events.
+    let _broker = Mosquitto::start_on(&dir, port, "");
+    let prefix = "vigil/v1/test-clinic/bed-unr/";
+    let mut display = Subscriber::connect(port, "display-unr", &format!("{prefix}#")).await;
+    gate.open();
+    let start = display
+        .next("/alarms", SECS(15), |j| {
+            is_alarm(j, "system.broker_unreachable", "start")
+        })
+        .await;
+    assert_valid("alarm", &start.json);
+    assert_eq!(start.json["alarm"]["kind"], "technical");
+    display
+        .next("/alarms", SECS(10), |j| {
+            is_alarm(j, "system.broker_unreachable", "end")
+        })
+        .await;
+    daemon.stop().await;
+}

@@ -52,7 +52,11 @@ impl Mosquitto {
     /// configuration (ACL, passwords). No persistence: a restart forgets
     /// every session and retained message, the worst case for delivery.
     pub fn start(dir: &Path, extra: &str) -> Mosquitto {
-        let port = free_port();
+        Self::start_on(dir, free_port(), extra)
+    }
+
+    /// Like [`Mosquitto::start`], on a given port.
+    pub fn start_on(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         std::fs::write(
             &conf,
