@@ -627,3 +627,113 @@ async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later(
         .await;
     daemon.stop().await;
 }
+
+/// Runs openssl; the TLS test needs it to make its certificates.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "openssl {args:?} failed (apt-get install openssl)"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn alarms_travel_over_tls_with_a_client_certificate() {
+    let dir = temp_dir("mqtt-tls");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=vigil-bed-tls")] {
+        let mut req = vec!["req", "-subj", cn];
+        req.extend(ec);
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(&dir, &req);
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+    let tls_port = crate::util::mqtt::free_port();
+    let p = |f: &str| dir.join(f).display().to_string();
+    // The display uses a plain loopback listener; the daemon must use TLS
+    // with a client certificate.
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+    );
+    let prefix = "vigil/v1/test-clinic/bed-tls/";
+    let mut display = Subscriber::connect(broker.port, "display-tls", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyTLS");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        tls_port,
+        &dir.join("state"),
+        "bed-tls",
+        &format!(
+            "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            p("ca.pem"),
+            p("client.pem"),
+            p("client.key")
+        ),
+    )
+    .replace("mqtt://127.0.0.1", "mqtts://127.0.0.1");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    daemon.stop().await;
+}
