@@ -607,6 +607,13 @@ async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later(
         started.elapsed() >= SECS(1),
         "raised only after mqtt.unreachable_after"
     );
+    // Exponential backoff, not rumqttc's busy loop (thousands per second).
+    let attempts = gate.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=12).contains(&attempts),
+        "{attempts} connection attempts in {:?}",
+        started.elapsed()
+    );
 
     // The broker comes up: the alarm ends, and a display gets both events.
     let _broker = Mosquitto::start_on(&dir, port, "");

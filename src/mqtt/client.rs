@@ -417,7 +417,11 @@ impl Publisher {
                     }
                     self.result(Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
-                Ok(()) = changed(&mut live) => self.snapshot(false),
+                r = changed(&mut live) => match r {
+                    Ok(()) => self.snapshot(false),
+                    // The driver is gone: stop watching.
+                    Err(_) => live = None,
+                },
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }

@@ -119,6 +119,8 @@ impl Drop for Mosquitto {
 /// without persistence only forwards to subscribers it knows).
 pub struct Gate {
     pub port: u16,
+    /// Connections accepted so far (forwarded or dropped).
+    pub accepted: Arc<std::sync::atomic::AtomicU64>,
     open: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
 }
@@ -130,11 +132,14 @@ impl Gate {
         let open = Arc::new(AtomicBool::new(true));
         let (cut, cut_rx) = watch::channel(0u64);
         let is_open = open.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, Ordering::SeqCst);
                 if !is_open.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -156,7 +161,12 @@ impl Gate {
                 });
             }
         });
-        Gate { port, open, cut }
+        Gate {
+            port,
+            accepted,
+            open,
+            cut,
+        }
     }
 
     /// Drops every connection and refuses new ones.
