@@ -1904,7 +1904,7 @@ mod tests {
             broker = "mqtts://broker.example"
             ca_file = "/etc/vigil/ca.pem"
             credentials_file = "/etc/vigil/mqtt"
-            state_dir = "/tmp/vigil-state"
+            state_dir = "/var/lib/vigil-test"
             "#,
             "t",
         )

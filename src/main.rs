@@ -175,8 +175,16 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The embedded broker logs every connection at info and a clean
+    // disconnect as an error; vigil logs what matters about MQTT itself.
+    // `--log rumqttd=info` brings it back.
+    if !filter.to_string().contains("rumqttd") {
+        if let Ok(quiet) = "rumqttd=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -571,3 +571,176 @@ async fn the_embedded_broker_serves_a_display_with_no_other_software() {
     assert_valid("alarm", &alarm.json);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later() {
+    let dir = temp_dir("mqtt-unreachable");
+    let port = crate::util::mqtt::free_port();
+    // The daemon reaches the broker through a gate, closed until the
+    // display is subscribed.
+    let gate = Gate::start(port).await;
+    gate.close();
+    let tty = dir.join("ttyUNR");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        gate.port,
+        &dir.join("state"),
+        "bed-unr",
+        "unreachable_after = \"1s\"",
+    );
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let started = std::time::Instant::now();
+    let mut raised = Vec::new();
+    while !raised
+        .iter()
+        .any(|(_, id, p): &(u64, String, &str)| id == "system.broker_unreachable" && *p == "start")
+    {
+        assert!(
+            started.elapsed() < SECS(6),
+            "no broker_unreachable alarm: {raised:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        raised.extend(daemon.alarms_so_far());
+    }
+    assert!(
+        started.elapsed() >= SECS(1),
+        "raised only after mqtt.unreachable_after"
+    );
+    // Exponential backoff, not rumqttc's busy loop (thousands per second).
+    let attempts = gate.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=12).contains(&attempts),
+        "{attempts} connection attempts in {:?}",
+        started.elapsed()
+    );
+
+    // The broker comes up: the alarm ends, and a display gets both events.
+    let _broker = Mosquitto::start_on(&dir, port, "");
+    let prefix = "vigil/v1/test-clinic/bed-unr/";
+    let mut display = Subscriber::connect(port, "display-unr", &format!("{prefix}#")).await;
+    gate.open();
+    let start = display
+        .next("/alarms", SECS(15), |j| {
+            is_alarm(j, "system.broker_unreachable", "start")
+        })
+        .await;
+    assert_valid("alarm", &start.json);
+    assert_eq!(start.json["alarm"]["kind"], "technical");
+    display
+        .next("/alarms", SECS(10), |j| {
+            is_alarm(j, "system.broker_unreachable", "end")
+        })
+        .await;
+    daemon.stop().await;
+}
+
+/// Runs openssl; the TLS test needs it to make its certificates.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "openssl {args:?} failed (apt-get install openssl)"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn alarms_travel_over_tls_with_a_client_certificate() {
+    let dir = temp_dir("mqtt-tls");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=vigil-bed-tls")] {
+        let mut req = vec!["req", "-subj", cn];
+        req.extend(ec);
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(&dir, &req);
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+    let tls_port = crate::util::mqtt::free_port();
+    let p = |f: &str| dir.join(f).display().to_string();
+    // The display uses a plain loopback listener; the daemon must use TLS
+    // with a client certificate.
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+    );
+    let prefix = "vigil/v1/test-clinic/bed-tls/";
+    let mut display = Subscriber::connect(broker.port, "display-tls", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyTLS");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        tls_port,
+        &dir.join("state"),
+        "bed-tls",
+        &format!(
+            "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            p("ca.pem"),
+            p("client.pem"),
+            p("client.key")
+        ),
+    )
+    .replace("mqtt://127.0.0.1", "mqtts://127.0.0.1");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(b"spo2 80\n");
+    display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await;
+    daemon.stop().await;
+}

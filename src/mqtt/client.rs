@@ -323,6 +323,7 @@ struct Publisher {
     down_since: Option<Instant>,
     unreachable: Reported,
     overflow: Reported,
+    storage: Reported,
     last_eviction: Option<Instant>,
     storage_failed: bool,
 }
@@ -376,6 +377,7 @@ impl Publisher {
             down_since: Some(Instant::now()),
             unreachable: Reported::default(),
             overflow: Reported::default(),
+            storage: Reported::default(),
             last_eviction: None,
             storage_failed: false,
         }
@@ -415,7 +417,11 @@ impl Publisher {
                     }
                     self.result(Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
-                Ok(()) = changed(&mut live) => self.snapshot(false),
+                r = changed(&mut live) => match r {
+                    Ok(()) => self.snapshot(false),
+                    // The driver is gone: stop watching.
+                    Err(_) => live = None,
+                },
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
@@ -497,9 +503,8 @@ impl Publisher {
             tracing::error!("MQTT outbox journal failed, continuing in memory only: {e}");
             self.storage_failed = true;
             self.outbox.lose_journal();
-            let _ = self
-                .system
-                .try_send((SystemCondition::StorageFailure, true));
+            self.storage.want = true;
+            self.report();
         }
     }
 
@@ -757,6 +762,7 @@ impl Publisher {
         for (cond, r) in [
             (SystemCondition::BrokerUnreachable, &mut self.unreachable),
             (SystemCondition::QueueOverflow, &mut self.overflow),
+            (SystemCondition::StorageFailure, &mut self.storage),
         ] {
             if r.want != r.told && self.system.try_send((cond, r.want)).is_ok() {
                 r.told = r.want;

@@ -52,7 +52,11 @@ impl Mosquitto {
     /// configuration (ACL, passwords). No persistence: a restart forgets
     /// every session and retained message, the worst case for delivery.
     pub fn start(dir: &Path, extra: &str) -> Mosquitto {
-        let port = free_port();
+        Self::start_on(dir, free_port(), extra)
+    }
+
+    /// Like [`Mosquitto::start`], on a given port.
+    pub fn start_on(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         std::fs::write(
             &conf,
@@ -115,6 +119,8 @@ impl Drop for Mosquitto {
 /// without persistence only forwards to subscribers it knows).
 pub struct Gate {
     pub port: u16,
+    /// Connections accepted so far (forwarded or dropped).
+    pub accepted: Arc<std::sync::atomic::AtomicU64>,
     open: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
 }
@@ -126,11 +132,14 @@ impl Gate {
         let open = Arc::new(AtomicBool::new(true));
         let (cut, cut_rx) = watch::channel(0u64);
         let is_open = open.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, Ordering::SeqCst);
                 if !is_open.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -152,7 +161,12 @@ impl Gate {
                 });
             }
         });
-        Gate { port, open, cut }
+        Gate {
+            port,
+            accepted,
+            open,
+            cut,
+        }
     }
 
     /// Drops every connection and refuses new ones.
