@@ -1,6 +1,6 @@
 //! The live daemon under load: N simulated monitors on pseudo-terminals,
 //! each sending HR and SpO2 at R Hz in vigil-line, into the release binary
-//! (recording on, as in production).
+//! (recording and MQTT publishing on, as in production).
 //!
 //! Reports the daemon's own arrival-to-event latency (from the moment a read
 //! returns the reading's last byte to the emission of its events, HDR
