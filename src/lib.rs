@@ -14,6 +14,9 @@
 //!        |
 //!        v
 //!  sinks      MQTT, recording, log               (the only code that awaits)
+//!        |
+//!        v  (MQTT broker)
+//!  display    staff displays: feed parsing and the shared state model
 //! ```
 //!
 //! # Dependency rules
@@ -27,6 +30,7 @@
 //!   `main.rs` only.
 
 pub mod config;
+pub mod display;
 pub mod engine;
 pub mod io;
 pub mod pipeline;
