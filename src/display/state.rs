@@ -82,7 +82,7 @@ impl NoData {
                 Some(t) => format!("broker unreachable for {} ({why})", human(age(now, *t))),
                 None => format!("connecting to the broker ({why})"),
             },
-            NoData::NeverHeard => "nothing received from this bed yet".into(),
+            NoData::NeverHeard => "nothing received from vigil for this bed yet".into(),
             NoData::Offline { reason } if reason == "shutdown" => {
                 "vigil stopped on this bed (shutdown)".into()
             }
@@ -335,22 +335,25 @@ impl Board {
         }
     }
 
+    /// NO DATA for every bed: the broker link is not up.
+    fn link_no_data(&self) -> Option<NoData> {
+        match &self.link {
+            Link::Connecting => Some(NoData::BrokerUnreachable {
+                since: None,
+                why: "not connected yet".into(),
+            }),
+            Link::Down { since, why } => Some(NoData::BrokerUnreachable {
+                since: Some(*since),
+                why: why.clone(),
+            }),
+            Link::Up => None,
+        }
+    }
+
     /// Why `bed` shows NO DATA at `now`, or `None` when it is live.
     pub fn no_data(&self, bed: &BedKey, now: SystemTime) -> Option<NoData> {
-        match &self.link {
-            Link::Connecting => {
-                return Some(NoData::BrokerUnreachable {
-                    since: None,
-                    why: "not connected yet".into(),
-                })
-            }
-            Link::Down { since, why } => {
-                return Some(NoData::BrokerUnreachable {
-                    since: Some(*since),
-                    why: why.clone(),
-                })
-            }
-            Link::Up => {}
+        if let Some(nd) = self.link_no_data() {
+            return Some(nd);
         }
         let Some(beat) = self.beds.get(bed).and_then(|b| b.beat.as_ref()) else {
             return Some(NoData::NeverHeard);
@@ -378,11 +381,14 @@ impl Board {
                 .map_or(0, |d| d.as_millis() as u64),
             link_up: self.is_link_up(),
             blind,
-            banner: match blind {
-                0 => None,
-                _ if !self.is_link_up() => beds.first().and_then(|b| b.no_data.clone()),
-                1 if beds.len() == 1 => beds[0].no_data.clone(),
-                n => Some(format!("{n} of {} beds without data", beds.len())),
+            banner: match (self.link_no_data(), blind) {
+                (Some(nd), _) => Some(nd.text(now)),
+                (None, _) if beds.is_empty() => {
+                    Some("no bed has reported on the broker yet".into())
+                }
+                (None, 0) => None,
+                (None, 1) if beds.len() == 1 => beds[0].no_data.clone(),
+                (None, n) => Some(format!("{n} of {} beds without data", beds.len())),
             },
             beds,
             feed: self.feed.iter().cloned().collect(),
@@ -873,6 +879,21 @@ mod tests {
         b.link_up();
         heartbeat(&mut b, 1, t(0));
         b
+    }
+
+    #[test]
+    fn a_board_without_beds_is_never_silent() {
+        let mut b = Board::new(Settings::default(), &[]);
+        let v = b.view(t(0));
+        assert_eq!(
+            v.banner.as_deref(),
+            Some("connecting to the broker (not connected yet)")
+        );
+        b.link_up();
+        assert_eq!(
+            b.view(t(0)).banner.as_deref(),
+            Some("no bed has reported on the broker yet")
+        );
     }
 
     #[test]
