@@ -16,7 +16,7 @@
 //!  sinks      MQTT, recording, log               (the only code that awaits)
 //!        |
 //!        v  (MQTT broker)
-//!  display    staff displays: feed parsing and the shared state model
+//!  display    web alarm board, watch: terminal view (staff displays)
 //! ```
 //!
 //! # Dependency rules
@@ -39,3 +39,4 @@ pub mod record;
 pub mod replay;
 pub mod time;
 pub mod vitals;
+pub mod watch;

@@ -57,7 +57,7 @@ struct FeedArgs {
     /// No heartbeat from a bed for this long: NO DATA (the daemon beats every 5 s).
     #[arg(long, default_value = "15s", value_parser = duration_arg)]
     heartbeat_timeout: std::time::Duration,
-    /// MQTT client id (default vigil-display-PID).
+    /// MQTT client id (default vigil-display-PID or vigil-watch-PID).
     #[arg(long)]
     client_id: Option<String>,
 }
@@ -138,6 +138,12 @@ enum Cmd {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Watch the MQTT feed in the terminal: beds, alarms, alarm events;
+    /// acknowledge with a key.
+    Watch {
+        #[command(flatten)]
+        feed: FeedArgs,
+    },
     /// Validate a configuration file and print the effective configuration,
     /// or every error (exit status 2).
     CheckConfig {
@@ -183,6 +189,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
         } => display_cmd(feed.options(), listen, token_file, tls_cert.zip(tls_key)),
+        Cmd::Watch { feed } => {
+            vigil::watch::run(&feed.options()).context("running the terminal view")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run {
             config,
             status_every,

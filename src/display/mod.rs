@@ -1,16 +1,17 @@
-//! The staff displays: `vigil display`, the web alarm board.
+//! The staff displays: `vigil display` (the web alarm board) and `vigil
+//! watch` (the terminal view, in [`crate::watch`]).
 //!
 //! ```text
 //!  MQTT broker --(link: rumqttc)--> feed (parse) --> state::Board
 //!                                                       |  view(now)
-//!                            web (axum, SSE) <----------+
-//!  cmd <--(link)-- acknowledge <-- page button
+//!                            web (axum, SSE) <----------+----------> watch (ratatui)
+//!  cmd <--(link)-- acknowledge <-- page button / terminal key
 //! ```
 //!
 //! - [`feed`]: the topic layout and every payload (the ONE place that knows
 //!   the publisher's JSON);
 //! - [`state`]: the shared, pure state model and the NO DATA decision;
-//! - [`link`]: the MQTT client of the displays;
+//! - [`link`]: the MQTT client both displays use;
 //! - [`web`]: the HTTP server, its page and access control.
 //!
 //! Depends on [`crate::engine`] (alarm vocabulary) and [`crate::io::clock`].
