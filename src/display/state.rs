@@ -447,9 +447,11 @@ impl Board {
                 .filter(|p| !p.is_empty()),
             since_dose: last_dose.map(|t| human_clock(age(now, t))),
             audio_paused: b.audio_paused_until.is_some_and(|t| t > now),
+            // A stale heartbeat's source states would look live: only when live.
             sources: b
                 .beat
                 .as_ref()
+                .filter(|_| live)
                 .map(|x| {
                     x.sources
                         .iter()
