@@ -2,7 +2,9 @@
 //! place for shared helpers in `util`). Each module covers one area.
 
 mod daemon;
+mod display;
 mod engine_alloc;
 mod lifecycle;
 mod replay;
 mod util;
+mod watch;

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 
 pub mod alloc;
+pub mod board;
+pub mod browser;
 pub mod daemon;
+pub mod mqtt;
 pub mod process;
 pub mod readings;
