@@ -154,7 +154,13 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // The terminal view owns the terminal: its log lines would scribble over
+    // the screen, so they go only where stderr is redirected.
+    use std::io::IsTerminal as _;
+    let tui = matches!(cli.command, Cmd::Watch { .. }) && std::io::stderr().is_terminal();
+    if !tui {
+        init_logging(cli.log_format, &cli.log);
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
