@@ -17,8 +17,8 @@
 mod board;
 #[path = "../tests/util/browser.rs"]
 mod browser;
-#[path = "../tests/util/mqtt.rs"]
-mod mqtt;
+#[path = "../tests/util/feed.rs"]
+mod feed;
 
 use std::time::{Duration, SystemTime};
 
@@ -36,9 +36,9 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("vigil-bench-display-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let broker = mqtt::Broker::start(&dir);
+    let broker = feed::Broker::start(&dir);
     let publisher =
-        mqtt::Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_secs(1));
+        feed::Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_secs(1));
     publisher.vitals(72.0, 97.0, 120.0, 80.0, Duration::from_secs(60));
     let board = board::Board::start(&broker.addr(), BED, &[]);
     let mut page = browser::Browser::open(&board.url, &dir.join("chromium"));

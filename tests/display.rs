@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::util::board::Board;
 use crate::util::browser::{http_get, Browser};
 use crate::util::daemon::temp_dir;
-use crate::util::mqtt::{Broker, Publisher, Subscriber};
+use crate::util::feed::{Broker, Publisher, Subscriber};
 
 const BED: &str = "clinic-a/bed-2";
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -14,7 +14,7 @@ use vigil::io::clock::rfc3339;
 use vigil::watch::ui::{self, Action, Ui};
 
 use crate::util::daemon::temp_dir;
-use crate::util::mqtt::{Broker, Publisher, Subscriber};
+use crate::util::feed::{Broker, Publisher, Subscriber};
 
 fn screen(ui: &Ui, view: &BoardView) -> String {
     let mut term = Terminal::new(TestBackend::new(110, 30)).unwrap();

@@ -4,6 +4,6 @@ pub mod alloc;
 pub mod board;
 pub mod browser;
 pub mod daemon;
-pub mod mqtt;
+pub mod feed;
 pub mod process;
 pub mod readings;
