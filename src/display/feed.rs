@@ -220,6 +220,8 @@ pub struct Envelope {
     pub seq: u64,
     /// The event time by the daemon's clock.
     pub time: Option<SystemTime>,
+    /// `alarms` and `session`: consecutive per topic; a jump means a lost message.
+    pub stream_seq: Option<u64>,
 }
 
 /// One vital's latest reading.
@@ -385,6 +387,7 @@ pub fn parse(
     let env = Envelope {
         seq: raw.seq.unwrap_or(0),
         time: raw.time.as_deref().and_then(parse_rfc3339),
+        stream_seq: raw.stream_seq,
     };
     let missing = |field: &str| FeedError::Malformed {
         topic: topic.to_owned(),
@@ -505,6 +508,7 @@ fn alarm(a: RawAlarm) -> Option<Alarm> {
 struct RawMessage {
     schema_version: Option<u64>,
     seq: Option<u64>,
+    stream_seq: Option<u64>,
     time: Option<String>,
     #[serde(default)]
     vitals: BTreeMap<String, RawVital>,
@@ -712,6 +716,7 @@ mod tests {
               "onset":"2026-11-23T19:03:55.000Z","determined":"2026-11-23T19:04:05.000Z","ack":null}}"#;
         let (env, msg) = parse("t", TopicKind::Alarms, alarm).unwrap();
         assert_eq!(env.seq, 42);
+        assert_eq!(env.stream_seq, Some(3));
         assert_eq!(env.time, parse_rfc3339("2026-11-23T19:04:05.123Z"));
         let Message::Alarm(a) = msg else { panic!() };
         assert_eq!(a.id, "spo2.low");

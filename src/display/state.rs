@@ -147,6 +147,7 @@ struct Bed {
     vitals_seq: u64,
     alarms: BTreeMap<String, Alarm>,
     alarms_seq: u64,
+    alarms_stream: u64,
     audio_paused_until: Option<SystemTime>,
     session: Option<Session>,
     session_seq: u64,
@@ -291,6 +292,20 @@ impl Board {
                     return;
                 }
                 b.alarms_seq = env.seq;
+                if let Some(n) = env.stream_seq {
+                    // The retained snapshot repairs the list; say what was missed.
+                    if b.alarms_stream != 0 && n > b.alarms_stream + 1 {
+                        self.feed.push_back(FeedLine {
+                            time: clock(env.time.unwrap_or(now)),
+                            bed: bed.to_string(),
+                            id: format!("{} alarm event(s) lost by vigil", n - b.alarms_stream - 1),
+                            phase: "gap".into(),
+                            priority: "medium",
+                            by: None,
+                        });
+                    }
+                    b.alarms_stream = n;
+                }
                 self.feed.push_back(FeedLine {
                     time: clock(env.time.unwrap_or(now)),
                     bed: bed.to_string(),
@@ -1058,6 +1073,41 @@ mod tests {
         // No flashing while blind.
         b.link_down(t(8), "x");
         assert_eq!(b.view(t(8)).beds[0].alarms[0].flash, "none");
+    }
+
+    #[test]
+    fn a_gap_in_the_alarm_stream_is_reported() {
+        let mut b = live_board();
+        let with_stream = |seq: u64, stream: u64| {
+            alarm("hr.high", "medium", "active", seq, t(1)).replacen(
+                "\"time\"",
+                &format!("\"stream_seq\":{stream},\"time\""),
+                1,
+            )
+        };
+        feed(&mut b, TopicKind::Alarms, &with_stream(2, 7), false, t(1));
+        feed(&mut b, TopicKind::Alarms, &with_stream(3, 8), false, t(1));
+        assert_eq!(b.view(t(1)).feed.len(), 2);
+        feed(&mut b, TopicKind::Alarms, &with_stream(6, 11), false, t(1));
+        let f = b.view(t(1)).feed;
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[2].phase, "gap");
+        assert_eq!(f[2].id, "2 alarm event(s) lost by vigil");
+    }
+
+    #[test]
+    fn several_beds_share_one_banner() {
+        let mut b = Board::new(Settings::default(), &[bed(), BedKey::new("s", "c")]);
+        b.link_up();
+        heartbeat(&mut b, 1, t(0));
+        let v = b.view(t(1));
+        assert_eq!(v.blind, 1);
+        assert_eq!(v.banner.as_deref(), Some("1 of 2 beds without data"));
+        assert!(v.beds[0].live);
+        assert_eq!(
+            v.beds[1].no_data.as_deref(),
+            Some("nothing received from vigil for this bed yet")
+        );
     }
 
     #[test]
