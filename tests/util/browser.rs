@@ -55,6 +55,8 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromium");
+        // Killed if anything below fails, so a failed test leaves no browser.
+        let mut guard = Guard(Some(child));
         let port_file = profile.join("DevToolsActivePort");
         let deadline = Instant::now() + Duration::from_secs(30);
         let port: u16 = loop {
@@ -90,7 +92,7 @@ impl Browser {
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         }
         Browser {
-            child,
+            child: guard.0.take().expect("the browser process"),
             ws,
             next_id: 1,
             _profile: profile.to_owned(),
@@ -151,6 +153,17 @@ impl Browser {
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
         let data = base64_decode(r["data"].as_str().expect("screenshot data"));
         std::fs::write(path, data).expect("write the screenshot");
+    }
+}
+
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
