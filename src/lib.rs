@@ -14,6 +14,9 @@
 //!        |
 //!        v
 //!  sinks      MQTT, recording, log               (the only code that awaits)
+//!        |
+//!        v  (MQTT broker)
+//!  display    web alarm board, watch: terminal view (staff displays)
 //! ```
 //!
 //! [`mqtt`] is the MQTT sink: topics, payloads, the durable outbox, commands
@@ -30,6 +33,7 @@
 //!   `main.rs` only.
 
 pub mod config;
+pub mod display;
 pub mod engine;
 pub mod io;
 pub mod mqtt;
@@ -41,3 +45,4 @@ pub mod report;
 pub mod sim;
 pub mod time;
 pub mod vitals;
+pub mod watch;

@@ -78,6 +78,42 @@ enum ExportFormat {
     Jsonl,
 }
 
+/// Where the displays read the feed.
+#[derive(clap::Args, Debug)]
+struct FeedArgs {
+    /// MQTT broker, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    broker: String,
+    /// File with the MQTT username on its first line and password on its second.
+    #[arg(long)]
+    mqtt_credentials_file: Option<PathBuf>,
+    /// Topic prefix template, as the daemon's mqtt.prefix.
+    #[arg(long, default_value = vigil::display::feed::DEFAULT_PREFIX)]
+    prefix: String,
+    /// A bed to show, SITE/BED (repeat for several). Default: every bed on the broker.
+    #[arg(long = "bed")]
+    beds: Vec<String>,
+    /// No heartbeat from a bed for this long: NO DATA (the daemon beats every 5 s).
+    #[arg(long, default_value = "15s", value_parser = duration_arg)]
+    heartbeat_timeout: std::time::Duration,
+    /// MQTT client id (default vigil-display-PID or vigil-watch-PID).
+    #[arg(long)]
+    client_id: Option<String>,
+}
+
+impl FeedArgs {
+    fn options(self) -> vigil::display::FeedOptions {
+        vigil::display::FeedOptions {
+            broker: self.broker,
+            credentials_file: self.mqtt_credentials_file,
+            prefix: self.prefix,
+            beds: self.beds,
+            heartbeat_timeout: self.heartbeat_timeout,
+            client_id: self.client_id,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -153,6 +189,31 @@ enum Cmd {
         #[command(subcommand)]
         command: RecordCmd,
     },
+    /// Serve the web alarm board: live vitals and alarms of one or more beds
+    /// from the MQTT feed, with acknowledge buttons.
+    Display {
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// Address to listen on. Anything but loopback needs --token-file.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// File whose first line is the access token (at least 12
+        /// characters), required on every request. Never logged.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM certificate chain for HTTPS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS (with --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Watch the MQTT feed in the terminal: beds, alarms, alarm events;
+    /// acknowledge with a key.
+    Watch {
+        #[command(flatten)]
+        feed: FeedArgs,
+    },
     /// Validate a configuration file and print the effective configuration,
     /// or every error (exit status 2).
     CheckConfig {
@@ -163,7 +224,13 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // The terminal view owns the terminal: its log lines would scribble over
+    // the screen, so they go only where stderr is redirected.
+    use std::io::IsTerminal as _;
+    let tui = matches!(cli.command, Cmd::Watch { .. }) && std::io::stderr().is_terminal();
+    if !tui {
+        init_logging(cli.log_format, &cli.log);
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
@@ -199,6 +266,17 @@ fn init_logging(format: LogFormat, filter: &str) {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::CheckConfig { file } => Ok(check_config(&file)),
+        Cmd::Display {
+            feed,
+            listen,
+            token_file,
+            tls_cert,
+            tls_key,
+        } => display_cmd(feed.options(), listen, token_file, tls_cert.zip(tls_key)),
+        Cmd::Watch { feed } => {
+            vigil::watch::run(&feed.options()).context("running the terminal view")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run {
             config,
             status_every,
@@ -306,6 +384,35 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn display_cmd(
+    feed: vigil::display::FeedOptions,
+    listen: std::net::SocketAddr,
+    token_file: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<ExitCode> {
+    use vigil::display::web::{Token, WebSettings};
+    let token = token_file.as_deref().map(Token::read).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let web = WebSettings { listen, token, tls };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = vigil::display::run_board(&feed, web, |addr| {
+                // On stdout, for people and scripts (tests read the port here).
+                println!("vigil display: listening on {scheme}://{addr}/");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                tracing::info!("alarm board at {scheme}://{addr}/");
+            }) => r.context("running the alarm board"),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn duration_arg(s: &str) -> Result<std::time::Duration, String> {

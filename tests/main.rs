@@ -2,9 +2,11 @@
 //! place for shared helpers in `util`). Each module covers one area.
 
 mod daemon;
+mod display;
 mod engine_alloc;
 mod lifecycle;
 mod mqtt;
 mod record_tools;
 mod replay;
 mod util;
+mod watch;

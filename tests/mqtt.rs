@@ -375,7 +375,7 @@ async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
     assert_valid("alarm", &alarm.json);
     assert_eq!(alarm.json["seq"], seq, "published with its original seq");
     assert_eq!(alarm.json["stream_seq"], 1);
-    let time = vigil::mqtt::payload::parse_rfc3339(alarm.json["time"].as_str().unwrap()).unwrap();
+    let time = vigil::io::clock::parse_rfc3339(alarm.json["time"].as_str().unwrap()).unwrap();
     assert!(
         time.duration_since(before).unwrap_or_default() < SECS(2),
         "the original timestamp, not the replay's"

@@ -17,14 +17,15 @@
 //! fix. `schemas/command.schema.json` is the same contract.
 //!
 //! Pure: the current time is an argument. Depends on [`crate::engine`],
-//! [`crate::vitals`] and [`super::payload::parse_rfc3339`].
+//! [`crate::vitals`] and [`crate::io::clock::parse_rfc3339`].
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::payload::{parse_rfc3339, SCHEMA_VERSION};
+use super::payload::SCHEMA_VERSION;
 use crate::engine::{AlarmId, Command};
+use crate::io::clock::parse_rfc3339;
 use crate::vitals::{ShortText, Vital};
 
 /// Why a command was rejected before it reached the engine.

@@ -167,72 +167,7 @@ pub fn offset(session: &Session, at: Instant) -> Duration {
     at - session.start
 }
 
-/// Parses an RFC 3339 date-time (`2026-03-01T09:30:00Z`,
-/// `2026-03-01T10:30:00.250+01:00`). Years 1970 to 9999.
-pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    let digits = |from: usize, n: usize| -> Option<i64> {
-        let part = s.get(from..from + n)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (h, mi, sec) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    let month_days = [
-        31,
-        28 + i64::from(leap(y)),
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] {
-        return None;
-    }
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start).min(9)..9 {
-            nanos *= 10;
-        }
-    }
-    let zone = s.get(i..)?;
-    let offset = match zone {
-        "Z" | "z" => 0,
-        _ => parse_utc_offset(zone)?,
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
-}
+pub use crate::io::clock::parse_rfc3339;
 
 /// Parses a UTC offset `+HH:MM` / `-HH:MM` into seconds.
 pub fn parse_utc_offset(s: &str) -> Option<i64> {
@@ -248,22 +183,6 @@ pub fn parse_utc_offset(s: &str) -> Option<i64> {
     let h: i64 = s.get(1..3)?.parse().ok()?;
     let m: i64 = s.get(4..6)?.parse().ok()?;
     (h <= 23 && m <= 59).then_some(sign * (h * 3600 + m * 60))
-}
-
-fn leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Rows for one engine event (none for the events that are not exported).

@@ -47,11 +47,18 @@ impl Monitor {
         m
     }
 
-    /// Writes bytes as the monitor would.
+    /// Writes bytes as the monitor would. A pty master cannot write until
+    /// someone has the device side open, so this waits (up to 5 s) for the
+    /// daemon to open the port.
     pub fn send(&mut self, bytes: &[u8]) {
-        let master = self.master.as_mut().expect("plugged in");
-        master.write_all(bytes).expect("write to pty master");
-        master.flush().expect("flush pty master");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.try_send(bytes) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nobody opened the pty within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Writes bytes if the daemon has the device side open; false if nobody

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests.
 
 pub mod alloc;
+pub mod board;
+pub mod browser;
 pub mod daemon;
+pub mod feed;
 pub mod mqtt;
 pub mod process;
 pub mod readings;

@@ -1,0 +1,206 @@
+// vigil alarm board: renders the board views the server sends over
+// Server-Sent Events. Shows NO DATA when the server says a bed is blind, and
+// when this page's own connection to the server is lost or silent.
+"use strict";
+
+const SILENCE_MS = 3500;      // the server sends a view at least every second
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const ARROWS = { up: "\u2191", down: "\u2193", steady: "\u2192" };
+
+let lastMessage = 0;
+let connected = false;
+let view = null;
+let lastBeds = "";
+let audio = null;             // AudioContext once the user enabled sound
+const heard = new Set();      // high-priority alarms already beeped for
+// For measurements: first time each alarm (bed|id|onset) was on the page,
+// in ms since the Unix epoch (performance.timeOrigin + performance.now()).
+window.vigilSeen = {};
+window.vigilViews = 0;
+
+function now() { return performance.timeOrigin + performance.now(); }
+
+function setBlind(reason) {
+  document.body.classList.add("blind");
+  const b = $("banner");
+  b.textContent = "NO DATA: " + reason;
+  b.classList.add("show");
+}
+
+function render(v) {
+  view = v;
+  const pageBlind = !connected;
+  document.body.classList.toggle("blind", pageBlind);
+  const banner = $("banner");
+  if (v.banner) {
+    banner.textContent = "NO DATA: " + v.banner;
+    banner.classList.add("show");
+  } else if (!pageBlind) {
+    banner.classList.remove("show");
+  }
+  const link = $("link");
+  link.textContent = v.link_up ? "broker connected" : "broker unreachable";
+  link.className = "link " + (v.link_up ? "up" : "down");
+  $("clock").textContent = new Date(v.now_ms).toISOString().slice(11, 19) + " UTC";
+
+  // Replace only what changed, so a button under a finger stays put.
+  const beds = v.beds.map(bedHtml).join("");
+  if (beds !== lastBeds) { $("beds").innerHTML = beds; lastBeds = beds; }
+  const feed = $("feed");
+  const atBottom = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 4;
+  feed.innerHTML = v.feed.map((f) =>
+    `<li class="${esc(f.priority)}">${esc(f.time)} ${esc(f.bed)} ${esc(f.phase.padEnd(11))} ${esc(f.id)}` +
+    (f.by ? ` by ${esc(f.by)}` : "") + `</li>`).join("");
+  if (atBottom) feed.scrollTop = feed.scrollHeight;
+
+  const t = now();
+  for (const bed of v.beds) {
+    for (const a of bed.alarms) {
+      const key = `${bed.key}|${a.id}|${a.onset ?? ""}`;
+      if (!(key in window.vigilSeen)) window.vigilSeen[key] = t;
+      if (bed.live && a.priority === "high" && !a.acknowledged && !heard.has(key)) {
+        heard.add(key);
+        beep();
+      }
+    }
+  }
+  window.vigilViews += 1;
+}
+
+function bedHtml(b) {
+  const top = b.alarms.find((a) => !a.acknowledged);
+  const cls = ["bed"];
+  if (!b.live) cls.push("nodata");
+  if (b.live && top) cls.push("alarm-" + top.priority);
+  const meta = [];
+  meta.push(`phase <b>${esc(b.phase ?? "-")}</b>`);
+  if (b.since_dose) meta.push(`since dose <b>${esc(b.since_dose)}</b>`);
+  if (b.audio_paused) meta.push(`<b>audio paused</b>`);
+  for (const s of b.sources) meta.push(`${esc(s.name)} <b>${s.up ? "up" : "DOWN"}</b>`);
+  const alarms = b.alarms.length === 0
+    ? `<li class="noalarms">${b.live ? "no alarms" : "alarms unknown"}</li>`
+    : (b.live ? "" : `<li class="noalarms">last known alarms (may be out of date):</li>`) +
+      b.alarms.map((a) => alarmHtml(b, a)).join("");
+  const result = b.result
+    ? `<div class="result ${esc(b.result.outcome)}" data-id="${esc(b.result.id)}">${esc(b.result.text)}</div>` : "";
+  return `<section class="${cls.join(" ")}" data-bed="${esc(b.key)}">
+    <h2>${esc(b.key)} ${b.session ? `<span class="session">session ${esc(b.session)}</span>` : ""}</h2>
+    <div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>
+    <div class="vitals">${b.vitals.map(vitalHtml).join("")}</div>
+    <div class="meta">${meta.join("")}</div>
+    <ul class="alarms">${alarms}</ul>
+    ${result}
+  </section>`;
+}
+
+function vitalHtml(v) {
+  const shown = v.state === "ok" ? esc(v.text) : (v.state === "none" ? "" : "--");
+  const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
+  const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
+  return `<div class="vital ${esc(v.state)}" data-vital="${esc(v.key)}">
+    <div class="label">${esc(v.label)}</div>
+    <div class="value">${shown}${arrow}<span class="unit">${esc(v.unit)}</span></div>
+    <div class="note">${note}</div></div>`;
+}
+
+function alarmHtml(b, a) {
+  const cls = ["alarm", a.priority];
+  if (a.acknowledged) cls.push("acknowledged");
+  if (a.flash === "fast") cls.push("flash-fast");
+  if (a.flash === "slow") cls.push("flash-slow");
+  const state = a.acknowledged
+    ? `<span class="ackstate">acknowledged${a.ack_by ? " by " + esc(a.ack_by) : ""}</span>`
+    : (a.state === "latched" ? `<span class="ackstate">latched</span>` : "");
+  const button = !a.acknowledged && b.live
+    ? `<button type="button" class="ack" data-bed="${esc(b.key)}" data-alarm="${esc(a.id)}" data-label="${esc(a.label)}">Acknowledge</button>` : "";
+  return `<li class="${cls.join(" ")}" data-alarm="${esc(a.id)}" data-priority="${esc(a.priority)}">
+    <span class="prio">${esc(a.priority.toUpperCase())}</span>
+    <span class="text">${esc(a.label)} <span class="since">${esc(a.since)}</span></span>
+    ${state}${button}</li>`;
+}
+
+// Acknowledge: ask for the name or initials, then publish through the server.
+let pending = null;
+document.addEventListener("click", (e) => {
+  const btn = e.target.closest("button.ack");
+  if (!btn) return;
+  pending = { bed: btn.dataset.bed, alarm: btn.dataset.alarm };
+  $("acklabel").textContent = btn.dataset.label;
+  $("ackbed").textContent = btn.dataset.bed;
+  $("ackerror").textContent = "";
+  $("ackby").value = sessionStorage.getItem("vigil-by") || "";
+  $("ackdialog").hidden = false;
+  $("ackby").focus();
+});
+$("ackcancel").addEventListener("click", () => { $("ackdialog").hidden = true; pending = null; });
+$("ackform").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!pending) return;
+  const by = $("ackby").value.trim();
+  if (!by) { $("ackerror").textContent = "Enter your name or initials."; return; }
+  try {
+    const r = await fetch("ack", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Vigil-Request": "1" },
+      body: JSON.stringify({ bed: pending.bed, alarm: pending.alarm, by }),
+    });
+    if (!r.ok) { $("ackerror").textContent = await r.text(); return; }
+    sessionStorage.setItem("vigil-by", by);
+    $("ackdialog").hidden = true;
+    pending = null;
+  } catch (err) {
+    $("ackerror").textContent = "The display server cannot be reached: " + err;
+  }
+});
+
+// Sound: WebAudio beeps for new high-priority alarms, once enabled by a click.
+$("sound").addEventListener("click", () => {
+  if (audio) {
+    audio.close(); audio = null;
+    $("sound").textContent = "Enable sound"; $("sound").classList.remove("on");
+    return;
+  }
+  audio = new (window.AudioContext || window.webkitAudioContext)();
+  $("sound").textContent = "Sound on"; $("sound").classList.add("on");
+  beep();
+});
+
+function beep() {
+  if (!audio) return;
+  // A high-priority burst: 3 + 2 pulses at 880 Hz.
+  const t0 = audio.currentTime + 0.02;
+  [0, 0.2, 0.4, 0.8, 1.0].forEach((dt) => {
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = 880; o.type = "square";
+    g.gain.setValueAtTime(0.0001, t0 + dt);
+    g.gain.exponentialRampToValueAtTime(0.3, t0 + dt + 0.01);
+    g.gain.exponentialRampToValueAtTime(0.0001, t0 + dt + 0.14);
+    o.connect(g).connect(audio.destination);
+    o.start(t0 + dt); o.stop(t0 + dt + 0.15);
+  });
+}
+
+// The page's own connection to the server.
+function connect() {
+  const es = new EventSource("events");
+  es.addEventListener("view", (e) => {
+    lastMessage = performance.now();
+    connected = true;
+    render(JSON.parse(e.data));
+  });
+  es.onerror = () => {
+    connected = false;
+    setBlind("lost the connection to the display server (reconnecting)");
+  };
+}
+setInterval(() => {
+  if (performance.now() - lastMessage > SILENCE_MS) {
+    connected = false;
+    setBlind(lastMessage === 0
+      ? "connecting to the display server"
+      : "no update from the display server for " + Math.round((performance.now() - lastMessage) / 1000) + " s");
+  }
+}, 500);
+connect();

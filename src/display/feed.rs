@@ -1,0 +1,731 @@
+//! The MQTT feed as the displays read it: topic layout, every payload the
+//! daemon publishes (parsed tolerantly), and the commands a display sends.
+//!
+//! ALL payload knowledge of the displays lives here, so that this one
+//! module changes when the publisher's shapes change. The shapes follow the
+//! daemon's MQTT publisher (`schemas/*.schema.json` there):
+//!
+//! - every payload: `schema_version` (1), `site`, `bed`, `seq`, `time` (RFC 3339 UTC);
+//! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean}` =
+//!   `{value, validity, unit, time, source}`;
+//! - `alarms`: `stream_seq`, `alarm` = `{id, kind, priority, base_priority,
+//!   phase, state, value, limit, validity, delay_ms, onset, determined, ack}`;
+//! - `alarms/active`: `alarms` (the same objects), `audio_paused_until`;
+//! - `session`: `event`, `state` = `{phase, session, baselines, doses, discharge_ready}`;
+//! - `status`: `state` = `online` (heartbeat: `beat`, `uptime_s`, `sources`,
+//!   `latency_us`) or `offline` (`reason`: `connection_lost` by Last Will, `shutdown`);
+//! - `cmd/result`: `id`, `command`, `result` (`accepted`/`rejected`), `reason`.
+//!
+//! Unknown fields are ignored and most fields are optional, so additions on
+//! the publisher's side do not break the displays; a `schema_version` other
+//! than 1 is refused (the display cannot know what it means).
+//!
+//! Pure: times come in as arguments. Depends on [`crate::engine`] (the
+//! alarm vocabulary) and [`crate::io::clock::rfc3339`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::engine::{AlarmState, Priority};
+use crate::io::clock::rfc3339;
+
+/// The payload schema version this display understands.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The daemon's default topic prefix.
+pub const DEFAULT_PREFIX: &str = "vigil/v1/{site}/{bed}/";
+
+/// Why a feed message could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FeedError {
+    /// The payload is not JSON of the expected shape.
+    #[error("payload on {topic} is not a vigil message: {problem}")]
+    Malformed {
+        /// The topic.
+        topic: String,
+        /// What serde said.
+        problem: String,
+    },
+    /// A schema version this display does not know.
+    #[error("payload on {topic} has schema_version {found}; this display reads version {SCHEMA_VERSION}: update vigil on the display")]
+    Version {
+        /// The topic.
+        topic: String,
+        /// The version found.
+        found: u64,
+    },
+    /// A topic outside the feed's layout.
+    #[error("topic {0} is not one of the feed's topics")]
+    Topic(String),
+    /// The prefix template lacks a placeholder.
+    #[error("prefix {0:?} must contain {{site}} and {{bed}} and end with '/' (e.g. vigil/v1/{{site}}/{{bed}}/)")]
+    Prefix(String),
+    /// A `site/bed` argument that is not one.
+    #[error(
+        "bed {0:?} must be written SITE/BED with letters, digits, '-' or '_' (e.g. clinic-a/bed-2)"
+    )]
+    Bed(String),
+    /// The staff name or initials for an acknowledgement.
+    #[error("name or initials must be 1 to 32 characters without control characters")]
+    By,
+}
+
+/// One bed: site and bed name as in the topic.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BedKey {
+    /// Site.
+    pub site: String,
+    /// Bed.
+    pub bed: String,
+}
+
+impl BedKey {
+    /// A key from its parts.
+    pub fn new(site: &str, bed: &str) -> BedKey {
+        BedKey {
+            site: site.to_owned(),
+            bed: bed.to_owned(),
+        }
+    }
+
+    /// Parses `SITE/BED`.
+    pub fn parse(s: &str) -> Result<BedKey, FeedError> {
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        match s.split_once('/') {
+            Some((site, bed)) if ok(site) && ok(bed) => Ok(BedKey::new(site, bed)),
+            _ => Err(FeedError::Bed(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for BedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.site, self.bed)
+    }
+}
+
+/// Which topic of a bed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicKind {
+    /// `vitals`.
+    Vitals,
+    /// `alarms`.
+    Alarms,
+    /// `alarms/active`.
+    Active,
+    /// `session`.
+    Session,
+    /// `status`.
+    Status,
+    /// `cmd` (commands, also those of other displays).
+    Cmd,
+    /// `cmd/result`.
+    CmdResult,
+}
+
+impl TopicKind {
+    const ALL: [(TopicKind, &'static str); 7] = [
+        (TopicKind::Vitals, "vitals"),
+        (TopicKind::Alarms, "alarms"),
+        (TopicKind::Active, "alarms/active"),
+        (TopicKind::Session, "session"),
+        (TopicKind::Status, "status"),
+        (TopicKind::Cmd, "cmd"),
+        (TopicKind::CmdResult, "cmd/result"),
+    ];
+}
+
+/// The topic layout: a prefix template with `{site}` and `{bed}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// Checks the template (`vigil/v1/{site}/{bed}/` by default).
+    pub fn new(prefix: &str) -> Result<Topics, FeedError> {
+        let segs: Vec<&str> = prefix.split('/').collect();
+        let whole = |p: &str| segs.iter().filter(|s| **s == p).count() == 1;
+        if !prefix.ends_with('/')
+            || !whole("{site}")
+            || !whole("{bed}")
+            || segs.iter().any(|s| s.contains(['+', '#']))
+        {
+            return Err(FeedError::Prefix(prefix.to_owned()));
+        }
+        Ok(Topics {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix of one bed.
+    pub fn bed_prefix(&self, bed: &BedKey) -> String {
+        self.prefix
+            .replace("{site}", &bed.site)
+            .replace("{bed}", &bed.bed)
+    }
+
+    /// The subscription filter for the displays: every topic of one bed, or
+    /// of every bed when `bed` is `None`.
+    pub fn filter(&self, bed: Option<&BedKey>) -> String {
+        match bed {
+            Some(b) => format!("{}#", self.bed_prefix(b)),
+            None => format!(
+                "{}#",
+                self.prefix.replace("{site}", "+").replace("{bed}", "+")
+            ),
+        }
+    }
+
+    /// The command topic of a bed.
+    pub fn cmd(&self, bed: &BedKey) -> String {
+        format!("{}cmd", self.bed_prefix(bed))
+    }
+
+    /// Which bed and which topic, or `None` for a topic outside the layout.
+    pub fn parse(&self, topic: &str) -> Option<(BedKey, TopicKind)> {
+        let tmpl: Vec<&str> = self.prefix.trim_end_matches('/').split('/').collect();
+        let mut parts = topic.splitn(tmpl.len() + 1, '/');
+        let (mut site, mut bed) = (None, None);
+        for t in &tmpl {
+            let p = parts.next()?;
+            match *t {
+                "{site}" => site = Some(p),
+                "{bed}" => bed = Some(p),
+                lit if lit == p => {}
+                _ => return None,
+            }
+        }
+        let rest = parts.next()?;
+        let kind = TopicKind::ALL
+            .iter()
+            .find(|(_, s)| *s == rest)
+            .map(|(k, _)| *k)?;
+        Some((BedKey::new(site?, bed?), kind))
+    }
+}
+
+/// What every payload carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    /// The event sequence number.
+    pub seq: u64,
+    /// The event time by the daemon's clock.
+    pub time: Option<SystemTime>,
+    /// `alarms` and `session`: consecutive per topic; a jump means a lost message.
+    pub stream_seq: Option<u64>,
+}
+
+/// One vital's latest reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VitalReading {
+    /// The value, absent when the device gave none.
+    pub value: Option<f64>,
+    /// `valid`, `invalid`, `sensor_off`, ...
+    pub validity: String,
+    /// Unit symbol.
+    pub unit: String,
+    /// When it was measured (arrival at the daemon).
+    pub time: Option<SystemTime>,
+}
+
+/// The acknowledgement of an alarm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AckInfo {
+    /// Name or initials.
+    pub by: String,
+    /// When.
+    pub at: Option<SystemTime>,
+}
+
+/// One alarm as published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alarm {
+    /// Text id (`spo2.low`, `source.monitor.disconnected`).
+    pub id: String,
+    /// `physiological` or `technical`.
+    pub kind: String,
+    /// Priority now.
+    pub priority: Priority,
+    /// Phase of the last change (`start`, `update`, `escalate`, ...).
+    pub phase: String,
+    /// State after it.
+    pub state: AlarmState,
+    /// The triggering value.
+    pub value: Option<f64>,
+    /// The limit crossed.
+    pub limit: Option<f64>,
+    /// The validity behind a technical alarm.
+    pub validity: Option<String>,
+    /// When the condition began.
+    pub onset: Option<SystemTime>,
+    /// When the daemon decided it exists.
+    pub determined: Option<SystemTime>,
+    /// The acknowledgement, while one holds.
+    pub ack: Option<AckInfo>,
+}
+
+/// One dose marker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dose {
+    /// Dose number in the session.
+    pub number: u32,
+    /// Route (`im`, `iv`, `nasal`, ...).
+    pub route: String,
+    /// When.
+    pub time: Option<SystemTime>,
+}
+
+/// The session's state after an event.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Session {
+    /// `idle`, `baseline`, `dosing`, `recovery`, `ended`.
+    pub phase: String,
+    /// Pseudonymous session code (never a name).
+    pub session: String,
+    /// Baselines by vital key.
+    pub baselines: BTreeMap<String, f64>,
+    /// Doses so far.
+    pub doses: Vec<Dose>,
+    /// Discharge readiness.
+    pub discharge_ready: bool,
+}
+
+/// A source's state in the heartbeat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceState {
+    /// Configured name.
+    pub name: String,
+    /// Connected and delivering.
+    pub up: bool,
+}
+
+/// `status`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    /// A heartbeat.
+    Online {
+        /// Heartbeat number.
+        beat: u64,
+        /// Seconds since the daemon started.
+        uptime_s: u64,
+        /// Sources.
+        sources: Vec<SourceState>,
+        /// Reading-to-event latency inside the daemon, p50 and p99 (µs).
+        latency_us: Option<(u64, u64)>,
+    },
+    /// The daemon is gone.
+    Offline {
+        /// `connection_lost` (Last Will) or `shutdown`.
+        reason: String,
+    },
+}
+
+/// `cmd/result`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandResult {
+    /// The request id of the command.
+    pub id: Option<String>,
+    /// The command's name.
+    pub command: Option<String>,
+    /// Accepted or not.
+    pub accepted: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+/// One parsed message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// `vitals`: by vital key.
+    Vitals(BTreeMap<String, VitalReading>),
+    /// `alarms`: one phase change.
+    Alarm(Alarm),
+    /// `alarms/active`: the alarms present now.
+    Active {
+        /// Alarms.
+        alarms: Vec<Alarm>,
+        /// Audio paused until.
+        audio_paused_until: Option<SystemTime>,
+    },
+    /// `session`.
+    Session(Session),
+    /// `status`.
+    Status(Status),
+    /// `cmd/result`.
+    Result(CommandResult),
+    /// A command on `cmd` (ours or another display's): ignored.
+    Command,
+}
+
+/// Parses the payload of one topic kind.
+pub fn parse(
+    topic: &str,
+    kind: TopicKind,
+    payload: &[u8],
+) -> Result<(Envelope, Message), FeedError> {
+    let bad = |e: serde_json::Error| FeedError::Malformed {
+        topic: topic.to_owned(),
+        problem: e.to_string(),
+    };
+    let raw: RawMessage = serde_json::from_slice(payload).map_err(bad)?;
+    let version = raw.schema_version.unwrap_or(SCHEMA_VERSION);
+    if version != SCHEMA_VERSION {
+        return Err(FeedError::Version {
+            topic: topic.to_owned(),
+            found: version,
+        });
+    }
+    let env = Envelope {
+        seq: raw.seq.unwrap_or(0),
+        time: raw.time.as_deref().and_then(parse_rfc3339),
+        stream_seq: raw.stream_seq,
+    };
+    let missing = |field: &str| FeedError::Malformed {
+        topic: topic.to_owned(),
+        problem: format!("missing field `{field}`"),
+    };
+    let msg = match kind {
+        TopicKind::Vitals => Message::Vitals(
+            raw.vitals
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        VitalReading {
+                            value: v.value,
+                            validity: v.validity.unwrap_or_else(|| "valid".into()),
+                            unit: v.unit.unwrap_or_default(),
+                            time: v.time.as_deref().and_then(parse_rfc3339),
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        TopicKind::Alarms => {
+            let a = raw.alarm.ok_or_else(|| missing("alarm"))?;
+            Message::Alarm(alarm(a).ok_or_else(|| missing("alarm.id"))?)
+        }
+        TopicKind::Active => Message::Active {
+            alarms: raw
+                .alarms
+                .ok_or_else(|| missing("alarms"))?
+                .into_iter()
+                .filter_map(alarm)
+                .collect(),
+            audio_paused_until: raw.audio_paused_until.as_deref().and_then(parse_rfc3339),
+        },
+        TopicKind::Session => {
+            let s = match raw.state {
+                Some(RawState::Session(s)) => s,
+                _ => return Err(missing("state")),
+            };
+            Message::Session(Session {
+                phase: s.phase.unwrap_or_default(),
+                session: s.session.unwrap_or_default(),
+                baselines: s.baselines,
+                doses: s
+                    .doses
+                    .into_iter()
+                    .map(|d| Dose {
+                        number: d.number.unwrap_or(0),
+                        route: d.route.unwrap_or_default(),
+                        time: d.time.as_deref().and_then(parse_rfc3339),
+                    })
+                    .collect(),
+                discharge_ready: s.discharge_ready.unwrap_or(false),
+            })
+        }
+        TopicKind::Status => match raw.state {
+            Some(RawState::Text(s)) if s == "online" => Message::Status(Status::Online {
+                beat: raw.beat.unwrap_or(0),
+                uptime_s: raw.uptime_s.unwrap_or(0),
+                sources: raw
+                    .sources
+                    .into_iter()
+                    .map(|s| SourceState {
+                        name: s.name.unwrap_or_default(),
+                        up: s.up.unwrap_or(false),
+                    })
+                    .collect(),
+                latency_us: raw.latency_us.map(|l| (l.p50, l.p99)),
+            }),
+            Some(RawState::Text(s)) if s == "offline" => Message::Status(Status::Offline {
+                reason: raw.reason.unwrap_or_else(|| "unknown".into()),
+            }),
+            _ => return Err(missing("state (online or offline)")),
+        },
+        TopicKind::CmdResult => Message::Result(CommandResult {
+            id: raw.id,
+            command: raw.command,
+            accepted: raw.result.as_deref() == Some("accepted"),
+            reason: raw.reason,
+        }),
+        TopicKind::Cmd => Message::Command,
+    };
+    Ok((env, msg))
+}
+
+fn alarm(a: RawAlarm) -> Option<Alarm> {
+    let id = a.id?;
+    Some(Alarm {
+        id,
+        kind: a.kind.unwrap_or_else(|| "technical".into()),
+        // An unknown priority is shown as high: never under-alarm.
+        priority: a
+            .priority
+            .as_deref()
+            .and_then(Priority::parse)
+            .unwrap_or(Priority::High),
+        phase: a.phase.unwrap_or_default(),
+        state: match a.state.as_deref() {
+            Some("acknowledged") => AlarmState::Acknowledged,
+            Some("latched") => AlarmState::Latched,
+            Some("ended") => AlarmState::Ended,
+            _ => AlarmState::Active,
+        },
+        value: a.value,
+        limit: a.limit,
+        validity: a.validity,
+        onset: a.onset.as_deref().and_then(parse_rfc3339),
+        determined: a.determined.as_deref().and_then(parse_rfc3339),
+        ack: a.ack.map(|k| AckInfo {
+            by: k.by.unwrap_or_default(),
+            at: k.at.as_deref().and_then(parse_rfc3339),
+        }),
+    })
+}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    schema_version: Option<u64>,
+    seq: Option<u64>,
+    stream_seq: Option<u64>,
+    time: Option<String>,
+    #[serde(default)]
+    vitals: BTreeMap<String, RawVital>,
+    alarm: Option<RawAlarm>,
+    alarms: Option<Vec<RawAlarm>>,
+    audio_paused_until: Option<String>,
+    state: Option<RawState>,
+    reason: Option<String>,
+    beat: Option<u64>,
+    uptime_s: Option<u64>,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    latency_us: Option<RawLatency>,
+    id: Option<String>,
+    command: Option<String>,
+    result: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawState {
+    Text(String),
+    Session(RawSession),
+}
+
+#[derive(Deserialize)]
+struct RawVital {
+    value: Option<f64>,
+    validity: Option<String>,
+    unit: Option<String>,
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawAlarm {
+    id: Option<String>,
+    kind: Option<String>,
+    priority: Option<String>,
+    phase: Option<String>,
+    state: Option<String>,
+    value: Option<f64>,
+    limit: Option<f64>,
+    validity: Option<String>,
+    onset: Option<String>,
+    determined: Option<String>,
+    ack: Option<RawAck>,
+}
+
+#[derive(Deserialize)]
+struct RawAck {
+    by: Option<String>,
+    at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawSession {
+    phase: Option<String>,
+    session: Option<String>,
+    #[serde(default)]
+    baselines: BTreeMap<String, f64>,
+    #[serde(default)]
+    doses: Vec<RawDose>,
+    discharge_ready: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawDose {
+    number: Option<u32>,
+    route: Option<String>,
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawSource {
+    name: Option<String>,
+    up: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawLatency {
+    p50: u64,
+    p99: u64,
+}
+
+/// Checks a staff name or initials for an acknowledgement.
+pub fn check_by(by: &str) -> Result<String, FeedError> {
+    let by = by.trim();
+    let n = by.chars().count();
+    if n == 0 || n > 32 || by.chars().any(char::is_control) {
+        return Err(FeedError::By);
+    }
+    Ok(by.to_owned())
+}
+
+/// The `acknowledge` command payload for `cmd`.
+pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> Vec<u8> {
+    let v = serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "id": request_id,
+        "time": rfc3339(now),
+        "command": "acknowledge",
+        "alarm": alarm,
+        "by": by,
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+pub use crate::io::clock::parse_rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn topics_round_trip_and_reject_others() {
+        let t = Topics::new(DEFAULT_PREFIX).unwrap();
+        let bed = BedKey::new("clinic-a", "bed-2");
+        assert_eq!(t.filter(Some(&bed)), "vigil/v1/clinic-a/bed-2/#");
+        assert_eq!(t.filter(None), "vigil/v1/+/+/#");
+        assert_eq!(t.cmd(&bed), "vigil/v1/clinic-a/bed-2/cmd");
+        assert_eq!(
+            t.parse("vigil/v1/clinic-a/bed-2/alarms/active"),
+            Some((bed.clone(), TopicKind::Active))
+        );
+        assert_eq!(
+            t.parse("vigil/v1/clinic-a/bed-2/cmd/result"),
+            Some((bed, TopicKind::CmdResult))
+        );
+        assert_eq!(t.parse("vigil/v2/clinic-a/bed-2/alarms"), None);
+        assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/other"), None);
+        assert!(Topics::new("vigil/{site}/").is_err());
+        assert!(Topics::new("vigil/{site}/{bed}").is_err());
+        assert!(BedKey::parse("a/b c").is_err());
+        assert_eq!(BedKey::parse("a/b").unwrap().to_string(), "a/b");
+    }
+
+    #[test]
+    fn reads_the_publishers_shapes_and_ignores_unknown_fields() {
+        let alarm = br#"{"schema_version":1,"site":"s","bed":"b","seq":42,"stream_seq":3,
+            "time":"2026-11-23T19:04:05.123Z","future_field":{"x":1},
+            "alarm":{"id":"spo2.low","kind":"physiological","priority":"high","base_priority":"medium",
+              "phase":"escalate","state":"active","value":86,"limit":90,"validity":null,"delay_ms":10000,
+              "onset":"2026-11-23T19:03:55.000Z","determined":"2026-11-23T19:04:05.000Z","ack":null}}"#;
+        let (env, msg) = parse("t", TopicKind::Alarms, alarm).unwrap();
+        assert_eq!(env.seq, 42);
+        assert_eq!(env.stream_seq, Some(3));
+        assert_eq!(env.time, parse_rfc3339("2026-11-23T19:04:05.123Z"));
+        let Message::Alarm(a) = msg else { panic!() };
+        assert_eq!(a.id, "spo2.low");
+        assert_eq!(a.priority, Priority::High);
+        assert_eq!(a.state, AlarmState::Active);
+        assert_eq!(a.value, Some(86.0));
+
+        let vitals = br#"{"schema_version":1,"seq":7,"time":"2026-11-23T19:04:05.123Z","vitals":{
+            "hr":{"value":72,"validity":"valid","unit":"/min","time":"2026-11-23T19:04:05.000Z","source":"m"},
+            "spo2":{"value":null,"validity":"sensor_off","unit":"%","time":"2026-11-23T19:04:05.000Z","source":"m"}}}"#;
+        let (_, Message::Vitals(v)) = parse("t", TopicKind::Vitals, vitals).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v["hr"].value, Some(72.0));
+        assert_eq!(v["spo2"].validity, "sensor_off");
+
+        let will = br#"{"schema_version":1,"site":"s","bed":"b","seq":0,"time":"2026-11-23T19:00:00.000Z","state":"offline","reason":"connection_lost"}"#;
+        assert_eq!(
+            parse("t", TopicKind::Status, will).unwrap().1,
+            Message::Status(Status::Offline {
+                reason: "connection_lost".into()
+            })
+        );
+        let session = br#"{"schema_version":1,"seq":9,"time":"2026-11-23T19:00:00.000Z","stream_seq":1,
+            "event":{"type":"dose","number":1,"route":"im","note":""},
+            "state":{"phase":"dosing","session":"S-17","baselines":{"hr":70},"doses":[{"number":1,"route":"im","note":"","time":"2026-11-23T19:00:00.000Z"}],"discharge_ready":false}}"#;
+        let (_, Message::Session(s)) = parse("t", TopicKind::Session, session).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.phase, "dosing");
+        assert_eq!(s.doses[0].time, parse_rfc3339("2026-11-23T19:00:00Z"));
+
+        let v2 = br#"{"schema_version":2,"seq":1,"alarms":[]}"#;
+        assert!(matches!(
+            parse("t", TopicKind::Active, v2),
+            Err(FeedError::Version { found: 2, .. })
+        ));
+        assert!(parse("t", TopicKind::Alarms, b"not json").is_err());
+    }
+
+    #[test]
+    fn acknowledge_matches_the_command_contract() {
+        let body = acknowledge("d-1", "spo2.low", "RN", at(1_795_460_645_123));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["command"], "acknowledge");
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["time"], "2026-11-23T19:04:05.123Z");
+        assert_eq!(v.as_object().unwrap().len(), 6);
+        assert_eq!(check_by("  JD "), Ok("JD".into()));
+        assert!(check_by("").is_err());
+        assert!(check_by(&"x".repeat(33)).is_err());
+        assert!(check_by("a\nb").is_err());
+    }
+
+    #[test]
+    fn rfc3339_parses_what_the_daemon_writes() {
+        let t = at(1_795_460_645_123);
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(parse_rfc3339("2026-11-23T20:04:05.123+01:00"), Some(t));
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-11-23T19:04:05",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The staff displays: `vigil display` (the web alarm board) and `vigil
+//! watch` (the terminal view, in [`crate::watch`]).
+//!
+//! ```text
+//!  MQTT broker --(link: rumqttc)--> feed (parse) --> state::Board
+//!                                                       |  view(now)
+//!                            web (axum, SSE) <----------+----------> watch (ratatui)
+//!  cmd <--(link)-- acknowledge <-- page button / terminal key
+//! ```
+//!
+//! - [`feed`]: the topic layout and every payload (the ONE place that knows
+//!   the publisher's JSON);
+//! - [`state`]: the shared, pure state model and the NO DATA decision;
+//! - [`link`]: the MQTT client both displays use;
+//! - [`web`]: the HTTP server, its page and access control.
+//!
+//! Depends on [`crate::engine`] (alarm vocabulary) and [`crate::io::clock`].
+
+pub mod feed;
+pub mod link;
+pub mod state;
+pub mod web;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use feed::{BedKey, Topics};
+use link::LinkSettings;
+use state::{Board, Settings};
+
+/// Errors starting a display. Each names the option to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    /// A feed argument (prefix, bed) is wrong.
+    #[error(transparent)]
+    Feed(#[from] feed::FeedError),
+    /// The MQTT link cannot be set up.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
+    /// The web server cannot run.
+    #[error(transparent)]
+    Web(#[from] web::WebError),
+    /// The heartbeat timeout is out of range.
+    #[error("--heartbeat-timeout must be between 1 s and 10 min")]
+    HeartbeatTimeout,
+}
+
+/// What both displays need to reach the feed.
+#[derive(Clone, Debug)]
+pub struct FeedOptions {
+    /// `HOST:PORT` of the broker.
+    pub broker: String,
+    /// Username and password file.
+    pub credentials_file: Option<PathBuf>,
+    /// Topic prefix template.
+    pub prefix: String,
+    /// `SITE/BED` of each bed; empty: every bed on the broker.
+    pub beds: Vec<String>,
+    /// No heartbeat for this long: NO DATA.
+    pub heartbeat_timeout: Duration,
+    /// MQTT client id; default `vigil-<kind>-<pid>`.
+    pub client_id: Option<String>,
+}
+
+/// The link settings and an empty board for these options.
+pub fn prepare(opts: &FeedOptions, kind: &str) -> Result<(LinkSettings, Board), DisplayError> {
+    if opts.heartbeat_timeout < Duration::from_secs(1)
+        || opts.heartbeat_timeout > Duration::from_secs(600)
+    {
+        return Err(DisplayError::HeartbeatTimeout);
+    }
+    let topics = Topics::new(&opts.prefix)?;
+    let beds = opts
+        .beds
+        .iter()
+        .map(|b| BedKey::parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (host, port) = link::parse_broker(&opts.broker)?;
+    let credentials = match &opts.credentials_file {
+        Some(p) => Some(link::read_credentials(p)?),
+        None => None,
+    };
+    let settings = Settings {
+        heartbeat_timeout: opts.heartbeat_timeout,
+        ..Settings::default()
+    };
+    let board = Board::new(settings, &beds);
+    Ok((
+        LinkSettings {
+            host,
+            port,
+            client_id: opts
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("vigil-{kind}-{}", std::process::id())),
+            credentials,
+            topics,
+            beds,
+        },
+        board,
+    ))
+}
+
+/// Runs the web board until the process ends.
+pub async fn run_board(
+    opts: &FeedOptions,
+    web: web::WebSettings,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), DisplayError> {
+    let (settings, board) = prepare(opts, "display")?;
+    let (shared, _task) = link::spawn(settings, board);
+    web::serve(web, shared, ready).await?;
+    Ok(())
+}

@@ -1,0 +1,1191 @@
+//! The displays' state model, shared by the web board and the terminal view:
+//! what the feed said per bed ([`Board::apply`]) plus the current time in,
+//! what to show out ([`Board::view`]), including the NO DATA decision.
+//!
+//! A display is blind, and says so with NO DATA instead of numbers, when
+//! its broker connection is down, when the bed's daemon is offline (Last
+//! Will or shutdown), when no heartbeat arrived within the heartbeat
+//! timeout, or when it has never heard from the bed. Heartbeat lateness is
+//! measured on the display's own clock from the message's arrival (a
+//! retained heartbeat counts from its own timestamp, so an old retained one
+//! never looks fresh).
+//!
+//! Pure: `now` is an argument everywhere. Depends on [`super::feed`] and
+//! [`crate::engine`]'s alarm vocabulary.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::feed::{Alarm, BedKey, CommandResult, Envelope, Message, Session, Status, VitalReading};
+use crate::engine::{AlarmState, Priority};
+
+/// Timeouts of the displays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// No heartbeat for this long: NO DATA (three heartbeats of the daemon).
+    pub heartbeat_timeout: Duration,
+    /// A continuous vital (HR, SpO2) older than this is not shown.
+    pub vital_stale_after: Duration,
+    /// A command without a result after this long is reported unanswered.
+    pub result_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat_timeout: Duration::from_secs(15),
+            vital_stale_after: Duration::from_secs(30),
+            result_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The display's link to the broker.
+#[derive(Clone, Debug, PartialEq)]
+enum Link {
+    Connecting,
+    Up,
+    Down { since: SystemTime, why: String },
+}
+
+/// Why a bed shows NO DATA.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoData {
+    /// The display cannot reach the broker.
+    BrokerUnreachable {
+        /// Since when (None while first connecting).
+        since: Option<SystemTime>,
+        /// The error.
+        why: String,
+    },
+    /// Nothing heard from this bed yet.
+    NeverHeard,
+    /// The daemon is gone (Last Will `connection_lost`, or `shutdown`).
+    Offline {
+        /// The reason it gave.
+        reason: String,
+    },
+    /// No heartbeat within the timeout.
+    HeartbeatLate {
+        /// Time since the last heartbeat.
+        age: Duration,
+    },
+}
+
+impl NoData {
+    /// The banner text.
+    pub fn text(&self, now: SystemTime) -> String {
+        match self {
+            NoData::BrokerUnreachable { since, why } => match since {
+                Some(t) => format!("broker unreachable for {} ({why})", human(age(now, *t))),
+                None => format!("connecting to the broker ({why})"),
+            },
+            NoData::NeverHeard => "nothing received from vigil for this bed yet".into(),
+            NoData::Offline { reason } if reason == "shutdown" => {
+                "vigil stopped on this bed (shutdown)".into()
+            }
+            NoData::Offline { reason } => format!("vigil offline on this bed ({reason})"),
+            NoData::HeartbeatLate { age } => {
+                format!("no heartbeat for {}", human(*age))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Beat {
+    online: bool,
+    reason: String,
+    /// When the heartbeat counts from (display clock).
+    at: SystemTime,
+    seq: u64,
+    sources: Vec<(String, bool)>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Track {
+    latest: Option<VitalReading>,
+    /// Valid values with their time, oldest first.
+    history: VecDeque<(SystemTime, f64)>,
+}
+
+const HISTORY: Duration = Duration::from_secs(180);
+
+impl Track {
+    fn push(&mut self, r: VitalReading, now: SystemTime) {
+        let t = r.time.unwrap_or(now);
+        if let (Some(v), true) = (r.value, r.validity == "valid") {
+            if self.history.back().is_none_or(|(last, _)| *last < t) {
+                self.history.push_back((t, v));
+            }
+        }
+        while self.history.len() > 512
+            || self
+                .history
+                .front()
+                .is_some_and(|(old, _)| age(t, *old) > HISTORY)
+        {
+            self.history.pop_front();
+        }
+        self.latest = Some(r);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    id: String,
+    what: String,
+    sent: SystemTime,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Bed {
+    beat: Option<Beat>,
+    vitals: BTreeMap<String, Track>,
+    vitals_seq: u64,
+    alarms: BTreeMap<String, Alarm>,
+    alarms_seq: u64,
+    alarms_stream: u64,
+    audio_paused_until: Option<SystemTime>,
+    session: Option<Session>,
+    session_seq: u64,
+    pending: Vec<Pending>,
+    result: Option<ResultView>,
+}
+
+/// One line of the alarm feed (newest last).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FeedLine {
+    /// `HH:MM:SS` UTC of the event.
+    pub time: String,
+    /// Bed `site/bed`.
+    pub bed: String,
+    /// Alarm id.
+    pub id: String,
+    /// Phase.
+    pub phase: String,
+    /// Priority.
+    pub priority: &'static str,
+    /// Who acknowledged, for acknowledge phases.
+    pub by: Option<String>,
+}
+
+const FEED_MAX: usize = 200;
+
+/// Everything the displays know.
+#[derive(Clone, Debug)]
+pub struct Board {
+    settings: Settings,
+    link: Link,
+    beds: BTreeMap<BedKey, Bed>,
+    feed: VecDeque<FeedLine>,
+}
+
+impl Board {
+    /// A board showing `beds` (more are added as the feed names them).
+    pub fn new(settings: Settings, beds: &[BedKey]) -> Board {
+        Board {
+            settings,
+            link: Link::Connecting,
+            beds: beds.iter().map(|b| (b.clone(), Bed::default())).collect(),
+            feed: VecDeque::new(),
+        }
+    }
+
+    /// The broker connection is up.
+    pub fn link_up(&mut self) {
+        self.link = Link::Up;
+    }
+
+    /// The broker connection failed or is lost (`why` names the error).
+    pub fn link_down(&mut self, now: SystemTime, why: &str) {
+        let since = match &self.link {
+            Link::Down { since, .. } => *since,
+            _ => now,
+        };
+        self.link = Link::Down {
+            since,
+            why: why.to_owned(),
+        };
+    }
+
+    /// Whether the broker connection is up.
+    pub fn is_link_up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// The beds known.
+    pub fn beds(&self) -> impl Iterator<Item = &BedKey> {
+        self.beds.keys()
+    }
+
+    /// Records a command sent (for its result).
+    pub fn command_sent(&mut self, bed: &BedKey, id: &str, what: &str, now: SystemTime) {
+        let b = self.beds.entry(bed.clone()).or_default();
+        b.pending
+            .retain(|p| age(now, p.sent) < Duration::from_secs(300));
+        b.pending.push(Pending {
+            id: id.to_owned(),
+            what: what.to_owned(),
+            sent: now,
+        });
+        b.result = Some(ResultView {
+            id: id.to_owned(),
+            text: format!("{what}: sent, waiting for vigil"),
+            outcome: "pending",
+        });
+    }
+
+    /// Applies one feed message about `bed`, received at `now`. `retained`
+    /// is the MQTT retain flag (a stored message, not a live one).
+    pub fn apply(
+        &mut self,
+        bed: &BedKey,
+        env: &Envelope,
+        msg: Message,
+        retained: bool,
+        now: SystemTime,
+    ) {
+        let b = self.beds.entry(bed.clone()).or_default();
+        match msg {
+            Message::Status(Status::Offline { reason }) => {
+                // The Last Will carries the seq of when it was set: never drop it.
+                b.beat = Some(Beat {
+                    online: false,
+                    reason,
+                    at: now,
+                    seq: b.beat.as_ref().map_or(0, |x| x.seq),
+                    sources: Vec::new(),
+                });
+            }
+            Message::Status(Status::Online { sources, .. }) => {
+                let last = b.beat.as_ref().filter(|x| x.online).map_or(0, |x| x.seq);
+                if env.seq < last {
+                    return;
+                }
+                let at = if retained {
+                    env.time.map_or(SystemTime::UNIX_EPOCH, |t| t.min(now))
+                } else {
+                    now
+                };
+                b.beat = Some(Beat {
+                    online: true,
+                    reason: String::new(),
+                    at,
+                    seq: env.seq,
+                    sources: sources.into_iter().map(|s| (s.name, s.up)).collect(),
+                });
+            }
+            Message::Vitals(v) => {
+                if env.seq < b.vitals_seq {
+                    return;
+                }
+                b.vitals_seq = env.seq;
+                for (k, r) in v {
+                    b.vitals.entry(k).or_default().push(r, now);
+                }
+            }
+            Message::Alarm(a) => {
+                if env.seq <= b.alarms_seq && b.alarms_seq != 0 {
+                    return;
+                }
+                b.alarms_seq = env.seq;
+                if let Some(n) = env.stream_seq {
+                    // The retained snapshot repairs the list; say what was missed.
+                    if b.alarms_stream != 0 && n > b.alarms_stream + 1 {
+                        self.feed.push_back(FeedLine {
+                            time: clock(env.time.unwrap_or(now)),
+                            bed: bed.to_string(),
+                            id: format!("{} alarm event(s) lost by vigil", n - b.alarms_stream - 1),
+                            phase: "gap".into(),
+                            priority: "medium",
+                            by: None,
+                        });
+                    }
+                    b.alarms_stream = n;
+                }
+                self.feed.push_back(FeedLine {
+                    time: clock(env.time.unwrap_or(now)),
+                    bed: bed.to_string(),
+                    id: a.id.clone(),
+                    phase: a.phase.clone(),
+                    priority: a.priority.key(),
+                    by: a.ack.as_ref().map(|k| k.by.clone()),
+                });
+                while self.feed.len() > FEED_MAX {
+                    self.feed.pop_front();
+                }
+                if a.state == AlarmState::Ended {
+                    b.alarms.remove(&a.id);
+                } else {
+                    b.alarms.insert(a.id.clone(), a);
+                }
+            }
+            Message::Active {
+                alarms,
+                audio_paused_until,
+            } => {
+                if env.seq < b.alarms_seq {
+                    return;
+                }
+                b.alarms_seq = env.seq;
+                b.alarms = alarms
+                    .into_iter()
+                    .filter(|a| a.state != AlarmState::Ended)
+                    .map(|a| (a.id.clone(), a))
+                    .collect();
+                b.audio_paused_until = audio_paused_until;
+            }
+            Message::Session(s) => {
+                if env.seq < b.session_seq {
+                    return;
+                }
+                b.session_seq = env.seq;
+                b.session = Some(s);
+            }
+            Message::Result(r) => apply_result(b, r),
+            Message::Command => {}
+        }
+    }
+
+    /// NO DATA for every bed: the broker link is not up.
+    fn link_no_data(&self) -> Option<NoData> {
+        match &self.link {
+            Link::Connecting => Some(NoData::BrokerUnreachable {
+                since: None,
+                why: "not connected yet".into(),
+            }),
+            Link::Down { since, why } => Some(NoData::BrokerUnreachable {
+                since: Some(*since),
+                why: why.clone(),
+            }),
+            Link::Up => None,
+        }
+    }
+
+    /// Why `bed` shows NO DATA at `now`, or `None` when it is live.
+    pub fn no_data(&self, bed: &BedKey, now: SystemTime) -> Option<NoData> {
+        if let Some(nd) = self.link_no_data() {
+            return Some(nd);
+        }
+        let Some(beat) = self.beds.get(bed).and_then(|b| b.beat.as_ref()) else {
+            return Some(NoData::NeverHeard);
+        };
+        if !beat.online {
+            return Some(NoData::Offline {
+                reason: beat.reason.clone(),
+            });
+        }
+        let late = age(now, beat.at);
+        (late > self.settings.heartbeat_timeout).then_some(NoData::HeartbeatLate { age: late })
+    }
+
+    /// What to show at `now`.
+    pub fn view(&self, now: SystemTime) -> BoardView {
+        let beds: Vec<BedView> = self
+            .beds
+            .iter()
+            .map(|(k, b)| self.bed_view(k, b, now))
+            .collect();
+        let blind = beds.iter().filter(|b| !b.live).count();
+        BoardView {
+            now_ms: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            link_up: self.is_link_up(),
+            blind,
+            banner: match (self.link_no_data(), blind) {
+                (Some(nd), _) => Some(nd.text(now)),
+                (None, _) if beds.is_empty() => {
+                    Some("no bed has reported on the broker yet".into())
+                }
+                (None, 0) => None,
+                (None, 1) if beds.len() == 1 => beds[0].no_data.clone(),
+                (None, n) => Some(format!("{n} of {} beds without data", beds.len())),
+            },
+            beds,
+            feed: self.feed.iter().cloned().collect(),
+        }
+    }
+
+    fn bed_view(&self, key: &BedKey, b: &Bed, now: SystemTime) -> BedView {
+        let no_data = self.no_data(key, now);
+        let live = no_data.is_none();
+        let mut alarms: Vec<AlarmView> = b
+            .alarms
+            .values()
+            .map(|a| alarm_view(a, live, now))
+            .collect();
+        alarms.sort_by(|x, y| {
+            (y.rank, x.acknowledged, x.since_s)
+                .partial_cmp(&(x.rank, y.acknowledged, y.since_s))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let last_dose = b
+            .session
+            .as_ref()
+            .and_then(|s| s.doses.iter().filter_map(|d| d.time).max());
+        let result = b.result.clone().map(|mut r| {
+            let unanswered = r.outcome == "pending"
+                && b.pending
+                    .iter()
+                    .any(|p| p.id == r.id && age(now, p.sent) > self.settings.result_timeout);
+            if unanswered {
+                r.outcome = "unanswered";
+                r.text = r.text.replace(
+                    "sent, waiting for vigil",
+                    "no answer from vigil: check the bed",
+                );
+            }
+            r
+        });
+        BedView {
+            key: key.to_string(),
+            live,
+            no_data: no_data.map(|n| n.text(now)),
+            vitals: vec![
+                self.continuous(b, "hr", "HR", "/min", Some("pr"), 5.0, live, now),
+                self.continuous(b, "spo2", "SpO2", "%", None, 2.0, live, now),
+                nibp(b, live, now),
+            ],
+            phase: b
+                .session
+                .as_ref()
+                .map(|s| s.phase.clone())
+                .filter(|p| !p.is_empty()),
+            session: b
+                .session
+                .as_ref()
+                .map(|s| s.session.clone())
+                .filter(|p| !p.is_empty()),
+            since_dose: last_dose.map(|t| human_clock(age(now, t))),
+            audio_paused: b.audio_paused_until.is_some_and(|t| t > now),
+            // A stale heartbeat's source states would look live: only when live.
+            sources: b
+                .beat
+                .as_ref()
+                .filter(|_| live)
+                .map(|x| {
+                    x.sources
+                        .iter()
+                        .map(|(n, up)| SourceView {
+                            name: n.clone(),
+                            up: *up,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            heartbeat_age_s: b.beat.as_ref().map(|x| age(now, x.at).as_secs_f64()),
+            alarms,
+            result,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn continuous(
+        &self,
+        b: &Bed,
+        key: &'static str,
+        label: &'static str,
+        unit: &'static str,
+        fallback: Option<&str>,
+        step: f64,
+        live: bool,
+        now: SystemTime,
+    ) -> VitalView {
+        let track = b
+            .vitals
+            .get(key)
+            .filter(|t| t.latest.is_some())
+            .or_else(|| fallback.and_then(|f| b.vitals.get(f)));
+        let mut v = VitalView::empty(key, label, unit);
+        let Some(t) = track else {
+            return v;
+        };
+        let Some(r) = &t.latest else { return v };
+        if !live {
+            v.state = "nodata";
+            return v;
+        }
+        let when = r.time.unwrap_or(now);
+        if age(now, when) > self.settings.vital_stale_after {
+            v.state = "stale";
+            v.note = Some(format!("no reading for {}", human(age(now, when))));
+            return v;
+        }
+        match (r.value, r.validity.as_str()) {
+            (Some(x), "valid") => {
+                v.text = format!("{x:.0}");
+                v.state = "ok";
+                v.trend = trend(&t.history, step);
+            }
+            (_, validity) => {
+                v.state = "invalid";
+                v.note = Some(validity.replace('_', " "));
+            }
+        }
+        v
+    }
+}
+
+fn apply_result(b: &mut Bed, r: CommandResult) {
+    let Some(id) = r.id else { return };
+    let Some(p) = b.pending.iter().find(|p| p.id == id) else {
+        // Another display's command.
+        return;
+    };
+    let text = if r.accepted {
+        format!("{}: accepted", p.what)
+    } else {
+        format!(
+            "{}: rejected: {}",
+            p.what,
+            r.reason.unwrap_or_else(|| "no reason given".into())
+        )
+    };
+    b.result = Some(ResultView {
+        id,
+        text,
+        outcome: if r.accepted { "accepted" } else { "rejected" },
+    });
+}
+
+fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
+    let mut v = VitalView::empty("nibp", "NIBP", "mmHg");
+    let get = |k: &str| b.vitals.get(k).and_then(|t| t.latest.as_ref());
+    let Some(sys) = get("nibp_sys") else { return v };
+    if !live {
+        v.state = "nodata";
+        return v;
+    }
+    let when = sys.time.unwrap_or(now);
+    v.age = Some(format!("{} ago", human(age(now, when))));
+    v.age_s = Some(age(now, when).as_secs_f64());
+    let val = |r: Option<&VitalReading>| {
+        r.filter(|r| r.validity == "valid")
+            .and_then(|r| r.value)
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
+    };
+    if sys.validity != "valid" || sys.value.is_none() {
+        v.state = "invalid";
+        v.note = Some(sys.validity.replace('_', " "));
+        return v;
+    }
+    v.text = format!("{}/{}", val(Some(sys)), val(get("nibp_dia")));
+    if let Some(m) = get("nibp_mean").filter(|r| r.validity == "valid") {
+        v.text.push_str(&format!(" ({})", val(Some(m))));
+    }
+    v.state = "ok";
+    // NIBP is intermittent: compare with the previous measurement.
+    let h = &b.vitals["nibp_sys"].history;
+    if h.len() >= 2 {
+        let d = h[h.len() - 1].1 - h[h.len() - 2].1;
+        v.trend = arrow(d, 10.0);
+    }
+    v
+}
+
+/// Trend of a continuous vital: the latest value against the one about a
+/// minute earlier (at least 30 s of history).
+fn trend(h: &VecDeque<(SystemTime, f64)>, step: f64) -> &'static str {
+    let Some(&(t, x)) = h.back() else { return "" };
+    let earlier = h
+        .iter()
+        .rev()
+        .find(|(u, _)| age(t, *u) >= Duration::from_secs(60))
+        .or_else(|| {
+            h.front()
+                .filter(|(u, _)| age(t, *u) >= Duration::from_secs(30))
+        });
+    match earlier {
+        Some(&(_, y)) => arrow(x - y, step),
+        None => "",
+    }
+}
+
+fn arrow(d: f64, step: f64) -> &'static str {
+    if d >= step {
+        "up"
+    } else if d <= -step {
+        "down"
+    } else {
+        "steady"
+    }
+}
+
+fn alarm_view(a: &Alarm, live: bool, now: SystemTime) -> AlarmView {
+    let acknowledged = a.state == AlarmState::Acknowledged || a.ack.is_some();
+    let since = a.determined.or(a.onset).unwrap_or(now);
+    AlarmView {
+        id: a.id.clone(),
+        label: alarm_label(a),
+        priority: a.priority.key(),
+        rank: match a.priority {
+            Priority::High => 3,
+            Priority::Medium => 2,
+            Priority::Low => 1,
+        },
+        kind: if a.kind == "physiological" {
+            "physiological"
+        } else {
+            "technical"
+        },
+        state: a.state.key(),
+        acknowledged,
+        ack_by: a.ack.as_ref().map(|k| k.by.clone()),
+        flash: match (live, acknowledged, a.priority) {
+            (false, _, _) | (_, true, _) => "none",
+            (_, _, Priority::High) => "fast",
+            (_, _, Priority::Medium) => "slow",
+            (_, _, Priority::Low) => "none",
+        },
+        since: human(age(now, since)),
+        since_s: age(now, since).as_secs_f64(),
+        onset: a.onset.map(|t| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        }),
+    }
+}
+
+/// `spo2.low` with value 86 and limit 90 -> `SpO2 low 86 (limit 90)`.
+fn alarm_label(a: &Alarm) -> String {
+    let (head, cond) = a.id.rsplit_once('.').unwrap_or(("", a.id.as_str()));
+    let subject = match head {
+        "hr" => "HR".to_owned(),
+        "pr" => "Pulse".to_owned(),
+        "spo2" => "SpO2".to_owned(),
+        "nibp_sys" => "NIBP sys".to_owned(),
+        "nibp_dia" => "NIBP dia".to_owned(),
+        "nibp_mean" => "NIBP mean".to_owned(),
+        "nibp" => "NIBP".to_owned(),
+        "system" => "vigil".to_owned(),
+        other => other
+            .strip_prefix("source.")
+            .map_or_else(|| other.to_owned(), |s| format!("source {s}")),
+    };
+    let mut s = format!("{subject} {}", cond.replace('_', " "));
+    if let Some(v) = a.value {
+        s.push_str(&format!(" {v:.0}"));
+    }
+    if let Some(l) = a.limit {
+        s.push_str(&format!(" (limit {l:.0})"));
+    }
+    s
+}
+
+fn age(now: SystemTime, then: SystemTime) -> Duration {
+    now.duration_since(then).unwrap_or(Duration::ZERO)
+}
+
+/// `45 s`, `3 min`, `2 h 05 min`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=89 => format!("{s} s"),
+        90..=5399 => format!("{} min", (s + 30) / 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// `0:42`, `1:05:00`: elapsed time since a dose.
+fn human_clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn clock(t: SystemTime) -> String {
+    let s = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// The whole board at one instant (serialised to the page as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoardView {
+    /// The instant, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Whether the broker connection is up.
+    pub link_up: bool,
+    /// Beds showing NO DATA.
+    pub blind: usize,
+    /// The full-width NO DATA banner text, when any bed is blind.
+    pub banner: Option<String>,
+    /// Beds in key order.
+    pub beds: Vec<BedView>,
+    /// Recent alarm events, newest last.
+    pub feed: Vec<FeedLine>,
+}
+
+/// One bed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BedView {
+    /// `site/bed`.
+    pub key: String,
+    /// False when NO DATA: values are hidden, alarms are the last known.
+    pub live: bool,
+    /// Why NO DATA.
+    pub no_data: Option<String>,
+    /// HR (or pulse rate), SpO2, NIBP.
+    pub vitals: Vec<VitalView>,
+    /// Session phase.
+    pub phase: Option<String>,
+    /// Pseudonymous session code.
+    pub session: Option<String>,
+    /// Time since the last dose, `m:ss` or `h:mm:ss`.
+    pub since_dose: Option<String>,
+    /// Audio paused at the bed.
+    pub audio_paused: bool,
+    /// Sources from the heartbeat.
+    pub sources: Vec<SourceView>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_s: Option<f64>,
+    /// Present alarms, highest priority first, unacknowledged before
+    /// acknowledged, then newest first.
+    pub alarms: Vec<AlarmView>,
+    /// The result of this display's last command.
+    pub result: Option<ResultView>,
+}
+
+/// A source's state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceView {
+    /// Name.
+    pub name: String,
+    /// Up.
+    pub up: bool,
+}
+
+/// One vital.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VitalView {
+    /// `hr`, `spo2`, `nibp`.
+    pub key: &'static str,
+    /// `HR`, `SpO2`, `NIBP`.
+    pub label: &'static str,
+    /// The value to show; empty when none may be shown.
+    pub text: String,
+    /// Unit.
+    pub unit: &'static str,
+    /// `up`, `down`, `steady`, or empty.
+    pub trend: &'static str,
+    /// `ok`, `invalid`, `stale`, `nodata`, `none`.
+    pub state: &'static str,
+    /// Validity or staleness note.
+    pub note: Option<String>,
+    /// NIBP: age of the reading (`4 min ago`).
+    pub age: Option<String>,
+    /// NIBP: age in seconds.
+    pub age_s: Option<f64>,
+}
+
+impl VitalView {
+    fn empty(key: &'static str, label: &'static str, unit: &'static str) -> VitalView {
+        VitalView {
+            key,
+            label,
+            text: String::new(),
+            unit,
+            trend: "",
+            state: "none",
+            note: None,
+            age: None,
+            age_s: None,
+        }
+    }
+
+    /// The arrow for the trend.
+    pub fn arrow(&self) -> &'static str {
+        match self.trend {
+            "up" => "↑",
+            "down" => "↓",
+            "steady" => "→",
+            _ => "",
+        }
+    }
+}
+
+/// One alarm.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlarmView {
+    /// Alarm id (sent back in acknowledgements).
+    pub id: String,
+    /// Human text.
+    pub label: String,
+    /// `high`, `medium`, `low`.
+    pub priority: &'static str,
+    /// 3, 2, 1 for sorting.
+    pub rank: u8,
+    /// `physiological` or `technical`.
+    pub kind: &'static str,
+    /// `active`, `acknowledged`, `latched`.
+    pub state: &'static str,
+    /// Acknowledged (signal silenced by a person).
+    pub acknowledged: bool,
+    /// By whom.
+    pub ack_by: Option<String>,
+    /// `fast` (high), `slow` (medium), `none` (low, acknowledged, or NO DATA).
+    pub flash: &'static str,
+    /// Time since it was determined.
+    pub since: String,
+    /// The same in seconds.
+    pub since_s: f64,
+    /// Onset, ms since the Unix epoch.
+    pub onset: Option<u64>,
+}
+
+/// The result of a command this display sent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResultView {
+    /// Request id.
+    pub id: String,
+    /// Human text.
+    pub text: String,
+    /// `pending`, `accepted`, `rejected`, `unanswered`.
+    pub outcome: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::feed::{self, TopicKind};
+    use super::*;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s)
+    }
+
+    fn bed() -> BedKey {
+        BedKey::new("s", "b")
+    }
+
+    fn feed(board: &mut Board, kind: TopicKind, json: &str, retained: bool, now: SystemTime) {
+        let (env, msg) = feed::parse("t", kind, json.as_bytes()).unwrap();
+        board.apply(&bed(), &env, msg, retained, now);
+    }
+
+    fn heartbeat(board: &mut Board, seq: u64, now: SystemTime) {
+        let json = format!(
+            r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"sources":[{{"name":"monitor","up":true}}]}}"#,
+            crate::io::clock::rfc3339(now)
+        );
+        feed(board, TopicKind::Status, &json, false, now);
+    }
+
+    fn alarm(id: &str, priority: &str, state: &str, seq: u64, at: SystemTime) -> String {
+        let ack = if state == "acknowledged" {
+            format!(r#"{{"by":"JD","at":"{}"}}"#, crate::io::clock::rfc3339(at))
+        } else {
+            "null".into()
+        };
+        format!(
+            r#"{{"schema_version":1,"seq":{seq},"time":"{0}","alarm":{{"id":"{id}","kind":"physiological","priority":"{priority}","phase":"start","state":"{state}","value":86,"limit":90,"onset":"{0}","determined":"{0}","ack":{ack}}}}}"#,
+            crate::io::clock::rfc3339(at)
+        )
+    }
+
+    fn live_board() -> Board {
+        let mut b = Board::new(Settings::default(), &[bed()]);
+        b.link_up();
+        heartbeat(&mut b, 1, t(0));
+        b
+    }
+
+    #[test]
+    fn a_board_without_beds_is_never_silent() {
+        let mut b = Board::new(Settings::default(), &[]);
+        let v = b.view(t(0));
+        assert_eq!(
+            v.banner.as_deref(),
+            Some("connecting to the broker (not connected yet)")
+        );
+        b.link_up();
+        assert_eq!(
+            b.view(t(0)).banner.as_deref(),
+            Some("no bed has reported on the broker yet")
+        );
+    }
+
+    #[test]
+    fn heartbeat_late_means_no_data() {
+        let mut b = live_board();
+        assert_eq!(b.no_data(&bed(), t(15)), None);
+        assert_eq!(
+            b.no_data(&bed(), t(16)),
+            Some(NoData::HeartbeatLate {
+                age: Duration::from_secs(16)
+            })
+        );
+        let v = b.view(t(16));
+        assert!(!v.beds[0].live);
+        assert_eq!(v.banner.as_deref(), Some("no heartbeat for 16 s"));
+        heartbeat(&mut b, 2, t(17));
+        assert_eq!(b.no_data(&bed(), t(17)), None);
+    }
+
+    #[test]
+    fn an_old_retained_heartbeat_does_not_look_fresh() {
+        let mut b = Board::new(Settings::default(), &[bed()]);
+        b.link_up();
+        assert_eq!(b.no_data(&bed(), t(0)), Some(NoData::NeverHeard));
+        let json = format!(
+            r#"{{"schema_version":1,"seq":5,"time":"{}","state":"online"}}"#,
+            crate::io::clock::rfc3339(t(0))
+        );
+        feed(&mut b, TopicKind::Status, &json, true, t(100));
+        assert!(matches!(
+            b.no_data(&bed(), t(100)),
+            Some(NoData::HeartbeatLate { .. })
+        ));
+    }
+
+    #[test]
+    fn last_will_means_no_data_even_with_an_older_seq() {
+        let mut b = live_board();
+        heartbeat(&mut b, 50, t(1));
+        // The Last Will was set at connect time with seq 0.
+        feed(
+            &mut b,
+            TopicKind::Status,
+            r#"{"schema_version":1,"seq":0,"time":"2026-11-23T19:00:00.000Z","state":"offline","reason":"connection_lost"}"#,
+            false,
+            t(2),
+        );
+        let nd = b.no_data(&bed(), t(2)).unwrap();
+        assert_eq!(nd.text(t(2)), "vigil offline on this bed (connection_lost)");
+        // Coming back online clears it.
+        heartbeat(&mut b, 51, t(3));
+        assert_eq!(b.no_data(&bed(), t(3)), None);
+    }
+
+    #[test]
+    fn broker_lost_means_no_data_and_hides_values() {
+        let mut b = live_board();
+        feed(
+            &mut b,
+            TopicKind::Vitals,
+            r#"{"schema_version":1,"seq":2,"vitals":{"hr":{"value":72,"validity":"valid","unit":"/min"}}}"#,
+            false,
+            t(1),
+        );
+        assert_eq!(b.view(t(1)).beds[0].vitals[0].text, "72");
+        b.link_down(t(2), "connection refused");
+        b.link_down(t(5), "connection refused");
+        let v = b.view(t(5));
+        assert!(!v.link_up);
+        assert_eq!(
+            v.banner.as_deref(),
+            Some("broker unreachable for 3 s (connection refused)")
+        );
+        assert_eq!(v.beds[0].vitals[0].text, "");
+        assert_eq!(v.beds[0].vitals[0].state, "nodata");
+        b.link_up();
+        assert!(b.view(t(6)).beds[0].live);
+    }
+
+    #[test]
+    fn alarms_sort_by_priority_and_show_acknowledgement() {
+        let mut b = live_board();
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "medium", "active", 2, t(1)),
+            false,
+            t(1),
+        );
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("nibp.cycle_overdue", "low", "active", 3, t(2)),
+            false,
+            t(2),
+        );
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("spo2.low", "high", "active", 4, t(3)),
+            false,
+            t(3),
+        );
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("spo2.critical_low", "high", "acknowledged", 5, t(4)),
+            false,
+            t(4),
+        );
+        let v = b.view(t(5));
+        let ids: Vec<&str> = v.beds[0].alarms.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "spo2.low",
+                "spo2.critical_low",
+                "hr.high",
+                "nibp.cycle_overdue"
+            ]
+        );
+        let flashes: Vec<&str> = v.beds[0].alarms.iter().map(|a| a.flash).collect();
+        assert_eq!(flashes, ["fast", "none", "slow", "none"]);
+        let acked = &v.beds[0].alarms[1];
+        assert!(acked.acknowledged);
+        assert_eq!(acked.ack_by.as_deref(), Some("JD"));
+        assert_eq!(v.beds[0].alarms[0].label, "SpO2 low 86 (limit 90)");
+        assert_eq!(v.feed.len(), 4);
+
+        // A duplicate (same seq) is dropped; an end removes the alarm.
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "medium", "ended", 5, t(6)),
+            false,
+            t(6),
+        );
+        assert_eq!(b.view(t(6)).beds[0].alarms.len(), 4);
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "medium", "ended", 6, t(6)),
+            false,
+            t(6),
+        );
+        assert_eq!(b.view(t(6)).beds[0].alarms.len(), 3);
+
+        // The retained snapshot replaces the list.
+        feed(
+            &mut b,
+            TopicKind::Active,
+            r#"{"schema_version":1,"seq":7,"alarms":[{"id":"spo2.low","priority":"high","state":"latched"}]}"#,
+            true,
+            t(7),
+        );
+        let v = b.view(t(7));
+        assert_eq!(v.beds[0].alarms.len(), 1);
+        assert_eq!(v.beds[0].alarms[0].state, "latched");
+        assert_eq!(v.beds[0].alarms[0].flash, "fast");
+        // No flashing while blind.
+        b.link_down(t(8), "x");
+        assert_eq!(b.view(t(8)).beds[0].alarms[0].flash, "none");
+    }
+
+    #[test]
+    fn a_gap_in_the_alarm_stream_is_reported() {
+        let mut b = live_board();
+        let with_stream = |seq: u64, stream: u64| {
+            alarm("hr.high", "medium", "active", seq, t(1)).replacen(
+                "\"time\"",
+                &format!("\"stream_seq\":{stream},\"time\""),
+                1,
+            )
+        };
+        feed(&mut b, TopicKind::Alarms, &with_stream(2, 7), false, t(1));
+        feed(&mut b, TopicKind::Alarms, &with_stream(3, 8), false, t(1));
+        assert_eq!(b.view(t(1)).feed.len(), 2);
+        feed(&mut b, TopicKind::Alarms, &with_stream(6, 11), false, t(1));
+        let f = b.view(t(1)).feed;
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[2].phase, "gap");
+        assert_eq!(f[2].id, "2 alarm event(s) lost by vigil");
+    }
+
+    #[test]
+    fn several_beds_share_one_banner() {
+        let mut b = Board::new(Settings::default(), &[bed(), BedKey::new("s", "c")]);
+        b.link_up();
+        heartbeat(&mut b, 1, t(0));
+        let v = b.view(t(1));
+        assert_eq!(v.blind, 1);
+        assert_eq!(v.banner.as_deref(), Some("1 of 2 beds without data"));
+        assert!(v.beds[0].live);
+        assert_eq!(
+            v.beds[1].no_data.as_deref(),
+            Some("nothing received from vigil for this bed yet")
+        );
+    }
+
+    #[test]
+    fn command_results_are_matched_and_timed_out() {
+        let mut b = live_board();
+        b.command_sent(&bed(), "d-1", "acknowledge spo2.low by JD", t(1));
+        assert_eq!(
+            b.view(t(2)).beds[0].result.as_ref().unwrap().outcome,
+            "pending"
+        );
+        assert_eq!(
+            b.view(t(12)).beds[0].result.as_ref().unwrap().outcome,
+            "unanswered"
+        );
+        feed(
+            &mut b,
+            TopicKind::CmdResult,
+            r#"{"schema_version":1,"seq":3,"id":"d-1","command":"acknowledge","result":"rejected","reason":"unknown alarm id `x`"}"#,
+            false,
+            t(3),
+        );
+        let r = b.view(t(3)).beds[0].result.clone().unwrap();
+        assert_eq!(r.outcome, "rejected");
+        assert_eq!(
+            r.text,
+            "acknowledge spo2.low by JD: rejected: unknown alarm id `x`"
+        );
+        // Another display's result does not replace ours.
+        feed(
+            &mut b,
+            TopicKind::CmdResult,
+            r#"{"schema_version":1,"seq":4,"id":"other","result":"accepted"}"#,
+            false,
+            t(4),
+        );
+        assert_eq!(b.view(t(4)).beds[0].result.clone().unwrap().id, "d-1");
+    }
+
+    #[test]
+    fn vitals_trends_staleness_nibp_age_and_dose_time() {
+        let mut b = live_board();
+        for (i, hr) in [(0u64, 70), (30, 72), (60, 80)] {
+            heartbeat(&mut b, 10 + i, t(i));
+            let json = format!(
+                r#"{{"schema_version":1,"seq":{},"vitals":{{"hr":{{"value":{hr},"validity":"valid","time":"{}"}},
+                "spo2":{{"value":null,"validity":"sensor_off","time":"{1}"}},
+                "nibp_sys":{{"value":150,"validity":"valid","time":"{2}"}},
+                "nibp_dia":{{"value":95,"validity":"valid","time":"{2}"}}}}}}"#,
+                20 + i,
+                crate::io::clock::rfc3339(t(i)),
+                crate::io::clock::rfc3339(t(0)),
+            );
+            feed(&mut b, TopicKind::Vitals, &json, false, t(i));
+        }
+        feed(
+            &mut b,
+            TopicKind::Session,
+            &format!(
+                r#"{{"schema_version":1,"seq":90,"state":{{"phase":"dosing","session":"S-1","doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
+                crate::io::clock::rfc3339(t(0))
+            ),
+            false,
+            t(60),
+        );
+        let v = b.view(t(65));
+        let bed = &v.beds[0];
+        assert_eq!(bed.vitals[0].text, "80");
+        assert_eq!(bed.vitals[0].trend, "up");
+        assert_eq!(bed.vitals[1].state, "invalid");
+        assert_eq!(bed.vitals[1].note.as_deref(), Some("sensor off"));
+        assert_eq!(bed.vitals[2].text, "150/95");
+        assert_eq!(bed.vitals[2].age.as_deref(), Some("65 s ago"));
+        assert_eq!(bed.phase.as_deref(), Some("dosing"));
+        assert_eq!(bed.since_dose.as_deref(), Some("1:05"));
+        // HR 35 s old: hidden as stale, not shown as live.
+        heartbeat(&mut b, 100, t(95));
+        let v = b.view(t(95));
+        assert_eq!(v.beds[0].vitals[0].state, "stale");
+        assert_eq!(v.beds[0].vitals[0].text, "");
+    }
+}

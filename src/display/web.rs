@@ -1,0 +1,551 @@
+//! The web alarm board: one embedded page (HTML, CSS, JavaScript; no build
+//! step, no external resources), live board views over Server-Sent Events,
+//! and the acknowledge command.
+//!
+//! # Routes
+//!
+//! | route          | what                                                   |
+//! |----------------|--------------------------------------------------------|
+//! | `GET /`        | the page                                               |
+//! | `GET /events`  | SSE: a `view` event with the board as JSON on every change and every second |
+//! | `GET /view`    | the board as JSON, once                                |
+//! | `POST /ack`    | `{"bed": "site/bed", "alarm": "spo2.low", "by": "JD"}` -> `{"id": ...}` |
+//! | `GET/POST /login` | the token form (only when a token is configured)    |
+//!
+//! # Access
+//!
+//! On a loopback address no token is needed (unless one is given), and the
+//! `Host` header must name the loopback (so that a web page elsewhere cannot
+//! reach the board through DNS rebinding). On any other address a token is
+//! required: checked on every request (SSE included) as `Authorization:
+//! Bearer <token>` or through the session cookie that `/login` sets, in
+//! constant time, and never logged. `POST /ack` needs the header
+//! `X-Vigil-Request: 1`, which a cross-site form cannot send. TLS (rustls,
+//! ring) is used when a certificate and key are given.
+//!
+//! Depends on [`super::link`] and [`super::state`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::feed::BedKey;
+use super::link::Shared;
+
+const INDEX: &str = include_str!("assets/index.html");
+const STYLE: &str = include_str!("assets/style.css");
+const SCRIPT: &str = include_str!("assets/app.js");
+const LOGIN: &str = include_str!("assets/login.html");
+const COOKIE: &str = "vigil_session";
+
+/// Errors of the web board. Each names what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr} (--listen): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A non-loopback address without a token.
+    #[error("--listen {0} is reachable from other machines: give --token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1")]
+    NeedsToken(SocketAddr),
+    /// The token file cannot be read.
+    #[error("cannot read the access token from {path} (--token-file): {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The token is too short.
+    #[error("the token in {0} (--token-file) must be at least 12 characters on its first line")]
+    WeakToken(PathBuf),
+    /// TLS files are unusable.
+    #[error("{what} {path}: {problem}")]
+    Tls {
+        /// `--tls-cert` or `--tls-key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Serving failed.
+    #[error("the web server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct WebSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The access token, if any (never logged: not in `Debug` output).
+    pub token: Option<Token>,
+    /// Certificate chain and private key (PEM), for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// An access token. Its `Debug` form hides it.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
+impl Token {
+    /// Reads the first line of `path`.
+    pub fn read(path: &Path) -> Result<Token, WebError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebError::TokenFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let t = text.lines().next().unwrap_or("").trim();
+        if t.chars().count() < 12 {
+            return Err(WebError::WeakToken(path.to_owned()));
+        }
+        Ok(Token(t.to_owned()))
+    }
+
+    /// A token from text (tests).
+    pub fn new(t: &str) -> Token {
+        Token(t.to_owned())
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    views: watch::Receiver<Arc<str>>,
+    token: Option<Arc<Token>>,
+    /// The session cookie's value: random per start, so the token itself
+    /// never sits in a browser's cookie store.
+    session: Arc<str>,
+    secure: bool,
+    loopback_open: bool,
+    port: u16,
+}
+
+fn random_hex() -> String {
+    use std::io::Read as _;
+    let mut b = [0u8; 24];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        // Fallback: time and address entropy (the token still guards access).
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let x = (t ^ (&b as *const _ as usize as u128)).to_le_bytes();
+        b[..16].copy_from_slice(&x);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Serves the board until the process ends. `ready` is called with the
+/// bound address once listening.
+pub async fn serve(
+    settings: WebSettings,
+    shared: Arc<Shared>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), WebError> {
+    let loopback = settings.listen.ip().is_loopback();
+    if !loopback && settings.token.is_none() {
+        return Err(WebError::NeedsToken(settings.listen));
+    }
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls_config(cert, key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| WebError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(WebError::Serve)?;
+
+    let views = spawn_renderer(Arc::clone(&shared));
+    let app = App {
+        shared,
+        views,
+        token: settings.token.map(Arc::new),
+        session: random_hex().into(),
+        secure: tls.is_some(),
+        loopback_open: loopback,
+        port: local.port(),
+    };
+    let router = router(app);
+    ready(local);
+    match tls {
+        None => axum::serve(listener, router).await.map_err(WebError::Serve),
+        Some(cfg) => {
+            let listener = TlsListener::start(listener, cfg, local);
+            axum::serve(listener, router).await.map_err(WebError::Serve)
+        }
+    }
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(INDEX) }))
+        .route(
+            "/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
+        .route("/events", get(events))
+        .route("/view", get(view))
+        .route("/ack", post(ack))
+        .route("/login", get(|| async { Html(LOGIN) }).post(login))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Renders the board to JSON on every change and every second (so ages
+/// advance and the page can tell the server is alive).
+fn spawn_renderer(shared: Arc<Shared>) -> watch::Receiver<Arc<str>> {
+    let render = |s: &Shared| -> Arc<str> {
+        let view = s.board().view(SystemTime::now());
+        serde_json::to_string(&view).unwrap_or_default().into()
+    };
+    let (tx, rx) = watch::channel(render(&shared));
+    let mut changed = shared.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { break },
+                _ = tick.tick() => {}
+            }
+            tx.send_replace(render(&shared));
+        }
+    });
+    rx
+}
+
+async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
+    if app.loopback_open && app.token.is_none() {
+        // No token: only loopback clients that name the loopback host.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let ok = [
+            format!("127.0.0.1:{}", app.port),
+            format!("localhost:{}", app.port),
+            format!("[::1]:{}", app.port),
+        ];
+        if !ok.iter().any(|h| h == host) {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "open this board as http://127.0.0.1:PORT/ or http://localhost:PORT/",
+            )
+                .into_response();
+        }
+        return next.run(req).await;
+    }
+    let Some(token) = &app.token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/login" {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| same(t.trim().as_bytes(), token.0.as_bytes()));
+    let cookie =
+        cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), app.session.as_bytes()));
+    if bearer || cookie {
+        return next.run(req).await;
+    }
+    if req.uri().path() == "/" {
+        return Redirect::to("/login").into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "log in at /login with the display's access token",
+    )
+        .into_response()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+async fn login(State(app): State<App>, body: Bytes) -> Response {
+    let Some(token) = &app.token else {
+        return Redirect::to("/").into_response();
+    };
+    let given = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| percent_decode(v))
+        .unwrap_or_default();
+    if !same(given.trim().as_bytes(), token.0.as_bytes()) {
+        tracing::warn!("a login to the board failed (wrong token)");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(LOGIN.replace("<!--error-->", "<p class=error>Wrong token.</p>")),
+        )
+            .into_response();
+    }
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+        app.session,
+        if app.secure { "; Secure" } else { "" }
+    );
+    let mut resp = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            x => out.push(x),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn view(State(app): State<App>) -> Response {
+    let v = app.views.borrow().clone();
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+async fn events(
+    State(app): State<App>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut rx = app.views.clone();
+    rx.mark_changed();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let v = rx.borrow_and_update().clone();
+        Some((Ok(Event::default().event("view").data(&*v)), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(serde::Deserialize)]
+struct AckRequest {
+    bed: String,
+    alarm: String,
+    by: String,
+}
+
+async fn ack(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if headers.get("x-vigil-request").and_then(|v| v.to_str().ok()) != Some("1") {
+        return (
+            StatusCode::FORBIDDEN,
+            "send acknowledgements from the board (X-Vigil-Request header missing)",
+        )
+            .into_response();
+    }
+    let req: AckRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"bed\", \"alarm\", \"by\"}}: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let bed = match BedKey::parse(&req.bed) {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match app.shared.acknowledge(&bed, &req.alarm, &req.by) {
+        Ok(id) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "id": id }).to_string(),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, WebError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| WebError::Tls {
+            what: "--tls-cert",
+            path: cert.to_owned(),
+            problem: format!("{e}: give a PEM certificate chain"),
+        })?;
+    if certs.is_empty() {
+        return Err(WebError::Tls {
+            what: "--tls-cert",
+            path: cert.to_owned(),
+            problem: "holds no PEM certificate".into(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| WebError::Tls {
+        what: "--tls-key",
+        path: key.to_owned(),
+        problem: format!("{e}: give a PEM private key (PKCS#8, PKCS#1 or SEC1)"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+        .map_err(|e| WebError::Tls {
+            what: "--tls-key",
+            path: key.to_owned(),
+            problem: format!("{e}: does the key belong to the certificate?"),
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A listener that hands axum finished TLS connections. Handshakes run in
+/// tasks of their own (with a timeout), so a slow client never blocks others.
+struct TlsListener {
+    rx: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn start(tcp: TcpListener, cfg: Arc<rustls::ServerConfig>, local: SocketAddr) -> TlsListener {
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match hs.await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { rx, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The acceptor task never ends while the listener lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert!(same(b"secret-token-1", b"secret-token-1"));
+        assert!(!same(b"secret-token-1", b"secret-token-2"));
+        assert!(!same(b"secret", b"secret-token"));
+        assert!(!same(b"", b"x"));
+        assert_eq!(percent_decode("a%2Fb+c%"), "a/b c%");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; vigil_session=xyz"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(
+            format!("{:?}", Token::new("secret-token-1")),
+            "Token(<hidden>)"
+        );
+    }
+}

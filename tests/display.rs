@@ -1,0 +1,292 @@
+//! `vigil display` end to end: Mosquitto, a test publisher speaking the
+//! daemon's feed, the display as a child process, and the page in headless
+//! Chromium driven over the DevTools protocol.
+
+use std::time::{Duration, SystemTime};
+
+use crate::util::board::Board;
+use crate::util::browser::{http_get, Browser};
+use crate::util::daemon::temp_dir;
+use crate::util::feed::{Broker, Publisher, Subscriber};
+
+const BED: &str = "clinic-a/bed-2";
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn artefact(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("display");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn banner_shows(text: &str) -> String {
+    format!(
+        "(() => {{ const b = document.getElementById('banner'); \
+         return b.classList.contains('show') && b.textContent.startsWith('NO DATA') && b.textContent.includes({text:?}); }})()"
+    )
+}
+
+#[test]
+fn board_shows_alarms_acknowledges_and_goes_blind() {
+    let dir = temp_dir("display-board");
+    let mut broker = Broker::start(&dir);
+    let mut publisher =
+        Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
+    publisher.session_dosing(Duration::from_secs(42 * 60));
+    publisher.vitals(72.0, 97.0, 150.0, 95.0, Duration::from_secs(4 * 60));
+    let mut board = Board::start(&broker.addr(), BED, &["--heartbeat-timeout", "2s"]);
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+
+    // Live: values, no banner.
+    page.wait_for(
+        "document.querySelector('[data-vital=hr] .value')?.textContent.startsWith('72')",
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        page.eval("document.getElementById('banner').classList.contains('show')"),
+        false
+    );
+    let nibp = page.eval("document.querySelector('[data-vital=nibp]').innerText");
+    assert!(nibp.as_str().unwrap().contains("150/95"), "{nibp}");
+    assert!(nibp.as_str().unwrap().contains("4 min ago"), "{nibp}");
+    let meta = page.eval("document.querySelector('.bed .meta').innerText");
+    assert!(meta.as_str().unwrap().contains("dosing"), "{meta}");
+
+    // Alarms appear, sorted by priority, flashing per priority.
+    let t0 = SystemTime::now();
+    publisher.alarm("hr.high", "medium", "start", "active", None, t0);
+    publisher.alarm("spo2.low", "high", "start", "active", None, t0);
+    publisher.alarm("nibp.cycle_overdue", "low", "start", "active", None, t0);
+    page.wait_for(
+        "document.querySelectorAll('.bed li.alarm').length === 3",
+        Duration::from_secs(5),
+    );
+    let order = page.eval(
+        "[...document.querySelectorAll('.bed li.alarm')].map(e => e.dataset.alarm + ':' + e.className).join(' | ')",
+    );
+    let order = order.as_str().unwrap();
+    assert!(
+        order.starts_with("spo2.low:alarm high flash-fast | hr.high:alarm medium flash-slow | nibp.cycle_overdue:alarm low"),
+        "{order}"
+    );
+    assert!(
+        !order.ends_with("flash-fast") && !order.ends_with("flash-slow"),
+        "low is steady: {order}"
+    );
+    page.screenshot(&artefact("board-alarms.png"));
+
+    // Acknowledge: the button asks for initials, the command goes out on MQTT.
+    let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
+    page.eval("document.querySelector('li.alarm[data-alarm=\"spo2.low\"] button.ack').click()");
+    page.wait_for(
+        "!document.getElementById('ackdialog').hidden",
+        Duration::from_secs(2),
+    );
+    page.eval("document.getElementById('ackby').value = 'JD'; document.getElementById('ackconfirm').click()");
+    let (topic, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_eq!(topic, "vigil/v1/clinic-a/bed-2/cmd");
+    assert_eq!(cmd["command"], "acknowledge");
+    assert_eq!(cmd["alarm"], "spo2.low");
+    assert_eq!(cmd["by"], "JD");
+    assert_eq!(cmd["schema_version"], 1);
+    let id = cmd["id"].as_str().expect("request id").to_owned();
+    page.wait_for(
+        "document.querySelector('.result.pending') !== null",
+        Duration::from_secs(3),
+    );
+    // The daemon accepts it and reports the acknowledged alarm.
+    publisher.result(&id, true, None);
+    publisher.alarm(
+        "spo2.low",
+        "high",
+        "acknowledge",
+        "acknowledged",
+        Some("JD"),
+        t0,
+    );
+    page.wait_for(
+        "document.querySelector('li.alarm[data-alarm=\"spo2.low\"]')?.innerText.includes('acknowledged by JD')",
+        Duration::from_secs(5),
+    );
+    page.wait_for(
+        "document.querySelector('.result.accepted') !== null",
+        Duration::from_secs(5),
+    );
+    let acked = page.eval("document.querySelector('li.alarm[data-alarm=\"spo2.low\"]').className");
+    assert_eq!(
+        acked, "alarm high acknowledged",
+        "acknowledged alarms stop flashing"
+    );
+    page.screenshot(&artefact("board-acknowledged.png"));
+
+    // Heartbeat stops: NO DATA within the heartbeat timeout (+ one render tick).
+    publisher.set_beating(false);
+    let took = page.wait_for(&banner_shows("no heartbeat"), Duration::from_secs(6));
+    assert!(
+        took <= HEARTBEAT_TIMEOUT + Duration::from_millis(1500),
+        "NO DATA after {took:?}"
+    );
+    let hr =
+        page.eval("getComputedStyle(document.querySelector('[data-vital=hr] .value')).visibility");
+    assert_eq!(hr, "hidden", "no stale numbers while blind");
+    publisher.set_beating(true);
+    page.wait_for(
+        "!document.getElementById('banner').classList.contains('show')",
+        Duration::from_secs(3),
+    );
+
+    // The publisher dies: its Last Will makes NO DATA at once.
+    publisher.kill();
+    let took = page.wait_for(&banner_shows("offline"), Duration::from_secs(5));
+    assert!(took < HEARTBEAT_TIMEOUT, "Last Will NO DATA after {took:?}");
+    page.screenshot(&artefact("board-nodata.png"));
+
+    // The broker goes away.
+    broker.stop();
+    page.wait_for(&banner_shows("broker unreachable"), Duration::from_secs(5));
+
+    // The page loses the display server.
+    board.kill();
+    page.wait_for(&banner_shows("display server"), Duration::from_secs(6));
+    assert_eq!(page.eval("document.body.classList.contains('blind')"), true);
+}
+
+#[test]
+fn display_refuses_other_addresses_without_a_token() {
+    let err = Board::start_args(&["display", "--listen", "0.0.0.0:0"])
+        .err()
+        .expect("refused");
+    assert!(err.contains("--token-file"), "{err}");
+}
+
+#[test]
+fn a_token_guards_every_request_and_is_never_logged() {
+    let dir = temp_dir("display-token");
+    let broker = Broker::start(&dir);
+    let token = "s3cret-token-for-tests";
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let board = Board::start(
+        &broker.addr(),
+        BED,
+        &["--token-file", file.to_str().unwrap(), "--log", "debug"],
+    );
+    let get = |path: &str, auth: Option<&str>| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", board.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Connection: close\r\n\r\n",
+            board.port
+        )
+        .unwrap();
+        let mut out = vec![0u8; 4096];
+        let n = s.read(&mut out).unwrap_or(0);
+        String::from_utf8_lossy(&out[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    for path in ["/", "/view", "/events", "/app.js"] {
+        let status = get(path, None);
+        assert!(
+            status.contains("401") || status.contains("303"),
+            "{path}: {status}"
+        );
+        assert!(
+            get(path, Some("wrong-token-xyz")).contains("401") || path == "/",
+            "{path}"
+        );
+    }
+    assert!(get("/view", Some(token)).contains("200"));
+    assert!(get("/events", Some(token)).contains("200"));
+    // Loopback without a token refuses foreign Host names (DNS rebinding).
+    let open = Board::start(&broker.addr(), BED, &[]);
+    assert!(http_get(open.port, "/view").contains("\"beds\""));
+    let foreign = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", open.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        write!(
+            s,
+            "GET /view HTTP/1.1\r\nHost: board.example:{}\r\nConnection: close\r\n\r\n",
+            open.port
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!board.stderr().contains(token), "the token was logged");
+}
+
+#[test]
+fn https_serves_the_board_to_token_holders() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let dir = temp_dir("display-tls");
+    let broker = Broker::start(&dir);
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let token = "tls-token-for-tests";
+    let file = dir.join("token");
+    std::fs::write(&file, token).unwrap();
+    let cert = data.join("cert.pem");
+    let key = data.join("key.pem");
+    let board = Board::start(
+        &broker.addr(),
+        BED,
+        &[
+            "--token-file",
+            file.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(board.url.starts_with("https://"), "{}", board.url);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let get = |auth: &str| -> String {
+        let conn = rustls::ClientConnection::new(
+            Arc::new(cfg.clone()),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let sock = std::net::TcpStream::connect(("127.0.0.1", board.port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        write!(
+            tls,
+            "GET /view HTTP/1.1\r\nHost: localhost:{}\r\n{auth}Connection: close\r\n\r\n",
+            board.port
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let ok = get(&format!("Authorization: Bearer {token}\r\n"));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"beds\""), "{ok}");
+    assert!(get("").starts_with("HTTP/1.1 401"));
+}

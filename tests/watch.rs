@@ -1,0 +1,224 @@
+//! `vigil watch` through ratatui's TestBackend: alarms shown, the
+//! acknowledge key publishes the command on MQTT, NO DATA when blind.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use vigil::display::feed::{self, BedKey, TopicKind, Topics};
+use vigil::display::link::{self, LinkSettings, Shared};
+use vigil::display::state::{Board, BoardView, Settings};
+use vigil::io::clock::rfc3339;
+use vigil::watch::ui::{self, Action, Ui};
+
+use crate::util::daemon::temp_dir;
+use crate::util::feed::{Broker, Publisher, Subscriber};
+
+fn screen(ui: &Ui, view: &BoardView) -> String {
+    let mut term = Terminal::new(TestBackend::new(110, 30)).unwrap();
+    term.draw(|f| ui::render(f, ui, view)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn bed() -> BedKey {
+    BedKey::new("clinic-a", "bed-2")
+}
+
+/// A board fed through the feed parser, as the link would.
+fn fed_board(now: SystemTime) -> Board {
+    let mut b = Board::new(Settings::default(), &[bed()]);
+    b.link_up();
+    let t = rfc3339(now);
+    let msgs = [
+        (
+            TopicKind::Status,
+            format!(
+                r#"{{"schema_version":1,"seq":1,"time":"{t}","state":"online","beat":3,"sources":[{{"name":"monitor","up":true}}]}}"#
+            ),
+        ),
+        (
+            TopicKind::Vitals,
+            format!(
+                r#"{{"schema_version":1,"seq":2,"time":"{t}","vitals":{{"hr":{{"value":72,"validity":"valid","unit":"/min","time":"{t}"}},"spo2":{{"value":88,"validity":"valid","unit":"%","time":"{t}"}}}}}}"#
+            ),
+        ),
+        (
+            TopicKind::Alarms,
+            format!(
+                r#"{{"schema_version":1,"seq":3,"time":"{t}","alarm":{{"id":"spo2.low","kind":"physiological","priority":"high","phase":"start","state":"active","value":88,"limit":90,"onset":"{t}","determined":"{t}","ack":null}}}}"#
+            ),
+        ),
+        (
+            TopicKind::Alarms,
+            format!(
+                r#"{{"schema_version":1,"seq":4,"time":"{t}","alarm":{{"id":"hr.high","kind":"physiological","priority":"medium","phase":"start","state":"acknowledged","value":125,"limit":120,"onset":"{t}","determined":"{t}","ack":{{"by":"AB","at":"{t}"}}}}}}"#
+            ),
+        ),
+    ];
+    for (kind, json) in msgs {
+        let (env, msg) = feed::parse("t", kind, json.as_bytes()).unwrap();
+        b.apply(&bed(), &env, msg, false, now);
+    }
+    b
+}
+
+#[test]
+fn watch_shows_alarms_by_priority_with_acknowledgement() {
+    let now = SystemTime::now();
+    let view = fed_board(now).view(now);
+    let s = screen(&Ui::default(), &view);
+    // Kept as an artefact to look at.
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("watch-alarms.txt"),
+        &s,
+    );
+    assert!(s.contains("clinic-a/bed-2"), "{s}");
+    assert!(s.contains("HR 72"), "{s}");
+    let high = s
+        .find("HIGH   SpO2 low 88 (limit 90)")
+        .expect("high alarm line");
+    let medium = s
+        .find("MEDIUM HR high 125 (limit 120)")
+        .expect("medium alarm line");
+    assert!(high < medium, "sorted by priority:\n{s}");
+    assert!(s.contains("acknowledged by AB"), "{s}");
+    assert!(s.contains("▶ HIGH"), "the first alarm is selected:\n{s}");
+    assert!(s.contains("start       spo2.low"), "alarm feed:\n{s}");
+    assert!(!s.contains("NO DATA"), "{s}");
+}
+
+#[test]
+fn watch_shows_no_data_when_the_heartbeat_is_late_or_the_broker_lost() {
+    let now = SystemTime::now();
+    let mut board = fed_board(now);
+    let s = screen(&Ui::default(), &board.view(now + Duration::from_secs(16)));
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("watch-nodata.txt"),
+        &s,
+    );
+    assert!(s.contains("NO DATA: no heartbeat for 16 s"), "{s}");
+    assert!(!s.contains("72"), "no stale numbers:\n{s}");
+    assert!(s.contains("HR --"), "{s}");
+    board.link_down(now, "connection refused");
+    let s = screen(&Ui::default(), &board.view(now + Duration::from_secs(1)));
+    assert!(s.contains("NO DATA: broker unreachable"), "{s}");
+    // Nothing to acknowledge while blind.
+    let mut ui = Ui::default();
+    assert_eq!(
+        ui::on_key(&mut ui, key(KeyCode::Char('a')), &board.view(now)),
+        Action::None
+    );
+    assert!(ui.input.is_none());
+}
+
+/// Starts the link on a runtime thread; returns the shared state.
+fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
+    let settings = LinkSettings {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: "test-watch".into(),
+        credentials: None,
+        topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
+        beds: vec![bed()],
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (shared, _task) = link::spawn(settings, Board::new(Settings::default(), &[bed()]));
+            tx.send(shared).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    (rx.recv().unwrap(), stop_tx)
+}
+
+fn wait(shared: &Shared, what: &str, f: impl Fn(&BoardView) -> bool) -> BoardView {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = shared.board().view(SystemTime::now());
+        if f(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {v:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn watch_ack_key_publishes_the_command() {
+    let dir = temp_dir("watch-ack");
+    let broker = Broker::start(&dir);
+    let publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(500));
+    let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
+    let (shared, _stop) = start_link(broker.port);
+    // Subscribed once the retained heartbeat is in.
+    wait(&shared, "bed live", |v| v.beds[0].live);
+    publisher.alarm(
+        "spo2.low",
+        "high",
+        "start",
+        "active",
+        None,
+        SystemTime::now(),
+    );
+    let view = wait(&shared, "alarm arrives", |v| {
+        v.beds[0].live && !v.beds[0].alarms.is_empty()
+    });
+
+    let mut ui = Ui::default();
+    assert_eq!(
+        ui::on_key(&mut ui, key(KeyCode::Char('a')), &view),
+        Action::None
+    );
+    let s = screen(&ui, &view);
+    assert!(
+        s.contains("Acknowledge spo2.low on clinic-a/bed-2: name or initials:"),
+        "{s}"
+    );
+    for c in "JD".chars() {
+        ui::on_key(&mut ui, key(KeyCode::Char(c)), &view);
+    }
+    let action = ui::on_key(&mut ui, key(KeyCode::Enter), &view);
+    assert_eq!(
+        action,
+        Action::Acknowledge {
+            bed: bed(),
+            alarm: "spo2.low".into(),
+            by: "JD".into()
+        }
+    );
+    assert_eq!(vigil::watch::perform(&shared, &action), None);
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_eq!(cmd["command"], "acknowledge");
+    assert_eq!(cmd["alarm"], "spo2.low");
+    assert_eq!(cmd["by"], "JD");
+    let id = cmd["id"].as_str().unwrap().to_owned();
+    publisher.result(&id, true, None);
+    let view = wait(&shared, "result arrives", |v| {
+        v.beds[0]
+            .result
+            .as_ref()
+            .is_some_and(|r| r.outcome == "accepted")
+    });
+    let s = screen(&ui, &view);
+    assert!(s.contains("acknowledge spo2.low by JD: accepted"), "{s}");
+}
