@@ -146,8 +146,13 @@ struct Bed {
     vitals: BTreeMap<String, Track>,
     vitals_seq: u64,
     alarms: BTreeMap<String, Alarm>,
-    alarms_seq: u64,
+    /// Highest `seq` seen on the `alarms` topic (de-duplicates events).
+    events_seq: u64,
+    /// `seq` of the latest `alarms/active` snapshot applied.
+    active_seq: u64,
     alarms_stream: u64,
+    /// (daemon time of the last live message, our time when it arrived).
+    daemon_clock: Option<(SystemTime, SystemTime)>,
     audio_paused_until: Option<SystemTime>,
     session: Option<Session>,
     session_seq: u64,
@@ -249,6 +254,13 @@ impl Board {
         now: SystemTime,
     ) {
         let b = self.beds.entry(bed.clone()).or_default();
+        if let (Some(t), false) = (env.time, retained) {
+            // The daemon's clock as last seen, against ours: elapsed times
+            // of the daemon's own events are measured on its clock, so
+            // clock skew between machines (or a demo's accelerated clock)
+            // does not distort them.
+            b.daemon_clock = Some((t, now));
+        }
         match msg {
             Message::Status(Status::Offline { reason }) => {
                 // The Last Will carries the seq of when it was set: never drop it.
@@ -288,10 +300,16 @@ impl Board {
                 }
             }
             Message::Alarm(a) => {
-                if env.seq <= b.alarms_seq && b.alarms_seq != 0 {
+                // De-duplicate per topic (vigil delivers at least once). The
+                // snapshot travels a faster path than journaled events, so it
+                // may already include an event that arrives after it: such an
+                // event still belongs in the feed, but must not change the
+                // list of present alarms the snapshot set.
+                if env.seq <= b.events_seq && b.events_seq != 0 {
                     return;
                 }
-                b.alarms_seq = env.seq;
+                b.events_seq = env.seq;
+                let newer_than_snapshot = env.seq > b.active_seq;
                 if let Some(n) = env.stream_seq {
                     // The retained snapshot repairs the list; say what was missed.
                     if b.alarms_stream != 0 && n > b.alarms_stream + 1 {
@@ -317,7 +335,9 @@ impl Board {
                 while self.feed.len() > FEED_MAX {
                     self.feed.pop_front();
                 }
-                if a.state == AlarmState::Ended {
+                if !newer_than_snapshot {
+                    // Already reflected in the snapshot.
+                } else if a.state == AlarmState::Ended {
                     b.alarms.remove(&a.id);
                 } else {
                     b.alarms.insert(a.id.clone(), a);
@@ -327,10 +347,12 @@ impl Board {
                 alarms,
                 audio_paused_until,
             } => {
-                if env.seq < b.alarms_seq {
+                // A snapshot older than an event already applied would roll
+                // the list back; vigil sends a newer one after every change.
+                if env.seq < b.active_seq || env.seq < b.events_seq {
                     return;
                 }
-                b.alarms_seq = env.seq;
+                b.active_seq = env.seq;
                 b.alarms = alarms
                     .into_iter()
                     .filter(|a| a.state != AlarmState::Ended)
@@ -460,7 +482,12 @@ impl Board {
                 .as_ref()
                 .map(|s| s.session.clone())
                 .filter(|p| !p.is_empty()),
-            since_dose: last_dose.map(|t| human_clock(age(now, t))),
+            since_dose: last_dose.map(|t| {
+                let daemon_now = b
+                    .daemon_clock
+                    .map_or(now, |(theirs, ours)| theirs + age(now, ours));
+                human_clock(age(daemon_now, t))
+            }),
             audio_paused: b.audio_paused_until.is_some_and(|t| t > now),
             // A stale heartbeat's source states would look live: only when live.
             sources: b
@@ -1073,6 +1100,98 @@ mod tests {
         // No flashing while blind.
         b.link_down(t(8), "x");
         assert_eq!(b.view(t(8)).beds[0].alarms[0].flash, "none");
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_journaled_events_neither_drops_nor_undoes_them() {
+        // Regression: alarm events travel through the fsynced outbox while
+        // the alarms/active snapshot does not, so a snapshot that already
+        // includes an event can arrive before it. The event belongs in the
+        // feed (no false "lost" line) but must not change the snapshot's list.
+        let mut b = live_board();
+        let with_stream = |id: &str, state: &str, seq: u64, stream: u64| {
+            alarm(id, "medium", state, seq, t(1)).replacen(
+                "\"time\"",
+                &format!("\"stream_seq\":{stream},\"time\""),
+                1,
+            )
+        };
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream("hr.high", "active", 8, 4),
+            false,
+            t(1),
+        );
+        // Snapshot seq 10: hr.high has already ended, spo2.low is present.
+        feed(
+            &mut b,
+            TopicKind::Active,
+            r#"{"schema_version":1,"seq":10,"alarms":[{"id":"spo2.low","priority":"medium","state":"active"}]}"#,
+            true,
+            t(1),
+        );
+        // The events behind the snapshot arrive: spo2.low starts (9), hr.high ends (10).
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream("spo2.low", "active", 9, 5),
+            false,
+            t(1),
+        );
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream("hr.high", "ended", 10, 6),
+            false,
+            t(1),
+        );
+        let v = b.view(t(1));
+        assert!(v.feed.iter().all(|f| f.phase != "gap"), "{:?}", v.feed);
+        assert_eq!(v.feed.len(), 3, "every event is in the feed");
+        let present: Vec<_> = v.beds[0].alarms.iter().map(|a| a.id.clone()).collect();
+        assert_eq!(present, vec!["spo2.low".to_owned()]);
+        // A duplicate (at-least-once delivery) is dropped.
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream("hr.high", "ended", 10, 6),
+            false,
+            t(1),
+        );
+        assert_eq!(b.view(t(1)).feed.len(), 3);
+        // An older snapshot than the events applied is ignored.
+        feed(
+            &mut b,
+            TopicKind::Active,
+            r#"{"schema_version":1,"seq":9,"alarms":[{"id":"hr.high","priority":"medium","state":"active"}]}"#,
+            true,
+            t(1),
+        );
+        assert_eq!(b.view(t(1)).beds[0].alarms.len(), 1);
+        assert_eq!(b.view(t(1)).beds[0].alarms[0].id, "spo2.low");
+    }
+
+    #[test]
+    fn time_since_dose_runs_on_the_daemons_clock() {
+        // The daemon's clock is an hour ahead of ours (skew, or a demo's
+        // accelerated session clock): the dose 10 minutes before its latest
+        // message is 10 minutes ago, not "0:00".
+        let mut b = live_board();
+        let ahead = Duration::from_secs(3600);
+        feed(
+            &mut b,
+            TopicKind::Session,
+            &format!(
+                r#"{{"schema_version":1,"seq":90,"time":"{}","state":{{"phase":"dosing","session":"S-1","doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
+                crate::io::clock::rfc3339(t(1) + ahead),
+                crate::io::clock::rfc3339(t(1) + ahead - Duration::from_secs(600)),
+            ),
+            false,
+            t(1),
+        );
+        let v = b.view(t(31));
+        assert_eq!(v.beds[0].since_dose.as_deref(), Some("10:30"));
     }
 
     #[test]
