@@ -184,6 +184,11 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let watchdog = notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let stop_at = run_for.map(|d| clock.real_at(start + d));
+    let stop_timer = sleep_until(stop_at.map(tokio::time::Instant::from_std));
+    tokio::pin!(stop_timer);
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     let mut live_tick = tokio::time::interval(Duration::from_secs(1));
     live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut live_state = LiveState {
@@ -213,9 +218,17 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     );
 
     loop {
+        // One timer for the pipeline's deadline, reset only when it moves
+        // (registering a new timer on every input costs latency).
         let deadline = pipeline
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(clock.real_at(t)));
+        if deadline != armed {
+            if let Some(t) = deadline {
+                timer.as_mut().reset(t);
+            }
+            armed = deadline;
+        }
         let mut input_real = None;
         tokio::select! {
             biased;
@@ -274,7 +287,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     input_real = Some(received);
                 }
             }
-            _ = sleep_until(deadline), if deadline.is_some() => {
+            _ = timer.as_mut(), if armed.is_some() => {
+                armed = None;
                 let now = clock.now();
                 pipeline.handle_timeout(now);
                 if let Some(r) = &recorder {
@@ -301,7 +315,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 refresh_live(&mut live_state, &pipeline, &status, &clock, start, false);
                 if let Some(tx) = &live { tx.send_replace(live_state.clone()); }
             }
-            _ = sleep_until(stop_at.map(tokio::time::Instant::from_std)), if stop_at.is_some() => {
+            _ = &mut stop_timer, if stop_at.is_some() => {
                 tracing::info!("run time elapsed: stopping");
                 break;
             }
