@@ -6,6 +6,9 @@
 //! since an origin the caller chose (process start, recording start): only
 //! differences between instants of one run mean anything.
 //!
+//! It also holds the proleptic Gregorian calendar arithmetic that protocols
+//! (device timestamps), payloads and scenarios share.
+//!
 //! Depends on nothing but `core`.
 
 use core::fmt;
@@ -93,6 +96,34 @@ impl fmt::Display for Instant {
     }
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (month 1..=12),
+/// by Howard Hinnant's algorithm. Shared by every place that turns a
+/// calendar date into Unix time (device clocks, RFC 3339, scenarios).
+pub const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = ((month + 9) % 12) as i64;
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date (year, month 1..=12, day) of a day count
+/// since 1970-01-01; the inverse of [`days_from_civil`].
+pub const fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +139,18 @@ mod tests {
             Instant::from_secs(1).saturating_sub(Duration::from_secs(5)),
             Instant::ZERO
         );
+    }
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 
     #[test]

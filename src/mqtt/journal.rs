@@ -31,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::crc32::crc32;
+use crate::record::crc32;
 
 const MAGIC: &[u8; 8] = b"VGLOUT01";
 const FILE: &str = "outbox.journal";

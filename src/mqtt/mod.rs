@@ -47,7 +47,6 @@
 pub mod broker;
 mod client;
 pub mod command;
-mod crc32;
 pub mod journal;
 pub mod outbox;
 pub mod payload;

@@ -262,7 +262,7 @@ fn parse_timestamp(date: &str, time: &str) -> Option<DeviceTime> {
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = crate::time::days_from_civil(year, month, day);
     Some(DeviceTime(
         days * 86_400 + i64::from(hour * 3600 + minute * 60 + second),
     ))
@@ -280,32 +280,6 @@ fn days_in_month(year: i64, month: u32) -> u32 {
         2 => 28,
         _ => 0,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month 1..=12).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01: (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The validity that the exception bits of one line give its values (see the
@@ -349,7 +323,7 @@ fn to_sample(field: Field, validity: Validity, max: u16) -> Sample {
 /// written as dashes.
 pub fn encode_line(snapshot: &Snapshot, out: &mut Vec<u8>) {
     let secs = snapshot.device_time.0;
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let (year, month, day) = crate::time::civil_from_days(secs.div_euclid(86_400));
     let tod = secs.rem_euclid(86_400);
     let mut w = ByteWriter(out);
     let _ = write!(
@@ -859,12 +833,12 @@ mod tests {
     #[test]
     fn civil_conversion_round_trips() {
         for days in (-800_000i64..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = crate::time::civil_from_days(days);
             assert!((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m));
-            assert_eq!(days_from_civil(y, m, d), days);
+            assert_eq!(crate::time::days_from_civil(y, m, d), days);
         }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(crate::time::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::time::days_from_civil(2000, 3, 1), 11_017);
     }
 
     // -- property tests ------------------------------------------------------

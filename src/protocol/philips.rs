@@ -509,7 +509,7 @@ fn decode_abs_time(b: &[u8]) -> Option<DeviceTime> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = crate::time::days_from_civil(year, month as u32, day as u32);
     Some(DeviceTime(days * 86_400 + hour * 3_600 + min * 60 + sec))
 }
 
@@ -518,7 +518,8 @@ fn decode_abs_time(b: &[u8]) -> Option<DeviceTime> {
 fn encode_abs_time(t: DeviceTime) -> [u8; 8] {
     let days = t.0.div_euclid(86_400);
     let secs = t.0.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::time::civil_from_days(days);
+    let (month, day) = (i64::from(month), i64::from(day));
     if !(0..=9999).contains(&year) {
         return [0xFF; 8];
     }
@@ -536,31 +537,6 @@ fn encode_abs_time(t: DeviceTime) -> [u8; 8] {
         bcd(secs % 60),
         0,
     ]
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// The vitals one poll result carried (at most one value per vital).

@@ -594,24 +594,13 @@ impl Checker<'_> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn device_clock(dt: &toml::value::Datetime) -> Option<DeviceTime> {
     use toml::value::Offset;
     let (date, time, offset) = (dt.date?, dt.time?, dt.offset?);
-    let days = days_from_civil(
+    let days = crate::time::days_from_civil(
         i64::from(date.year),
-        i64::from(date.month),
-        i64::from(date.day),
+        u32::from(date.month),
+        u32::from(date.day),
     );
     let secs = days * 86_400
         + i64::from(time.hour) * 3600
