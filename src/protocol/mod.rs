@@ -22,7 +22,7 @@ pub mod nonin;
 pub mod philips;
 
 use crate::time::Instant;
-use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity};
+use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity, Vital};
 
 /// Why bytes were thrown away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +91,113 @@ impl DecodeStats {
     }
 }
 
+/// Why a session-based protocol (Philips) has no association.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AssociationProblem {
+    /// The monitor refused the association request.
+    Refused,
+    /// The monitor aborted the association.
+    Aborted,
+    /// The monitor released the association.
+    Released,
+    /// The monitor did not answer the association request in time.
+    NoAnswer,
+    /// The monitor accepted but its MDS Create event did not come in time.
+    NoMdsCreate,
+    /// Associated, but poll results stopped coming.
+    DataTimeout,
+    /// The link (serial port, TCP) went down.
+    LinkDown,
+}
+
+impl AssociationProblem {
+    /// Stable short name.
+    pub const fn key(self) -> &'static str {
+        match self {
+            AssociationProblem::Refused => "refused",
+            AssociationProblem::Aborted => "aborted",
+            AssociationProblem::Released => "released",
+            AssociationProblem::NoAnswer => "no_answer",
+            AssociationProblem::NoMdsCreate => "no_mds_create",
+            AssociationProblem::DataTimeout => "data_timeout",
+            AssociationProblem::LinkDown => "link_down",
+        }
+    }
+}
+
+/// Longest text a device note carries (the monitor's own INOP text).
+pub const NOTE_TEXT_LEN: usize = 31;
+
+/// A short, printable ASCII text stored inline (so outputs stay `Copy` and
+/// allocation-free). Anything else is replaced by `?`; longer texts are cut.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoteText {
+    len: u8,
+    bytes: [u8; NOTE_TEXT_LEN],
+}
+
+impl NoteText {
+    /// The empty text.
+    pub const EMPTY: NoteText = NoteText {
+        len: 0,
+        bytes: [0; NOTE_TEXT_LEN],
+    };
+
+    /// Copies up to [`NOTE_TEXT_LEN`] bytes of `raw`, trimmed of surrounding
+    /// blanks and NULs, with every byte that is not printable ASCII as `?`.
+    pub fn new(raw: &[u8]) -> Self {
+        let is_blank = |b: &u8| *b == 0 || b.is_ascii_whitespace();
+        let start = raw.iter().position(|b| !is_blank(b)).unwrap_or(raw.len());
+        let end = raw
+            .iter()
+            .rposition(|b| !is_blank(b))
+            .map_or(start, |e| e + 1);
+        let mut t = NoteText::EMPTY;
+        for &b in raw[start..end].iter().take(NOTE_TEXT_LEN) {
+            t.bytes[usize::from(t.len)] = if (0x20..0x7F).contains(&b) { b } else { b'?' };
+            t.len += 1;
+        }
+        t
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever stored.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    /// Whether there is no text.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl core::fmt::Debug for NoteText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl core::fmt::Display for NoteText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A technical alarm the device itself reports (a Philips INOP such as
+/// "SpO2 NO SENSOR"), begun or ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceInop {
+    /// The vital it is about, when the device says so.
+    pub vital: Option<Vital>,
+    /// The device's own code for it.
+    pub code: u16,
+    /// The device's own text, when it gives one.
+    pub text: NoteText,
+    /// Began (true) or ended.
+    pub active: bool,
+}
+
 /// Something the device told us about itself (not a vital sign).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceNote {
@@ -105,8 +212,13 @@ pub enum DeviceNote {
     },
     /// A session-based protocol (Philips) is associated and data flows.
     Associated,
-    /// A session-based protocol lost its association (refused, aborted, timed out).
-    AssociationLost,
+    /// A session-based protocol has no association, or lost it, and why.
+    AssociationLost(AssociationProblem),
+    /// The monitor announced itself anew while associated (an MDS Create or
+    /// accept out of turn): it restarted or was taken over by another host.
+    MonitorRestarted,
+    /// The device raised or ended one of its own technical alarms.
+    Inop(DeviceInop),
     /// The device acknowledged a configuration request (Nonin format select).
     Acknowledged(bool),
 }
@@ -164,6 +276,12 @@ pub trait Protocol {
     /// Bytes received from the device; `now` is when the chunk arrived.
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8]);
 
+    /// The link to the device came up (`up`) or went down. A protocol that
+    /// talks (GE request, Philips association) starts its session at once
+    /// when the link comes up and forgets it when the link goes down; what it
+    /// queues in [`Protocol::poll_transmit`] after `up` must reach the device.
+    fn handle_link(&mut self, _now: Instant, _up: bool) {}
+
     /// Time passed; protocols with timers (polls, keep-alives) act here.
     fn handle_timeout(&mut self, _now: Instant) {}
 
@@ -188,6 +306,17 @@ pub trait Protocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn note_text_is_printable_trimmed_and_bounded() {
+        assert_eq!(
+            NoteText::new(b"  SpO2 NO SENSOR\0\0").as_str(),
+            "SpO2 NO SENSOR"
+        );
+        assert_eq!(NoteText::new(b"a\x1bb").as_str(), "a?b");
+        assert_eq!(NoteText::new(&[b'x'; 80]).as_str().len(), NOTE_TEXT_LEN);
+        assert!(NoteText::new(b"\0 ").is_empty());
+    }
 
     #[test]
     fn drop_reason_table_is_consistent() {

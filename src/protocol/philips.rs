@@ -57,7 +57,9 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use crate::protocol::{DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{
+    AssociationProblem, DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot,
+};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
 
@@ -1417,14 +1419,20 @@ impl Protocol for IntelliVueMonitorStream {
                     .outputs
                     .push_back(Output::Note(DeviceNote::Associated)),
                 Some(
-                    Message::Abort
+                    m @ (Message::Abort
                     | Message::AssociationRefuse
                     | Message::ReleaseRequest
-                    | Message::ReleaseResponse,
-                ) => self
-                    .core
-                    .outputs
-                    .push_back(Output::Note(DeviceNote::AssociationLost)),
+                    | Message::ReleaseResponse),
+                ) => {
+                    let why = match m {
+                        Message::Abort => AssociationProblem::Aborted,
+                        Message::AssociationRefuse => AssociationProblem::Refused,
+                        _ => AssociationProblem::Released,
+                    };
+                    self.core
+                        .outputs
+                        .push_back(Output::Note(DeviceNote::AssociationLost(why)))
+                }
                 _ => {}
             }
         }
@@ -1580,7 +1588,7 @@ impl IntelliVueHost {
 
     /// The association is gone: report it once, abort if we are the ones
     /// giving up, and wait before trying again.
-    fn lose(&mut self, now: Instant, send_abort: bool) {
+    fn lose(&mut self, now: Instant, send_abort: bool, why: AssociationProblem) {
         if !self.is_session_up() {
             return;
         }
@@ -1589,7 +1597,7 @@ impl IntelliVueHost {
         }
         self.core
             .outputs
-            .push_back(Output::Note(DeviceNote::AssociationLost));
+            .push_back(Output::Note(DeviceNote::AssociationLost(why)));
         self.state = SessionState::Backoff(Some(now + self.backoff));
         self.backoff = (self.backoff * 2).min(self.config.backoff_max);
     }
@@ -1638,11 +1646,11 @@ impl IntelliVueHost {
                 if self.is_session_up() {
                     self.send(Tx::ReleaseResponse);
                 }
-                self.lose(now, false);
+                self.lose(now, false, AssociationProblem::Released);
             }
-            (Message::Abort | Message::AssociationRefuse | Message::ReleaseResponse, _) => {
-                self.lose(now, false)
-            }
+            (Message::Abort, _) => self.lose(now, false, AssociationProblem::Aborted),
+            (Message::AssociationRefuse, _) => self.lose(now, false, AssociationProblem::Refused),
+            (Message::ReleaseResponse, _) => self.lose(now, false, AssociationProblem::Released),
             _ => {}
         }
     }
@@ -1668,9 +1676,14 @@ impl Protocol for IntelliVueHost {
                         SessionState::AwaitingAccept(now + self.config.association_timeout);
                 }
             }
-            SessionState::AwaitingAccept(deadline) | SessionState::AwaitingMdsCreate(deadline) => {
+            SessionState::AwaitingAccept(deadline) => {
                 if now >= deadline {
-                    self.lose(now, true);
+                    self.lose(now, true, AssociationProblem::NoAnswer);
+                }
+            }
+            SessionState::AwaitingMdsCreate(deadline) => {
+                if now >= deadline {
+                    self.lose(now, true, AssociationProblem::NoMdsCreate);
                 }
             }
             SessionState::Associated {
@@ -1678,7 +1691,7 @@ impl Protocol for IntelliVueHost {
                 data_deadline,
             } => {
                 if now >= data_deadline {
-                    self.lose(now, true);
+                    self.lose(now, true, AssociationProblem::DataTimeout);
                 } else if now >= next_poll {
                     self.poll();
                     // Keep the cadence; after a long gap, restart it from now.
@@ -2290,7 +2303,10 @@ mod tests {
         monitor.silent = true;
         let polls_before = monitor.polls;
         let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(20));
-        assert_eq!(notes(&outs), vec![DeviceNote::AssociationLost]);
+        assert_eq!(
+            notes(&outs),
+            vec![DeviceNote::AssociationLost(AssociationProblem::DataTimeout)]
+        );
         assert!(measurements(&outs).is_empty());
         assert_eq!(monitor.polls, polls_before);
         assert!(monitor.aborts >= 1);
@@ -2301,7 +2317,10 @@ mod tests {
         let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(60));
         assert_eq!(
             notes(&outs),
-            vec![DeviceNote::AssociationLost, DeviceNote::Associated]
+            vec![
+                DeviceNote::AssociationLost(AssociationProblem::NoAnswer),
+                DeviceNote::Associated
+            ]
         );
         assert_eq!(host.associations(), 2);
         assert!(measurements(&outs).len() >= 4 * 20);
@@ -2310,7 +2329,10 @@ mod tests {
         let mut abort = Vec::new();
         encode_abort(&mut abort);
         host.handle_bytes(now, &abort);
-        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::AssociationLost]);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![DeviceNote::AssociationLost(AssociationProblem::Aborted)]
+        );
         assert_eq!(
             host.state(),
             SessionState::Backoff(Some(now + Duration::from_secs(1)))
@@ -2323,7 +2345,10 @@ mod tests {
         let mut release = Vec::new();
         encode_release_request(&mut release);
         host.handle_bytes(now, &release);
-        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::AssociationLost]);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![DeviceNote::AssociationLost(AssociationProblem::Released)]
+        );
         let mut tx = Vec::new();
         assert!(host.poll_transmit(&mut tx));
         monitor.receive(&tx);
@@ -2357,7 +2382,10 @@ mod tests {
             }
             let reply = monitor.receive(&tx);
             host.handle_bytes(now, &reply);
-            assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::AssociationLost]);
+            assert_eq!(
+                notes(&drain(&mut host)),
+                vec![DeviceNote::AssociationLost(AssociationProblem::Refused)]
+            );
         }
         let gaps: Vec<u64> = requests
             .windows(2)
@@ -2374,7 +2402,10 @@ mod tests {
         assert!(host.poll_transmit(&mut tx));
         assert_eq!(host.poll_timeout(), Some(Instant::from_secs(5)));
         host.handle_timeout(Instant::from_secs(5));
-        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::AssociationLost]);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![DeviceNote::AssociationLost(AssociationProblem::NoAnswer)]
+        );
         tx.clear();
         assert!(host.poll_transmit(&mut tx));
         assert_eq!(messages(&tx), vec![Message::Abort]);
@@ -2388,7 +2419,10 @@ mod tests {
             SessionState::AwaitingMdsCreate(Instant::from_secs(11))
         );
         host.handle_timeout(Instant::from_secs(11));
-        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::AssociationLost]);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![DeviceNote::AssociationLost(AssociationProblem::NoMdsCreate)]
+        );
         // A poll result outside an association is not taken as data.
         let mut poll = Vec::new();
         encode_poll_result(1, 1, &snapshot(), None, &mut poll);
@@ -2555,7 +2589,9 @@ mod seed_tests {
         assert_eq!(outs.first(), Some(&Output::Note(DeviceNote::Associated)));
         assert_eq!(
             outs.last(),
-            Some(&Output::Note(DeviceNote::AssociationLost))
+            Some(&Output::Note(DeviceNote::AssociationLost(
+                AssociationProblem::Aborted
+            )))
         );
         let readings: Vec<Measurement> = outs
             .iter()
