@@ -77,6 +77,10 @@ pub struct DecodeStats {
     pub dropped: [u64; DropReason::COUNT],
     /// Bytes received in total.
     pub bytes: u64,
+    /// Well-formed frames this host does not use (waveform and trend
+    /// records, results of requests it did not make): neither data nor
+    /// errors.
+    pub ignored: u64,
 }
 
 impl DecodeStats {
