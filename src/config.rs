@@ -1169,7 +1169,7 @@ impl Reader {
 
     fn technical(&mut self, t: &Table, tp: &mut TechnicalPriorities) {
         let p = "alarms.technical";
-        let fields: [(&str, &mut Priority); 11] = [
+        let fields: [(&str, &mut Priority); 15] = [
             ("stale", &mut tp.stale),
             ("sensor_off", &mut tp.sensor_off),
             ("invalid", &mut tp.invalid),
@@ -1181,6 +1181,10 @@ impl Reader {
             ("queue_overflow", &mut tp.queue_overflow),
             ("broker_unreachable", &mut tp.broker_unreachable),
             ("storage_failure", &mut tp.storage_failure),
+            ("journal_failure", &mut tp.journal_failure),
+            ("journal_corrupt", &mut tp.journal_corrupt),
+            ("broker_link_unstable", &mut tp.broker_link_unstable),
+            ("input_overload", &mut tp.input_overload),
         ];
         let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         self.check_keys(p, t, &names);
@@ -1597,6 +1601,10 @@ pub fn render(cfg: &Config) -> String {
         ("queue_overflow", t.queue_overflow),
         ("broker_unreachable", t.broker_unreachable),
         ("storage_failure", t.storage_failure),
+        ("journal_failure", t.journal_failure),
+        ("journal_corrupt", t.journal_corrupt),
+        ("broker_link_unstable", t.broker_link_unstable),
+        ("input_overload", t.input_overload),
     ] {
         let _ = writeln!(o, "{k} = {:?}", p.key());
     }

@@ -393,6 +393,10 @@ impl Engine {
             SystemCondition::QueueOverflow => Condition::QueueOverflow,
             SystemCondition::BrokerUnreachable => Condition::BrokerUnreachable,
             SystemCondition::StorageFailure => Condition::StorageFailure,
+            SystemCondition::JournalFailure => Condition::JournalFailure,
+            SystemCondition::JournalCorrupt => Condition::JournalCorrupt,
+            SystemCondition::LinkUnstable => Condition::LinkUnstable,
+            SystemCondition::InputOverload => Condition::InputOverload,
         };
         let idx = self.index(AlarmId {
             subject: Subject::System,
@@ -1290,9 +1294,14 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::QueueOverflow => t.queue_overflow,
                 Condition::BrokerUnreachable => t.broker_unreachable,
                 Condition::StorageFailure => t.storage_failure,
+                Condition::JournalFailure => t.journal_failure,
+                Condition::JournalCorrupt => t.journal_corrupt,
+                Condition::LinkUnstable => t.broker_link_unstable,
+                Condition::InputOverload => t.input_overload,
                 _ => Priority::Low,
             };
-            (p, Duration::ZERO, false)
+            // Damage found once stays on the board until a nurse saw it.
+            (p, Duration::ZERO, c == Condition::JournalCorrupt)
         }
     };
     Slot {

@@ -178,8 +178,16 @@ pub struct TechnicalPriorities {
     pub queue_overflow: Priority,
     /// The MQTT broker is unreachable.
     pub broker_unreachable: Priority,
-    /// Disk problems.
+    /// The session recording cannot be written.
     pub storage_failure: Priority,
+    /// The MQTT outbox journal cannot be written.
+    pub journal_failure: Priority,
+    /// The outbox journal was found damaged.
+    pub journal_corrupt: Priority,
+    /// The broker link is in a reconnect loop.
+    pub broker_link_unstable: Priority,
+    /// A source floods vigil; input is dropped.
+    pub input_overload: Priority,
 }
 
 /// NIBP-wide rules.
@@ -346,6 +354,10 @@ impl Default for EngineConfig {
                 queue_overflow: High,
                 broker_unreachable: High,
                 storage_failure: Medium,
+                journal_failure: Medium,
+                journal_corrupt: High,
+                broker_link_unstable: High,
+                input_overload: Medium,
             },
             technical_delay: secs(5),
             realert_after: mins(2),
