@@ -58,7 +58,7 @@ pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
     SessionId, SessionPhase, SystemCondition, TechnicalStatus,
 };
-pub use rules::{EngineConfig, Limit, VitalRules};
+pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
 
 use crate::protocol::DeviceNote;
 use crate::time::Instant;
@@ -717,7 +717,7 @@ impl Engine {
                 beyond
             };
             let tiered = matches!(condition, Condition::Low | Condition::High);
-            if vital.is_nibp() && tiered {
+            if vital.is_nibp() && tiered && self.cfg.nibp.confirm.applies(low) {
                 if let Some(window) = self.cfg.nibp.confirm_window {
                     let side = usize::from(!low);
                     let st = &mut self.vitals[vital.index()];

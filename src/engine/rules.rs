@@ -182,12 +182,49 @@ pub struct TechnicalPriorities {
     pub storage_failure: Priority,
 }
 
+/// Which side of the NIBP `low`/`high` tier needs a second measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NibpConfirm {
+    /// Only the high side: hypertension alarms on the second consecutive
+    /// reading, hypotension on the first (clinic protocols confirm "> 180/110
+    /// on two readings"; a low pressure must not wait a whole cycle).
+    High,
+    /// Both sides need two consecutive readings.
+    Both,
+    /// Every measurement is a decision of its own.
+    Off,
+}
+
+impl NibpConfirm {
+    /// Stable short name (the configuration's spelling).
+    pub const fn key(self) -> &'static str {
+        match self {
+            NibpConfirm::High => "high",
+            NibpConfirm::Both => "both",
+            NibpConfirm::Off => "off",
+        }
+    }
+
+    /// Whether the given side (`low == true`: the low limit) needs confirmation.
+    pub const fn applies(self, low: bool) -> bool {
+        match self {
+            NibpConfirm::High => !low,
+            NibpConfirm::Both => true,
+            NibpConfirm::Off => false,
+        }
+    }
+}
+
 /// NIBP-wide rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NibpRules {
-    /// When set, the `low`/`high` tier of an NIBP component alarms only when
-    /// two consecutive measurements within this window both cross the limit.
-    /// The critical tier always alarms on one measurement.
+    /// Which side of the `low`/`high` tier of an NIBP component needs
+    /// confirmation by a second measurement.
+    pub confirm: NibpConfirm,
+    /// A confirmed side alarms only when two consecutive measurements at
+    /// most this far apart both cross the limit. `None` disables
+    /// confirmation whatever `confirm` says. The critical tier always
+    /// alarms on one measurement.
     pub confirm_window: Option<Duration>,
     /// Expected interval between NIBP measurements.
     pub cycle: Duration,
@@ -329,6 +366,7 @@ impl Default for EngineConfig {
         EngineConfig {
             vitals: [hr, pr, spo2, sys, dia, mean],
             nibp: NibpRules {
+                confirm: NibpConfirm::High,
                 confirm_window: Some(mins(15)),
                 cycle: mins(15),
                 grace: mins(3),

@@ -926,3 +926,61 @@ fn a_rate_alarm_hovering_at_its_threshold_does_not_flap() {
         vec![key("spo2.rate_fall", Phase::End, 14 * SEC)]
     );
 }
+
+fn with_confirm(confirm: NibpConfirm) -> Engine {
+    let mut cfg = config();
+    cfg.nibp.confirm = confirm;
+    Engine::new(cfg)
+}
+
+#[test]
+fn a_single_low_nibp_alarms_at_once_by_default() {
+    // 87/46 on the first reading (real data): hypotension must not wait a cycle.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 87.0, 46.0, 1));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp_sys.low", Phase::Start, 0),
+            key("nibp_dia.low", Phase::Start, 0),
+            key("nibp_mean.low", Phase::Start, 0),
+        ]
+    );
+    // The high side still waits for a second reading.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    assert!(alarms(&mut e).is_empty());
+}
+
+#[test]
+fn nibp_confirmation_can_cover_both_sides_or_none() {
+    let mut e = with_confirm(NibpConfirm::Both);
+    feed(&mut e, nibp(0, 87.0, 60.0, 1));
+    assert!(alarms(&mut e).is_empty(), "both: the low side waits");
+    feed(&mut e, nibp(300 * SEC, 88.0, 60.0, 2));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp_sys.low", Phase::Start, 300 * SEC)]
+    );
+
+    let mut e = with_confirm(NibpConfirm::Off);
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    assert_eq!(alarms(&mut e), vec![key("nibp_sys.high", Phase::Start, 0)]);
+}
+
+#[test]
+fn nibp_confirmation_window_is_inclusive() {
+    // The second reading exactly confirm_window (15 min) after the first confirms...
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(900 * SEC, 185.0, 100.0, 2));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp_sys.high", Phase::Start, 900 * SEC)]
+    );
+    // ... one millisecond later it does not.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(900 * SEC + 1, 185.0, 100.0, 2));
+    assert!(alarms(&mut e).is_empty());
+}
