@@ -13,6 +13,29 @@ use core::time::Duration;
 use super::alarm::Priority;
 use crate::vitals::Vital;
 
+/// How close to a limit a value may be and still count as AT the limit.
+///
+/// Every rule is strict: a low limit alarms on values BELOW it, a high limit
+/// on values ABOVE it, a trend or rate rule on a change of MORE THAN its
+/// amount; a value at the limit does not alarm. Values are `f32` and some
+/// thresholds are computed (a baseline plus a percentage, a converted unit),
+/// so a value that is at the limit on paper can land a few millionths beside
+/// it; a margin far below any monitor's resolution keeps it "at" the limit,
+/// as the configuration's wording promises.
+pub const AT_LIMIT: f32 = 1e-3;
+
+/// `value` is above `limit` (by more than [`AT_LIMIT`]).
+#[inline]
+pub fn above(value: f32, limit: f32) -> bool {
+    value - limit > AT_LIMIT
+}
+
+/// `value` is below `limit` (by more than [`AT_LIMIT`]).
+#[inline]
+pub fn below(value: f32, limit: f32) -> bool {
+    limit - value > AT_LIMIT
+}
+
 /// One limit with the priority of the alarm it raises.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit {
