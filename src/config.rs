@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::engine::rules::{
-    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpRules, RateRule,
+    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
     TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
@@ -1097,7 +1097,22 @@ impl Reader {
 
     fn nibp(&mut self, t: &Table, n: &mut NibpRules) {
         let p = "alarms.nibp";
-        self.check_keys(p, t, &["confirm_window", "cycle", "grace", "watch_cycle"]);
+        self.check_keys(
+            p,
+            t,
+            &["confirm", "confirm_window", "cycle", "grace", "watch_cycle"],
+        );
+        if let Some(c) = self.string(p, t, "confirm") {
+            match [NibpConfirm::High, NibpConfirm::Both, NibpConfirm::Off]
+                .into_iter()
+                .find(|k| k.key() == c)
+            {
+                Some(k) => n.confirm = k,
+                None => self.err(format!(
+                    "alarms.nibp.confirm: expected \"high\", \"both\" or \"off\", found {c:?}"
+                )),
+            }
+        }
         n.confirm_window = self.optional_duration(p, t, "confirm_window", n.confirm_window);
         if let Some(d) = t.get("cycle").and(self.duration(p, t, "cycle")) {
             n.cycle = d;
@@ -1530,7 +1545,8 @@ pub fn render(cfg: &Config) -> String {
     let n = &e.nibp;
     let _ = writeln!(
         o,
-        "[alarms.nibp]\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        "[alarms.nibp]\nconfirm = {:?}\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        n.confirm.key(),
         opt_dur(n.confirm_window),
         dur(n.cycle),
         dur(n.grace),
@@ -1739,6 +1755,14 @@ mod tests {
         let e = parse("[alarms\n", "clinic.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }));
         assert!(e.to_string().starts_with("clinic.toml: not valid TOML"));
+    }
+
+    #[test]
+    fn nibp_confirmation_side_is_parsed_and_checked() {
+        let cfg = parse("[alarms.nibp]\nconfirm = \"both\"\n", "x").unwrap();
+        assert_eq!(cfg.engine.nibp.confirm, NibpConfirm::Both);
+        let e = errors("[alarms.nibp]\nconfirm = \"low\"\n");
+        assert!(e.iter().any(|m| m.contains("alarms.nibp.confirm")), "{e:?}");
     }
 
     #[test]

@@ -58,11 +58,12 @@ pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
     SessionId, SessionPhase, SystemCondition, TechnicalStatus,
 };
-pub use rules::{EngineConfig, Limit, VitalRules};
+pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
 
 use crate::protocol::DeviceNote;
 use crate::time::Instant;
 use crate::vitals::{Measurement, Nibp, Reading, Sample, ShortText, SourceId, Validity, Vital};
+use rules::{above, below};
 use window::{BaselineCollector, RateWindow};
 
 /// Events the queue holds before it has to grow.
@@ -707,21 +708,22 @@ impl Engine {
             let Some(limit) = limit else { continue };
             let idx = self.index(AlarmId::vital(vital, condition));
             let beyond = if low {
-                v < limit.value
+                below(v, limit.value)
             } else {
-                v > limit.value
+                above(v, limit.value)
             };
+            // An active alarm ends once the value is at least `h` back inside.
             let mut present = if self.slots[idx].engaged() {
                 if low {
-                    v < limit.value + h
+                    below(v, limit.value + h)
                 } else {
-                    v > limit.value - h
+                    above(v, limit.value - h)
                 }
             } else {
                 beyond
             };
             let tiered = matches!(condition, Condition::Low | Condition::High);
-            if vital.is_nibp() && tiered {
+            if vital.is_nibp() && tiered && self.cfg.nibp.confirm.applies(low) {
                 if let Some(window) = self.cfg.nibp.confirm_window {
                     let side = usize::from(!low);
                     let st = &mut self.vitals[vital.index()];
@@ -753,18 +755,18 @@ impl Engine {
         if let Some(t) = rules.baseline.rise_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineRise));
             let present = if self.slots[idx].engaged() {
-                v > t - h
+                above(v, t - h)
             } else {
-                v > t
+                above(v, t)
             };
             self.set_condition(idx, now, present, Some(v), Some(t), None);
         }
         if let Some(t) = rules.baseline.fall_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineFall));
             let present = if self.slots[idx].engaged() {
-                v < t + h
+                below(v, t + h)
             } else {
-                v < t
+                below(v, t)
             };
             self.set_condition(idx, now, present, Some(v), Some(t), None);
         }
@@ -788,7 +790,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, rise > bound, Some(rise), Some(limit), None);
+            self.set_condition(idx, now, above(rise, bound), Some(rise), Some(limit), None);
         }
         if let Some(limit) = rule.fall {
             let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
@@ -798,7 +800,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, fall > bound, Some(fall), Some(limit), None);
+            self.set_condition(idx, now, above(fall, bound), Some(fall), Some(limit), None);
         }
     }
 
@@ -892,7 +894,7 @@ impl Engine {
             if let Some(base) = st.baseline {
                 any = true;
                 match st.last_valid {
-                    Some(v) if (v - base).abs() <= base.abs() * pct => {}
+                    Some(v) if !above((v - base).abs(), base.abs() * pct) => {}
                     _ => all = false,
                 }
             }
