@@ -40,6 +40,7 @@ pub mod log_limit;
 pub mod mqtt;
 pub mod pipeline;
 pub mod protocol;
+pub mod random;
 pub mod record;
 pub mod replay;
 pub mod report;

@@ -240,3 +240,88 @@ async fn the_shipped_broker_limit_stops_a_huge_message_at_the_broker() {
         "only the small message passes"
     );
 }
+
+/// The `/view` JSON of a running board.
+fn board_view(board: &crate::util::board::Board) -> Value {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", board.port)) else {
+        return Value::Null;
+    };
+    let _ = s.set_read_timeout(Some(SECS(3)));
+    let _ = write!(
+        s,
+        "GET /view HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        board.port
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn shows(view: &Value, vital_text: &str, alarms: usize) -> bool {
+    let bed = &view["beds"][0];
+    bed["vitals"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|x| x["text"] == vital_text))
+        && bed["alarms"].as_array().is_some_and(|a| a.len() == alarms)
+}
+
+async fn wait_view(board: &crate::util::board::Board, what: &str, pred: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + SECS(15);
+    loop {
+        let v = board_view(board);
+        if pred(&v) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: board shows {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A new (or wiped, or restored) state directory used to start `seq` at 0
+/// again: every running board dropped the new stream as old duplicates and
+/// kept showing the last values and alarms, with a fresh heartbeat. Now the
+/// new directory has a new epoch, and the board follows it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_state_directory_does_not_freeze_a_running_board() {
+    let dir = temp_dir("fault-epoch");
+    let broker = Mosquitto::start(&dir, "");
+    let state = dir.join("state");
+    let bed_dir = state.join("test-clinic").join("bed-ep");
+    // A long-running stream: its numbers are far above a fresh start's.
+    std::fs::create_dir_all(&bed_dir).unwrap();
+    std::fs::write(bed_dir.join("seq"), "3000000\n").unwrap();
+    let board = crate::util::board::Board::start(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "test-clinic/bed-ep",
+        &[],
+    );
+    let tty = dir.join("ttyEP");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &state, "bed-ep", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    tokio::time::sleep(SECS(1)).await;
+    for _ in 0..20 {
+        monitor.send(b"spo2 80\n");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_view(&board, "SpO2 80 with its alarm", |v| shows(v, "80", 1)).await;
+    daemon.stop().await;
+
+    // The state directory is replaced by an empty one.
+    std::fs::remove_dir_all(&state).unwrap();
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    tokio::time::sleep(SECS(1)).await;
+    for _ in 0..20 {
+        monitor.send(b"spo2 97\n");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_view(&board, "SpO2 97 and no alarm", |v| shows(v, "97", 0)).await;
+    let epoch = std::fs::read_to_string(bed_dir.join("epoch")).unwrap();
+    assert_eq!(epoch.trim().len(), 16, "{epoch:?}");
+    daemon.stop().await;
+}

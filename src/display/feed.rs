@@ -218,6 +218,9 @@ impl Topics {
 pub struct Envelope {
     /// The event sequence number.
     pub seq: u64,
+    /// The stream's identity: `seq` is ordered only within one epoch (a new
+    /// or untrustworthy state directory starts a new one).
+    pub epoch: Option<String>,
     /// The event time by the daemon's clock.
     pub time: Option<SystemTime>,
     /// `alarms` and `session`: consecutive per topic; a jump means a lost message.
@@ -386,6 +389,7 @@ pub fn parse(
     }
     let env = Envelope {
         seq: raw.seq.unwrap_or(0),
+        epoch: raw.epoch,
         time: raw.time.as_deref().and_then(parse_rfc3339),
         stream_seq: raw.stream_seq,
     };
@@ -508,6 +512,7 @@ fn alarm(a: RawAlarm) -> Option<Alarm> {
 struct RawMessage {
     schema_version: Option<u64>,
     seq: Option<u64>,
+    epoch: Option<String>,
     stream_seq: Option<u64>,
     time: Option<String>,
     #[serde(default)]

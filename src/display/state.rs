@@ -156,8 +156,24 @@ struct Bed {
     audio_paused_until: Option<SystemTime>,
     session: Option<Session>,
     session_seq: u64,
+    /// The daemon's stream epoch last seen; `seq` compares only within it.
+    epoch: Option<String>,
     pending: Vec<Pending>,
     result: Option<ResultView>,
+}
+
+impl Bed {
+    /// Forgets every per-topic `seq` high-water mark (a new epoch).
+    fn restart_order(&mut self) {
+        self.vitals_seq = 0;
+        self.events_seq = 0;
+        self.active_seq = 0;
+        self.alarms_stream = 0;
+        self.session_seq = 0;
+        if let Some(beat) = &mut self.beat {
+            beat.seq = 0;
+        }
+    }
 }
 
 /// One line of the alarm feed (newest last).
@@ -254,6 +270,16 @@ impl Board {
         now: SystemTime,
     ) {
         let b = self.beds.entry(bed.clone()).or_default();
+        if let Some(epoch) = &env.epoch {
+            if b.epoch.as_ref() != Some(epoch) {
+                if b.epoch.is_some() {
+                    // A new stream (a new or replaced state directory): its
+                    // seq starts again, so the old order means nothing.
+                    b.restart_order();
+                }
+                b.epoch = Some(epoch.clone());
+            }
+        }
         if let (Some(t), false) = (env.time, retained) {
             // The daemon's clock as last seen, against ours: elapsed times
             // of the daemon's own events are measured on its clock, so
@@ -990,6 +1016,66 @@ mod tests {
         // Coming back online clears it.
         heartbeat(&mut b, 51, t(3));
         assert_eq!(b.no_data(&bed(), t(3)), None);
+    }
+
+    #[test]
+    fn a_new_epoch_restarts_the_order_instead_of_freezing_the_bed() {
+        let mut b = live_board();
+        let vitals = |epoch: &str, seq: u64, spo2: u32| {
+            format!(
+                r#"{{"schema_version":1,"epoch":"{epoch}","seq":{seq},"vitals":{{"spo2":{{"value":{spo2},"validity":"valid","unit":"%"}}}}}}"#
+            )
+        };
+        let active = |epoch: &str, seq: u64, alarms: &str| {
+            format!(r#"{{"schema_version":1,"epoch":"{epoch}","seq":{seq},"alarms":[{alarms}]}}"#)
+        };
+        feed(
+            &mut b,
+            TopicKind::Vitals,
+            &vitals("aaaa", 5_000_100, 80),
+            false,
+            t(1),
+        );
+        let low = r#"{"id":"spo2.low","priority":"high","state":"active"}"#;
+        feed(
+            &mut b,
+            TopicKind::Active,
+            &active("aaaa", 5_000_100, low),
+            false,
+            t(1),
+        );
+        assert_eq!(b.view(t(1)).beds[0].alarms.len(), 1);
+        // Same epoch, lower seq: an old duplicate, dropped.
+        feed(
+            &mut b,
+            TopicKind::Vitals,
+            &vitals("aaaa", 7, 97),
+            false,
+            t(2),
+        );
+        assert!(b.view(t(2)).beds[0].vitals.iter().any(|v| v.text == "80"));
+        // A new state directory: seq starts again under a new epoch.
+        feed(
+            &mut b,
+            TopicKind::Vitals,
+            &vitals("bbbb", 7, 97),
+            false,
+            t(3),
+        );
+        feed(
+            &mut b,
+            TopicKind::Active,
+            &active("bbbb", 7, ""),
+            false,
+            t(3),
+        );
+        let v = b.view(t(3));
+        assert!(
+            v.beds[0].vitals.iter().any(|v| v.text == "97"),
+            "{:?}",
+            v.beds[0].vitals
+        );
+        assert!(v.beds[0].alarms.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::journal::{Class, JournalError, SeqFile, Stream};
+use super::journal::{Class, JournalError, SeqFile, SeqStart, Stream};
 use super::link::{
     parse_broker_url, Backoff, BrokerUrl, LinkConfig, LinkError, BACKOFF_MAX, CONFIG_KEYS,
 };
@@ -136,10 +136,43 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_QUEUE)
         .set_max_packet_size(LINK_MAX_PACKET, LINK_MAX_PACKET);
+
+    // One directory per bed: two daemons never share a journal.
+    let state_dir = super::resolve_state_dir(&cfg.state_dir)
+        .join(&setup.site)
+        .join(&setup.bed);
+    let (mut outbox, report) = Outbox::open(Some(&state_dir), cfg.outbox_max as usize)?;
+    let (seq, start) = SeqFile::open(&state_dir, outbox.seq_floor())?;
+    match &start {
+        SeqStart::Continued => {}
+        SeqStart::Fresh => tracing::info!(
+            epoch = seq.epoch(),
+            "new state directory {}: a new stream epoch",
+            state_dir.display()
+        ),
+        SeqStart::Untrusted(why) => {
+            tracing::error!(
+                epoch = seq.epoch(),
+                "the sequence file cannot be trusted ({why}): starting a NEW stream epoch at seq {} so displays reset their order instead of dropping vigil's messages as old; if the state directory was restored from a backup, this is expected",
+                seq.base()
+            );
+        }
+    }
+    if start != SeqStart::Continued && outbox.pending() > 0 {
+        outbox.restamp(seq.epoch())?;
+    }
+    tracing::info!(
+        state_dir = %state_dir.display(),
+        undelivered = outbox.pending(),
+        seq_base = seq.base(),
+        epoch = seq.epoch(),
+        "MQTT outbox journal opened"
+    );
     let ctx = Ctx {
         site: &setup.site,
         bed: &setup.bed,
         names: &setup.source_names,
+        epoch: seq.epoch(),
     };
     opts.set_last_will(LastWill::new(
         topics.status.clone(),
@@ -147,19 +180,6 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         QoS::AtLeastOnce,
         true,
     ));
-
-    // One directory per bed: two daemons never share a journal.
-    let state_dir = super::resolve_state_dir(&cfg.state_dir)
-        .join(&setup.site)
-        .join(&setup.bed);
-    let (outbox, report) = Outbox::open(Some(&state_dir), cfg.outbox_max as usize)?;
-    let seq = SeqFile::open(&state_dir)?;
-    tracing::info!(
-        state_dir = %state_dir.display(),
-        undelivered = outbox.pending(),
-        seq_base = seq.base(),
-        "MQTT outbox journal opened"
-    );
     if report.torn_bytes > 0 {
         tracing::warn!(
             "the outbox journal had a torn tail of {} byte(s) (a crash mid-write): ignored",
@@ -404,6 +424,7 @@ impl Publisher {
             site: &self.site,
             bed: &self.bed,
             names: &self.names,
+            epoch: self.seq.epoch(),
         }
     }
 
@@ -467,7 +488,13 @@ impl Publisher {
                 };
                 let topic = self.topics.alarms.clone();
                 let (site, bed, names) = (&self.site, &self.bed, &self.names);
-                let ctx = Ctx { site, bed, names };
+                let epoch = self.seq.epoch();
+                let ctx = Ctx {
+                    site,
+                    bed,
+                    names,
+                    epoch,
+                };
                 let pushed = self.outbox.push(class, Stream::Alarms, false, topic, |n| {
                     payload::alarm(&ctx, seq, n, msg.wall, &a, wall)
                 });
@@ -477,7 +504,13 @@ impl Publisher {
                 self.session.apply(&e, msg.wall);
                 let topic = self.topics.session.clone();
                 let (site, bed, names) = (&self.site, &self.bed, &self.names);
-                let ctx = Ctx { site, bed, names };
+                let epoch = self.seq.epoch();
+                let ctx = Ctx {
+                    site,
+                    bed,
+                    names,
+                    epoch,
+                };
                 let state = &self.session;
                 let pushed = self
                     .outbox

@@ -54,6 +54,9 @@ pub enum JournalError {
     /// The file is not a vigil journal.
     #[error("{0} is not a vigil outbox journal (wrong magic); move it away or point mqtt.state_dir elsewhere")]
     NotAJournal(PathBuf),
+    /// No random stream epoch can be made.
+    #[error("cannot make a stream epoch: {0}")]
+    Random(#[from] crate::random::RandomError),
 }
 
 /// Eviction rank of a message: lower ranks are evicted first when the
@@ -402,32 +405,89 @@ fn sync_dir(dir: &Path) {
 /// limit (synced) before publishing any number beyond the old one, so
 /// published numbers never repeat or go backwards, even after a crash; a
 /// restart skips at most one block.
+///
+/// The numbers are ordered only within one **epoch**, a random id kept in
+/// the file `epoch` beside `seq` and carried by every payload. A new state
+/// directory gets a new epoch; so does a start where `seq` cannot be
+/// trusted (missing while `epoch` exists, or not a number): vigil never
+/// silently starts again at 0 under the old epoch, which displays would
+/// take for old duplicates and drop.
 pub struct SeqFile {
     path: PathBuf,
     base: u64,
     reserved: u64,
+    epoch: String,
+}
+
+/// How this run's numbering started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeqStart {
+    /// A new state directory: a new epoch.
+    Fresh,
+    /// The previous run's numbers continue under its epoch.
+    Continued,
+    /// `seq` could not be trusted (the reason): a new epoch.
+    Untrusted(String),
 }
 
 impl SeqFile {
     /// Numbers reserved at a time.
     pub const BLOCK: u64 = 1_000_000;
 
-    /// Reads the previous limit and reserves the first block of this run.
-    pub fn open(dir: &Path) -> Result<SeqFile, JournalError> {
+    /// Reads the previous limit and epoch and reserves the first block of
+    /// this run. `floor`: the first number above every `seq` still held in
+    /// the outbox journal (the base never goes below it).
+    pub fn open(dir: &Path, floor: u64) -> Result<(SeqFile, SeqStart), JournalError> {
         std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
         let path = dir.join("seq");
-        let base = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io("cannot read", &path)(e)),
+        let epoch_path = dir.join("epoch");
+        let read = |p: &Path| match std::fs::read_to_string(p) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("cannot read", p)(e)),
         };
+        let old_epoch = read(&epoch_path)?
+            .map(|s| s.trim().to_owned())
+            .filter(|s| valid_epoch(s));
+        let (base, start) = match (read(&path)?, &old_epoch) {
+            (Some(text), _) => match text.trim().parse::<u64>() {
+                Ok(n) if old_epoch.is_some() => (n, SeqStart::Continued),
+                Ok(n) => (
+                    n,
+                    SeqStart::Untrusted(format!("{} is missing or damaged", epoch_path.display())),
+                ),
+                Err(_) => (
+                    0,
+                    SeqStart::Untrusted(format!(
+                        "{} does not hold a number ({:?})",
+                        path.display(),
+                        text.chars().take(40).collect::<String>()
+                    )),
+                ),
+            },
+            (None, Some(_)) => (
+                0,
+                SeqStart::Untrusted(format!("{} is missing", path.display())),
+            ),
+            (None, None) => (0, SeqStart::Fresh),
+        };
+        let epoch = match (&start, old_epoch) {
+            (SeqStart::Continued, Some(e)) => e,
+            _ => {
+                let e = crate::random::hex(8)?;
+                write_synced(&epoch_path, &format!("{e}\n"))?;
+                e
+            }
+        };
+        let base = base.max(floor);
         let mut f = SeqFile {
             path,
             base,
             reserved: base,
+            epoch,
         };
         f.reserve(base + Self::BLOCK)?;
-        Ok(f)
+        Ok((f, start))
     }
 
     /// A base for memory-only operation (no state directory).
@@ -436,19 +496,22 @@ impl SeqFile {
             path: PathBuf::new(),
             base: 0,
             reserved: u64::MAX,
+            epoch: crate::random::hex(8).unwrap_or_else(|_| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                format!("{t:016x}")
+            }),
         }
     }
 
+    /// This stream's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     fn reserve(&mut self, limit: u64) -> Result<(), JournalError> {
-        let tmp = self.path.with_extension("tmp");
-        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-        f.write_all(format!("{limit}\n").as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(io("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io("cannot replace", &self.path))?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir);
-        }
+        write_synced(&self.path, &format!("{limit}\n"))?;
         self.reserved = limit;
         Ok(())
     }
@@ -467,6 +530,26 @@ impl SeqFile {
         }
         Ok(n)
     }
+}
+
+/// An epoch as vigil writes it: 16 lowercase hex digits.
+fn valid_epoch(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Replaces `path` with `text` atomically and durably (temp file, sync,
+/// rename, directory sync).
+fn write_synced(path: &Path, text: &str) -> Result<(), JournalError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("cannot replace", path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -565,11 +648,46 @@ mod tests {
     #[test]
     fn sequence_numbers_never_go_back_across_restarts() {
         let dir = temp("seq");
-        let mut a = SeqFile::open(&dir).unwrap();
+        let (mut a, start) = SeqFile::open(&dir, 0).unwrap();
+        assert_eq!(start, SeqStart::Fresh);
         assert_eq!(a.publish(1).unwrap(), 1);
         let big = a.publish(SeqFile::BLOCK + 5).unwrap();
+        let epoch = a.epoch().to_owned();
         drop(a);
-        let mut b = SeqFile::open(&dir).unwrap();
+        let (mut b, start) = SeqFile::open(&dir, 0).unwrap();
+        assert_eq!(start, SeqStart::Continued);
+        assert_eq!(b.epoch(), epoch, "the same stream goes on");
         assert!(b.publish(1).unwrap() > big);
+    }
+
+    #[test]
+    fn an_untrustworthy_seq_file_starts_a_new_epoch_never_a_silent_zero() {
+        let dir = temp("seq-bad");
+        let (a, _) = SeqFile::open(&dir, 0).unwrap();
+        let first = a.epoch().to_owned();
+        drop(a);
+        // A byte flip in the seq file.
+        std::fs::write(dir.join("seq"), "2O00000\n").unwrap();
+        let (b, start) = SeqFile::open(&dir, 0).unwrap();
+        assert!(
+            matches!(&start, SeqStart::Untrusted(why) if why.contains("does not hold a number")),
+            "{start:?}"
+        );
+        assert_ne!(b.epoch(), first);
+        let second = b.epoch().to_owned();
+        drop(b);
+        // The seq file deleted, the epoch kept.
+        std::fs::remove_file(dir.join("seq")).unwrap();
+        let (c, start) = SeqFile::open(&dir, 7).unwrap();
+        assert!(
+            matches!(&start, SeqStart::Untrusted(why) if why.contains("missing")),
+            "{start:?}"
+        );
+        assert_ne!(c.epoch(), second);
+        assert_eq!(c.base(), 7, "never below what the journal still holds");
+        // A new directory altogether.
+        let (d, start) = SeqFile::open(&temp("seq-new"), 0).unwrap();
+        assert_eq!(start, SeqStart::Fresh);
+        assert_ne!(d.epoch(), c.epoch());
     }
 }

@@ -132,6 +132,31 @@ impl Outbox {
         Some(h)
     }
 
+    /// The first number above every payload `seq` held (0 when empty): a
+    /// new numbering must start at or above it so replays stay in order.
+    pub fn seq_floor(&self) -> u64 {
+        self.held
+            .values()
+            .filter_map(|h| payload_field(&h.msg.payload, "seq")?.as_u64())
+            .max()
+            .map_or(0, |n| n + 1)
+    }
+
+    /// Rewrites the `epoch` of every held message (a new epoch: replays of
+    /// old messages must not switch displays back to the old stream) and
+    /// persists the change with a compaction.
+    pub fn restamp(&mut self, epoch: &str) -> Result<(), OutboxError> {
+        for h in self.held.values_mut() {
+            if let Ok(serde_json::Value::Object(mut m)) =
+                serde_json::from_slice::<serde_json::Value>(&h.msg.payload)
+            {
+                m.insert("epoch".into(), serde_json::Value::from(epoch));
+                h.msg.payload = serde_json::to_vec(&m).unwrap_or_default();
+            }
+        }
+        self.compact()
+    }
+
     /// Whether a journal backs the outbox.
     pub fn is_durable(&self) -> bool {
         self.journal.is_some()
@@ -328,6 +353,14 @@ fn stream_index(s: Stream) -> Option<usize> {
         Stream::Alarms => Some(0),
         Stream::Session => Some(1),
         Stream::None => None,
+    }
+}
+
+/// One top-level field of a JSON payload.
+fn payload_field(payload: &[u8], field: &str) -> Option<serde_json::Value> {
+    match serde_json::from_slice::<serde_json::Value>(payload).ok()? {
+        serde_json::Value::Object(mut m) => m.remove(field),
+        _ => None,
     }
 }
 

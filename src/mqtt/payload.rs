@@ -32,6 +32,9 @@ pub struct Ctx<'a> {
     pub bed: &'a str,
     /// Source names (for alarm ids and vitals).
     pub names: &'a [String],
+    /// The stream epoch ([`super::journal::SeqFile`]): `seq` is ordered
+    /// within it.
+    pub epoch: &'a str,
 }
 
 fn head(ctx: &Ctx<'_>, seq: u64, time: SystemTime) -> Map<String, Value> {
@@ -39,6 +42,7 @@ fn head(ctx: &Ctx<'_>, seq: u64, time: SystemTime) -> Map<String, Value> {
     m.insert("schema_version".into(), json!(SCHEMA_VERSION));
     m.insert("site".into(), json!(ctx.site));
     m.insert("bed".into(), json!(ctx.bed));
+    m.insert("epoch".into(), json!(ctx.epoch));
     m.insert("seq".into(), json!(seq));
     m.insert("time".into(), json!(rfc3339(time)));
     m

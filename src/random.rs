@@ -1,0 +1,29 @@
+//! Random identifiers from the operating system's generator (stream
+//! epochs, board tokens). Never a fallback to guessable entropy: without
+//! the OS generator there is an error to report.
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The OS generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random generator is not available")]
+pub struct RandomError;
+
+/// `bytes` random bytes as lowercase hex (`2 * bytes` characters).
+pub fn hex(bytes: usize) -> Result<String, RandomError> {
+    let mut b = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut b).map_err(|_| RandomError)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_have_the_asked_length_and_differ() {
+        let a = super::hex(8).unwrap();
+        let b = super::hex(8).unwrap();
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
