@@ -487,13 +487,11 @@ impl Publisher {
                     Priority::Low => Class::Low,
                 };
                 let topic = self.topics.alarms.clone();
-                let (site, bed, names) = (&self.site, &self.bed, &self.names);
-                let epoch = self.seq.epoch();
                 let ctx = Ctx {
-                    site,
-                    bed,
-                    names,
-                    epoch,
+                    site: &self.site,
+                    bed: &self.bed,
+                    names: &self.names,
+                    epoch: self.seq.epoch(),
                 };
                 let pushed = self.outbox.push(class, Stream::Alarms, false, topic, |n| {
                     payload::alarm(&ctx, seq, n, msg.wall, &a, wall)
@@ -503,13 +501,11 @@ impl Publisher {
             EventKind::Session(e) => {
                 self.session.apply(&e, msg.wall);
                 let topic = self.topics.session.clone();
-                let (site, bed, names) = (&self.site, &self.bed, &self.names);
-                let epoch = self.seq.epoch();
                 let ctx = Ctx {
-                    site,
-                    bed,
-                    names,
-                    epoch,
+                    site: &self.site,
+                    bed: &self.bed,
+                    names: &self.names,
+                    epoch: self.seq.epoch(),
                 };
                 let state = &self.session;
                 let pushed = self
