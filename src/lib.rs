@@ -42,6 +42,7 @@ pub mod protocol;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod setup;
 pub mod sim;
 pub mod time;
 pub mod vitals;
