@@ -331,59 +331,8 @@ impl Default for MqttConfig {
     }
 }
 
-/// A parsed broker address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// `mqtts://`: TLS.
-    pub tls: bool,
-    /// Host name or address.
-    pub host: String,
-    /// Port (1883 or 8883 when not given).
-    pub port: u16,
-}
-
-/// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
-pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
-    let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = s.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err("must start with mqtt:// or mqtts://".into());
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() || host.contains(['/', '@', ' ', '?', '#']) {
-        return Err(format!("`{host}` is not a host name or address"));
-    }
-    let port = match port {
-        None => {
-            if tls {
-                8883
-            } else {
-                1883
-            }
-        }
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("`{p}` is not a port number"))?,
-    };
-    Ok(BrokerUrl {
-        tls,
-        host: host.to_owned(),
-        port,
-    })
-}
+// The broker URL is the shared link's (daemon and displays parse it alike).
+pub use crate::mqtt::link::{parse_broker_url, BrokerUrl};
 
 /// What a valid configuration still lacks before it can watch a patient,
 /// and what looks left over from the shipped example: the part of

@@ -5,24 +5,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::journal::{Class, JournalError, SeqFile, Stream};
+use super::link::{
+    parse_broker_url, Backoff, BrokerUrl, LinkConfig, LinkError, BACKOFF_MAX, CONFIG_KEYS,
+};
 use super::outbox::Outbox;
 use super::payload::{self, Ctx, Delivery, Latest, SessionState};
 use super::{command, MqttError, Topics};
-use crate::config::{parse_broker_url, MqttConfig};
+use crate::config::MqttConfig;
 use crate::engine::{EventKind, Priority, SystemCondition};
 use crate::io::clock::Clock;
 use crate::io::driver::{CommandMsg, LiveState};
 use crate::io::sink::{SinkHandle, SinkMsg};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests queued in the client at most (its bounded request channel).
 const REQUEST_QUEUE: usize = 512;
 /// QoS 1 publishes in flight at most (the client's packet id range).
@@ -70,7 +68,7 @@ enum Net {
 /// returns the sink the driver feeds.
 pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let cfg = &setup.config;
-    let (host, port, tls) = if cfg.embedded {
+    let link = if cfg.embedded {
         #[cfg(feature = "embedded-broker")]
         super::broker::start(cfg.listen)?;
         #[cfg(not(feature = "embedded-broker"))]
@@ -87,17 +85,35 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
                 }
                 ip => ip,
             };
-            (ip.to_string(), cfg.listen.port(), false)
+            let url = BrokerUrl {
+                tls: false,
+                host: ip.to_string(),
+                port: cfg.listen.port(),
+            };
+            LinkConfig {
+                credentials_file: cfg.credentials_file.clone(),
+                ..LinkConfig::new(url, CONFIG_KEYS)
+            }
         }
     } else {
-        let url = parse_broker_url(&cfg.broker).map_err(MqttError::Broker)?;
-        (url.host, url.port, url.tls)
+        let url = parse_broker_url(&cfg.broker).map_err(|why| LinkError::Broker {
+            key: CONFIG_KEYS.broker,
+            url: cfg.broker.clone(),
+            why,
+        })?;
+        LinkConfig {
+            url,
+            credentials_file: cfg.credentials_file.clone(),
+            ca_file: cfg.ca_file.clone(),
+            client_cert: cfg.client_cert.clone(),
+            client_key: cfg.client_key.clone(),
+            keys: CONFIG_KEYS,
+        }
     };
     let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
     let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);
-    let mut opts = MqttOptions::new(client_id, host.clone(), port);
+    let mut opts = link.options(&client_id)?;
     opts.set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(5))
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_QUEUE)
         .set_max_packet_size(256 * 1024, 256 * 1024);
@@ -112,12 +128,6 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some((user, password)) = credentials(cfg)? {
-        opts.set_credentials(user, password);
-    }
-    if tls {
-        opts.set_transport(Transport::Tls(tls_config(cfg)?));
-    }
 
     // One directory per bed: two daemons never share a journal.
     let state_dir = super::resolve_state_dir(&cfg.state_dir)
@@ -138,7 +148,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         );
     }
 
-    let broker = format!("{}://{host}:{port}", if tls { "mqtts" } else { "mqtt" });
+    let broker = link.url.to_string();
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
@@ -168,66 +178,6 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     Ok(SinkHandle::new("mqtt", tx, queue, task))
 }
 
-fn credentials(cfg: &MqttConfig) -> Result<Option<(String, String)>, MqttError> {
-    let env_user = std::env::var("VIGIL_MQTT_USERNAME").ok();
-    let env_pass = std::env::var("VIGIL_MQTT_PASSWORD").ok();
-    if let Some(user) = env_user.filter(|u| !u.is_empty()) {
-        return Ok(Some((user, env_pass.unwrap_or_default())));
-    }
-    let Some(path) = &cfg.credentials_file else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| MqttError::Credentials {
-        path: path.clone(),
-        source,
-    })?;
-    let mut lines = text.lines();
-    let user = lines.next().unwrap_or("").trim().to_owned();
-    if user.is_empty() {
-        return Err(MqttError::CredentialsFormat(path.clone()));
-    }
-    let password = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
-    Ok(Some((user, password)))
-}
-
-fn tls_config(cfg: &MqttConfig) -> Result<TlsConfiguration, MqttError> {
-    // rustls with the ring provider (no C toolchain beyond ring's own).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let read = |key: &'static str, path: &std::path::Path, what: &str| {
-        let data = std::fs::read(path).map_err(|e| MqttError::Tls {
-            key,
-            path: path.to_owned(),
-            problem: format!("cannot read: {e}"),
-        })?;
-        if !String::from_utf8_lossy(&data).contains(&format!("-----BEGIN {what}")) {
-            return Err(MqttError::Tls {
-                key,
-                path: path.to_owned(),
-                problem: format!("holds no PEM {what}"),
-            });
-        }
-        Ok(data)
-    };
-    let ca_path = cfg.ca_file.as_deref().ok_or_else(|| MqttError::Tls {
-        key: "mqtt.ca_file",
-        path: Default::default(),
-        problem: "required for mqtts://".into(),
-    })?;
-    let ca = read("mqtt.ca_file", ca_path, "CERTIFICATE")?;
-    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(c), Some(k)) => Some((
-            read("mqtt.client_cert", c, "CERTIFICATE")?,
-            read("mqtt.client_key", k, "")?,
-        )),
-        _ => None,
-    };
-    Ok(TlsConfiguration::Simple {
-        ca,
-        alpn: None,
-        client_auth,
-    })
-}
-
 async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::Receiver<SinkMsg>) {
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let poller = tokio::spawn(poll(eventloop, net_tx, publisher.broker.clone()));
@@ -239,13 +189,13 @@ async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::R
 /// The polling task: drives the connection, reconnects with exponential
 /// backoff, and forwards what happens. It never publishes.
 async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     let mut failures: u64 = 0;
     let mut last_log: Option<Instant> = None;
     loop {
         let forwarded = match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 failures = 0;
                 last_log = None;
                 Some(Net::Up)
@@ -272,8 +222,7 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
                     );
                     last_log = Some(Instant::now());
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(backoff.next_delay()).await;
                 eventloop.clean();
                 eventloop.pending.clear();
                 None
