@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::engine::rules::{
-    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpRules, RateRule,
+    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
     TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
@@ -1133,7 +1133,22 @@ impl Reader {
 
     fn nibp(&mut self, t: &Table, n: &mut NibpRules) {
         let p = "alarms.nibp";
-        self.check_keys(p, t, &["confirm_window", "cycle", "grace", "watch_cycle"]);
+        self.check_keys(
+            p,
+            t,
+            &["confirm", "confirm_window", "cycle", "grace", "watch_cycle"],
+        );
+        if let Some(c) = self.string(p, t, "confirm") {
+            match [NibpConfirm::High, NibpConfirm::Both, NibpConfirm::Off]
+                .into_iter()
+                .find(|k| k.key() == c)
+            {
+                Some(k) => n.confirm = k,
+                None => self.err(format!(
+                    "alarms.nibp.confirm: expected \"high\", \"both\" or \"off\", found {c:?}"
+                )),
+            }
+        }
         n.confirm_window = self.optional_duration(p, t, "confirm_window", n.confirm_window);
         if let Some(d) = t.get("cycle").and(self.duration(p, t, "cycle")) {
             n.cycle = d;
@@ -1154,7 +1169,7 @@ impl Reader {
 
     fn technical(&mut self, t: &Table, tp: &mut TechnicalPriorities) {
         let p = "alarms.technical";
-        let fields: [(&str, &mut Priority); 11] = [
+        let fields: [(&str, &mut Priority); 15] = [
             ("stale", &mut tp.stale),
             ("sensor_off", &mut tp.sensor_off),
             ("invalid", &mut tp.invalid),
@@ -1166,6 +1181,10 @@ impl Reader {
             ("queue_overflow", &mut tp.queue_overflow),
             ("broker_unreachable", &mut tp.broker_unreachable),
             ("storage_failure", &mut tp.storage_failure),
+            ("journal_failure", &mut tp.journal_failure),
+            ("journal_corrupt", &mut tp.journal_corrupt),
+            ("broker_link_unstable", &mut tp.broker_link_unstable),
+            ("input_overload", &mut tp.input_overload),
         ];
         let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         self.check_keys(p, t, &names);
@@ -1562,7 +1581,8 @@ pub fn render(cfg: &Config) -> String {
     let n = &e.nibp;
     let _ = writeln!(
         o,
-        "[alarms.nibp]\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        "[alarms.nibp]\nconfirm = {:?}\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        n.confirm.key(),
         opt_dur(n.confirm_window),
         dur(n.cycle),
         dur(n.grace),
@@ -1582,6 +1602,10 @@ pub fn render(cfg: &Config) -> String {
         ("queue_overflow", t.queue_overflow),
         ("broker_unreachable", t.broker_unreachable),
         ("storage_failure", t.storage_failure),
+        ("journal_failure", t.journal_failure),
+        ("journal_corrupt", t.journal_corrupt),
+        ("broker_link_unstable", t.broker_link_unstable),
+        ("input_overload", t.input_overload),
     ] {
         let _ = writeln!(o, "{k} = {:?}", p.key());
     }
@@ -1785,6 +1809,14 @@ mod tests {
         let e = parse("[alarms\n", "clinic.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }));
         assert!(e.to_string().starts_with("clinic.toml: not valid TOML"));
+    }
+
+    #[test]
+    fn nibp_confirmation_side_is_parsed_and_checked() {
+        let cfg = parse("[alarms.nibp]\nconfirm = \"both\"\n", "x").unwrap();
+        assert_eq!(cfg.engine.nibp.confirm, NibpConfirm::Both);
+        let e = errors("[alarms.nibp]\nconfirm = \"low\"\n");
+        assert!(e.iter().any(|m| m.contains("alarms.nibp.confirm")), "{e:?}");
     }
 
     #[test]
