@@ -36,6 +36,7 @@ pub mod config;
 pub mod display;
 pub mod engine;
 pub mod io;
+pub mod log_limit;
 pub mod mqtt;
 pub mod pipeline;
 pub mod protocol;

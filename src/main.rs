@@ -81,12 +81,22 @@ enum ExportFormat {
 /// Where the displays read the feed.
 #[derive(clap::Args, Debug)]
 struct FeedArgs {
-    /// MQTT broker, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    /// MQTT broker: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS) or HOST:PORT.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
-    /// File with the MQTT username on its first line and password on its second.
+    /// File with the MQTT username on its first line and password on its
+    /// second (or set VIGIL_MQTT_USERNAME and VIGIL_MQTT_PASSWORD).
     #[arg(long)]
     mqtt_credentials_file: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the broker's certificate (mqtts://).
+    #[arg(long)]
+    mqtt_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a broker that requires one.
+    #[arg(long, requires = "mqtt_client_key")]
+    mqtt_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "mqtt_client_cert")]
+    mqtt_client_key: Option<PathBuf>,
     /// Topic prefix template, as the daemon's mqtt.prefix.
     #[arg(long, default_value = vigil::display::feed::DEFAULT_PREFIX)]
     prefix: String,
@@ -106,6 +116,9 @@ impl FeedArgs {
         vigil::display::FeedOptions {
             broker: self.broker,
             credentials_file: self.mqtt_credentials_file,
+            ca_file: self.mqtt_ca_file,
+            client_cert: self.mqtt_client_cert,
+            client_key: self.mqtt_client_key,
             prefix: self.prefix,
             beds: self.beds,
             heartbeat_timeout: self.heartbeat_timeout,

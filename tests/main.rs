@@ -4,6 +4,7 @@
 mod daemon;
 mod display;
 mod engine_alloc;
+mod faults;
 mod lifecycle;
 mod mqtt;
 mod record_tools;

@@ -465,3 +465,86 @@ heartbeat = "300ms"
         state.display()
     )
 }
+
+/// Runs openssl; the TLS test needs it to make its certificates.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "openssl {args:?} failed (apt-get install openssl)"
+    );
+}
+
+/// Makes a throwaway PKI in `dir`: `ca.pem`, `server.pem`/`server.key`
+/// (for 127.0.0.1 and localhost) and `client.pem`/`client.key`.
+pub fn test_pki(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=vigil-bed-tls")] {
+        let mut req = vec!["req", "-subj", cn];
+        req.extend(ec);
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+}
+
+/// Writes a Mosquitto password file for `users` (user, password).
+pub fn password_file(path: &Path, users: &[(&str, &str)]) {
+    for (i, (user, pass)) in users.iter().enumerate() {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd.arg("-b").arg(path).arg(user).arg(pass).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "mosquitto_passwd failed (apt-get install mosquitto)"
+        );
+    }
+}
