@@ -54,7 +54,7 @@ pub mod payload;
 
 use std::path::{Path, PathBuf};
 
-pub use client::{spawn, MqttSetup};
+pub use client::{spawn, MqttSetup, COMMAND_MAX_BYTES, LINK_MAX_PACKET};
 
 use crate::config::StateDir;
 
