@@ -334,6 +334,42 @@ impl Default for MqttConfig {
 // The broker URL is the shared link's (daemon and displays parse it alike).
 pub use crate::mqtt::link::{parse_broker_url, BrokerUrl};
 
+/// What a valid configuration still lacks before it can watch a patient,
+/// and what looks left over from the shipped example: the part of
+/// `vigil check-config` beyond syntax and ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Problems that stop `vigil run` (check-config exits 2).
+    pub missing: Vec<String>,
+    /// Values that work but are probably not what the clinic wants.
+    pub warnings: Vec<String>,
+}
+
+/// The `site` of the shipped example file, which every clinic must change.
+pub const EXAMPLE_SITE: &str = "demo-clinic";
+
+/// Checks that `cfg` can serve a bed: at least one source, and a site name
+/// of the clinic's own (two clinics both called `demo-clinic` would share
+/// MQTT topics on one broker).
+pub fn readiness(cfg: &Config) -> Readiness {
+    let mut r = Readiness::default();
+    if cfg.sources.is_empty() {
+        r.missing.push(
+            "no [[source]] configured: uncomment the [[source]] example and set its name, \
+             protocol and serial (or tcp), or write a starting file with `vigil setup` \
+             (`vigil ports` lists the serial ports)"
+                .into(),
+        );
+    }
+    if cfg.site == EXAMPLE_SITE {
+        r.warnings.push(format!(
+            "site.site is still the example `{EXAMPLE_SITE}`: set it to the clinic's own name \
+             (it is part of the MQTT topics and the client id)"
+        ));
+    }
+    r
+}
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -1656,6 +1692,24 @@ mod tests {
         };
         expected.engine.source_names = cfg.engine.source_names.clone();
         assert_eq!(cfg, expected);
+    }
+
+    #[test]
+    fn shipped_file_is_not_ready_and_says_what_to_fill_in() {
+        let cfg = parse(DEFAULT_TOML, "config/vigil.toml").unwrap();
+        let r = readiness(&cfg);
+        assert_eq!(r.missing.len(), 1, "{r:?}");
+        assert!(r.missing[0].contains("[[source]]") && r.missing[0].contains("vigil setup"));
+        assert!(r.warnings[0].contains("site.site"), "{r:?}");
+        let ready = parse(
+            &DEFAULT_TOML.replace("site = \"demo-clinic\"", "site = \"north\"").replace(
+                "# [[source]]\n# name = \"monitor\"",
+                "[[source]]\nname = \"monitor\"\nprotocol = \"ge-s5\"\nserial = \"/dev/ttyUSB0\"\n# name",
+            ),
+            "filled in",
+        )
+        .unwrap();
+        assert_eq!(readiness(&ready), Readiness::default());
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod random;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod setup;
 pub mod sim;
 pub mod time;
 pub mod vitals;

@@ -5,6 +5,7 @@ mod daemon;
 mod display;
 mod engine_alloc;
 mod faults;
+mod install;
 mod lifecycle;
 mod mqtt;
 mod record_tools;
