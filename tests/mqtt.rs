@@ -10,9 +10,11 @@ use vigil::config;
 
 use crate::util::daemon::{temp_dir, Monitor};
 use crate::util::mqtt::{
-    assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate, Mosquitto, Subscriber,
+    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, password_file,
+    start_with_mqtt, Gate, Mosquitto, Subscriber,
 };
 use crate::util::process::Vigil;
+use crate::util::tls::Pki;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -270,37 +272,7 @@ async fn a_broker_killed_five_times_loses_no_alarm_event() {
         raised.len()
     );
 
-    // Collect until every stream number arrived (or time runs out).
-    let mut firsts: Vec<Value> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut received = 0;
-    let deadline = tokio::time::Instant::now() + SECS(30);
-    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
-        let Ok(Some(m)) = tokio::time::timeout_at(deadline, display.rx.recv()).await else {
-            break;
-        };
-        received += 1;
-        let seq = m.json["seq"].as_u64().expect("seq");
-        if seen.insert(seq) {
-            firsts.push(m.json);
-        }
-    }
-    eprintln!(
-        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
-        raised.len(),
-        received - firsts.len()
-    );
-    let stream: Vec<u64> = firsts
-        .iter()
-        .map(|j| j["stream_seq"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
-    assert_eq!(stream, expected, "in order, no gap, nothing missing");
-    for (j, (seq, id, phase)) in firsts.iter().zip(&raised) {
-        assert_eq!(j["seq"], *seq);
-        assert_eq!(j["alarm"]["id"], *id);
-        assert_eq!(j["alarm"]["phase"], *phase);
-    }
+    assert_alarms_once_in_order(&mut display, "/alarms", &raised, SECS(30)).await;
     daemon.stop().await;
 }
 
@@ -441,23 +413,13 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
     let dir = temp_dir("mqtt-acl");
     let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
     let passwd = dir.join("passwd");
-    for (i, (user, pass)) in [
-        ("vigil-demo-clinic-bed-1", "daemon-secret"),
-        ("display", "display-secret"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut cmd = std::process::Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let ok = cmd.arg("-b").arg(&passwd).arg(user).arg(pass).status();
-        assert!(
-            ok.is_ok_and(|s| s.success()),
-            "mosquitto_passwd failed (apt-get install mosquitto)"
-        );
-    }
+    password_file(
+        &passwd,
+        &[
+            ("vigil-demo-clinic-bed-1", "daemon-secret"),
+            ("display", "display-secret"),
+        ],
+    );
     let broker = Mosquitto::start(
         &dir,
         &format!(
@@ -635,72 +597,12 @@ async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later(
     daemon.stop().await;
 }
 
-/// Runs openssl; the TLS test needs it to make its certificates.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let ok = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    assert!(
-        ok.is_ok_and(|s| s.success()),
-        "openssl {args:?} failed (apt-get install openssl)"
-    );
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn alarms_travel_over_tls_with_a_client_certificate() {
     let dir = temp_dir("mqtt-tls");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil-test-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&dir, &ca);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=vigil-bed-tls")] {
-        let mut req = vec!["req", "-subj", cn];
-        req.extend(ec);
-        let (key, csr, pem, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        req.extend(["-keyout", &key, "-out", &csr]);
-        openssl(&dir, &req);
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
+    let pki = Pki::new(&dir);
+    pki.server("server");
+    pki.client("client", "vigil-bed-tls");
     let tls_port = crate::util::mqtt::free_port();
     let p = |f: &str| dir.join(f).display().to_string();
     // The display uses a plain loopback listener; the daemon must use TLS

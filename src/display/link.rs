@@ -202,6 +202,13 @@ pub fn spawn(settings: LinkSettings, board: Board) -> (Arc<Shared>, tokio::task:
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let now = SystemTime::now();
+                    if let Some(site) = shared.topics.bridge_site(&p.topic) {
+                        shared
+                            .board()
+                            .bridge_notice(&site, &p.payload, p.retain, now);
+                        shared.notify();
+                        continue;
+                    }
                     let Some((bed, kind)) = shared.topics.parse(&p.topic) else {
                         continue;
                     };

@@ -79,6 +79,20 @@ impl Mosquitto {
         m
     }
 
+    /// Starts Mosquitto with `config` as its whole configuration (which must
+    /// listen on `port`), written to `dir`.
+    pub fn start_with(dir: &Path, port: u16, name: &str, config: &str) -> Mosquitto {
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, config).expect("write mosquitto.conf");
+        let mut m = Mosquitto {
+            port,
+            conf,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
     /// Starts (again) on the same port and waits until it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -208,8 +222,21 @@ impl Subscriber {
         filter: &str,
         credentials: Option<(&str, &str)>,
     ) -> Subscriber {
+        Self::connect_with(port, id, filter, credentials, true).await
+    }
+
+    /// Like [`Subscriber::connect_as`]; `clean` false keeps a persistent
+    /// session on the broker (messages are queued while it is away).
+    pub async fn connect_with(
+        port: u16,
+        id: &str,
+        filter: &str,
+        credentials: Option<(&str, &str)>,
+        clean: bool,
+    ) -> Subscriber {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_clean_session(clean);
         if let Some((u, p)) = credentials {
             opts.set_credentials(u, p);
         }
@@ -319,6 +346,62 @@ impl Subscriber {
             .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
             .await
             .expect("queue publish");
+    }
+}
+
+/// Collects alarm events on topics ending in `suffix` until every one of
+/// `raised` (the daemon's own list: seq, id, phase) arrived or `within`
+/// passed, drops duplicates by `seq` as displays do, and asserts they came
+/// once each, in order (`stream_seq` 1..n), nothing missing.
+pub async fn assert_alarms_once_in_order(
+    sub: &mut Subscriber,
+    suffix: &str,
+    raised: &[(u64, String, &'static str)],
+    within: Duration,
+) {
+    let mut firsts: Vec<Value> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
+        let left = deadline - tokio::time::Instant::now();
+        let m = sub.next(suffix, left, |_| true).await;
+        received += 1;
+        let seq = m.json["seq"].as_u64().expect("seq");
+        if seen.insert(seq) {
+            firsts.push(m.json);
+        }
+    }
+    eprintln!(
+        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
+        raised.len(),
+        received - firsts.len()
+    );
+    let stream: Vec<u64> = firsts
+        .iter()
+        .map(|j| j["stream_seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
+    assert_eq!(stream, expected, "in order, no gap, nothing missing");
+    for (j, (seq, id, phase)) in firsts.iter().zip(raised) {
+        assert_eq!(j["seq"], *seq);
+        assert_eq!(j["alarm"]["id"], *id);
+        assert_eq!(j["alarm"]["phase"], *phase);
+    }
+}
+
+/// Writes a Mosquitto password file with these users (mosquitto_passwd).
+pub fn password_file(path: &Path, users: &[(&str, &str)]) {
+    for (i, (user, pass)) in users.iter().enumerate() {
+        let mut cmd = Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd.arg("-b").arg(path).arg(user).arg(pass).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "mosquitto_passwd failed (apt-get install mosquitto)"
+        );
     }
 }
 
