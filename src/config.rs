@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::engine::rules::{
-    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpRules, RateRule,
+    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
     TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
@@ -331,58 +331,43 @@ impl Default for MqttConfig {
     }
 }
 
-/// A parsed broker address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// `mqtts://`: TLS.
-    pub tls: bool,
-    /// Host name or address.
-    pub host: String,
-    /// Port (1883 or 8883 when not given).
-    pub port: u16,
+// The broker URL is the shared link's (daemon and displays parse it alike).
+pub use crate::mqtt::link::{parse_broker_url, BrokerUrl};
+
+/// What a valid configuration still lacks before it can watch a patient,
+/// and what looks left over from the shipped example: the part of
+/// `vigil check-config` beyond syntax and ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Problems that stop `vigil run` (check-config exits 2).
+    pub missing: Vec<String>,
+    /// Values that work but are probably not what the clinic wants.
+    pub warnings: Vec<String>,
 }
 
-/// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
-pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
-    let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = s.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err("must start with mqtt:// or mqtts://".into());
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() || host.contains(['/', '@', ' ', '?', '#']) {
-        return Err(format!("`{host}` is not a host name or address"));
+/// The `site` of the shipped example file, which every clinic must change.
+pub const EXAMPLE_SITE: &str = "demo-clinic";
+
+/// Checks that `cfg` can serve a bed: at least one source, and a site name
+/// of the clinic's own (two clinics both called `demo-clinic` would share
+/// MQTT topics on one broker).
+pub fn readiness(cfg: &Config) -> Readiness {
+    let mut r = Readiness::default();
+    if cfg.sources.is_empty() {
+        r.missing.push(
+            "no [[source]] configured: uncomment the [[source]] example and set its name, \
+             protocol and serial (or tcp), or write a starting file with `vigil setup` \
+             (`vigil ports` lists the serial ports)"
+                .into(),
+        );
     }
-    let port = match port {
-        None => {
-            if tls {
-                8883
-            } else {
-                1883
-            }
-        }
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("`{p}` is not a port number"))?,
-    };
-    Ok(BrokerUrl {
-        tls,
-        host: host.to_owned(),
-        port,
-    })
+    if cfg.site == EXAMPLE_SITE {
+        r.warnings.push(format!(
+            "site.site is still the example `{EXAMPLE_SITE}`: set it to the clinic's own name \
+             (it is part of the MQTT topics and the client id)"
+        ));
+    }
+    r
 }
 
 /// Reads and validates a configuration file.
@@ -1148,7 +1133,22 @@ impl Reader {
 
     fn nibp(&mut self, t: &Table, n: &mut NibpRules) {
         let p = "alarms.nibp";
-        self.check_keys(p, t, &["confirm_window", "cycle", "grace", "watch_cycle"]);
+        self.check_keys(
+            p,
+            t,
+            &["confirm", "confirm_window", "cycle", "grace", "watch_cycle"],
+        );
+        if let Some(c) = self.string(p, t, "confirm") {
+            match [NibpConfirm::High, NibpConfirm::Both, NibpConfirm::Off]
+                .into_iter()
+                .find(|k| k.key() == c)
+            {
+                Some(k) => n.confirm = k,
+                None => self.err(format!(
+                    "alarms.nibp.confirm: expected \"high\", \"both\" or \"off\", found {c:?}"
+                )),
+            }
+        }
         n.confirm_window = self.optional_duration(p, t, "confirm_window", n.confirm_window);
         if let Some(d) = t.get("cycle").and(self.duration(p, t, "cycle")) {
             n.cycle = d;
@@ -1169,7 +1169,7 @@ impl Reader {
 
     fn technical(&mut self, t: &Table, tp: &mut TechnicalPriorities) {
         let p = "alarms.technical";
-        let fields: [(&str, &mut Priority); 11] = [
+        let fields: [(&str, &mut Priority); 15] = [
             ("stale", &mut tp.stale),
             ("sensor_off", &mut tp.sensor_off),
             ("invalid", &mut tp.invalid),
@@ -1181,6 +1181,10 @@ impl Reader {
             ("queue_overflow", &mut tp.queue_overflow),
             ("broker_unreachable", &mut tp.broker_unreachable),
             ("storage_failure", &mut tp.storage_failure),
+            ("journal_failure", &mut tp.journal_failure),
+            ("journal_corrupt", &mut tp.journal_corrupt),
+            ("broker_link_unstable", &mut tp.broker_link_unstable),
+            ("input_overload", &mut tp.input_overload),
         ];
         let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         self.check_keys(p, t, &names);
@@ -1577,7 +1581,8 @@ pub fn render(cfg: &Config) -> String {
     let n = &e.nibp;
     let _ = writeln!(
         o,
-        "[alarms.nibp]\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        "[alarms.nibp]\nconfirm = {:?}\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        n.confirm.key(),
         opt_dur(n.confirm_window),
         dur(n.cycle),
         dur(n.grace),
@@ -1597,6 +1602,10 @@ pub fn render(cfg: &Config) -> String {
         ("queue_overflow", t.queue_overflow),
         ("broker_unreachable", t.broker_unreachable),
         ("storage_failure", t.storage_failure),
+        ("journal_failure", t.journal_failure),
+        ("journal_corrupt", t.journal_corrupt),
+        ("broker_link_unstable", t.broker_link_unstable),
+        ("input_overload", t.input_overload),
     ] {
         let _ = writeln!(o, "{k} = {:?}", p.key());
     }
@@ -1683,6 +1692,24 @@ mod tests {
         };
         expected.engine.source_names = cfg.engine.source_names.clone();
         assert_eq!(cfg, expected);
+    }
+
+    #[test]
+    fn shipped_file_is_not_ready_and_says_what_to_fill_in() {
+        let cfg = parse(DEFAULT_TOML, "config/vigil.toml").unwrap();
+        let r = readiness(&cfg);
+        assert_eq!(r.missing.len(), 1, "{r:?}");
+        assert!(r.missing[0].contains("[[source]]") && r.missing[0].contains("vigil setup"));
+        assert!(r.warnings[0].contains("site.site"), "{r:?}");
+        let ready = parse(
+            &DEFAULT_TOML.replace("site = \"demo-clinic\"", "site = \"north\"").replace(
+                "# [[source]]\n# name = \"monitor\"",
+                "[[source]]\nname = \"monitor\"\nprotocol = \"ge-s5\"\nserial = \"/dev/ttyUSB0\"\n# name",
+            ),
+            "filled in",
+        )
+        .unwrap();
+        assert_eq!(readiness(&ready), Readiness::default());
     }
 
     #[test]
@@ -1782,6 +1809,14 @@ mod tests {
         let e = parse("[alarms\n", "clinic.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }));
         assert!(e.to_string().starts_with("clinic.toml: not valid TOML"));
+    }
+
+    #[test]
+    fn nibp_confirmation_side_is_parsed_and_checked() {
+        let cfg = parse("[alarms.nibp]\nconfirm = \"both\"\n", "x").unwrap();
+        assert_eq!(cfg.engine.nibp.confirm, NibpConfirm::Both);
+        let e = errors("[alarms.nibp]\nconfirm = \"low\"\n");
+        assert!(e.iter().any(|m| m.contains("alarms.nibp.confirm")), "{e:?}");
     }
 
     #[test]

@@ -81,12 +81,22 @@ enum ExportFormat {
 /// Where the displays read the feed.
 #[derive(clap::Args, Debug)]
 struct FeedArgs {
-    /// MQTT broker, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    /// MQTT broker: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS) or HOST:PORT.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
-    /// File with the MQTT username on its first line and password on its second.
+    /// File with the MQTT username on its first line and password on its
+    /// second (or set VIGIL_MQTT_USERNAME and VIGIL_MQTT_PASSWORD).
     #[arg(long)]
     mqtt_credentials_file: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the broker's certificate (mqtts://).
+    #[arg(long)]
+    mqtt_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a broker that requires one.
+    #[arg(long, requires = "mqtt_client_key")]
+    mqtt_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "mqtt_client_cert")]
+    mqtt_client_key: Option<PathBuf>,
     /// Topic prefix template, as the daemon's mqtt.prefix.
     #[arg(long, default_value = vigil::display::feed::DEFAULT_PREFIX)]
     prefix: String,
@@ -106,6 +116,9 @@ impl FeedArgs {
         vigil::display::FeedOptions {
             broker: self.broker,
             credentials_file: self.mqtt_credentials_file,
+            ca_file: self.mqtt_ca_file,
+            client_cert: self.mqtt_client_cert,
+            client_key: self.mqtt_client_key,
             prefix: self.prefix,
             beds: self.beds,
             heartbeat_timeout: self.heartbeat_timeout,
@@ -156,6 +169,37 @@ enum Cmd {
     },
     /// List the serial ports this machine has.
     Ports,
+    /// Write a starting configuration for one site, bed and monitor: from
+    /// the flags, asking for what they leave out. Lists the serial ports it
+    /// sees. Every alarm setting is the shipped default, with its source.
+    Setup {
+        /// The clinic's name (part of the MQTT topics).
+        #[arg(long)]
+        site: Option<String>,
+        /// The bed or room.
+        #[arg(long)]
+        bed: Option<String>,
+        /// The monitor's protocol: ge-s5, philips-intellivue, masimo,
+        /// nonin-df2, nonin-df7, nonin-df8, vigil-line.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// The monitor's serial port, e.g. /dev/ttyUSB0.
+        #[arg(long, conflicts_with = "tcp")]
+        serial: Option<PathBuf>,
+        /// A serial device server instead, HOST:PORT.
+        #[arg(long)]
+        tcp: Option<String>,
+        /// The source's name, used in alarm ids (source.NAME.disconnected).
+        #[arg(long, default_value = "monitor")]
+        name: String,
+        /// The file to write (`-`: standard output). An existing file keeps
+        /// its owner, group and mode.
+        #[arg(short, long, default_value = "/etc/vigil/vigil.toml")]
+        output: PathBuf,
+        /// Replace a file that already configures a source.
+        #[arg(long)]
+        force: bool,
+    },
     /// Replay a recorded session through the same decoders and engine.
     Replay {
         /// The recording.
@@ -286,10 +330,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(cfg) => cfg,
                 Err(code) => return Ok(code),
             };
-            anyhow::ensure!(
-                !cfg.sources.is_empty(),
-                "no [[source]] configured: add one to the configuration file (see config/vigil.toml)"
-            );
+            if let Some(missing) = config::readiness(&cfg).missing.first() {
+                anyhow::bail!("{missing}");
+            }
             vigil_run(cfg, config, status_every, run_for, Vec::new())
                 .context("running the daemon")?;
             Ok(ExitCode::SUCCESS)
@@ -332,27 +375,178 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             utc_offset,
         } => report_cmd(&file, output, &utc_offset),
         Cmd::Ports => {
-            let ports = tokio_serial::available_ports().context("listing serial ports")?;
+            let ports = serial_ports()?;
             if ports.is_empty() {
                 println!("no serial ports found");
             }
-            for p in ports {
-                let kind = match p.port_type {
-                    tokio_serial::SerialPortType::UsbPort(u) => format!(
-                        "USB {:04x}:{:04x} {}",
-                        u.vid,
-                        u.pid,
-                        u.product.unwrap_or_default()
-                    ),
-                    tokio_serial::SerialPortType::PciPort => "PCI".into(),
-                    tokio_serial::SerialPortType::BluetoothPort => "Bluetooth".into(),
-                    tokio_serial::SerialPortType::Unknown => "serial".into(),
-                };
-                println!("{}\t{}", p.port_name, kind.trim());
+            for (name, kind) in ports {
+                println!("{name}\t{kind}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Setup {
+            site,
+            bed,
+            protocol,
+            serial,
+            tcp,
+            name,
+            output,
+            force,
+        } => {
+            let link = match (serial, tcp) {
+                (Some(p), _) => Some(vigil::setup::SetupLink::Serial(p)),
+                (None, Some(t)) => Some(vigil::setup::SetupLink::Tcp(t)),
+                (None, None) => None,
+            };
+            setup_cmd(site, bed, protocol, link, name, &output, force)
+        }
     }
+}
+
+/// The serial ports this machine has: device path and a description.
+fn serial_ports() -> anyhow::Result<Vec<(String, String)>> {
+    let ports = tokio_serial::available_ports().context("listing serial ports")?;
+    Ok(ports
+        .into_iter()
+        .map(|p| {
+            let kind = match p.port_type {
+                tokio_serial::SerialPortType::UsbPort(u) => format!(
+                    "USB {:04x}:{:04x} {}",
+                    u.vid,
+                    u.pid,
+                    u.product.unwrap_or_default()
+                ),
+                tokio_serial::SerialPortType::PciPort => "PCI".into(),
+                tokio_serial::SerialPortType::BluetoothPort => "Bluetooth".into(),
+                tokio_serial::SerialPortType::Unknown => "serial".into(),
+            };
+            (p.port_name, kind.trim().to_owned())
+        })
+        .collect())
+}
+
+/// Asks on the terminal; `None` when standard input is not one (then the
+/// flag is required).
+fn ask(question: &str, flag: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{flag} is required (standard input is not a terminal, so vigil setup cannot ask)"
+    );
+    loop {
+        eprint!("{question}: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            anyhow::bail!("no answer for {flag}");
+        }
+        let line = line.trim();
+        if !line.is_empty() {
+            return Ok(line.to_owned());
+        }
+    }
+}
+
+fn setup_cmd(
+    site: Option<String>,
+    bed: Option<String>,
+    protocol: Option<String>,
+    link: Option<vigil::setup::SetupLink>,
+    name: String,
+    output: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    use vigil::config::ProtocolKind;
+    use vigil::setup::SetupLink;
+    // Listed always: the IT person checks the monitor's cable is seen.
+    let ports = serial_ports().unwrap_or_default();
+    if ports.is_empty() {
+        eprintln!("Serial ports on this machine: none found (is the USB adapter plugged in?)");
+    } else {
+        eprintln!("Serial ports on this machine:");
+        for (i, (port, kind)) in ports.iter().enumerate() {
+            eprintln!("  {}) {port}\t{kind}", i + 1);
+        }
+    }
+    let site = match site {
+        Some(s) => s,
+        None => ask(
+            "Site (the clinic's name: letters, digits, - and _)",
+            "--site",
+        )?,
+    };
+    let bed = match bed {
+        Some(b) => b,
+        None => ask("Bed or room (e.g. room-2)", "--bed")?,
+    };
+    let keys: Vec<&str> = ProtocolKind::ALL.iter().map(|p| p.key()).collect();
+    let protocol = match protocol {
+        Some(p) => p,
+        None => ask(
+            &format!("Monitor protocol ({})", keys.join(", ")),
+            "--protocol",
+        )?,
+    };
+    let protocol = ProtocolKind::ALL
+        .into_iter()
+        .find(|p| p.key() == protocol)
+        .with_context(|| {
+            format!(
+                "unknown protocol `{protocol}`: expected one of {}",
+                keys.join(", ")
+            )
+        })?;
+    let link = match link {
+        Some(l) => l,
+        None => {
+            let answer = ask(
+                "Monitor port: a number from the list, a device path, or HOST:PORT of a serial device server",
+                "--serial or --tcp",
+            )?;
+            match answer.parse::<usize>() {
+                Ok(n) if (1..=ports.len()).contains(&n) => {
+                    SetupLink::Serial(ports[n - 1].0.clone().into())
+                }
+                _ if answer.starts_with('/') => SetupLink::Serial(answer.into()),
+                _ => SetupLink::Tcp(answer),
+            }
+        }
+    };
+    if let SetupLink::Serial(path) = &link {
+        if !path.exists() {
+            eprintln!(
+                "warning: {} does not exist now (is the monitor's cable plugged in?)",
+                path.display()
+            );
+        }
+    }
+    let answers = vigil::setup::Answers {
+        site,
+        bed,
+        source_name: name,
+        protocol,
+        link,
+    };
+    let text = match vigil::setup::starting_config(&answers) {
+        Ok(text) => text,
+        Err(vigil::setup::SetupError::Invalid(e)) => {
+            eprintln!("vigil: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if output.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        vigil::setup::write_config(output, &text, force)?;
+        eprintln!(
+            "Wrote {}. Check it as the service user, then start the service:\n  \
+             sudo -u vigil vigil check-config {0}\n  sudo systemctl enable --now vigil",
+            output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads the named file, or the embedded defaults. Configuration errors are
@@ -371,6 +565,19 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(cfg) => {
+            let ready = config::readiness(&cfg);
+            for w in &ready.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            if !ready.missing.is_empty() {
+                eprintln!(
+                    "{}: not ready to run: {} problem(s):\n  {}",
+                    file.display(),
+                    ready.missing.len(),
+                    ready.missing.join("\n  ")
+                );
+                return ExitCode::from(2);
+            }
             println!("# {}: valid. Effective configuration:\n", file.display());
             print!("{}", config::render(&cfg));
             ExitCode::SUCCESS

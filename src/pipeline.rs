@@ -6,6 +6,14 @@
 //! The live daemon and `vigil replay` both drive a `Pipeline`, so a recorded
 //! session replays to the same events.
 //!
+//! Writes: what a talking protocol wants to send is taken from it right
+//! after every input that reached it, but only while the source's link is
+//! up, and kept in a small per-source outbox for the IO layer
+//! ([`Pipeline::poll_transmit`]). So a request queued before the link opened
+//! waits for it, and the protocol's state never depends on whether (or when)
+//! the IO layer drains the outbox: replay, which writes nothing, leaves every
+//! protocol in the state live left it in.
+//!
 //! Besides decoding, it watches each source: a source from which no frame has
 //! decoded for longer than its timeout (silence, garbage only) or whose link
 //! went down (hang-up, TCP reset) is reported to the engine as disconnected;
@@ -16,6 +24,7 @@
 //! Depends on [`crate::engine`], [`crate::protocol`] and [`crate::vitals`]. No IO.
 
 use core::time::Duration;
+use std::collections::VecDeque;
 
 use crate::engine::{
     Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SystemCondition,
@@ -76,7 +85,18 @@ struct SourceSlot {
     down: bool,
     /// Counters as last reported to the engine.
     reported: DecodeStats,
+    /// Whether the link is open (a `Link { up: true }` came last).
+    link_up: bool,
+    /// Messages taken from the protocol for the IO layer to write.
+    outbox: VecDeque<Vec<u8>>,
+    /// Messages the outbox had to drop because nobody drained it.
+    writes_dropped: u64,
 }
+
+/// Messages a source's outbox holds before it drops the oldest. The live
+/// driver drains it after every input, so only a pipeline nobody writes for
+/// (replay) ever fills it.
+pub const OUTBOX_CAPACITY: usize = 32;
 
 /// The pipeline. See the module documentation.
 pub struct Pipeline {
@@ -105,6 +125,9 @@ impl Pipeline {
                     last_data: start,
                     down: false,
                     reported: DecodeStats::default(),
+                    link_up: false,
+                    outbox: VecDeque::new(),
+                    writes_dropped: 0,
                 })
                 .collect(),
             preference: Default::default(),
@@ -163,12 +186,23 @@ impl Pipeline {
         self.drain_source(now, source);
     }
 
-    /// A source's link went up or down (opened, hung up, reset).
+    /// A source's link went up or down (opened, hung up, reset). The
+    /// protocol hears of it first: a talking protocol starts its session
+    /// now, and what it queues is in [`Pipeline::poll_transmit`] on return.
+    /// Messages still in the outbox when the link goes down were meant for
+    /// the connection that is gone and are discarded.
     pub fn handle_link(&mut self, now: Instant, source: SourceId, up: bool) {
         self.advance(now);
         let Some(slot) = self.sources.get_mut(source.index()) else {
             return;
         };
+        slot.link_up = up;
+        if !up {
+            slot.outbox.clear();
+        }
+        slot.protocol.handle_link(now, up);
+        self.drain_source(now, source);
+        let slot = &mut self.sources[source.index()];
         if !up && !slot.down {
             slot.down = true;
             self.engine
@@ -214,11 +248,30 @@ impl Pipeline {
         self.engine.poll_event()
     }
 
-    /// Appends the next message for a source's device to `out`.
+    /// Appends the next message for a source's device to `out` (see the
+    /// module documentation on writes).
     pub fn poll_transmit(&mut self, source: SourceId, out: &mut Vec<u8>) -> bool {
-        self.sources
+        match self
+            .sources
             .get_mut(source.index())
-            .is_some_and(|s| s.protocol.poll_transmit(out))
+            .and_then(|s| s.outbox.pop_front())
+        {
+            Some(msg) => {
+                out.extend_from_slice(&msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Messages a source's outbox dropped because it was not drained.
+    pub fn writes_dropped(&self, source: SourceId) -> Option<u64> {
+        self.sources.get(source.index()).map(|s| s.writes_dropped)
+    }
+
+    /// Whether a source's link is open.
+    pub fn link_up(&self, source: SourceId) -> Option<bool> {
+        self.sources.get(source.index()).map(|s| s.link_up)
     }
 
     /// When [`Pipeline::handle_timeout`] wants to be called.
@@ -284,8 +337,18 @@ impl Pipeline {
                 }
             }
         }
-        let stats = self.sources[i].protocol.stats();
         let slot = &mut self.sources[i];
+        if slot.link_up {
+            let mut msg = Vec::new();
+            while slot.protocol.poll_transmit(&mut msg) {
+                if slot.outbox.len() == OUTBOX_CAPACITY {
+                    slot.outbox.pop_front();
+                    slot.writes_dropped += 1;
+                }
+                slot.outbox.push_back(core::mem::take(&mut msg));
+            }
+        }
+        let stats = slot.protocol.stats();
         let good = stats.frames_ok.saturating_sub(slot.reported.frames_ok);
         let dropped = stats
             .dropped_total()
@@ -571,6 +634,74 @@ mod tests {
             got,
             vec![(0, "SpO2".to_owned()), (1, "HeartRate".to_owned())]
         );
+    }
+
+    fn ge_pipeline() -> Pipeline {
+        let cfg = EngineConfig {
+            source_names: vec!["ge".to_owned()],
+            ..EngineConfig::default()
+        };
+        let spec = SourceSpec {
+            protocol: open_protocol(ProtocolKind::Ge, SourceId(0)),
+            timeout: Duration::from_secs(10),
+        };
+        Pipeline::new(ms(0), cfg, vec![spec])
+    }
+
+    fn written(p: &mut Pipeline) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut msg = Vec::new();
+        while p.poll_transmit(SourceId(0), &mut msg) {
+            out.push(core::mem::take(&mut msg));
+        }
+        out
+    }
+
+    fn ge_request() -> Vec<u8> {
+        let mut r = Vec::new();
+        crate::protocol::ge::PhdbRequest::displayed_every(
+            crate::protocol::ge::MIN_DISPLAYED_INTERVAL_S,
+        )
+        .unwrap()
+        .encode(&mut r);
+        r
+    }
+
+    #[test]
+    fn writes_wait_for_the_link_and_go_out_the_moment_it_comes_up() {
+        let mut p = ge_pipeline();
+        // Ticks before the port opened: the request is held, not lost.
+        p.handle_timeout(ms(0));
+        p.handle_timeout(ms(500));
+        assert!(written(&mut p).is_empty());
+        assert_eq!(p.link_up(SourceId(0)), Some(false));
+        p.handle_link(ms(700), SourceId(0), true);
+        assert_eq!(written(&mut p), vec![ge_request()], "at link up, once");
+        assert!(written(&mut p).is_empty());
+        // Reconnect: the new connection gets its own request at once
+        // (not after the 15 s silence re-request).
+        p.handle_link(ms(2_000), SourceId(0), false);
+        assert!(written(&mut p).is_empty());
+        p.handle_link(ms(2_300), SourceId(0), true);
+        assert_eq!(written(&mut p), vec![ge_request()]);
+        assert_eq!(p.writes_dropped(SourceId(0)), Some(0));
+    }
+
+    #[test]
+    fn an_undrained_outbox_is_bounded_and_leaves_the_protocol_alone() {
+        // Replay writes nothing: link flaps queue a request each time; the
+        // outbox keeps the newest and counts the rest.
+        let mut p = ge_pipeline();
+        let flaps = OUTBOX_CAPACITY as u64 + 5;
+        for i in 0..flaps {
+            p.handle_link(ms(10 * i), SourceId(0), true);
+        }
+        assert_eq!(p.writes_dropped(SourceId(0)), Some(5));
+        assert_eq!(written(&mut p).len(), OUTBOX_CAPACITY);
+        // Going down discards what the old connection did not get.
+        p.handle_link(ms(10 * flaps), SourceId(0), true);
+        p.handle_link(ms(10 * flaps + 1), SourceId(0), false);
+        assert!(written(&mut p).is_empty());
     }
 
     #[test]

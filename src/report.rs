@@ -17,9 +17,13 @@
 //!   hatched; a change of colour where it escalated), with the
 //!   acknowledgements marked; physiological alarms also shade their chart;
 //! - the session phases, and the doses as lines across every chart;
+//! - the date, and the time from the last dose to discharge readiness
+//!   (counted only in recovery: readiness reached while still dosing is
+//!   not discharge, and the events table says so);
 //! - tables: alarms per priority and kind, time to acknowledge (median and
-//!   maximum), time outside the limits per vital, the list of alarms, and
-//!   the session's events.
+//!   maximum) per FINAL priority (an alarm escalated to high before anyone
+//!   acknowledged it counts as high), time outside the limits per vital,
+//!   the list of alarms, and the session's events.
 //!
 //! Only the pseudonymous session id identifies the session: the recordings
 //! hold no patient names. Who acknowledged (staff initials) is shown.
@@ -297,6 +301,39 @@ pub fn analyse(session: &Session) -> Analysis {
     a
 }
 
+/// When the last dose was given.
+pub fn last_dose(a: &Analysis) -> Option<f64> {
+    a.marks.iter().rev().find_map(|m| match m {
+        Mark::Dose { t, .. } => Some(*t),
+        _ => None,
+    })
+}
+
+/// The first moment after the last dose at which the discharge criteria
+/// held in the recovery phase: readiness reached during dosing counts only
+/// from the start of recovery, when discharge is actually judged.
+pub fn discharge_ready_at(a: &Analysis) -> Option<f64> {
+    let dose = last_dose(a)?;
+    let (mut phase, mut ready) = (SessionPhase::Idle, false);
+    for m in &a.marks {
+        let t = match m {
+            Mark::Phase { t, phase: p, .. } => {
+                phase = *p;
+                *t
+            }
+            Mark::Discharge { t, ready: r } => {
+                ready = *r;
+                *t
+            }
+            Mark::Dose { t, .. } | Mark::Baseline { t, .. } => *t,
+        };
+        if t >= dose && ready && phase == SessionPhase::Recovery {
+            return Some(t);
+        }
+    }
+    None
+}
+
 /// Median and maximum of durations in seconds.
 fn median_max(mut v: Vec<f64>) -> Option<(f64, f64)> {
     if v.is_empty() {
@@ -391,6 +428,18 @@ impl Clock {
             .as_secs_f64();
         let secs = (base + t).floor() as i64 + self.utc_offset;
         Some(secs.rem_euclid(86_400))
+    }
+
+    /// The calendar date (with the offset) of a session time, `YYYY-MM-DD`.
+    fn date(&self, t: f64) -> Option<String> {
+        let base = self
+            .started?
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        let secs = (base + t).floor() as i64 + self.utc_offset;
+        let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
+        Some(format!("{y:04}-{m:02}-{d:02}"))
     }
 
     /// `HH:MM:SS` (wall clock) or `+h:mm:ss` (offset, when the start is unknown).
@@ -1235,7 +1284,7 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     o.push_str("<p class=\"note\">Priority at the start of each alarm; \"escalated later\" counts those raised because nobody acknowledged them in time.</p></section>\n");
 
     // Time to acknowledge.
-    o.push_str("<section><h2>Time to acknowledge</h2><table class=\"acks\"><thead><tr><th>priority at start</th><th>acknowledged</th><th>median</th><th>maximum</th><th>never acknowledged</th></tr></thead><tbody>\n");
+    o.push_str("<section><h2>Time to acknowledge</h2><table class=\"acks\"><thead><tr><th>final priority</th><th>acknowledged</th><th>median</th><th>maximum</th><th>never acknowledged</th></tr></thead><tbody>\n");
     let mut rows: Vec<(String, Vec<&Episode>)> = priorities
         .iter()
         .map(|p| {
@@ -1243,7 +1292,7 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
                 p.key().to_owned(),
                 a.episodes
                     .iter()
-                    .filter(|e| e.first_priority() == *p)
+                    .filter(|e| e.max_priority() == *p)
                     .collect(),
             )
         })
@@ -1265,7 +1314,7 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             eps.len() - times.len()
         );
     }
-    o.push_str("</tbody></table><p class=\"note\">From the alarm's start to its first acknowledgement.</p></section>\n");
+    o.push_str("</tbody></table><p class=\"note\">From the alarm's start to its first acknowledgement, by the priority the alarm ended with: an alarm escalated to high before it was acknowledged counts as high.</p></section>\n");
 
     // Time outside limits.
     o.push_str("<section><h2>Time outside the alarm limits</h2><table class=\"outside\"><thead><tr><th>vital</th><th>low limit</th><th>below it</th><th>high limit</th><th>above it</th><th>monitored</th></tr></thead><tbody>\n");
@@ -1379,7 +1428,11 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
 
     // Session events.
     o.push_str("<section><h2>Session events</h2><table class=\"events\"><thead><tr><th>time</th><th>event</th></tr></thead><tbody>\n");
+    let mut phase = SessionPhase::Idle;
     for m in &a.marks {
+        if let Mark::Phase { phase: p, .. } = m {
+            phase = *p;
+        }
         let (t, text) = match m {
             Mark::Dose {
                 t,
@@ -1408,10 +1461,14 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             ),
             Mark::Discharge { t, ready } => (
                 *t,
-                if *ready {
-                    "Discharge criteria met".to_owned()
-                } else {
-                    "Discharge criteria no longer met".to_owned()
+                match (phase == SessionPhase::Recovery, *ready) {
+                    (true, true) => "Discharge criteria met".to_owned(),
+                    (true, false) => "Discharge criteria no longer met".to_owned(),
+                    (false, true) => format!(
+                        "Vitals back within the discharge range (phase {}: discharge is judged only in recovery)",
+                        phase.key()
+                    ),
+                    (false, false) => "Vitals outside the discharge range".to_owned(),
                 },
             ),
         };
@@ -1490,6 +1547,27 @@ pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> Strin
         Some(_) => format!("{} ({})", clock.at(0.0), clock.zone()),
         None => "unknown".to_owned(),
     };
+    let discharge = match (last_dose(a), discharge_ready_at(a)) {
+        (Some(dose), Some(ready)) => format!(
+            "{} (last dose {} → criteria met in recovery {})",
+            span(ready - dose),
+            clock.at(dose),
+            clock.at(ready)
+        ),
+        (Some(_), None) => "criteria not met in recovery by the end of the recording".to_owned(),
+        (None, _) => "no dose recorded".to_owned(),
+    };
+    let date = match (clock.date(0.0), clock.date(a.duration)) {
+        (Some(first), Some(last)) if first != last => format!("{first} – {last}"),
+        (Some(first), _) => first,
+        (None, _) => "unknown".to_owned(),
+    };
+    let _ = writeln!(
+        o,
+        "<p class=\"facts\"><b>Date</b> <span id=\"date\">{}</span> &nbsp; <b>Dose to discharge ready</b> <span id=\"dose-to-discharge\">{}</span></p>",
+        esc(&date),
+        esc(&discharge)
+    );
     let _ = writeln!(
         o,
         "<p class=\"facts\"><b>Site</b> {} &nbsp; <b>Bed</b> {} &nbsp; <b>Start</b> {} &nbsp; <b>Duration</b> {} &nbsp; <b>Doses</b> {} &nbsp; <b>Alarms</b> {} &nbsp; <b>Readings</b> HR {}, PR {}, SpO2 {}, NIBP {}</p>",
@@ -1578,6 +1656,52 @@ mod tests {
         assert_eq!(below, 2.0 + 10.0);
         assert_eq!(above, 0.0);
         assert_eq!(monitored, 1.0 + 2.0 + 10.0 + 6.0);
+    }
+
+    #[test]
+    fn discharge_counts_only_in_recovery_after_the_last_dose() {
+        let phase = |t, phase| Mark::Phase {
+            t,
+            phase,
+            session: "KT-1".into(),
+        };
+        let dose = |t, number| Mark::Dose {
+            t,
+            number,
+            route: "im".into(),
+            note: String::new(),
+        };
+        let mut a = Analysis {
+            marks: vec![
+                phase(0.0, SessionPhase::Dosing),
+                dose(10.0, 1),
+                Mark::Discharge {
+                    t: 100.0,
+                    ready: true,
+                },
+            ],
+            ..Analysis::default()
+        };
+        assert_eq!(last_dose(&a), Some(10.0));
+        // Ready while dosing is not discharge readiness.
+        assert_eq!(discharge_ready_at(&a), None);
+        a.marks.push(phase(200.0, SessionPhase::Recovery));
+        assert_eq!(discharge_ready_at(&a), Some(200.0));
+        a.marks.insert(2, dose(50.0, 2));
+        a.marks.push(Mark::Discharge {
+            t: 300.0,
+            ready: false,
+        });
+        a.marks.push(Mark::Discharge {
+            t: 400.0,
+            ready: true,
+        });
+        assert_eq!(
+            (last_dose(&a), discharge_ready_at(&a)),
+            (Some(50.0), Some(200.0))
+        );
+        a.marks.clear();
+        assert_eq!(discharge_ready_at(&a), None);
     }
 
     #[test]

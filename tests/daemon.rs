@@ -256,3 +256,64 @@ async fn ge_monitor_answers_the_request_record_the_daemon_writes() {
     assert_eq!(a.value, Some(205.0));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn ge_request_goes_out_again_at_once_when_the_monitor_is_replugged() {
+    use vigil::protocol::ge;
+
+    let dir = temp_dir("pty-ge-replug");
+    let port = dir.join("ttyGE");
+    let monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "ge-s5", ""));
+    let mut expected = Vec::new();
+    ge::PhdbRequest::displayed_every(5)
+        .unwrap()
+        .encode(&mut expected);
+    let len = expected.len();
+    let (monitor, first) = tokio::task::spawn_blocking(move || {
+        let mut monitor = monitor;
+        let got = monitor.receive(len, Duration::from_secs(5));
+        (monitor, got)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, expected, "the request on the first connection");
+
+    // A new monitor at the same port. The daemon must ask it at once: a GE
+    // monitor says nothing until asked, and the silence re-request only
+    // comes after 15 s.
+    let (_monitor, took, again) = tokio::task::spawn_blocking(move || {
+        let mut monitor = monitor;
+        monitor.unplug();
+        std::thread::sleep(Duration::from_millis(100));
+        let replugged = std::time::Instant::now();
+        monitor.replug();
+        let got = monitor.receive(len, Duration::from_secs(5));
+        let took = replugged.elapsed();
+        // Asked, it answers.
+        let snap = Snapshot {
+            heart_rate: Sample::valid(72.0),
+            ..Snapshot::empty(DeviceTime(1_795_460_005))
+        };
+        let mut frame = Vec::new();
+        ge::encode_displayed_values(&snap, &mut frame);
+        monitor.send(&frame);
+        (monitor, took, got)
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, expected, "the request on the second connection");
+    assert!(
+        took < Duration::from_secs(2),
+        "the request reached the replugged monitor only after {took:?}"
+    );
+    // The hang-up was a disconnection; the answer ends it.
+    daemon
+        .alarm(
+            "source.oximeter.disconnected",
+            Phase::End,
+            Duration::from_secs(5),
+        )
+        .await;
+    daemon.stop().await;
+}

@@ -21,7 +21,7 @@ fn artefact(name: &str) -> std::path::PathBuf {
 fn banner_shows(text: &str) -> String {
     format!(
         "(() => {{ const b = document.getElementById('banner'); \
-         return b.classList.contains('show') && b.textContent.startsWith('NO DATA') && b.textContent.includes({text:?}); }})()"
+         return !!b && b.classList.contains('show') && b.textContent.startsWith('NO DATA') && b.textContent.includes({text:?}); }})()"
     )
 }
 
@@ -289,4 +289,131 @@ fn https_serves_the_board_to_token_holders() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(ok.contains("\"beds\""), "{ok}");
     assert!(get("").starts_with("HTTP/1.1 401"));
+}
+
+/// The shipped `config/mosquitto/` (TLS listener, passwords, ACL) with this
+/// test's paths: the board must read a daemon's alarms and send an
+/// acknowledgement through it, as the `display` user over `mqtts://`.
+#[test]
+fn the_board_works_against_the_shipped_mosquitto_configuration() {
+    use crate::util::daemon::Monitor;
+    use crate::util::mqtt::{daemon_config, start_with_mqtt, test_pki, Mosquitto};
+
+    let dir = temp_dir("display-shipped");
+    test_pki(&dir);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let passwd = dir.join("passwd");
+    crate::util::mqtt::password_file(
+        &passwd,
+        &[
+            ("vigil-demo-clinic-bed-1", "daemon-secret"),
+            ("display", "display-secret"),
+        ],
+    );
+    let tls_port = crate::util::mqtt::free_port();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let shipped = std::fs::read_to_string(root.join("config/mosquitto/mosquitto.conf")).unwrap();
+    // Only paths and ports change; the plain loopback listener is the
+    // helper's own (on a free port).
+    let conf = shipped
+        .replace("/etc/mosquitto/vigil.passwd", &p("passwd"))
+        .replace(
+            "/etc/mosquitto/vigil.acl",
+            &root.join("config/mosquitto/acl").display().to_string(),
+        )
+        .replace("/etc/mosquitto/certs/broker.pem", &p("server.pem"))
+        .replace("/etc/mosquitto/certs/broker.key", &p("server.key"))
+        .replace("/var/lib/mosquitto/", &format!("{}/", p("persist")))
+        .replace("listener 8883", &format!("listener {tls_port} 127.0.0.1"))
+        .replace("listener 1883 127.0.0.1", "");
+    assert!(conf.contains("acl_file") && conf.contains("allow_anonymous false"));
+    std::fs::create_dir_all(dir.join("persist")).unwrap();
+    let broker = Mosquitto::start(&dir, &conf);
+
+    // The daemon, as its own user, over TLS.
+    std::fs::write(
+        dir.join("daemon-creds"),
+        "vigil-demo-clinic-bed-1\ndaemon-secret\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("display-creds"), "display\ndisplay-secret\n").unwrap();
+    std::fs::write(dir.join("wrong-creds"), "display\nnot-the-password\n").unwrap();
+    let tty = dir.join("ttyShipped");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        tls_port,
+        &dir.join("state"),
+        "bed-1",
+        &format!(
+            "ca_file = \"{}\"\ncredentials_file = \"{}\"",
+            p("ca.pem"),
+            p("daemon-creds")
+        ),
+    )
+    .replace("mqtt://127.0.0.1", "mqtts://127.0.0.1")
+    .replace("site = \"test-clinic\"", "site = \"demo-clinic\"");
+    let config = vigil::config::parse(&text, "test").unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let d = start_with_mqtt(config);
+            while stop_rx.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            d.stop().await;
+        });
+    });
+
+    let tls_args = |creds: &str| {
+        vec![
+            "--mqtt-ca-file".to_owned(),
+            p("ca.pem"),
+            "--mqtt-credentials-file".to_owned(),
+            p(creds),
+        ]
+    };
+    let broker_url = format!("mqtts://127.0.0.1:{tls_port}");
+    let args = tls_args("display-creds");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let board = Board::start(&broker_url, "demo-clinic/bed-1", &args);
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.wait_for(
+        "(b => !!b && !b.classList.contains('show'))(document.getElementById('banner'))",
+        Duration::from_secs(15),
+    );
+    monitor.send(b"spo2 80\n");
+    page.wait_for(
+        "document.querySelector('li.alarm[data-alarm=\"spo2.critical_low\"] button.ack') !== null",
+        Duration::from_secs(10),
+    );
+    page.eval(
+        "document.querySelector('li.alarm[data-alarm=\"spo2.critical_low\"] button.ack').click()",
+    );
+    page.wait_for(
+        "!document.getElementById('ackdialog').hidden",
+        Duration::from_secs(2),
+    );
+    page.eval("document.getElementById('ackby').value = 'RN'; document.getElementById('ackconfirm').click()");
+    page.wait_for(
+        "document.querySelector('.result.accepted') !== null",
+        Duration::from_secs(10),
+    );
+
+    // A wrong password: the board says so in words, not error numbers.
+    let args = tls_args("wrong-creds");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let wrong = Board::start(&broker_url, "demo-clinic/bed-1", &args);
+    let mut page2 = Browser::open(&wrong.url, &dir.join("chromium-wrong"));
+    page2.wait_for(&banner_shows("user and password"), Duration::from_secs(10));
+    let banner = page2.eval("document.getElementById('banner').textContent");
+    assert!(!banner.as_str().unwrap().contains("os error"), "{banner}");
+
+    let _ = stop_tx.send(());
+    daemon.join().unwrap();
+    drop(broker);
 }

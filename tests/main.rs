@@ -4,6 +4,8 @@
 mod daemon;
 mod display;
 mod engine_alloc;
+mod faults;
+mod install;
 mod lifecycle;
 mod mqtt;
 mod record_tools;

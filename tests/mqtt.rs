@@ -10,11 +10,10 @@ use vigil::config;
 
 use crate::util::daemon::{temp_dir, Monitor};
 use crate::util::mqtt::{
-    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, password_file,
-    start_with_mqtt, Gate, Mosquitto, Subscriber,
+    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate,
+    Mosquitto, Subscriber,
 };
 use crate::util::process::Vigil;
-use crate::util::tls::Pki;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -413,7 +412,7 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
     let dir = temp_dir("mqtt-acl");
     let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
     let passwd = dir.join("passwd");
-    password_file(
+    crate::util::mqtt::password_file(
         &passwd,
         &[
             ("vigil-demo-clinic-bed-1", "daemon-secret"),
@@ -600,9 +599,7 @@ async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later(
 #[tokio::test(flavor = "current_thread")]
 async fn alarms_travel_over_tls_with_a_client_certificate() {
     let dir = temp_dir("mqtt-tls");
-    let pki = Pki::new(&dir);
-    pki.server("server");
-    pki.client("client", "vigil-bed-tls");
+    crate::util::mqtt::test_pki(&dir);
     let tls_port = crate::util::mqtt::free_port();
     let p = |f: &str| dir.join(f).display().to_string();
     // The display uses a plain loopback listener; the daemon must use TLS

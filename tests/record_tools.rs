@@ -102,6 +102,8 @@ fn scenario_recording(dir: &Path) -> PathBuf {
                 },
             ),
             (642.0, ack(Vital::SpO2, Condition::Low, "RN")),
+            // The tachycardia after it escalated to high at 09:47:10.
+            (1040.0, ack(Vital::HeartRate, Condition::High, "RN")),
             (1512.0, ack(Vital::SpO2, Condition::SensorOff, "MD")),
             (1800.5, Command::StartRecovery),
             (2390.5, Command::EndSession),
@@ -269,7 +271,12 @@ fn export_lists_alarm_and_session_events() {
         .collect();
     assert_eq!(
         phases,
-        [("start", "medium"), ("escalate", "high"), ("end", "high")]
+        [
+            ("start", "medium"),
+            ("escalate", "high"),
+            ("acknowledge", "high"),
+            ("end", "high")
+        ]
     );
     let sensor = find("alarm", &|r| r[col("alarm")] == "spo2.sensor_off");
     assert_eq!(sensor[0][col("kind")], "technical");
@@ -361,9 +368,20 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     // Medium: spo2.rate_fall, spo2.low, hr.high, pr.high and the technical
     // spo2.sensor_off; hr.high and pr.high escalated to high.
     assert!(html.contains("medium</td><td>4</td><td>1</td><td>5</td><td>2</td></tr>"));
-    // Acknowledged: spo2.low after 27 s, spo2.sensor_off after 7 s.
+    // Time to acknowledge by FINAL priority: spo2.low after 27 s and
+    // spo2.sensor_off after 7 s as medium; hr.high, acknowledged 2 min 10 s
+    // after it started and after it escalated, as high.
+    assert!(html.contains("<th>final priority</th>"));
+    assert!(html.contains(
+        "<tr><td>high</td><td>1 of 6</td><td>2 min 10 s</td><td>2 min 10 s</td><td>5</td></tr>"
+    ));
     assert!(html
-        .contains("<tr><td>medium</td><td>2 of 5</td><td>17 s</td><td>27 s</td><td>3</td></tr>"));
+        .contains("<tr><td>medium</td><td>2 of 7</td><td>17 s</td><td>27 s</td><td>5</td></tr>"));
+    // The date of the chart, and no discharge readiness in this session.
+    assert!(html.contains("<b>Date</b> <span id=\"date\">2026-03-01</span>"));
+    assert!(html.contains(
+        "<span id=\"dose-to-discharge\">criteria not met in recovery by the end of the recording</span>"
+    ));
     let spo2_row = html
         .lines()
         .find(|l| l.starts_with("<tr data-vital=\"spo2\">"))

@@ -16,6 +16,7 @@ use vigil::display::feed::{Topics, DEFAULT_PREFIX};
 use vigil::display::link::{self, LinkSettings};
 use vigil::display::site::Cause;
 use vigil::display::state::{Board, Settings};
+use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
 
 use crate::util::daemon::{temp_dir, Monitor};
 use crate::util::mqtt::{assert_alarms_once_in_order, daemon_config, start_with_mqtt, Subscriber};
@@ -24,12 +25,17 @@ use crate::util::topology::{example, Topology, BED_1, BRIDGE_TOPIC, DISPLAY, SIT
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// The station: vigil display's MQTT link and board, in-process.
-fn station(port: u16) -> Arc<link::Shared> {
+fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
+    let creds = dir.join("station-creds");
+    std::fs::write(&creds, format!("{}\n{}\n", DISPLAY.0, DISPLAY.1)).unwrap();
+    let mut link = LinkConfig::new(
+        parse_broker_url(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+        FLAG_KEYS,
+    );
+    link.credentials_file = Some(creds);
     let settings = LinkSettings {
-        host: "127.0.0.1".into(),
-        port,
+        link,
         client_id: "station".into(),
-        credentials: Some((DISPLAY.0.into(), DISPLAY.1.into())),
         topics: Topics::new(DEFAULT_PREFIX).unwrap(),
         beds: Vec::new(),
     };
@@ -40,7 +46,9 @@ fn station(port: u16) -> Arc<link::Shared> {
         },
         &[],
     );
-    link::spawn(settings, board).0
+    link::spawn(settings, board)
+        .expect("start the station link")
+        .0
 }
 
 /// Waits until the bridge notification says "connected" on the centre.
@@ -65,7 +73,7 @@ async fn alarms_cross_the_bridge_once_in_order_while_each_broker_is_killed() {
     )
     .await;
     bridge_up(&mut centre, SECS(15)).await;
-    let station = station(net.central.port);
+    let station = station(net.central.port, &dir);
 
     std::fs::write(dir.join("creds"), format!("{}\n{}\n", BED_1.0, BED_1.1)).unwrap();
     let tty = dir.join("ttyROOM");

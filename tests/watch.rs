@@ -11,6 +11,7 @@ use vigil::display::feed::{self, BedKey, TopicKind, Topics};
 use vigil::display::link::{self, LinkSettings, Shared};
 use vigil::display::state::{Board, BoardView, Settings};
 use vigil::io::clock::rfc3339;
+use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
 use vigil::watch::ui::{self, Action, Ui};
 
 use crate::util::daemon::temp_dir;
@@ -128,10 +129,11 @@ fn watch_shows_no_data_when_the_heartbeat_is_late_or_the_broker_lost() {
 /// Starts the link on a runtime thread; returns the shared state.
 fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
     let settings = LinkSettings {
-        host: "127.0.0.1".into(),
-        port,
+        link: LinkConfig::new(
+            parse_broker_url(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+            FLAG_KEYS,
+        ),
         client_id: "test-watch".into(),
-        credentials: None,
         topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
         beds: vec![bed()],
     };
@@ -143,7 +145,8 @@ fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let (shared, _task) = link::spawn(settings, Board::new(Settings::default(), &[bed()]));
+            let (shared, _task) =
+                link::spawn(settings, Board::new(Settings::default(), &[bed()])).unwrap();
             tx.send(shared).unwrap();
             let _ = stop_rx.await;
         });

@@ -5,40 +5,30 @@
 //!
 //! The event loop is polled by a task of its own that never awaits the
 //! client (rumqttc can deadlock when the polling task publishes): commands
-//! are queued with `try_publish`. A lost connection is retried with a
-//! backoff doubling from 100 ms to 5 s, and every failure marks the board
-//! blind at once.
+//! are queued with `try_publish`. The broker is reached through the link
+//! the daemon uses too ([`crate::mqtt::link`]: `mqtts://`, CA and client
+//! certificates, credentials, the shared backoff); every failure marks the
+//! board blind at once, with a sentence a nurse can read.
 //!
 //! Depends on [`super::feed`] and [`super::state`].
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::watch;
 
 use super::feed::{self, BedKey, Topics};
 use super::state::Board;
+use crate::mqtt::link as broker;
 
-/// Errors of the MQTT link.
+/// Errors of the displays' MQTT link.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// The broker address does not parse.
-    #[error("broker {0:?} is not HOST:PORT or mqtt://HOST:PORT (e.g. 127.0.0.1:1883)")]
-    Broker(String),
-    /// The credentials file cannot be read.
-    #[error("cannot read MQTT credentials from {path} (--mqtt-credentials-file): {source}")]
-    Credentials {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The credentials file lacks the username line.
-    #[error("{0} (--mqtt-credentials-file) must hold the username on its first line and the password on its second")]
-    CredentialsFormat(PathBuf),
+    /// The broker link is misconfigured (URL, credentials, TLS files).
+    #[error(transparent)]
+    Setup(#[from] broker::LinkError),
     /// The command could not be queued.
     #[error("the command could not be queued for the broker ({0}); try again")]
     Queue(String),
@@ -53,52 +43,14 @@ pub enum LinkError {
 /// How to reach the broker and what to watch.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
+    /// The broker, credentials and TLS files (shared with the daemon).
+    pub link: broker::LinkConfig,
     /// MQTT client id (also the prefix of command request ids).
     pub client_id: String,
-    /// Username and password.
-    pub credentials: Option<(String, String)>,
     /// Topic layout.
     pub topics: Topics,
     /// The beds to show; empty: every bed the broker has.
     pub beds: Vec<BedKey>,
-}
-
-/// Parses `HOST:PORT` or `mqtt://HOST:PORT` (port 1883 when absent).
-pub fn parse_broker(s: &str) -> Result<(String, u16), LinkError> {
-    let rest = s
-        .strip_prefix("mqtt://")
-        .or_else(|| s.strip_prefix("tcp://"))
-        .unwrap_or(s);
-    let rest = rest.trim_end_matches('/');
-    let bad = || LinkError::Broker(s.to_owned());
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (h, p.parse::<u16>().map_err(|_| bad())?),
-        _ => (rest, 1883),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
-        return Err(bad());
-    }
-    Ok((host.to_owned(), port))
-}
-
-/// Reads a credentials file: username on the first line, password on the second.
-pub fn read_credentials(path: &Path) -> Result<(String, String), LinkError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LinkError::Credentials {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut lines = text.lines();
-    let user = lines
-        .next()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| LinkError::CredentialsFormat(path.to_owned()))?;
-    Ok((user.to_owned(), lines.next().unwrap_or("").to_owned()))
 }
 
 /// The board, the client and change notifications, shared by the tasks.
@@ -150,14 +102,13 @@ impl Shared {
 
 /// Connects (in the background) and returns the shared state; the returned
 /// task runs until the runtime stops.
-pub fn spawn(settings: LinkSettings, board: Board) -> (Arc<Shared>, tokio::task::JoinHandle<()>) {
-    let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-    opts.set_keep_alive(Duration::from_secs(5));
+pub fn spawn(
+    settings: LinkSettings,
+    board: Board,
+) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>), LinkError> {
+    let mut opts = settings.link.options(&settings.client_id)?;
     opts.set_clean_session(true);
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    if let Some((u, p)) = &settings.credentials {
-        opts.set_credentials(u, p);
-    }
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let (changed, _) = watch::channel(0);
     let shared = Arc::new(Shared {
@@ -181,14 +132,15 @@ pub fn spawn(settings: LinkSettings, board: Board) -> (Arc<Shared>, tokio::task:
     let task_shared = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let shared = task_shared;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = broker::Backoff::default();
         let mut reported = false;
+        let url = settings.link.url.clone();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     tracing::info!(
-                        broker = %format!("{}:{}", settings.host, settings.port),
+                        broker = %url,
                         "connected to the MQTT broker"
                     );
                     reported = false;
@@ -225,41 +177,21 @@ pub fn spawn(settings: LinkSettings, board: Board) -> (Arc<Shared>, tokio::task:
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let why = e.to_string();
+                    // The board shows the sentence; the log keeps the detail.
+                    let why = broker::explain(&e, &url);
                     if !reported {
                         tracing::warn!(
-                            broker = %format!("{}:{}", settings.host, settings.port),
-                            "MQTT broker unreachable: {why}; check --broker and that the broker runs (retrying)"
+                            broker = %url,
+                            "MQTT broker unreachable: {e}; check --broker and that the broker runs (retrying)"
                         );
                         reported = true;
                     }
                     shared.board().link_down(SystemTime::now(), &why);
                     shared.notify();
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
     });
-    (shared, task)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_addresses_parse() {
-        assert_eq!(
-            parse_broker("127.0.0.1:1884").unwrap(),
-            ("127.0.0.1".into(), 1884)
-        );
-        assert_eq!(
-            parse_broker("mqtt://broker.local").unwrap(),
-            ("broker.local".into(), 1883)
-        );
-        assert_eq!(parse_broker("[::1]:1883").unwrap(), ("::1".into(), 1883));
-        assert!(parse_broker("host:port").is_err());
-        assert!(parse_broker("").is_err());
-    }
+    Ok((shared, task))
 }

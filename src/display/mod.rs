@@ -50,10 +50,16 @@ pub enum DisplayError {
 /// What both displays need to reach the feed.
 #[derive(Clone, Debug)]
 pub struct FeedOptions {
-    /// `HOST:PORT` of the broker.
+    /// The broker: `mqtt://HOST:PORT`, `mqtts://HOST:PORT` or `HOST:PORT`.
     pub broker: String,
     /// Username and password file.
     pub credentials_file: Option<PathBuf>,
+    /// CA certificates (PEM) for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that require one.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub client_key: Option<PathBuf>,
     /// Topic prefix template.
     pub prefix: String,
     /// `SITE/BED` of each bed; empty: every bed on the broker.
@@ -77,11 +83,25 @@ pub fn prepare(opts: &FeedOptions, kind: &str) -> Result<(LinkSettings, Board), 
         .iter()
         .map(|b| BedKey::parse(b))
         .collect::<Result<Vec<_>, _>>()?;
-    let (host, port) = link::parse_broker(&opts.broker)?;
-    let credentials = match &opts.credentials_file {
-        Some(p) => Some(link::read_credentials(p)?),
-        None => None,
+    let keys = crate::mqtt::link::FLAG_KEYS;
+    let url = crate::mqtt::link::parse_broker_lenient(&opts.broker).map_err(|why| {
+        link::LinkError::Setup(crate::mqtt::link::LinkError::Broker {
+            key: keys.broker,
+            url: opts.broker.clone(),
+            why,
+        })
+    })?;
+    let link_config = crate::mqtt::link::LinkConfig {
+        url,
+        credentials_file: opts.credentials_file.clone(),
+        ca_file: opts.ca_file.clone(),
+        client_cert: opts.client_cert.clone(),
+        client_key: opts.client_key.clone(),
+        keys,
     };
+    // Fail at start on unreadable files, not at the first connection.
+    link_config.credentials().map_err(link::LinkError::Setup)?;
+    link_config.tls().map_err(link::LinkError::Setup)?;
     let settings = Settings {
         heartbeat_timeout: opts.heartbeat_timeout,
         ..Settings::default()
@@ -89,13 +109,11 @@ pub fn prepare(opts: &FeedOptions, kind: &str) -> Result<(LinkSettings, Board), 
     let board = Board::new(settings, &beds);
     Ok((
         LinkSettings {
-            host,
-            port,
+            link: link_config,
             client_id: opts
                 .client_id
                 .clone()
                 .unwrap_or_else(|| format!("vigil-{kind}-{}", std::process::id())),
-            credentials,
             topics,
             beds,
         },
@@ -110,7 +128,7 @@ pub async fn run_board(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DisplayError> {
     let (settings, board) = prepare(opts, "display")?;
-    let (shared, _task) = link::spawn(settings, board);
+    let (shared, _task) = link::spawn(settings, board)?;
     web::serve(web, shared, ready).await?;
     Ok(())
 }

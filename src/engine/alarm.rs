@@ -127,13 +127,25 @@ pub enum Condition {
     QueueOverflow,
     /// The MQTT broker has been unreachable for too long.
     BrokerUnreachable,
-    /// Recording or journaling to disk fails (disk full, permission).
+    /// Writing the session recording fails (disk full, permission).
     StorageFailure,
+    /// The MQTT outbox journal cannot be written: undelivered alarms are
+    /// held in memory only and would not survive a restart.
+    JournalFailure,
+    /// The outbox journal was found damaged at start-up (not a torn tail):
+    /// undelivered messages may have been lost. Latched until acknowledged.
+    JournalCorrupt,
+    /// The link to the broker keeps breaking right after it comes up (a
+    /// reconnect loop): displays may get nothing and commands are not read.
+    LinkUnstable,
+    /// A source floods vigil with more input than it processes; input is
+    /// being dropped.
+    InputOverload,
 }
 
 impl Condition {
     /// Every condition, in table order.
-    pub const ALL: [Condition; 19] = [
+    pub const ALL: [Condition; 23] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -153,9 +165,13 @@ impl Condition {
         Condition::QueueOverflow,
         Condition::BrokerUnreachable,
         Condition::StorageFailure,
+        Condition::JournalFailure,
+        Condition::JournalCorrupt,
+        Condition::LinkUnstable,
+        Condition::InputOverload,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 23;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -196,6 +212,10 @@ impl Condition {
             Condition::QueueOverflow => "queue_overflow",
             Condition::BrokerUnreachable => "broker_unreachable",
             Condition::StorageFailure => "storage_failure",
+            Condition::JournalFailure => "journal_failure",
+            Condition::JournalCorrupt => "journal_corrupt",
+            Condition::LinkUnstable => "broker_link_unstable",
+            Condition::InputOverload => "input_overload",
         }
     }
 

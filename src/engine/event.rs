@@ -244,8 +244,16 @@ pub enum SystemCondition {
     QueueOverflow,
     /// The MQTT broker has been unreachable for longer than allowed.
     BrokerUnreachable,
-    /// Writing the journal or the recording fails.
+    /// Writing the session recording fails.
     StorageFailure,
+    /// Writing the MQTT outbox journal fails.
+    JournalFailure,
+    /// The outbox journal was damaged (not just a torn tail).
+    JournalCorrupt,
+    /// The broker link breaks again and again right after connecting.
+    LinkUnstable,
+    /// A source sends more input than vigil processes; input is dropped.
+    InputOverload,
 }
 
 /// Why a command was rejected.

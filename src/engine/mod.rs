@@ -58,11 +58,12 @@ pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
     SessionId, SessionPhase, SystemCondition, TechnicalStatus,
 };
-pub use rules::{EngineConfig, Limit, VitalRules};
+pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
 
 use crate::protocol::DeviceNote;
 use crate::time::Instant;
 use crate::vitals::{Measurement, Nibp, Reading, Sample, ShortText, SourceId, Validity, Vital};
+use rules::{above, below};
 use window::{BaselineCollector, RateWindow};
 
 /// Events the queue holds before it has to grow.
@@ -393,6 +394,10 @@ impl Engine {
             SystemCondition::QueueOverflow => Condition::QueueOverflow,
             SystemCondition::BrokerUnreachable => Condition::BrokerUnreachable,
             SystemCondition::StorageFailure => Condition::StorageFailure,
+            SystemCondition::JournalFailure => Condition::JournalFailure,
+            SystemCondition::JournalCorrupt => Condition::JournalCorrupt,
+            SystemCondition::LinkUnstable => Condition::LinkUnstable,
+            SystemCondition::InputOverload => Condition::InputOverload,
         };
         let idx = self.index(AlarmId {
             subject: Subject::System,
@@ -703,21 +708,22 @@ impl Engine {
             let Some(limit) = limit else { continue };
             let idx = self.index(AlarmId::vital(vital, condition));
             let beyond = if low {
-                v < limit.value
+                below(v, limit.value)
             } else {
-                v > limit.value
+                above(v, limit.value)
             };
+            // An active alarm ends once the value is at least `h` back inside.
             let mut present = if self.slots[idx].engaged() {
                 if low {
-                    v < limit.value + h
+                    below(v, limit.value + h)
                 } else {
-                    v > limit.value - h
+                    above(v, limit.value - h)
                 }
             } else {
                 beyond
             };
             let tiered = matches!(condition, Condition::Low | Condition::High);
-            if vital.is_nibp() && tiered {
+            if vital.is_nibp() && tiered && self.cfg.nibp.confirm.applies(low) {
                 if let Some(window) = self.cfg.nibp.confirm_window {
                     let side = usize::from(!low);
                     let st = &mut self.vitals[vital.index()];
@@ -749,18 +755,18 @@ impl Engine {
         if let Some(t) = rules.baseline.rise_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineRise));
             let present = if self.slots[idx].engaged() {
-                v > t - h
+                above(v, t - h)
             } else {
-                v > t
+                above(v, t)
             };
             self.set_condition(idx, now, present, Some(v), Some(t), None);
         }
         if let Some(t) = rules.baseline.fall_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineFall));
             let present = if self.slots[idx].engaged() {
-                v < t + h
+                below(v, t + h)
             } else {
-                v < t
+                below(v, t)
             };
             self.set_condition(idx, now, present, Some(v), Some(t), None);
         }
@@ -784,7 +790,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, rise > bound, Some(rise), Some(limit), None);
+            self.set_condition(idx, now, above(rise, bound), Some(rise), Some(limit), None);
         }
         if let Some(limit) = rule.fall {
             let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
@@ -794,7 +800,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, fall > bound, Some(fall), Some(limit), None);
+            self.set_condition(idx, now, above(fall, bound), Some(fall), Some(limit), None);
         }
     }
 
@@ -888,7 +894,7 @@ impl Engine {
             if let Some(base) = st.baseline {
                 any = true;
                 match st.last_valid {
-                    Some(v) if (v - base).abs() <= base.abs() * pct => {}
+                    Some(v) if !above((v - base).abs(), base.abs() * pct) => {}
                     _ => all = false,
                 }
             }
@@ -1290,9 +1296,14 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::QueueOverflow => t.queue_overflow,
                 Condition::BrokerUnreachable => t.broker_unreachable,
                 Condition::StorageFailure => t.storage_failure,
+                Condition::JournalFailure => t.journal_failure,
+                Condition::JournalCorrupt => t.journal_corrupt,
+                Condition::LinkUnstable => t.broker_link_unstable,
+                Condition::InputOverload => t.input_overload,
                 _ => Priority::Low,
             };
-            (p, Duration::ZERO, false)
+            // Damage found once stays on the board until a nurse saw it.
+            (p, Duration::ZERO, c == Condition::JournalCorrupt)
         }
     };
     Slot {

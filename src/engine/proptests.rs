@@ -170,7 +170,11 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
                     SystemCondition::QueueOverflow,
                     SystemCondition::BrokerUnreachable,
                     SystemCondition::StorageFailure,
-                ][a as usize % 3];
+                    SystemCondition::JournalFailure,
+                    SystemCondition::JournalCorrupt,
+                    SystemCondition::LinkUnstable,
+                    SystemCondition::InputOverload,
+                ][a as usize % 7];
                 e.handle_system(now, c, present);
             }
             Input::Timeout => {

@@ -13,6 +13,29 @@ use core::time::Duration;
 use super::alarm::Priority;
 use crate::vitals::Vital;
 
+/// How close to a limit a value may be and still count as AT the limit.
+///
+/// Every rule is strict: a low limit alarms on values BELOW it, a high limit
+/// on values ABOVE it, a trend or rate rule on a change of MORE THAN its
+/// amount; a value at the limit does not alarm. Values are `f32` and some
+/// thresholds are computed (a baseline plus a percentage, a converted unit),
+/// so a value that is at the limit on paper can land a few millionths beside
+/// it; a margin far below any monitor's resolution keeps it "at" the limit,
+/// as the configuration's wording promises.
+pub const AT_LIMIT: f32 = 1e-3;
+
+/// `value` is above `limit` (by more than [`AT_LIMIT`]).
+#[inline]
+pub fn above(value: f32, limit: f32) -> bool {
+    value - limit > AT_LIMIT
+}
+
+/// `value` is below `limit` (by more than [`AT_LIMIT`]).
+#[inline]
+pub fn below(value: f32, limit: f32) -> bool {
+    limit - value > AT_LIMIT
+}
+
 /// One limit with the priority of the alarm it raises.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit {
@@ -178,16 +201,61 @@ pub struct TechnicalPriorities {
     pub queue_overflow: Priority,
     /// The MQTT broker is unreachable.
     pub broker_unreachable: Priority,
-    /// Disk problems.
+    /// The session recording cannot be written.
     pub storage_failure: Priority,
+    /// The MQTT outbox journal cannot be written.
+    pub journal_failure: Priority,
+    /// The outbox journal was found damaged.
+    pub journal_corrupt: Priority,
+    /// The broker link is in a reconnect loop.
+    pub broker_link_unstable: Priority,
+    /// A source floods vigil; input is dropped.
+    pub input_overload: Priority,
+}
+
+/// Which side of the NIBP `low`/`high` tier needs a second measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NibpConfirm {
+    /// Only the high side: hypertension alarms on the second consecutive
+    /// reading, hypotension on the first (clinic protocols confirm "> 180/110
+    /// on two readings"; a low pressure must not wait a whole cycle).
+    High,
+    /// Both sides need two consecutive readings.
+    Both,
+    /// Every measurement is a decision of its own.
+    Off,
+}
+
+impl NibpConfirm {
+    /// Stable short name (the configuration's spelling).
+    pub const fn key(self) -> &'static str {
+        match self {
+            NibpConfirm::High => "high",
+            NibpConfirm::Both => "both",
+            NibpConfirm::Off => "off",
+        }
+    }
+
+    /// Whether the given side (`low == true`: the low limit) needs confirmation.
+    pub const fn applies(self, low: bool) -> bool {
+        match self {
+            NibpConfirm::High => !low,
+            NibpConfirm::Both => true,
+            NibpConfirm::Off => false,
+        }
+    }
 }
 
 /// NIBP-wide rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NibpRules {
-    /// When set, the `low`/`high` tier of an NIBP component alarms only when
-    /// two consecutive measurements within this window both cross the limit.
-    /// The critical tier always alarms on one measurement.
+    /// Which side of the `low`/`high` tier of an NIBP component needs
+    /// confirmation by a second measurement.
+    pub confirm: NibpConfirm,
+    /// A confirmed side alarms only when two consecutive measurements at
+    /// most this far apart both cross the limit. `None` disables
+    /// confirmation whatever `confirm` says. The critical tier always
+    /// alarms on one measurement.
     pub confirm_window: Option<Duration>,
     /// Expected interval between NIBP measurements.
     pub cycle: Duration,
@@ -329,6 +397,7 @@ impl Default for EngineConfig {
         EngineConfig {
             vitals: [hr, pr, spo2, sys, dia, mean],
             nibp: NibpRules {
+                confirm: NibpConfirm::High,
                 confirm_window: Some(mins(15)),
                 cycle: mins(15),
                 grace: mins(3),
@@ -346,6 +415,10 @@ impl Default for EngineConfig {
                 queue_overflow: High,
                 broker_unreachable: High,
                 storage_failure: Medium,
+                journal_failure: Medium,
+                journal_corrupt: High,
+                broker_link_unstable: High,
+                input_overload: Medium,
             },
             technical_delay: secs(5),
             realert_after: mins(2),

@@ -926,3 +926,239 @@ fn a_rate_alarm_hovering_at_its_threshold_does_not_flap() {
         vec![key("spo2.rate_fall", Phase::End, 14 * SEC)]
     );
 }
+
+fn with_confirm(confirm: NibpConfirm) -> Engine {
+    let mut cfg = config();
+    cfg.nibp.confirm = confirm;
+    Engine::new(cfg)
+}
+
+#[test]
+fn a_single_low_nibp_alarms_at_once_by_default() {
+    // 87/46 on the first reading (real data): hypotension must not wait a cycle.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 87.0, 46.0, 1));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("nibp_sys.low", Phase::Start, 0),
+            key("nibp_dia.low", Phase::Start, 0),
+            key("nibp_mean.low", Phase::Start, 0),
+        ]
+    );
+    // The high side still waits for a second reading.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    assert!(alarms(&mut e).is_empty());
+}
+
+#[test]
+fn nibp_confirmation_can_cover_both_sides_or_none() {
+    let mut e = with_confirm(NibpConfirm::Both);
+    feed(&mut e, nibp(0, 87.0, 60.0, 1));
+    assert!(alarms(&mut e).is_empty(), "both: the low side waits");
+    feed(&mut e, nibp(300 * SEC, 88.0, 60.0, 2));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp_sys.low", Phase::Start, 300 * SEC)]
+    );
+
+    let mut e = with_confirm(NibpConfirm::Off);
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    assert_eq!(alarms(&mut e), vec![key("nibp_sys.high", Phase::Start, 0)]);
+}
+
+#[test]
+fn nibp_confirmation_window_is_inclusive() {
+    // The second reading exactly confirm_window (15 min) after the first confirms...
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(900 * SEC, 185.0, 100.0, 2));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp_sys.high", Phase::Start, 900 * SEC)]
+    );
+    // ... one millisecond later it does not.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 185.0, 100.0, 1));
+    feed(&mut e, nibp(900 * SEC + 1, 185.0, 100.0, 2));
+    assert!(alarms(&mut e).is_empty());
+}
+
+// ----- boundaries: every rule is strict ("below", "above", "more than") -----
+
+/// The alarms that started, as keys.
+fn started(e: &mut Engine) -> Vec<String> {
+    alarms(e)
+        .into_iter()
+        .filter(|a| a.1 == Phase::Start)
+        .map(|a| a.0)
+        .collect()
+}
+
+fn continuous(vital: Vital, t: u64, v: f32) -> Reading {
+    let s = Sample::valid(v);
+    reading(
+        t,
+        match vital {
+            Vital::HeartRate => Measurement::HeartRate(s),
+            Vital::PulseRate => Measurement::PulseRate(s),
+            _ => Measurement::SpO2(s),
+        },
+    )
+}
+
+/// Holds a continuous vital at `v` for 40 s: long enough for any delay.
+fn held(vital: Vital, v: f32) -> Vec<String> {
+    let mut e = engine();
+    every_second(&mut e, 0, 40 * SEC, |t| continuous(vital, t, v));
+    started(&mut e)
+}
+
+#[test]
+fn continuous_limits_alarm_beyond_the_limit_never_at_it() {
+    for (k, vital, limit, outside) in [
+        ("hr.low", Vital::HeartRate, 50.0, -0.5),
+        ("hr.high", Vital::HeartRate, 120.0, 0.5),
+        ("hr.critical_low", Vital::HeartRate, 40.0, -0.5),
+        ("hr.critical_high", Vital::HeartRate, 150.0, 0.5),
+        ("pr.low", Vital::PulseRate, 50.0, -0.5),
+        ("pr.high", Vital::PulseRate, 120.0, 0.5),
+        ("pr.critical_low", Vital::PulseRate, 40.0, -0.5),
+        ("pr.critical_high", Vital::PulseRate, 150.0, 0.5),
+        ("spo2.low", Vital::SpO2, 90.0, -0.5),
+        ("spo2.critical_low", Vital::SpO2, 85.0, -0.5),
+    ] {
+        assert!(
+            !held(vital, limit).contains(&k.to_owned()),
+            "{k} at {limit}"
+        );
+        let beyond = held(vital, limit + outside);
+        assert!(
+            beyond.contains(&k.to_owned()),
+            "{k} at {limit}{outside:+}: {beyond:?}"
+        );
+    }
+}
+
+fn nibp_full(t: u64, sys: f32, dia: f32, mean: f32, at: i64) -> Reading {
+    let mut r = nibp(t, sys, dia, at);
+    if let Measurement::Nibp(n) = &mut r.measurement {
+        n.mean = Sample::valid(mean);
+    }
+    r
+}
+
+#[test]
+fn nibp_limits_alarm_beyond_the_limit_never_at_it() {
+    // Normal: 120/80/93. Each row moves one component to (or past) its limit.
+    let normal = [120.0, 80.0, 93.0];
+    for (k, component, limit, outside) in [
+        ("nibp_sys.low", 0, 90.0, -0.5),
+        ("nibp_sys.high", 0, 180.0, 0.5),
+        ("nibp_sys.critical_high", 0, 200.0, 0.5),
+        ("nibp_dia.low", 1, 50.0, -0.5),
+        ("nibp_dia.high", 1, 110.0, 0.5),
+        ("nibp_dia.critical_high", 1, 120.0, 0.5),
+        ("nibp_mean.low", 2, 60.0, -0.5),
+    ] {
+        for (v, expect) in [(limit, false), (limit + outside, true)] {
+            let mut e = with_confirm(NibpConfirm::Off);
+            let mut vals = normal;
+            vals[component] = v;
+            feed(&mut e, nibp_full(0, vals[0], vals[1], vals[2], 1));
+            let s = started(&mut e);
+            assert_eq!(s.contains(&k.to_owned()), expect, "{k} at {v}: {s:?}");
+        }
+    }
+}
+
+#[test]
+fn rate_rules_alarm_on_more_than_their_amount() {
+    // "SpO2 falling more than 4 points within 60 s": 97.3 -> 93.3 is exactly
+    // 4 and must not alarm.
+    for (to, expect) in [(93.3, false), (93.2, true)] {
+        let mut e = engine();
+        feed(&mut e, spo2(0, 97.3));
+        feed(&mut e, spo2(10 * SEC, to));
+        let s = started(&mut e);
+        assert_eq!(
+            s.contains(&"spo2.rate_fall".to_owned()),
+            expect,
+            "{to}: {s:?}"
+        );
+    }
+    // HR rising more than 30 /min within 5 min.
+    for (to, expect) in [(100.0, false), (100.5, true)] {
+        let mut e = engine();
+        feed(&mut e, hr(0, 70.0));
+        feed(&mut e, hr(10 * SEC, to));
+        let s = started(&mut e);
+        assert_eq!(
+            s.contains(&"hr.rate_rise".to_owned()),
+            expect,
+            "{to}: {s:?}"
+        );
+    }
+}
+
+fn set_baseline(e: &mut Engine, t: u64, vital: Vital, value: f32) {
+    e.handle_command(ms(t), Command::SetBaseline { vital, value })
+        .unwrap();
+}
+
+#[test]
+fn baseline_rules_alarm_on_more_than_their_rise() {
+    // HR baseline 70: + 30 % = 91.
+    for (v, expect) in [(91.0, false), (91.5, true)] {
+        let mut e = engine();
+        start_session(&mut e, 0);
+        set_baseline(&mut e, 0, Vital::HeartRate, 70.0);
+        dose(&mut e, SEC);
+        every_second(&mut e, 2 * SEC, 40 * SEC, |t| hr(t, v));
+        let s = started(&mut e);
+        assert_eq!(
+            s.contains(&"hr.baseline_rise".to_owned()),
+            expect,
+            "{v}: {s:?}"
+        );
+    }
+    // Systolic baseline 120: min(+20 %, +40) = 144; diastolic 80: + 25 = 105.
+    for (sys, dia, expect) in [(144.0, 105.0, false), (144.5, 105.5, true)] {
+        let mut e = engine();
+        start_session(&mut e, 0);
+        set_baseline(&mut e, 0, Vital::NibpSystolic, 120.0);
+        set_baseline(&mut e, 0, Vital::NibpDiastolic, 80.0);
+        dose(&mut e, SEC);
+        feed(&mut e, nibp(2 * SEC, sys, dia, 1));
+        let s = started(&mut e);
+        for k in ["nibp_sys.baseline_rise", "nibp_dia.baseline_rise"] {
+            assert_eq!(s.contains(&k.to_owned()), expect, "{sys}/{dia}: {s:?}");
+        }
+    }
+}
+
+#[test]
+fn a_computed_threshold_counts_a_value_on_it_as_at_it() {
+    // Baseline 73: + 30 % = 94.9, a computed threshold; a value on it is at it.
+    let mut e = engine();
+    start_session(&mut e, 0);
+    set_baseline(&mut e, 0, Vital::HeartRate, 73.0);
+    dose(&mut e, SEC);
+    every_second(&mut e, 2 * SEC, 40 * SEC, |t| hr(t, 94.9));
+    assert!(!started(&mut e).contains(&"hr.baseline_rise".to_owned()));
+    assert!(!below(94.9 - 1e-4, 94.9) && !above(94.9 + 1e-4, 94.9));
+    assert!(below(94.9 - 2e-3, 94.9) && above(94.9 + 2e-3, 94.9));
+}
+
+#[test]
+fn an_active_alarm_ends_when_the_value_is_hysteresis_back_inside() {
+    // SpO2 low 90, hysteresis 1: 90.9 keeps the alarm, 91 ends it.
+    let mut e = engine();
+    every_second(&mut e, 0, 20 * SEC, |t| spo2(t, 89.0));
+    assert_eq!(started(&mut e), vec!["spo2.low".to_owned()]);
+    feed(&mut e, spo2(20 * SEC, 90.9));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, spo2(21 * SEC, 91.0));
+    assert_eq!(alarms(&mut e), vec![key("spo2.low", Phase::End, 21 * SEC)]);
+}

@@ -4,7 +4,9 @@
 //! command, a timeout), stamp it, hand it to the [`Pipeline`], drain every
 //! event into the sinks' bounded queues (`try_send`: a full queue drops the
 //! event, counts it, and raises the queue-overflow technical alarm), write
-//! what the protocols want to send, then sleep until the next input or the
+//! what the protocols want to send (after every input, a link coming up
+//! included, tagged with the connection it is for: see
+//! [`super::source::Write`]), then sleep until the next input or the
 //! pipeline's next deadline. The arrival-to-emission latency of every input
 //! that produced events goes into an HDR histogram reported in the status.
 //!
@@ -171,6 +173,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         })
         .collect();
     drop(src_tx);
+    // Per source: the connection the pipeline was last told is up.
+    let mut connection = vec![0u64; writers.len()];
 
     let names = Arc::new(config.engine.source_names.clone());
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
@@ -265,6 +269,9 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     }
                     SourceEvent::Up | SourceEvent::Down => {
                         let up = matches!(msg.event, SourceEvent::Up);
+                        if up {
+                            connection[msg.source.index()] += 1;
+                        }
                         pipeline.handle_link(msg.at, msg.source, up);
                         if let Some(r) = &recorder {
                             r.input(msg.at, &Input::Link { source: msg.source, up });
@@ -388,8 +395,16 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         for (i, writer) in writers.iter().enumerate() {
             transmit.clear();
             while pipeline.poll_transmit(SourceId(i as u16), &mut transmit) {
-                if writer.try_send(transmit.clone()).is_err() {
-                    tracing::debug!(source = %names[i], "write queue full: message dropped");
+                let write = source::Write {
+                    link: connection[i],
+                    bytes: transmit.clone(),
+                };
+                if writer.try_send(write).is_err() {
+                    tracing::warn!(
+                        source = %names[i],
+                        "write queue full ({} messages): a message to the device was dropped; the link is stuck",
+                        source::WRITE_QUEUE
+                    );
                 }
                 transmit.clear();
             }

@@ -3,6 +3,14 @@
 //! to the driver loop. Bytes the protocol wants to send come back through a
 //! per-source queue and are written to the same link.
 //!
+//! Writes and connections: each successful open is a new connection,
+//! numbered from 1, and announced to the driver as [`SourceEvent::Up`]. The
+//! driver tags every [`Write`] with the number of the connection it was
+//! meant for (the count of `Up`s it has seen). A write for the current
+//! connection is always written, however early it was queued; only a write
+//! meant for a connection that has since gone is skipped (and logged): the
+//! protocol starts a fresh session when it hears of the new link.
+//!
 //! A hang-up (a read of 0 bytes, EIO, a TCP reset) is reported as the link
 //! going down; the task then reopens the link with exponential backoff, so a
 //! dead port never makes it spin. Open errors are described in terms the
@@ -80,6 +88,15 @@ pub struct SourceMsg {
     pub real: std::time::Instant,
     /// What happened.
     pub event: SourceEvent,
+}
+
+/// Bytes for a source's device, meant for one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The connection (1 = the first successful open) they are meant for.
+    pub link: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// Errors opening a link, phrased so the user knows what to fix.
@@ -204,6 +221,10 @@ impl Backoff {
     }
 }
 
+/// Writes a source's queue holds; protocols send a few small messages per
+/// second at most.
+pub const WRITE_QUEUE: usize = 64;
+
 /// Spawns the task of one source; returns the queue for bytes to send to it.
 pub fn spawn(
     source: SourceId,
@@ -211,8 +232,8 @@ pub fn spawn(
     clock: Clock,
     out: mpsc::Sender<SourceMsg>,
     shutdown: watch::Receiver<bool>,
-) -> mpsc::Sender<Vec<u8>> {
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+) -> mpsc::Sender<Write> {
+    let (tx, rx) = mpsc::channel::<Write>(WRITE_QUEUE);
     tokio::spawn(run(source, cfg, clock, out, rx, shutdown));
     tx
 }
@@ -222,20 +243,27 @@ async fn run(
     cfg: SourceConfig,
     clock: Clock,
     out: mpsc::Sender<SourceMsg>,
-    mut writes: mpsc::Receiver<Vec<u8>>,
-    mut shutdown: watch::Receiver<bool>,
+    writes: mpsc::Receiver<Write>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut reported_failure = false;
+    let mut pump = Pump {
+        source,
+        name: &cfg.name,
+        clock: &clock,
+        out: &out,
+        writes,
+        shutdown,
+        connections: 0,
+    };
     loop {
-        if *shutdown.borrow() {
+        if *pump.shutdown.borrow() {
             return;
         }
         let outcome = match &cfg.link {
             Link::Serial { device, settings } => match open_serial(device, settings) {
-                Ok(stream) => {
-                    Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
-                }
+                Ok(stream) => Ok(pump.run(stream).await),
                 Err(e) => Err(e),
             },
             Link::Tcp { address } => {
@@ -247,7 +275,7 @@ async fn run(
                 {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
-                        Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
+                        Ok(pump.run(stream).await)
                     }
                     Ok(Err(e)) => Err(OpenError::Tcp {
                         address: address.clone(),
@@ -260,9 +288,7 @@ async fn run(
                 }
             }
             Link::Simulated { .. } => match super::simulated::open(&cfg, clock) {
-                Ok(stream) => {
-                    Ok(pump(source, stream, &clock, &out, &mut writes, &mut shutdown).await)
-                }
+                Ok(stream) => Ok(pump.run(stream).await),
                 Err(e) => Err(e),
             },
         };
@@ -272,7 +298,7 @@ async fn run(
                 if got_data {
                     backoff.reset();
                 }
-                if *shutdown.borrow() {
+                if *pump.shutdown.borrow() {
                     return;
                 }
                 tracing::warn!(source = %cfg.name, "link down: {reason}; reconnecting");
@@ -289,7 +315,7 @@ async fn run(
         let delay = backoff.next_delay();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return,
+            _ = pump.shutdown.changed() => return,
         }
     }
 }
@@ -299,59 +325,76 @@ struct Pumped {
     reason: String,
 }
 
-/// Moves bytes until the link fails or shutdown; reports Up and Down.
-async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+/// What moving bytes over one connection after another needs.
+struct Pump<'a> {
     source: SourceId,
-    mut stream: S,
-    clock: &Clock,
-    out: &mpsc::Sender<SourceMsg>,
-    writes: &mut mpsc::Receiver<Vec<u8>>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Pumped {
-    let send = |event: SourceEvent| {
+    name: &'a str,
+    clock: &'a Clock,
+    out: &'a mpsc::Sender<SourceMsg>,
+    writes: mpsc::Receiver<Write>,
+    shutdown: watch::Receiver<bool>,
+    /// Connections opened so far (the current one's number while open).
+    connections: u64,
+}
+
+impl Pump<'_> {
+    fn msg(&self, event: SourceEvent) -> SourceMsg {
         let real = std::time::Instant::now();
         SourceMsg {
-            source,
-            at: clock.at(real),
+            source: self.source,
+            at: self.clock.at(real),
             real,
             event,
         }
-    };
-    // Bytes queued for an earlier connection are stale: drop them.
-    while writes.try_recv().is_ok() {}
-    if out.send(send(SourceEvent::Up)).await.is_err() {
-        return Pumped {
-            got_data: false,
-            reason: "driver stopped".into(),
-        };
     }
-    let mut buf = [0u8; CHUNK];
-    let mut got_data = false;
-    let reason = loop {
-        tokio::select! {
-            r = stream.read(&mut buf) => match r {
-                Ok(0) => break "hang-up (end of file)".to_owned(),
-                Ok(n) => {
-                    got_data = true;
-                    if out.send(send(SourceEvent::Bytes(Chunk::new(&buf[..n])))).await.is_err() {
-                        return Pumped { got_data, reason: "driver stopped".into() };
-                    }
-                }
-                Err(e) => break format!("read error: {e}"),
-            },
-            w = writes.recv() => match w {
-                Some(bytes) => {
-                    if let Err(e) = stream.write_all(&bytes).await {
-                        break format!("write error: {e}");
-                    }
-                }
-                None => break "driver stopped".to_owned(),
-            },
-            _ = shutdown.changed() => break "shutting down".to_owned(),
+
+    /// Moves bytes until the link fails or shutdown; reports Up and Down.
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut stream: S) -> Pumped {
+        self.connections += 1;
+        let this = self.connections;
+        if self.out.send(self.msg(SourceEvent::Up)).await.is_err() {
+            return Pumped {
+                got_data: false,
+                reason: "driver stopped".into(),
+            };
         }
-    };
-    let _ = out.send(send(SourceEvent::Down)).await;
-    Pumped { got_data, reason }
+        let mut buf = [0u8; CHUNK];
+        let mut got_data = false;
+        let reason = loop {
+            tokio::select! {
+                r = stream.read(&mut buf) => match r {
+                    Ok(0) => break "hang-up (end of file)".to_owned(),
+                    Ok(n) => {
+                        got_data = true;
+                        let msg = self.msg(SourceEvent::Bytes(Chunk::new(&buf[..n])));
+                        if self.out.send(msg).await.is_err() {
+                            return Pumped { got_data, reason: "driver stopped".into() };
+                        }
+                    }
+                    Err(e) => break format!("read error: {e}"),
+                },
+                w = self.writes.recv() => match w {
+                    Some(w) if w.link != this => {
+                        tracing::debug!(
+                            source = %self.name,
+                            "{} byte(s) meant for connection {} skipped: connection {this} is open",
+                            w.bytes.len(),
+                            w.link
+                        );
+                    }
+                    Some(w) => {
+                        if let Err(e) = stream.write_all(&w.bytes).await {
+                            break format!("write error: {e}");
+                        }
+                    }
+                    None => break "driver stopped".to_owned(),
+                },
+                _ = self.shutdown.changed() => break "shutting down".to_owned(),
+            }
+        };
+        let _ = self.out.send(self.msg(SourceEvent::Down)).await;
+        Pumped { got_data, reason }
+    }
 }
 
 #[cfg(test)]

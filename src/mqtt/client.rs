@@ -5,24 +5,23 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::journal::{Class, JournalError, SeqFile, Stream};
+use super::link::{
+    parse_broker_url, Backoff, BrokerUrl, LinkConfig, LinkError, BACKOFF_MAX, CONFIG_KEYS,
+};
 use super::outbox::Outbox;
 use super::payload::{self, Ctx, Delivery, Latest, SessionState};
 use super::{command, MqttError, Topics};
-use crate::config::{parse_broker_url, MqttConfig};
+use crate::config::MqttConfig;
 use crate::engine::{EventKind, Priority, SystemCondition};
 use crate::io::clock::Clock;
 use crate::io::driver::{CommandMsg, LiveState};
 use crate::io::sink::{SinkHandle, SinkMsg};
+use crate::log_limit::{suppressed_note, LogLimit};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests queued in the client at most (its bounded request channel).
 const REQUEST_QUEUE: usize = 512;
 /// QoS 1 publishes in flight at most (the client's packet id range).
@@ -33,6 +32,21 @@ const WINDOW: usize = 180;
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the outbox to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// The largest packet the client reads. A larger one cannot be skipped: the
+/// client drops the connection (see [`poll`] for the recovery).
+pub const LINK_MAX_PACKET: usize = 256 * 1024;
+/// The largest command payload vigil reads; a larger one is answered
+/// `rejected` on `cmd/result` and counted, never parsed.
+pub const COMMAND_MAX_BYTES: usize = 4096;
+/// A connection that lasted at least this long resets the backoff.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+/// This many connections lost within [`LOOP_WINDOW`], each soon after it
+/// came up, make a reconnect loop (`system.broker_link_unstable`).
+const LOOP_DROPS: usize = 4;
+/// The window for [`LOOP_DROPS`].
+const LOOP_WINDOW: Duration = Duration::from_secs(60);
+/// How long the link must stay up before a reconnect loop is over.
+const LOOP_CLEARS_AFTER: Duration = Duration::from_secs(30);
 
 /// Everything the MQTT side needs.
 pub struct MqttSetup {
@@ -63,6 +77,9 @@ enum Net {
     Collision,
     PubAck(u16),
     Message(String, Vec<u8>),
+    /// The broker sent a packet over [`LINK_MAX_PACKET`] (its size); the
+    /// connection is being dropped and comes back with a clean session.
+    Oversized(usize),
     Down(String, oneshot::Sender<()>),
 }
 
@@ -70,7 +87,7 @@ enum Net {
 /// returns the sink the driver feeds.
 pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let cfg = &setup.config;
-    let (host, port, tls) = if cfg.embedded {
+    let link = if cfg.embedded {
         #[cfg(feature = "embedded-broker")]
         super::broker::start(cfg.listen)?;
         #[cfg(not(feature = "embedded-broker"))]
@@ -87,20 +104,38 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
                 }
                 ip => ip,
             };
-            (ip.to_string(), cfg.listen.port(), false)
+            let url = BrokerUrl {
+                tls: false,
+                host: ip.to_string(),
+                port: cfg.listen.port(),
+            };
+            LinkConfig {
+                credentials_file: cfg.credentials_file.clone(),
+                ..LinkConfig::new(url, CONFIG_KEYS)
+            }
         }
     } else {
-        let url = parse_broker_url(&cfg.broker).map_err(MqttError::Broker)?;
-        (url.host, url.port, url.tls)
+        let url = parse_broker_url(&cfg.broker).map_err(|why| LinkError::Broker {
+            key: CONFIG_KEYS.broker,
+            url: cfg.broker.clone(),
+            why,
+        })?;
+        LinkConfig {
+            url,
+            credentials_file: cfg.credentials_file.clone(),
+            ca_file: cfg.ca_file.clone(),
+            client_cert: cfg.client_cert.clone(),
+            client_key: cfg.client_key.clone(),
+            keys: CONFIG_KEYS,
+        }
     };
     let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
     let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);
-    let mut opts = MqttOptions::new(client_id, host.clone(), port);
+    let mut opts = link.options(&client_id)?;
     opts.set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(5))
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_QUEUE)
-        .set_max_packet_size(256 * 1024, 256 * 1024);
+        .set_max_packet_size(LINK_MAX_PACKET, LINK_MAX_PACKET);
     let ctx = Ctx {
         site: &setup.site,
         bed: &setup.bed,
@@ -112,12 +147,6 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some((user, password)) = credentials(cfg)? {
-        opts.set_credentials(user, password);
-    }
-    if tls {
-        opts.set_transport(Transport::Tls(tls_config(cfg)?));
-    }
 
     // One directory per bed: two daemons never share a journal.
     let state_dir = super::resolve_state_dir(&cfg.state_dir)
@@ -138,7 +167,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         );
     }
 
-    let broker = format!("{}://{host}:{port}", if tls { "mqtts" } else { "mqtt" });
+    let broker = link.url.to_string();
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
@@ -168,66 +197,6 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     Ok(SinkHandle::new("mqtt", tx, queue, task))
 }
 
-fn credentials(cfg: &MqttConfig) -> Result<Option<(String, String)>, MqttError> {
-    let env_user = std::env::var("VIGIL_MQTT_USERNAME").ok();
-    let env_pass = std::env::var("VIGIL_MQTT_PASSWORD").ok();
-    if let Some(user) = env_user.filter(|u| !u.is_empty()) {
-        return Ok(Some((user, env_pass.unwrap_or_default())));
-    }
-    let Some(path) = &cfg.credentials_file else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| MqttError::Credentials {
-        path: path.clone(),
-        source,
-    })?;
-    let mut lines = text.lines();
-    let user = lines.next().unwrap_or("").trim().to_owned();
-    if user.is_empty() {
-        return Err(MqttError::CredentialsFormat(path.clone()));
-    }
-    let password = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
-    Ok(Some((user, password)))
-}
-
-fn tls_config(cfg: &MqttConfig) -> Result<TlsConfiguration, MqttError> {
-    // rustls with the ring provider (no C toolchain beyond ring's own).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let read = |key: &'static str, path: &std::path::Path, what: &str| {
-        let data = std::fs::read(path).map_err(|e| MqttError::Tls {
-            key,
-            path: path.to_owned(),
-            problem: format!("cannot read: {e}"),
-        })?;
-        if !String::from_utf8_lossy(&data).contains(&format!("-----BEGIN {what}")) {
-            return Err(MqttError::Tls {
-                key,
-                path: path.to_owned(),
-                problem: format!("holds no PEM {what}"),
-            });
-        }
-        Ok(data)
-    };
-    let ca_path = cfg.ca_file.as_deref().ok_or_else(|| MqttError::Tls {
-        key: "mqtt.ca_file",
-        path: Default::default(),
-        problem: "required for mqtts://".into(),
-    })?;
-    let ca = read("mqtt.ca_file", ca_path, "CERTIFICATE")?;
-    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(c), Some(k)) => Some((
-            read("mqtt.client_cert", c, "CERTIFICATE")?,
-            read("mqtt.client_key", k, "")?,
-        )),
-        _ => None,
-    };
-    Ok(TlsConfiguration::Simple {
-        ca,
-        alpn: None,
-        client_auth,
-    })
-}
-
 async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::Receiver<SinkMsg>) {
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let poller = tokio::spawn(poll(eventloop, net_tx, publisher.broker.clone()));
@@ -238,14 +207,30 @@ async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::R
 
 /// The polling task: drives the connection, reconnects with exponential
 /// backoff, and forwards what happens. It never publishes.
+///
+/// The backoff is reset only by a connection that stayed up for
+/// [`STABLE_LINK`], so a link that breaks right after every CONNACK is
+/// retried slowly, not ten times a second.
+///
+/// A packet over [`LINK_MAX_PACKET`] (a huge message on `cmd`) cannot be
+/// skipped by the client: it drops the connection, and the broker would
+/// send the same message again on the next persistent-session connect (a
+/// queued QoS 1 message) or subscribe (a retained one). So the next connect
+/// uses a clean session (the queued copy is discarded; the outbox
+/// republishes what is undelivered anyway), and the publisher clears a
+/// retained `cmd` before it subscribes again.
 async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     let mut failures: u64 = 0;
     let mut last_log: Option<Instant> = None;
+    let mut up_since: Option<Instant> = None;
     loop {
         let forwarded = match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = BACKOFF_MIN;
+                // Back to a persistent session for the connects after a
+                // recovery from an oversized packet.
+                eventloop.mqtt_options.set_clean_session(false);
+                up_since = Some(Instant::now());
                 failures = 0;
                 last_log = None;
                 Some(Net::Up)
@@ -259,6 +244,18 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
             Ok(_) => None,
             Err(e) => {
                 failures += 1;
+                if up_since.take().is_some_and(|t| t.elapsed() >= STABLE_LINK) {
+                    backoff.reset();
+                }
+                if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                    rumqttc::Error::PayloadSizeLimitExceeded(size),
+                )) = &e
+                {
+                    eventloop.mqtt_options.set_clean_session(true);
+                    if tx.send(Net::Oversized(*size)).await.is_err() {
+                        return;
+                    }
+                }
                 let (ack_tx, ack_rx) = oneshot::channel();
                 if tx.send(Net::Down(e.to_string(), ack_tx)).await.is_err() {
                     return;
@@ -272,8 +269,7 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
                     );
                     last_log = Some(Instant::now());
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(backoff.next_delay()).await;
                 eventloop.clean();
                 eventloop.pending.clear();
                 None
@@ -321,9 +317,22 @@ struct Publisher {
     reconnects: u64,
 
     down_since: Option<Instant>,
+    /// When the current connection came up.
+    up_since: Option<Instant>,
+    /// Connections lost soon after they came up, within [`LOOP_WINDOW`].
+    quick_drops: VecDeque<Instant>,
+    /// An oversized packet broke the link: clear a retained `cmd` before
+    /// subscribing again.
+    clear_retained_cmd: bool,
+    /// Commands answered `rejected` (any reason) and, of them, too large.
+    commands_rejected: u64,
+    commands_oversized: u64,
+    /// Rejection warnings (a flood of bad commands logs a few and counts).
+    reject_log: LogLimit,
     unreachable: Reported,
     overflow: Reported,
     storage: Reported,
+    unstable: Reported,
     last_eviction: Option<Instant>,
     storage_failed: bool,
 }
@@ -375,9 +384,16 @@ impl Publisher {
             beat: 0,
             reconnects: 0,
             down_since: Some(Instant::now()),
+            up_since: None,
+            quick_drops: VecDeque::new(),
+            clear_retained_cmd: false,
+            commands_rejected: 0,
+            commands_oversized: 0,
+            reject_log: LogLimit::default(),
             unreachable: Reported::default(),
             overflow: Reported::default(),
             storage: Reported::default(),
+            unstable: Reported::default(),
             last_eviction: None,
             storage_failed: false,
         }
@@ -413,7 +429,10 @@ impl Publisher {
                 Some((id, key, verdict)) = self.verdict_rx.recv() => {
                     match &verdict {
                         Ok(()) => tracing::info!(command = key, request = %id, "display command accepted"),
-                        Err(e) => tracing::warn!(command = key, request = %id, "display command rejected by the engine: {e}"),
+                        Err(e) => {
+                            self.commands_rejected += 1;
+                            self.warn_rejected(Some(&id), &format!("{e} (engine)"));
+                        }
                     }
                     self.result(Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
@@ -556,6 +575,7 @@ impl Publisher {
                 self.ever_connected = true;
                 self.connected = true;
                 self.down_since = None;
+                self.up_since = Some(Instant::now());
                 self.unreachable.want = false;
                 self.report();
                 tracing::info!(
@@ -563,6 +583,18 @@ impl Publisher {
                     undelivered = self.outbox.pending(),
                     "MQTT connected"
                 );
+                if std::mem::take(&mut self.clear_retained_cmd) {
+                    // Deletes a retained oversized command before the
+                    // subscription would bring it back (the broker handles
+                    // one client's packets in order).
+                    let _ = self.client.try_publish(
+                        self.topics.cmd.clone(),
+                        QoS::AtLeastOnce,
+                        true,
+                        Vec::new(),
+                    );
+                    self.queued.push_back(None);
+                }
                 let _ = self
                     .client
                     .try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce);
@@ -601,13 +633,46 @@ impl Publisher {
                 self.pump();
             }
             Net::Message(topic, body) => {
-                if topic == self.topics.cmd {
+                // An empty message is how a retained command is deleted.
+                if topic == self.topics.cmd && !body.is_empty() {
                     self.command(&body);
                 }
+            }
+            Net::Oversized(size) => {
+                self.commands_rejected += 1;
+                self.commands_oversized += 1;
+                self.clear_retained_cmd = true;
+                tracing::error!(
+                    "MQTT broker {} sent a {size}-byte packet, over vigil's {LINK_MAX_PACKET}-byte limit (probably a huge message on {}): reconnecting with a clean session to drop it; set max_packet_size on the broker (config/mosquitto/mosquitto.conf)",
+                    self.broker,
+                    self.topics.cmd
+                );
             }
             Net::Down(error, ack) => {
                 if self.connected {
                     tracing::warn!(broker = %self.broker, "MQTT connection lost: {error}");
+                }
+                if let Some(up) = self.up_since.take() {
+                    let now = Instant::now();
+                    if now - up < LOOP_CLEARS_AFTER {
+                        self.quick_drops.push_back(now);
+                    }
+                    while self
+                        .quick_drops
+                        .front()
+                        .is_some_and(|t| now - *t > LOOP_WINDOW)
+                    {
+                        self.quick_drops.pop_front();
+                    }
+                    if self.quick_drops.len() >= LOOP_DROPS && !self.unstable.want {
+                        tracing::error!(
+                            "MQTT broker {}: the connection broke {} times within {LOOP_WINDOW:?}, each soon after it came up (a reconnect loop: another client with the same mqtt.client_id, an ACL or packet size refusal): raising system.broker_link_unstable",
+                            self.broker,
+                            self.quick_drops.len()
+                        );
+                        self.unstable.want = true;
+                        self.report();
+                    }
                 }
                 self.connected = false;
                 self.queued.clear();
@@ -621,6 +686,17 @@ impl Publisher {
     }
 
     fn command(&mut self, body: &[u8]) {
+        if body.len() > COMMAND_MAX_BYTES {
+            self.commands_rejected += 1;
+            self.commands_oversized += 1;
+            let reason = format!(
+                "command of {} bytes exceeds the {COMMAND_MAX_BYTES}-byte limit: not read",
+                body.len()
+            );
+            self.warn_rejected(None, &reason);
+            self.result(None, None, Err(&reason));
+            return;
+        }
         let parsed = command::parse(
             body,
             SystemTime::now(),
@@ -629,8 +705,9 @@ impl Publisher {
         );
         match parsed {
             Err(r) => {
+                self.commands_rejected += 1;
                 let reason = r.reason.to_string();
-                tracing::warn!(request = ?r.id, "display command rejected: {reason}");
+                self.warn_rejected(r.id.as_deref(), &reason);
                 self.result(r.id.as_deref(), r.command.as_deref(), Err(&reason));
             }
             Ok(p) => {
@@ -662,6 +739,13 @@ impl Publisher {
                     }
                 }
             }
+        }
+    }
+
+    /// Logs a rejected command, rate-limited.
+    fn warn_rejected(&mut self, id: Option<&str>, reason: &str) {
+        if let Some(n) = self.reject_log.allow(Instant::now()) {
+            tracing::warn!(request = ?id, "display command rejected: {reason}{}", suppressed_note(n));
         }
     }
 
@@ -721,6 +805,8 @@ impl Publisher {
             max: self.cfg.outbox_max,
             durable: self.outbox.is_durable(),
             reconnects: self.reconnects,
+            commands_rejected: self.commands_rejected,
+            commands_oversized: self.commands_oversized,
         };
         let seq = self.last_seq.max(self.seq.base() + state.last_seq);
         let body = payload::heartbeat(
@@ -746,6 +832,18 @@ impl Publisher {
                 self.unreachable.want = true;
             }
         }
+        if self.unstable.want
+            && self
+                .up_since
+                .is_some_and(|t| t.elapsed() >= LOOP_CLEARS_AFTER)
+        {
+            tracing::info!(
+                "MQTT link to {} stable for {LOOP_CLEARS_AFTER:?}: system.broker_link_unstable ends",
+                self.broker
+            );
+            self.unstable.want = false;
+            self.quick_drops.clear();
+        }
         if self
             .last_eviction
             .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
@@ -762,7 +860,8 @@ impl Publisher {
         for (cond, r) in [
             (SystemCondition::BrokerUnreachable, &mut self.unreachable),
             (SystemCondition::QueueOverflow, &mut self.overflow),
-            (SystemCondition::StorageFailure, &mut self.storage),
+            (SystemCondition::JournalFailure, &mut self.storage),
+            (SystemCondition::LinkUnstable, &mut self.unstable),
         ] {
             if r.want != r.told && self.system.try_send((cond, r.want)).is_ok() {
                 r.told = r.want;

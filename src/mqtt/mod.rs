@@ -48,42 +48,22 @@ pub mod broker;
 mod client;
 pub mod command;
 pub mod journal;
+pub mod link;
 pub mod outbox;
 pub mod payload;
 
 use std::path::{Path, PathBuf};
 
-pub use client::{spawn, MqttSetup};
+pub use client::{spawn, MqttSetup, COMMAND_MAX_BYTES, LINK_MAX_PACKET};
 
 use crate::config::StateDir;
 
 /// Errors setting up MQTT publishing. Each names the key to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    /// The credentials file cannot be read.
-    #[error("cannot read MQTT credentials from {path} (mqtt.credentials_file): {source}")]
-    Credentials {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The credentials file does not hold a username line.
-    #[error("{0} (mqtt.credentials_file) must hold the username on its first line and the password on its second")]
-    CredentialsFormat(PathBuf),
-    /// A TLS file cannot be read or holds no PEM item.
-    #[error("{key} = {path}: {problem}")]
-    Tls {
-        /// The configuration key.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The broker URL does not parse (cannot happen after validation).
-    #[error("mqtt.broker: {0}")]
-    Broker(String),
+    /// The broker link (URL, credentials, TLS files) is misconfigured.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] journal::JournalError),

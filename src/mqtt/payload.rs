@@ -288,6 +288,10 @@ pub struct Delivery {
     pub durable: bool,
     /// Reconnections since start.
     pub reconnects: u64,
+    /// Commands answered `rejected` since start (any reason).
+    pub commands_rejected: u64,
+    /// Of them, commands too large to read (over the size limit).
+    pub commands_oversized: u64,
 }
 
 /// `status` while running: the heartbeat (retained).
@@ -325,6 +329,13 @@ pub fn heartbeat(
             "max": delivery.max,
             "durable": delivery.durable,
             "reconnects": delivery.reconnects,
+        }),
+    );
+    m.insert(
+        "commands".into(),
+        json!({
+            "rejected": delivery.commands_rejected,
+            "oversized": delivery.commands_oversized,
         }),
     );
     to_vec(m)

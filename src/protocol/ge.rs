@@ -14,10 +14,12 @@
 //! # Host side
 //!
 //! The monitor sends nothing until asked: [`GeS5`] queues a "displayed values
-//! every N s" request at start (see [`Protocol::poll_transmit`]) and sends it
-//! again when no valid physiological record arrived for a while (the monitor
-//! was switched off or rebooted and forgot the request). [`GeS5::stop`] asks
-//! the monitor to stop.
+//! every N s" request at start and again the moment the link comes up
+//! ([`Protocol::handle_link`]; a real monitor answers within a second), and
+//! sends it again when no valid physiological record arrived for a while (the
+//! monitor was switched off or rebooted and forgot the request). When the
+//! link goes down, what was queued and any half-received frame are
+//! forgotten. [`GeS5::stop`] asks the monitor to stop.
 //!
 //! # Validity decisions
 //!
@@ -786,6 +788,24 @@ impl Protocol for GeS5 {
         }
     }
 
+    fn handle_link(&mut self, now: Instant, up: bool) {
+        // Whatever was queued was meant for the previous connection.
+        self.transmit.clear();
+        self.rx = RxState::Unsynced;
+        self.frame.clear();
+        self.escaped = false;
+        self.garbage_run = false;
+        if self.stopped {
+            return;
+        }
+        if up {
+            self.transmit.push_back(self.request);
+            self.deadline = Some(now + self.resend_after);
+        } else {
+            self.deadline = None;
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         if self.stopped {
             return;
@@ -1309,6 +1329,32 @@ mod tests {
         let mut bytes = Vec::new();
         frame_record(&r, &mut bytes);
         assert_eq!(drops(&decode(&bytes).0), vec![DropReason::Malformed]);
+    }
+
+    #[test]
+    fn link_up_sends_the_request_at_once_and_link_down_forgets() {
+        let mut p = GeS5::new(SourceId(0), 10).unwrap();
+        let mut out = Vec::new();
+        // Queued at start, before any link: the pipeline holds it back.
+        p.handle_link(Instant::from_secs(1), true);
+        assert!(p.poll_transmit(&mut out));
+        assert_eq!(out, hex(REQ_DISPLAYED_10S));
+        assert!(!p.poll_transmit(&mut out), "one request per link up");
+        assert_eq!(p.poll_timeout(), Some(Instant::from_secs(31)));
+        // Half a frame, then the link drops: the rest of a frame from the
+        // next connection must not be glued onto it.
+        let frame = framed(&raw_ok(), 1, 1);
+        p.handle_bytes(Instant::from_secs(2), &frame[..frame.len() / 2]);
+        p.handle_link(Instant::from_secs(3), false);
+        assert!(!p.poll_transmit(&mut out), "nothing is sent while down");
+        p.handle_link(Instant::from_secs(4), true);
+        out.clear();
+        assert!(p.poll_transmit(&mut out));
+        assert_eq!(out, hex(REQ_DISPLAYED_10S));
+        p.handle_bytes(Instant::from_secs(5), &frame);
+        let outs = drain(&mut p);
+        assert!(drops(&outs).is_empty(), "{outs:?}");
+        assert_eq!(measurements(&outs).len(), 4);
     }
 
     #[test]

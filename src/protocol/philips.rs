@@ -1,6 +1,7 @@
 //! Philips IntelliVue Data Export over the MIB/RS232 port: framing, the
-//! host's session state machine, decoding of numerics from poll results, and
-//! monitor-side encoders for simulators and scripted-monitor tests.
+//! host's session state machine, decoding of numerics and of the monitor's
+//! technical alarm list from poll results, and monitor-side encoders for
+//! simulators and scripted-monitor tests.
 //!
 //! # Wire format
 //!
@@ -17,19 +18,65 @@
 //! # Session (host side, [`IntelliVueHost`])
 //!
 //! Association request -> accept -> the monitor's MDS Create event report ->
-//! our event result -> an extended poll for numerics (action `0xF13B`) every
-//! poll interval. The polls double as the keep-alive (the interval is capped
-//! at [`MAX_POLL_INTERVAL`]). The association counts as lost on an abort,
-//! refuse or release from the monitor, when the accept or the MDS Create does
-//! not come in time, or when no poll result arrives within the data timeout;
-//! the host then aborts (when it was the one to give up), reports
-//! [`DeviceNote::AssociationLost`], and associates again after an exponential
-//! backoff. Every timer runs through [`Protocol::handle_timeout`] /
-//! [`Protocol::poll_timeout`]; nothing reads a clock. The host never queues
-//! more than two frames at once, inside the monitor's 4-frames-per-128-ms limit.
+//! our event result -> every poll interval two single extended polls (action
+//! `0xF13B`, no poll period attribute): numerics (`NOM_MOC_VMO_METRIC_NU`,
+//! all attribute groups) and the alert monitor (`NOM_MOC_VMO_AL_MON`,
+//! group `NOM_ATTR_GRP_AL_MON`). The association request and the numerics
+//! poll are byte for byte those of the public VSCaptureMP implementation
+//! (`aarq_msg_ext_poll2`, `ext_poll_request_msg`); its serial loop adds a
+//! 30 s `NOM_ATTR_TIME_PD_POLL` period and re-sends every second, which we
+//! do not, so that each request has exactly one answer. The polls double as
+//! the keep-alive (the interval is capped at [`MAX_POLL_INTERVAL`]); the
+//! host queues at most four frames at once, inside the monitor's
+//! 4-frames-per-128-ms limit.
+//!
+//! The session follows the link ([`Protocol::handle_link`]): link up sends
+//! the association request at once; link down forgets the session
+//! ([`AssociationProblem::LinkDown`] when one was up) and sends nothing until
+//! the next up. Without link calls the first timer call starts the session.
+//!
+//! What the monitor sends is taken in any state: an accept while waiting or
+//! backing off leads on to the MDS Create; an MDS Create completes the
+//! association whatever came before (a lost accept, a request given up a
+//! moment ago) and is always answered; an MDS Create or accept while
+//! associated is [`DeviceNote::MonitorRestarted`]. Data export traffic while
+//! no association of ours is up means the monitor is still associated with
+//! an earlier host: the host aborts it and asks again at once (once per
+//! attempt); a refusal is followed by an abort too, for the same reason.
+//! The association counts as lost on an abort, refuse or release from the
+//! monitor, when the accept or the MDS Create does not come in time, or when
+//! no result of our polls arrives within the data timeout; the host then
+//! aborts (when it was the one to give up), reports
+//! [`DeviceNote::AssociationLost`], and associates again after an
+//! exponential backoff. Every timer runs through
+//! [`Protocol::handle_timeout`] / [`Protocol::poll_timeout`]; nothing reads
+//! a clock.
+//!
+//! Only results whose invoke id and polled object match one of our last
+//! polls are data. Wave results, GET / SET results, errors and results of
+//! other invoke ids are well formed and counted in [`DecodeStats::ignored`],
+//! neither data nor link errors. A linked result (first, middle..., last,
+//! then a plain, usually empty, closing result; a real monitor's first part
+//! may carry labels only) is put together into one set: at most one reading
+//! per vital, the first part's value winning.
 //!
 //! [`IntelliVueMonitorStream`] decodes a monitor-side byte stream alone (a
-//! recording of what the monitor sent), with no session state.
+//! recording of what the monitor sent), with no session state: numerics and
+//! alert results are taken whatever their invoke id.
+//!
+//! # Time
+//!
+//! Real monitors send the poll result's absolute time unspecified (all
+//! 0xFF). The MDS Create's absolute time (`0x0987`) and relative time
+//! (`0x098F`, 1/8 ms ticks) anchor the clock; a result's device time is the
+//! anchor moved on by the result's relative time (an absolute time stamp,
+//! when a monitor does send one, is taken as is). The anchor follows every
+//! result, so the relative time wrapping (every 6.2 days) does no harm.
+//! Without an anchor readings carry no device time rather than a wrong one.
+//! An NIBP carries its own measurement time as `measured_at`: the absolute
+//! stamp `0x0990`, or the relative stamp `0x0991` converted by the anchor
+//! (within 3.1 days of it). A monitor keeps an NIBP result for days; the
+//! engine compares `measured_at` with the device time.
 //!
 //! # Values and validity
 //!
@@ -40,17 +87,22 @@
 //! `UnderRange`. Measurement state bits win over the value: invalid ->
 //! `Invalid`; test or demo data -> `Invalid` (simulated data is never patient
 //! physiology); unavailable -> `Unavailable`; calibrating -> `Unavailable`;
-//! questionable or early indication -> `Questionable`. A unit other than the
+//! questionable or early indication -> `Questionable`; validated, in alarm
+//! and alarm inhibited say nothing against the value. A unit other than the
 //! vital's own (bpm, %, mmHg; kPa is converted) makes a value `Invalid`.
-//! Per poll result one reading per vital comes out: the pleth pulse
-//! (`0x4822`) is preferred over the generic pulse (`0x480A`); an NIBP whose
-//! state says "measurement ongoing" is skipped (the cuff is busy, the numbers
-//! are not a result); NIBP readings carry the numeric's absolute time stamp
-//! (attribute `0x0990`) as `measured_at`, and every reading carries the poll
-//! result's absolute time stamp as its device time. The numerics do not say
-//! how an NIBP measurement was started, so its mode is `NibpMode::Unknown`.
-//! Poll results are taken whatever their invoke id (the monitor answers in
-//! order and the host has at most one poll outstanding per interval).
+//! The pleth pulse (`0x4822`) is preferred over the generic pulse
+//! (`0x480A`). An NIBP whose state says "measurement ongoing" or "early
+//! indication" (the systolic alone, the rest still being derived) is
+//! skipped: the numbers are not a result. The numerics do not say how an
+//! NIBP measurement was started, so its mode is `NibpMode::Unknown`.
+//!
+//! # Technical alarms
+//!
+//! The alert monitor's technical alarm list (`0x0904`, the INOPs) is read
+//! from each alert result: source, event code and the monitor's own text
+//! (UTF-16, kept as printable ASCII). When the set changes, ended alarms
+//! become [`DeviceNote::Inop`] with `active: false` and new ones with
+//! `active: true`; losing the association ends them all.
 //!
 //! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
 
@@ -58,10 +110,13 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    AssociationProblem, DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot,
+    AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText, Output,
+    Protocol, Snapshot, NOTE_TEXT_LEN,
 };
 use crate::time::Instant;
-use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
+use crate::vitals::{
+    DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity, Vital,
+};
 
 // ---------------------------------------------------------------- framing
 
@@ -321,6 +376,10 @@ impl<'a> Reader<'a> {
         let len = self.u16()?;
         Some(Reader::new(self.take(usize::from(len))?))
     }
+    /// Everything not read yet.
+    fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
     /// A `count, length` header followed by `length` bytes: the count and a
     /// reader over exactly those bytes.
     fn list(&mut self) -> Option<(u16, Reader<'a>)> {
@@ -350,25 +409,61 @@ const CMD_EVENT_REPORT: u16 = 0;
 const CMD_CONFIRMED_EVENT_REPORT: u16 = 1;
 const CMD_CONFIRMED_ACTION: u16 = 7;
 
+const RORLS_FIRST: u8 = 1;
+const RORLS_NOT_FIRST_NOT_LAST: u8 = 2;
+const RORLS_LAST: u8 = 3;
+
 const NOM_MOC_VMS_MDS: u16 = 33;
-const NOM_MOC_VMO_METRIC_NU: u16 = 6;
+/// Polled object type: numerics.
+pub const NOM_MOC_VMO_METRIC_NU: u16 = 6;
+/// Polled object type: real-time sample arrays (waves).
+pub const NOM_MOC_VMO_METRIC_SA_RT: u16 = 9;
+/// Polled object type: the alert monitor (alarm lists).
+pub const NOM_MOC_VMO_AL_MON: u16 = 54;
 const NOM_PART_OBJ: u16 = 1;
 const NOM_NOTI_MDS_CREAT: u16 = 0x0D06;
 const NOM_ACT_POLL_MDIB_DATA: u16 = 0x0C16;
 /// Extended poll action (numerics with the extended reply).
 pub const NOM_ACT_POLL_MDIB_DATA_EXT: u16 = 0xF13B;
+/// Attribute group of the alert monitor's alarm lists.
+const NOM_ATTR_GRP_AL_MON: u16 = 0x0801;
 
+const NOM_ATTR_ID_LABEL: u16 = 0x0924;
+const NOM_ATTR_ID_MODEL: u16 = 0x0928;
 const NOM_ATTR_NU_VAL_OBS: u16 = 0x0950;
 const NOM_ATTR_NU_CMPD_VAL_OBS: u16 = 0x094B;
+const NOM_ATTR_SA_VAL_OBS: u16 = 0x096E;
+const NOM_ATTR_AL_MON_T_AL_LIST: u16 = 0x0904;
+const NOM_ATTR_TIME_ABS: u16 = 0x0987;
+const NOM_ATTR_TIME_REL: u16 = 0x098F;
 const NOM_ATTR_TIME_STAMP_ABS: u16 = 0x0990;
+const NOM_ATTR_TIME_STAMP_REL: u16 = 0x0991;
 
+/// `alert_info_id` of an alarm entry carrying a text (`StrAlMonInfo`).
+const STR_ALMON_INFO: u16 = 516;
+/// `alert_info_id` of an alarm entry without a text (`AlMonGenInfo`).
+const GEN_ALMON_INFO: u16 = 513;
+
+/// RelativeTime ticks per second (1/8 ms).
+pub const REL_TICKS_PER_SEC: i64 = 8_000;
+
+const NOM_ECG_ELEC_POTL: u16 = 0x0100;
+const NOM_ECG_ELEC_POTL_LAST: u16 = 0x013F;
 const NOM_ECG_CARD_BEAT_RATE: u16 = 0x4182;
+const NOM_PRESS_BLD_NONINV: u16 = 0x4A04;
+const NOM_PULS_OXIM_FIRST: u16 = 0x4BB0;
+const NOM_PULS_OXIM_LAST: u16 = 0x4BBF;
 const NOM_PULS_RATE: u16 = 0x480A;
 const NOM_PLETH_PULS_RATE: u16 = 0x4822;
 const NOM_PRESS_BLD_NONINV_SYS: u16 = 0x4A05;
 const NOM_PRESS_BLD_NONINV_DIA: u16 = 0x4A06;
 const NOM_PRESS_BLD_NONINV_MEAN: u16 = 0x4A07;
-const NOM_PULS_OXIM_SAT_O2: u16 = 0x4BB8;
+/// SpO2 (also the source of SpO2 technical alarms).
+pub const NOM_PULS_OXIM_SAT_O2: u16 = 0x4BB8;
+/// Event code: sensor disconnected (e.g. "SpO2 NO SENSOR").
+pub const NOM_EVT_SENSOR_DISCONN: u16 = 308;
+/// Event code: ECG lead disconnected ("LEADS OFF").
+pub const NOM_EVT_LEAD_DISCONN: u16 = 268;
 
 const NOM_DIM_PERCENT: u16 = 0x0220;
 const NOM_DIM_BEAT_PER_MIN: u16 = 0x0AA0;
@@ -497,13 +592,15 @@ const RATE_UNITS: &[(u16, f64)] = &[(NOM_DIM_BEAT_PER_MIN, 1.0)];
 const PERCENT_UNITS: &[(u16, f64)] = &[(NOM_DIM_PERCENT, 1.0)];
 const PRESSURE_UNITS: &[(u16, f64)] = &[(NOM_DIM_MMHG, 1.0), (NOM_DIM_KILO_PASCAL, MMHG_PER_KPA)];
 
+/// One BCD byte as a number.
+fn bcd(x: u8) -> Option<i64> {
+    let (hi, lo) = (x >> 4, x & 0x0F);
+    (hi < 10 && lo < 10).then_some(i64::from(hi * 10 + lo))
+}
+
 /// AbsoluteTime (BCD century, year, month, day, hour, minute, second,
 /// fraction) as seconds since the Unix epoch by the device's clock.
 fn decode_abs_time(b: &[u8]) -> Option<DeviceTime> {
-    let bcd = |x: u8| -> Option<i64> {
-        let (hi, lo) = (x >> 4, x & 0x0F);
-        (hi < 10 && lo < 10).then_some(i64::from(hi * 10 + lo))
-    };
     let [c, y, mo, d, h, mi, s, _] = <[u8; 8]>::try_from(b).ok()?;
     let year = bcd(c)? * 100 + bcd(y)?;
     let (month, day) = (bcd(mo)?, bcd(d)?);
@@ -525,10 +622,7 @@ fn encode_abs_time(t: DeviceTime) -> [u8; 8] {
     if !(0..=9999).contains(&year) {
         return [0xFF; 8];
     }
-    let bcd = |v: i64| -> u8 {
-        let v = v.rem_euclid(100) as u8;
-        ((v / 10) << 4) | (v % 10)
-    };
+    let bcd = |v: i64| to_bcd(v.rem_euclid(100) as u8);
     [
         bcd(year / 100),
         bcd(year % 100),
@@ -541,7 +635,13 @@ fn encode_abs_time(t: DeviceTime) -> [u8; 8] {
     ]
 }
 
-/// The vitals one poll result carried (at most one value per vital).
+/// A number below 100 as one BCD byte.
+fn to_bcd(v: u8) -> u8 {
+    ((v / 10) << 4) | (v % 10)
+}
+
+/// The vitals one poll result (or one linked group) carried: at most one
+/// value per vital.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PollValues {
     /// ECG heart rate.
@@ -552,12 +652,49 @@ pub struct PollValues {
     pub spo2: Option<Sample>,
     /// NIBP (skipped while the cuff measures).
     pub nibp: Option<Nibp>,
-    /// The poll result's absolute time stamp.
+    /// The poll result's absolute time stamp; `None` when the monitor sends
+    /// it unspecified (all 0xFF), as real monitors do.
     pub device_time: Option<DeviceTime>,
+    /// The poll result's relative time stamp (1/8 ms ticks since the
+    /// monitor's own epoch).
+    pub rel_time: u32,
+    /// The NIBP's relative measurement time (attribute `0x0991`) when it came
+    /// without a usable absolute one.
+    pub nibp_rel_time: Option<u32>,
     pulse_from_pleth: bool,
 }
 
 impl PollValues {
+    /// Whether no vital came with it (a closing or labels-only part).
+    pub fn is_empty(&self) -> bool {
+        self.heart_rate.is_none()
+            && self.pulse_rate.is_none()
+            && self.spo2.is_none()
+            && self.nibp.is_none()
+    }
+
+    /// Adds the vitals of a later part of the same linked result: a vital
+    /// already present stays (one value per vital per group), except that a
+    /// pleth pulse replaces a generic one. Time stamps stay the first part's.
+    fn merge(&mut self, later: &PollValues) {
+        if self.heart_rate.is_none() {
+            self.heart_rate = later.heart_rate;
+        }
+        if self.spo2.is_none() {
+            self.spo2 = later.spo2;
+        }
+        if later.pulse_from_pleth && !self.pulse_from_pleth {
+            self.pulse_rate = later.pulse_rate;
+            self.pulse_from_pleth = true;
+        } else if self.pulse_rate.is_none() {
+            self.pulse_rate = later.pulse_rate;
+        }
+        if self.nibp.is_none() {
+            self.nibp = later.nibp;
+            self.nibp_rel_time = later.nibp_rel_time;
+        }
+    }
+
     fn observation(&mut self, r: Reader<'_>) -> Option<()> {
         let (count, mut attrs) = {
             let mut r = r;
@@ -565,6 +702,7 @@ impl PollValues {
         };
         let mut nibp: [Option<NuObs>; 3] = [None; 3];
         let mut nibp_time = None;
+        let mut nibp_rel = None;
         for _ in 0..count {
             let id = attrs.u16()?;
             let len = attrs.u16()?;
@@ -582,15 +720,18 @@ impl PollValues {
                     }
                 }
                 NOM_ATTR_TIME_STAMP_ABS => nibp_time = decode_abs_time(v.take(8)?),
+                NOM_ATTR_TIME_STAMP_REL => nibp_rel = Some(v.u32()?),
                 _ => {}
             }
         }
         if nibp.iter().any(Option::is_some) && self.nibp.is_none() {
-            let ongoing = nibp
+            // A cuff still measuring, or a result still being derived (the
+            // early indication comes with the systolic alone), is no result.
+            let busy = nibp
                 .iter()
                 .flatten()
-                .any(|o| o.state & STATE_MSMT_ONGOING != 0);
-            if !ongoing {
+                .any(|o| o.state & (STATE_MSMT_ONGOING | STATE_EARLY_INDICATION) != 0);
+            if !busy {
                 let part = |o: Option<NuObs>| {
                     o.map_or(Sample::missing(Validity::Unavailable), |o| {
                         o.sample(PRESSURE_UNITS)
@@ -603,6 +744,7 @@ impl PollValues {
                     measured_at: nibp_time,
                     mode: NibpMode::Unknown,
                 });
+                self.nibp_rel_time = if nibp_time.is_none() { nibp_rel } else { None };
             }
         }
         Some(())
@@ -630,6 +772,173 @@ impl PollValues {
         }
     }
 }
+
+// ------------------------------------------------------ technical alarms
+
+/// Most technical alarms (INOPs) kept from one alarm list.
+pub const MAX_TECH_ALARMS: usize = 16;
+
+/// One entry of the monitor's technical alarm list (an INOP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TechAlarm {
+    /// What the alarm is about (a physiological id such as SpO2 `0x4BB8`).
+    pub source: u16,
+    /// The event (`NOM_EVT_*`, e.g. 308 sensor disconnected).
+    pub code: u16,
+    /// The monitor's own text, when it sends one.
+    pub text: NoteText,
+}
+
+impl TechAlarm {
+    /// The vital an alarm source stands for, when it is one vigil shows.
+    /// NIBP alarms name the systolic vital (the measurement as a whole).
+    pub fn vital(&self) -> Option<Vital> {
+        match self.source {
+            NOM_ECG_CARD_BEAT_RATE | NOM_ECG_ELEC_POTL..=NOM_ECG_ELEC_POTL_LAST => {
+                Some(Vital::HeartRate)
+            }
+            NOM_PULS_RATE | NOM_PLETH_PULS_RATE => Some(Vital::PulseRate),
+            NOM_PULS_OXIM_FIRST..=NOM_PULS_OXIM_LAST => Some(Vital::SpO2),
+            NOM_PRESS_BLD_NONINV..=NOM_PRESS_BLD_NONINV_MEAN => Some(Vital::NibpSystolic),
+            _ => None,
+        }
+    }
+
+    fn same(&self, other: &TechAlarm) -> bool {
+        self.source == other.source && self.code == other.code
+    }
+
+    fn note(&self, active: bool) -> DeviceNote {
+        DeviceNote::Inop(DeviceInop {
+            vital: self.vital(),
+            code: self.code,
+            text: self.text,
+            active,
+        })
+    }
+}
+
+/// A bounded set of technical alarms (the rest of a longer list is cut).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TechAlarms {
+    len: u8,
+    items: [TechAlarm; MAX_TECH_ALARMS],
+    /// A technical alarm list was read (an empty list is news; a result
+    /// part without the list is not).
+    listed: bool,
+}
+
+impl Default for TechAlarms {
+    fn default() -> Self {
+        TechAlarms::EMPTY
+    }
+}
+
+impl TechAlarms {
+    /// No alarm.
+    pub const EMPTY: TechAlarms = TechAlarms {
+        len: 0,
+        items: [TechAlarm {
+            source: 0,
+            code: 0,
+            text: NoteText::EMPTY,
+        }; MAX_TECH_ALARMS],
+        listed: false,
+    };
+
+    /// The alarms.
+    pub fn as_slice(&self) -> &[TechAlarm] {
+        &self.items[..usize::from(self.len)]
+    }
+
+    /// Adds `a` unless it is there already or the set is full.
+    pub fn push(&mut self, a: TechAlarm) {
+        if usize::from(self.len) < MAX_TECH_ALARMS && !self.contains(&a) {
+            self.items[usize::from(self.len)] = a;
+            self.len += 1;
+        }
+    }
+
+    fn contains(&self, a: &TechAlarm) -> bool {
+        self.as_slice().iter().any(|b| b.same(a))
+    }
+
+    fn merge(&mut self, later: &TechAlarms) {
+        later.as_slice().iter().for_each(|a| self.push(*a));
+        self.listed |= later.listed;
+    }
+
+    /// Device notes for the change from `self` to `now`: ended alarms first,
+    /// then begun ones.
+    fn changes<'a>(&'a self, now: &'a TechAlarms) -> impl Iterator<Item = DeviceNote> + 'a {
+        let ended = self.as_slice().iter().filter(|a| !now.contains(a));
+        let begun = now.as_slice().iter().filter(|a| !self.contains(a));
+        ended
+            .map(|a| a.note(false))
+            .chain(begun.map(|a| a.note(true)))
+    }
+
+    /// Reads a `DevAlarmList` (count, length, entries).
+    fn read_list(&mut self, mut r: Reader<'_>) -> Option<()> {
+        let (count, mut entries) = r.list()?;
+        for _ in 0..count {
+            let source = entries.u16()?;
+            let code = entries.u16()?;
+            let _al_type = entries.u16()?;
+            let _al_state = entries.u16()?;
+            let _object = ManagedObject::read(&mut entries)?;
+            let info_id = entries.u16()?;
+            let mut info = entries.sized()?;
+            let text = if info_id == STR_ALMON_INFO {
+                let _inst = info.u16()?;
+                let _text_id = info.u32()?;
+                let _priority = info.u16()?;
+                let _flags = info.u16()?;
+                decode_string(info.sized()?)
+            } else {
+                NoteText::EMPTY
+            };
+            self.push(TechAlarm { source, code, text });
+        }
+        Some(())
+    }
+
+    /// Reads the technical alarm list out of one observation's attributes.
+    fn observation(&mut self, mut r: Reader<'_>) -> Option<()> {
+        let (count, mut attrs) = r.list()?;
+        for _ in 0..count {
+            let id = attrs.u16()?;
+            let v = attrs.sized()?;
+            if id == NOM_ATTR_AL_MON_T_AL_LIST {
+                self.listed = true;
+                self.read_list(v)?;
+            }
+        }
+        Some(())
+    }
+}
+
+/// An IntelliVue `String` (UTF-16BE, NUL-terminated) as a note text: ASCII
+/// kept, the alarm star as `*`, anything else `?`.
+fn decode_string(mut r: Reader<'_>) -> NoteText {
+    let mut buf = [0u8; NOTE_TEXT_LEN];
+    let mut n = 0;
+    while let Some(c) = r.u16() {
+        if c == 0 || n == buf.len() {
+            break;
+        }
+        buf[n] = match c {
+            0x20..=0x7E => c as u8,
+            ALARM_STAR_CHAR => b'*',
+            _ => b'?',
+        };
+        n += 1;
+    }
+    NoteText::new(&buf[..n])
+}
+
+/// The IntelliVue private character for the alarm star.
+const ALARM_STAR_CHAR: u16 = 0xE40D;
 
 // -------------------------------------------------------------- messages
 
@@ -674,8 +983,68 @@ pub enum LinkedState {
     First,
     /// Neither first nor last.
     Middle,
-    /// Last of several.
+    /// Last of several (a plain, often empty, result closes the sequence).
     Last,
+}
+
+/// What the monitor's MDS Create told about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MdsInfo {
+    /// The monitor's clock (attribute `0x0987`); `None` when unspecified.
+    pub abs_time: Option<DeviceTime>,
+    /// Hundredths of a second of `abs_time`.
+    pub abs_hundredths: u8,
+    /// The monitor's relative time at the same moment (attribute `0x098F`,
+    /// or the event time when that is missing).
+    pub rel_time: Option<u32>,
+    /// The model number (attribute `0x0928`), e.g. "MX800".
+    pub model: NoteText,
+}
+
+impl Default for MdsInfo {
+    fn default() -> Self {
+        MdsInfo {
+            abs_time: None,
+            abs_hundredths: 0,
+            rel_time: None,
+            model: NoteText::EMPTY,
+        }
+    }
+}
+
+impl MdsInfo {
+    /// The clock anchor: absolute time and relative time of one moment.
+    pub fn anchor(&self) -> Option<ClockAnchor> {
+        Some(ClockAnchor {
+            abs_ticks: self.abs_time?.0 * REL_TICKS_PER_SEC
+                + i64::from(self.abs_hundredths) * (REL_TICKS_PER_SEC / 100),
+            rel: self.rel_time?,
+        })
+    }
+}
+
+/// One moment on both monitor clocks: absolute time in relative-time ticks
+/// since the Unix epoch, and the relative time stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockAnchor {
+    /// Absolute time, 1/8 ms ticks since 1970 (device clock).
+    pub abs_ticks: i64,
+    /// The monitor's relative time at that moment.
+    pub rel: u32,
+}
+
+impl ClockAnchor {
+    /// The absolute time of relative time `rel`, in ticks. Relative times
+    /// wrap (about every 6.2 days): the difference is taken as signed, so
+    /// stamps up to 3.1 days either side of the anchor convert right.
+    fn ticks_at(&self, rel: u32) -> i64 {
+        self.abs_ticks + i64::from(rel.wrapping_sub(self.rel) as i32)
+    }
+
+    /// The device time (whole seconds) of relative time `rel`.
+    pub fn device_time(&self, rel: u32) -> DeviceTime {
+        DeviceTime(self.ticks_at(rel).div_euclid(REL_TICKS_PER_SEC))
+    }
 }
 
 /// One decoded frame.
@@ -699,6 +1068,10 @@ pub enum Message {
         invoke_id: u16,
         /// The MDS object.
         managed_object: ManagedObject,
+        /// The event time (relative time), echoed in the event result.
+        event_time: u32,
+        /// Model and clock.
+        info: MdsInfo,
     },
     /// The host's event result for the MDS Create.
     EventResult {
@@ -711,6 +1084,8 @@ pub enum Message {
         invoke_id: u16,
         /// Poll number to echo in the result.
         poll_number: u16,
+        /// The polled object type (numerics, alert monitor, ...).
+        object: u16,
     },
     /// A poll result (or one part of a linked result).
     PollResult {
@@ -720,8 +1095,18 @@ pub enum Message {
         poll_number: u16,
         /// `Some` for a linked (partial) result.
         linked: Option<LinkedState>,
-        /// The numerics it carried.
+        /// The polled object type: numerics carry `values`; the alert
+        /// monitor's lists are read with [`parse_tech_alarms`]; waves and
+        /// the rest are not used.
+        object: u16,
+        /// The numerics it carried (numerics results only).
         values: PollValues,
+    },
+    /// Any other result or error of a remote operation (GET, SET, other
+    /// actions): well-formed, not used.
+    OtherResult {
+        /// Echoed invoke id.
+        invoke_id: u16,
     },
     /// A well-formed message this implementation does not act on.
     Other,
@@ -749,14 +1134,59 @@ pub fn parse_message(data: &[u8]) -> Result<Message, DropReason> {
     parse_data_export(data).ok_or(DropReason::Malformed)
 }
 
-fn parse_data_export(data: &[u8]) -> Option<Message> {
+/// The parts of a result (`RORS` / `ROLRS`) every reader needs.
+struct ResultParts<'a> {
+    invoke_id: u16,
+    linked: Option<LinkedState>,
+    command: u16,
+    body: Reader<'a>,
+}
+
+fn linked_state(b: u8) -> Option<LinkedState> {
+    match b {
+        RORLS_FIRST => Some(LinkedState::First),
+        RORLS_NOT_FIRST_NOT_LAST => Some(LinkedState::Middle),
+        RORLS_LAST => Some(LinkedState::Last),
+        _ => None,
+    }
+}
+
+/// SPpdu + ROapdus: the remote operation type and its body.
+fn export_body(data: &[u8]) -> Option<(u16, Reader<'_>)> {
     let mut r = Reader::new(data);
     if r.u16()? != SPPDU_SESSION_ID {
         return None;
     }
     let _context = r.u16()?;
     let ro_type = r.u16()?;
-    let mut body = r.sized()?;
+    Some((ro_type, r.sized()?))
+}
+
+fn result_parts(ro_type: u16, mut body: Reader<'_>) -> Option<ResultParts<'_>> {
+    let linked = if ro_type == ROLRS_APDU {
+        let state = linked_state(body.u8()?)?;
+        let _count = body.u8()?;
+        Some(state)
+    } else {
+        None
+    };
+    Some(ResultParts {
+        invoke_id: body.u16()?,
+        linked,
+        command: body.u16()?,
+        body: body.sized()?,
+    })
+}
+
+/// The action type and reply of an action result.
+fn action_reply(mut res: Reader<'_>) -> Option<(u16, Reader<'_>)> {
+    let _mo = ManagedObject::read(&mut res)?;
+    let action = res.u16()?;
+    Some((action, res.sized()?))
+}
+
+fn parse_data_export(data: &[u8]) -> Option<Message> {
+    let (ro_type, mut body) = export_body(data)?;
     match ro_type {
         ROIV_APDU => {
             let invoke_id = body.u16()?;
@@ -765,11 +1195,14 @@ fn parse_data_export(data: &[u8]) -> Option<Message> {
             let managed_object = ManagedObject::read(&mut arg)?;
             match command {
                 CMD_EVENT_REPORT | CMD_CONFIRMED_EVENT_REPORT => {
-                    let _event_time = arg.u32()?;
+                    let event_time = arg.u32()?;
                     if arg.u16()? == NOM_NOTI_MDS_CREAT {
+                        let info = parse_mds_create_info(arg.sized()?, event_time)?;
                         return Some(Message::MdsCreate {
                             invoke_id,
                             managed_object,
+                            event_time,
+                            info,
                         });
                     }
                 }
@@ -778,9 +1211,12 @@ fn parse_data_export(data: &[u8]) -> Option<Message> {
                     let action = arg.u16()?;
                     let mut req = arg.sized()?;
                     if action == NOM_ACT_POLL_MDIB_DATA_EXT || action == NOM_ACT_POLL_MDIB_DATA {
+                        let poll_number = req.u16()?;
+                        let _partition = req.u16()?;
                         return Some(Message::PollRequest {
                             invoke_id,
-                            poll_number: req.u16()?,
+                            poll_number,
+                            object: req.u16()?,
                         });
                     }
                 }
@@ -789,60 +1225,89 @@ fn parse_data_export(data: &[u8]) -> Option<Message> {
             Some(Message::Other)
         }
         RORS_APDU | ROLRS_APDU => {
-            let linked = if ro_type == ROLRS_APDU {
-                let state = body.u8()?;
-                let _count = body.u8()?;
-                Some(match state {
-                    1 => LinkedState::First,
-                    3 => LinkedState::Last,
-                    _ => LinkedState::Middle,
-                })
-            } else {
-                None
-            };
-            let invoke_id = body.u16()?;
-            let command = body.u16()?;
-            let mut res = body.sized()?;
-            match command {
+            let parts = result_parts(ro_type, body)?;
+            let (invoke_id, linked) = (parts.invoke_id, parts.linked);
+            let other = Some(Message::OtherResult { invoke_id });
+            match parts.command {
                 CMD_CONFIRMED_EVENT_REPORT => Some(Message::EventResult { invoke_id }),
                 CMD_CONFIRMED_ACTION => {
-                    let _mo = ManagedObject::read(&mut res)?;
-                    let action = res.u16()?;
-                    let reply = res.sized()?;
+                    let (action, reply) = action_reply(parts.body)?;
                     let extended = match action {
                         NOM_ACT_POLL_MDIB_DATA_EXT => true,
                         NOM_ACT_POLL_MDIB_DATA => false,
-                        _ => return Some(Message::Other),
+                        _ => return other,
                     };
-                    let (poll_number, values) = parse_poll_reply(reply, extended)?;
+                    let (poll_number, object, values) = parse_poll_reply(reply, extended)?;
                     Some(Message::PollResult {
                         invoke_id,
                         poll_number,
                         linked,
+                        object,
                         values,
                     })
                 }
-                _ => Some(Message::Other),
+                _ => other,
             }
         }
-        ROER_APDU => Some(Message::Other),
+        ROER_APDU => Some(Message::OtherResult {
+            invoke_id: body.u16()?,
+        }),
         _ => None,
     }
 }
 
-/// PollMdibDataReply(Ext): numbers, time stamps, then the PollInfoList of
-/// SingleContextPolls of ObservationPolls of attribute lists.
-fn parse_poll_reply(mut r: Reader<'_>, extended: bool) -> Option<(u16, PollValues)> {
+/// MdsCreateInfo: the MDS object and its attribute list.
+fn parse_mds_create_info(mut r: Reader<'_>, event_time: u32) -> Option<MdsInfo> {
+    let _mds = ManagedObject::read(&mut r)?;
+    let mut info = MdsInfo {
+        rel_time: Some(event_time),
+        ..MdsInfo::default()
+    };
+    // Some monitors send the MDS alone, without attributes.
+    let Some((count, mut attrs)) = r.list() else {
+        return Some(info);
+    };
+    for _ in 0..count {
+        let id = attrs.u16()?;
+        let mut v = attrs.sized()?;
+        match id {
+            NOM_ATTR_TIME_ABS => {
+                let b = v.take(8)?;
+                info.abs_time = decode_abs_time(b);
+                info.abs_hundredths = bcd(b[7]).unwrap_or(0) as u8;
+            }
+            NOM_ATTR_TIME_REL => info.rel_time = Some(v.u32()?),
+            NOM_ATTR_ID_MODEL => {
+                let _manufacturer = v.sized()?;
+                let model = v.sized()?;
+                info.model = NoteText::new(model.rest());
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+/// The poll reply header (numbers, time stamps, polled type), then the
+/// PollInfoList of SingleContextPolls of ObservationPolls: `each` gets every
+/// observation's attribute list.
+fn walk_poll_reply<'a>(
+    mut r: Reader<'a>,
+    extended: bool,
+    mut each: impl FnMut(u16, Reader<'a>) -> Option<()>,
+) -> Option<(u16, u16, PollValues)> {
     let poll_number = r.u16()?;
     if extended {
         let _sequence_no = r.u16()?;
     }
-    let _rel_time = r.u32()?;
+    let rel_time = r.u32()?;
     let abs_time = r.take(8)?;
-    let _polled_obj_type = r.take(4)?;
+    let _partition = r.u16()?;
+    let object = r.u16()?;
     let _attr_group = r.u16()?;
-    let mut values = PollValues {
+    let header = PollValues {
         device_time: decode_abs_time(abs_time),
+        rel_time,
         ..PollValues::default()
     };
     let (contexts, mut list) = r.list()?;
@@ -854,10 +1319,52 @@ fn parse_poll_reply(mut r: Reader<'_>, extended: bool) -> Option<(u16, PollValue
             // The observation's attribute list, bounded by its own length.
             let start = polls;
             let (_, _) = polls.list()?;
-            values.observation(start)?;
+            each(object, start)?;
         }
     }
-    Some((poll_number, values))
+    Some((poll_number, object, header))
+}
+
+/// PollMdibDataReply(Ext): the poll number, the polled object type, and for
+/// numerics the values.
+fn parse_poll_reply(r: Reader<'_>, extended: bool) -> Option<(u16, u16, PollValues)> {
+    let mut values = PollValues::default();
+    // Only a numerics result carries numerics; a wave or alert result is
+    // only checked for structure.
+    let (poll_number, object, header) = walk_poll_reply(r, extended, |object, obs| {
+        if object == NOM_MOC_VMO_METRIC_NU {
+            values.observation(obs)
+        } else {
+            Some(())
+        }
+    })?;
+    values.device_time = header.device_time;
+    values.rel_time = header.rel_time;
+    Some((poll_number, object, values))
+}
+
+/// The technical alarm list (INOPs) of an alert monitor poll result, given
+/// the data of its frame; `None` when the frame is no such result.
+pub fn parse_tech_alarms(data: &[u8]) -> Option<TechAlarms> {
+    let (ro_type, body) = export_body(data)?;
+    if ro_type != RORS_APDU && ro_type != ROLRS_APDU {
+        return None;
+    }
+    let parts = result_parts(ro_type, body)?;
+    if parts.command != CMD_CONFIRMED_ACTION {
+        return None;
+    }
+    let (action, reply) = action_reply(parts.body)?;
+    let extended = action == NOM_ACT_POLL_MDIB_DATA_EXT;
+    let mut alarms = TechAlarms::EMPTY;
+    let (_, object, _) = walk_poll_reply(reply, extended, |object, obs| {
+        if object == NOM_MOC_VMO_AL_MON {
+            alarms.observation(obs)
+        } else {
+            Some(())
+        }
+    })?;
+    (object == NOM_MOC_VMO_AL_MON).then_some(alarms)
 }
 
 // -------------------------------------------------------------- encoders
@@ -1067,7 +1574,7 @@ pub fn encode_abort(out: &mut Vec<u8>) {
 }
 
 /// Largest data-export message the encoders build.
-const MAX_EXPORT_LEN: usize = 512;
+const MAX_EXPORT_LEN: usize = 2048;
 
 /// A fixed-capacity big-endian writer for data-export messages.
 struct Writer {
@@ -1120,34 +1627,68 @@ fn export_header(w: &mut Writer, ro_type: u16) -> usize {
     w.len_slot()
 }
 
-/// Monitor: the MDS Create event report the host must answer.
-pub fn encode_mds_create_event(invoke_id: u16, out: &mut Vec<u8>) {
+/// Monitor: the MDS Create event report the host must answer, with the
+/// monitor's clock (absolute and relative time of one moment; absolute
+/// unspecified when `info.abs_time` is `None`) and model.
+pub fn encode_mds_create_event(invoke_id: u16, info: &MdsInfo, out: &mut Vec<u8>) {
     let mut w = Writer::new();
     let ro = export_header(&mut w, ROIV_APDU);
     w.u16(invoke_id);
     w.u16(CMD_CONFIRMED_EVENT_REPORT);
     let arg = w.len_slot();
     ManagedObject::MDS.write(&mut w);
-    w.u32(0); // event time
+    w.u32(info.rel_time.unwrap_or(0)); // event time
     w.u16(NOM_NOTI_MDS_CREAT);
-    let info = w.len_slot();
-    ManagedObject::MDS.write(&mut w); // MdsCreateInfo: the MDS, no attributes
-    w.u32(0);
-    w.fill(info);
+    let create = w.len_slot();
+    ManagedObject::MDS.write(&mut w);
+    let has_rel = info.rel_time.is_some();
+    w.u16(2 + u16::from(has_rel));
+    let attrs = w.len_slot();
+    w.u16(NOM_ATTR_ID_MODEL);
+    let model = w.len_slot();
+    for label in [b"Philips".as_slice(), info.model.as_str().as_bytes()] {
+        // VariableLabel: length, text, padded to an even length.
+        let padded = label.len() + label.len() % 2;
+        w.u16(padded as u16);
+        w.bytes(label);
+        if padded > label.len() {
+            w.bytes(&[0]);
+        }
+    }
+    w.fill(model);
+    w.u16(NOM_ATTR_TIME_ABS);
+    w.u16(8);
+    let mut abs = info.abs_time.map_or([0xFF; 8], encode_abs_time);
+    if info.abs_time.is_some() {
+        abs[7] = to_bcd(info.abs_hundredths.min(99));
+    }
+    w.bytes(&abs);
+    if let Some(rel) = info.rel_time {
+        w.u16(NOM_ATTR_TIME_REL);
+        w.u16(4);
+        w.u32(rel);
+    }
+    w.fill(attrs);
+    w.fill(create);
     w.fill(arg);
     w.fill(ro);
     frame_message(w.as_slice(), out);
 }
 
-/// Host: the event result answering an MDS Create.
-pub fn encode_event_result(invoke_id: u16, managed_object: ManagedObject, out: &mut Vec<u8>) {
+/// Host: the event result answering an MDS Create (the event time echoed).
+pub fn encode_event_result(
+    invoke_id: u16,
+    managed_object: ManagedObject,
+    event_time: u32,
+    out: &mut Vec<u8>,
+) {
     let mut w = Writer::new();
     let ro = export_header(&mut w, RORS_APDU);
     w.u16(invoke_id);
     w.u16(CMD_CONFIRMED_EVENT_REPORT);
     let res = w.len_slot();
     managed_object.write(&mut w);
-    w.u32(0); // current time
+    w.u32(event_time);
     w.u16(NOM_NOTI_MDS_CREAT);
     w.u16(0);
     w.fill(res);
@@ -1155,8 +1696,15 @@ pub fn encode_event_result(invoke_id: u16, managed_object: ManagedObject, out: &
     frame_message(w.as_slice(), out);
 }
 
-/// Host: an extended poll for all numeric attributes.
-pub fn encode_poll_request(invoke_id: u16, poll_number: u16, out: &mut Vec<u8>) {
+/// Host: an extended poll of one object type and attribute group (0: all),
+/// with no extra attributes: a single poll, answered once.
+pub fn encode_ext_poll_request(
+    invoke_id: u16,
+    poll_number: u16,
+    object: u16,
+    attr_group: u16,
+    out: &mut Vec<u8>,
+) {
     let mut w = Writer::new();
     let ro = export_header(&mut w, ROIV_APDU);
     w.u16(invoke_id);
@@ -1168,13 +1716,29 @@ pub fn encode_poll_request(invoke_id: u16, poll_number: u16, out: &mut Vec<u8>) 
     let req = w.len_slot();
     w.u16(poll_number);
     w.u16(NOM_PART_OBJ);
-    w.u16(NOM_MOC_VMO_METRIC_NU);
-    w.u16(0); // all attribute groups
+    w.u16(object);
+    w.u16(attr_group);
     w.u32(0); // no extra attributes
     w.fill(req);
     w.fill(arg);
     w.fill(ro);
     frame_message(w.as_slice(), out);
+}
+
+/// Host: an extended poll for all numeric attributes.
+pub fn encode_poll_request(invoke_id: u16, poll_number: u16, out: &mut Vec<u8>) {
+    encode_ext_poll_request(invoke_id, poll_number, NOM_MOC_VMO_METRIC_NU, 0, out);
+}
+
+/// Host: an extended poll for the alert monitor's alarm lists.
+pub fn encode_alert_poll_request(invoke_id: u16, poll_number: u16, out: &mut Vec<u8>) {
+    encode_ext_poll_request(
+        invoke_id,
+        poll_number,
+        NOM_MOC_VMO_AL_MON,
+        NOM_ATTR_GRP_AL_MON,
+        out,
+    );
 }
 
 /// The wire state and FLOAT for a sample (`exponent` sets the resolution).
@@ -1206,9 +1770,126 @@ fn nu_obs(physio_id: u16, unit: u16, sample: Sample, exponent: i8) -> NuObs {
     }
 }
 
+/// How the NIBP measurement time goes into a poll result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NibpStamp {
+    /// Absolute time stamp (attribute `0x0990`).
+    Absolute,
+    /// Relative time stamp (attribute `0x0991`), derived from the result's
+    /// relative time and the snapshot's clock.
+    Relative,
+    /// No measurement time.
+    Omitted,
+}
+
+/// What one poll result (part) carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultContent {
+    /// The snapshot's numerics.
+    Values,
+    /// Only the numerics' labels (the first part of a real linked result).
+    LabelsOnly,
+    /// Nothing (the plain result closing a linked sequence).
+    Empty,
+}
+
+/// The shape of a monitor-side poll result (see [`encode_poll_result_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultShape {
+    /// The relative time stamp (1/8 ms ticks).
+    pub rel_time: u32,
+    /// Send the snapshot's device time as the absolute time stamp; `false`
+    /// sends it unspecified (all 0xFF), as real monitors do.
+    pub abs_time: bool,
+    /// How the NIBP's measurement time is sent.
+    pub nibp_stamp: NibpStamp,
+    /// `Some` for one part of a linked result.
+    pub linked: Option<LinkedState>,
+    /// What it carries.
+    pub content: ResultContent,
+    /// State bits added to every numeric's state.
+    pub extra_state: u16,
+}
+
+impl ResultShape {
+    /// A whole result with absolute time, as the programming guide shows.
+    pub const SIMPLE: ResultShape = ResultShape {
+        rel_time: 0,
+        abs_time: true,
+        nibp_stamp: NibpStamp::Absolute,
+        linked: None,
+        content: ResultContent::Values,
+        extra_state: 0,
+    };
+
+    /// As a real monitor sends it: unspecified absolute time, the given
+    /// relative time.
+    pub const fn field(rel_time: u32) -> ResultShape {
+        ResultShape {
+            rel_time,
+            abs_time: false,
+            nibp_stamp: NibpStamp::Absolute,
+            linked: None,
+            content: ResultContent::Values,
+            extra_state: 0,
+        }
+    }
+}
+
+/// Writes a result header (`RORS`, or `ROLRS` with its state), the action
+/// result for an extended poll, and the reply header; returns the length
+/// slots to fill, innermost last.
+fn poll_reply_header(
+    w: &mut Writer,
+    invoke_id: u16,
+    poll_number: u16,
+    linked: Option<LinkedState>,
+    rel_time: u32,
+    abs_time: [u8; 8],
+    object: u16,
+) -> [usize; 3] {
+    let ro = match linked {
+        None => export_header(w, RORS_APDU),
+        Some(state) => {
+            let ro = export_header(w, ROLRS_APDU);
+            w.bytes(&[
+                match state {
+                    LinkedState::First => RORLS_FIRST,
+                    LinkedState::Middle => RORLS_NOT_FIRST_NOT_LAST,
+                    LinkedState::Last => RORLS_LAST,
+                },
+                1,
+            ]);
+            ro
+        }
+    };
+    w.u16(invoke_id);
+    w.u16(CMD_CONFIRMED_ACTION);
+    let res = w.len_slot();
+    ManagedObject::MDS.write(w);
+    w.u16(NOM_ACT_POLL_MDIB_DATA_EXT);
+    let reply = w.len_slot();
+    w.u16(poll_number);
+    w.u16(0); // sequence number
+    w.u32(rel_time);
+    w.bytes(&abs_time);
+    w.u16(NOM_PART_OBJ);
+    w.u16(object);
+    w.u16(0);
+    [ro, res, reply]
+}
+
+fn finish_reply(mut w: Writer, slots: [usize; 3], out: &mut Vec<u8>) {
+    for slot in slots.into_iter().rev() {
+        w.fill(slot);
+    }
+    frame_message(w.as_slice(), out);
+}
+
 /// Monitor: a poll result carrying `snapshot`'s numerics (HR, pleth pulse,
 /// SpO2 as single numerics; NIBP as a compound numeric with its measurement
-/// time). `linked` makes it one part of a linked result.
+/// time), with the absolute time stamp set. `linked` makes it one part of a
+/// linked result.
 ///
 /// Resolution: rates 1/min, SpO2 0.1 %, NIBP 1 mmHg. Sensor-off is sent as
 /// unavailable and artifact as questionable (the export has no such states).
@@ -1219,35 +1900,41 @@ pub fn encode_poll_result(
     linked: Option<LinkedState>,
     out: &mut Vec<u8>,
 ) {
-    let mut w = Writer::new();
-    let ro = match linked {
-        None => export_header(&mut w, RORS_APDU),
-        Some(state) => {
-            let ro = export_header(&mut w, ROLRS_APDU);
-            w.bytes(&[
-                match state {
-                    LinkedState::First => 1,
-                    LinkedState::Middle => 2,
-                    LinkedState::Last => 3,
-                },
-                1,
-            ]);
-            ro
-        }
+    let shape = ResultShape {
+        linked,
+        ..ResultShape::SIMPLE
     };
-    w.u16(invoke_id);
-    w.u16(CMD_CONFIRMED_ACTION);
-    let res = w.len_slot();
-    ManagedObject::MDS.write(&mut w);
-    w.u16(NOM_ACT_POLL_MDIB_DATA_EXT);
-    let reply = w.len_slot();
-    w.u16(poll_number);
-    w.u16(0); // sequence number
-    w.u32(0); // relative time
-    w.bytes(&encode_abs_time(snapshot.device_time));
-    w.u16(NOM_PART_OBJ);
-    w.u16(NOM_MOC_VMO_METRIC_NU);
-    w.u16(0);
+    encode_poll_result_with(invoke_id, poll_number, snapshot, &shape, out);
+}
+
+/// Monitor: a numerics poll result shaped by `shape`.
+pub fn encode_poll_result_with(
+    invoke_id: u16,
+    poll_number: u16,
+    snapshot: &Snapshot,
+    shape: &ResultShape,
+    out: &mut Vec<u8>,
+) {
+    let mut w = Writer::new();
+    let abs = if shape.abs_time {
+        encode_abs_time(snapshot.device_time)
+    } else {
+        [0xFF; 8]
+    };
+    let slots = poll_reply_header(
+        &mut w,
+        invoke_id,
+        poll_number,
+        shape.linked,
+        shape.rel_time,
+        abs,
+        NOM_MOC_VMO_METRIC_NU,
+    );
+    if shape.content == ResultContent::Empty {
+        w.u32(0); // PollInfoList: no context
+        finish_reply(w, slots, out);
+        return;
+    }
     // PollInfoList with one SingleContextPoll.
     w.u16(1);
     let contexts = w.len_slot();
@@ -1279,55 +1966,287 @@ pub fn encode_poll_result(
             nu_obs(NOM_PULS_OXIM_SAT_O2, NOM_DIM_PERCENT, snapshot.spo2, -1),
         ),
     ];
-    for (handle, obs) in singles {
+    let label = |w: &mut Writer, physio: u16| {
+        w.u16(NOM_ATTR_ID_LABEL);
+        w.u16(4);
+        w.u32(0x0002_0000 | u32::from(physio));
+    };
+    let labels_only = shape.content == ResultContent::LabelsOnly;
+    for (handle, mut obs) in singles {
         w.u16(handle);
         w.u16(1);
         let attrs = w.len_slot();
-        w.u16(NOM_ATTR_NU_VAL_OBS);
-        w.u16(10);
-        obs.write(&mut w);
+        if labels_only {
+            label(&mut w, obs.physio_id);
+        } else {
+            obs.state |= shape.extra_state;
+            w.u16(NOM_ATTR_NU_VAL_OBS);
+            w.u16(10);
+            obs.write(&mut w);
+        }
         w.fill(attrs);
     }
     if let Some(n) = snapshot.nibp {
         w.u16(0x0013);
-        w.u16(if n.measured_at.is_some() { 2 } else { 1 });
+        let stamp = n.measured_at.map(|t| (t, shape.nibp_stamp));
+        let stamped = !labels_only && matches!(stamp, Some((_, s)) if s != NibpStamp::Omitted);
+        w.u16(if stamped { 2 } else { 1 });
         let attrs = w.len_slot();
-        w.u16(NOM_ATTR_NU_CMPD_VAL_OBS);
-        let cmpd = w.len_slot();
-        w.u16(3);
-        w.u16(30);
-        for (id, s) in [
-            (NOM_PRESS_BLD_NONINV_SYS, n.systolic),
-            (NOM_PRESS_BLD_NONINV_DIA, n.diastolic),
-            (NOM_PRESS_BLD_NONINV_MEAN, n.mean),
-        ] {
-            nu_obs(id, NOM_DIM_MMHG, s, 0).write(&mut w);
-        }
-        w.fill(cmpd);
-        if let Some(t) = n.measured_at {
-            w.u16(NOM_ATTR_TIME_STAMP_ABS);
-            w.u16(8);
-            w.bytes(&encode_abs_time(t));
+        if labels_only {
+            label(&mut w, NOM_PRESS_BLD_NONINV);
+        } else {
+            w.u16(NOM_ATTR_NU_CMPD_VAL_OBS);
+            let cmpd = w.len_slot();
+            w.u16(3);
+            w.u16(30);
+            for (id, s) in [
+                (NOM_PRESS_BLD_NONINV_SYS, n.systolic),
+                (NOM_PRESS_BLD_NONINV_DIA, n.diastolic),
+                (NOM_PRESS_BLD_NONINV_MEAN, n.mean),
+            ] {
+                let mut obs = nu_obs(id, NOM_DIM_MMHG, s, 0);
+                obs.state |= shape.extra_state;
+                obs.write(&mut w);
+            }
+            w.fill(cmpd);
+            match stamp {
+                Some((t, NibpStamp::Absolute)) => {
+                    w.u16(NOM_ATTR_TIME_STAMP_ABS);
+                    w.u16(8);
+                    w.bytes(&encode_abs_time(t));
+                }
+                Some((t, NibpStamp::Relative)) => {
+                    let age = (snapshot.device_time.0 - t.0) * REL_TICKS_PER_SEC;
+                    w.u16(NOM_ATTR_TIME_STAMP_REL);
+                    w.u16(4);
+                    w.u32(shape.rel_time.wrapping_sub(age as u32));
+                }
+                _ => {}
+            }
         }
         w.fill(attrs);
     }
     w.fill(polls);
     w.fill(contexts);
-    w.fill(reply);
-    w.fill(res);
-    w.fill(ro);
-    frame_message(w.as_slice(), out);
+    finish_reply(w, slots, out);
+}
+
+/// Monitor: the answer to a numerics poll as a real monitor sends it: a
+/// linked result of a labels-only first part and a last part with the
+/// values, then an empty closing result, all with the absolute time
+/// unspecified and relative time `rel_time`.
+pub fn encode_field_numerics(
+    invoke_id: u16,
+    poll_number: u16,
+    snapshot: &Snapshot,
+    rel_time: u32,
+    out: &mut Vec<u8>,
+) {
+    for (linked, content) in [
+        (Some(LinkedState::First), ResultContent::LabelsOnly),
+        (Some(LinkedState::Last), ResultContent::Values),
+        (None, ResultContent::Empty),
+    ] {
+        let shape = ResultShape {
+            linked,
+            content,
+            ..ResultShape::field(rel_time)
+        };
+        encode_poll_result_with(invoke_id, poll_number, snapshot, &shape, out);
+    }
+}
+
+/// Monitor: an alert monitor poll result whose technical alarm list holds
+/// `alarms` (each with its text; an empty text goes as an entry without one).
+pub fn encode_alert_result(
+    invoke_id: u16,
+    poll_number: u16,
+    rel_time: u32,
+    alarms: &[TechAlarm],
+    out: &mut Vec<u8>,
+) {
+    let mut w = Writer::new();
+    let slots = poll_reply_header(
+        &mut w,
+        invoke_id,
+        poll_number,
+        None,
+        rel_time,
+        [0xFF; 8],
+        NOM_MOC_VMO_AL_MON,
+    );
+    w.u16(1);
+    let contexts = w.len_slot();
+    w.u16(0); // context id
+    w.u16(1);
+    let polls = w.len_slot();
+    w.u16(0x0001); // the alert monitor's handle
+    w.u16(1);
+    let attrs = w.len_slot();
+    w.u16(NOM_ATTR_AL_MON_T_AL_LIST);
+    let list = w.len_slot();
+    let alarms = &alarms[..alarms.len().min(MAX_TECH_ALARMS)];
+    w.u16(alarms.len() as u16);
+    let entries = w.len_slot();
+    for a in alarms {
+        w.u16(a.source);
+        w.u16(a.code);
+        w.u16(2); // MED_PRI_T_AL
+        w.u16(0); // state
+        ManagedObject {
+            class: NOM_MOC_VMO_METRIC_NU,
+            context: 0,
+            handle: 0x0012,
+        }
+        .write(&mut w);
+        w.u16(if a.text.is_empty() {
+            GEN_ALMON_INFO
+        } else {
+            STR_ALMON_INFO
+        });
+        let info = w.len_slot();
+        w.u16(1); // instance
+        w.u32(0x0001_0000 | u32::from(a.code)); // text id
+        w.u16(2); // priority
+        w.u16(0); // flags
+        if !a.text.is_empty() {
+            let text = a.text.as_str().as_bytes();
+            w.u16((text.len() as u16 + 1) * 2);
+            for &c in text {
+                w.u16(u16::from(c));
+            }
+            w.u16(0);
+        }
+        w.fill(info);
+    }
+    w.fill(entries);
+    w.fill(list);
+    w.fill(attrs);
+    w.fill(polls);
+    w.fill(contexts);
+    finish_reply(w, slots, out);
+}
+
+/// Monitor: a wave (real-time sample array) poll result with a few pleth
+/// samples: what a monitor sends other hosts, or after a wave poll.
+pub fn encode_wave_result(invoke_id: u16, poll_number: u16, rel_time: u32, out: &mut Vec<u8>) {
+    let mut w = Writer::new();
+    let slots = poll_reply_header(
+        &mut w,
+        invoke_id,
+        poll_number,
+        None,
+        rel_time,
+        [0xFF; 8],
+        NOM_MOC_VMO_METRIC_SA_RT,
+    );
+    w.u16(1);
+    let contexts = w.len_slot();
+    w.u16(0);
+    w.u16(1);
+    let polls = w.len_slot();
+    w.u16(0x0020);
+    w.u16(1);
+    let attrs = w.len_slot();
+    w.u16(NOM_ATTR_SA_VAL_OBS);
+    let sa = w.len_slot();
+    w.u16(0x4BB4); // pleth
+    w.u16(0);
+    w.u16(32);
+    for i in 0..16u16 {
+        w.u16(0x0800 + i * 64);
+    }
+    w.fill(sa);
+    w.fill(attrs);
+    w.fill(polls);
+    w.fill(contexts);
+    finish_reply(w, slots, out);
 }
 
 // -------------------------------------------------------------- decoders
 
-/// State shared by both decoders: framing, output queue, counters.
+/// One part of a result that linked results are put together from.
+trait Part: Copy + Default {
+    /// Adds a later part of the same result.
+    fn merge(&mut self, later: &Self);
+}
+
+impl Part for PollValues {
+    fn merge(&mut self, later: &Self) {
+        PollValues::merge(self, later);
+    }
+}
+
+impl Part for TechAlarms {
+    fn merge(&mut self, later: &Self) {
+        TechAlarms::merge(self, later);
+    }
+}
+
+/// Puts the parts of a linked result (first, middle..., last, then a plain
+/// and usually empty closing result) together into one set.
+#[derive(Clone, Copy, Debug, Default)]
+struct Assembler<T: Part> {
+    /// A sequence whose last part has not come: its invoke id and parts.
+    open: Option<(u16, T)>,
+}
+
+impl<T: Part> Assembler<T> {
+    /// Takes one part; `done` gets every complete set (a sequence cut short
+    /// by another is complete as far as it got).
+    fn part(
+        &mut self,
+        invoke_id: u16,
+        linked: Option<LinkedState>,
+        part: T,
+        mut done: impl FnMut(T),
+    ) {
+        let open = match self.open.take() {
+            Some((id, acc)) if id == invoke_id => Some(acc),
+            Some((_, cut)) => {
+                done(cut);
+                None
+            }
+            None => None,
+        };
+        match (linked, open) {
+            (Some(LinkedState::First), prev) => {
+                if let Some(cut) = prev {
+                    done(cut);
+                }
+                self.open = Some((invoke_id, part));
+            }
+            (Some(LinkedState::Middle), Some(mut acc)) => {
+                acc.merge(&part);
+                self.open = Some((invoke_id, acc));
+            }
+            (Some(LinkedState::Middle), None) => self.open = Some((invoke_id, part)),
+            (_, Some(mut acc)) => {
+                acc.merge(&part);
+                done(acc);
+            }
+            (_, None) => done(part),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.open = None;
+    }
+}
+
+/// State shared by both decoders: framing, output queue, counters, the
+/// monitor's clock, result assembly and the active INOPs.
 #[derive(Debug)]
 struct Core {
     source: SourceId,
     deframer: Deframer,
     outputs: VecDeque<Output>,
     stats: DecodeStats,
+    clock: Option<ClockAnchor>,
+    model: NoteText,
+    numerics: Assembler<PollValues>,
+    alerts: Assembler<TechAlarms>,
+    inops: TechAlarms,
 }
 
 impl Core {
@@ -1337,6 +2256,11 @@ impl Core {
             deframer: Deframer::new(),
             outputs: VecDeque::with_capacity(64),
             stats: DecodeStats::default(),
+            clock: None,
+            model: NoteText::EMPTY,
+            numerics: Assembler::default(),
+            alerts: Assembler::default(),
+            inops: TechAlarms::EMPTY,
         }
     }
 
@@ -1345,7 +2269,8 @@ impl Core {
         self.outputs.push_back(Output::Dropped(reason));
     }
 
-    /// Feeds one byte; returns a message when a frame completed and parsed.
+    /// Feeds one byte; returns a message when a frame completed and parsed
+    /// (the caller counts it as used or ignored).
     fn push(&mut self, b: u8) -> Option<Message> {
         match self.deframer.push(b)? {
             RxEvent::Drop(reason) => {
@@ -1353,10 +2278,7 @@ impl Core {
                 None
             }
             RxEvent::Frame => match parse_message(self.deframer.data()) {
-                Ok(m) => {
-                    self.stats.frames_ok += 1;
-                    Some(m)
-                }
+                Ok(m) => Some(m),
                 Err(reason) => {
                     self.drop_frame(reason);
                     None
@@ -1365,9 +2287,102 @@ impl Core {
         }
     }
 
+    fn used(&mut self) {
+        self.stats.frames_ok += 1;
+    }
+
+    fn ignored(&mut self) {
+        self.stats.ignored += 1;
+    }
+
+    fn note(&mut self, n: DeviceNote) {
+        self.outputs.push_back(Output::Note(n));
+    }
+
+    fn mds_create(&mut self, info: &MdsInfo) {
+        if let Some(anchor) = info.anchor() {
+            self.clock = Some(anchor);
+        }
+        if !info.model.is_empty() {
+            self.model = info.model;
+        }
+    }
+
+    /// A numerics result (part): complete sets become readings.
+    fn numerics_part(
+        &mut self,
+        now: Instant,
+        invoke_id: u16,
+        linked: Option<LinkedState>,
+        v: PollValues,
+    ) {
+        let mut asm = self.numerics;
+        asm.part(invoke_id, linked, v, |set| self.emit(now, &set));
+        self.numerics = asm;
+    }
+
+    /// An alert monitor result (part): a complete list that changed the
+    /// set of active INOPs becomes begin / end notes.
+    fn alerts_part(&mut self, invoke_id: u16, linked: Option<LinkedState>, list: TechAlarms) {
+        let mut asm = self.alerts;
+        asm.part(invoke_id, linked, list, |set| self.tech_alarms(set));
+        self.alerts = asm;
+    }
+
+    fn tech_alarms(&mut self, now: TechAlarms) {
+        if !now.listed {
+            return; // a closing or empty part: no list, no news
+        }
+        let old = self.inops;
+        for n in old.changes(&now) {
+            self.outputs.push_back(Output::Note(n));
+        }
+        self.inops = now;
+    }
+
+    /// Forget the session's partial results; end the active INOPs (with no
+    /// association the monitor's alarm list is unknown).
+    fn reset_session(&mut self) {
+        self.numerics.clear();
+        self.alerts.clear();
+        self.tech_alarms(TechAlarms {
+            listed: true,
+            ..TechAlarms::EMPTY
+        });
+    }
+
+    /// The device time of a result: its absolute time stamp when the
+    /// monitor sends one, else the MDS Create's clock anchor moved on by the
+    /// result's relative time. The anchor follows every result, so relative
+    /// time wrapping in a long session does no harm.
+    fn device_time(&mut self, v: &PollValues) -> Option<DeviceTime> {
+        match (v.device_time, self.clock) {
+            (Some(t), _) => {
+                self.clock = Some(ClockAnchor {
+                    abs_ticks: t.0 * REL_TICKS_PER_SEC,
+                    rel: v.rel_time,
+                });
+                Some(t)
+            }
+            (None, Some(anchor)) => {
+                let ticks = anchor.ticks_at(v.rel_time);
+                self.clock = Some(ClockAnchor {
+                    abs_ticks: ticks,
+                    rel: v.rel_time,
+                });
+                Some(DeviceTime(ticks.div_euclid(REL_TICKS_PER_SEC)))
+            }
+            (None, None) => None,
+        }
+    }
+
     fn emit(&mut self, now: Instant, values: &PollValues) {
+        if values.is_empty() {
+            return;
+        }
         let source = self.source;
-        let device_time = values.device_time;
+        let device_time = self.device_time(values);
+        let clock = self.clock;
         let mut push = |measurement| {
             self.outputs.push_back(Output::Reading(Reading {
                 source,
@@ -1385,15 +2400,23 @@ impl Core {
         if let Some(s) = values.pulse_rate {
             push(Measurement::PulseRate(s));
         }
-        if let Some(n) = values.nibp {
+        if let Some(mut n) = values.nibp {
+            if n.measured_at.is_none() {
+                n.measured_at = values
+                    .nibp_rel_time
+                    .zip(clock)
+                    .map(|(rel, anchor)| anchor.device_time(rel));
+            }
             push(Measurement::Nibp(n));
         }
     }
 }
 
 /// Decodes a monitor-side IntelliVue byte stream alone (a recording or a
-/// tap on the monitor's transmit line): poll results become readings;
-/// accept / abort / refuse / release become association notes.
+/// tap on the monitor's transmit line): numerics results become readings,
+/// alert monitor results INOP notes, accept / abort / refuse / release
+/// association notes; the MDS Create sets the clock. Wave and other results
+/// are counted as ignored.
 #[derive(Debug)]
 pub struct IntelliVueMonitorStream {
     core: Core,
@@ -1412,28 +2435,52 @@ impl Protocol for IntelliVueMonitorStream {
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
         self.core.stats.bytes = self.core.stats.bytes.wrapping_add(bytes.len() as u64);
         for &b in bytes {
-            match self.core.push(b) {
-                Some(Message::PollResult { values, .. }) => self.core.emit(now, &values),
-                Some(Message::AssociationAccept) => self
-                    .core
-                    .outputs
-                    .push_back(Output::Note(DeviceNote::Associated)),
-                Some(
-                    m @ (Message::Abort
-                    | Message::AssociationRefuse
-                    | Message::ReleaseRequest
-                    | Message::ReleaseResponse),
-                ) => {
+            let Some(m) = self.core.push(b) else {
+                continue;
+            };
+            let core = &mut self.core;
+            match m {
+                Message::PollResult {
+                    invoke_id,
+                    linked,
+                    object: NOM_MOC_VMO_METRIC_NU,
+                    values,
+                    ..
+                } => {
+                    core.used();
+                    core.numerics_part(now, invoke_id, linked, values);
+                }
+                Message::PollResult {
+                    invoke_id,
+                    linked,
+                    object: NOM_MOC_VMO_AL_MON,
+                    ..
+                } => {
+                    core.used();
+                    let list = parse_tech_alarms(core.deframer.data()).unwrap_or_default();
+                    core.alerts_part(invoke_id, linked, list);
+                }
+                Message::MdsCreate { info, .. } => {
+                    core.used();
+                    core.mds_create(&info);
+                }
+                Message::AssociationAccept => {
+                    core.used();
+                    core.note(DeviceNote::Associated);
+                }
+                Message::Abort
+                | Message::AssociationRefuse
+                | Message::ReleaseRequest
+                | Message::ReleaseResponse => {
+                    core.used();
                     let why = match m {
                         Message::Abort => AssociationProblem::Aborted,
                         Message::AssociationRefuse => AssociationProblem::Refused,
                         _ => AssociationProblem::Released,
                     };
-                    self.core
-                        .outputs
-                        .push_back(Output::Note(DeviceNote::AssociationLost(why)))
+                    core.note(DeviceNote::AssociationLost(why));
                 }
-                _ => {}
+                _ => core.ignored(),
             }
         }
     }
@@ -1493,6 +2540,8 @@ pub enum SessionState {
         /// When silence means the association is lost.
         data_deadline: Instant,
     },
+    /// The link is down: nothing is sent until it comes up.
+    LinkDown,
     /// Released by [`IntelliVueHost::release`]; nothing more is sent.
     Released,
 }
@@ -1501,12 +2550,18 @@ pub enum SessionState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tx {
     AssociationRequest,
-    EventResult(u16, ManagedObject),
+    EventResult(u16, ManagedObject, u32),
     Poll(u16, u16),
+    AlertPoll(u16, u16),
     Abort,
     ReleaseRequest,
     ReleaseResponse,
 }
+
+/// Requests whose results the host takes: the last few polls' invoke ids
+/// and polled object types (a late result of the previous poll still
+/// counts).
+const TRACKED_REQUESTS: usize = 4;
 
 /// The host side of an IntelliVue Data Export session over the MIB port.
 #[derive(Debug)]
@@ -1519,6 +2574,11 @@ pub struct IntelliVueHost {
     invoke_id: u16,
     poll_number: u16,
     associations: u64,
+    requests: [Option<(u16, u16)>; TRACKED_REQUESTS],
+    next_request: usize,
+    /// An abort for a monitor still associated from before went out in this
+    /// attempt already.
+    stale_cleared: bool,
 }
 
 impl IntelliVueHost {
@@ -1544,6 +2604,9 @@ impl IntelliVueHost {
             invoke_id: 0,
             poll_number: 0,
             associations: 0,
+            requests: [None; TRACKED_REQUESTS],
+            next_request: 0,
+            stale_cleared: false,
         }
     }
 
@@ -1557,14 +2620,27 @@ impl IntelliVueHost {
         self.associations
     }
 
+    /// The monitor's model, as its MDS Create gave it (empty before).
+    pub fn monitor_model(&self) -> NoteText {
+        self.core.model
+    }
+
+    /// The monitor's clock anchor (absolute and relative time of one
+    /// moment), from the MDS Create and kept current by each result.
+    pub fn monitor_clock(&self) -> Option<ClockAnchor> {
+        self.core.clock
+    }
+
+    /// The monitor's active technical alarms (INOPs), as last polled.
+    pub fn monitor_inops(&self) -> &[TechAlarm] {
+        self.core.inops.as_slice()
+    }
+
     /// Releases the association for good (shutdown): a release request goes
     /// out and the session stays quiet afterwards.
     pub fn release(&mut self) {
         self.transmit.clear();
-        if !matches!(
-            self.state,
-            SessionState::Backoff(_) | SessionState::Released
-        ) {
+        if self.is_session_up() {
             self.transmit.push_back(Tx::ReleaseRequest);
         }
         self.state = SessionState::Released;
@@ -1586,6 +2662,18 @@ impl IntelliVueHost {
         )
     }
 
+    /// Sends the association request and waits for the accept.
+    fn request_association(&mut self, now: Instant) {
+        self.send(Tx::AssociationRequest);
+        self.state = SessionState::AwaitingAccept(now + self.config.association_timeout);
+    }
+
+    /// Forgets every request of the session.
+    fn forget_requests(&mut self) {
+        self.requests = [None; TRACKED_REQUESTS];
+        self.core.reset_session();
+    }
+
     /// The association is gone: report it once, abort if we are the ones
     /// giving up, and wait before trying again.
     fn lose(&mut self, now: Instant, send_abort: bool, why: AssociationProblem) {
@@ -1595,63 +2683,175 @@ impl IntelliVueHost {
         if send_abort {
             self.send(Tx::Abort);
         }
-        self.core
-            .outputs
-            .push_back(Output::Note(DeviceNote::AssociationLost(why)));
+        self.core.note(DeviceNote::AssociationLost(why));
+        self.forget_requests();
         self.state = SessionState::Backoff(Some(now + self.backoff));
         self.backoff = (self.backoff * 2).min(self.config.backoff_max);
     }
 
     fn poll(&mut self) {
-        self.invoke_id = self.invoke_id.wrapping_add(1);
-        self.poll_number = self.poll_number.wrapping_add(1);
-        self.send(Tx::Poll(self.invoke_id, self.poll_number));
+        for alerts in [false, true] {
+            self.invoke_id = self.invoke_id.wrapping_add(1);
+            self.poll_number = self.poll_number.wrapping_add(1);
+            let (id, n) = (self.invoke_id, self.poll_number);
+            let (tx, object) = if alerts {
+                (Tx::AlertPoll(id, n), NOM_MOC_VMO_AL_MON)
+            } else {
+                (Tx::Poll(id, n), NOM_MOC_VMO_METRIC_NU)
+            };
+            self.send(tx);
+            self.requests[self.next_request] = Some((id, object));
+            self.next_request = (self.next_request + 1) % TRACKED_REQUESTS;
+        }
+    }
+
+    /// Whether a result with `invoke_id` for `object` answers one of our polls.
+    fn ours(&self, invoke_id: u16, object: u16) -> bool {
+        self.requests.contains(&Some((invoke_id, object)))
+    }
+
+    /// Data export traffic while no association of ours is up: the monitor
+    /// is still associated with an earlier host (or an earlier run of
+    /// this one). Abort that association and ask again at once, once per
+    /// attempt.
+    fn stale_association(&mut self, now: Instant) {
+        let waiting = matches!(
+            self.state,
+            SessionState::AwaitingAccept(_) | SessionState::Backoff(_) | SessionState::LinkDown
+        );
+        if waiting && !self.stale_cleared {
+            self.stale_cleared = true;
+            self.transmit.clear();
+            self.send(Tx::Abort);
+            self.request_association(now);
+        }
+    }
+
+    /// The MDS Create: answer it in any state; it completes an association
+    /// whatever came before (a lost accept, a request timed out a moment
+    /// ago), or tells that the monitor restarted.
+    fn mds_create(
+        &mut self,
+        now: Instant,
+        invoke_id: u16,
+        mo: ManagedObject,
+        event_time: u32,
+        info: &MdsInfo,
+    ) {
+        self.send(Tx::EventResult(invoke_id, mo, event_time));
+        self.core.mds_create(info);
+        if matches!(self.state, SessionState::Associated { .. }) {
+            self.core.note(DeviceNote::MonitorRestarted);
+            return;
+        }
+        self.associations = self.associations.wrapping_add(1);
+        self.backoff = self.config.backoff_min;
+        self.forget_requests();
+        self.core.note(DeviceNote::Associated);
+        self.poll();
+        self.state = SessionState::Associated {
+            next_poll: now + self.config.poll_interval,
+            data_deadline: now + self.config.data_timeout,
+        };
     }
 
     fn on_message(&mut self, now: Instant, m: Message) {
-        match (m, self.state) {
-            (_, SessionState::Released) => {}
-            (Message::AssociationAccept, SessionState::AwaitingAccept(_)) => {
-                self.state = SessionState::AwaitingMdsCreate(now + self.config.association_timeout);
+        if self.state == SessionState::Released {
+            self.core.ignored();
+            return;
+        }
+        if self.state == SessionState::LinkDown {
+            // Bytes arrive: the link is up after all.
+            self.state = SessionState::Backoff(None);
+        }
+        let associated = matches!(self.state, SessionState::Associated { .. });
+        match m {
+            Message::AssociationAccept => {
+                self.core.used();
+                match self.state {
+                    SessionState::AwaitingMdsCreate(_) => {}
+                    SessionState::Associated { .. } => {
+                        // A new association out of turn: the monitor restarted.
+                        self.core.note(DeviceNote::MonitorRestarted);
+                        self.forget_requests();
+                        self.state =
+                            SessionState::AwaitingMdsCreate(now + self.config.association_timeout);
+                    }
+                    _ => {
+                        self.state =
+                            SessionState::AwaitingMdsCreate(now + self.config.association_timeout)
+                    }
+                }
             }
-            (
-                Message::MdsCreate {
-                    invoke_id,
-                    managed_object,
-                },
-                SessionState::AwaitingMdsCreate(_) | SessionState::Associated { .. },
-            ) => {
-                self.send(Tx::EventResult(invoke_id, managed_object));
-                if matches!(self.state, SessionState::AwaitingMdsCreate(_)) {
-                    self.associations = self.associations.wrapping_add(1);
-                    self.core
-                        .outputs
-                        .push_back(Output::Note(DeviceNote::Associated));
-                    self.poll();
+            Message::MdsCreate {
+                invoke_id,
+                managed_object,
+                event_time,
+                info,
+            } => {
+                self.core.used();
+                self.mds_create(now, invoke_id, managed_object, event_time, &info);
+            }
+            Message::PollResult {
+                invoke_id,
+                linked,
+                object,
+                values,
+                ..
+            } if associated && self.ours(invoke_id, object) => {
+                self.core.used();
+                self.backoff = self.config.backoff_min;
+                if let SessionState::Associated { next_poll, .. } = self.state {
                     self.state = SessionState::Associated {
-                        next_poll: now + self.config.poll_interval,
+                        next_poll,
                         data_deadline: now + self.config.data_timeout,
                     };
                 }
+                if object == NOM_MOC_VMO_METRIC_NU {
+                    self.core.numerics_part(now, invoke_id, linked, values);
+                } else {
+                    let list = parse_tech_alarms(self.core.deframer.data()).unwrap_or_default();
+                    self.core.alerts_part(invoke_id, linked, list);
+                }
             }
-            (Message::PollResult { values, .. }, SessionState::Associated { next_poll, .. }) => {
-                self.backoff = self.config.backoff_min;
-                self.state = SessionState::Associated {
-                    next_poll,
-                    data_deadline: now + self.config.data_timeout,
-                };
-                self.core.emit(now, &values);
+            Message::PollResult { .. } | Message::OtherResult { .. } | Message::Other => {
+                self.core.ignored();
+                if !associated {
+                    self.stale_association(now);
+                }
             }
-            (Message::ReleaseRequest, _) => {
+            Message::ReleaseRequest => {
+                self.core.used();
                 if self.is_session_up() {
                     self.send(Tx::ReleaseResponse);
                 }
                 self.lose(now, false, AssociationProblem::Released);
             }
-            (Message::Abort, _) => self.lose(now, false, AssociationProblem::Aborted),
-            (Message::AssociationRefuse, _) => self.lose(now, false, AssociationProblem::Refused),
-            (Message::ReleaseResponse, _) => self.lose(now, false, AssociationProblem::Released),
-            _ => {}
+            Message::Abort => {
+                self.core.used();
+                self.lose(now, false, AssociationProblem::Aborted);
+            }
+            Message::AssociationRefuse => {
+                self.core.used();
+                if matches!(
+                    self.state,
+                    SessionState::AwaitingAccept(_) | SessionState::AwaitingMdsCreate(_)
+                ) {
+                    // The monitor may still hold an association from before:
+                    // abort it, so that the next request finds it free.
+                    self.lose(now, true, AssociationProblem::Refused);
+                }
+            }
+            Message::ReleaseResponse => {
+                self.core.used();
+                self.lose(now, false, AssociationProblem::Released);
+            }
+            Message::AssociationRequest
+            | Message::EventResult { .. }
+            | Message::PollRequest { .. } => {
+                // Host messages: an echo on the line, not the monitor.
+                self.core.ignored();
+            }
         }
     }
 }
@@ -1666,14 +2866,35 @@ impl Protocol for IntelliVueHost {
         }
     }
 
+    fn handle_link(&mut self, now: Instant, up: bool) {
+        if self.state == SessionState::Released {
+            return;
+        }
+        if self.is_session_up() {
+            self.core
+                .note(DeviceNote::AssociationLost(AssociationProblem::LinkDown));
+        }
+        // Whatever was queued belongs to the old link.
+        self.transmit.clear();
+        self.forget_requests();
+        self.core.deframer = Deframer::new();
+        self.backoff = self.config.backoff_min;
+        self.stale_cleared = false;
+        if up {
+            // Ask at once: the monitor sends nothing until associated.
+            self.request_association(now);
+        } else {
+            self.state = SessionState::LinkDown;
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            SessionState::Released => {}
+            SessionState::Released | SessionState::LinkDown => {}
             SessionState::Backoff(until) => {
                 if until.is_none_or(|t| now >= t) {
-                    self.send(Tx::AssociationRequest);
-                    self.state =
-                        SessionState::AwaitingAccept(now + self.config.association_timeout);
+                    self.stale_cleared = false;
+                    self.request_association(now);
                 }
             }
             SessionState::AwaitingAccept(deadline) => {
@@ -1718,8 +2939,11 @@ impl Protocol for IntelliVueHost {
         };
         match tx {
             Tx::AssociationRequest => encode_association_request(out),
-            Tx::EventResult(invoke_id, mo) => encode_event_result(invoke_id, mo, out),
+            Tx::EventResult(invoke_id, mo, time) => encode_event_result(invoke_id, mo, time, out),
             Tx::Poll(invoke_id, poll_number) => encode_poll_request(invoke_id, poll_number, out),
+            Tx::AlertPoll(invoke_id, poll_number) => {
+                encode_alert_poll_request(invoke_id, poll_number, out)
+            }
             Tx::Abort => encode_abort(out),
             Tx::ReleaseRequest => encode_release_request(out),
             Tx::ReleaseResponse => encode_release_response(out),
@@ -1729,7 +2953,7 @@ impl Protocol for IntelliVueHost {
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            SessionState::Released => None,
+            SessionState::Released | SessionState::LinkDown => None,
             SessionState::Backoff(until) => Some(until.unwrap_or(Instant::ZERO)),
             SessionState::AwaitingAccept(d) | SessionState::AwaitingMdsCreate(d) => Some(d),
             SessionState::Associated {
@@ -1753,7 +2977,8 @@ mod tests {
     const HR_60: &str = "09 50 00 0a 41 82 00 00 0a a0 00 00 00 3c";
     const NIBP_UNAVAILABLE: &str = "09 4b 00 22 00 03 00 1e 4a 05 20 00 0f 20 00 7f ff ff 4a 06 20 00 0f 20 00 7f ff ff 4a 07 20 00 0f 20 00 7f ff ff";
     const SPO2_NAN: &str = "09 50 00 0a 4b b8 80 00 02 20 00 7f ff ff";
-    /// The association request of the programming guide's example.
+    /// The association request of the programming guide's example; also
+    /// VSCaptureMP's `aarq_msg_ext_poll2`, byte for byte.
     const ASSOC_REQUEST: &str = "0d ec 05 08 13 01 00 16 01 02 80 00 14 02 00 02 c1 dc 31 80 a0 80 80 01 01 00 00 a2 80 a0 03 00 00 01 a4 80 30 80 02 01 01 06 04 52 01 00 01 30 80 06 02 51 01 00 00 00 00 30 80 02 01 02 06 0c 2a 86 48 ce 14 02 01 00 00 00 01 01 30 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 02 01 00 00 00 00 00 00 61 80 30 80 02 01 01 a0 80 60 80 a1 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 03 01 00 00 be 80 28 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 01 01 02 01 02 81 48 80 00 00 00 40 00 00 00 00 00 00 00 80 00 00 00 20 00 00 00 00 00 00 00 00 01 00 2c 00 01 00 28 80 00 00 00 00 00 03 e8 00 00 09 c4 00 00 03 e8 ff ff ff ff 60 00 00 00 00 01 00 0c f0 01 00 08 8c 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00";
 
     fn hex(s: &str) -> Vec<u8> {
@@ -1842,10 +3067,16 @@ mod tests {
     #[test]
     fn real_mx800_frame_parses() {
         let bytes = hex(MX800_FRAME);
-        assert_eq!(messages(&bytes), vec![Message::Other]);
+        // A GET result (the wave priority list, empty) for invoke id 0: well
+        // formed, not used.
+        assert_eq!(
+            messages(&bytes),
+            vec![Message::OtherResult { invoke_id: 0 }]
+        );
         let mut p = IntelliVueMonitorStream::new(SourceId(0));
         p.handle_bytes(Instant::from_secs(1), &bytes);
-        assert_eq!(p.stats().frames_ok, 1);
+        assert_eq!(p.stats().ignored, 1);
+        assert_eq!(p.stats().frames_ok, 0);
         assert_eq!(p.stats().dropped_total(), 0);
         assert!(drain(&mut p).is_empty());
         // Our framing reproduces it byte for byte from its content.
@@ -2004,6 +3235,31 @@ mod tests {
         assert_eq!(messages(&out), vec![Message::AssociationRequest]);
     }
 
+    /// Messages as the public VSCaptureMP implementation sends them over
+    /// serial (its `ext_poll_request_msg` and `mds_create_resp_msg`), framed
+    /// by us: the data export parts must agree byte for byte.
+    const VSCAPTURE_EXT_POLL: &str = "e1 00 00 02 00 01 00 20 00 01 00 07 00 1a 00 21 00 00 00 00 00 00 00 00 f1 3b 00 0c 00 01 00 01 00 06 00 00 00 00 00 00";
+    const VSCAPTURE_MDS_CREATE_RESULT: &str =
+        "e1 00 00 02 00 02 00 14 00 01 00 01 00 0e 00 21 00 00 00 00 00 0a bd 00 0d 06 00 00";
+
+    #[test]
+    fn host_messages_match_the_public_implementation() {
+        let mut ours = Vec::new();
+        encode_poll_request(1, 1, &mut ours);
+        assert_eq!(messages_data(&ours), hex(VSCAPTURE_EXT_POLL));
+        ours.clear();
+        encode_event_result(1, ManagedObject::MDS, 0x000A_BD00, &mut ours);
+        assert_eq!(messages_data(&ours), hex(VSCAPTURE_MDS_CREATE_RESULT));
+        // The alert poll: VSCaptureMP's, without its poll period attribute.
+        ours.clear();
+        encode_alert_poll_request(5, 4, &mut ours);
+        let data = messages_data(&ours);
+        assert_eq!(
+            data,
+            hex("e1 00 00 02 00 01 00 20 00 05 00 07 00 1a 00 21 00 00 00 00 00 00 00 00 f1 3b 00 0c 00 04 00 01 00 36 08 01 00 00 00 00")
+        );
+    }
+
     #[test]
     fn session_messages_round_trip() {
         type Encoder = fn(&mut Vec<u8>);
@@ -2026,16 +3282,37 @@ mod tests {
         assert_eq!(data[0], 0x19);
         assert_eq!(usize::from(data[1]) + 2, data.len());
         let mut out = Vec::new();
-        encode_mds_create_event(42, &mut out);
+        let info = MdsInfo {
+            abs_time: Some(DeviceTime(1_700_000_000)),
+            abs_hundredths: 25,
+            rel_time: Some(0x1234_5678),
+            model: NoteText::new(b"MX800"),
+        };
+        encode_mds_create_event(42, &info, &mut out);
         assert_eq!(
             messages(&out),
             vec![Message::MdsCreate {
                 invoke_id: 42,
-                managed_object: ManagedObject::MDS
+                managed_object: ManagedObject::MDS,
+                event_time: 0x1234_5678,
+                info,
             }]
         );
+        let anchor = info.anchor().unwrap();
+        assert_eq!(anchor.abs_ticks, 1_700_000_000 * 8_000 + 2_000);
+        assert_eq!(
+            anchor.device_time(0x1234_5678 + 10 * 8_000),
+            DeviceTime(1_700_000_010)
+        );
+        // An MDS Create with no attributes at all still parses.
         out.clear();
-        encode_event_result(42, ManagedObject::MDS, &mut out);
+        encode_mds_create_event(1, &MdsInfo::default(), &mut out);
+        let [Message::MdsCreate { info, .. }] = messages(&out)[..] else {
+            panic!()
+        };
+        assert_eq!((info.abs_time, info.rel_time), (None, Some(0)));
+        out.clear();
+        encode_event_result(42, ManagedObject::MDS, 7, &mut out);
         assert_eq!(messages(&out), vec![Message::EventResult { invoke_id: 42 }]);
         out.clear();
         encode_poll_request(7, 9, &mut out);
@@ -2043,7 +3320,18 @@ mod tests {
             messages(&out),
             vec![Message::PollRequest {
                 invoke_id: 7,
-                poll_number: 9
+                poll_number: 9,
+                object: NOM_MOC_VMO_METRIC_NU,
+            }]
+        );
+        out.clear();
+        encode_alert_poll_request(8, 10, &mut out);
+        assert_eq!(
+            messages(&out),
+            vec![Message::PollRequest {
+                invoke_id: 8,
+                poll_number: 10,
+                object: NOM_MOC_VMO_AL_MON,
             }]
         );
     }
@@ -2103,10 +3391,9 @@ mod tests {
     }
 
     #[test]
-    fn linked_results_each_carry_readings() {
+    fn a_linked_result_is_one_set_of_values() {
         let mut bytes = Vec::new();
-        encode_poll_result(3, 4, &snapshot(), Some(LinkedState::First), &mut bytes);
-        encode_poll_result(3, 4, &snapshot(), Some(LinkedState::Last), &mut bytes);
+        encode_field_numerics(3, 4, &snapshot(), 0, &mut bytes);
         let m = messages(&bytes);
         assert!(matches!(
             m[0],
@@ -2114,9 +3401,14 @@ mod tests {
                 linked: Some(LinkedState::First),
                 poll_number: 4,
                 invoke_id: 3,
+                object: NOM_MOC_VMO_METRIC_NU,
                 ..
             }
         ));
+        let Message::PollResult { values, .. } = m[0] else {
+            panic!()
+        };
+        assert!(values.is_empty(), "labels only: {values:?}");
         assert!(matches!(
             m[1],
             Message::PollResult {
@@ -2124,9 +3416,273 @@ mod tests {
                 ..
             }
         ));
+        assert!(
+            matches!(m[2], Message::PollResult { linked: None, values, .. } if values.is_empty())
+        );
         let mut p = IntelliVueMonitorStream::new(SourceId(2));
         p.handle_bytes(Instant::ZERO, &bytes);
-        assert_eq!(measurements(&drain(&mut p)).len(), 8);
+        let outs = drain(&mut p);
+        assert_eq!(measurements(&outs).len(), 4, "{outs:?}");
+
+        // Values spread over first, middle and last parts: still one set,
+        // and a vital sent twice comes out once (the first part wins).
+        let s = snapshot();
+        let mut other = s;
+        other.heart_rate = Sample::valid(99.0);
+        let mut bytes = Vec::new();
+        for (linked, snap) in [
+            (Some(LinkedState::First), &s),
+            (Some(LinkedState::Middle), &other),
+            (Some(LinkedState::Last), &other),
+        ] {
+            let shape = ResultShape {
+                linked,
+                ..ResultShape::SIMPLE
+            };
+            encode_poll_result_with(5, 5, snap, &shape, &mut bytes);
+        }
+        encode_poll_result_with(
+            5,
+            5,
+            &s,
+            &ResultShape {
+                content: ResultContent::Empty,
+                ..ResultShape::SIMPLE
+            },
+            &mut bytes,
+        );
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let ms = measurements(&drain(&mut p));
+        assert_eq!(ms.len(), 4);
+        assert!(ms.contains(&Measurement::HeartRate(Sample::valid(72.0))));
+        // A sequence cut short (no last part) is complete once another starts.
+        let mut bytes = Vec::new();
+        let first = ResultShape {
+            linked: Some(LinkedState::First),
+            ..ResultShape::SIMPLE
+        };
+        encode_poll_result_with(6, 6, &s, &first, &mut bytes);
+        encode_poll_result_with(7, 7, &s, &first, &mut bytes);
+        p.handle_bytes(Instant::ZERO, &bytes);
+        assert_eq!(measurements(&drain(&mut p)).len(), 4);
+    }
+
+    #[test]
+    fn device_time_comes_from_the_mds_create_clock_and_relative_time() {
+        // Real monitors send the poll result's absolute time unspecified.
+        let t0 = DeviceTime(1_795_000_000);
+        let rel0 = u32::MAX - 4 * 8_000; // wraps 4 s later
+        let mut bytes = Vec::new();
+        let info = MdsInfo {
+            abs_time: Some(t0),
+            abs_hundredths: 50,
+            rel_time: Some(rel0),
+            model: NoteText::new(b"MX800"),
+        };
+        encode_mds_create_event(1, &info, &mut bytes);
+        let mut s = snapshot();
+        s.device_time = DeviceTime(0); // never sent: abs time unspecified
+        for secs in [0u32, 3, 10] {
+            let shape = ResultShape::field(rel0.wrapping_add(secs * 8_000));
+            encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+        }
+        let mut p = IntelliVueMonitorStream::new(SourceId(0));
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let times: Vec<Option<DeviceTime>> = drain(&mut p)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(r) => Some(r.device_time),
+                _ => None,
+            })
+            .step_by(4)
+            .collect();
+        assert_eq!(
+            times,
+            [0, 3, 10].map(|d| Some(DeviceTime(t0.0 + d))).to_vec()
+        );
+        // Without the anchor there is no device time, rather than a wrong one.
+        let mut bytes = Vec::new();
+        encode_poll_result_with(1, 1, &s, &ResultShape::field(5), &mut bytes);
+        let mut p = IntelliVueMonitorStream::new(SourceId(0));
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let outs = drain(&mut p);
+        assert!(outs
+            .iter()
+            .all(|o| matches!(o, Output::Reading(r) if r.device_time.is_none())));
+    }
+
+    #[test]
+    fn nibp_keeps_its_own_measurement_time_however_old() {
+        let clock = DeviceTime(1_795_000_000);
+        let anchor_rel = 1_000_000;
+        let mut bytes = Vec::new();
+        let info = MdsInfo {
+            abs_time: Some(clock),
+            abs_hundredths: 0,
+            rel_time: Some(anchor_rel),
+            model: NoteText::EMPTY,
+        };
+        encode_mds_create_event(1, &info, &mut bytes);
+        // 24 days old, as one real MX800 sent it: absolute stamp.
+        let mut s = snapshot();
+        s.device_time = clock;
+        let old = DeviceTime(clock.0 - 24 * 86_400);
+        s.nibp.as_mut().unwrap().measured_at = Some(old);
+        encode_poll_result_with(1, 1, &s, &ResultShape::field(anchor_rel), &mut bytes);
+        // Two hours old, as a relative stamp.
+        let recent = DeviceTime(clock.0 - 7_200);
+        s.nibp.as_mut().unwrap().measured_at = Some(recent);
+        let shape = ResultShape {
+            nibp_stamp: NibpStamp::Relative,
+            ..ResultShape::field(anchor_rel)
+        };
+        encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+        let mut p = IntelliVueMonitorStream::new(SourceId(0));
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let nibps: Vec<(Option<DeviceTime>, Option<DeviceTime>)> = drain(&mut p)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(Reading {
+                    measurement: Measurement::Nibp(n),
+                    device_time,
+                    ..
+                }) => Some((n.measured_at, *device_time)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            nibps,
+            vec![(Some(old), Some(clock)), (Some(recent), Some(clock))]
+        );
+    }
+
+    #[test]
+    fn nibp_still_being_derived_is_no_result() {
+        let cmpd = |state: u16| {
+            let mut c = vec![0x09, 0x4b, 0x00, 0x22, 0x00, 0x03, 0x00, 0x1e];
+            for (id, v, st) in [
+                (0x4A05u16, 120u32, state),
+                (0x4A06, 0, 0x2000),
+                (0x4A07, 0, 0x2000),
+            ] {
+                c.extend_from_slice(&id.to_be_bytes());
+                c.extend_from_slice(&st.to_be_bytes());
+                c.extend_from_slice(&0x0F20u16.to_be_bytes());
+                c.extend_from_slice(&v.to_be_bytes());
+            }
+            c
+        };
+        // Early indication: the systolic alone, mean and diastolic to come.
+        assert!(observe(&[cmpd(STATE_EARLY_INDICATION)]).nibp.is_none());
+        assert!(observe(&[cmpd(STATE_MSMT_ONGOING)]).nibp.is_none());
+        let done = observe(&[cmpd(0)]).nibp.unwrap();
+        assert_eq!(done.systolic, Sample::valid(120.0));
+        assert_eq!(done.mean.validity, Validity::Unavailable);
+        // For a continuous vital an early estimate is a questionable value.
+        let hr = observe(&[single(0x4182, STATE_EARLY_INDICATION, 0x0AA0, 80)]);
+        assert_eq!(hr.heart_rate.unwrap().validity, Validity::Questionable);
+    }
+
+    #[test]
+    fn wave_get_and_error_results_are_ignored_not_errors() {
+        let mut bytes = Vec::new();
+        encode_wave_result(9, 1, 0, &mut bytes);
+        bytes.extend_from_slice(&hex(MX800_FRAME));
+        // A remote operation error for invoke id 4.
+        frame_message(
+            &hex("e1 00 00 02 00 03 00 06 00 04 00 02 00 00"),
+            &mut bytes,
+        );
+        encode_poll_result(1, 1, &snapshot(), None, &mut bytes);
+        let mut p = IntelliVueMonitorStream::new(SourceId(0));
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let outs = drain(&mut p);
+        assert_eq!(measurements(&outs).len(), 4);
+        let s = p.stats();
+        assert_eq!((s.ignored, s.frames_ok, s.dropped_total()), (3, 1, 0));
+        assert_eq!(
+            messages(&bytes)[..3],
+            [
+                Message::PollResult {
+                    invoke_id: 9,
+                    poll_number: 1,
+                    linked: None,
+                    object: NOM_MOC_VMO_METRIC_SA_RT,
+                    values: PollValues::default(),
+                },
+                Message::OtherResult { invoke_id: 0 },
+                Message::OtherResult { invoke_id: 4 },
+            ]
+        );
+    }
+
+    fn spo2_no_sensor() -> TechAlarm {
+        TechAlarm {
+            source: NOM_PULS_OXIM_SAT_O2,
+            code: NOM_EVT_SENSOR_DISCONN,
+            text: NoteText::new(b"SpO2 NO SENSOR"),
+        }
+    }
+
+    #[test]
+    fn technical_alarm_list_round_trips_and_becomes_inop_notes() {
+        let leads = TechAlarm {
+            source: NOM_ECG_ELEC_POTL,
+            code: NOM_EVT_LEAD_DISCONN,
+            text: NoteText::EMPTY,
+        };
+        let mut bytes = Vec::new();
+        encode_alert_result(2, 2, 0, &[spo2_no_sensor(), leads], &mut bytes);
+        let data = messages_data(&bytes);
+        let list = parse_tech_alarms(&data).unwrap();
+        assert_eq!(list.as_slice(), [spo2_no_sensor(), leads]);
+        assert_eq!(spo2_no_sensor().vital(), Some(Vital::SpO2));
+        assert_eq!(leads.vital(), Some(Vital::HeartRate));
+        // Not an alert result: none.
+        let mut other = Vec::new();
+        encode_poll_result(1, 1, &snapshot(), None, &mut other);
+        assert_eq!(parse_tech_alarms(&messages_data(&other)), None);
+
+        let mut p = IntelliVueMonitorStream::new(SourceId(0));
+        p.handle_bytes(Instant::ZERO, &bytes);
+        let begun = notes(&drain(&mut p));
+        assert_eq!(
+            begun,
+            vec![
+                DeviceNote::Inop(DeviceInop {
+                    vital: Some(Vital::SpO2),
+                    code: NOM_EVT_SENSOR_DISCONN,
+                    text: NoteText::new(b"SpO2 NO SENSOR"),
+                    active: true,
+                }),
+                DeviceNote::Inop(DeviceInop {
+                    vital: Some(Vital::HeartRate),
+                    code: NOM_EVT_LEAD_DISCONN,
+                    text: NoteText::EMPTY,
+                    active: true,
+                }),
+            ]
+        );
+        // The same list again: no news. Then the leads are fixed.
+        bytes.clear();
+        encode_alert_result(3, 3, 0, &[spo2_no_sensor(), leads], &mut bytes);
+        encode_alert_result(4, 4, 0, &[spo2_no_sensor()], &mut bytes);
+        p.handle_bytes(Instant::ZERO, &bytes);
+        assert_eq!(
+            notes(&drain(&mut p)),
+            vec![DeviceNote::Inop(DeviceInop {
+                vital: Some(Vital::HeartRate),
+                code: NOM_EVT_LEAD_DISCONN,
+                text: NoteText::EMPTY,
+                active: false,
+            })]
+        );
+        // The alarm star and characters beyond ASCII in a monitor's text.
+        let mut raw = Vec::new();
+        for c in [0xE40Du16, b'S' as u16, 0x00B0, b'2' as u16, 0] {
+            raw.extend_from_slice(&c.to_be_bytes());
+        }
+        assert_eq!(decode_string(Reader::new(&raw)).as_str(), "*S?2");
     }
 
     #[test]
@@ -2171,14 +3727,37 @@ mod tests {
         assert_eq!(s.bytes, bytes.len() as u64);
     }
 
-    /// A monitor built from the encoders: answers association, MDS Create
-    /// and polls with the snapshot; can be told to fall silent.
+    /// Ticks of the scripted monitor's relative clock at virtual time `t`.
+    fn ticks(t: Instant) -> u32 {
+        (t.since_origin().as_micros() / 125) as u32
+    }
+
+    /// A monitor built from the encoders that behaves as in the field when
+    /// told to: answers association, MDS Create and polls; can lose the
+    /// host's first frames (writes lost across connect), stay associated
+    /// with an earlier host (refusing us and streaming that host's results
+    /// until aborted), send the absolute time unspecified, answer numerics
+    /// as linked results with a wave and a GET result of other hosts'
+    /// invoke ids interleaved, add state bits, and report INOPs.
     struct ScriptedMonitor {
         snapshot: Snapshot,
         silent: bool,
         refuse: bool,
+        field: bool,
+        extra_state: u16,
+        inops: Vec<TechAlarm>,
+        /// Host frames still to lose.
+        lose: usize,
+        /// Associated with an earlier host.
+        stale: bool,
+        associated: bool,
+        /// The monitor's clock at virtual time zero.
+        clock: DeviceTime,
+        rel_base: u32,
         deframer: Deframer,
+        requests: u32,
         polls: u32,
+        alert_polls: u32,
         event_results: u32,
         aborts: u32,
         release_responses: u32,
@@ -2190,44 +3769,134 @@ mod tests {
                 snapshot: snapshot(),
                 silent: false,
                 refuse: false,
+                field: false,
+                extra_state: 0,
+                inops: Vec::new(),
+                lose: 0,
+                stale: false,
+                associated: false,
+                clock: DeviceTime(1_700_000_000),
+                rel_base: 0x4000_0000,
                 deframer: Deframer::new(),
+                requests: 0,
                 polls: 0,
+                alert_polls: 0,
                 event_results: 0,
                 aborts: 0,
                 release_responses: 0,
             }
         }
 
-        fn receive(&mut self, bytes: &[u8]) -> Vec<u8> {
+        /// As a real monitor: unspecified absolute time, linked results,
+        /// other hosts' results interleaved.
+        fn field() -> Self {
+            ScriptedMonitor {
+                field: true,
+                ..ScriptedMonitor::new()
+            }
+        }
+
+        fn rel(&self, now: Instant) -> u32 {
+            self.rel_base.wrapping_add(ticks(now))
+        }
+
+        fn snapshot_at(&self, now: Instant) -> Snapshot {
+            Snapshot {
+                device_time: DeviceTime(self.clock.0 + now.since_origin().as_secs() as i64),
+                ..self.snapshot
+            }
+        }
+
+        /// What the monitor sends of its own accord at `now`: results of
+        /// the earlier host's timed poll while still associated with it.
+        fn tick(&mut self, now: Instant) -> Vec<u8> {
+            let mut out = Vec::new();
+            if self.stale && !self.silent {
+                let mut s = self.snapshot_at(now);
+                s.heart_rate = Sample::valid(150.0);
+                encode_poll_result_with(
+                    0x0777,
+                    1,
+                    &s,
+                    &ResultShape::field(self.rel(now)),
+                    &mut out,
+                );
+            }
+            out
+        }
+
+        fn receive(&mut self, now: Instant, bytes: &[u8]) -> Vec<u8> {
             let mut reply = Vec::new();
             for &b in bytes {
                 let Some(RxEvent::Frame) = self.deframer.push(b) else {
                     continue;
                 };
+                if self.lose > 0 {
+                    self.lose -= 1;
+                    continue;
+                }
                 let m = parse_message(self.deframer.data()).unwrap();
                 match m {
-                    Message::Abort => self.aborts += 1,
+                    Message::Abort => {
+                        self.aborts += 1;
+                        self.associated = false;
+                        self.stale = false;
+                    }
                     Message::ReleaseResponse => self.release_responses += 1,
                     Message::EventResult { invoke_id } => {
                         assert_eq!(invoke_id, 0x55);
                         self.event_results += 1;
+                        self.associated = true;
                     }
                     _ if self.silent => {}
-                    Message::AssociationRequest if self.refuse => encode_refuse(&mut reply),
                     Message::AssociationRequest => {
-                        encode_association_response(&mut reply);
-                        encode_mds_create_event(0x55, &mut reply);
+                        self.requests += 1;
+                        if self.refuse || self.stale {
+                            encode_refuse(&mut reply);
+                        } else {
+                            encode_association_response(&mut reply);
+                            let info = MdsInfo {
+                                abs_time: Some(self.snapshot_at(now).device_time),
+                                abs_hundredths: 0,
+                                rel_time: Some(self.rel(now)),
+                                model: NoteText::new(b"MX800"),
+                            };
+                            encode_mds_create_event(0x55, &info, &mut reply);
+                        }
+                    }
+                    Message::PollRequest { .. } if !self.associated => {}
+                    Message::PollRequest {
+                        invoke_id,
+                        poll_number,
+                        object: NOM_MOC_VMO_METRIC_NU,
+                    } => {
+                        self.polls += 1;
+                        let mut s = self.snapshot_at(now);
+                        let rel = self.rel(now);
+                        if self.field {
+                            encode_wave_result(0x0F00, 3, rel, &mut reply);
+                            reply.extend_from_slice(&hex(MX800_FRAME));
+                            s.device_time = DeviceTime(0); // must not be used
+                            encode_field_numerics(invoke_id, poll_number, &s, rel, &mut reply);
+                        } else {
+                            let shape = ResultShape {
+                                extra_state: self.extra_state,
+                                ..ResultShape::SIMPLE
+                            };
+                            encode_poll_result_with(invoke_id, poll_number, &s, &shape, &mut reply);
+                        }
                     }
                     Message::PollRequest {
                         invoke_id,
                         poll_number,
+                        object: NOM_MOC_VMO_AL_MON,
                     } => {
-                        self.polls += 1;
-                        encode_poll_result(
+                        self.alert_polls += 1;
+                        encode_alert_result(
                             invoke_id,
                             poll_number,
-                            &self.snapshot,
-                            None,
+                            self.rel(now),
+                            &self.inops,
                             &mut reply,
                         );
                     }
@@ -2259,21 +3928,35 @@ mod tests {
                 if !sent {
                     break;
                 }
-                let reply = monitor.receive(&tx);
+                let reply = monitor.receive(*now, &tx);
                 if !reply.is_empty() {
                     host.handle_bytes(*now, &reply);
                 }
                 outs.extend(drain(host));
             }
-            let next = host.poll_timeout().expect("host always has a timer");
+            let Some(next) = host.poll_timeout() else {
+                *now = until;
+                return outs;
+            };
             if next > until {
                 *now = until;
                 return outs;
             }
             *now = next.max(*now);
+            let unsolicited = monitor.tick(*now);
+            if !unsolicited.is_empty() {
+                host.handle_bytes(*now, &unsolicited);
+            }
             host.handle_timeout(*now);
             outs.extend(drain(host));
         }
+    }
+
+    fn first_reading(outs: &[Output]) -> Option<&Reading> {
+        outs.iter().find_map(|o| match o {
+            Output::Reading(r) => Some(r),
+            _ => None,
+        })
     }
 
     #[test]
@@ -2292,11 +3975,13 @@ mod tests {
             "{} polls",
             monitor.polls
         );
+        assert_eq!(monitor.alert_polls, monitor.polls, "alerts polled alike");
         let ms = measurements(&outs);
         assert_eq!(ms.len() as u32, 4 * monitor.polls);
         assert!(ms.contains(&Measurement::HeartRate(Sample::valid(72.0))));
         assert!(matches!(host.state(), SessionState::Associated { .. }));
         assert_eq!(host.associations(), 1);
+        assert_eq!(host.monitor_model().as_str(), "MX800");
 
         // The monitor falls silent: lost after the data timeout, then the
         // host aborts and keeps trying to re-associate.
@@ -2337,6 +4022,7 @@ mod tests {
             host.state(),
             SessionState::Backoff(Some(now + Duration::from_secs(1)))
         );
+        monitor.associated = false;
         let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(70));
         assert_eq!(notes(&outs), vec![DeviceNote::Associated]);
         assert_eq!(host.associations(), 3);
@@ -2351,8 +4037,9 @@ mod tests {
         );
         let mut tx = Vec::new();
         assert!(host.poll_transmit(&mut tx));
-        monitor.receive(&tx);
+        monitor.receive(now, &tx);
         assert_eq!(monitor.release_responses, 1);
+        monitor.associated = false;
 
         // Shutdown: release, then nothing more.
         let _ = run(&mut host, &mut monitor, &mut now, Instant::from_secs(80));
@@ -2361,6 +4048,267 @@ mod tests {
         assert!(host.poll_transmit(&mut tx));
         assert_eq!(messages(&tx), vec![Message::ReleaseRequest]);
         assert_eq!(host.poll_timeout(), None);
+        assert_eq!(host.stats().dropped_total(), 0);
+    }
+
+    #[test]
+    fn link_up_associates_at_once_and_link_down_forgets_the_session() {
+        let mut host = IntelliVueHost::new(SourceId(1));
+        let mut monitor = ScriptedMonitor::field();
+        let mut now = Instant::from_secs(3);
+        host.handle_link(now, true);
+        // The request goes out at once, before any timer.
+        let mut tx = Vec::new();
+        assert!(host.poll_transmit(&mut tx));
+        assert_eq!(messages(&tx), vec![Message::AssociationRequest]);
+        let reply = monitor.receive(now, &tx);
+        host.handle_bytes(now + Duration::from_millis(40), &reply);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(8));
+        let first = first_reading(&outs).expect("readings");
+        assert!(first.arrival - Instant::from_secs(3) <= Duration::from_secs(2));
+        // Device time from the MDS Create's clock: the monitor's clock at
+        // virtual second 3, although every result's absolute time is unset.
+        assert_eq!(first.device_time, Some(DeviceTime(1_700_000_003)));
+        let s = host.stats();
+        assert_eq!(s.dropped_total(), 0);
+        assert!(s.ignored >= 2 * u64::from(monitor.polls), "{s:?}");
+        // One set per poll although each came in three parts.
+        assert_eq!(measurements(&outs).len() as u32, 4 * monitor.polls);
+
+        // The link goes: the session is over, nothing goes out.
+        host.handle_link(now, false);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![DeviceNote::AssociationLost(AssociationProblem::LinkDown)]
+        );
+        assert_eq!(host.state(), SessionState::LinkDown);
+        assert_eq!(host.poll_timeout(), None);
+        assert!(!host.poll_transmit(&mut tx));
+        // Down again: no second note.
+        host.handle_link(now, false);
+        assert!(drain(&mut host).is_empty());
+
+        // Back up: a new association at once.
+        monitor.associated = false;
+        now = now + Duration::from_secs(5);
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(15));
+        assert_eq!(notes(&outs), vec![DeviceNote::Associated]);
+        assert_eq!(host.associations(), 2);
+    }
+
+    #[test]
+    fn a_request_lost_across_connect_is_retried() {
+        let mut host = IntelliVueHost::new(SourceId(1));
+        let mut monitor = ScriptedMonitor::field();
+        monitor.lose = 1;
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(15));
+        assert_eq!(
+            notes(&outs),
+            vec![
+                DeviceNote::AssociationLost(AssociationProblem::NoAnswer),
+                DeviceNote::Associated
+            ]
+        );
+        assert_eq!(monitor.aborts, 1);
+        let first = first_reading(&outs).unwrap();
+        assert_eq!(
+            first.arrival,
+            Instant::from_secs(6),
+            "5 s timeout + 1 s backoff"
+        );
+    }
+
+    #[test]
+    fn a_monitor_still_associated_from_before_is_aborted_and_reassociated() {
+        // It refuses our request and streams the earlier host's results.
+        let mut host = IntelliVueHost::new(SourceId(1));
+        let mut monitor = ScriptedMonitor::field();
+        monitor.stale = true;
+        let mut now = Instant::ZERO;
+        let stale = monitor.tick(now);
+        host.handle_bytes(now, &stale);
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(10));
+        assert!(monitor.aborts >= 1);
+        assert!(
+            notes(&outs).contains(&DeviceNote::Associated),
+            "{:?}",
+            notes(&outs)
+        );
+        let first = first_reading(&outs).unwrap();
+        assert!(first.arrival <= Instant::from_secs(2), "{first:?}");
+        // The earlier host's numbers never count as ours.
+        assert!(!measurements(&outs).contains(&Measurement::HeartRate(Sample::valid(150.0))));
+        assert!(host.stats().ignored >= 1);
+
+        // Data of an earlier association while we wait for our accept:
+        // aborted and asked again at once, without waiting for a timeout.
+        let mut host = IntelliVueHost::new(SourceId(1));
+        host.handle_link(Instant::ZERO, true);
+        let mut tx = Vec::new();
+        while host.poll_transmit(&mut tx) {}
+        let mut stale = Vec::new();
+        encode_poll_result(0x0777, 1, &snapshot(), None, &mut stale);
+        host.handle_bytes(Instant::from_millis(100), &stale);
+        tx.clear();
+        while host.poll_transmit(&mut tx) {}
+        assert_eq!(
+            messages(&tx),
+            vec![Message::Abort, Message::AssociationRequest]
+        );
+        assert!(measurements(&drain(&mut host)).is_empty());
+        // Only once per attempt: more stale data does not loop.
+        host.handle_bytes(Instant::from_millis(200), &stale);
+        tx.clear();
+        assert!(!host.poll_transmit(&mut tx));
+    }
+
+    #[test]
+    fn accept_and_mds_create_are_taken_in_any_state() {
+        let mut accept = Vec::new();
+        encode_association_response(&mut accept);
+        let mut create = Vec::new();
+        let info = MdsInfo {
+            abs_time: Some(DeviceTime(1_700_000_000)),
+            abs_hundredths: 0,
+            rel_time: Some(8_000),
+            model: NoteText::new(b"MX800"),
+        };
+        encode_mds_create_event(0x55, &info, &mut create);
+
+        // Backing off after a timeout, the late accept and MDS Create come.
+        let mut host = IntelliVueHost::new(SourceId(0));
+        host.handle_link(Instant::ZERO, true);
+        host.handle_timeout(Instant::from_secs(5));
+        assert!(matches!(host.state(), SessionState::Backoff(Some(_))));
+        drain(&mut host);
+        host.handle_bytes(Instant::from_millis(5_200), &accept);
+        assert!(matches!(host.state(), SessionState::AwaitingMdsCreate(_)));
+        host.handle_bytes(Instant::from_millis(5_300), &create);
+        assert!(matches!(host.state(), SessionState::Associated { .. }));
+        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::Associated]);
+        let mut tx = Vec::new();
+        while host.poll_transmit(&mut tx) {}
+        let sent = messages(&tx);
+        assert!(
+            sent.contains(&Message::EventResult { invoke_id: 0x55 }),
+            "{sent:?}"
+        );
+        assert!(sent.iter().any(|m| matches!(
+            m,
+            Message::PollRequest {
+                object: NOM_MOC_VMO_METRIC_NU,
+                ..
+            }
+        )));
+
+        // The accept lost: the MDS Create alone associates.
+        let mut host = IntelliVueHost::new(SourceId(0));
+        host.handle_link(Instant::ZERO, true);
+        host.handle_bytes(Instant::from_millis(100), &create);
+        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::Associated]);
+        assert_eq!(
+            host.monitor_clock(),
+            Some(ClockAnchor {
+                abs_ticks: 1_700_000_000 * 8_000,
+                rel: 8_000
+            })
+        );
+
+        // Associated, an MDS Create again: the monitor restarted. It is
+        // answered and polling goes on; a second accept says the same.
+        host.handle_bytes(Instant::from_secs(2), &create);
+        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::MonitorRestarted]);
+        assert!(matches!(host.state(), SessionState::Associated { .. }));
+        host.handle_bytes(Instant::from_secs(3), &accept);
+        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::MonitorRestarted]);
+        assert!(matches!(host.state(), SessionState::AwaitingMdsCreate(_)));
+        host.handle_bytes(Instant::from_secs(3), &create);
+        assert_eq!(notes(&drain(&mut host)), vec![DeviceNote::Associated]);
+        assert_eq!(host.stats().dropped_total(), 0);
+    }
+
+    #[test]
+    fn only_results_of_our_own_polls_are_data() {
+        let mut host = IntelliVueHost::new(SourceId(0));
+        let mut monitor = ScriptedMonitor::new();
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let _ = run(&mut host, &mut monitor, &mut now, Instant::from_millis(500));
+        let before = host.stats();
+        let mut foreign = Vec::new();
+        encode_poll_result(0x0F0F, 1, &snapshot(), None, &mut foreign);
+        // Our numerics invoke id, but an alert result: not what we asked.
+        encode_alert_result(1, 1, 0, &[spo2_no_sensor()], &mut foreign);
+        host.handle_bytes(now, &foreign);
+        assert!(drain(&mut host).is_empty());
+        let after = host.stats();
+        assert_eq!(after.ignored - before.ignored, 2);
+        assert_eq!(after.frames_ok, before.frames_ok);
+        assert!(matches!(host.state(), SessionState::Associated { .. }));
+    }
+
+    #[test]
+    fn monitor_inops_begin_and_end() {
+        let mut host = IntelliVueHost::new(SourceId(0));
+        let mut monitor = ScriptedMonitor::field();
+        monitor.inops = vec![spo2_no_sensor()];
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(5));
+        let begun = DeviceNote::Inop(DeviceInop {
+            vital: Some(Vital::SpO2),
+            code: NOM_EVT_SENSOR_DISCONN,
+            text: NoteText::new(b"SpO2 NO SENSOR"),
+            active: true,
+        });
+        assert_eq!(notes(&outs), vec![DeviceNote::Associated, begun]);
+        assert_eq!(host.monitor_inops(), [spo2_no_sensor()]);
+        monitor.inops.clear();
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(8));
+        let ended = DeviceNote::Inop(DeviceInop {
+            active: false,
+            ..match begun {
+                DeviceNote::Inop(i) => i,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(notes(&outs), vec![ended]);
+        // An INOP still active when the association goes ends with it.
+        monitor.inops = vec![spo2_no_sensor()];
+        let _ = run(&mut host, &mut monitor, &mut now, Instant::from_secs(10));
+        host.handle_link(now, false);
+        assert_eq!(
+            notes(&drain(&mut host)),
+            vec![
+                DeviceNote::AssociationLost(AssociationProblem::LinkDown),
+                ended
+            ]
+        );
+    }
+
+    #[test]
+    fn state_bits_of_demo_data_make_every_value_invalid() {
+        let mut host = IntelliVueHost::new(SourceId(0));
+        let mut monitor = ScriptedMonitor::new();
+        monitor.extra_state = STATE_DEMO_DATA;
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(3));
+        let ms = measurements(&outs);
+        assert!(!ms.is_empty());
+        for m in ms {
+            match m {
+                Measurement::Nibp(n) => assert_eq!(n.systolic.validity, Validity::Invalid),
+                other => {
+                    let (_, s) = other.continuous().unwrap();
+                    assert_eq!(s.validity, Validity::Invalid, "{other:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -2380,7 +4328,7 @@ mod tests {
             if messages(&tx).contains(&Message::AssociationRequest) {
                 requests.push(now);
             }
-            let reply = monitor.receive(&tx);
+            let reply = monitor.receive(now, &tx);
             host.handle_bytes(now, &reply);
             assert_eq!(
                 notes(&drain(&mut host)),
@@ -2392,6 +4340,9 @@ mod tests {
             .map(|w| (w[1] - w[0]).as_secs())
             .collect();
         assert_eq!(gaps, vec![1, 2, 4, 8, 16]);
+        // Each refusal is followed by an abort, freeing a monitor that still
+        // holds an association from before.
+        assert_eq!(monitor.aborts, 5);
     }
 
     #[test]
@@ -2428,6 +4379,7 @@ mod tests {
         encode_poll_result(1, 1, &snapshot(), None, &mut poll);
         host.handle_bytes(Instant::from_secs(12), &poll);
         assert!(measurements(&drain(&mut host)).is_empty());
+        assert_eq!(host.stats().ignored, 1);
     }
 
     fn round_trip_validity() -> impl Strategy<Value = Validity> {
@@ -2500,7 +4452,7 @@ mod tests {
             encode_poll_result(invoke, number, &s, None, &mut bytes);
             let m = messages(&bytes);
             prop_assert_eq!(m.len(), 1);
-            let Message::PollResult { invoke_id, poll_number, values, linked } = m[0] else {
+            let Message::PollResult { invoke_id, poll_number, values, linked, .. } = m[0] else {
                 panic!("not a poll result: {:?}", m[0]);
             };
             prop_assert_eq!((invoke_id, poll_number, linked), (invoke, number, None));

@@ -171,6 +171,10 @@ pub fn encode_record(at: Instant, record: &Record, out: &mut Vec<u8>) {
                     SystemCondition::QueueOverflow => 0,
                     SystemCondition::BrokerUnreachable => 1,
                     SystemCondition::StorageFailure => 2,
+                    SystemCondition::JournalFailure => 3,
+                    SystemCondition::JournalCorrupt => 4,
+                    SystemCondition::LinkUnstable => 5,
+                    SystemCondition::InputOverload => 6,
                 });
                 out.push(u8::from(*present));
             }
@@ -236,6 +240,10 @@ pub fn decode_record(data: &[u8]) -> Result<(Timed, usize), RecordError> {
                 0 => SystemCondition::QueueOverflow,
                 1 => SystemCondition::BrokerUnreachable,
                 2 => SystemCondition::StorageFailure,
+                3 => SystemCondition::JournalFailure,
+                4 => SystemCondition::JournalCorrupt,
+                5 => SystemCondition::LinkUnstable,
+                6 => SystemCondition::InputOverload,
                 _ => return Err(RecordError::Malformed("system condition")),
             };
             Record::Input(Input::System {

@@ -50,7 +50,8 @@
 //! the same output bytes.
 //!
 //! Pure. Depends on [`crate::sim`], [`crate::protocol`] (encoders and
-//! message parsing), [`crate::config`] (`ProtocolKind`) and [`crate::time`].
+//! message parsing), [`crate::config`] (`ProtocolKind`), [`crate::vitals`]
+//! (validity) and [`crate::time`].
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -61,12 +62,16 @@ use super::scenario::{EventKind, Scenario, ScriptedEvent};
 use crate::config::ProtocolKind;
 use crate::protocol::ge::{self, PhdbRecordType, PhdbRequest};
 use crate::protocol::nonin::{self, NoninFormat};
-use crate::protocol::philips::{self, Message};
-use crate::protocol::{line, masimo, Snapshot};
+use crate::protocol::philips::{self, MdsInfo, Message, ResultShape, TechAlarm};
+use crate::protocol::{line, masimo, NoteText, Snapshot};
 use crate::time::Instant;
+use crate::vitals::Validity;
 
 /// A Philips monitor drops an association after this long without a poll.
 pub const PHILIPS_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The model a simulated Philips monitor names in its MDS Create.
+pub const PHILIPS_MODEL: &str = "vigil-sim";
 
 /// The longest host frame the device buffers.
 const MAX_HOST_FRAME: usize = 4096;
@@ -146,6 +151,8 @@ pub struct SimDevice {
     ge_next: Option<Instant>,
     philips: PhilipsState,
     invoke_id: u16,
+    /// When the Philips relative clock (1/8 ms ticks) was zero: power-on.
+    philips_epoch: Instant,
     rx: HostRx,
     rebooting_until: Option<Instant>,
     reboot_done: Vec<bool>,
@@ -182,6 +189,7 @@ impl SimDevice {
             ge_next: None,
             philips: PhilipsState::Idle,
             invoke_id: 0,
+            philips_epoch: Instant::ZERO,
             rx: HostRx::default(),
             rebooting_until: None,
             reboot_done: vec![false; n],
@@ -367,6 +375,7 @@ impl SimDevice {
             Action::RebootStart(i) => self.reboot(t, i),
             Action::RebootEnd => {
                 self.rebooting_until = None;
+                self.philips_epoch = t;
                 self.stream_base = t;
                 self.stream_k = 0;
             }
@@ -439,9 +448,13 @@ impl SimDevice {
                 nonin::encode(self.nonin_format, &snap, out);
             }
             ProtocolKind::Ge => ge::encode_displayed_values(&snap, out),
-            ProtocolKind::Philips => {
-                philips::encode_poll_result(self.invoke_id, 0, &snap, None, out)
-            }
+            ProtocolKind::Philips => philips::encode_poll_result_with(
+                self.invoke_id,
+                0,
+                &snap,
+                &ResultShape::field(self.philips_rel(t)),
+                out,
+            ),
         }
     }
 
@@ -588,7 +601,13 @@ impl SimDevice {
             (Message::AssociationRequest, _) => {
                 philips::encode_association_response(&mut out);
                 self.invoke_id = self.invoke_id.wrapping_add(1);
-                philips::encode_mds_create_event(self.invoke_id, &mut out);
+                let info = MdsInfo {
+                    abs_time: Some(self.snapshot(now).device_time),
+                    abs_hundredths: 0,
+                    rel_time: Some(self.philips_rel(now)),
+                    model: NoteText::new(PHILIPS_MODEL.as_bytes()),
+                };
+                philips::encode_mds_create_event(self.invoke_id, &info, &mut out);
                 self.philips = PhilipsState::AwaitingEventResult;
             }
             (Message::EventResult { .. }, PhilipsState::AwaitingEventResult) => {
@@ -598,16 +617,11 @@ impl SimDevice {
                 Message::PollRequest {
                     invoke_id,
                     poll_number,
+                    object,
                 },
                 PhilipsState::Associated { .. },
             ) => {
-                philips::encode_poll_result(
-                    invoke_id,
-                    poll_number,
-                    &self.snapshot(now),
-                    None,
-                    &mut out,
-                );
+                self.philips_answer(now, invoke_id, poll_number, object, &mut out);
                 self.philips = PhilipsState::Associated { last_poll: now };
             }
             (Message::ReleaseRequest, _) => {
@@ -619,6 +633,47 @@ impl SimDevice {
         }
         self.stats.host_messages += 1;
         self.send_frame(now, out);
+    }
+
+    /// The Philips relative time at `t`: 1/8 ms ticks since power-on,
+    /// wrapping as the monitor's does.
+    fn philips_rel(&self, t: Instant) -> u32 {
+        ((t - self.philips_epoch).as_micros() / 125) as u32
+    }
+
+    /// Answers a Philips poll as a real monitor does: numerics as a linked
+    /// result (labels first, then values, then an empty closing result)
+    /// with the absolute time unspecified; the alert monitor with its
+    /// technical alarm list; nothing for objects it does not model.
+    fn philips_answer(
+        &self,
+        now: Instant,
+        invoke_id: u16,
+        poll: u16,
+        object: u16,
+        out: &mut Vec<u8>,
+    ) {
+        let snap = self.snapshot(now);
+        let rel = self.philips_rel(now);
+        match object {
+            philips::NOM_MOC_VMO_METRIC_NU => {
+                philips::encode_field_numerics(invoke_id, poll, &snap, rel, out)
+            }
+            philips::NOM_MOC_VMO_AL_MON => {
+                let sensor_off = TechAlarm {
+                    source: philips::NOM_PULS_OXIM_SAT_O2,
+                    code: philips::NOM_EVT_SENSOR_DISCONN,
+                    text: NoteText::new(b"SpO2 NO SENSOR"),
+                };
+                let alarms: &[TechAlarm] = if snap.spo2.validity == Validity::SensorOff {
+                    &[sensor_off]
+                } else {
+                    &[]
+                };
+                philips::encode_alert_result(invoke_id, poll, rel, alarms, out);
+            }
+            _ => {}
+        }
     }
 
     /// Nonin: watch for `02 70 02 02 ZZ 03`.
@@ -919,6 +974,27 @@ mod tests {
             .iter()
             .any(|m| matches!(m, Measurement::HeartRate(s) if s.get().is_some())));
         assert!(ms.iter().any(|m| matches!(m, Measurement::Nibp(_))));
+        // As a real monitor: the absolute time of every result unspecified,
+        // so the device time comes from the MDS Create's clock and the
+        // relative time; one set of readings per linked result.
+        let patient = Patient::new(&s, 1);
+        for o in &outputs {
+            if let Output::Reading(r) = o {
+                let want = patient.snapshot(r.arrival.since_origin()).device_time;
+                assert_eq!(r.device_time, Some(want), "{r:?}");
+            }
+        }
+        let polls = ms
+            .iter()
+            .filter(|m| matches!(m, Measurement::HeartRate(_)))
+            .count();
+        assert!((85..=91).contains(&polls), "{polls} heart rates in 90 s");
+        let frames: Vec<Message> = sent.iter().flat_map(|(_, b)| parse_frames(b)).collect();
+        assert!(matches!(
+            frames[..2],
+            [Message::AssociationAccept, Message::MdsCreate { info, .. }]
+                if info.model.as_str() == PHILIPS_MODEL && info.rel_time.is_some()
+        ));
 
         // Associated, then silence from the host: dropped after the keep-alive.
         let mut d = SimDevice::new(&s, ProtocolKind::Philips, 1);
@@ -934,7 +1010,30 @@ mod tests {
         d.handle_bytes(secs(1), &req);
         buf.clear();
         while d.poll_transmit(&mut buf) {}
-        assert_eq!(parse_frames(&buf).len(), 1, "the answer to the first poll");
+        let answer = parse_frames(&buf);
+        assert_eq!(
+            answer.len(),
+            4,
+            "the answers to the first polls: {answer:?}"
+        );
+        assert!(matches!(
+            answer[..],
+            [
+                Message::PollResult {
+                    linked: Some(philips::LinkedState::First),
+                    ..
+                },
+                Message::PollResult {
+                    linked: Some(philips::LinkedState::Last),
+                    ..
+                },
+                Message::PollResult { linked: None, .. },
+                Message::PollResult {
+                    object: philips::NOM_MOC_VMO_AL_MON,
+                    ..
+                },
+            ]
+        ));
         assert_eq!(d.poll_timeout(), Some(secs(1) + PHILIPS_KEEPALIVE));
         buf.clear();
         d.handle_timeout(secs(1) + PHILIPS_KEEPALIVE);

@@ -63,6 +63,8 @@ fn run(
     let mut now = Instant::ZERO;
     let mut buf = Vec::new();
     let mut events: Vec<Event> = Vec::new();
+    // The serial line is there from the start, as a cable is.
+    pipeline.handle_link(now, src, true);
     loop {
         device.handle_timeout(now);
         pipeline.handle_timeout(now);

@@ -51,21 +51,28 @@ pub fn run(opts: &FeedOptions) -> Result<(), WatchError> {
         .enable_all()
         .build()
         .map_err(WatchError::Runtime)?;
-    let (tx, rx) = std::sync::mpsc::channel::<Arc<Shared>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, link::LinkError>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("vigil-watch-mqtt".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let (shared, _task) = link::spawn(settings, board);
-                let _ = tx.send(shared);
-                let _ = stop_rx.await;
+                match link::spawn(settings, board) {
+                    Ok((shared, _task)) => {
+                        let _ = tx.send(Ok(shared));
+                        let _ = stop_rx.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
             });
         })
         .map_err(WatchError::Runtime)?;
     let shared = rx
         .recv()
-        .map_err(|_| WatchError::Runtime(std::io::Error::other("the MQTT thread ended")))?;
+        .map_err(|_| WatchError::Runtime(std::io::Error::other("the MQTT thread ended")))?
+        .map_err(|e| WatchError::Display(e.into()))?;
 
     let mut terminal = ratatui::try_init().map_err(WatchError::Terminal)?;
     let result = ui_loop(&mut terminal, &shared);

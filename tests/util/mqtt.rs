@@ -390,21 +390,6 @@ pub async fn assert_alarms_once_in_order(
     }
 }
 
-/// Writes a Mosquitto password file with these users (mosquitto_passwd).
-pub fn password_file(path: &Path, users: &[(&str, &str)]) {
-    for (i, (user, pass)) in users.iter().enumerate() {
-        let mut cmd = Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let ok = cmd.arg("-b").arg(path).arg(user).arg(pass).status();
-        assert!(
-            ok.is_ok_and(|s| s.success()),
-            "mosquitto_passwd failed (apt-get install mosquitto)"
-        );
-    }
-}
-
 /// The payload's schema from `schemas/`, compiled with format checks on.
 pub fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -547,4 +532,27 @@ heartbeat = "300ms"
         tty.display(),
         state.display()
     )
+}
+
+/// Makes a throwaway PKI in `dir`: `ca.pem`, `server.pem`/`server.key`
+/// (for 127.0.0.1 and localhost) and `client.pem`/`client.key`.
+pub fn test_pki(dir: &Path) {
+    let pki = super::tls::Pki::new(dir);
+    pki.server("server");
+    pki.client("client", "vigil-bed-tls");
+}
+
+/// Writes a Mosquitto password file for `users` (user, password).
+pub fn password_file(path: &Path, users: &[(&str, &str)]) {
+    for (i, (user, pass)) in users.iter().enumerate() {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd.arg("-b").arg(path).arg(user).arg(pass).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "mosquitto_passwd failed (apt-get install mosquitto)"
+        );
+    }
 }

@@ -1,0 +1,145 @@
+//! The install path an IT person walks: the shipped configuration is
+//! refused until a source is filled in (and says so), `vigil setup` writes a
+//! file `check-config` accepts, and it never takes away the service user's
+//! read access or overwrites a configured file unasked.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::util::daemon::temp_dir;
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vigil")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn setup(out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "setup",
+        "--site",
+        "north-clinic",
+        "--bed",
+        "room-2",
+        "--protocol",
+        "philips-intellivue",
+        "--serial",
+        "/dev/ttyUSB7",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    vigil(&args)
+}
+
+#[test]
+fn shipped_configuration_names_what_is_missing() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/vigil.toml");
+    let out = vigil(&["check-config", shipped]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("not ready to run"), "{stderr}");
+    assert!(stderr.contains("no [[source]] configured"), "{stderr}");
+    assert!(stderr.contains("vigil setup"), "{stderr}");
+    assert!(
+        stderr.contains("site.site is still the example"),
+        "{stderr}"
+    );
+    // The daemon refuses it with the same words instead of crash-looping
+    // on something vaguer.
+    let out = vigil(&["run", "--config", shipped]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no [[source]] configured"), "{stderr}");
+}
+
+#[test]
+fn setup_writes_a_file_check_config_accepts() {
+    let dir = temp_dir("setup");
+    let file = dir.join("vigil.toml");
+    let out = setup(&file, &[]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Serial ports on this machine"), "{stderr}");
+    assert!(stderr.contains("/dev/ttyUSB7 does not exist"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let out = vigil(&["check-config", file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(stdout.contains("site = \"north-clinic\""), "{stdout}");
+    assert!(
+        stdout.contains("protocol = \"philips-intellivue\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("serial = \"/dev/ttyUSB7\""), "{stdout}");
+    // The commented alarm sources are still there for the clinic's review.
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains("Rheineck-Leyssius"));
+
+    // Configured now: not replaced unasked, and a bad answer writes nothing.
+    let out = setup(&file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--force"), "{}", text(&out).1);
+    let out = vigil(&[
+        "setup",
+        "--site",
+        "north clinic",
+        "--bed",
+        "b",
+        "--protocol",
+        "masimo",
+        "--tcp",
+        "192.0.2.1:4001",
+        "-o",
+        file.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("site.site"), "{}", text(&out).1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn setup_replaces_the_example_and_keeps_its_mode() {
+    let dir = temp_dir("setup-keep");
+    let file = dir.join("vigil.toml");
+    std::fs::write(&file, vigil::config::DEFAULT_TOML).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let before = std::fs::metadata(&file).unwrap();
+    let out = setup(&file, &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(after.mode() & 0o7777, 0o604);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("bed = \"room-2\""));
+    // No temporary file left beside it.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    // Without a terminal, a missing answer names its flag.
+    let out = vigil(&["setup", "--bed", "b", "-o", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("--site is required"),
+        "{}",
+        text(&out).1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
