@@ -417,3 +417,45 @@ fn the_board_works_against_the_shipped_mosquitto_configuration() {
     daemon.join().unwrap();
     drop(broker);
 }
+
+/// A bed whose vigil stopped cleanly reads "stopped", does not make the
+/// board blind, and can be taken off the board; a live bed stays.
+#[test]
+fn a_stopped_bed_is_not_blind_and_can_be_removed() {
+    let dir = temp_dir("display-stopped");
+    let broker = Broker::start(&dir);
+    let live = Publisher::start(broker.port, "clinic-a", "bed-1", Duration::from_millis(300));
+    let gone = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
+    live.vitals(72.0, 97.0, 120.0, 80.0, Duration::from_secs(60));
+    gone.vitals(70.0, 98.0, 120.0, 80.0, Duration::from_secs(60));
+    let board = Board::start_args(&[
+        "display",
+        "--broker",
+        &broker.addr(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.wait_for(
+        "document.querySelectorAll('section.bed').length === 2",
+        Duration::from_secs(15),
+    );
+    gone.stop_cleanly();
+    page.wait_for(
+        "document.querySelector('section.bed.stopped[data-bed=\"clinic-a/bed-2\"]') !== null",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        page.eval("document.getElementById('banner').classList.contains('show')"),
+        false,
+        "a stopped bed is not a blind one"
+    );
+    page.screenshot(&artefact("board-stopped.png"));
+    page.eval("document.querySelector('section.bed.stopped button.remove').click()");
+    page.wait_for(
+        "document.querySelectorAll('section.bed').length === 1 && document.querySelector('section.bed').dataset.bed === 'clinic-a/bed-1'",
+        Duration::from_secs(5),
+    );
+    drop(live);
+}

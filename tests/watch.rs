@@ -90,15 +90,16 @@ fn watch_shows_alarms_by_priority_with_acknowledgement() {
     assert!(s.contains("clinic-a/bed-2"), "{s}");
     assert!(s.contains("HR 72"), "{s}");
     let high = s
-        .find("HIGH   SpO2 low 88 (limit 90)")
+        .find("HIGH   SpO2 low 88 % (limit 90 %)")
         .expect("high alarm line");
     let medium = s
-        .find("MEDIUM HR high 125 (limit 120)")
+        .find("MEDIUM HR high 125 /min (limit 120 /min)")
         .expect("medium alarm line");
     assert!(high < medium, "sorted by priority:\n{s}");
     assert!(s.contains("acknowledged by AB"), "{s}");
     assert!(s.contains("▶ HIGH"), "the first alarm is selected:\n{s}");
-    assert!(s.contains("start       spo2.low"), "alarm feed:\n{s}");
+    assert!(s.contains("SpO2 low"), "alarm feed:\n{s}");
+    assert!(!s.contains("start       spo2.low"), "no raw ids:\n{s}");
     assert!(!s.contains("NO DATA"), "{s}");
 }
 

@@ -100,6 +100,15 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Takes a cleanly stopped bed off the board.
+    pub fn remove_bed(&self, bed: &BedKey) -> Result<(), &'static str> {
+        let r = self.board().remove(bed);
+        self.notify();
+        r
+    }
+}
+
 /// Connects (in the background) and returns the shared state; the returned
 /// task runs until the runtime stops.
 pub fn spawn(

@@ -10,6 +10,18 @@
 //! retained heartbeat counts from its own timestamp, so an old retained one
 //! never looks fresh).
 //!
+//! One clock: every elapsed time the board shows (alarm "since", NIBP
+//! age, time since dose, audio pause left) is measured on vigil's clock,
+//! the clock of the messages' `time`, never the display's own: the latest
+//! current message (heartbeat, vitals, snapshot, result) anchors it and its
+//! rate is estimated, so an accelerated demo clock or a skewed machine
+//! reads right ([`DaemonClock`]).
+//!
+//! Session hygiene: a new session clears the bed's feed lines and result
+//! line; a bed whose vigil stopped cleanly reads "stopped" (not NO DATA,
+//! not counted as blind) and can be removed ([`Board::remove`]); feed lines
+//! stay in time order.
+//!
 //! Pure: `now` is an argument everywhere. Depends on [`super::feed`] and
 //! [`crate::engine`]'s alarm vocabulary.
 
@@ -134,6 +146,79 @@ impl Track {
     }
 }
 
+/// vigil's clock as seen through its messages: `theirs` is a message's
+/// `time`, `ours` the display's clock when it arrived.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DaemonClock {
+    anchor: (SystemTime, SystemTime),
+    last: (SystemTime, SystemTime),
+    /// The last sample jumped: the next one tells an offset from a pace.
+    jumped: bool,
+}
+
+impl DaemonClock {
+    /// A clock seen once.
+    pub fn new(theirs: SystemTime, ours: SystemTime) -> DaemonClock {
+        DaemonClock {
+            anchor: (theirs, ours),
+            last: (theirs, ours),
+            jumped: false,
+        }
+    }
+
+    /// Another current message. A clock that went back (a restarted or
+    /// replaying vigil) starts the estimate again. One that is off the
+    /// estimate is taken as a new offset (skew, a restart); off again at
+    /// the next message, it runs at another pace (a demo's `--speed`),
+    /// measured from the last message.
+    pub fn sample(&mut self, theirs: SystemTime, ours: SystemTime) {
+        if theirs + Duration::from_secs(1) < self.last.0 {
+            *self = DaemonClock::new(theirs, ours);
+            return;
+        }
+        if theirs < self.last.0 {
+            return;
+        }
+        let predicted = self.now(ours);
+        let off = age(theirs, predicted).max(age(predicted, theirs));
+        let ours_step = age(ours, self.last.1).as_secs_f64();
+        if off > Duration::from_secs(5) && ours_step > 0.0 {
+            let step = age(theirs, self.last.0).as_secs_f64() / ours_step;
+            let rate = self.rate();
+            if step > 2.0 * rate || step < rate / 2.0 {
+                if !self.jumped {
+                    *self = DaemonClock::new(theirs, ours);
+                    self.jumped = true;
+                    return;
+                }
+                self.anchor = self.last;
+            }
+        }
+        self.jumped = false;
+        self.last = (theirs, ours);
+    }
+
+    /// vigil's rate against ours (1 unless clearly otherwise, e.g. a demo
+    /// at `--speed 60`).
+    pub fn rate(&self) -> f64 {
+        let ours = age(self.last.1, self.anchor.1).as_secs_f64();
+        if ours < 1.0 {
+            return 1.0;
+        }
+        let rate = age(self.last.0, self.anchor.0).as_secs_f64() / ours;
+        if (rate - 1.0).abs() < 0.05 {
+            1.0
+        } else {
+            rate.clamp(0.01, 10_000.0)
+        }
+    }
+
+    /// vigil's time now (`now` on the display's clock).
+    pub fn now(&self, now: SystemTime) -> SystemTime {
+        self.last.0 + age(now, self.last.1).mul_f64(self.rate())
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Pending {
     id: String,
@@ -152,8 +237,8 @@ struct Bed {
     /// `seq` of the latest `alarms/active` snapshot applied.
     active_seq: u64,
     alarms_stream: u64,
-    /// (daemon time of the last live message, our time when it arrived).
-    daemon_clock: Option<(SystemTime, SystemTime)>,
+    /// vigil's clock, from its current messages.
+    daemon_clock: Option<DaemonClock>,
     audio_paused_until: Option<SystemTime>,
     session: Option<Session>,
     session_seq: u64,
@@ -161,11 +246,29 @@ struct Bed {
     result: Option<ResultView>,
 }
 
-/// One line of the alarm feed (newest last).
+impl Bed {
+    /// vigil's time now: its clock when heard from, else ours.
+    fn vigil_now(&self, now: SystemTime) -> SystemTime {
+        self.daemon_clock.map_or(now, |c| c.now(now))
+    }
+
+    /// vigil on this bed stopped cleanly (shutdown, not a Last Will).
+    fn stopped(&self) -> bool {
+        self.beat
+            .as_ref()
+            .is_some_and(|b| !b.online && b.reason == "shutdown")
+    }
+}
+
+/// One line of the alarm feed (oldest first, in time order).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FeedLine {
     /// `HH:MM:SS` UTC of the event.
     pub time: String,
+    /// The event's time, ms since the Unix epoch (vigil's clock).
+    pub at_ms: u64,
+    /// What happened, for people: `SpO2 low 86 % (limit 90 %) started`.
+    pub text: String,
     /// Bed `site/bed`.
     pub bed: String,
     /// Alarm id.
@@ -187,6 +290,8 @@ pub struct Board {
     link: Link,
     beds: BTreeMap<BedKey, Bed>,
     feed: VecDeque<FeedLine>,
+    /// Beds removed from the board: their retained messages stay away.
+    removed: std::collections::BTreeSet<BedKey>,
     /// Per site: last heard, bridge state, blind stretches.
     sites: BTreeMap<String, SiteTrack>,
 }
@@ -199,6 +304,7 @@ impl Board {
             link: Link::Connecting,
             beds: beds.iter().map(|b| (b.clone(), Bed::default())).collect(),
             feed: VecDeque::new(),
+            removed: Default::default(),
             sites: beds
                 .iter()
                 .map(|b| (b.site.clone(), SiteTrack::default()))
@@ -234,6 +340,33 @@ impl Board {
         self.beds.keys()
     }
 
+    /// Removes a bed whose vigil stopped cleanly from the board (its
+    /// stored messages no longer bring it back; a live message does).
+    /// A bed in NO DATA for any other reason cannot be removed: that would
+    /// hide a bed nobody watches.
+    pub fn remove(&mut self, bed: &BedKey) -> Result<(), &'static str> {
+        let Some(b) = self.beds.get(bed) else {
+            return Err("this bed is not on the board");
+        };
+        if !b.stopped() {
+            return Err("only a bed whose vigil was stopped can be removed");
+        }
+        self.beds.remove(bed);
+        self.feed.retain(|l| l.bed != bed.to_string());
+        self.removed.insert(bed.clone());
+        Ok(())
+    }
+
+    fn push_feed(&mut self, line: FeedLine) {
+        // Journaled events replayed after a reconnect may be older than
+        // lines already shown: keep the feed in time order.
+        let at = self.feed.partition_point(|l| l.at_ms <= line.at_ms);
+        self.feed.insert(at, line);
+        while self.feed.len() > FEED_MAX {
+            self.feed.pop_front();
+        }
+    }
+
     /// Records a command sent (for its result).
     pub fn command_sent(&mut self, bed: &BedKey, id: &str, what: &str, now: SystemTime) {
         let b = self.beds.entry(bed.clone()).or_default();
@@ -265,13 +398,26 @@ impl Board {
         if !retained {
             site.heard(now, self.settings.heartbeat_timeout);
         }
+        if self.removed.contains(bed) {
+            if retained {
+                return;
+            }
+            self.removed.remove(bed);
+        }
         let b = self.beds.entry(bed.clone()).or_default();
-        if let (Some(t), false) = (env.time, retained) {
-            // The daemon's clock as last seen, against ours: elapsed times
-            // of the daemon's own events are measured on its clock, so
-            // clock skew between machines (or a demo's accelerated clock)
-            // does not distort them.
-            b.daemon_clock = Some((t, now));
+        // Messages that carry vigil's current time (events may be replays).
+        let current = matches!(
+            msg,
+            Message::Status(Status::Online { .. })
+                | Message::Vitals(_)
+                | Message::Active { .. }
+                | Message::Result(_)
+        );
+        if let (Some(t), false, true) = (env.time, retained, current) {
+            match &mut b.daemon_clock {
+                Some(c) => c.sample(t, now),
+                None => b.daemon_clock = Some(DaemonClock::new(t, now)),
+            }
         }
         match msg {
             Message::Status(Status::Offline { reason }) => {
@@ -290,7 +436,12 @@ impl Board {
                     return;
                 }
                 let at = if retained {
-                    env.time.map_or(SystemTime::UNIX_EPOCH, |t| t.min(now))
+                    // Its age on vigil's clock when known, else on ours.
+                    let vnow = b.vigil_now(now);
+                    env.time.map_or(SystemTime::UNIX_EPOCH, |t| {
+                        now.checked_sub(age(vnow, t))
+                            .unwrap_or(SystemTime::UNIX_EPOCH)
+                    })
                 } else {
                     now
                 };
@@ -322,13 +473,18 @@ impl Board {
                 }
                 b.events_seq = env.seq;
                 let newer_than_snapshot = env.seq > b.active_seq;
+                let when = env.time.unwrap_or_else(|| b.vigil_now(now));
+                let mut lines = Vec::new();
                 if let Some(n) = env.stream_seq {
                     // The retained snapshot repairs the list; say what was missed.
                     if b.alarms_stream != 0 && n > b.alarms_stream + 1 {
-                        self.feed.push_back(FeedLine {
-                            time: clock(env.time.unwrap_or(now)),
+                        let lost = n - b.alarms_stream - 1;
+                        lines.push(FeedLine {
+                            time: clock(when),
+                            at_ms: ms(when),
+                            text: format!("{lost} alarm event(s) lost by vigil"),
                             bed: bed.to_string(),
-                            id: format!("{} alarm event(s) lost by vigil", n - b.alarms_stream - 1),
+                            id: format!("{lost} alarm event(s) lost by vigil"),
                             phase: "gap".into(),
                             priority: "medium",
                             by: None,
@@ -336,23 +492,25 @@ impl Board {
                     }
                     b.alarms_stream = n;
                 }
-                self.feed.push_back(FeedLine {
-                    time: clock(env.time.unwrap_or(now)),
+                lines.push(FeedLine {
+                    time: clock(when),
+                    at_ms: ms(when),
+                    text: feed_text(&a),
                     bed: bed.to_string(),
                     id: a.id.clone(),
                     phase: a.phase.clone(),
                     priority: a.priority.key(),
                     by: a.ack.as_ref().map(|k| k.by.clone()),
                 });
-                while self.feed.len() > FEED_MAX {
-                    self.feed.pop_front();
-                }
                 if !newer_than_snapshot {
                     // Already reflected in the snapshot.
                 } else if a.state == AlarmState::Ended {
                     b.alarms.remove(&a.id);
                 } else {
                     b.alarms.insert(a.id.clone(), a);
+                }
+                for l in lines {
+                    self.push_feed(l);
                 }
             }
             Message::Active {
@@ -377,7 +535,18 @@ impl Board {
                     return;
                 }
                 b.session_seq = env.seq;
+                let new_session = b
+                    .session
+                    .as_ref()
+                    .is_some_and(|old| old.session != s.session && !s.session.is_empty());
                 b.session = Some(s);
+                if new_session {
+                    // The previous session's lines and result are history.
+                    b.result = None;
+                    b.pending.clear();
+                    let key = bed.to_string();
+                    self.feed.retain(|l| l.bed != key);
+                }
             }
             Message::Result(r) => apply_result(b, r),
             Message::Command => {}
@@ -461,7 +630,8 @@ impl Board {
             .iter()
             .map(|(k, b)| self.bed_view(k, b, now))
             .collect();
-        let blind = beds.iter().filter(|b| !b.live).count();
+        // A cleanly stopped bed is not blind: nobody expects data from it.
+        let blind = beds.iter().filter(|b| !b.live && !b.stopped).count();
         BoardView {
             now_ms: now
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -475,6 +645,10 @@ impl Board {
                 }
                 (None, 0) => None,
                 (None, 1) if beds.len() == 1 => beds[0].no_data.clone(),
+                (None, 1) => beds
+                    .iter()
+                    .find(|b| !b.live && !b.stopped)
+                    .map(|b| format!("{}: {}", b.key, b.no_data.as_deref().unwrap_or(""))),
                 (None, n) => Some(format!("{n} of {} beds without data", beds.len())),
             },
             beds,
@@ -485,10 +659,12 @@ impl Board {
     fn bed_view(&self, key: &BedKey, b: &Bed, now: SystemTime) -> BedView {
         let no_data = self.no_data(key, now);
         let live = no_data.is_none();
+        let stopped = self.is_link_up() && b.stopped();
+        let vnow = b.vigil_now(now);
         let mut alarms: Vec<AlarmView> = b
             .alarms
             .values()
-            .map(|a| alarm_view(a, live, now))
+            .map(|a| alarm_view(a, live, vnow))
             .collect();
         alarms.sort_by(|x, y| {
             (y.rank, x.acknowledged, x.since_s)
@@ -516,11 +692,12 @@ impl Board {
         BedView {
             key: key.to_string(),
             live,
+            stopped,
             no_data: no_data.map(|n| n.text(now)),
             vitals: vec![
-                self.continuous(b, "hr", "HR", "/min", Some("pr"), 5.0, live, now),
-                self.continuous(b, "spo2", "SpO2", "%", None, 2.0, live, now),
-                nibp(b, live, now),
+                self.continuous(b, "hr", "HR", "/min", Some("pr"), 5.0, live, vnow),
+                self.continuous(b, "spo2", "SpO2", "%", None, 2.0, live, vnow),
+                nibp(b, live, vnow),
             ],
             phase: b
                 .session
@@ -532,13 +709,13 @@ impl Board {
                 .as_ref()
                 .map(|s| s.session.clone())
                 .filter(|p| !p.is_empty()),
-            since_dose: last_dose.map(|t| {
-                let daemon_now = b
-                    .daemon_clock
-                    .map_or(now, |(theirs, ours)| theirs + age(now, ours));
-                human_clock(age(daemon_now, t))
-            }),
-            audio_paused: b.audio_paused_until.is_some_and(|t| t > now),
+            since_dose: last_dose.map(|t| human_clock(age(vnow, t))),
+            audio_paused: b.audio_paused_until.is_some_and(|t| t > vnow),
+            audio_pause_left_s: b
+                .audio_paused_until
+                .filter(|t| *t > vnow)
+                .map(|t| age(t, vnow).as_secs_f64()),
+            vigil_time_ms: b.daemon_clock.map(|c| ms(c.now(now))),
             // A stale heartbeat's source states would look live: only when live.
             sources: b
                 .beat
@@ -727,30 +904,106 @@ fn alarm_view(a: &Alarm, live: bool, now: SystemTime) -> AlarmView {
     }
 }
 
-/// `spo2.low` with value 86 and limit 90 -> `SpO2 low 86 (limit 90)`.
+/// The people's name and unit of a vital key.
+pub fn vital_name(key: &str) -> (&'static str, &'static str) {
+    match key {
+        "hr" => ("HR", "/min"),
+        "pr" => ("Pulse", "/min"),
+        "spo2" => ("SpO2", "%"),
+        "nibp_sys" => ("NIBP systolic", "mmHg"),
+        "nibp_dia" => ("NIBP diastolic", "mmHg"),
+        "nibp_mean" => ("NIBP mean", "mmHg"),
+        "nibp" => ("NIBP", "mmHg"),
+        "rr" | "resp" | "resp_rate" => ("Resp. rate", "/min"),
+        "etco2" => ("EtCO2", "mmHg"),
+        "temp" => ("Temp.", "°C"),
+        _ => ("", ""),
+    }
+}
+
+/// An alarm for people, with units: `SpO2 low 86 % (limit 90 %)`,
+/// `SpO2 falling 5 %/min (limit 4 %/min)`, `monitor disconnected`.
 fn alarm_label(a: &Alarm) -> String {
     let (head, cond) = a.id.rsplit_once('.').unwrap_or(("", a.id.as_str()));
-    let subject = match head {
-        "hr" => "HR".to_owned(),
-        "pr" => "Pulse".to_owned(),
-        "spo2" => "SpO2".to_owned(),
-        "nibp_sys" => "NIBP sys".to_owned(),
-        "nibp_dia" => "NIBP dia".to_owned(),
-        "nibp_mean" => "NIBP mean".to_owned(),
-        "nibp" => "NIBP".to_owned(),
-        "system" => "vigil".to_owned(),
-        other => other
-            .strip_prefix("source.")
-            .map_or_else(|| other.to_owned(), |s| format!("source {s}")),
+    let (name, unit) = vital_name(head);
+    let subject = if !name.is_empty() {
+        name.to_owned()
+    } else if head == "system" {
+        "vigil".to_owned()
+    } else if let Some(src) = head.strip_prefix("source.") {
+        format!("monitor {src}")
+    } else {
+        head.replace('_', " ")
     };
-    let mut s = format!("{subject} {}", cond.replace('_', " "));
+    let (cond, unit) = match cond {
+        "low" => ("low", unit.to_owned()),
+        "high" => ("high", unit.to_owned()),
+        "critical_low" => ("critically low", unit.to_owned()),
+        "critical_high" => ("critically high", unit.to_owned()),
+        "baseline_rise" => ("above baseline", unit.to_owned()),
+        "baseline_fall" => ("below baseline", unit.to_owned()),
+        "rate_rise" => ("rising fast", rate_unit(unit)),
+        "rate_fall" => ("falling fast", rate_unit(unit)),
+        "stale" => ("no recent reading", String::new()),
+        "sensor_off" => ("sensor off", String::new()),
+        "invalid" => ("value invalid", String::new()),
+        "artifact" => ("artefact", String::new()),
+        "cycle_overdue" => ("measurement overdue", String::new()),
+        "disconnected" => ("disconnected", String::new()),
+        "link_errors" => ("garbled data", String::new()),
+        "low_battery" => ("battery low", String::new()),
+        "queue_overflow" => ("alarm queue overflowed", String::new()),
+        "broker_unreachable" => ("cannot reach the displays", String::new()),
+        "storage_failure" => ("cannot store alarms on disk", String::new()),
+        other => return format!("{subject} {}", other.replace('_', " ")),
+    };
+    let with_unit = |v: f64| {
+        if unit.is_empty() {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.0} {unit}")
+        }
+    };
+    let mut s = format!("{subject} {cond}");
     if let Some(v) = a.value {
-        s.push_str(&format!(" {v:.0}"));
+        s.push_str(&format!(" {}", with_unit(v)));
     }
     if let Some(l) = a.limit {
-        s.push_str(&format!(" (limit {l:.0})"));
+        s.push_str(&format!(" (limit {})", with_unit(l)));
     }
     s
+}
+
+fn rate_unit(unit: &str) -> String {
+    if unit.is_empty() {
+        "/min".into()
+    } else if unit == "/min" {
+        "/min per min".into()
+    } else {
+        format!("{unit}/min")
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A feed line for people: `SpO2 low 86 % (limit 90 %) started`.
+fn feed_text(a: &Alarm) -> String {
+    let what = match a.phase.as_str() {
+        "start" => "started".to_owned(),
+        "update" => "changed".to_owned(),
+        "escalate" => format!("escalated to {}", a.priority.key()),
+        "acknowledge" => match &a.ack {
+            Some(k) => format!("acknowledged by {}", k.by),
+            None => "acknowledged".to_owned(),
+        },
+        "re_alert" => "alarming again".to_owned(),
+        "end" => "ended".to_owned(),
+        other => other.replace('_', " "),
+    };
+    format!("{} {what}", alarm_label(a))
 }
 
 fn age(now: SystemTime, then: SystemTime) -> Duration {
@@ -809,6 +1062,9 @@ pub struct BedView {
     pub key: String,
     /// False when NO DATA: values are hidden, alarms are the last known.
     pub live: bool,
+    /// vigil on this bed was stopped cleanly: shown as "stopped", not
+    /// counted as blind, removable.
+    pub stopped: bool,
     /// Why NO DATA.
     pub no_data: Option<String>,
     /// HR (or pulse rate), SpO2, NIBP.
@@ -821,6 +1077,10 @@ pub struct BedView {
     pub since_dose: Option<String>,
     /// Audio paused at the bed.
     pub audio_paused: bool,
+    /// Seconds of the audio pause left (vigil's clock).
+    pub audio_pause_left_s: Option<f64>,
+    /// vigil's clock now, ms since the Unix epoch (None before it spoke).
+    pub vigil_time_ms: Option<u64>,
     /// Sources from the heartbeat.
     pub sources: Vec<SourceView>,
     /// Seconds since the last heartbeat.
@@ -1114,7 +1374,11 @@ mod tests {
         let acked = &v.beds[0].alarms[1];
         assert!(acked.acknowledged);
         assert_eq!(acked.ack_by.as_deref(), Some("JD"));
-        assert_eq!(v.beds[0].alarms[0].label, "SpO2 low 86 (limit 90)");
+        assert_eq!(v.beds[0].alarms[0].label, "SpO2 low 86 % (limit 90 %)");
+        assert!(v
+            .feed
+            .iter()
+            .any(|l| l.text == "SpO2 low 86 % (limit 90 %) started"));
         assert_eq!(v.feed.len(), 4);
 
         // A duplicate (same seq) is dropped; an end removes the alarm.
@@ -1240,8 +1504,159 @@ mod tests {
             false,
             t(1),
         );
+        // The heartbeat carries vigil's clock too.
+        beat_at(&mut b, 91, t(1) + ahead, t(1));
         let v = b.view(t(31));
         assert_eq!(v.beds[0].since_dose.as_deref(), Some("10:30"));
+    }
+
+    fn beat_at(board: &mut Board, seq: u64, theirs: SystemTime, ours: SystemTime) {
+        let json = format!(
+            r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
+            crate::io::clock::rfc3339(theirs)
+        );
+        feed(board, TopicKind::Status, &json, false, ours);
+    }
+
+    #[test]
+    fn an_accelerated_vigil_clock_is_followed_between_messages() {
+        // A demo at 60x: vigil's clock runs a minute per second of ours.
+        let mut b = live_board();
+        let start = t(1_000);
+        for i in 0..=4u64 {
+            beat_at(
+                &mut b,
+                10 + i,
+                start + Duration::from_secs(60 * i),
+                t(1 + i),
+            );
+        }
+        let onset = start + Duration::from_secs(60);
+        let json = alarm("spo2.low", "high", "active", 20, onset);
+        feed(&mut b, TopicKind::Alarms, &json, false, t(5));
+        // One more second of ours: vigil is at start + 5 min, the alarm
+        // began 4 min earlier on its clock.
+        let v = b.view(t(6));
+        assert_eq!(v.beds[0].alarms[0].since, "4 min");
+        assert!(
+            (v.beds[0].alarms[0].since_s - 240.0).abs() < 1.0,
+            "{}",
+            v.beds[0].alarms[0].since_s
+        );
+        assert_eq!(
+            v.beds[0].vigil_time_ms,
+            Some(ms(start + Duration::from_secs(300)))
+        );
+        // vigil restarted with a fresh clock: the estimate starts over.
+        beat_at(&mut b, 30, t(10), t(10));
+        assert_eq!(b.view(t(12)).beds[0].vigil_time_ms, Some(ms(t(12))));
+    }
+
+    #[test]
+    fn nibp_age_is_measured_on_vigils_clock() {
+        let mut b = live_board();
+        let ahead = Duration::from_secs(7200);
+        let json = format!(
+            r#"{{"schema_version":1,"seq":5,"time":"{0}","vitals":{{"nibp_sys":{{"value":120,"validity":"valid","time":"{1}"}},"nibp_dia":{{"value":80,"validity":"valid","time":"{1}"}}}}}}"#,
+            crate::io::clock::rfc3339(t(2) + ahead),
+            crate::io::clock::rfc3339(t(2) + ahead - Duration::from_secs(180)),
+        );
+        feed(&mut b, TopicKind::Vitals, &json, false, t(2));
+        let nibp = &b.view(t(2)).beds[0].vitals[2];
+        assert_eq!(nibp.text, "120/80");
+        assert_eq!(nibp.age.as_deref(), Some("3 min ago"));
+    }
+
+    #[test]
+    fn a_cleanly_stopped_bed_reads_stopped_and_can_be_removed() {
+        let other = BedKey::new("s", "c");
+        let mut b = Board::new(Settings::default(), &[bed(), other.clone()]);
+        b.link_up();
+        heartbeat(&mut b, 1, t(0));
+        let stop = r#"{"schema_version":1,"seq":9,"time":"1970-01-01T00:00:01Z","state":"offline","reason":"shutdown"}"#;
+        let (env, msg) =
+            super::super::feed::parse("x/status", TopicKind::Status, stop.as_bytes()).unwrap();
+        b.apply(&other, &env, msg, true, t(1));
+        let v = b.view(t(2));
+        assert!(v.beds[1].stopped && !v.beds[1].live);
+        assert_eq!(v.blind, 0, "a stopped bed is not blind");
+        assert_eq!(v.banner, None);
+        // A bed still in NO DATA for another reason cannot be removed.
+        assert!(b.remove(&bed()).is_err());
+        b.remove(&other).unwrap();
+        assert_eq!(b.view(t(2)).beds.len(), 1);
+        // Its retained status (after a reconnect) does not bring it back…
+        let (env, msg) =
+            super::super::feed::parse("x/status", TopicKind::Status, stop.as_bytes()).unwrap();
+        b.apply(&other, &env, msg, true, t(3));
+        assert_eq!(b.view(t(3)).beds.len(), 1);
+        // …a live message does.
+        let json = format!(
+            r#"{{"schema_version":1,"seq":10,"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
+            crate::io::clock::rfc3339(t(4))
+        );
+        let (env, msg) =
+            super::super::feed::parse("x/status", TopicKind::Status, json.as_bytes()).unwrap();
+        b.apply(&other, &env, msg, false, t(4));
+        assert_eq!(b.view(t(4)).beds.len(), 2);
+        // A crashed vigil (Last Will) stays NO DATA.
+        let will = stop
+            .replace("shutdown", "connection_lost")
+            .replace("\"seq\":9", "\"seq\":11");
+        let (env, msg) =
+            super::super::feed::parse("x/status", TopicKind::Status, will.as_bytes()).unwrap();
+        b.apply(&other, &env, msg, false, t(5));
+        let v = b.view(t(5));
+        assert!(!v.beds[1].stopped);
+        assert_eq!(v.blind, 1);
+        assert!(b.remove(&other).is_err());
+    }
+
+    #[test]
+    fn a_new_session_clears_the_previous_ones_lines_and_result() {
+        let mut b = live_board();
+        let session = |seq: u64, code: &str| {
+            format!(
+                r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
+                crate::io::clock::rfc3339(t(seq))
+            )
+        };
+        feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "medium", "active", 3, t(3)),
+            false,
+            t(3),
+        );
+        b.command_sent(&bed(), "d-1", "acknowledge hr.high by JD", t(3));
+        assert_eq!(b.view(t(3)).feed.len(), 1);
+        feed(&mut b, TopicKind::Session, &session(4, "S-2"), false, t(4));
+        let v = b.view(t(4));
+        assert!(v.feed.is_empty(), "{:?}", v.feed);
+        assert!(v.beds[0].result.is_none());
+    }
+
+    #[test]
+    fn feed_lines_stay_in_time_order() {
+        let mut b = live_board();
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "medium", "active", 5, t(50)),
+            false,
+            t(60),
+        );
+        // A journaled event replayed after a reconnect: older, later seq.
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("spo2.low", "high", "active", 6, t(20)),
+            false,
+            t(61),
+        );
+        let ids: Vec<String> = b.view(t(61)).feed.iter().map(|l| l.id.clone()).collect();
+        assert_eq!(ids, ["spo2.low", "hr.high"]);
     }
 
     #[test]
@@ -1271,7 +1686,10 @@ mod tests {
         heartbeat(&mut b, 1, t(0));
         let v = b.view(t(1));
         assert_eq!(v.blind, 1);
-        assert_eq!(v.banner.as_deref(), Some("1 of 2 beds without data"));
+        assert_eq!(
+            v.banner.as_deref(),
+            Some("s/c: nothing received from vigil for this bed yet")
+        );
         assert!(v.beds[0].live);
         assert_eq!(
             v.beds[1].no_data.as_deref(),

@@ -10,6 +10,7 @@
 //! | `GET /events`  | SSE: a `view` event with the board as JSON on every change and every second |
 //! | `GET /view`    | the board as JSON, once                                |
 //! | `POST /ack`    | `{"bed": "site/bed", "alarm": "spo2.low", "by": "JD"}` -> `{"id": ...}` |
+//! | `POST /remove` | `{"bed": "site/bed"}`: takes a cleanly stopped bed off the board |
 //! | `GET/POST /login` | the token form (only when a token is configured)    |
 //!
 //! # Access
@@ -234,6 +235,7 @@ fn router(app: App) -> Router {
         .route("/events", get(events))
         .route("/view", get(view))
         .route("/ack", post(ack))
+        .route("/remove", post(remove))
         .route("/login", get(|| async { Html(LOGIN) }).post(login))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
@@ -431,6 +433,39 @@ async fn ack(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respons
         )
             .into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RemoveRequest {
+    bed: String,
+}
+
+async fn remove(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if headers.get("x-vigil-request").and_then(|v| v.to_str().ok()) != Some("1") {
+        return (
+            StatusCode::FORBIDDEN,
+            "remove beds from the board (X-Vigil-Request header missing)",
+        )
+            .into_response();
+    }
+    let req: RemoveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"bed\"}}: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let bed = match BedKey::parse(&req.bed) {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match app.shared.remove_bed(&bed) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::CONFLICT, e).into_response(),
     }
 }
 

@@ -399,6 +399,13 @@ impl Publisher {
         }
     }
 
+    /// Now on vigil's clock, the clock of every event's time: heartbeats,
+    /// snapshots and results carry it too, so a display measures every
+    /// elapsed time on one clock (accelerated in a demo).
+    fn vigil_now(&self) -> SystemTime {
+        self.clock.wall(self.clock.now())
+    }
+
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             site: &self.site,
@@ -601,12 +608,8 @@ impl Publisher {
                 self.heartbeat();
                 self.snapshot(true);
                 if !self.latest.is_empty() {
-                    let body = payload::vitals(
-                        &self.ctx(),
-                        self.last_seq,
-                        SystemTime::now(),
-                        &self.latest,
-                    );
+                    let body =
+                        payload::vitals(&self.ctx(), self.last_seq, self.vigil_now(), &self.latest);
                     let topic = self.topics.vitals.clone();
                     self.publish_untracked(topic, QoS::AtMostOnce, true, body);
                 }
@@ -754,7 +757,7 @@ impl Publisher {
         let body = payload::command_result(
             &self.ctx(),
             self.last_seq,
-            SystemTime::now(),
+            self.vigil_now(),
             id,
             command,
             verdict,
@@ -782,7 +785,7 @@ impl Publisher {
         self.snapshot_version = state.snapshot_version;
         let clock = self.clock;
         let seq = self.seq.base() + state.last_seq;
-        let body = payload::active(&self.ctx(), seq, SystemTime::now(), &state, move |t| {
+        let body = payload::active(&self.ctx(), seq, self.vigil_now(), &state, move |t| {
             clock.wall(t)
         });
         let topic = self.topics.active.clone();
@@ -812,7 +815,7 @@ impl Publisher {
         let body = payload::heartbeat(
             &self.ctx(),
             seq,
-            SystemTime::now(),
+            self.vigil_now(),
             self.beat,
             &state,
             delivery,
@@ -886,7 +889,7 @@ impl Publisher {
             );
         }
         if self.connected {
-            let body = payload::offline(&self.ctx(), self.last_seq, SystemTime::now(), "shutdown");
+            let body = payload::offline(&self.ctx(), self.last_seq, self.vigil_now(), "shutdown");
             let _ =
                 self.client
                     .try_publish(self.topics.status.clone(), QoS::AtLeastOnce, true, body);

@@ -216,7 +216,12 @@ fn render_bed(
             Style::default().add_modifier(Modifier::BOLD),
         ));
     let mut lines: Vec<Line<'static>> = Vec::new();
-    if let Some(nd) = &bed.no_data {
+    if bed.stopped {
+        lines.push(Line::from(Span::styled(
+            " stopped: vigil was shut down on this bed ".to_owned(),
+            Style::default().fg(Color::White).bg(Color::DarkGray),
+        )));
+    } else if let Some(nd) = &bed.no_data {
         lines.push(Line::from(Span::styled(
             format!(" NO DATA: {nd} "),
             Style::default()
@@ -361,12 +366,8 @@ fn render_feed(frame: &mut Frame<'_>, area: Rect, ui: &Ui, view: &BoardView) {
                 "medium" => Color::Yellow,
                 _ => Color::Cyan,
             };
-            let by =
-                f.by.as_deref()
-                    .map(|b| format!(" by {b}"))
-                    .unwrap_or_default();
             Line::from(Span::styled(
-                format!("{} {} {:<11} {}{by}", f.time, f.bed, f.phase, f.id),
+                format!("{} {} {}", f.time, f.bed, f.text),
                 Style::default().fg(color),
             ))
         })

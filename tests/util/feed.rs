@@ -307,6 +307,15 @@ impl Publisher {
             .unwrap();
     }
 
+    /// A clean shutdown: heartbeats stop, retained `offline` / `shutdown`.
+    pub fn stop_cleanly(&self) {
+        self.set_beating(false);
+        let mut m = head(&self.site, &self.bed, self.next_seq());
+        m.insert("state".into(), json!("offline"));
+        m.insert("reason".into(), json!("shutdown"));
+        self.publish("status", true, Value::Object(m));
+    }
+
     /// Pauses or resumes the heartbeat.
     pub fn set_beating(&self, on: bool) {
         self.beating.store(on, Ordering::Relaxed);

@@ -51,8 +51,7 @@ function render(v) {
   const feed = $("feed");
   const atBottom = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 4;
   feed.innerHTML = v.feed.map((f) =>
-    `<li class="${esc(f.priority)}">${esc(f.time)} ${esc(f.bed)} ${esc(f.phase.padEnd(11))} ${esc(f.id)}` +
-    (f.by ? ` by ${esc(f.by)}` : "") + `</li>`).join("");
+    `<li class="${esc(f.priority)}" data-alarm="${esc(f.id)}">${esc(f.time)} ${esc(f.bed)} ${esc(f.text)}</li>`).join("");
   if (atBottom) feed.scrollTop = feed.scrollHeight;
 
   const t = now();
@@ -72,7 +71,8 @@ function render(v) {
 function bedHtml(b) {
   const top = b.alarms.find((a) => !a.acknowledged);
   const cls = ["bed"];
-  if (!b.live) cls.push("nodata");
+  if (b.stopped) cls.push("stopped");
+  else if (!b.live) cls.push("nodata");
   if (b.live && top) cls.push("alarm-" + top.priority);
   const meta = [];
   meta.push(`phase <b>${esc(b.phase ?? "-")}</b>`);
@@ -87,7 +87,10 @@ function bedHtml(b) {
     ? `<div class="result ${esc(b.result.outcome)}" data-id="${esc(b.result.id)}">${esc(b.result.text)}</div>` : "";
   return `<section class="${cls.join(" ")}" data-bed="${esc(b.key)}">
     <h2>${esc(b.key)} ${b.session ? `<span class="session">session ${esc(b.session)}</span>` : ""}</h2>
-    <div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>
+    ${b.stopped
+      ? `<div class="stopped-label">stopped: vigil was shut down on this bed
+          <button class="remove" data-bed="${esc(b.key)}">Remove from board</button></div>`
+      : `<div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>`}
     <div class="vitals">${b.vitals.map(vitalHtml).join("")}</div>
     <div class="meta">${meta.join("")}</div>
     <ul class="alarms">${alarms}</ul>
@@ -120,6 +123,18 @@ function alarmHtml(b, a) {
     <span class="text">${esc(a.label)} <span class="since">${esc(a.since)}</span></span>
     ${state}${button}</li>`;
 }
+
+// Remove a stopped bed from the board.
+document.addEventListener("click", async (e) => {
+  const btn = e.target.closest("button.remove");
+  if (!btn) return;
+  const r = await fetch("remove", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Vigil-Request": "1" },
+    body: JSON.stringify({ bed: btn.dataset.bed }),
+  });
+  if (!r.ok) btn.textContent = await r.text();
+});
 
 // Acknowledge: ask for the name or initials, then publish through the server.
 let pending = null;
