@@ -10,5 +10,6 @@ mod lifecycle;
 mod mqtt;
 mod record_tools;
 mod replay;
+mod topology;
 mod util;
 mod watch;

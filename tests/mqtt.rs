@@ -10,7 +10,8 @@ use vigil::config;
 
 use crate::util::daemon::{temp_dir, Monitor};
 use crate::util::mqtt::{
-    assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate, Mosquitto, Subscriber,
+    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate,
+    Mosquitto, Subscriber,
 };
 use crate::util::process::Vigil;
 
@@ -270,37 +271,7 @@ async fn a_broker_killed_five_times_loses_no_alarm_event() {
         raised.len()
     );
 
-    // Collect until every stream number arrived (or time runs out).
-    let mut firsts: Vec<Value> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut received = 0;
-    let deadline = tokio::time::Instant::now() + SECS(30);
-    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
-        let Ok(Some(m)) = tokio::time::timeout_at(deadline, display.rx.recv()).await else {
-            break;
-        };
-        received += 1;
-        let seq = m.json["seq"].as_u64().expect("seq");
-        if seen.insert(seq) {
-            firsts.push(m.json);
-        }
-    }
-    eprintln!(
-        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
-        raised.len(),
-        received - firsts.len()
-    );
-    let stream: Vec<u64> = firsts
-        .iter()
-        .map(|j| j["stream_seq"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
-    assert_eq!(stream, expected, "in order, no gap, nothing missing");
-    for (j, (seq, id, phase)) in firsts.iter().zip(&raised) {
-        assert_eq!(j["seq"], *seq);
-        assert_eq!(j["alarm"]["id"], *id);
-        assert_eq!(j["alarm"]["phase"], *phase);
-    }
+    assert_alarms_once_in_order(&mut display, "/alarms", &raised, SECS(30)).await;
     daemon.stop().await;
 }
 

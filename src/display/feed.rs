@@ -35,6 +35,9 @@ use crate::io::clock::rfc3339;
 /// The payload schema version this display understands.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// The bed segment of a site's bridge notification topic (no bed is named so).
+pub const BRIDGE_SEGMENT: &str = "_bridge";
+
 /// The daemon's default topic prefix.
 pub const DEFAULT_PREFIX: &str = "vigil/v1/{site}/{bed}/";
 
@@ -188,6 +191,27 @@ impl Topics {
     /// The command topic of a bed.
     pub fn cmd(&self, bed: &BedKey) -> String {
         format!("{}cmd", self.bed_prefix(bed))
+    }
+
+    /// The site whose bridge notification this is: the layout with the bed
+    /// segment `_bridge` and nothing after it (`vigil/v1/{site}/_bridge`, as
+    /// `notification_topic` in config/mosquitto/room-broker.conf).
+    pub fn bridge_site(&self, topic: &str) -> Option<String> {
+        let tmpl: Vec<&str> = self.prefix.trim_end_matches('/').split('/').collect();
+        let parts: Vec<&str> = topic.split('/').collect();
+        if parts.len() != tmpl.len() {
+            return None;
+        }
+        let mut site = None;
+        for (t, p) in tmpl.iter().zip(&parts) {
+            match *t {
+                "{site}" => site = Some(*p),
+                "{bed}" if *p == BRIDGE_SEGMENT => {}
+                lit if lit == *p => {}
+                _ => return None,
+            }
+        }
+        site.map(str::to_owned)
     }
 
     /// Which bed and which topic, or `None` for a topic outside the layout.
@@ -649,6 +673,13 @@ mod tests {
         );
         assert_eq!(t.parse("vigil/v2/clinic-a/bed-2/alarms"), None);
         assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/other"), None);
+        assert_eq!(
+            t.bridge_site("vigil/v1/room-1/_bridge").as_deref(),
+            Some("room-1")
+        );
+        assert_eq!(t.bridge_site("vigil/v1/room-1/bed-1"), None);
+        assert_eq!(t.bridge_site("vigil/v1/room-1/_bridge/x"), None);
+        assert_eq!(t.parse("vigil/v1/room-1/_bridge"), None);
         assert!(Topics::new("vigil/{site}/").is_err());
         assert!(Topics::new("vigil/{site}/{bed}").is_err());
         assert!(BedKey::parse("a/b c").is_err());

@@ -163,6 +163,13 @@ pub fn spawn(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let now = SystemTime::now();
+                    if let Some(site) = shared.topics.bridge_site(&p.topic) {
+                        shared
+                            .board()
+                            .bridge_notice(&site, &p.payload, p.retain, now);
+                        shared.notify();
+                        continue;
+                    }
                     let Some((bed, kind)) = shared.topics.parse(&p.topic) else {
                         continue;
                     };

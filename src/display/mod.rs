@@ -11,6 +11,7 @@
 //! - [`feed`]: the topic layout and every payload (the ONE place that knows
 //!   the publisher's JSON);
 //! - [`state`]: the shared, pure state model and the NO DATA decision;
+//! - [`site`]: NO DATA per site (a room's broker bridged to the central one);
 //! - [`link`]: the MQTT client both displays use;
 //! - [`web`]: the HTTP server, its page and access control.
 //!
@@ -18,6 +19,7 @@
 
 pub mod feed;
 pub mod link;
+pub mod site;
 pub mod state;
 pub mod web;
 

@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::feed::{Alarm, BedKey, CommandResult, Envelope, Message, Session, Status, VitalReading};
+use super::site::{Outage, SiteTrack, SiteView};
 use crate::engine::{AlarmState, Priority};
 
 /// Timeouts of the displays.
@@ -305,6 +306,8 @@ pub struct Board {
     feed: VecDeque<FeedLine>,
     /// Beds removed from the board: their retained messages stay away.
     removed: std::collections::BTreeSet<BedKey>,
+    /// Per site: last heard, bridge state, blind stretches.
+    sites: BTreeMap<String, SiteTrack>,
 }
 
 impl Board {
@@ -316,6 +319,10 @@ impl Board {
             beds: beds.iter().map(|b| (b.clone(), Bed::default())).collect(),
             feed: VecDeque::new(),
             removed: Default::default(),
+            sites: beds
+                .iter()
+                .map(|b| (b.site.clone(), SiteTrack::default()))
+                .collect(),
         }
     }
 
@@ -334,6 +341,7 @@ impl Board {
             since,
             why: why.to_owned(),
         };
+        self.sites.values_mut().for_each(SiteTrack::link_lost);
     }
 
     /// Whether the broker connection is up.
@@ -400,6 +408,10 @@ impl Board {
         retained: bool,
         now: SystemTime,
     ) {
+        let site = self.sites.entry(bed.site.clone()).or_default();
+        if !retained {
+            site.heard(now, self.settings.heartbeat_timeout);
+        }
         if self.removed.contains(bed) {
             if retained {
                 return;
@@ -563,6 +575,44 @@ impl Board {
             Message::Result(r) => apply_result(b, r),
             Message::Command => {}
         }
+    }
+
+    /// A site's bridge notification (Mosquitto's `notification_topic`):
+    /// payload `1` connected, `0` lost; anything else is ignored.
+    pub fn bridge_notice(&mut self, site: &str, payload: &[u8], retained: bool, now: SystemTime) {
+        let up = match payload.trim_ascii() {
+            b"1" => true,
+            b"0" => false,
+            _ => return,
+        };
+        self.sites.entry(site.to_owned()).or_default().bridge(
+            up,
+            retained,
+            now,
+            self.settings.heartbeat_timeout,
+        );
+    }
+
+    /// Every site known, with its NO DATA (see [`super::site`]).
+    pub fn sites(&self, now: SystemTime) -> Vec<SiteView> {
+        self.sites
+            .iter()
+            .map(|(name, track)| {
+                let mine = self.beds.keys().filter(|k| k.site == *name);
+                let (beds, live) = mine.fold((0, 0), |(n, live), k| {
+                    (n + 1, live + usize::from(self.no_data(k, now).is_none()))
+                });
+                track.view(name, now, self.is_link_up(), live, beds)
+            })
+            .collect()
+    }
+
+    /// The blind stretches of `site` that have ended, oldest first.
+    pub fn site_outages(&self, site: &str) -> Vec<Outage> {
+        self.sites
+            .get(site)
+            .map(|t| t.outages().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// NO DATA for every bed: the broker link is not up.

@@ -8,3 +8,5 @@ pub mod feed;
 pub mod mqtt;
 pub mod process;
 pub mod readings;
+pub mod tls;
+pub mod topology;

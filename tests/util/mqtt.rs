@@ -79,6 +79,20 @@ impl Mosquitto {
         m
     }
 
+    /// Starts Mosquitto with `config` as its whole configuration (which must
+    /// listen on `port`), written to `dir`.
+    pub fn start_with(dir: &Path, port: u16, name: &str, config: &str) -> Mosquitto {
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, config).expect("write mosquitto.conf");
+        let mut m = Mosquitto {
+            port,
+            conf,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
     /// Starts (again) on the same port and waits until it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -208,8 +222,21 @@ impl Subscriber {
         filter: &str,
         credentials: Option<(&str, &str)>,
     ) -> Subscriber {
+        Self::connect_with(port, id, filter, credentials, true).await
+    }
+
+    /// Like [`Subscriber::connect_as`]; `clean` false keeps a persistent
+    /// session on the broker (messages are queued while it is away).
+    pub async fn connect_with(
+        port: u16,
+        id: &str,
+        filter: &str,
+        credentials: Option<(&str, &str)>,
+        clean: bool,
+    ) -> Subscriber {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_clean_session(clean);
         if let Some((u, p)) = credentials {
             opts.set_credentials(u, p);
         }
@@ -319,6 +346,47 @@ impl Subscriber {
             .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
             .await
             .expect("queue publish");
+    }
+}
+
+/// Collects alarm events on topics ending in `suffix` until every one of
+/// `raised` (the daemon's own list: seq, id, phase) arrived or `within`
+/// passed, drops duplicates by `seq` as displays do, and asserts they came
+/// once each, in order (`stream_seq` 1..n), nothing missing.
+pub async fn assert_alarms_once_in_order(
+    sub: &mut Subscriber,
+    suffix: &str,
+    raised: &[(u64, String, &'static str)],
+    within: Duration,
+) {
+    let mut firsts: Vec<Value> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
+        let left = deadline - tokio::time::Instant::now();
+        let m = sub.next(suffix, left, |_| true).await;
+        received += 1;
+        let seq = m.json["seq"].as_u64().expect("seq");
+        if seen.insert(seq) {
+            firsts.push(m.json);
+        }
+    }
+    eprintln!(
+        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
+        raised.len(),
+        received - firsts.len()
+    );
+    let stream: Vec<u64> = firsts
+        .iter()
+        .map(|j| j["stream_seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
+    assert_eq!(stream, expected, "in order, no gap, nothing missing");
+    for (j, (seq, id, phase)) in firsts.iter().zip(raised) {
+        assert_eq!(j["seq"], *seq);
+        assert_eq!(j["alarm"]["id"], *id);
+        assert_eq!(j["alarm"]["phase"], *phase);
     }
 }
 
@@ -466,72 +534,12 @@ heartbeat = "300ms"
     )
 }
 
-/// Runs openssl; the TLS test needs it to make its certificates.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let ok = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    assert!(
-        ok.is_ok_and(|s| s.success()),
-        "openssl {args:?} failed (apt-get install openssl)"
-    );
-}
-
 /// Makes a throwaway PKI in `dir`: `ca.pem`, `server.pem`/`server.key`
 /// (for 127.0.0.1 and localhost) and `client.pem`/`client.key`.
 pub fn test_pki(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil-test-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=vigil-bed-tls")] {
-        let mut req = vec!["req", "-subj", cn];
-        req.extend(ec);
-        let (key, csr, pem, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        req.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
+    let pki = super::tls::Pki::new(dir);
+    pki.server("server");
+    pki.client("client", "vigil-bed-tls");
 }
 
 /// Writes a Mosquitto password file for `users` (user, password).
