@@ -85,7 +85,13 @@ impl Board {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(erx.try_iter().collect::<Vec<_>>().join("\n"))
+                // The process has exited, but its stderr may still be in
+                // the reader thread's hands: read until the pipe closes.
+                let mut lines = Vec::new();
+                while let Ok(line) = erx.recv_timeout(Duration::from_secs(5)) {
+                    lines.push(line);
+                }
+                Err(lines.join("\n"))
             }
         }
     }
