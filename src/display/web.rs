@@ -404,36 +404,54 @@ struct AckRequest {
     by: String,
 }
 
-async fn ack(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+/// A command from the page: checks the board's request header and parses
+/// the JSON body. `refusal` says what the header is for; `shape` names the
+/// expected fields.
+#[allow(clippy::result_large_err)]
+fn board_request<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    refusal: &str,
+    shape: &str,
+) -> Result<T, Response> {
     if headers.get("x-vigil-request").and_then(|v| v.to_str().ok()) != Some("1") {
-        return (
+        return Err((
             StatusCode::FORBIDDEN,
-            "send acknowledgements from the board (X-Vigil-Request header missing)",
+            format!("{refusal} (X-Vigil-Request header missing)"),
         )
-            .into_response();
+            .into_response());
     }
-    let req: AckRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"bed\", \"alarm\", \"by\"}}: {e}"),
-            )
-                .into_response()
-        }
-    };
-    let bed = match BedKey::parse(&req.bed) {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    };
-    match app.shared.acknowledge(&bed, &req.alarm, &req.by) {
+    serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")).into_response())
+}
+
+/// A bed named by the page.
+#[allow(clippy::result_large_err)]
+fn bed_key(bed: &str) -> Result<BedKey, Response> {
+    BedKey::parse(bed).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+}
+
+async fn ack(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    ack_request(&app, &headers, &body).unwrap_or_else(|refused| refused)
+}
+
+#[allow(clippy::result_large_err)]
+fn ack_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    let req: AckRequest = board_request(
+        headers,
+        body,
+        "send acknowledgements from the board",
+        "{\"bed\", \"alarm\", \"by\"}",
+    )?;
+    let bed = bed_key(&req.bed)?;
+    Ok(match app.shared.acknowledge(&bed, &req.alarm, &req.by) {
         Ok(id) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "id": id }).to_string(),
         )
             .into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -442,31 +460,18 @@ struct RemoveRequest {
 }
 
 async fn remove(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if headers.get("x-vigil-request").and_then(|v| v.to_str().ok()) != Some("1") {
-        return (
-            StatusCode::FORBIDDEN,
-            "remove beds from the board (X-Vigil-Request header missing)",
-        )
-            .into_response();
-    }
-    let req: RemoveRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"bed\"}}: {e}"),
-            )
-                .into_response()
-        }
-    };
-    let bed = match BedKey::parse(&req.bed) {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    };
-    match app.shared.remove_bed(&bed) {
+    remove_request(&app, &headers, &body).unwrap_or_else(|refused| refused)
+}
+
+#[allow(clippy::result_large_err)]
+fn remove_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    let req: RemoveRequest =
+        board_request(headers, body, "remove beds from the board", "{\"bed\"}")?;
+    let bed = bed_key(&req.bed)?;
+    Ok(match app.shared.remove_bed(&bed) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::CONFLICT, e).into_response(),
-    }
+    })
 }
 
 fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, WebError> {
