@@ -8,6 +8,7 @@ mod faults;
 mod install;
 mod lifecycle;
 mod mqtt;
+mod real_captures;
 mod record_tools;
 mod replay;
 mod topology;
