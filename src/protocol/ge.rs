@@ -34,22 +34,33 @@
 //!   any other -> `Invalid`. Other negative values are `Invalid`.
 //! - NIBP: while the cuff is busy (label bits "measuring", "stasis" or
 //!   "calibrating") the numbers on screen are not a result, so no NIBP reading
-//!   is emitted. When the label says "data older than 60 s" and the monitor
-//!   gave no NIBP measurement time (auxiliary subrecord, `nibp_time`), the
-//!   reading could not be told from a new measurement, so none is emitted
-//!   either. Otherwise the reading carries `measured_at` from the latest
-//!   auxiliary subrecord (kept across records), which lets the engine tell a
-//!   repeat from a new measurement. Mode: STAT bit -> `Stat`, AUTO bit ->
+//!   is emitted. The reading carries `measured_at` from the latest auxiliary
+//!   subrecord (`nibp_time`, kept across records), which lets the engine tell
+//!   a repeat from a new measurement. Mode: STAT bit -> `Stat`, AUTO bit ->
 //!   `Auto`, neither -> `Manual`.
-//! - Trend subrecords (10 s, 60 s) and non-basic classes are ignored; so are
-//!   waveform and alarm records.
+//! - Old NIBP ([`Validity::Old`], see [`AgeLimits`]): with a measurement time
+//!   and a record time, an NIBP measured more than the NIBP limit (cycle +
+//!   grace) before the record is old, whatever the label says. Without a
+//!   measurement time the label's "data older than 60 s" bit decides: set
+//!   before any unflagged result was seen on this connection, the result is
+//!   from before we connected, of unknown age, and is old; set after one (a
+//!   real monitor sets it on every repeat from 60 s after the measurement,
+//!   see the real captures), it is that result again and no reading is
+//!   emitted, as the engine could not tell it from a new one.
+//! - HR, SpO2 and pulse rate of a displayed-values subrecord whose time is
+//!   more than the continuous limit behind the record's time are old.
+//! - Trend subrecords (10 s, 60 s) are never taken as current readings, and
+//!   non-basic classes are skipped. Records with nothing we asked for
+//!   (waveform records, r_maintype 1; alarm records; trend-only records) are
+//!   well formed and counted in [`DecodeStats::ignored`], neither data
+//!   (`frames_ok`) nor errors.
 //!
 //! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
 
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use crate::protocol::{DecodeStats, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{AgeLimits, DecodeStats, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
 
@@ -82,6 +93,8 @@ const DESCRIPTORS_AT: usize = 16;
 const EOL_SUBRECORD: u8 = 0xFF;
 const MAINTYPE_PHDB: i16 = 0;
 const SR_DISPLAYED: u8 = 1;
+const SR_TREND_10S: u8 = 2;
+const SR_TREND_60S: u8 = 3;
 const SR_AUX_INFO: u8 = 4;
 const CLASS_BASIC: u16 = 0;
 
@@ -384,7 +397,8 @@ impl BasicRaw {
 /// special value closest to its validity.
 fn encode_value(s: Sample, scale: f32) -> i16 {
     match s.validity {
-        Validity::Valid => {
+        // A monitor sends an old value as it is (its age is in the label).
+        Validity::Valid | Validity::Old => {
             let x = (s.value * scale).round();
             if !x.is_finite() {
                 DATA_INVALID
@@ -446,8 +460,13 @@ struct ParsedRecord {
     /// `Some(t)` when an auxiliary subrecord was present (`t` its NIBP time).
     aux_nibp_time: Option<Option<DeviceTime>>,
     basic: Option<BasicRaw>,
+    /// The time of the displayed-values subrecord `basic` came from.
+    basic_time: Option<DeviceTime>,
     /// A physiological database record (as opposed to waveform, alarm...).
     phdb: bool,
+    /// A displayed-values or auxiliary subrecord was present: the record
+    /// carries what we asked for (a trend-only record does not).
+    current: bool,
 }
 
 /// Checks and parses one unstuffed frame (record + checksum).
@@ -496,8 +515,11 @@ fn parse_record(record: &[u8]) -> Result<ParsedRecord, DropReason> {
         let len = match sr_type {
             SR_DISPLAYED => PHDB_SUBRECORD_LEN,
             SR_AUX_INFO => AUX_SUBRECORD_LEN,
-            _ => continue, // trends, requests: not ours
+            // Trend values are averages of the past, never current readings.
+            SR_TREND_10S | SR_TREND_60S => continue,
+            _ => continue, // requests and types we do not know: not ours
         };
+        parsed.current = true;
         let offset = get_i16(record, at).ok_or(DropReason::Malformed)?;
         let start = usize::try_from(offset)
             .ok()
@@ -514,6 +536,8 @@ fn parse_record(record: &[u8]) -> Result<ParsedRecord, DropReason> {
             let class = (get_u16(sr, SR_CLASS_WORD).ok_or(DropReason::Malformed)? >> 8) & 0x0F;
             if class == CLASS_BASIC {
                 parsed.basic = Some(BasicRaw::read(sr).ok_or(DropReason::Malformed)?);
+                let t = get_u32(sr, 0).ok_or(DropReason::Malformed)?;
+                parsed.basic_time = (t != 0).then_some(DeviceTime(i64::from(t)));
             }
         }
     }
@@ -587,6 +611,10 @@ pub struct GeS5 {
     deadline: Option<Instant>,
     stopped: bool,
     nibp_time: Option<DeviceTime>,
+    /// A completed NIBP without the "older than 60 s" flag was seen since
+    /// the link came up: a flagged one after it is that measurement again.
+    nibp_fresh_seen: bool,
+    ages: AgeLimits,
     resends: u64,
     stats: DecodeStats,
 }
@@ -614,6 +642,8 @@ impl GeS5 {
             deadline: None,
             stopped: false,
             nibp_time: None,
+            nibp_fresh_seen: false,
+            ages: AgeLimits::default(),
             resends: 0,
             stats: DecodeStats::default(),
         })
@@ -623,6 +653,13 @@ impl GeS5 {
     /// `d` (default: three intervals, at least 15 s; at least 1 s).
     pub fn with_resend_after(mut self, d: Duration) -> Self {
         self.resend_after = d.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.ages = ages;
         self
     }
 
@@ -696,10 +733,13 @@ impl GeS5 {
         match parse_frame(&self.frame) {
             Err(reason) => self.drop_frame(reason),
             Ok(p) => {
-                self.stats.frames_ok += 1;
-                if !p.phdb {
+                if !p.current {
+                    // Waveform, alarm or trend-only records: well formed,
+                    // not what we asked for; neither data nor errors.
+                    self.stats.ignored += 1;
                     return;
                 }
+                self.stats.frames_ok += 1;
                 if !self.stopped {
                     self.deadline = Some(now + self.resend_after);
                 }
@@ -707,13 +747,26 @@ impl GeS5 {
                     self.nibp_time = t;
                 }
                 if let Some(b) = p.basic {
-                    self.emit_basic(now, p.device_time, &b);
+                    self.emit_basic(now, p.device_time, p.basic_time, &b);
                 }
             }
         }
     }
 
-    fn emit_basic(&mut self, now: Instant, device_time: Option<DeviceTime>, b: &BasicRaw) {
+    fn emit_basic(
+        &mut self,
+        now: Instant,
+        device_time: Option<DeviceTime>,
+        values_time: Option<DeviceTime>,
+        b: &BasicRaw,
+    ) {
+        // Values stamped far behind the record's clock are resent, not current.
+        let old = match (values_time, device_time) {
+            (Some(at), Some(clock)) => AgeLimits::is_old(self.ages.continuous, at, clock),
+            _ => false,
+        };
+        let aged = |s: Sample| if old { s.into_old() } else { s };
+        let nibp = self.nibp(b, device_time);
         let reading = |measurement| {
             Output::Reading(Reading {
                 source: self.source,
@@ -723,25 +776,25 @@ impl GeS5 {
             })
         };
         let artifact = b.ecg_status & (ECG_NOISE | ECG_ARTIFACT) != 0;
-        let hr = reading(Measurement::HeartRate(decode_value(
+        let hr = reading(Measurement::HeartRate(aged(decode_value(
             b.hr,
             1.0,
             b.ecg_status,
             artifact,
-        )));
-        let spo2 = reading(Measurement::SpO2(decode_value(
+        ))));
+        let spo2 = reading(Measurement::SpO2(aged(decode_value(
             b.spo2,
             100.0,
             b.spo2_status,
             false,
-        )));
-        let pr = reading(Measurement::PulseRate(decode_value(
+        ))));
+        let pr = reading(Measurement::PulseRate(aged(decode_value(
             b.pr,
             1.0,
             b.spo2_status,
             false,
-        )));
-        let nibp = self.nibp(b).map(|n| reading(Measurement::Nibp(n)));
+        ))));
+        let nibp = nibp.map(|n| reading(Measurement::Nibp(n)));
         self.outputs.push_back(hr);
         self.outputs.push_back(spo2);
         self.outputs.push_back(pr);
@@ -750,16 +803,27 @@ impl GeS5 {
         }
     }
 
-    /// The NIBP reading of a basic subrecord, if it is one (see the module doc).
-    fn nibp(&self, b: &BasicRaw) -> Option<Nibp> {
+    /// The NIBP reading of a basic subrecord, if it is one (see the module
+    /// doc); `clock` is the record's time.
+    fn nibp(&mut self, b: &BasicRaw, clock: Option<DeviceTime>) -> Option<Nibp> {
         if b.nibp_status & STATUS_EXISTS == 0 {
             return None;
         }
         if b.nibp_label & (NIBP_MEASURING | NIBP_STASIS | NIBP_CALIBRATING) != 0 {
             return None;
         }
-        if b.nibp_label & NIBP_OLDER_THAN_60S != 0 && self.nibp_time.is_none() {
-            return None;
+        let flagged = b.nibp_label & NIBP_OLDER_THAN_60S != 0;
+        let old = match (self.nibp_time, clock) {
+            // The measurement time, when the monitor sends it, decides.
+            (Some(at), Some(clock)) => AgeLimits::is_old(self.ages.nibp, at, clock),
+            // Flagged at connect: a result from before we came, of unknown
+            // age. Flagged after a fresh one: that one again, which the
+            // engine could not tell from a new one without a time.
+            _ if flagged && self.nibp_fresh_seen && self.nibp_time.is_none() => return None,
+            _ => flagged,
+        };
+        if !flagged {
+            self.nibp_fresh_seen = true;
         }
         // The active bit says nothing about a finished NIBP measurement.
         let status = b.nibp_status | STATUS_ACTIVE;
@@ -770,13 +834,14 @@ impl GeS5 {
         } else {
             NibpMode::Manual
         };
-        Some(Nibp {
+        let nibp = Nibp {
             systolic: decode_value(b.sys, 100.0, status, false),
             diastolic: decode_value(b.dia, 100.0, status, false),
             mean: decode_value(b.mean, 100.0, status, false),
             measured_at: self.nibp_time,
             mode,
-        })
+        };
+        Some(if old { nibp.into_old() } else { nibp })
     }
 }
 
@@ -795,6 +860,8 @@ impl Protocol for GeS5 {
         self.frame.clear();
         self.escaped = false;
         self.garbage_run = false;
+        // A new connection: the monitor's NIBP may be from before it.
+        self.nibp_fresh_seen = false;
         if self.stopped {
             return;
         }

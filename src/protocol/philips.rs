@@ -75,8 +75,14 @@
 //! Without an anchor readings carry no device time rather than a wrong one.
 //! An NIBP carries its own measurement time as `measured_at`: the absolute
 //! stamp `0x0990`, or the relative stamp `0x0991` converted by the anchor
-//! (within 3.1 days of it). A monitor keeps an NIBP result for days; the
-//! engine compares `measured_at` with the device time.
+//! (within 3.1 days of it). A monitor keeps an NIBP result for days: an
+//! NIBP whose own time stamp is more than the NIBP age limit (the configured
+//! cycle + grace, [`AgeLimits`]) behind the result's time is decoded as
+//! [`Validity::Old`], shown as an old measurement and never judged. The same
+//! holds, with the continuous limit, for HR, pulse rate and SpO2 when the
+//! object they came in carries a time stamp of its own. A relative stamp is
+//! compared with the result's relative time directly (no anchor needed); an
+//! absolute one with the result's device time.
 //!
 //! # Values and validity
 //!
@@ -110,7 +116,7 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText, Output,
+    AgeLimits, AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText, Output,
     Protocol, Snapshot, NOTE_TEXT_LEN,
 };
 use crate::time::Instant;
@@ -661,8 +667,25 @@ pub struct PollValues {
     /// The NIBP's relative measurement time (attribute `0x0991`) when it came
     /// without a usable absolute one.
     pub nibp_rel_time: Option<u32>,
+    /// The time stamps of the objects HR, pulse rate and SpO2 came from
+    /// (in that order), when the monitor sent one.
+    stamps: [Option<Stamp>; 3],
     pulse_from_pleth: bool,
 }
+
+/// An observation's own time stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    /// Absolute time (`0x0990`).
+    Abs(DeviceTime),
+    /// Relative time (`0x0991`), 1/8 ms ticks.
+    Rel(u32),
+}
+
+/// Index of a continuous vital in [`PollValues`]' stamps.
+const HR: usize = 0;
+const PR: usize = 1;
+const SPO2: usize = 2;
 
 impl PollValues {
     /// Whether no vital came with it (a closing or labels-only part).
@@ -679,15 +702,16 @@ impl PollValues {
     fn merge(&mut self, later: &PollValues) {
         if self.heart_rate.is_none() {
             self.heart_rate = later.heart_rate;
+            self.stamps[HR] = later.stamps[HR];
         }
         if self.spo2.is_none() {
             self.spo2 = later.spo2;
+            self.stamps[SPO2] = later.stamps[SPO2];
         }
-        if later.pulse_from_pleth && !self.pulse_from_pleth {
+        if (later.pulse_from_pleth && !self.pulse_from_pleth) || self.pulse_rate.is_none() {
             self.pulse_rate = later.pulse_rate;
-            self.pulse_from_pleth = true;
-        } else if self.pulse_rate.is_none() {
-            self.pulse_rate = later.pulse_rate;
+            self.pulse_from_pleth |= later.pulse_from_pleth;
+            self.stamps[PR] = later.stamps[PR];
         }
         if self.nibp.is_none() {
             self.nibp = later.nibp;
@@ -703,6 +727,8 @@ impl PollValues {
         let mut nibp: [Option<NuObs>; 3] = [None; 3];
         let mut nibp_time = None;
         let mut nibp_rel = None;
+        // Which continuous vitals this object set (its stamp is theirs).
+        let mut set = [false; 3];
         for _ in 0..count {
             let id = attrs.u16()?;
             let len = attrs.u16()?;
@@ -710,18 +736,24 @@ impl PollValues {
             match id {
                 NOM_ATTR_NU_VAL_OBS => {
                     let obs = NuObs::read(&mut v)?;
-                    self.numeric(obs, &mut nibp);
+                    self.numeric(obs, &mut nibp, &mut set);
                 }
                 NOM_ATTR_NU_CMPD_VAL_OBS => {
                     let (n, mut entries) = v.list()?;
                     for _ in 0..n {
                         let obs = NuObs::read(&mut entries)?;
-                        self.numeric(obs, &mut nibp);
+                        self.numeric(obs, &mut nibp, &mut set);
                     }
                 }
                 NOM_ATTR_TIME_STAMP_ABS => nibp_time = decode_abs_time(v.take(8)?),
                 NOM_ATTR_TIME_STAMP_REL => nibp_rel = Some(v.u32()?),
                 _ => {}
+            }
+        }
+        let stamp = nibp_time.map(Stamp::Abs).or(nibp_rel.map(Stamp::Rel));
+        for (slot, set) in self.stamps.iter_mut().zip(set) {
+            if set {
+                *slot = stamp;
             }
         }
         if nibp.iter().any(Option::is_some) && self.nibp.is_none() {
@@ -750,20 +782,24 @@ impl PollValues {
         Some(())
     }
 
-    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3]) {
+    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3], set: &mut [bool; 3]) {
         match o.physio_id {
-            NOM_ECG_CARD_BEAT_RATE => {
-                self.heart_rate.get_or_insert(o.sample(RATE_UNITS));
+            NOM_ECG_CARD_BEAT_RATE if self.heart_rate.is_none() => {
+                self.heart_rate = Some(o.sample(RATE_UNITS));
+                set[HR] = true;
             }
             NOM_PLETH_PULS_RATE if !self.pulse_from_pleth => {
                 self.pulse_rate = Some(o.sample(RATE_UNITS));
                 self.pulse_from_pleth = true;
+                set[PR] = true;
             }
-            NOM_PULS_RATE => {
-                self.pulse_rate.get_or_insert(o.sample(RATE_UNITS));
+            NOM_PULS_RATE if self.pulse_rate.is_none() => {
+                self.pulse_rate = Some(o.sample(RATE_UNITS));
+                set[PR] = true;
             }
-            NOM_PULS_OXIM_SAT_O2 => {
-                self.spo2.get_or_insert(o.sample(PERCENT_UNITS));
+            NOM_PULS_OXIM_SAT_O2 if self.spo2.is_none() => {
+                self.spo2 = Some(o.sample(PERCENT_UNITS));
+                set[SPO2] = true;
             }
             NOM_PRESS_BLD_NONINV_SYS => nibp[0] = Some(o),
             NOM_PRESS_BLD_NONINV_DIA => nibp[1] = Some(o),
@@ -1746,7 +1782,8 @@ fn numeric_for(sample: Sample, exponent: i8) -> (u16, u32) {
     let nan = MANTISSA_NAN;
     let float = |v: f32| encode_float(v, exponent);
     match sample.validity {
-        Validity::Valid => match float(sample.value) {
+        // A monitor sends an old result as it is; its age is in the time stamp.
+        Validity::Valid | Validity::Old => match float(sample.value) {
             Some(f) => (0, f),
             None => (0, MANTISSA_POS_INF),
         },
@@ -1892,7 +1929,8 @@ fn finish_reply(mut w: Writer, slots: [usize; 3], out: &mut Vec<u8>) {
 /// linked result.
 ///
 /// Resolution: rates 1/min, SpO2 0.1 %, NIBP 1 mmHg. Sensor-off is sent as
-/// unavailable and artifact as questionable (the export has no such states).
+/// unavailable and artifact as questionable (the export has no such states);
+/// an old value is sent as a plain value (its age is its time stamp).
 pub fn encode_poll_result(
     invoke_id: u16,
     poll_number: u16,
@@ -2247,6 +2285,7 @@ struct Core {
     numerics: Assembler<PollValues>,
     alerts: Assembler<TechAlarms>,
     inops: TechAlarms,
+    ages: AgeLimits,
 }
 
 impl Core {
@@ -2261,6 +2300,7 @@ impl Core {
             numerics: Assembler::default(),
             alerts: Assembler::default(),
             inops: TechAlarms::EMPTY,
+            ages: AgeLimits::default(),
         }
     }
 
@@ -2383,6 +2423,25 @@ impl Core {
         let source = self.source;
         let device_time = self.device_time(values);
         let clock = self.clock;
+        let ages = self.ages;
+        // Whether a stamp is more than `limit` behind this result.
+        let older = |limit: Duration, stamp: Option<Stamp>| match stamp {
+            Some(Stamp::Abs(t)) => device_time.is_some_and(|c| AgeLimits::is_old(limit, t, c)),
+            Some(Stamp::Rel(r)) => {
+                // Relative times wrap: a stamp ahead of the result (a wrapped
+                // difference in the upper half) is not old.
+                let ticks = values.rel_time.wrapping_sub(r);
+                ticks < 1 << 31 && i64::from(ticks) / REL_TICKS_PER_SEC > limit.as_secs() as i64
+            }
+            None => false,
+        };
+        let aged = |s: Sample, i: usize| {
+            if older(ages.continuous, values.stamps[i]) {
+                s.into_old()
+            } else {
+                s
+            }
+        };
         let mut push = |measurement| {
             self.outputs.push_back(Output::Reading(Reading {
                 source,
@@ -2392,20 +2451,27 @@ impl Core {
             }))
         };
         if let Some(s) = values.heart_rate {
-            push(Measurement::HeartRate(s));
+            push(Measurement::HeartRate(aged(s, HR)));
         }
         if let Some(s) = values.spo2 {
-            push(Measurement::SpO2(s));
+            push(Measurement::SpO2(aged(s, SPO2)));
         }
         if let Some(s) = values.pulse_rate {
-            push(Measurement::PulseRate(s));
+            push(Measurement::PulseRate(aged(s, PR)));
         }
         if let Some(mut n) = values.nibp {
+            let stamp = n
+                .measured_at
+                .map(Stamp::Abs)
+                .or(values.nibp_rel_time.map(Stamp::Rel));
             if n.measured_at.is_none() {
                 n.measured_at = values
                     .nibp_rel_time
                     .zip(clock)
                     .map(|(rel, anchor)| anchor.device_time(rel));
+            }
+            if older(ages.nibp, stamp) {
+                n = n.into_old();
             }
             push(Measurement::Nibp(n));
         }
@@ -2428,6 +2494,13 @@ impl IntelliVueMonitorStream {
         IntelliVueMonitorStream {
             core: Core::new(source),
         }
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.core.ages = ages;
+        self
     }
 }
 
@@ -2585,6 +2658,13 @@ impl IntelliVueHost {
     /// A host session for `source` with default timers.
     pub fn new(source: SourceId) -> Self {
         Self::with_config(source, IntelliVueConfig::default())
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.core.ages = ages;
+        self
     }
 
     /// A host session with the given timers.
