@@ -1069,7 +1069,8 @@ mod tests {
         bytes.extend(hex(REQ_STOP));
         bytes.extend(hex(REQ_TREND_60S));
         let (outs, stats) = decode(&bytes);
-        assert_eq!(stats.frames_ok, 3);
+        // Well formed, but requests: nothing a monitor sends us.
+        assert_eq!((stats.frames_ok, stats.ignored), (0, 3));
         assert_eq!(stats.dropped_total(), 0);
         assert_eq!(stats.bytes, bytes.len() as u64);
         // Requests carry no displayed values.
@@ -1241,15 +1242,190 @@ mod tests {
             assert!(nibp_with(NIBP_AUTO | busy, 900).is_empty());
             assert!(nibp_with(busy, 0).is_empty());
         }
-        // Old data: a repeat is fine when its measurement time is known...
-        let old = nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 900);
-        assert_eq!(old.len(), 1);
-        assert_eq!(old[0].measured_at, Some(DeviceTime(900)));
-        assert!(old[0].systolic.validity.is_valid());
-        // ...but without it the reading could pass for a new one: none.
-        assert!(nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 0).is_empty());
+        // Flagged "older than 60 s" with a measurement time within cycle +
+        // grace: the time decides, a current result.
+        let recent = nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 900);
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].measured_at, Some(DeviceTime(900)));
+        assert!(recent[0].systolic.validity.is_valid());
         // Fresh data without a measurement time: reading, no measured_at.
         assert_eq!(nibp_with(NIBP_AUTO, 0)[0].measured_at, None);
+    }
+
+    #[test]
+    fn nibp_flagged_old_at_connect_is_an_old_measurement() {
+        let mut raw = raw_ok();
+        raw.nibp_label = NIBP_AUTO | NIBP_OLDER_THAN_60S;
+        // No measurement time: the first result seen is of unknown age.
+        let (outs, _) = decode(&framed(&raw, 1_000, 0));
+        let n = nibps(&measurements(&outs));
+        assert_eq!(n.len(), 1);
+        assert!(n[0].is_old());
+        assert_eq!(
+            [n[0].systolic, n[0].diastolic, n[0].mean],
+            [120.0, 80.5, 93.0].map(|v| Sample::valid(v).into_old())
+        );
+        assert_eq!(n[0].mode, NibpMode::Auto);
+        // HR, SpO2 and pulse rate of the same record are current.
+        assert!(hr(&measurements(&outs)).validity.is_valid());
+    }
+
+    #[test]
+    fn nibp_flagged_after_a_fresh_one_is_that_one_again() {
+        // As in the real captures: the flag is set from 60 s after the
+        // measurement on every record that repeats it.
+        let mut p = decoder();
+        let mut flagged = raw_ok();
+        flagged.nibp_label |= NIBP_OLDER_THAN_60S;
+        p.handle_bytes(Instant::from_secs(1), &framed(&raw_ok(), 1_000, 0));
+        p.handle_bytes(Instant::from_secs(61), &framed(&flagged, 1_060, 0));
+        let n = nibps(&measurements(&drain(&mut p)));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(n[0].systolic.validity.is_valid());
+        // A new connection: the monitor's result may be from before it.
+        p.handle_link(Instant::from_secs(70), false);
+        p.handle_link(Instant::from_secs(71), true);
+        p.handle_bytes(Instant::from_secs(72), &framed(&flagged, 1_072, 0));
+        let n = nibps(&measurements(&drain(&mut p)));
+        assert_eq!(n.len(), 1);
+        assert!(n[0].is_old());
+    }
+
+    #[test]
+    fn nibp_older_than_cycle_and_grace_by_its_time_is_old() {
+        let ages = AgeLimits::for_nibp_cycle(Duration::from_secs(300), Duration::from_secs(60));
+        let clock = 1_700_000_000;
+        let nibp_at = |age: u32, label: u16| {
+            let mut p = decoder().with_age_limits(ages);
+            let mut raw = raw_ok();
+            raw.nibp_label = label;
+            p.handle_bytes(Instant::from_secs(1), &framed(&raw, clock, clock - age));
+            nibps(&measurements(&drain(&mut p)))[0]
+        };
+        let flagged = NIBP_AUTO | NIBP_OLDER_THAN_60S;
+        assert!(nibp_at(360, flagged).systolic.validity.is_valid());
+        let old = nibp_at(361, flagged);
+        assert!(old.is_old());
+        assert_eq!(old.measured_at, Some(DeviceTime(i64::from(clock - 361))));
+        // The time decides even when the label says fresh (clocks set by hand).
+        assert!(nibp_at(24 * 86_400, NIBP_AUTO).is_old());
+        // The default limit is the default cycle + grace (18 min).
+        let mut p = decoder();
+        p.handle_bytes(Instant::ZERO, &framed(&raw_ok(), clock, clock - 17 * 60));
+        assert!(!nibps(&measurements(&drain(&mut p)))[0].is_old());
+    }
+
+    #[test]
+    fn continuous_values_far_behind_the_record_time_are_old() {
+        let clock = 1_700_000_000_u32;
+        let with_values_at = |at: u32| {
+            let mut r = build_displayed_record(&raw_ok(), clock, 0);
+            put_u32(&mut r, HEADER_LEN, at);
+            let mut bytes = Vec::new();
+            frame_record(&r, &mut bytes);
+            measurements(&decode(&bytes).0)
+        };
+        let ms = with_values_at(clock - 60);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        let ms = with_values_at(clock - 61);
+        assert_eq!(hr(&ms), Sample::valid(72.0).into_old());
+        assert_eq!(spo2(&ms).validity, Validity::Old);
+        assert_eq!(pr(&ms).validity, Validity::Old);
+    }
+
+    /// A waveform record (r_maintype 1) as the monitor sends it: each
+    /// subrecord a 6-byte header (`i16 act_len` samples, `u16 status`, `u16`
+    /// reserved) and `act_len` i16 samples. Layout as protocols.md and
+    /// xeonfusion/VSCaptureWave (`wf_hdr` in DatexTypes.cs, the `DRI_WF_*`
+    /// subrecord types in DataConstants.cs) have it; the real captures
+    /// carry such records with types 8 (pleth) and 32 (entropy).
+    fn waveform_record(types: &[u8], samples: usize) -> Vec<u8> {
+        let sr_len = 6 + 2 * samples;
+        let len = HEADER_LEN + types.len() * sr_len;
+        let mut r = vec![0u8; len];
+        put_i16(&mut r, 0, len as i16);
+        put_u32(&mut r, 6, 1_700_000_000);
+        put_i16(&mut r, 14, 1);
+        for (i, &t) in types.iter().enumerate() {
+            put_i16(&mut r, DESCRIPTORS_AT + 3 * i, (i * sr_len) as i16);
+            put_u8(&mut r, DESCRIPTORS_AT + 3 * i + 2, t);
+            let at = HEADER_LEN + i * sr_len;
+            put_i16(&mut r, at, samples as i16);
+            for k in 0..samples {
+                put_i16(&mut r, at + 6 + 2 * k, (k as i16) * 37 - 900);
+            }
+        }
+        put_u8(&mut r, DESCRIPTORS_AT + 3 * types.len() + 2, EOL_SUBRECORD);
+        r
+    }
+
+    #[test]
+    fn waveform_records_are_ignored_not_dropped() {
+        // Types 1 (ECG1) and 4 (INVP1) share their numbers with the
+        // displayed-values and auxiliary subrecords of a physiological
+        // record: only the main type tells them apart.
+        let mut bytes = Vec::new();
+        for types in [&[1u8, 4][..], &[8, 32], &[1, 2, 3, 4, 8]] {
+            frame_record(&waveform_record(types, 100), &mut bytes);
+        }
+        // An alarm record (r_maintype 4) is not ours either.
+        let mut alarm = build_displayed_record(&raw_ok(), 1, 1);
+        put_i16(&mut alarm, 14, 4);
+        frame_record(&alarm, &mut bytes);
+        bytes.extend(framed(&raw_ok(), 1_000, 0));
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(
+            (stats.ignored, stats.frames_ok, stats.dropped_total()),
+            (4, 1, 0)
+        );
+        let ms = measurements(&outs);
+        assert_eq!((ms.len(), hr(&ms)), (4, Sample::valid(72.0)));
+        assert!(outs.iter().all(|o| !matches!(o, Output::Dropped(_))));
+    }
+
+    #[test]
+    fn trend_subrecords_are_never_current_readings() {
+        // A physiological record carrying 10 s and 60 s trends (other
+        // values than the screen's) next to the displayed values.
+        let mut trend = raw_ok();
+        trend.hr = 150;
+        trend.spo2 = 8_000;
+        trend.sys = 20_000;
+        let len = HEADER_LEN + 3 * PHDB_SUBRECORD_LEN;
+        let with = |types: &[u8]| {
+            let mut r = vec![0u8; len];
+            put_i16(&mut r, 0, len as i16);
+            put_u32(&mut r, 6, 1_000);
+            for (i, &t) in types.iter().enumerate() {
+                put_i16(&mut r, DESCRIPTORS_AT + 3 * i, (i * PHDB_SUBRECORD_LEN) as i16);
+                put_u8(&mut r, DESCRIPTORS_AT + 3 * i + 2, t);
+                let at = HEADER_LEN + i * PHDB_SUBRECORD_LEN;
+                let sr = &mut r[at..at + PHDB_SUBRECORD_LEN];
+                if t == SR_DISPLAYED {
+                    raw_ok().write(sr, 1_000);
+                } else {
+                    trend.write(sr, 900);
+                    put_u16(sr, SR_CLASS_WORD, u16::from(t));
+                }
+            }
+            put_u8(&mut r, DESCRIPTORS_AT + 3 * types.len() + 2, EOL_SUBRECORD);
+            let mut bytes = Vec::new();
+            frame_record(&r, &mut bytes);
+            decode(&bytes)
+        };
+        let (outs, stats) = with(&[SR_TREND_10S, SR_DISPLAYED, SR_TREND_60S]);
+        let ms = measurements(&outs);
+        assert_eq!((stats.frames_ok, stats.ignored), (1, 0));
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(spo2(&ms), Sample::valid(97.5));
+        assert_eq!(nibps(&ms)[0].systolic, Sample::valid(120.0));
+        // Trends alone: well formed, nothing current in them.
+        let (outs, stats) = with(&[SR_TREND_10S, SR_TREND_60S, SR_TREND_60S]);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!(
+            (stats.frames_ok, stats.ignored, stats.dropped_total()),
+            (0, 1, 0)
+        );
     }
 
     #[test]
@@ -1319,7 +1495,7 @@ mod tests {
         frame_record(&r, &mut bytes);
         let (outs, stats) = decode(&bytes);
         assert!(outs.is_empty());
-        assert_eq!(stats.frames_ok, 1);
+        assert_eq!((stats.frames_ok, stats.ignored), (0, 1));
     }
 
     #[test]
@@ -1519,7 +1695,8 @@ mod tests {
             sample(30_000, 100.0),
             sample(30_000, 100.0),
             sample(30_000, 100.0),
-            proptest::option::of(1..=u32::MAX),
+            // Age before the device clock, within the default limit.
+            proptest::option::of(0..=18 * 60_i64),
             prop_oneof![
                 Just(NibpMode::Auto),
                 Just(NibpMode::Stat),
@@ -1530,7 +1707,7 @@ mod tests {
                 systolic,
                 diastolic,
                 mean,
-                measured_at: t.map(|t| DeviceTime(i64::from(t))),
+                measured_at: t.map(DeviceTime),
                 mode,
             });
         (
@@ -1538,14 +1715,21 @@ mod tests {
             sample(300, 1.0),
             sample(10_000, 100.0),
             proptest::option::of(nibp),
-            1..=u32::MAX,
+            2_000..=u32::MAX,
         )
-            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| Snapshot {
-                heart_rate,
-                pulse_rate,
-                spo2,
-                nibp,
-                device_time: DeviceTime(i64::from(t)),
+            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| {
+                let device_time = DeviceTime(i64::from(t));
+                let nibp = nibp.map(|n| Nibp {
+                    measured_at: n.measured_at.map(|age| DeviceTime(device_time.0 - age.0)),
+                    ..n
+                });
+                Snapshot {
+                    heart_rate,
+                    pulse_rate,
+                    spo2,
+                    nibp,
+                    device_time,
+                }
             })
     }
 
