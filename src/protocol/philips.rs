@@ -1846,6 +1846,10 @@ pub struct ResultShape {
     pub content: ResultContent,
     /// State bits added to every numeric's state.
     pub extra_state: u16,
+    /// `Some(age)`: HR, pulse rate and SpO2 carry a relative time stamp
+    /// `age` seconds before the result's (a monitor resending values it no
+    /// longer measures).
+    pub values_age: Option<u32>,
 }
 
 impl ResultShape {
@@ -1857,6 +1861,7 @@ impl ResultShape {
         linked: None,
         content: ResultContent::Values,
         extra_state: 0,
+        values_age: None,
     };
 
     /// As a real monitor sends it: unspecified absolute time, the given
@@ -1869,6 +1874,7 @@ impl ResultShape {
             linked: None,
             content: ResultContent::Values,
             extra_state: 0,
+            values_age: None,
         }
     }
 }
@@ -2012,7 +2018,8 @@ pub fn encode_poll_result_with(
     let labels_only = shape.content == ResultContent::LabelsOnly;
     for (handle, mut obs) in singles {
         w.u16(handle);
-        w.u16(1);
+        let age = shape.values_age.filter(|_| !labels_only);
+        w.u16(if age.is_some() { 2 } else { 1 });
         let attrs = w.len_slot();
         if labels_only {
             label(&mut w, obs.physio_id);
@@ -2021,6 +2028,11 @@ pub fn encode_poll_result_with(
             w.u16(NOM_ATTR_NU_VAL_OBS);
             w.u16(10);
             obs.write(&mut w);
+        }
+        if let Some(age) = age {
+            w.u16(NOM_ATTR_TIME_STAMP_REL);
+            w.u16(4);
+            w.u32(shape.rel_time.wrapping_sub(age.wrapping_mul(REL_TICKS_PER_SEC as u32)));
         }
         w.fill(attrs);
     }
@@ -3634,6 +3646,107 @@ mod tests {
             nibps,
             vec![(Some(old), Some(clock)), (Some(recent), Some(clock))]
         );
+    }
+
+    /// The NIBP readings of a monitor-side stream decoded with `ages`.
+    fn decoded_nibps(bytes: &[u8], ages: AgeLimits) -> Vec<Nibp> {
+        let mut p = IntelliVueMonitorStream::new(SourceId(0)).with_age_limits(ages);
+        p.handle_bytes(Instant::ZERO, bytes);
+        drain(&mut p)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(Reading {
+                    measurement: Measurement::Nibp(n),
+                    ..
+                }) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nibp_older_than_cycle_and_grace_by_the_monitor_clock_is_old() {
+        // As one real MX800 sent it: the monitor's clock from the MDS
+        // Create, the poll result's absolute time unspecified, an NIBP
+        // measured 24 days before.
+        let clock = DeviceTime(1_795_000_000);
+        let anchor_rel = 1_000_000;
+        let info = MdsInfo {
+            abs_time: Some(clock),
+            abs_hundredths: 0,
+            rel_time: Some(anchor_rel),
+            model: NoteText::EMPTY,
+        };
+        let ages = AgeLimits::for_nibp_cycle(Duration::from_secs(900), Duration::from_secs(180));
+        let result = |age: i64, stamp: NibpStamp| {
+            let mut bytes = Vec::new();
+            encode_mds_create_event(1, &info, &mut bytes);
+            let mut s = snapshot();
+            s.device_time = clock;
+            s.nibp.as_mut().unwrap().measured_at = Some(DeviceTime(clock.0 - age));
+            let shape = ResultShape {
+                nibp_stamp: stamp,
+                ..ResultShape::field(anchor_rel)
+            };
+            encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+            let n = decoded_nibps(&bytes, ages);
+            assert_eq!(n.len(), 1);
+            n[0]
+        };
+        let old = result(24 * 86_400, NibpStamp::Absolute);
+        assert!(old.is_old(), "{old:?}");
+        // The numbers stay, to be shown as the old measurement they are.
+        assert_eq!(old.systolic.value, snapshot().nibp.unwrap().systolic.value);
+        assert_eq!(old.measured_at, Some(DeviceTime(clock.0 - 24 * 86_400)));
+        // A relative stamp reaches 3.1 days back (the relative time wraps).
+        for stamp in [NibpStamp::Absolute, NibpStamp::Relative] {
+            assert!(result(2 * 86_400, stamp).is_old(), "{stamp:?}");
+            let limit = 900 + 180;
+            assert!(result(limit + 1, stamp).is_old(), "{stamp:?}");
+            let current = result(limit, stamp);
+            assert!(current.systolic.validity.is_valid(), "{stamp:?}");
+        }
+        // A relative stamp needs no clock anchor to be judged old.
+        let mut bytes = Vec::new();
+        let mut s = snapshot();
+        s.nibp.as_mut().unwrap().measured_at = Some(DeviceTime(s.device_time.0 - 7_200));
+        let shape = ResultShape {
+            nibp_stamp: NibpStamp::Relative,
+            ..ResultShape::field(anchor_rel)
+        };
+        encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+        let n = decoded_nibps(&bytes, ages);
+        assert!(n[0].is_old() && n[0].measured_at.is_none(), "{n:?}");
+    }
+
+    #[test]
+    fn continuous_values_stamped_far_before_the_result_are_old() {
+        let decode_with_age = |age: u32| {
+            let shape = ResultShape {
+                values_age: Some(age),
+                ..ResultShape::field(50_000_000)
+            };
+            let mut bytes = Vec::new();
+            encode_poll_result_with(1, 1, &snapshot(), &shape, &mut bytes);
+            let mut p = IntelliVueMonitorStream::new(SourceId(0));
+            p.handle_bytes(Instant::ZERO, &bytes);
+            drain(&mut p)
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Reading(r) => r.measurement.continuous(),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let fresh = decode_with_age(60);
+        assert_eq!(fresh.len(), 3);
+        assert!(fresh.iter().all(|(_, s)| s.validity.is_valid()), "{fresh:?}");
+        let old = decode_with_age(61);
+        assert_eq!(old.len(), 3);
+        for (vital, s) in old {
+            assert_eq!(s.validity, Validity::Old, "{vital}");
+            assert!(s.value.is_finite(), "{vital}: the number stays");
+        }
     }
 
     #[test]
