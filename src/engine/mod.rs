@@ -548,14 +548,18 @@ impl Engine {
             return;
         }
         // An old value (measured long before it was sent) is shown but is
-        // no sign of a live measurement: the vital still goes stale, and the
-        // device's last word on the sensor stands.
+        // no sign of a live measurement: it does not hold off "stale", and
+        // the device's last word on the sensor stands.
         let current = sample.validity != Validity::Old;
         if current {
             self.vitals[vi].last_seen = Some(now);
             self.wake_at(now + rules.stale_after);
             let stale = self.index(AlarmId::vital(vital, Condition::Stale));
             self.set_condition(stale, now, false, None, None, None);
+        } else if self.vitals[vi].last_seen.is_none() {
+            // Only old values so far: the vital goes stale from the first.
+            self.vitals[vi].last_seen = Some(now);
+            self.wake_at(now + rules.stale_after);
         }
 
         let judged = self.judge(sample, &rules);
