@@ -4291,6 +4291,46 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_nibp_24_days_older_than_the_monitor_clock_never_alarms() {
+        // A monitor in the field keeps a critically high NIBP from 24 days
+        // ago; HR and SpO2 are current and normal.
+        let mut monitor = ScriptedMonitor::field();
+        let nibp = monitor.snapshot.nibp.as_mut().unwrap();
+        nibp.systolic = Sample::valid(250.0);
+        nibp.diastolic = Sample::valid(140.0);
+        nibp.mean = Sample::valid(177.0);
+        nibp.measured_at = Some(DeviceTime(monitor.clock.0 - 24 * 86_400));
+        let mut host = IntelliVueHost::new(SourceId(0));
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(30));
+        let mut engine = crate::engine::Engine::new(crate::engine::EngineConfig {
+            source_names: vec!["mx800".into()],
+            ..crate::engine::EngineConfig::default()
+        });
+        let mut nibps = 0;
+        for o in &outs {
+            if let Output::Reading(r) = o {
+                if let Measurement::Nibp(n) = r.measurement {
+                    assert!(n.is_old(), "{n:?}");
+                    assert_eq!(n.systolic.value, 250.0);
+                    nibps += 1;
+                }
+                engine.handle_reading(r.arrival, *r);
+            }
+        }
+        assert!(nibps > 0);
+        engine.handle_timeout(now);
+        let alarms: Vec<crate::engine::AlarmId> = std::iter::from_fn(|| engine.poll_event())
+            .filter_map(|e| match e.kind {
+                crate::engine::EventKind::Alarm(a) => Some(a.id),
+                _ => None,
+            })
+            .collect();
+        assert!(alarms.is_empty(), "{alarms:?}");
+    }
+
+    #[test]
     fn a_request_lost_across_connect_is_retried() {
         let mut host = IntelliVueHost::new(SourceId(1));
         let mut monitor = ScriptedMonitor::field();
