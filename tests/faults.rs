@@ -325,3 +325,150 @@ async fn a_new_state_directory_does_not_freeze_a_running_board() {
     assert_eq!(epoch.trim().len(), 16, "{epoch:?}");
     daemon.stop().await;
 }
+
+/// The alarm-stream messages still undelivered in a journal file: (byte
+/// range of the record, outbox id, stream_seq), in file order. Read straight from the
+/// documented format (docs/mqtt.md), not through vigil's reader.
+fn undelivered_alarm_records(data: &[u8]) -> Vec<(std::ops::Range<usize>, u64, u64)> {
+    assert_eq!(&data[..8], b"VGLOUT01");
+    let mut messages = Vec::new();
+    let mut gone = std::collections::HashSet::new();
+    let mut at = 8;
+    while at + 8 <= data.len() {
+        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        let body = &data[at + 8..at + 8 + len];
+        let id = u64::from_le_bytes(body[1..9].try_into().unwrap());
+        match body[0] {
+            // Message: tag id class stream stream_seq ...; stream 0 = alarms.
+            1 if body[10] == 0 => {
+                let stream_seq = u64::from_le_bytes(body[11..19].try_into().unwrap());
+                messages.push((at..at + 8 + len, id, stream_seq));
+            }
+            2 | 3 => {
+                gone.insert(id);
+            }
+            _ => {}
+        }
+        at += 8 + len;
+    }
+    messages
+        .into_iter()
+        .filter(|(_, id, _)| !gone.contains(id))
+        .collect()
+}
+
+/// One flipped byte in the middle of the outbox journal used to be taken
+/// for a torn tail: everything after it was cut (undelivered high-priority
+/// alarms among it) and the next run published new messages under the lost
+/// ones' `stream_seq`, so displays saw no gap. Now the damage raises
+/// `system.journal_corrupt` (latched), every message after it is delivered,
+/// and the new run numbers above everything the old one wrote.
+#[tokio::test(flavor = "current_thread")]
+async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_that_record() {
+    let dir = temp_dir("fault-journal-flip");
+    let mut broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-rot/";
+    let mut status = Subscriber::connect(
+        broker.port,
+        "display-rot-status",
+        &format!("{prefix}status"),
+    )
+    .await;
+    let tty = dir.join("ttyROT");
+    let mut monitor = Monitor::plug_in(&tty);
+    let state = dir.join("state");
+    let text = daemon_config(&tty, broker.port, &state, "bed-rot", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    status
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    drop(status);
+
+    // The broker goes away; alarms pile up in the journal.
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..40 {
+        monitor.send(if i % 2 == 0 {
+            b"spo2 80\n"
+        } else {
+            b"spo2 97\n"
+        });
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.stop().await;
+
+    let journal = state.join("test-clinic/bed-rot/outbox.journal");
+    let mut data = std::fs::read(&journal).unwrap();
+    let held = undelivered_alarm_records(&data);
+    assert!(
+        held.len() >= 30,
+        "only {} alarm messages journaled",
+        held.len()
+    );
+    let highest = held.iter().map(|(_, _, s)| *s).max().unwrap();
+    // One byte in the payload of a record in the middle.
+    let (range, _, victim) = held[held.len() / 2].clone();
+    data[range.end - 10] ^= 0x20;
+    std::fs::write(&journal, &data).unwrap();
+
+    broker.restart();
+    let mut display =
+        Subscriber::connect(broker.port, "display-rot", &format!("{prefix}alarms")).await;
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let mut by_stream_seq: std::collections::HashMap<u64, u64> = Default::default();
+    let mut corrupt_raised = None;
+    let expected: std::collections::BTreeSet<u64> = held
+        .iter()
+        .map(|(_, _, s)| *s)
+        .filter(|s| *s != victim)
+        .collect();
+    let deadline = tokio::time::Instant::now() + SECS(20);
+    let mut missing = expected.clone();
+    while (!missing.is_empty() || corrupt_raised.is_none())
+        && tokio::time::Instant::now() < deadline
+    {
+        let Ok(Some(m)) = tokio::time::timeout_at(deadline, display.rx.recv()).await else {
+            break;
+        };
+        let (stream_seq, seq) = (m.json["stream_seq"].as_u64(), m.json["seq"].as_u64());
+        if let (Some(stream_seq), Some(seq)) = (stream_seq, seq) {
+            let first = *by_stream_seq.entry(stream_seq).or_insert(seq);
+            assert_eq!(first, seq, "stream_seq {stream_seq} used twice: {}", m.json);
+            missing.remove(&stream_seq);
+        }
+        if m.json["alarm"]["id"] == "system.journal_corrupt" && m.json["alarm"]["phase"] == "start"
+        {
+            corrupt_raised = Some(m.json.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undelivered messages after the damaged one were lost: {missing:?}"
+    );
+    assert!(
+        !by_stream_seq.contains_key(&victim),
+        "the damaged record cannot have been delivered"
+    );
+    let raised = corrupt_raised.expect("system.journal_corrupt raised");
+    assert_eq!(raised["alarm"]["priority"], "high", "{raised}");
+    // Every new message is numbered above everything the first run wrote.
+    let new: Vec<u64> = by_stream_seq
+        .keys()
+        .copied()
+        .filter(|s| !expected.contains(s))
+        .collect();
+    assert!(
+        !new.is_empty() && new.iter().all(|s| *s > highest),
+        "new stream numbers {new:?} must be above {highest}"
+    );
+    // Latched: still present after the daemon let go of the condition.
+    let events = daemon.alarms_so_far();
+    assert!(
+        events
+            .iter()
+            .any(|(_, id, phase)| id == "system.journal_corrupt" && *phase == "update"),
+        "{events:?}"
+    );
+    daemon.stop().await;
+}

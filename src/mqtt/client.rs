@@ -182,8 +182,22 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     ));
     if report.torn_bytes > 0 {
         tracing::warn!(
-            "the outbox journal had a torn tail of {} byte(s) (a crash mid-write): ignored",
+            "the outbox journal had a torn tail of {} byte(s) (a crash mid-write): cut off; the stream numbers it may have held are not used again",
             report.torn_bytes
+        );
+    }
+    if report.corrupt() {
+        tracing::error!(
+            "the outbox journal {} is DAMAGED: {} unreadable byte(s) in {} place(s) (first at offset {}), up to {} undelivered alarm/session message(s) lost; every readable message after the damage is kept and delivered, numbering continues above anything lost (displays see a stream_seq gap); a copy of the damaged file is at {}; check the disk: raising system.journal_corrupt",
+            state_dir.join("outbox.journal").display(),
+            report.damaged_bytes(),
+            report.damage.len(),
+            report.damage[0].offset,
+            report.damage.iter().map(|d| d.max_messages()).sum::<u64>(),
+            report
+                .damaged_copy
+                .as_ref()
+                .map_or_else(|| "nowhere (it could not be written)".to_owned(), |p| p.display().to_string()),
         );
     }
 
@@ -197,7 +211,9 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let queue = setup.queue.max(16);
     let (tx, rx) = mpsc::channel::<SinkMsg>(queue);
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let publisher = Publisher::new(setup, topics, client, outbox, seq, broker);
+    let mut publisher = Publisher::new(setup, topics, client, outbox, seq, broker);
+    // Latched in the engine: raised once, it stays until acknowledged.
+    publisher.corrupt.want = report.corrupt();
     std::thread::Builder::new()
         .name("vigil-mqtt".into())
         .spawn(move || {
@@ -353,6 +369,9 @@ struct Publisher {
     overflow: Reported,
     storage: Reported,
     unstable: Reported,
+    /// The journal was found damaged at start-up (a latched alarm: raised,
+    /// then let go at once; it stays until acknowledged).
+    corrupt: Reported,
     last_eviction: Option<Instant>,
     storage_failed: bool,
 }
@@ -414,6 +433,7 @@ impl Publisher {
             overflow: Reported::default(),
             storage: Reported::default(),
             unstable: Reported::default(),
+            corrupt: Reported::default(),
             last_eviction: None,
             storage_failed: false,
         }
@@ -898,6 +918,25 @@ impl Publisher {
             if r.want != r.told && self.system.try_send((cond, r.want)).is_ok() {
                 r.told = r.want;
             }
+        }
+        let c = &mut self.corrupt;
+        if c.want
+            && !c.told
+            && self
+                .system
+                .try_send((SystemCondition::JournalCorrupt, true))
+                .is_ok()
+        {
+            c.told = true;
+        }
+        if c.want
+            && c.told
+            && self
+                .system
+                .try_send((SystemCondition::JournalCorrupt, false))
+                .is_ok()
+        {
+            c.want = false;
         }
     }
 

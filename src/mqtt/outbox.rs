@@ -26,7 +26,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::journal::{Class, Entry, Journal, JournalError, LoadReport, StoredMessage, Stream};
+use super::journal::{
+    Class, Entry, Journal, JournalError, LoadReport, StoredMessage, Stream, MIN_MESSAGE_RECORD,
+};
 
 /// Errors of the outbox are the journal's.
 pub type OutboxError = JournalError;
@@ -83,7 +85,14 @@ impl Outbox {
             return Ok((ob, LoadReport::default()));
         };
         let (journal, entries, report) = Journal::open(dir)?;
-        for e in entries {
+        // Per stream: how many records were read when its last message was.
+        let mut last_message = [None::<usize>; 2];
+        for (i, e) in entries.into_iter().enumerate() {
+            if let Entry::Message(m) = &e {
+                if let Some(s) = stream_index(m.stream) {
+                    last_message[s] = Some(i + 1);
+                }
+            }
             match e {
                 Entry::Message(m) => {
                     ob.next_id = ob.next_id.max(m.id + 1);
@@ -105,8 +114,27 @@ impl Outbox {
                 }
             }
         }
+        // Damage after a stream's last readable message may have held newer
+        // messages of that stream (or the counters): number above anything
+        // it can have held, so no `stream_seq` is ever used twice.
+        for (s, last) in last_message.iter().enumerate() {
+            let skip: u64 = report
+                .damage
+                .iter()
+                .filter(|d| last.is_none_or(|n| d.after_records >= n))
+                .map(|d| d.max_messages())
+                .sum();
+            // A torn tail may be damage to the last record too (the two
+            // look alike), and a crash mid-write lost what it was writing:
+            // skip its numbers as well, a gap where something was lost.
+            ob.next_stream[s] += skip + report.torn_bytes.div_ceil(MIN_MESSAGE_RECORD);
+        }
         ob.compacted_len = journal.len();
         ob.journal = Some(journal);
+        if report.corrupt() {
+            // A clean journal again, with the raised counters.
+            ob.compact()?;
+        }
         Ok((ob, report))
     }
 
@@ -316,10 +344,12 @@ impl Outbox {
         let Some(j) = &mut self.journal else {
             return Ok(());
         };
-        let mut entries = vec![Entry::Counters {
+        let counters = Entry::Counters {
             next_id: self.next_id,
             next_stream: self.next_stream,
-        }];
+        };
+        // Twice: one damaged record must not take the numbers with it.
+        let mut entries = vec![counters.clone(), counters];
         entries.extend(
             self.held
                 .values()
@@ -432,6 +462,105 @@ mod tests {
         assert_eq!(p.evicted, vec![(Class::High, 1)]);
         assert_eq!(ob.pending(), 6);
         assert_eq!(ob.evicted_total(), 3);
+    }
+
+    /// Flips one byte inside the `n`th record (0-based) of the journal in `dir`.
+    fn flip_record(dir: &Path, n: usize) {
+        let path = dir.join("outbox.journal");
+        let mut data = std::fs::read(&path).unwrap();
+        let mut at = 8;
+        for _ in 0..n {
+            at += 8 + u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        }
+        data[at + 12] ^= 0x08;
+        std::fs::write(&path, &data).unwrap();
+    }
+
+    fn stream_seqs(ob: &mut Outbox) -> Vec<u64> {
+        std::iter::from_fn(|| ob.next_unsent().map(|m| m.stream_seq)).collect()
+    }
+
+    fn next_stream_seq(ob: &mut Outbox) -> u64 {
+        let id = push(ob, Class::High).id;
+        ob.held[&id].msg.stream_seq
+    }
+
+    #[test]
+    fn corruption_keeps_what_follows_and_never_reuses_a_stream_number() {
+        let dir = temp("corrupt");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            for _ in 0..7 {
+                push(&mut ob, Class::High);
+            }
+            ob.sync().unwrap();
+            ob.next_unsent();
+            ob.delivered(1).unwrap();
+        }
+        // Records: seven messages, then the delivered mark. The last
+        // message damaged: only the mark after it shows it is not a tail.
+        flip_record(&dir, 6);
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert!(report.corrupt());
+        assert_eq!(
+            stream_seqs(&mut ob),
+            vec![2, 3, 4, 5, 6],
+            "everything readable stands"
+        );
+        let seq = next_stream_seq(&mut ob);
+        assert!(
+            seq > 7,
+            "stream_seq {seq} may have been used by the damaged record"
+        );
+        drop(ob);
+        // The journal was rewritten clean, with the raised counters.
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert!(!report.corrupt(), "{report:?}");
+        assert_eq!(ob.pending(), 6);
+        assert!(next_stream_seq(&mut ob) > seq);
+    }
+
+    #[test]
+    fn a_torn_tail_never_gives_its_stream_number_again() {
+        let dir = temp("torn");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            for _ in 0..5 {
+                push(&mut ob, Class::High);
+            }
+            ob.sync().unwrap();
+        }
+        // Damage in the last record cannot be told from a crash mid-write.
+        flip_record(&dir, 4);
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert!(!report.corrupt());
+        assert!(report.torn_bytes > 0);
+        assert_eq!(stream_seqs(&mut ob), vec![1, 2, 3, 4]);
+        assert!(next_stream_seq(&mut ob) > 5);
+    }
+
+    #[test]
+    fn one_damaged_counters_record_keeps_the_numbers() {
+        let dir = temp("counters");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            for id in 1..=4 {
+                push(&mut ob, Class::High);
+                ob.next_unsent();
+                ob.delivered(id).unwrap();
+            }
+            ob.compact().unwrap();
+            push(&mut ob, Class::High);
+        }
+        flip_record(&dir, 0);
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert!(report.corrupt());
+        assert_eq!(ob.next_unsent().unwrap().stream_seq, 5);
+        assert!(next_stream_seq(&mut ob) > 5);
+        assert!(
+            ob.next_stream[1] > 1,
+            "the session stream skips what the damage may have held"
+        );
     }
 
     #[test]

@@ -321,7 +321,15 @@ pub fn heartbeat(
         .sources
         .iter()
         .map(|s| {
-            json!({"name": s.name, "up": s.up, "frames_ok": s.frames_ok, "frames_dropped": s.frames_dropped})
+            json!({
+                "name": s.name,
+                "up": s.up,
+                "health": s.health.key(),
+                "associated": s.associated,
+                "frames_ok": s.frames_ok,
+                "frames_ignored": s.frames_ignored,
+                "frames_dropped": s.frames_dropped,
+            })
         })
         .collect();
     m.insert("sources".into(), Value::Array(sources));
@@ -412,7 +420,11 @@ mod tests {
             t,
             0,
         );
-        latest.apply(&Measurement::SpO2(Sample::new(88.0, Validity::Artifact)), t, 0);
+        latest.apply(
+            &Measurement::SpO2(Sample::new(88.0, Validity::Artifact)),
+            t,
+            0,
+        );
         let v: Value = serde_json::from_slice(&vitals(&ctx, 1, t, &latest)).unwrap();
         assert_eq!(v["vitals"]["hr"]["validity"], "old");
         assert_eq!(v["vitals"]["hr"]["value"].as_f64(), Some(72.0));

@@ -1397,7 +1397,11 @@ mod tests {
             put_i16(&mut r, 0, len as i16);
             put_u32(&mut r, 6, 1_000);
             for (i, &t) in types.iter().enumerate() {
-                put_i16(&mut r, DESCRIPTORS_AT + 3 * i, (i * PHDB_SUBRECORD_LEN) as i16);
+                put_i16(
+                    &mut r,
+                    DESCRIPTORS_AT + 3 * i,
+                    (i * PHDB_SUBRECORD_LEN) as i16,
+                );
                 put_u8(&mut r, DESCRIPTORS_AT + 3 * i + 2, t);
                 let at = HEADER_LEN + i * PHDB_SUBRECORD_LEN;
                 let sr = &mut r[at..at + PHDB_SUBRECORD_LEN];

@@ -118,10 +118,7 @@ impl AgeLimits {
     pub const CONTINUOUS: core::time::Duration = core::time::Duration::from_secs(60);
 
     /// Limits for the engine's NIBP cycle and its grace.
-    pub const fn for_nibp_cycle(
-        cycle: core::time::Duration,
-        grace: core::time::Duration,
-    ) -> Self {
+    pub const fn for_nibp_cycle(cycle: core::time::Duration, grace: core::time::Duration) -> Self {
         AgeLimits {
             nibp: cycle.saturating_add(grace),
             continuous: Self::CONTINUOUS,
@@ -393,7 +390,11 @@ mod tests {
         assert!(!AgeLimits::is_old(limit, DeviceTime(clock.0 - 600), clock));
         assert!(AgeLimits::is_old(limit, DeviceTime(clock.0 - 601), clock));
         // A stamp ahead of the clock (the clock was set back) is not old.
-        assert!(!AgeLimits::is_old(limit, DeviceTime(clock.0 + 86_400), clock));
+        assert!(!AgeLimits::is_old(
+            limit,
+            DeviceTime(clock.0 + 86_400),
+            clock
+        ));
         assert!(AgeLimits::is_old(limit, DeviceTime(i64::MIN), clock));
         // The default follows the engine's default cycle and grace.
         let nibp = crate::engine::EngineConfig::default().nibp;

@@ -116,8 +116,8 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    AgeLimits, AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText, Output,
-    Protocol, Snapshot, NOTE_TEXT_LEN,
+    AgeLimits, AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText,
+    Output, Protocol, Snapshot, NOTE_TEXT_LEN,
 };
 use crate::time::Instant;
 use crate::vitals::{
@@ -2032,7 +2032,11 @@ pub fn encode_poll_result_with(
         if let Some(age) = age {
             w.u16(NOM_ATTR_TIME_STAMP_REL);
             w.u16(4);
-            w.u32(shape.rel_time.wrapping_sub(age.wrapping_mul(REL_TICKS_PER_SEC as u32)));
+            w.u32(
+                shape
+                    .rel_time
+                    .wrapping_sub(age.wrapping_mul(REL_TICKS_PER_SEC as u32)),
+            );
         }
         w.fill(attrs);
     }
@@ -3740,7 +3744,10 @@ mod tests {
         };
         let fresh = decode_with_age(60);
         assert_eq!(fresh.len(), 3);
-        assert!(fresh.iter().all(|(_, s)| s.validity.is_valid()), "{fresh:?}");
+        assert!(
+            fresh.iter().all(|(_, s)| s.validity.is_valid()),
+            "{fresh:?}"
+        );
         let old = decode_with_age(61);
         assert_eq!(old.len(), 3);
         for (vital, s) in old {
