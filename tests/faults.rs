@@ -328,6 +328,24 @@ async fn a_new_state_directory_does_not_freeze_a_running_board() {
     daemon.stop().await;
 }
 
+/// Starts the daemon on `config`, waits until `status` sees it online,
+/// then kills the broker: what the daemon raises from now on stays in its
+/// journal.
+async fn online_then_broker_killed(
+    broker: &mut Mosquitto,
+    config: &str,
+    mut status: Subscriber,
+) -> crate::util::mqtt::MqttDaemon {
+    let daemon = start_with_mqtt(config::parse(config, "test").unwrap());
+    status
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    drop(status);
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon
+}
+
 /// The alarm-stream messages still undelivered in a journal file: (byte
 /// range of the record, outbox id, stream_seq), in file order. Read straight from the
 /// documented format (docs/mqtt.md), not through vigil's reader.
@@ -370,7 +388,7 @@ async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_tha
     let dir = temp_dir("fault-journal-flip");
     let mut broker = Mosquitto::start(&dir, "");
     let prefix = "vigil/v1/test-clinic/bed-rot/";
-    let mut status = Subscriber::connect(
+    let status = Subscriber::connect(
         broker.port,
         "display-rot-status",
         &format!("{prefix}status"),
@@ -380,15 +398,8 @@ async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_tha
     let mut monitor = Monitor::plug_in(&tty);
     let state = dir.join("state");
     let text = daemon_config(&tty, broker.port, &state, "bed-rot", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    drop(status);
-
     // The broker goes away; alarms pile up in the journal.
-    broker.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let daemon = online_then_broker_killed(&mut broker, &text, status).await;
     for i in 0..40 {
         monitor.send(if i % 2 == 0 {
             b"spo2 80\n"
@@ -638,22 +649,10 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     daemon.stop().await;
 }
 
+/// A daemon configuration for the recording tests (MQTT is not started).
 fn recording_config(tty: &std::path::Path) -> vigil::config::Config {
-    let text = format!(
-        r#"
-[[source]]
-name = "monitor"
-protocol = "vigil-line"
-serial = "{}"
-timeout = "30s"
-
-[alarms.spo2]
-low = "off"
-rate = "off"
-"#,
-        tty.display()
-    );
-    config::parse(&text, "test").unwrap()
+    let unused = tty.with_extension("state");
+    config::parse(&daemon_config(tty, 1, &unused, "bed-rec", ""), "test").unwrap()
 }
 
 fn recording_to(dir: &std::path::Path) -> vigil::record::file::RecorderSettings {
@@ -764,19 +763,13 @@ async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
     let disk = TmpFs::mount(&dir.join("state"), "size=1m");
     let mut broker = Mosquitto::start(&dir, "");
     let prefix = "vigil/v1/test-clinic/bed-ro/";
-    let mut status =
+    let status =
         Subscriber::connect(broker.port, "display-ro-status", &format!("{prefix}status")).await;
     let tty = dir.join("ttyRO");
     let mut monitor = Monitor::plug_in(&tty);
     let text = daemon_config(&tty, broker.port, &disk.path, "bed-ro", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    drop(status);
     // The previous run leaves an undelivered alarm in its journal.
-    broker.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let daemon = online_then_broker_killed(&mut broker, &text, status).await;
     monitor.send(b"spo2 80\n");
     let bed_dir = disk.path.join("test-clinic/bed-ro");
     let journal = bed_dir.join("outbox.journal");

@@ -19,7 +19,9 @@
 //! technical alarm locally (the caller does that from [`Pushed::evicted`]).
 //!
 //! Without a journal (the state directory failed) the outbox keeps working
-//! in memory and the caller raises the storage-failure alarm.
+//! in memory and the caller raises `system.journal_failure`; once the
+//! directory works again, [`Outbox::reattach`] writes everything held into a
+//! new journal.
 //!
 //! Depends on [`super::journal`] only; blocking file IO.
 
