@@ -331,8 +331,28 @@ pub struct Session {
 pub struct SourceState {
     /// Configured name.
     pub name: String,
-    /// Connected and delivering.
+    /// Connected and delivering valid readings.
     pub up: bool,
+    /// What it delivers, for people: `up`, `DOWN`, `NOT ASSOCIATED`,
+    /// `NO VALID DATA (invalid values only)`.
+    pub status: String,
+}
+
+/// A heartbeat's source `health` (and `up`, for daemons that send no
+/// health) as the displays word it.
+pub fn source_status(health: Option<&str>, up: bool) -> String {
+    let s = match health {
+        Some("ok") => "up",
+        Some("link_down") => "DOWN (link down)",
+        Some("silent") => "DOWN (nothing received)",
+        Some("garbage") => "NO VALID DATA (unreadable bytes)",
+        Some("not_associated") => "NOT ASSOCIATED",
+        Some("no_readings") => "NO VALID DATA (no readings)",
+        Some("invalid_only") => "NO VALID DATA (invalid values only)",
+        _ if up => "up",
+        _ => "DOWN",
+    };
+    s.to_owned()
 }
 
 /// `status`.
@@ -479,9 +499,13 @@ pub fn parse(
                 sources: raw
                     .sources
                     .into_iter()
-                    .map(|s| SourceState {
-                        name: s.name.unwrap_or_default(),
-                        up: s.up.unwrap_or(false),
+                    .map(|s| {
+                        let up = s.up.unwrap_or(false);
+                        SourceState {
+                            status: source_status(s.health.as_deref(), up),
+                            name: s.name.unwrap_or_default(),
+                            up,
+                        }
                     })
                     .collect(),
                 latency_us: raw.latency_us.map(|l| (l.p50, l.p99)),
@@ -614,6 +638,7 @@ struct RawDose {
 struct RawSource {
     name: Option<String>,
     up: Option<bool>,
+    health: Option<String>,
 }
 
 #[derive(Deserialize)]

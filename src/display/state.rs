@@ -114,7 +114,7 @@ struct Beat {
     /// When the heartbeat counts from (display clock).
     at: SystemTime,
     seq: u64,
-    sources: Vec<(String, bool)>,
+    sources: Vec<(String, bool, String)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -474,7 +474,10 @@ impl Board {
                     reason: String::new(),
                     at,
                     seq: env.seq,
-                    sources: sources.into_iter().map(|s| (s.name, s.up)).collect(),
+                    sources: sources
+                        .into_iter()
+                        .map(|s| (s.name, s.up, s.status))
+                        .collect(),
                 });
             }
             Message::Vitals(v) => {
@@ -748,9 +751,10 @@ impl Board {
                 .map(|x| {
                     x.sources
                         .iter()
-                        .map(|(n, up)| SourceView {
+                        .map(|(n, up, status)| SourceView {
                             name: n.clone(),
                             up: *up,
+                            status: status.clone(),
                         })
                         .collect()
                 })
@@ -975,6 +979,9 @@ fn alarm_label(a: &Alarm) -> String {
         "cycle_overdue" => ("measurement overdue", String::new()),
         "disconnected" => ("disconnected", String::new()),
         "link_errors" => ("garbled data", String::new()),
+        "not_associated" => ("not connected to vigil (no association)", String::new()),
+        "no_valid_data" => ("sends no valid data", String::new()),
+        "monitor_restarted" => ("restarted: check its settings", String::new()),
         "low_battery" => ("battery low", String::new()),
         "queue_overflow" => ("alarm queue overflowed", String::new()),
         "broker_unreachable" => ("cannot reach the displays", String::new()),
@@ -1121,8 +1128,10 @@ pub struct BedView {
 pub struct SourceView {
     /// Name.
     pub name: String,
-    /// Up.
+    /// Up: valid readings arrive.
     pub up: bool,
+    /// What it delivers, for people (`up`, `NOT ASSOCIATED`, ...).
+    pub status: String,
 }
 
 /// One vital.

@@ -675,12 +675,16 @@ fn invalid_nibp_is_a_technical_alarm() {
 #[test]
 fn source_disconnection_is_a_technical_alarm() {
     let mut e = engine();
-    e.handle_device(ms(1000), SourceId(1), DeviceInput::Disconnected);
+    e.handle_device(
+        ms(1000),
+        SourceId(1),
+        DeviceInput::Health(SourceHealth::LinkDown),
+    );
     let ev = drain(&mut e);
     assert!(ev.iter().any(|ev| ev.kind
         == EventKind::Technical(TechnicalStatus::Source {
             source: SourceId(1),
-            connected: false
+            health: SourceHealth::LinkDown
         })));
     let a: Vec<_> = ev
         .iter()
@@ -697,14 +701,92 @@ fn source_disconnection_is_a_technical_alarm() {
             Priority::High
         )]
     );
-    e.handle_device(ms(5000), SourceId(1), DeviceInput::Connected);
+    e.handle_device(ms(5000), SourceId(1), DeviceInput::Health(SourceHealth::Ok));
     assert_eq!(
         alarms(&mut e),
         vec![key("source.oximeter.disconnected", Phase::End, 5000)]
     );
     // Unknown sources are ignored, not a panic.
-    e.handle_device(ms(6000), SourceId(9), DeviceInput::Disconnected);
+    e.handle_device(
+        ms(6000),
+        SourceId(9),
+        DeviceInput::Health(SourceHealth::Silent),
+    );
     assert!(drain(&mut e).is_empty());
+}
+
+#[test]
+fn each_kind_of_blindness_is_its_own_source_alarm_and_one_replaces_the_other() {
+    let mut e = engine();
+    let src = SourceId(1);
+    e.handle_device(ms(0), src, DeviceInput::Health(SourceHealth::Silent));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.oximeter.disconnected", Phase::Start, 0)]
+    );
+    // Bytes start to arrive but none decodes: no longer silent, still blind.
+    e.handle_device(ms(100), src, DeviceInput::Health(SourceHealth::Garbage));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("source.oximeter.disconnected", Phase::End, 100),
+            key("source.oximeter.no_valid_data", Phase::Start, 100),
+        ]
+    );
+    // Another reason of the same alarm changes nothing on the board.
+    e.handle_device(ms(200), src, DeviceInput::Health(SourceHealth::NoReadings));
+    assert!(alarms(&mut e).is_empty());
+    e.handle_device(
+        ms(300),
+        src,
+        DeviceInput::Health(SourceHealth::NotAssociated),
+    );
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("source.oximeter.not_associated", Phase::Start, 300),
+            key("source.oximeter.no_valid_data", Phase::End, 300),
+        ]
+    );
+    e.handle_device(ms(400), src, DeviceInput::Health(SourceHealth::Ok));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.oximeter.not_associated", Phase::End, 400)]
+    );
+    assert_eq!(e.config().technical.no_valid_data, Priority::High);
+    // Invalid values only: each raises its vital's own technical alarm, so
+    // the source adds none.
+    e.handle_device(ms(500), src, DeviceInput::Health(SourceHealth::InvalidOnly));
+    assert!(alarms(&mut e).is_empty());
+}
+
+#[test]
+fn a_monitor_restart_latches_until_acknowledged() {
+    let mut e = engine();
+    let src = SourceId(1);
+    e.handle_device(
+        ms(700),
+        src,
+        DeviceInput::Note(DeviceNote::MonitorRestarted),
+    );
+    let a = alarms(&mut e);
+    assert_eq!(
+        a[0],
+        key("source.oximeter.monitor_restarted", Phase::Start, 700)
+    );
+    assert!(e
+        .present_alarms()
+        .iter()
+        .any(|p| p.id == id("source.oximeter.monitor_restarted")));
+    e.handle_command(
+        ms(900),
+        Command::Acknowledge {
+            alarm: id("source.oximeter.monitor_restarted"),
+            by: ShortText::new("RN"),
+        },
+    )
+    .unwrap();
+    assert!(e.present_alarms().is_empty());
 }
 
 #[test]

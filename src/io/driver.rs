@@ -80,10 +80,16 @@ pub struct DriverSetup {
 pub struct SourceState {
     /// The configured name.
     pub name: String,
-    /// Whether data flows (not reported disconnected).
+    /// Whether valid readings arrive (`health` is ok).
     pub up: bool,
+    /// What the source delivers, as the pipeline's watchdog judges it.
+    pub health: crate::engine::SourceHealth,
+    /// For session-based protocols: whether the monitor is associated.
+    pub associated: Option<bool>,
     /// Frames decoded so far.
     pub frames_ok: u64,
+    /// Well-formed frames not used (waveforms, trends, others' results).
+    pub frames_ignored: u64,
     /// Frames dropped so far.
     pub frames_dropped: u64,
 }
@@ -556,8 +562,11 @@ fn refresh_live(
     for (i, s) in live.sources.iter_mut().enumerate() {
         let id = SourceId(i as u16);
         s.up = pipeline.source_down(id) == Some(false);
+        s.health = pipeline.source_health(id).unwrap_or_default();
+        s.associated = pipeline.source_associated(id);
         if let Some(st) = pipeline.source_stats(id) {
             s.frames_ok = st.frames_ok;
+            s.frames_ignored = st.ignored;
             s.frames_dropped = st.dropped_total();
         }
     }
@@ -586,22 +595,40 @@ fn fill_latency(status: &mut Status, h: &Histogram<u64>) {
 
 fn report_status(status: &Status, pipeline: &Pipeline, config: &Config) {
     let present = pipeline.engine().present_alarms().len();
-    let down: Vec<&str> = config
-        .sources
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| pipeline.source_down(SourceId(*i as u16)) == Some(true))
-        .map(|(_, s)| s.name.as_str())
-        .collect();
+    let sources = source_summary(pipeline, config);
     let [p50, p99, p999, max] = status.latency_us;
     let line = format!(
-        "{} alarm(s) present; sources down: {}; latency us p50={p50} p99={p99} p99.9={p999} max={max}; events dropped: {}",
-        present,
-        if down.is_empty() { "none".to_owned() } else { down.join(", ") },
-        status.dropped
+        "{} alarm(s) present; sources: {sources}; latency us p50={p50} p99={p99} p99.9={p999} max={max}; events dropped: {}",
+        present, status.dropped
     );
     tracing::info!(inputs = status.inputs, "status: {line}");
     notify::status(&line);
+}
+
+/// Each source as the status line gives it: `monitor ok (associated),
+/// oximeter no valid data (invalid values only)`.
+fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
+    let parts: Vec<String> = config
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = SourceId(i as u16);
+            let health = pipeline.source_health(id).unwrap_or_default();
+            let mut part = format!("{} {}", s.name, health.text());
+            match (health, pipeline.source_associated(id)) {
+                (crate::engine::SourceHealth::NotAssociated, _) | (_, None) => {}
+                (_, Some(true)) => part.push_str(" (associated)"),
+                (_, Some(false)) => part.push_str(" (not associated)"),
+            }
+            part
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// SIGHUP: validate the file again; apply alarm settings if valid. Returns

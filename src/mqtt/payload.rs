@@ -315,7 +315,15 @@ pub fn heartbeat(
         .sources
         .iter()
         .map(|s| {
-            json!({"name": s.name, "up": s.up, "frames_ok": s.frames_ok, "frames_dropped": s.frames_dropped})
+            json!({
+                "name": s.name,
+                "up": s.up,
+                "health": s.health.key(),
+                "associated": s.associated,
+                "frames_ok": s.frames_ok,
+                "frames_ignored": s.frames_ignored,
+                "frames_dropped": s.frames_dropped,
+            })
         })
         .collect();
     m.insert("sources".into(), Value::Array(sources));

@@ -273,7 +273,7 @@ fn render_bed(
     }
     for s in &bed.sources {
         meta.push(Span::styled(
-            format!("   {} {}", s.name, if s.up { "up" } else { "DOWN" }),
+            format!("   {} {}", s.name, s.status),
             if s.up {
                 dim
             } else {

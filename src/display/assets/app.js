@@ -78,7 +78,7 @@ function bedHtml(b) {
   meta.push(`phase <b>${esc(b.phase ?? "-")}</b>`);
   if (b.since_dose) meta.push(`since dose <b>${esc(b.since_dose)}</b>`);
   if (b.audio_paused) meta.push(`<b>audio paused</b>`);
-  for (const s of b.sources) meta.push(`${esc(s.name)} <b>${s.up ? "up" : "DOWN"}</b>`);
+  for (const s of b.sources) meta.push(`${esc(s.name)} <b>${esc(s.status || (s.up ? "up" : "DOWN"))}</b>`);
   const alarms = b.alarms.length === 0
     ? `<li class="noalarms">${b.live ? "no alarms" : "alarms unknown"}</li>`
     : (b.live ? "" : `<li class="noalarms">last known alarms (may be out of date):</li>`) +
