@@ -99,8 +99,7 @@ function bedHtml(b) {
 }
 
 function vitalHtml(v) {
-  // An old measurement keeps its number, marked old (state and note).
-  const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
+  const shown = v.state === "ok" ? esc(v.text) : (v.state === "none" ? "" : "--");
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
   const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
   return `<div class="vital ${esc(v.state)}" data-vital="${esc(v.key)}">
