@@ -13,7 +13,10 @@
 //! - [`pty_pair`] makes a pseudo-terminal pair: vigil opens one end like a
 //!   serial port, the simulator drives the other;
 //! - [`serve_tcp`] listens like a serial device server, one client at a
-//!   time.
+//!   time;
+//! - [`capture`]: a monitor emulator that replays a real monitor's bytes
+//!   (a raw capture or a vigil recording) and answers the host as the
+//!   device does; it runs on the same runners through [`Device`].
 //!
 //! The `vigil-sim` binary (`src/main.rs`) wires these to the command line.
 
@@ -28,6 +31,55 @@ use vigil::sim::{Scenario, SimDevice};
 use vigil::time::Instant;
 
 use vigil::sim::ScenarioError;
+
+pub mod capture;
+
+pub use capture::{Capture, CaptureDevice};
+
+/// The monitor side of a link, sans-IO: what the runners drive. Implemented
+/// by the scenario devices ([`SimDevice`]) and the capture emulator
+/// ([`CaptureDevice`]).
+pub trait Device {
+    /// Time passed: build what is due by `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Bytes from the host arrived at `now`.
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]);
+    /// Appends the next chunk to send to `out`; false when there is none.
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool;
+    /// When to call `handle_timeout` next; `None`: only host bytes can make
+    /// the device send (a GE monitor not yet asked).
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Device for SimDevice {
+    fn handle_timeout(&mut self, now: Instant) {
+        SimDevice::handle_timeout(self, now)
+    }
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        SimDevice::handle_bytes(self, now, bytes)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        SimDevice::poll_transmit(self, out)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        SimDevice::poll_timeout(self)
+    }
+}
+
+impl Device for CaptureDevice {
+    fn handle_timeout(&mut self, now: Instant) {
+        CaptureDevice::handle_timeout(self, now)
+    }
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        CaptureDevice::handle_bytes(self, now, bytes)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        CaptureDevice::poll_transmit(self, out)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        CaptureDevice::poll_timeout(self)
+    }
+}
 
 /// Errors of the runners and outputs.
 #[derive(Debug, thiserror::Error)]
@@ -124,13 +176,14 @@ fn io_err(context: &str) -> impl FnOnce(io::Error) -> SimError + '_ {
 }
 
 /// Runs `device` against a duplex byte stream (see [`run`]).
-pub async fn run_stream<S>(
-    device: SimDevice,
+pub async fn run_stream<D, S>(
+    device: D,
     stream: S,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<Summary, SimError>
 where
+    D: Device,
     S: AsyncRead + AsyncWrite,
 {
     let (rx, tx) = tokio::io::split(stream);
@@ -140,14 +193,15 @@ where
 /// Runs `device`, writing what it sends to `writer` and handing it what
 /// arrives on `reader` (none for stdout), until [`RunOptions::until`], the
 /// host's end of file, or (fast mode) nothing left to do.
-pub async fn run<R, W>(
-    mut device: SimDevice,
+pub async fn run<D, R, W>(
+    mut device: D,
     mut reader: Option<R>,
     mut writer: W,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<Summary, SimError>
 where
+    D: Device,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -261,8 +315,8 @@ where
 
 /// Writes everything the device has queued; with a timeout, a write that
 /// stalls drops the rest of this moment's bytes.
-async fn flush<W: AsyncWrite + Unpin>(
-    device: &mut SimDevice,
+async fn flush<D: Device, W: AsyncWrite + Unpin>(
+    device: &mut D,
     writer: &mut W,
     out: &mut Vec<u8>,
     timeout: Option<Duration>,
@@ -319,14 +373,15 @@ pub fn pty_pair() -> Result<
 /// Listens on `listener` like a serial device server: one client at a time,
 /// each served by a fresh device from `make_device` (on a shared clock it
 /// continues the session where it is). Returns when accepting fails.
-pub async fn serve_tcp<F>(
+pub async fn serve_tcp<D, F>(
     listener: TcpListener,
     mut make_device: F,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<(), SimError>
 where
-    F: FnMut() -> SimDevice,
+    D: Device,
+    F: FnMut() -> D,
 {
     loop {
         let (socket, peer) = listener
