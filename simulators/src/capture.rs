@@ -924,54 +924,13 @@ mod tests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    /// Host outputs with the time each came out.
-    type Timeline = Vec<(Instant, Output)>;
-
-    /// A device and a real host decoder talking, time stepping to each
-    /// next deadline (at most `step`) until `end`; returns what the
-    /// monitor sent with when, and the host's outputs with when.
     fn converse(
         device: &mut dyn crate::Device,
         host: &mut dyn Protocol,
         end: Instant,
         step: Duration,
-    ) -> (Vec<(Instant, Vec<u8>)>, Timeline) {
-        let mut now = Instant::ZERO;
-        let mut sent = Vec::new();
-        let mut outputs = Vec::new();
-        let mut buf = Vec::new();
-        host.handle_link(now, true);
-        loop {
-            device.handle_timeout(now);
-            host.handle_timeout(now);
-            loop {
-                let mut moved = false;
-                while device.poll_transmit(&mut buf) {
-                    host.handle_bytes(now, &buf);
-                    sent.push((now, core::mem::take(&mut buf)));
-                    moved = true;
-                }
-                while host.poll_transmit(&mut buf) {
-                    device.handle_bytes(now, &buf);
-                    buf.clear();
-                    moved = true;
-                }
-                if !moved {
-                    break;
-                }
-            }
-            outputs.extend(std::iter::from_fn(|| host.poll_output()).map(|o| (now, o)));
-            if now >= end {
-                return (sent, outputs);
-            }
-            let next = [device.poll_timeout(), host.poll_timeout(), Some(now + step)]
-                .into_iter()
-                .flatten()
-                .filter(|t| *t > now)
-                .min()
-                .unwrap_or(now + step);
-            now = next.min(end);
-        }
+    ) -> Vec<(Instant, Output)> {
+        crate::converse(device, host, end, step).outputs
     }
 
     fn heart_rates(outputs: &[(Instant, Output)]) -> Vec<(Instant, f32)> {
@@ -1022,7 +981,7 @@ mod tests {
 
         let mut dev = CaptureDevice::new(capture);
         let mut host = open_protocol(ProtocolKind::Ge, SourceId(0));
-        let (_, outputs) = converse(
+        let outputs = converse(
             &mut dev,
             host.as_mut(),
             Instant::from_secs(120),
@@ -1080,13 +1039,13 @@ mod tests {
         let s = Scenario::builtin("typical").unwrap().unwrap();
         let mut dev = SimDevice::new(&s, ProtocolKind::Philips, 3);
         let mut host = open_protocol(ProtocolKind::Philips, SourceId(0));
-        let (sent, outputs) = converse(
+        let c = crate::converse(
             &mut dev,
             host.as_mut(),
             Instant::from_secs(secs),
             Duration::from_millis(100),
         );
-        (sent.into_iter().flat_map(|(_, b)| b).collect(), outputs)
+        (c.monitor_bytes(), c.outputs)
     }
 
     #[test]
@@ -1100,7 +1059,7 @@ mod tests {
         assert!(!dev.poll_transmit(&mut Vec::new()));
 
         let mut host = open_protocol(ProtocolKind::Philips, SourceId(0));
-        let (_, replayed) = converse(
+        let replayed = converse(
             &mut dev,
             host.as_mut(),
             Instant::from_secs(30),
@@ -1163,7 +1122,7 @@ mod tests {
         assert_eq!(capture.synthesized(), (true, true));
         let mut dev = CaptureDevice::new(capture);
         let mut host = open_protocol(ProtocolKind::Philips, SourceId(0));
-        let (_, outputs) = converse(
+        let outputs = converse(
             &mut dev,
             host.as_mut(),
             Instant::from_secs(10),
@@ -1214,7 +1173,7 @@ mod tests {
         assert_eq!(capture.frames().len(), 3);
         let mut dev = CaptureDevice::new(capture);
         let mut host = open_protocol(ProtocolKind::Ge, SourceId(0));
-        let (_, outputs) = converse(
+        let outputs = converse(
             &mut dev,
             host.as_mut(),
             Instant::from_secs(30),

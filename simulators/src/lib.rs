@@ -163,6 +163,76 @@ pub fn protocol_by_name(name: &str) -> Result<ProtocolKind, String> {
         })
 }
 
+/// What a device and a host said to each other in [`converse`].
+#[derive(Debug, Default)]
+pub struct Conversation {
+    /// Every chunk the device sent, with when.
+    pub sent: Vec<(Instant, Vec<u8>)>,
+    /// Every output of the host, with when.
+    pub outputs: Vec<(Instant, vigil::protocol::Output)>,
+}
+
+impl Conversation {
+    /// The monitor's side of the cable: a capture of what it sent.
+    pub fn monitor_bytes(&self) -> Vec<u8> {
+        self.sent
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
+    }
+}
+
+/// A device and a vigil host decoder talking in memory, in virtual time
+/// from [`Instant::ZERO`] to `end`: the host hears of the link coming up at
+/// the start, and time steps to each next deadline of either side (at most
+/// `step` at a time). Makes synthetic captures (e.g. of a Philips monitor,
+/// whose real captures are not public) and checks devices against hosts
+/// without IO.
+pub fn converse(
+    device: &mut dyn Device,
+    host: &mut dyn vigil::protocol::Protocol,
+    end: Instant,
+    step: Duration,
+) -> Conversation {
+    let mut now = Instant::ZERO;
+    let mut c = Conversation::default();
+    let mut buf = Vec::new();
+    host.handle_link(now, true);
+    loop {
+        device.handle_timeout(now);
+        host.handle_timeout(now);
+        loop {
+            let mut moved = false;
+            while device.poll_transmit(&mut buf) {
+                host.handle_bytes(now, &buf);
+                c.sent.push((now, core::mem::take(&mut buf)));
+                moved = true;
+            }
+            while host.poll_transmit(&mut buf) {
+                device.handle_bytes(now, &buf);
+                buf.clear();
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        c.outputs
+            .extend(std::iter::from_fn(|| host.poll_output()).map(|o| (now, o)));
+        if now >= end {
+            return c;
+        }
+        now = [device.poll_timeout(), host.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .chain([now + step])
+            .min()
+            .unwrap_or(now + step)
+            .min(end);
+    }
+}
+
 /// A device for bed `bed` (0-based) of a multi-bed run: seed + bed.
 pub fn device_for_bed(scenario: &Scenario, kind: ProtocolKind, seed: u64, bed: u16) -> SimDevice {
     SimDevice::new(scenario, kind, seed.wrapping_add(u64::from(bed)))

@@ -150,6 +150,9 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
 
     if let Some(path) = &args.capture {
+        if args.stdout {
+            bail!("--capture emulates a monitor that waits for its host: choose --pty, --serial PATH or --tcp ADDR (standard output has no host)");
+        }
         let capture = load_capture(path, &args)?;
         let kind = capture.kind();
         let looping = args.looping;
