@@ -1169,7 +1169,7 @@ impl Reader {
 
     fn technical(&mut self, t: &Table, tp: &mut TechnicalPriorities) {
         let p = "alarms.technical";
-        let fields: [(&str, &mut Priority); 15] = [
+        let fields: [(&str, &mut Priority); 18] = [
             ("stale", &mut tp.stale),
             ("sensor_off", &mut tp.sensor_off),
             ("invalid", &mut tp.invalid),
@@ -1177,6 +1177,9 @@ impl Reader {
             ("cycle_overdue", &mut tp.cycle_overdue),
             ("disconnected", &mut tp.disconnected),
             ("link_errors", &mut tp.link_errors),
+            ("not_associated", &mut tp.not_associated),
+            ("no_valid_data", &mut tp.no_valid_data),
+            ("monitor_restarted", &mut tp.monitor_restarted),
             ("low_battery", &mut tp.low_battery),
             ("queue_overflow", &mut tp.queue_overflow),
             ("broker_unreachable", &mut tp.broker_unreachable),
@@ -1598,6 +1601,9 @@ pub fn render(cfg: &Config) -> String {
         ("cycle_overdue", t.cycle_overdue),
         ("disconnected", t.disconnected),
         ("link_errors", t.link_errors),
+        ("not_associated", t.not_associated),
+        ("no_valid_data", t.no_valid_data),
+        ("monitor_restarted", t.monitor_restarted),
         ("low_battery", t.low_battery),
         ("queue_overflow", t.queue_overflow),
         ("broker_unreachable", t.broker_unreachable),

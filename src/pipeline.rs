@@ -14,12 +14,21 @@
 //! the IO layer drains the outbox: replay, which writes nothing, leaves every
 //! protocol in the state live left it in.
 //!
-//! Besides decoding, it watches each source: a source from which no frame has
-//! decoded for longer than its timeout (silence, garbage only) or whose link
-//! went down (hang-up, TCP reset) is reported to the engine as disconnected;
-//! the alarm clears when frames decode again. Like the engine, it stamps
-//! timer-driven inputs with their deadline, so the outputs depend only on the
-//! inputs.
+//! Besides decoding, it watches each source. Only a valid reading counts as
+//! data: a source that gave none for its timeout is blind, whether nothing
+//! arrives or bytes arrive that never become a valid reading, and the
+//! pipeline tells the engine which ([`SourceHealth`]): link down or silent
+//! (`disconnected`), a monitor that is not associated (`not_associated`),
+//! unreadable bytes, frames without readings or invalid values only
+//! (`no_valid_data`); invalid values only raise their vitals' own technical
+//! alarms. The verdict looks at what arrived lately (within half the
+//! timeout), so it follows the source as it changes, and a valid reading
+//! ends it at once. After start-up and after the link comes up again the
+//! source has one timeout of grace to deliver; a reason that would replace
+//! one source alarm by another must hold for a timeout first, so a monitor
+//! coming back (silent, then associating, then data) gives one alarm. Like the
+//! engine, it stamps timer-driven inputs with their deadline, so the outputs
+//! depend only on the inputs.
 //!
 //! Depends on [`crate::engine`], [`crate::protocol`] and [`crate::vitals`]. No IO.
 
@@ -27,9 +36,9 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::engine::{
-    Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SystemCondition,
+    Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SourceHealth, SystemCondition,
 };
-use crate::protocol::{DecodeStats, Output, Protocol};
+use crate::protocol::{AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, Protocol};
 use crate::time::Instant;
 use crate::vitals::{Reading, SourceId, Vital};
 
@@ -72,17 +81,39 @@ pub type BoxedProtocol = Box<dyn Protocol + Send>;
 pub struct SourceSpec {
     /// Its decoder (and, for talking protocols, its host-side state machine).
     pub protocol: BoxedProtocol,
-    /// No decoded frame for longer than this means disconnected.
+    /// No valid reading for longer than this means the source is blind.
     pub timeout: Duration,
 }
 
 struct SourceSlot {
     protocol: BoxedProtocol,
     timeout: Duration,
-    /// When a frame last decoded (or the pipeline started).
-    last_data: Instant,
-    /// Whether the engine was told this source is disconnected.
-    down: bool,
+    /// What the engine was last told the source delivers.
+    health: SourceHealth,
+    /// When `health` was last judged: deadlines up to here are done.
+    judged: Instant,
+    /// Start-up or the last link up: the grace period runs from here.
+    grace_from: Instant,
+    /// Another reason for a blind source, and since when it holds: it
+    /// replaces the reported one only once it has held for a timeout (a
+    /// monitor coming back from silence goes through association before
+    /// its first reading; that is no reason to change the alarm).
+    candidate: Option<(SourceHealth, Instant)>,
+    /// A `Link { up: false }` came last.
+    link_down: bool,
+    /// Whether a session-based protocol is associated (`None` until it
+    /// says either way; protocols without sessions never do).
+    associated: Option<bool>,
+    /// The last association loss: why, and when.
+    lost: Option<(AssociationProblem, Instant)>,
+    /// When bytes, a dropped frame or run of garbage, a well-formed frame,
+    /// a reading of any validity and a valid reading last arrived on the
+    /// current connection.
+    last_bytes: Option<Instant>,
+    last_drop: Option<Instant>,
+    last_frame: Option<Instant>,
+    last_reading: Option<Instant>,
+    last_valid: Option<Instant>,
     /// Counters as last reported to the engine.
     reported: DecodeStats,
     /// Whether the link is open (a `Link { up: true }` came last).
@@ -122,8 +153,18 @@ impl Pipeline {
                 .map(|s| SourceSlot {
                     protocol: s.protocol,
                     timeout: s.timeout,
-                    last_data: start,
-                    down: false,
+                    health: SourceHealth::Ok,
+                    judged: start,
+                    grace_from: start,
+                    candidate: None,
+                    link_down: false,
+                    associated: None,
+                    lost: None,
+                    last_bytes: None,
+                    last_drop: None,
+                    last_frame: None,
+                    last_reading: None,
+                    last_valid: None,
                     reported: DecodeStats::default(),
                     link_up: false,
                     outbox: VecDeque::new(),
@@ -158,9 +199,21 @@ impl Pipeline {
         self.sources.get(source.index()).map(|s| s.protocol.stats())
     }
 
-    /// Whether a source is currently reported disconnected.
+    /// Whether a source is currently reported blind (no valid data, for
+    /// whatever reason: see [`Pipeline::source_health`]).
     pub fn source_down(&self, source: SourceId) -> Option<bool> {
-        self.sources.get(source.index()).map(|s| s.down)
+        self.source_health(source).map(|h| !h.is_ok())
+    }
+
+    /// What a source delivers, as last reported to the engine.
+    pub fn source_health(&self, source: SourceId) -> Option<SourceHealth> {
+        self.sources.get(source.index()).map(|s| s.health)
+    }
+
+    /// Whether a session-based source is associated (`None` for protocols
+    /// without sessions, and before a session protocol said either way).
+    pub fn source_associated(&self, source: SourceId) -> Option<bool> {
+        self.sources.get(source.index()).and_then(|s| s.associated)
     }
 
     /// Dispatches one recorded input. Command results are returned so that
@@ -182,6 +235,9 @@ impl Pipeline {
         let Some(slot) = self.sources.get_mut(source.index()) else {
             return;
         };
+        if !bytes.is_empty() {
+            slot.last_bytes = Some(now);
+        }
         slot.protocol.handle_bytes(now, bytes);
         self.drain_source(now, source);
     }
@@ -190,29 +246,28 @@ impl Pipeline {
     /// protocol hears of it first: a talking protocol starts its session
     /// now, and what it queues is in [`Pipeline::poll_transmit`] on return.
     /// Messages still in the outbox when the link goes down were meant for
-    /// the connection that is gone and are discarded.
+    /// the connection that is gone and are discarded. What arrived before a
+    /// hang-up does not count for the next connection: a source that was
+    /// disconnected stays so until a valid reading arrives on the new one.
     pub fn handle_link(&mut self, now: Instant, source: SourceId, up: bool) {
         self.advance(now);
         let Some(slot) = self.sources.get_mut(source.index()) else {
             return;
         };
         slot.link_up = up;
-        if !up {
+        slot.link_down = !up;
+        if up {
+            slot.grace_from = now;
+        } else {
             slot.outbox.clear();
+            slot.last_bytes = None;
+            slot.last_drop = None;
+            slot.last_frame = None;
+            slot.last_reading = None;
+            slot.last_valid = None;
         }
         slot.protocol.handle_link(now, up);
         self.drain_source(now, source);
-        let slot = &mut self.sources[source.index()];
-        if !up && !slot.down {
-            slot.down = true;
-            self.engine
-                .handle_device(now, source, DeviceInput::Disconnected);
-        }
-        if up {
-            // Data must flow before the source counts as connected again;
-            // the silence timer restarts from the reconnection.
-            slot.last_data = now;
-        }
     }
 
     /// A command from a display or an operator.
@@ -278,12 +333,9 @@ impl Pipeline {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.engine.poll_timeout();
         for s in &self.sources {
-            for candidate in [
-                s.protocol.poll_timeout(),
-                (!s.down).then(|| s.last_data + s.timeout),
-            ]
-            .into_iter()
-            .flatten()
+            for candidate in [s.protocol.poll_timeout(), s.next_judgement()]
+                .into_iter()
+                .flatten()
             {
                 t = Some(t.map_or(candidate, |x| x.min(candidate)));
             }
@@ -291,32 +343,41 @@ impl Pipeline {
         t
     }
 
-    /// Silence deadlines strictly before `now`, in deadline order.
+    /// Watchdog deadlines strictly before `now`, in deadline order.
     fn advance(&mut self, now: Instant) {
-        self.silence(now, false);
+        self.watchdog(now, false);
     }
 
     fn advance_inclusive(&mut self, now: Instant) {
-        self.silence(now, true);
+        self.watchdog(now, true);
     }
 
-    fn silence(&mut self, now: Instant, inclusive: bool) {
+    fn watchdog(&mut self, now: Instant, inclusive: bool) {
         loop {
             let next = self
                 .sources
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| !s.down)
-                .map(|(i, s)| (s.last_data + s.timeout, i))
+                .filter_map(|(i, s)| s.next_judgement().map(|t| (t, i)))
                 .min();
             match next {
                 Some((t, i)) if t < now || (inclusive && t == now) => {
-                    self.sources[i].down = true;
-                    self.engine
-                        .handle_device(t, SourceId(i as u16), DeviceInput::Disconnected);
+                    self.judge(t, SourceId(i as u16));
                 }
                 _ => return,
             }
+        }
+    }
+
+    /// Judges a source at `now` and tells the engine if its health changed.
+    fn judge(&mut self, now: Instant, source: SourceId) {
+        let slot = &mut self.sources[source.index()];
+        slot.judged = slot.judged.max(now);
+        let health = slot.verdict(now);
+        if health != slot.health {
+            slot.health = health;
+            self.engine
+                .handle_device(now, source, DeviceInput::Health(health));
         }
     }
 
@@ -326,12 +387,25 @@ impl Pipeline {
             match out {
                 Output::Reading(mut r) => {
                     r.source = source;
+                    let slot = &mut self.sources[i];
+                    slot.last_reading = Some(now);
+                    if reading_is_valid(&r) {
+                        slot.last_valid = Some(now);
+                    }
                     if self.accept(&r) {
                         self.engine.handle_reading(now, r);
                     }
                 }
                 Output::Dropped(_) => {}
                 Output::Note(note) => {
+                    match note {
+                        DeviceNote::Associated => self.sources[i].associated = Some(true),
+                        DeviceNote::AssociationLost(why) => {
+                            self.sources[i].associated = Some(false);
+                            self.sources[i].lost = Some((why, now));
+                        }
+                        _ => {}
+                    }
                     self.engine
                         .handle_device(now, source, DeviceInput::Note(note))
                 }
@@ -349,19 +423,22 @@ impl Pipeline {
             }
         }
         let stats = slot.protocol.stats();
-        let good = stats.frames_ok.saturating_sub(slot.reported.frames_ok);
+        // Well-formed frames a host does not use (waveforms, trends, other
+        // hosts' results) are not errors: they count as good for the
+        // link-error rate, though not as data.
+        let good = (stats.frames_ok + stats.ignored)
+            .saturating_sub(slot.reported.frames_ok + slot.reported.ignored);
         let dropped = stats
             .dropped_total()
             .saturating_sub(slot.reported.dropped_total());
         slot.reported = stats;
         if good > 0 {
-            slot.last_data = now;
-            if slot.down {
-                slot.down = false;
-                self.engine
-                    .handle_device(now, source, DeviceInput::Connected);
-            }
+            slot.last_frame = Some(now);
         }
+        if dropped > 0 {
+            slot.last_drop = Some(now);
+        }
+        self.judge(now, source);
         if good > 0 || dropped > 0 {
             self.engine.handle_device(
                 now,
@@ -375,17 +452,14 @@ impl Pipeline {
     }
 
     /// Source preference: whether a reading may reach the engine.
+    /// (Validity is judged the same way as for the watchdog.)
     fn accept(&mut self, r: &Reading) -> bool {
         let src = r.source.0;
         let vital = match r.measurement.continuous() {
             Some((v, _)) => v,
             None => Vital::NibpSystolic,
         };
-        let valid = match r.measurement {
-            crate::vitals::Measurement::Nibp(n) => n.systolic.validity.is_valid(),
-            m => m.continuous().is_some_and(|(_, s)| s.validity.is_valid()),
-        };
-        if valid {
+        if reading_is_valid(r) {
             self.last_valid[r.source.index()][vital.index()] = Some(r.arrival);
         }
         let pref = &self.preference[vital.index()];
@@ -412,6 +486,128 @@ impl Pipeline {
     }
 }
 
+/// Whether a reading carries a value the device stands behind (for an
+/// NIBP: its systolic value).
+fn reading_is_valid(r: &Reading) -> bool {
+    match r.measurement {
+        crate::vitals::Measurement::Nibp(n) => n.systolic.validity.is_valid(),
+        m => m.continuous().is_some_and(|(_, s)| s.validity.is_valid()),
+    }
+}
+
+impl SourceSlot {
+    /// What the source delivers at `now`: valid data within the last
+    /// timeout, else what arrives lately, within the last half of it (the
+    /// tail of a frame cut off by a reboot is not a stream of garbage).
+    fn classify(&self, now: Instant) -> SourceHealth {
+        if self.link_down {
+            return SourceHealth::LinkDown;
+        }
+        if self.last_valid.is_some_and(|t| now < t + self.timeout) {
+            return SourceHealth::Ok;
+        }
+        let within = |t: Option<Instant>| t.is_some_and(|t| now < t + self.recent());
+        if !within(self.last_bytes) {
+            return SourceHealth::Silent;
+        }
+        if self.associated == Some(false) {
+            // A monitor that stopped answering and has sent nothing since
+            // is silent (rebooting, cable pulled); one that refuses,
+            // aborts, or keeps talking without association is not
+            // associated.
+            return match self.lost {
+                Some((
+                    AssociationProblem::NoAnswer
+                    | AssociationProblem::NoMdsCreate
+                    | AssociationProblem::DataTimeout
+                    | AssociationProblem::LinkDown,
+                    at,
+                )) if self.last_bytes.is_none_or(|b| b <= at) => SourceHealth::Silent,
+                _ => SourceHealth::NotAssociated,
+            };
+        }
+        if !within(self.last_frame) {
+            // Bytes the decoder neither used nor threw away are the start
+            // of a frame that never finished (a monitor cut off mid-frame
+            // by a reboot or a pulled cable): that is silence.
+            if within(self.last_drop) {
+                SourceHealth::Garbage
+            } else {
+                SourceHealth::Silent
+            }
+        } else if !within(self.last_reading) {
+            SourceHealth::NoReadings
+        } else {
+            SourceHealth::InvalidOnly
+        }
+    }
+
+    /// The verdict at `now` (see the module documentation): a valid reading
+    /// and a link going down count at once; the first reason that raises an
+    /// alarm, once the grace is over; a reason that would replace one alarm
+    /// by another only once it has held for a timeout.
+    fn verdict(&mut self, now: Instant) -> SourceHealth {
+        let raw = self.classify(now);
+        let current = self.health;
+        if raw.is_ok() || raw == SourceHealth::LinkDown {
+            self.candidate = None;
+            return raw;
+        }
+        if current.alarm().is_none() {
+            if current.is_ok() && now < self.grace_from + self.timeout {
+                return current;
+            }
+            return raw;
+        }
+        if raw.alarm() == current.alarm() {
+            self.candidate = None;
+            return raw;
+        }
+        match self.candidate {
+            Some((c, since)) if c == raw => {
+                if now >= since + self.timeout {
+                    self.candidate = None;
+                    raw
+                } else {
+                    current
+                }
+            }
+            _ => {
+                self.candidate = Some((raw, now));
+                current
+            }
+        }
+    }
+
+    /// How long what arrived counts as arriving lately.
+    fn recent(&self) -> Duration {
+        self.timeout / 2
+    }
+
+    /// The next instant at which the verdict may change by itself: when
+    /// something that arrived leaves its window, or the grace ends.
+    fn next_judgement(&self) -> Option<Instant> {
+        let full = [
+            Some(self.grace_from),
+            self.candidate.map(|(_, since)| since),
+            self.last_valid,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t + self.timeout);
+        let half = [
+            self.last_bytes,
+            self.last_drop,
+            self.last_frame,
+            self.last_reading,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t + self.recent());
+        full.chain(half).filter(|&t| t > self.judged).min()
+    }
+}
+
 /// The pipeline for a configuration's sources, with each vital's source
 /// preference set from the sources' `vitals` lists (file order wins). Live
 /// and replay both build it here, so they merge sources identically.
@@ -420,11 +616,12 @@ pub fn for_sources(
     engine: EngineConfig,
     sources: &[crate::config::SourceConfig],
 ) -> Pipeline {
+    let ages = AgeLimits::for_nibp_cycle(engine.nibp.cycle, engine.nibp.grace);
     let specs = sources
         .iter()
         .enumerate()
         .map(|(i, s)| SourceSpec {
-            protocol: open_protocol(s.protocol, SourceId(i as u16)),
+            protocol: open_protocol_with(s.protocol, SourceId(i as u16), ages),
             timeout: s.timeout,
         })
         .collect();
@@ -443,16 +640,28 @@ pub fn for_sources(
     p
 }
 
-/// The host-side protocol endpoint for a configured protocol.
+/// The host-side protocol endpoint for a configured protocol, with the
+/// default age limits (see [`open_protocol_with`]).
 pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> BoxedProtocol {
+    open_protocol_with(kind, source, AgeLimits::default())
+}
+
+/// The host-side protocol endpoint for a configured protocol; decoders that
+/// see device time stamps take values older than `ages` as old measurements.
+pub fn open_protocol_with(
+    kind: crate::config::ProtocolKind,
+    source: SourceId,
+    ages: AgeLimits,
+) -> BoxedProtocol {
     use crate::config::ProtocolKind as K;
     use crate::protocol::{ge, line, masimo, nonin, philips};
     match kind {
         K::Ge => Box::new(
             ge::GeS5::new(source, ge::MIN_DISPLAYED_INTERVAL_S)
-                .expect("the minimum interval is a valid request"),
+                .expect("the minimum interval is a valid request")
+                .with_age_limits(ages),
         ),
-        K::Philips => Box::new(philips::IntelliVueHost::new(source)),
+        K::Philips => Box::new(philips::IntelliVueHost::new(source).with_age_limits(ages)),
         K::Masimo => Box::new(masimo::Masimo::new(source)),
         K::NoninDf2 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df2)),
         K::NoninDf7 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df7)),
@@ -551,16 +760,214 @@ mod tests {
     #[test]
     fn garbage_alone_is_not_data_and_raises_link_errors() {
         let mut p = pipeline(1);
-        for i in 0..10 {
+        for i in 0..50 {
             p.handle_bytes(ms(100 * i), SourceId(0), b"this is not a reading\n");
         }
+        p.handle_timeout(ms(5 * SEC));
         let a = alarms(&mut p);
         assert!(
             a.contains(&key("source.s0.link_errors", Phase::Start, 400)),
             "{a:?}"
         );
-        p.handle_timeout(ms(5 * SEC));
-        assert!(alarms(&mut p).contains(&key("source.s0.disconnected", Phase::Start, 5 * SEC)));
+        assert!(
+            a.contains(&key("source.s0.no_valid_data", Phase::Start, 5 * SEC)),
+            "{a:?}"
+        );
+        assert_eq!(p.source_health(SourceId(0)), Some(SourceHealth::Garbage));
+        // The garbage stops too (its last bytes, at 4.9 s, are no longer
+        // recent at 7.4 s): the source is silent, a new reason that
+        // replaces the old one once it has held for a timeout.
+        p.handle_timeout(ms(12_399));
+        assert!(alarms(&mut p).is_empty());
+        p.handle_timeout(ms(13 * SEC));
+        assert_eq!(
+            alarms(&mut p),
+            vec![
+                key("source.s0.disconnected", Phase::Start, 12_400),
+                key("source.s0.no_valid_data", Phase::End, 12_400),
+            ]
+        );
+    }
+
+    /// A protocol driven by single-byte commands, to put a source in every
+    /// state a real monitor can: `A` associated, `L` association lost, `F`
+    /// a frame without readings, `V` a valid heart rate, `I` an invalid
+    /// one; any other byte is garbage.
+    struct Scripted {
+        out: VecDeque<Output>,
+        stats: DecodeStats,
+    }
+
+    impl Protocol for Scripted {
+        fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+            use crate::protocol::{AssociationProblem, DropReason};
+            use crate::vitals::{Measurement, Sample, Validity};
+            for &b in bytes {
+                let reading = |s| {
+                    Output::Reading(Reading {
+                        source: SourceId(0),
+                        arrival: now,
+                        device_time: None,
+                        measurement: Measurement::HeartRate(s),
+                    })
+                };
+                let out = match b {
+                    b'A' => Output::Note(DeviceNote::Associated),
+                    b'L' => Output::Note(DeviceNote::AssociationLost(AssociationProblem::Refused)),
+                    b'F' => {
+                        self.stats.frames_ok += 1;
+                        continue;
+                    }
+                    b'V' => reading(Sample::valid(72.0)),
+                    b'I' => reading(Sample::missing(Validity::SensorOff)),
+                    _ => {
+                        self.stats.count_drop(DropReason::ALL[0]);
+                        Output::Dropped(DropReason::ALL[0])
+                    }
+                };
+                if matches!(out, Output::Reading(_)) {
+                    self.stats.frames_ok += 1;
+                }
+                self.out.push_back(out);
+            }
+        }
+        fn poll_output(&mut self) -> Option<Output> {
+            self.out.pop_front()
+        }
+        fn stats(&self) -> DecodeStats {
+            self.stats
+        }
+    }
+
+    fn scripted() -> Pipeline {
+        let cfg = EngineConfig {
+            source_names: vec!["s0".into()],
+            ..EngineConfig::default()
+        };
+        let spec = SourceSpec {
+            protocol: Box::new(Scripted {
+                out: VecDeque::new(),
+                stats: DecodeStats::default(),
+            }),
+            timeout: Duration::from_secs(5),
+        };
+        Pipeline::new(ms(0), cfg, vec![spec])
+    }
+
+    /// Feeds `script` one byte every 500 ms from `from` on.
+    fn feed(p: &mut Pipeline, from: u64, script: &[u8]) -> u64 {
+        let mut t = from;
+        for b in script {
+            p.handle_bytes(ms(t), SourceId(0), &[*b]);
+            t += 500;
+        }
+        t
+    }
+
+    fn source_alarms(p: &mut Pipeline) -> Vec<(String, Phase, u64)> {
+        alarms(p)
+            .into_iter()
+            .filter(|a| a.0.starts_with("source.") && !a.0.ends_with("link_errors"))
+            .collect()
+    }
+
+    #[test]
+    fn a_monitor_that_streams_but_never_associates_is_not_associated_from_start_up() {
+        let mut p = scripted();
+        // Refused at once, then session traffic only: frames, no readings.
+        let t = feed(&mut p, 100, b"LFFFFFFFFFFFFFFFFFFF");
+        p.handle_timeout(ms(t));
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.not_associated", Phase::Start, 5 * SEC)],
+            "after the start-up grace, exactly like a silent source"
+        );
+        assert_eq!(p.source_associated(SourceId(0)), Some(false));
+        // Associated at 10.1 s, but still no reading: the new reason
+        // replaces the old one once it has held for a timeout; then the
+        // first valid reading ends it.
+        let t = feed(&mut p, t, b"AFFFFFFFFFFFFF");
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![
+                key("source.s0.not_associated", Phase::End, 15_100),
+                key("source.s0.no_valid_data", Phase::Start, 15_100),
+            ]
+        );
+        assert_eq!(p.source_health(SourceId(0)), Some(SourceHealth::NoReadings));
+        feed(&mut p, t, b"V");
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.no_valid_data", Phase::End, t)]
+        );
+        assert_eq!(p.source_health(SourceId(0)), Some(SourceHealth::Ok));
+    }
+
+    #[test]
+    fn invalid_values_only_raise_their_vitals_alarms_and_the_source_says_why() {
+        let mut p = scripted();
+        let t = feed(&mut p, 0, b"VIIIIIIIIIIIIIIII");
+        let a = alarms(&mut p);
+        // The heart rate's own technical alarm says what is wrong (after
+        // the technical delay); the source adds no second alarm for it.
+        assert_eq!(a, vec![key("hr.sensor_off", Phase::Start, 5_500)]);
+        assert_eq!(
+            p.source_health(SourceId(0)),
+            Some(SourceHealth::InvalidOnly)
+        );
+        assert_eq!(p.source_down(SourceId(0)), Some(true));
+        // The values stop altogether (the last at t - 500 ms is no longer
+        // recent half a timeout later): silence is an alarm at once.
+        p.handle_timeout(ms(t + 5 * SEC));
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::Start, t - 500 + 2_500)]
+        );
+        let t = feed(&mut p, t + 6 * SEC, b"V");
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::End, t - 500)]
+        );
+        assert_eq!(p.source_health(SourceId(0)), Some(SourceHealth::Ok));
+    }
+
+    #[test]
+    fn a_monitor_coming_back_gives_no_passing_reason_before_its_first_reading() {
+        let mut p = scripted();
+        feed(&mut p, 0, b"AV");
+        // Silent from 500 ms: disconnected at 5.5 s.
+        p.handle_timeout(ms(5_500));
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::Start, 5_500)]
+        );
+        // It comes back and associates (frames, no reading yet): within a
+        // timeout of the last verdict the reason stays, and the first
+        // reading ends the only alarm there was.
+        let t = feed(&mut p, 8_000, b"LFAFF");
+        feed(&mut p, t, b"V");
+        assert_eq!(
+            source_alarms(&mut p),
+            vec![key("source.s0.disconnected", Phase::End, t)]
+        );
+    }
+
+    #[test]
+    fn the_watchdog_wakes_only_when_a_verdict_can_change() {
+        let mut p = scripted();
+        feed(&mut p, 0, b"V");
+        let mut wakes = Vec::new();
+        while let Some(t) = p.poll_timeout().filter(|&t| t <= ms(60 * SEC)) {
+            p.handle_timeout(t);
+            wakes.push(t);
+            assert!(wakes.len() < 10, "busy watchdog: {wakes:?}");
+        }
+        // The reading stops being recent at 2.5 s (nothing changes: valid
+        // data is judged over the whole timeout), and valid at 5 s; later
+        // wake-ups are the engine's (the heart rate goes stale at 10 s).
+        assert_eq!(wakes[..2], [ms(2_500), ms(5 * SEC)]);
+        assert!(wakes[2..].iter().all(|&t| t >= ms(10 * SEC)), "{wakes:?}");
+        assert_eq!(p.source_health(SourceId(0)), Some(SourceHealth::Silent));
     }
 
     #[test]

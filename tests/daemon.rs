@@ -317,3 +317,86 @@ async fn ge_request_goes_out_again_at_once_when_the_monitor_is_replugged() {
         .await;
     daemon.stop().await;
 }
+
+/// A Philips monitor that answers every association request with a refusal:
+/// bytes flow both ways, but no reading ever can. The daemon says so from
+/// start-up on, as a source alarm of its own, and not as "disconnected".
+#[tokio::test(flavor = "current_thread")]
+async fn a_philips_monitor_that_refuses_association_is_not_associated_not_silent() {
+    use vigil::protocol::philips;
+
+    let dir = temp_dir("pty-philips-refuse");
+    let port = dir.join("ttyPHR");
+    let monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "philips-intellivue", ""));
+    let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep_refusing = refusing.clone();
+    let answerer = tokio::task::spawn_blocking(move || {
+        let mut monitor = monitor;
+        let mut refusals = 0u32;
+        let mut refuse = Vec::new();
+        philips::encode_refuse(&mut refuse);
+        while keep_refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Anything the host sends (association requests, aborts) is
+            // answered with a refusal, as a monitor whose export is
+            // switched off would.
+            if !monitor.receive(1, Duration::from_millis(200)).is_empty() {
+                monitor.send(&refuse);
+                refusals += 1;
+            }
+        }
+        refusals
+    });
+    let a = daemon
+        .alarm(
+            "source.oximeter.not_associated",
+            Phase::Start,
+            Duration::from_secs(8),
+        )
+        .await;
+    assert_eq!(a.priority, vigil::engine::Priority::High);
+    let during = daemon.alarms_during(Duration::from_secs(3)).await;
+    assert!(
+        !during.iter().any(|(id, _)| id.ends_with(".disconnected")),
+        "a monitor that answers is not disconnected: {during:?}"
+    );
+    refusing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let refusals = answerer.await.unwrap();
+    assert!(refusals >= 2, "the host kept asking: {refusals} refusals");
+    daemon.stop().await;
+}
+
+/// A line of noise that never decodes, from the first byte on: not a single
+/// valid reading, so `no_valid_data`, although bytes arrive all the time.
+#[tokio::test(flavor = "current_thread")]
+async fn a_source_that_streams_only_garbage_from_start_up_has_no_valid_data() {
+    let dir = temp_dir("pty-only-garbage");
+    let port = dir.join("ttyOGB");
+    let mut monitor = Monitor::plug_in(&port);
+    let mut daemon = start(config_for(&port, "masimo", ""));
+    let noise = tokio::task::spawn_blocking(move || {
+        for i in 0..40u8 {
+            monitor.send(&[0x13, 0xff, i, b'\n', b'=', b'=', b'\r', b'\n']);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        monitor
+    });
+    daemon
+        .alarm(
+            "source.oximeter.no_valid_data",
+            Phase::Start,
+            Duration::from_secs(6),
+        )
+        .await;
+    let mut monitor = noise.await.unwrap();
+    // The first valid line ends it at once.
+    monitor.send(&masimo_line(97.0, 70.0));
+    daemon
+        .alarm(
+            "source.oximeter.no_valid_data",
+            Phase::End,
+            Duration::from_secs(3),
+        )
+        .await;
+    daemon.stop().await;
+}

@@ -222,3 +222,23 @@ fn ge_db00_nibp_readings_are_the_fresh_measurements_in_order() {
     }
     assert_eq!(read, shown[1..]);
 }
+
+#[test]
+fn ge_waveform_records_of_real_captures_are_ignored_not_errors() {
+    // Each capture interleaves waveform records (r_maintype 1, pleth and
+    // entropy subrecords) with the physiological ones: 10 in the excerpt,
+    // 106 in db02 (see the README).
+    for (raw, csv, waveforms) in [
+        ("raw.raw", "raw.expected.csv", 10),
+        ("db02.raw", "db02.expected.csv", 106),
+    ] {
+        let (_, stats) = decode(&fixture(raw));
+        assert_eq!(stats.ignored, waveforms, "{raw}: {stats:?}");
+        assert_eq!(stats.dropped_total(), 0, "{raw}: {stats:?}");
+        assert_eq!(
+            stats.frames_ok as usize,
+            expected(csv).len(),
+            "{raw}: only the physiological records are data"
+        );
+    }
+}

@@ -121,6 +121,16 @@ pub enum Condition {
     Disconnected,
     /// Too many frames from the source fail to decode.
     LinkErrors,
+    /// A session-based monitor is not associated with vigil (refused,
+    /// aborted, released, no answer, or never associated): it sends nothing.
+    NotAssociated,
+    /// Bytes or frames arrive from the source but no valid reading has come
+    /// for its timeout (garbage, session frames only, invalid values only).
+    NoValidData,
+    /// The monitor restarted or was taken over by another host while
+    /// associated; its own settings may have changed. Latched until
+    /// acknowledged.
+    MonitorRestarted,
     /// The device reports a low battery.
     LowBattery,
     /// A sink's queue overflowed and events were dropped.
@@ -145,7 +155,7 @@ pub enum Condition {
 
 impl Condition {
     /// Every condition, in table order.
-    pub const ALL: [Condition; 23] = [
+    pub const ALL: [Condition; 26] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -161,6 +171,9 @@ impl Condition {
         Condition::CycleOverdue,
         Condition::Disconnected,
         Condition::LinkErrors,
+        Condition::NotAssociated,
+        Condition::NoValidData,
+        Condition::MonitorRestarted,
         Condition::LowBattery,
         Condition::QueueOverflow,
         Condition::BrokerUnreachable,
@@ -171,7 +184,7 @@ impl Condition {
         Condition::InputOverload,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 26;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -208,6 +221,9 @@ impl Condition {
             Condition::CycleOverdue => "cycle_overdue",
             Condition::Disconnected => "disconnected",
             Condition::LinkErrors => "link_errors",
+            Condition::NotAssociated => "not_associated",
+            Condition::NoValidData => "no_valid_data",
+            Condition::MonitorRestarted => "monitor_restarted",
             Condition::LowBattery => "low_battery",
             Condition::QueueOverflow => "queue_overflow",
             Condition::BrokerUnreachable => "broker_unreachable",
@@ -231,7 +247,10 @@ impl Condition {
     /// The technical condition a non-valid value raises.
     pub const fn for_validity(validity: Validity) -> Option<Condition> {
         match validity {
-            Validity::Valid => None,
+            // An old measurement is right but not current: no alarm of its
+            // own (cycle overdue covers a missing fresh NIBP, stale a
+            // continuous vital with only old values).
+            Validity::Valid | Validity::Old => None,
             Validity::SensorOff => Some(Condition::SensorOff),
             Validity::Artifact => Some(Condition::Artifact),
             Validity::Invalid

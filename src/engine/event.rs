@@ -8,7 +8,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::alarm::{AlarmEvent, AlarmId, Priority};
+use super::alarm::{AlarmEvent, AlarmId, Condition, Priority};
 use crate::protocol::DeviceNote;
 use crate::time::Instant;
 use crate::vitals::{Reading, ShortText, SourceId, Vital};
@@ -118,12 +118,12 @@ pub enum AudioEvent {
 /// A technical status change that is not an alarm by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TechnicalStatus {
-    /// A source connected (data flows) or disconnected.
+    /// What a source delivers changed (see [`SourceHealth`]).
     Source {
         /// Which source.
         source: SourceId,
-        /// Whether it is connected now.
-        connected: bool,
+        /// What it delivers now.
+        health: SourceHealth,
     },
     /// Something a device said about itself.
     Device {
@@ -219,13 +219,100 @@ impl Command {
     }
 }
 
+/// What a source delivers, as the pipeline's watchdog judges it. Anything
+/// but [`SourceHealth::Ok`] means no valid reading came from the source for
+/// its timeout (or its link is down), and raises a technical alarm: bytes
+/// that never turn into a valid reading are as bad as silence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SourceHealth {
+    /// Valid readings arrive.
+    #[default]
+    Ok,
+    /// The link (serial port, TCP connection) is down.
+    LinkDown,
+    /// The link is open but nothing arrives.
+    Silent,
+    /// Bytes arrive but none decodes into a frame.
+    Garbage,
+    /// A session-based monitor (Philips) is not associated with vigil, so
+    /// it sends no data.
+    NotAssociated,
+    /// Frames decode but none carries a reading (session, waveform or
+    /// trend frames only).
+    NoReadings,
+    /// Readings arrive but none is valid (sensor off, invalid, old).
+    InvalidOnly,
+}
+
+impl SourceHealth {
+    /// Every state, in a fixed order.
+    pub const ALL: [SourceHealth; 7] = [
+        SourceHealth::Ok,
+        SourceHealth::LinkDown,
+        SourceHealth::Silent,
+        SourceHealth::Garbage,
+        SourceHealth::NotAssociated,
+        SourceHealth::NoReadings,
+        SourceHealth::InvalidOnly,
+    ];
+
+    /// Stable short name (status line, heartbeat).
+    pub const fn key(self) -> &'static str {
+        match self {
+            SourceHealth::Ok => "ok",
+            SourceHealth::LinkDown => "link_down",
+            SourceHealth::Silent => "silent",
+            SourceHealth::Garbage => "garbage",
+            SourceHealth::NotAssociated => "not_associated",
+            SourceHealth::NoReadings => "no_readings",
+            SourceHealth::InvalidOnly => "invalid_only",
+        }
+    }
+
+    /// What it means, for people.
+    pub const fn text(self) -> &'static str {
+        match self {
+            SourceHealth::Ok => "valid data",
+            SourceHealth::LinkDown => "link down",
+            SourceHealth::Silent => "nothing received",
+            SourceHealth::Garbage => "no valid data (unreadable bytes only)",
+            SourceHealth::NotAssociated => "not associated",
+            SourceHealth::NoReadings => "no valid data (no readings in its messages)",
+            SourceHealth::InvalidOnly => "no valid data (invalid values only)",
+        }
+    }
+
+    /// Whether valid readings arrive.
+    pub const fn is_ok(self) -> bool {
+        matches!(self, SourceHealth::Ok)
+    }
+
+    /// The source alarm this state raises: one per source at a time says
+    /// why it is blind. Invalid values only raise none of their own: each
+    /// one already raises its vital's technical alarm (`spo2.sensor_off`,
+    /// `hr.invalid`, ...), which says more than the source could.
+    pub const fn alarm(self) -> Option<Condition> {
+        match self {
+            SourceHealth::Ok | SourceHealth::InvalidOnly => None,
+            SourceHealth::LinkDown | SourceHealth::Silent => Some(Condition::Disconnected),
+            SourceHealth::NotAssociated => Some(Condition::NotAssociated),
+            SourceHealth::Garbage | SourceHealth::NoReadings => Some(Condition::NoValidData),
+        }
+    }
+}
+
+impl fmt::Display for SourceHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// Input about a source's device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceInput {
-    /// The link is up and data flows.
-    Connected,
-    /// The link is down, or silent for longer than the source's timeout.
-    Disconnected,
+    /// What the source delivers changed: the source-level technical alarms
+    /// (`disconnected`, `not_associated`, `no_valid_data`) follow it.
+    Health(SourceHealth),
     /// Frames decoded and dropped since the last report.
     Frames {
         /// Decoded.

@@ -56,7 +56,7 @@ pub use alarm::{
 };
 pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
-    SessionId, SessionPhase, SystemCondition, TechnicalStatus,
+    SessionId, SessionPhase, SourceHealth, SystemCondition, TechnicalStatus,
 };
 pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
 
@@ -126,6 +126,8 @@ struct SourceState {
     window_start: Instant,
     good: u32,
     dropped: u32,
+    /// What the pipeline last said the source delivers.
+    health: SourceHealth,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -355,29 +357,53 @@ impl Engine {
             return;
         }
         match input {
-            DeviceInput::Connected | DeviceInput::Disconnected => {
-                let down = input == DeviceInput::Disconnected;
-                let idx = self.index(AlarmId {
-                    subject: Subject::Source(source),
-                    condition: Condition::Disconnected,
-                });
+            DeviceInput::Health(health) => {
+                let st = &mut self.sources[source.index()];
+                if st.health == health {
+                    return;
+                }
+                st.health = health;
                 self.emit(
                     now,
-                    EventKind::Technical(TechnicalStatus::Source {
-                        source,
-                        connected: !down,
-                    }),
+                    EventKind::Technical(TechnicalStatus::Source { source, health }),
                 );
-                self.set_condition(idx, now, down, None, None, None);
+                // One source-level alarm at a time says why the source is
+                // blind; a change of reason ends one and starts the other.
+                let raised = health.alarm();
+                for c in [
+                    Condition::Disconnected,
+                    Condition::NotAssociated,
+                    Condition::NoValidData,
+                ] {
+                    let idx = self.index(AlarmId {
+                        subject: Subject::Source(source),
+                        condition: c,
+                    });
+                    self.set_condition(idx, now, raised == Some(c), None, None, None);
+                }
             }
             DeviceInput::Frames { good, dropped } => self.on_frames(now, source, good, dropped),
             DeviceInput::Note(note) => {
-                if let DeviceNote::LowBattery(low) = note {
-                    let idx = self.index(AlarmId {
-                        subject: Subject::Source(source),
-                        condition: Condition::LowBattery,
-                    });
-                    self.set_condition(idx, now, low, None, None, None);
+                let source_alarm = |condition| AlarmId {
+                    subject: Subject::Source(source),
+                    condition,
+                };
+                match note {
+                    DeviceNote::LowBattery(low) => {
+                        let idx = self.index(source_alarm(Condition::LowBattery));
+                        self.set_condition(idx, now, low, None, None, None);
+                    }
+                    // A lost association is the pipeline's to judge: it
+                    // reports `NotAssociated` health when no valid reading
+                    // came for the source's timeout, like a silent source,
+                    // so a monitor gives one source alarm at a time.
+                    DeviceNote::MonitorRestarted => {
+                        // A moment, latched: on until acknowledged.
+                        let idx = self.index(source_alarm(Condition::MonitorRestarted));
+                        self.set_condition(idx, now, true, None, None, None);
+                        self.set_condition(idx, now, false, None, None, None);
+                    }
+                    _ => {}
                 }
                 self.emit(
                     now,
@@ -547,13 +573,25 @@ impl Engine {
             self.stats.ignored += 1;
             return;
         }
-        self.vitals[vi].last_seen = Some(now);
-        self.wake_at(now + rules.stale_after);
-        let stale = self.index(AlarmId::vital(vital, Condition::Stale));
-        self.set_condition(stale, now, false, None, None, None);
+        // An old value (measured long before it was sent) is shown but is
+        // no sign of a live measurement: it does not hold off "stale", and
+        // the device's last word on the sensor stands.
+        let current = sample.validity != Validity::Old;
+        if current {
+            self.vitals[vi].last_seen = Some(now);
+            self.wake_at(now + rules.stale_after);
+            let stale = self.index(AlarmId::vital(vital, Condition::Stale));
+            self.set_condition(stale, now, false, None, None, None);
+        } else if self.vitals[vi].last_seen.is_none() {
+            // Only old values so far: the vital goes stale from the first.
+            self.vitals[vi].last_seen = Some(now);
+            self.wake_at(now + rules.stale_after);
+        }
 
         let judged = self.judge(sample, &rules);
-        self.set_data_conditions(Subject::Vital(vital), now, judged);
+        if current {
+            self.set_data_conditions(Subject::Vital(vital), now, judged);
+        }
 
         match judged.get() {
             Some(v) => {
@@ -606,6 +644,20 @@ impl Engine {
             .any(|v| v.is_nibp() && self.cfg.rules(*v).enabled)
         {
             self.stats.ignored += 1;
+            return;
+        }
+        if n.is_old() {
+            // Measured long before it was sent: shown, never judged, and no
+            // new measurement. The cycle watch goes on (it starts here when
+            // it was not running), so a missing fresh NIBP is overdue.
+            self.stats.not_valid += 1;
+            if self.nibp_last_new.is_none() {
+                self.nibp_last_new = Some(now);
+                if self.cfg.nibp.watch_cycle {
+                    self.wake_at(now + self.cfg.nibp.cycle + self.cfg.nibp.grace);
+                }
+            }
+            self.emit(now, EventKind::Reading(reading));
             return;
         }
         let previous = self.nibp_last_new.replace(now);
@@ -818,6 +870,7 @@ impl Engine {
                 window_start: now,
                 good: 0,
                 dropped: 0,
+                health: st.health,
             };
             if !was_bad {
                 self.set_condition(idx, now, false, None, None, None);
@@ -1292,6 +1345,9 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::CycleOverdue => t.cycle_overdue,
                 Condition::Disconnected => t.disconnected,
                 Condition::LinkErrors => t.link_errors,
+                Condition::NotAssociated => t.not_associated,
+                Condition::NoValidData => t.no_valid_data,
+                Condition::MonitorRestarted => t.monitor_restarted,
                 Condition::LowBattery => t.low_battery,
                 Condition::QueueOverflow => t.queue_overflow,
                 Condition::BrokerUnreachable => t.broker_unreachable,
@@ -1302,8 +1358,10 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::InputOverload => t.input_overload,
                 _ => Priority::Low,
             };
-            // Damage found once stays on the board until a nurse saw it.
-            (p, Duration::ZERO, c == Condition::JournalCorrupt)
+            // Damage found once, or a monitor that restarted, stays on the
+            // board until a nurse saw it.
+            let latching = matches!(c, Condition::JournalCorrupt | Condition::MonitorRestarted);
+            (p, Duration::ZERO, latching)
         }
     };
     Slot {

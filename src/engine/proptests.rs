@@ -155,8 +155,8 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
             Input::Device(a, b) => {
                 let source = SourceId(u16::from(a % 3));
                 let input = match b % 4 {
-                    0 => DeviceInput::Connected,
-                    1 => DeviceInput::Disconnected,
+                    0 => DeviceInput::Health(SourceHealth::ALL[usize::from(a) % 7]),
+                    1 => DeviceInput::Note(DeviceNote::MonitorRestarted),
                     2 => DeviceInput::Frames {
                         good: u32::from(a),
                         dropped: u32::from(b),

@@ -195,6 +195,12 @@ pub struct TechnicalPriorities {
     pub disconnected: Priority,
     /// A source's frames fail to decode too often.
     pub link_errors: Priority,
+    /// A session-based monitor is not associated with vigil.
+    pub not_associated: Priority,
+    /// A source sends bytes or frames but no valid reading.
+    pub no_valid_data: Priority,
+    /// A monitor restarted or was taken over while associated.
+    pub monitor_restarted: Priority,
     /// A device's battery is low.
     pub low_battery: Priority,
     /// A sink dropped events.
@@ -411,6 +417,9 @@ impl Default for EngineConfig {
                 cycle_overdue: Medium,
                 disconnected: High,
                 link_errors: Medium,
+                not_associated: High,
+                no_valid_data: High,
+                monitor_restarted: Low,
                 low_battery: Low,
                 queue_overflow: High,
                 broker_unreachable: High,

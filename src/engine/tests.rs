@@ -675,12 +675,16 @@ fn invalid_nibp_is_a_technical_alarm() {
 #[test]
 fn source_disconnection_is_a_technical_alarm() {
     let mut e = engine();
-    e.handle_device(ms(1000), SourceId(1), DeviceInput::Disconnected);
+    e.handle_device(
+        ms(1000),
+        SourceId(1),
+        DeviceInput::Health(SourceHealth::LinkDown),
+    );
     let ev = drain(&mut e);
     assert!(ev.iter().any(|ev| ev.kind
         == EventKind::Technical(TechnicalStatus::Source {
             source: SourceId(1),
-            connected: false
+            health: SourceHealth::LinkDown
         })));
     let a: Vec<_> = ev
         .iter()
@@ -697,14 +701,92 @@ fn source_disconnection_is_a_technical_alarm() {
             Priority::High
         )]
     );
-    e.handle_device(ms(5000), SourceId(1), DeviceInput::Connected);
+    e.handle_device(ms(5000), SourceId(1), DeviceInput::Health(SourceHealth::Ok));
     assert_eq!(
         alarms(&mut e),
         vec![key("source.oximeter.disconnected", Phase::End, 5000)]
     );
     // Unknown sources are ignored, not a panic.
-    e.handle_device(ms(6000), SourceId(9), DeviceInput::Disconnected);
+    e.handle_device(
+        ms(6000),
+        SourceId(9),
+        DeviceInput::Health(SourceHealth::Silent),
+    );
     assert!(drain(&mut e).is_empty());
+}
+
+#[test]
+fn each_kind_of_blindness_is_its_own_source_alarm_and_one_replaces_the_other() {
+    let mut e = engine();
+    let src = SourceId(1);
+    e.handle_device(ms(0), src, DeviceInput::Health(SourceHealth::Silent));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.oximeter.disconnected", Phase::Start, 0)]
+    );
+    // Bytes start to arrive but none decodes: no longer silent, still blind.
+    e.handle_device(ms(100), src, DeviceInput::Health(SourceHealth::Garbage));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("source.oximeter.disconnected", Phase::End, 100),
+            key("source.oximeter.no_valid_data", Phase::Start, 100),
+        ]
+    );
+    // Another reason of the same alarm changes nothing on the board.
+    e.handle_device(ms(200), src, DeviceInput::Health(SourceHealth::NoReadings));
+    assert!(alarms(&mut e).is_empty());
+    e.handle_device(
+        ms(300),
+        src,
+        DeviceInput::Health(SourceHealth::NotAssociated),
+    );
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("source.oximeter.not_associated", Phase::Start, 300),
+            key("source.oximeter.no_valid_data", Phase::End, 300),
+        ]
+    );
+    e.handle_device(ms(400), src, DeviceInput::Health(SourceHealth::Ok));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("source.oximeter.not_associated", Phase::End, 400)]
+    );
+    assert_eq!(e.config().technical.no_valid_data, Priority::High);
+    // Invalid values only: each raises its vital's own technical alarm, so
+    // the source adds none.
+    e.handle_device(ms(500), src, DeviceInput::Health(SourceHealth::InvalidOnly));
+    assert!(alarms(&mut e).is_empty());
+}
+
+#[test]
+fn a_monitor_restart_latches_until_acknowledged() {
+    let mut e = engine();
+    let src = SourceId(1);
+    e.handle_device(
+        ms(700),
+        src,
+        DeviceInput::Note(DeviceNote::MonitorRestarted),
+    );
+    let a = alarms(&mut e);
+    assert_eq!(
+        a[0],
+        key("source.oximeter.monitor_restarted", Phase::Start, 700)
+    );
+    assert!(e
+        .present_alarms()
+        .iter()
+        .any(|p| p.id == id("source.oximeter.monitor_restarted")));
+    e.handle_command(
+        ms(900),
+        Command::Acknowledge {
+            alarm: id("source.oximeter.monitor_restarted"),
+            by: ShortText::new("RN"),
+        },
+    )
+    .unwrap();
+    assert!(e.present_alarms().is_empty());
 }
 
 #[test]
@@ -1161,4 +1243,90 @@ fn an_active_alarm_ends_when_the_value_is_hysteresis_back_inside() {
     assert!(alarms(&mut e).is_empty());
     feed(&mut e, spo2(21 * SEC, 91.0));
     assert_eq!(alarms(&mut e), vec![key("spo2.low", Phase::End, 21 * SEC)]);
+}
+
+fn old(r: Reading) -> Reading {
+    let measurement = match r.measurement {
+        Measurement::Nibp(n) => Measurement::Nibp(n.into_old()),
+        Measurement::HeartRate(s) => Measurement::HeartRate(s.into_old()),
+        Measurement::PulseRate(s) => Measurement::PulseRate(s.into_old()),
+        Measurement::SpO2(s) => Measurement::SpO2(s.into_old()),
+    };
+    Reading { measurement, ..r }
+}
+
+#[test]
+fn an_old_value_starts_no_physiological_alarm() {
+    let mut e = engine();
+    // A critically high NIBP measured long ago, as a monitor keeps it.
+    feed(&mut e, old(nibp(0, 240.0, 140.0, 1_000)));
+    // HR far beyond every limit, but old: never judged, and no sign of a
+    // live measurement, so HR goes stale.
+    every_second(&mut e, 0, 30 * SEC, |t| old(hr(t, 250.0)));
+    e.handle_timeout(ms(30 * SEC));
+    let events = drain(&mut e);
+    let names = e.config().source_names.clone();
+    let started: Vec<String> = events
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some(a.id.key(&names)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec!["hr.stale".to_owned()]);
+    // Both are shown, as the old values they are.
+    let shown: Vec<Validity> = events
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Reading(Reading {
+                measurement: Measurement::Nibp(n),
+                ..
+            }) => Some(n.systolic.validity),
+            EventKind::Reading(r) => r.measurement.continuous().map(|(_, s)| s.validity),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.len(), 31);
+    assert!(shown.iter().all(|v| *v == Validity::Old), "{shown:?}");
+    // The same values measured now alarm at once (critical tier).
+    feed(&mut e, nibp(31 * SEC, 240.0, 140.0, 2_000));
+    feed(&mut e, hr(31 * SEC, 250.0));
+    let now: Vec<String> = alarms(&mut e)
+        .into_iter()
+        .filter(|(_, p, _)| *p == Phase::Start)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert!(
+        now.contains(&"nibp_sys.critical_high".to_owned()),
+        "{now:?}"
+    );
+    assert!(now.contains(&"hr.critical_high".to_owned()), "{now:?}");
+}
+
+#[test]
+fn an_old_nibp_is_no_new_measurement_for_the_cycle() {
+    // The cycle watch starts at an old NIBP when nothing else started it,
+    // so a missing fresh measurement is overdue after cycle + grace.
+    let mut e = engine();
+    feed(&mut e, old(nibp(0, 120.0, 80.0, 1_000)));
+    e.handle_timeout(ms(1_100 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::Start, 1_080 * SEC)]
+    );
+    // An old NIBP does not end it; a fresh one does.
+    feed(&mut e, old(nibp(1_101 * SEC, 121.0, 80.0, 900)));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, nibp(1_102 * SEC, 122.0, 80.0, 3_000));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::End, 1_102 * SEC)]
+    );
+    // Nor does an old one reset the running cycle.
+    feed(&mut e, old(nibp(1_500 * SEC, 123.0, 80.0, 2_500)));
+    e.handle_timeout(ms(2_200 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::Start, 2_182 * SEC)]
+    );
 }

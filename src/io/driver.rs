@@ -80,10 +80,16 @@ pub struct DriverSetup {
 pub struct SourceState {
     /// The configured name.
     pub name: String,
-    /// Whether data flows (not reported disconnected).
+    /// Whether valid readings arrive (`health` is ok).
     pub up: bool,
+    /// What the source delivers, as the pipeline's watchdog judges it.
+    pub health: crate::engine::SourceHealth,
+    /// For session-based protocols: whether the monitor is associated.
+    pub associated: Option<bool>,
     /// Frames decoded so far.
     pub frames_ok: u64,
+    /// Well-formed frames not used (waveforms, trends, others' results).
+    pub frames_ignored: u64,
     /// Frames dropped so far.
     pub frames_dropped: u64,
 }
@@ -153,8 +159,24 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
 
     // Storage reports from the recorder's thread join the other system conditions.
     let (storage_tx, mut storage_rx) = mpsc::channel::<(SystemCondition, bool)>(16);
-    let recorder = recording
-        .and_then(|settings| start_recorder(&settings, &config, &clock, start, storage_tx.clone()));
+    // A recording that cannot start (read-only or full recording.dir) is a
+    // storage failure like a write that fails: raised, and retried.
+    let mut recording_retry = None;
+    let mut recorder = None;
+    if let Some(settings) = recording {
+        match start_recorder(&settings, &config, &clock, start, storage_tx.clone(), false) {
+            Some(r) => recorder = Some(r),
+            None => {
+                pipeline.handle_system(start, SystemCondition::StorageFailure, true);
+                recording_retry = Some(settings);
+            }
+        }
+    }
+    let mut retry_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + RECORDING_RETRY,
+        RECORDING_RETRY,
+    );
+    retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (src_tx, mut src_rx) = mpsc::channel::<SourceMsg>(1024);
@@ -316,6 +338,14 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     }
                 }
             }
+            _ = retry_tick.tick(), if recording_retry.is_some() => {
+                if let Some(settings) = &recording_retry {
+                    recorder = start_recorder(settings, &config, &clock, clock.now(), storage_tx.clone(), true);
+                    if recorder.is_some() {
+                        recording_retry = None;
+                    }
+                }
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = live_tick.tick(), if live.is_some() => {
                 fill_latency(&mut status, &latency);
@@ -452,12 +482,18 @@ async fn next_condition(
     }
 }
 
+/// How often a recording that could not start is tried again.
+const RECORDING_RETRY: Duration = Duration::from_secs(30);
+
+/// Starts the recording at `start`; `retry`: earlier attempts failed and
+/// raised the storage failure, which the recorder ends once it works.
 fn start_recorder(
     settings: &RecorderSettings,
     config: &Config,
     clock: &Clock,
     start: crate::time::Instant,
     report: mpsc::Sender<(SystemCondition, bool)>,
+    retry: bool,
 ) -> Option<Recorder> {
     let started = clock.wall(start);
     let meta = vec![
@@ -483,14 +519,23 @@ fn start_recorder(
     let report = Box::new(move |failing: bool| {
         let _ = report.try_send((SystemCondition::StorageFailure, failing));
     });
-    match Recorder::start(settings, started, first, report) {
+    let result = if retry {
+        Recorder::start_after_failure(settings, started, first, report)
+    } else {
+        Recorder::start(settings, started, first, report)
+    };
+    match result {
         Ok(r) => {
             tracing::info!(path = %r.path().display(), "recording the session");
             Some(r)
         }
+        Err(e) if retry => {
+            tracing::debug!("the recording still cannot start: {e}");
+            None
+        }
         Err(e) => {
             tracing::error!(
-                "cannot start the recording (recording.dir): {e}; monitoring goes on without it"
+                "cannot start the recording: {e}; check recording.dir (it must be writable, with free space); monitoring goes on, the recording is tried again every {RECORDING_RETRY:?}: raising system.storage_failure"
             );
             None
         }
@@ -517,8 +562,11 @@ fn refresh_live(
     for (i, s) in live.sources.iter_mut().enumerate() {
         let id = SourceId(i as u16);
         s.up = pipeline.source_down(id) == Some(false);
+        s.health = pipeline.source_health(id).unwrap_or_default();
+        s.associated = pipeline.source_associated(id);
         if let Some(st) = pipeline.source_stats(id) {
             s.frames_ok = st.frames_ok;
+            s.frames_ignored = st.ignored;
             s.frames_dropped = st.dropped_total();
         }
     }
@@ -547,22 +595,40 @@ fn fill_latency(status: &mut Status, h: &Histogram<u64>) {
 
 fn report_status(status: &Status, pipeline: &Pipeline, config: &Config) {
     let present = pipeline.engine().present_alarms().len();
-    let down: Vec<&str> = config
-        .sources
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| pipeline.source_down(SourceId(*i as u16)) == Some(true))
-        .map(|(_, s)| s.name.as_str())
-        .collect();
+    let sources = source_summary(pipeline, config);
     let [p50, p99, p999, max] = status.latency_us;
     let line = format!(
-        "{} alarm(s) present; sources down: {}; latency us p50={p50} p99={p99} p99.9={p999} max={max}; events dropped: {}",
-        present,
-        if down.is_empty() { "none".to_owned() } else { down.join(", ") },
-        status.dropped
+        "{} alarm(s) present; sources: {sources}; latency us p50={p50} p99={p99} p99.9={p999} max={max}; events dropped: {}",
+        present, status.dropped
     );
     tracing::info!(inputs = status.inputs, "status: {line}");
     notify::status(&line);
+}
+
+/// Each source as the status line gives it: `monitor ok (associated),
+/// oximeter no valid data (invalid values only)`.
+fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
+    let parts: Vec<String> = config
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = SourceId(i as u16);
+            let health = pipeline.source_health(id).unwrap_or_default();
+            let mut part = format!("{} {}", s.name, health.text());
+            match (health, pipeline.source_associated(id)) {
+                (crate::engine::SourceHealth::NotAssociated, _) | (_, None) => {}
+                (_, Some(true)) => part.push_str(" (associated)"),
+                (_, Some(false)) => part.push_str(" (not associated)"),
+            }
+            part
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// SIGHUP: validate the file again; apply alarm settings if valid. Returns

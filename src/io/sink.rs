@@ -180,17 +180,13 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
             );
         }
         EventKind::Technical(t) => match t {
-            TechnicalStatus::Source { source, connected } => {
+            TechnicalStatus::Source { source, health } => {
                 let name = names.get(source.index()).map_or("?", String::as_str);
-                tracing::info!(
-                    seq = msg.event.seq,
-                    "source {name}: {}",
-                    if connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    }
-                )
+                if health.is_ok() {
+                    tracing::info!(seq = msg.event.seq, "source {name}: {}", health.text())
+                } else {
+                    tracing::warn!(seq = msg.event.seq, "source {name}: {}", health.text())
+                }
             }
             TechnicalStatus::Device { source, note } => {
                 let name = names.get(source.index()).map_or("?", String::as_str);

@@ -15,13 +15,29 @@
 //!   4 counters   next_id:u64 next_alarms:u64 next_session:u64
 //! ```
 //!
-//! Integers are little-endian; the CRC-32 covers the body. Reading stops at
-//! the first record whose length runs past the end of the file or whose
-//! checksum does not match: that is a torn tail from a crash mid-write, it is
-//! reported, cut off, and the records before it stand. Compaction writes the
-//! counters and the undelivered messages to a new file, syncs it, renames it
-//! over the old one and syncs the directory, so a crash during compaction
-//! leaves either the old or the new journal, never a mix.
+//! Integers are little-endian; the CRC-32 covers the body.
+//!
+//! # Torn tail or corruption
+//!
+//! A record that cannot be read (its length runs past the end of the file,
+//! its checksum does not match, or its body makes no sense) is either:
+//!
+//! - a **torn tail**, when no readable record follows it: a crash in the
+//!   middle of the last, unsynced append (never published, since vigil
+//!   publishes only after the sync). It is reported and cut off; the records
+//!   before it stand.
+//! - **corruption**, when readable records follow it: something damaged
+//!   bytes that had been synced (a flipped bit, a bad sector, a hand edit).
+//!   Reading resynchronises on the next readable record, every readable
+//!   record is kept, and [`LoadReport::damage`] says where and how much was
+//!   lost, so the caller raises `system.journal_corrupt`, keeps a copy of
+//!   the damaged file and numbers above anything the damage may have held.
+//!
+//! Compaction writes the counters (twice, so that one damaged record never
+//! takes the stream numbers with it) and the undelivered messages to a new
+//! file, syncs it, renames it over the old one and syncs the directory, so a
+//! crash during compaction leaves either the old or the new journal, never a
+//! mix.
 //!
 //! The sequence reservation (`seq` file) lives here too: see [`SeqFile`].
 //!
@@ -37,6 +53,17 @@ const MAGIC: &[u8; 8] = b"VGLOUT01";
 const FILE: &str = "outbox.journal";
 /// A record longer than this is damage, not data.
 const MAX_RECORD: u32 = 1 << 20;
+/// The smallest body of any record (tag and one u64).
+const MIN_BODY: u32 = 9;
+/// The smallest message record on disk (header, tag, fixed fields, empty
+/// topic and payload): damaged bytes can have held at most
+/// `bytes / MIN_MESSAGE_RECORD` messages (rounded up).
+pub const MIN_MESSAGE_RECORD: u64 = 8 + 1 + 8 + 1 + 1 + 8 + 1 + 2;
+/// Where a damaged copy of the journal is kept for analysis.
+pub const DAMAGED_COPY: &str = "outbox.journal.damaged";
+/// Where a journal that could not be read at start-up is set aside when the
+/// state directory works again (never overwritten unread).
+pub const UNREAD_COPY: &str = "outbox.journal.unread";
 
 /// Errors of the journal and the sequence file.
 #[derive(Debug, thiserror::Error)]
@@ -232,8 +259,88 @@ impl Entry {
 pub struct LoadReport {
     /// Records read.
     pub records: usize,
-    /// Bytes of a torn or damaged tail that were cut off.
+    /// Bytes of a torn tail (nothing readable after them) that were cut off.
     pub torn_bytes: u64,
+    /// Damaged stretches with readable records after them (corruption).
+    pub damage: Vec<Damage>,
+    /// Where the damaged journal was copied to (see [`DAMAGED_COPY`]).
+    pub damaged_copy: Option<PathBuf>,
+}
+
+impl LoadReport {
+    /// Whether the journal was corrupt (not merely torn at the end).
+    pub fn corrupt(&self) -> bool {
+        !self.damage.is_empty()
+    }
+
+    /// Bytes lost to corruption in all.
+    pub fn damaged_bytes(&self) -> u64 {
+        self.damage.iter().map(|d| d.bytes).sum()
+    }
+}
+
+/// One damaged stretch of the journal, followed by readable records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Offset of the first unreadable byte in the file.
+    pub offset: u64,
+    /// Unreadable bytes skipped.
+    pub bytes: u64,
+    /// How many readable records came before it (its place among the
+    /// entries returned by [`Journal::open`]).
+    pub after_records: usize,
+}
+
+impl Damage {
+    /// The most messages the damaged bytes can have held.
+    pub fn max_messages(&self) -> u64 {
+        self.bytes.div_ceil(MIN_MESSAGE_RECORD)
+    }
+}
+
+/// Reads the records of a journal file's bytes (magic checked by the
+/// caller): the entries, what was found, and where the readable part ends.
+fn parse(data: &[u8]) -> (Vec<Entry>, LoadReport, usize) {
+    let mut entries = Vec::new();
+    let mut report = LoadReport::default();
+    let mut at = MAGIC.len();
+    while at < data.len() {
+        if let Some((entry, n)) = record_at(data, at) {
+            entries.push(entry);
+            at += n;
+            continue;
+        }
+        // Unreadable: corruption if a readable record follows, else a torn
+        // tail.
+        let Some(next) = (at + 1..data.len()).find(|&p| record_at(data, p).is_some()) else {
+            break;
+        };
+        report.damage.push(Damage {
+            offset: at as u64,
+            bytes: (next - at) as u64,
+            after_records: entries.len(),
+        });
+        at = next;
+    }
+    report.records = entries.len();
+    report.torn_bytes = (data.len() - at) as u64;
+    (entries, report, at)
+}
+
+/// The record at `at`, if one is readable there: the entry and its size.
+fn record_at(data: &[u8], at: usize) -> Option<(Entry, usize)> {
+    let head = data.get(at..at.checked_add(8)?)?;
+    let len = u32::from_le_bytes(head[..4].try_into().ok()?);
+    if !(MIN_BODY..=MAX_RECORD).contains(&len) {
+        return None;
+    }
+    let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
+    let body = data.get(at + 8..at + 8 + len as usize)?;
+    // Cheap test first: resynchronising tries every byte position.
+    if !(1..=4).contains(&body[0]) || crc32(body) != crc {
+        return None;
+    }
+    Some((Entry::decode(body)?, 8 + len as usize))
 }
 
 /// The open journal file.
@@ -289,27 +396,14 @@ impl Journal {
                 return Err(JournalError::NotAJournal(path));
             }
         } else {
-            let mut at = MAGIC.len();
-            while let Some(head) = data.get(at..at + 8) {
-                let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-                let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-                if len > MAX_RECORD {
-                    break;
-                }
-                let Some(body) = data.get(at + 8..at + 8 + len as usize) else {
-                    break;
-                };
-                if crc32(body) != crc {
-                    break;
-                }
-                let Some(entry) = Entry::decode(body) else {
-                    break;
-                };
-                entries.push(entry);
-                at += 8 + len as usize;
+            let at;
+            (entries, report, at) = parse(&data);
+            if report.corrupt() {
+                // Kept for analysis before anything rewrites the journal
+                // (best effort: a full disk must not stop the start).
+                let copy = dir.join(DAMAGED_COPY);
+                report.damaged_copy = std::fs::write(&copy, &data).is_ok().then_some(copy);
             }
-            report.records = entries.len();
-            report.torn_bytes = (data.len() - at) as u64;
             if report.torn_bytes > 0 {
                 file.set_len(at as u64)
                     .and_then(|_| file.sync_all())
@@ -331,6 +425,52 @@ impl Journal {
             entries,
             report,
         ))
+    }
+
+    /// Reads the journal in `dir` without writing anything (a read-only or
+    /// full state directory at start-up): its records and what was found.
+    /// A missing journal reads as empty.
+    pub fn read(dir: &Path) -> Result<(Vec<Entry>, LoadReport), JournalError> {
+        let path = dir.join(FILE);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io("cannot read journal", &path)(e)),
+        };
+        if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+            if MAGIC.starts_with(&data[..data.len().min(MAGIC.len())]) {
+                let report = LoadReport {
+                    torn_bytes: data.len() as u64,
+                    ..LoadReport::default()
+                };
+                return Ok((Vec::new(), report));
+            }
+            return Err(JournalError::NotAJournal(path));
+        }
+        let (entries, report, _) = parse(&data);
+        Ok((entries, report))
+    }
+
+    /// Creates the journal in `dir` holding exactly `entries` (written to a
+    /// temporary file, synced, renamed over any old journal: after the
+    /// state directory failed, what the outbox holds in memory is written
+    /// out). `set_aside`: an old journal that could not be read is kept as
+    /// [`UNREAD_COPY`] instead of being replaced.
+    pub fn create(dir: &Path, entries: &[Entry], set_aside: bool) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
+        let path = dir.join(FILE);
+        if set_aside && path.exists() {
+            let aside = dir.join(UNREAD_COPY);
+            std::fs::rename(&path, &aside).map_err(io("cannot set aside journal", &path))?;
+        }
+        let (file, len) = replace(dir, &path, entries)?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            path,
+            file,
+            len,
+            buf: Vec::with_capacity(4096),
+        })
     }
 
     /// Appends records (written, not yet synced).
@@ -365,27 +505,33 @@ impl Journal {
 
     /// Replaces the journal by `entries` atomically (compaction).
     pub fn rewrite(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let mut data = MAGIC.to_vec();
-        for e in entries {
-            e.encode(&mut data);
-        }
-        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-        f.write_all(&data)
-            .and_then(|_| f.sync_all())
-            .map_err(io("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io("cannot replace journal", &self.path))?;
-        sync_dir(&self.dir);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io("cannot reopen journal", &self.path))?;
-        file.flush()
-            .map_err(io("cannot reopen journal", &self.path))?;
+        let (file, len) = replace(&self.dir, &self.path, entries)?;
         self.file = file;
-        self.len = data.len() as u64;
+        self.len = len;
         Ok(())
     }
+}
+
+/// Writes a journal of `entries` to a temporary file, syncs it, renames it
+/// to `path` and syncs the directory; returns it opened for appending, and
+/// its length.
+fn replace(dir: &Path, path: &Path, entries: &[Entry]) -> Result<(File, u64), JournalError> {
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut data = MAGIC.to_vec();
+    for e in entries {
+        e.encode(&mut data);
+    }
+    let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    f.write_all(&data)
+        .and_then(|_| f.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("cannot replace journal", path))?;
+    sync_dir(dir);
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io("cannot reopen journal", path))?;
+    Ok((file, data.len() as u64))
 }
 
 fn sync_dir(dir: &Path) {
@@ -490,11 +636,13 @@ impl SeqFile {
         Ok((f, start))
     }
 
-    /// A base for memory-only operation (no state directory).
-    pub fn memory() -> SeqFile {
+    /// A base for memory-only operation (the state directory cannot be
+    /// written): a new epoch, numbers from `floor` (see [`SeqFile::open`]).
+    /// [`SeqFile::attach`] makes it durable once the directory works again.
+    pub fn memory(floor: u64) -> SeqFile {
         SeqFile {
             path: PathBuf::new(),
-            base: 0,
+            base: floor,
             reserved: u64::MAX,
             epoch: crate::random::hex(8).unwrap_or_else(|_| {
                 let t = std::time::SystemTime::now()
@@ -503,6 +651,24 @@ impl SeqFile {
                 format!("{t:016x}")
             }),
         }
+    }
+
+    /// Whether no `seq` file backs the numbers (see [`SeqFile::memory`]).
+    pub fn is_memory(&self) -> bool {
+        self.path.as_os_str().is_empty()
+    }
+
+    /// Writes this run's epoch and a reservation above `next` (the first
+    /// number not yet published) into `dir`, so the next run continues this
+    /// stream instead of going back to an older one.
+    pub fn attach(&mut self, dir: &Path, next: u64) -> Result<(), JournalError> {
+        write_synced(&dir.join("epoch"), &format!("{}\n", self.epoch))?;
+        let path = dir.join("seq");
+        let limit = next.max(self.base) + Self::BLOCK;
+        write_synced(&path, &format!("{limit}\n"))?;
+        self.path = path;
+        self.reserved = limit;
+        Ok(())
     }
 
     /// This stream's epoch.
@@ -616,6 +782,97 @@ mod tests {
         let (_, entries, report) = Journal::open(&dir).unwrap();
         assert_eq!(entries, vec![msg(1)]);
         assert!(report.torn_bytes > 0);
+    }
+
+    /// The offset of record `n` (0-based) in a journal file.
+    fn record_offset(data: &[u8], n: usize) -> usize {
+        let mut at = MAGIC.len();
+        for _ in 0..n {
+            at += 8 + u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        }
+        at
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_middle_is_corruption_and_the_records_after_it_stand() {
+        let dir = temp("corrupt");
+        {
+            let (mut j, _, _) = Journal::open(&dir).unwrap();
+            let all: Vec<Entry> = (1..=6).map(msg).collect();
+            j.append(&all.iter().collect::<Vec<_>>()).unwrap();
+            j.sync().unwrap();
+        }
+        let path = dir.join(FILE);
+        let original = std::fs::read(&path).unwrap();
+        for (what, byte) in [("payload", 30), ("length", 1), ("checksum", 5)] {
+            let mut data = original.clone();
+            let third = record_offset(&data, 2);
+            data[third + byte] ^= 0x10;
+            std::fs::write(&path, &data).unwrap();
+            let (_, entries, report) = Journal::open(&dir).unwrap();
+            assert_eq!(
+                entries,
+                vec![msg(1), msg(2), msg(4), msg(5), msg(6)],
+                "flipped in the {what}"
+            );
+            assert_eq!(report.torn_bytes, 0, "{what}");
+            assert_eq!(
+                report.damage,
+                vec![Damage {
+                    offset: third as u64,
+                    bytes: (record_offset(&original, 3) - third) as u64,
+                    after_records: 2,
+                }],
+                "{what}"
+            );
+            assert!(report.damage[0].max_messages() >= 1);
+            let copy = report.damaged_copy.as_ref().expect("a copy is kept");
+            assert_eq!(std::fs::read(copy).unwrap(), data, "{what}");
+        }
+    }
+
+    #[test]
+    fn damage_and_then_a_torn_tail_are_both_told() {
+        let dir = temp("corrupt-torn");
+        {
+            let (mut j, _, _) = Journal::open(&dir).unwrap();
+            j.append(&[&msg(1), &msg(2), &msg(3)]).unwrap();
+        }
+        let path = dir.join(FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        let first = record_offset(&data, 0);
+        data[first + 40] ^= 1;
+        let mut half = Vec::new();
+        msg(4).encode(&mut half);
+        data.extend_from_slice(&half[..half.len() - 3]);
+        std::fs::write(&path, &data).unwrap();
+        let (_, entries, report) = Journal::open(&dir).unwrap();
+        assert_eq!(entries, vec![msg(2), msg(3)]);
+        assert_eq!(report.damage.len(), 1);
+        assert_eq!(report.damage[0].after_records, 0);
+        assert_eq!(report.torn_bytes, (half.len() - 3) as u64);
+        // The torn tail is cut, the damage is not (the outbox compacts).
+        let (_, _, again) = Journal::open(&dir).unwrap();
+        assert_eq!(again.torn_bytes, 0);
+        assert!(again.corrupt());
+    }
+
+    #[test]
+    fn zeros_at_the_end_are_a_torn_tail_not_corruption() {
+        let dir = temp("zeros");
+        {
+            let (mut j, _, _) = Journal::open(&dir).unwrap();
+            j.append(&[&msg(1)]).unwrap();
+        }
+        let path = dir.join(FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        data.extend_from_slice(&[0; 4096]);
+        std::fs::write(&path, &data).unwrap();
+        let (_, entries, report) = Journal::open(&dir).unwrap();
+        assert_eq!(entries, vec![msg(1)]);
+        assert_eq!(report.torn_bytes, 4096);
+        assert!(!report.corrupt());
+        assert!(!dir.join(DAMAGED_COPY).exists());
     }
 
     #[test]

@@ -381,8 +381,9 @@ fn sensor_problems_raise_technical_alarms_only() {
         assert!(
             d[0].at > Instant::ZERO.since_origin() + reboot.start
                 && d[0].at <= reboot.start + SOURCE_TIMEOUT + Duration::from_secs(5),
-            "{label}: disconnected at {:?}",
-            d[0].at
+            "{label}: disconnected at {:?}\n{}",
+            d[0].at,
+            show(&alarms.iter().collect::<Vec<_>>())
         );
         assert!(alarms
             .iter()
@@ -395,8 +396,9 @@ fn sensor_problems_raise_technical_alarms_only() {
                 alarms
                     .iter()
                     .any(|b| b.key == a.key && b.phase == Phase::End && b.at > a.at),
-                "{label}: {} never ended",
-                a.key
+                "{label}: {} never ended\n{}",
+                a.key,
+                show(&alarms.iter().collect::<Vec<_>>())
             );
         }
     }
