@@ -184,6 +184,13 @@ fn ge_db00_decodes_to_the_independent_values() {
             noisy_hr: 11,
         },
     );
+    // A waveform record after each of the 1,760 physiological ones.
+    let (_, stats) = decode(&fixture("db00.raw"));
+    assert_eq!(
+        (stats.frames_ok, stats.ignored),
+        (1_760, 1_760),
+        "{stats:?}"
+    );
 }
 
 /// db00: the screen shows ten NIBP results (fixture README). vigil's NIBP
