@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use vigil::config;
 
 use crate::util::daemon::{temp_dir, Monitor};
-use crate::util::mqtt::{daemon_config, now_rfc3339, start_with_mqtt, Mosquitto, Subscriber};
+use crate::util::mqtt::{
+    assert_alarms_once_in_order, daemon_config, now_rfc3339, start_with_mqtt, Mosquitto, Subscriber,
+};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -326,6 +328,24 @@ async fn a_new_state_directory_does_not_freeze_a_running_board() {
     daemon.stop().await;
 }
 
+/// Starts the daemon on `config`, waits until `status` sees it online,
+/// then kills the broker: what the daemon raises from now on stays in its
+/// journal.
+async fn online_then_broker_killed(
+    broker: &mut Mosquitto,
+    config: &str,
+    mut status: Subscriber,
+) -> crate::util::mqtt::MqttDaemon {
+    let daemon = start_with_mqtt(config::parse(config, "test").unwrap());
+    status
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    drop(status);
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon
+}
+
 /// The alarm-stream messages still undelivered in a journal file: (byte
 /// range of the record, outbox id, stream_seq), in file order. Read straight from the
 /// documented format (docs/mqtt.md), not through vigil's reader.
@@ -368,7 +388,7 @@ async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_tha
     let dir = temp_dir("fault-journal-flip");
     let mut broker = Mosquitto::start(&dir, "");
     let prefix = "vigil/v1/test-clinic/bed-rot/";
-    let mut status = Subscriber::connect(
+    let status = Subscriber::connect(
         broker.port,
         "display-rot-status",
         &format!("{prefix}status"),
@@ -378,15 +398,8 @@ async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_tha
     let mut monitor = Monitor::plug_in(&tty);
     let state = dir.join("state");
     let text = daemon_config(&tty, broker.port, &state, "bed-rot", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    drop(status);
-
     // The broker goes away; alarms pile up in the journal.
-    broker.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let daemon = online_then_broker_killed(&mut broker, &text, status).await;
     for i in 0..40 {
         monitor.send(if i % 2 == 0 {
             b"spo2 80\n"
@@ -470,5 +483,344 @@ async fn a_flipped_byte_in_the_journal_raises_journal_corrupt_and_loses_only_tha
             .any(|(_, id, phase)| id == "system.journal_corrupt" && *phase == "update"),
         "{events:?}"
     );
+    daemon.stop().await;
+}
+
+/// A small tmpfs mounted for one test: a disk that fills up, or goes
+/// read-only, for real. Mounting needs root, as scripts/test runs in CI; the
+/// test FAILS (not skips) without it.
+struct TmpFs {
+    path: std::path::PathBuf,
+}
+
+impl TmpFs {
+    fn mount(path: &std::path::Path, options: &str) -> TmpFs {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs at {} (the storage fault tests need root): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TmpFs {
+            path: path.to_owned(),
+        }
+    }
+
+    fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount {options}");
+    }
+
+    /// Writes a file until the file system is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        while f.write_all(&[0xAA; 4096]).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for TmpFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// (starts, ends) of the alarm `id` among a daemon's alarm events.
+fn starts_and_ends(events: &[(u64, String, &'static str)], id: &str) -> (usize, usize) {
+    let count = |phase: &str| {
+        events
+            .iter()
+            .filter(|(_, i, p)| i == id && *p == phase)
+            .count()
+    };
+    (count("start"), count("end"))
+}
+
+/// Alarms raised and ended every 40 ms on a background thread until the
+/// returned flag is cleared.
+fn produce_alarms(
+    mut monitor: Monitor,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Monitor>,
+) {
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep = running.clone();
+    let thread = std::thread::spawn(move || {
+        let mut low = true;
+        while keep.load(std::sync::atomic::Ordering::SeqCst) {
+            monitor.send(if low { b"spo2 80\n" } else { b"spo2 97\n" });
+            low = !low;
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        monitor
+    });
+    (running, thread)
+}
+
+/// On a full disk `storage_failure` used to start and end about once a
+/// second (a write fits in the last page, the next does not), and the
+/// journal, once lost, was never reopened. Now `system.journal_failure`
+/// starts once, alarms keep flowing from memory (none lost), and when
+/// space is back the journal is reopened and the condition ends once,
+/// after the recovery hold.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_back() {
+    let dir = temp_dir("fault-full-journal");
+    let disk = TmpFs::mount(&dir.join("state"), "size=512k");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-full/";
+    let mut display = Subscriber::connect(broker.port, "display-full", &format!("{prefix}#")).await;
+    let mut alarms = Subscriber::connect(
+        broker.port,
+        "display-full-alarms",
+        &format!("{prefix}alarms"),
+    )
+    .await;
+    let tty = dir.join("ttyFULL");
+    let monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &disk.path, "bed-full", "");
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    let (running, producer) = produce_alarms(monitor);
+    tokio::time::sleep(SECS(1)).await;
+
+    let filler = disk.fill();
+    display
+        .next("/alarms", SECS(10), |j| {
+            j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "start"
+        })
+        .await;
+    display
+        .next("/status", SECS(5), |j| j["outbox"]["durable"] == false)
+        .await;
+    // Full for a while, alarms flowing: no flapping.
+    tokio::time::sleep(SECS(8)).await;
+    let during = daemon.alarms_so_far();
+    assert_eq!(
+        starts_and_ends(&during, "system.journal_failure"),
+        (1, 0),
+        "flapping on a full disk"
+    );
+
+    // Space is back: reopened within the retry period, and the condition
+    // ends once after the hold (30 s).
+    std::fs::remove_file(&filler).unwrap();
+    display.drain(Duration::ZERO).await;
+    display
+        .next("/status", SECS(10), |j| j["outbox"]["durable"] == true)
+        .await;
+    let ended = display
+        .next("/alarms", SECS(45), |j| {
+            j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "end"
+        })
+        .await;
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _monitor = producer.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut raised = during;
+    raised.extend(daemon.alarms_so_far());
+    assert_eq!(
+        starts_and_ends(&raised, "system.journal_failure"),
+        (1, 1),
+        "one start, one end: {ended:?}"
+    );
+    assert!(raised.len() > 100, "only {} alarm events", raised.len());
+    // Every alarm event reached the display, the ones held in memory too.
+    assert_alarms_once_in_order(&mut alarms, "/alarms", &raised, SECS(10)).await;
+    daemon.stop().await;
+}
+
+/// A daemon configuration for the recording tests (MQTT is not started).
+fn recording_config(tty: &std::path::Path) -> vigil::config::Config {
+    let unused = tty.with_extension("state");
+    config::parse(&daemon_config(tty, 1, &unused, "bed-rec", ""), "test").unwrap()
+}
+
+fn recording_to(dir: &std::path::Path) -> vigil::record::file::RecorderSettings {
+    vigil::record::file::RecorderSettings {
+        dir: dir.to_owned(),
+        stem: "test".into(),
+        sync_every: Duration::from_millis(100),
+        retention: SECS(86_400),
+        queue: 8192,
+    }
+}
+
+/// The recorder on a disk that fills up: `system.storage_failure` used to
+/// flap (every write into the last page "worked again"). Now it starts
+/// once, and ends once, after space is back and syncs worked for the hold.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_recording_disk_raises_storage_failure_once() {
+    let dir = temp_dir("fault-full-recording");
+    let disk = TmpFs::mount(&dir.join("recordings"), "size=256k");
+    let tty = dir.join("ttyREC");
+    let monitor = Monitor::plug_in(&tty);
+    let mut daemon = crate::util::daemon::start_recording(
+        recording_config(&tty),
+        Some(recording_to(&disk.path)),
+    );
+    let (running, producer) = produce_alarms(monitor);
+    tokio::time::sleep(SECS(1)).await;
+    let filler = disk.fill();
+    daemon
+        .alarm(
+            "system.storage_failure",
+            vigil::engine::Phase::Start,
+            SECS(10),
+        )
+        .await;
+    let mut seen = vec![(
+        "system.storage_failure".to_owned(),
+        vigil::engine::Phase::Start,
+    )];
+    seen.extend(daemon.alarms_during(SECS(8)).await);
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = tokio::time::Instant::now() + SECS(45);
+    while !seen
+        .iter()
+        .any(|(id, p)| id == "system.storage_failure" && *p == vigil::engine::Phase::End)
+        && tokio::time::Instant::now() < deadline
+    {
+        seen.extend(daemon.alarms_during(SECS(1)).await);
+    }
+    seen.extend(daemon.alarms_during(SECS(1)).await);
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _monitor = producer.join().unwrap();
+    let count = |phase| {
+        seen.iter()
+            .filter(|(id, p)| id == "system.storage_failure" && *p == phase)
+            .count()
+    };
+    assert_eq!(
+        (
+            count(vigil::engine::Phase::Start),
+            count(vigil::engine::Phase::End)
+        ),
+        (1, 1),
+        "one start, one end"
+    );
+    assert!(
+        seen.iter()
+            .filter(|(id, _)| id == "spo2.critical_low")
+            .count()
+            > 50,
+        "monitoring went on"
+    );
+    daemon.stop().await;
+}
+
+/// A read-only recording directory at start-up used to be a log line only.
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_only_recording_directory_at_start_up_raises_storage_failure() {
+    let dir = temp_dir("fault-ro-recording");
+    let disk = TmpFs::mount(&dir.join("recordings"), "size=256k,ro");
+    let tty = dir.join("ttyRO");
+    let mut monitor = Monitor::plug_in(&tty);
+    let mut daemon = crate::util::daemon::start_recording(
+        recording_config(&tty),
+        Some(recording_to(&disk.path)),
+    );
+    daemon
+        .alarm(
+            "system.storage_failure",
+            vigil::engine::Phase::Start,
+            SECS(5),
+        )
+        .await;
+    monitor.send(b"spo2 80\n");
+    daemon
+        .alarm("spo2.critical_low", vigil::engine::Phase::Start, SECS(5))
+        .await;
+    daemon.stop().await;
+}
+
+/// A read-only state directory at start-up used to stop vigil (exit 1).
+/// Now it monitors and publishes with `system.journal_failure` raised,
+/// delivers what the previous run left in the journal (read without
+/// writing), and reopens the journal once the directory is writable.
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
+    let dir = temp_dir("fault-ro-state");
+    let disk = TmpFs::mount(&dir.join("state"), "size=1m");
+    let mut broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-ro/";
+    let status =
+        Subscriber::connect(broker.port, "display-ro-status", &format!("{prefix}status")).await;
+    let tty = dir.join("ttyRO");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &disk.path, "bed-ro", "");
+    // The previous run leaves an undelivered alarm in its journal.
+    let daemon = online_then_broker_killed(&mut broker, &text, status).await;
+    monitor.send(b"spo2 80\n");
+    let bed_dir = disk.path.join("test-clinic/bed-ro");
+    let journal = bed_dir.join("outbox.journal");
+    let deadline = std::time::Instant::now() + SECS(5);
+    while !std::fs::read(&journal)
+        .unwrap_or_default()
+        .windows(17)
+        .any(|w| w == b"spo2.critical_low")
+    {
+        assert!(std::time::Instant::now() < deadline, "never journaled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.stop().await;
+
+    disk.remount("ro");
+    broker.restart();
+    let mut display = Subscriber::connect(broker.port, "display-ro", &format!("{prefix}#")).await;
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let old = display
+        .next("/alarms", SECS(10), |j| {
+            j["alarm"]["id"] == "spo2.critical_low" && j["alarm"]["phase"] == "start"
+        })
+        .await;
+    assert_eq!(old.json["stream_seq"], 1, "{}", old.json);
+    display
+        .next("/alarms", SECS(10), |j| {
+            j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "start"
+        })
+        .await;
+    let beat = display
+        .next("/status", SECS(5), |j| j["state"] == "online")
+        .await;
+    assert_eq!(beat.json["outbox"]["durable"], false, "{}", beat.json);
+    // Monitoring and publishing go on.
+    monitor.send(b"spo2 80\n");
+    display
+        .next("/alarms", SECS(10), |j| {
+            j["alarm"]["id"] == "spo2.critical_low"
+                && j["alarm"]["phase"] == "start"
+                && j["stream_seq"].as_u64() > Some(1)
+        })
+        .await;
+
+    // Writable again: the journal is reopened, the run's epoch kept.
+    disk.remount("rw");
+    display.drain(Duration::ZERO).await;
+    let beat = display
+        .next("/status", SECS(10), |j| j["outbox"]["durable"] == true)
+        .await;
+    let epoch = std::fs::read_to_string(bed_dir.join("epoch")).unwrap();
+    assert_eq!(epoch.trim(), beat.json["epoch"], "{}", beat.json);
+    assert!(std::fs::read(bed_dir.join(vigil::mqtt::journal::UNREAD_COPY)).is_err());
     daemon.stop().await;
 }

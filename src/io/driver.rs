@@ -159,8 +159,24 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
 
     // Storage reports from the recorder's thread join the other system conditions.
     let (storage_tx, mut storage_rx) = mpsc::channel::<(SystemCondition, bool)>(16);
-    let recorder = recording
-        .and_then(|settings| start_recorder(&settings, &config, &clock, start, storage_tx.clone()));
+    // A recording that cannot start (read-only or full recording.dir) is a
+    // storage failure like a write that fails: raised, and retried.
+    let mut recording_retry = None;
+    let mut recorder = None;
+    if let Some(settings) = recording {
+        match start_recorder(&settings, &config, &clock, start, storage_tx.clone(), false) {
+            Some(r) => recorder = Some(r),
+            None => {
+                pipeline.handle_system(start, SystemCondition::StorageFailure, true);
+                recording_retry = Some(settings);
+            }
+        }
+    }
+    let mut retry_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + RECORDING_RETRY,
+        RECORDING_RETRY,
+    );
+    retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (src_tx, mut src_rx) = mpsc::channel::<SourceMsg>(1024);
@@ -322,6 +338,14 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     }
                 }
             }
+            _ = retry_tick.tick(), if recording_retry.is_some() => {
+                if let Some(settings) = &recording_retry {
+                    recorder = start_recorder(settings, &config, &clock, clock.now(), storage_tx.clone(), true);
+                    if recorder.is_some() {
+                        recording_retry = None;
+                    }
+                }
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = live_tick.tick(), if live.is_some() => {
                 fill_latency(&mut status, &latency);
@@ -458,12 +482,18 @@ async fn next_condition(
     }
 }
 
+/// How often a recording that could not start is tried again.
+const RECORDING_RETRY: Duration = Duration::from_secs(30);
+
+/// Starts the recording at `start`; `retry`: earlier attempts failed and
+/// raised the storage failure, which the recorder ends once it works.
 fn start_recorder(
     settings: &RecorderSettings,
     config: &Config,
     clock: &Clock,
     start: crate::time::Instant,
     report: mpsc::Sender<(SystemCondition, bool)>,
+    retry: bool,
 ) -> Option<Recorder> {
     let started = clock.wall(start);
     let meta = vec![
@@ -489,14 +519,23 @@ fn start_recorder(
     let report = Box::new(move |failing: bool| {
         let _ = report.try_send((SystemCondition::StorageFailure, failing));
     });
-    match Recorder::start(settings, started, first, report) {
+    let result = if retry {
+        Recorder::start_after_failure(settings, started, first, report)
+    } else {
+        Recorder::start(settings, started, first, report)
+    };
+    match result {
         Ok(r) => {
             tracing::info!(path = %r.path().display(), "recording the session");
             Some(r)
         }
+        Err(e) if retry => {
+            tracing::debug!("the recording still cannot start: {e}");
+            None
+        }
         Err(e) => {
             tracing::error!(
-                "cannot start the recording (recording.dir): {e}; monitoring goes on without it"
+                "cannot start the recording: {e}; check recording.dir (it must be writable, with free space); monitoring goes on, the recording is tried again every {RECORDING_RETRY:?}: raising system.storage_failure"
             );
             None
         }

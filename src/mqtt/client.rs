@@ -3,6 +3,7 @@
 //! of [`crate::mqtt`] for the delivery design.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
@@ -21,6 +22,7 @@ use crate::io::clock::Clock;
 use crate::io::driver::{CommandMsg, LiveState};
 use crate::io::sink::{SinkHandle, SinkMsg};
 use crate::log_limit::{suppressed_note, LogLimit};
+use crate::record::health::{Change, Health, RECOVERY_HOLD};
 
 /// Requests queued in the client at most (its bounded request channel).
 const REQUEST_QUEUE: usize = 512;
@@ -47,6 +49,8 @@ const LOOP_DROPS: usize = 4;
 const LOOP_WINDOW: Duration = Duration::from_secs(60);
 /// How long the link must stay up before a reconnect loop is over.
 const LOOP_CLEARS_AFTER: Duration = Duration::from_secs(30);
+/// How often a lost outbox journal is tried again.
+const REOPEN_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything the MQTT side needs.
 pub struct MqttSetup {
@@ -141,8 +145,39 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let state_dir = super::resolve_state_dir(&cfg.state_dir)
         .join(&setup.site)
         .join(&setup.bed);
-    let (mut outbox, report) = Outbox::open(Some(&state_dir), cfg.outbox_max as usize)?;
-    let (seq, start) = SeqFile::open(&state_dir, outbox.seq_floor())?;
+    // A state directory that cannot be written (read-only, full) does not
+    // stop monitoring: the outbox runs in memory with what can be read,
+    // system.journal_failure is raised, and the journal is reopened when
+    // the directory works again.
+    let mut failure = None;
+    let mut journal_read = true;
+    let (mut outbox, report) = match Outbox::open(Some(&state_dir), cfg.outbox_max as usize) {
+        Ok(x) => x,
+        Err(e @ JournalError::NotAJournal(_)) => return Err(e.into()),
+        Err(e) => {
+            let fallback = Outbox::open_read_only(&state_dir, cfg.outbox_max as usize);
+            let loaded = fallback.unwrap_or_else(|read| {
+                tracing::error!(
+                    "the outbox journal cannot be read either ({read}): messages a previous run left undelivered are not sent; the file is set aside, not overwritten, when the state directory works again"
+                );
+                journal_read = false;
+                (Outbox::memory(cfg.outbox_max as usize), Default::default())
+            });
+            failure = Some(e);
+            loaded
+        }
+    };
+    let (seq, start) = match SeqFile::open(&state_dir, outbox.seq_floor()) {
+        Ok(x) => x,
+        Err(e) => {
+            let why = format!("the state directory cannot be written ({e})");
+            failure.get_or_insert(e);
+            (
+                SeqFile::memory(outbox.seq_floor()),
+                SeqStart::Untrusted(why),
+            )
+        }
+    };
     match &start {
         SeqStart::Continued => {}
         SeqStart::Fresh => tracing::info!(
@@ -159,10 +194,13 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         }
     }
     if start != SeqStart::Continued && outbox.pending() > 0 {
-        outbox.restamp(seq.epoch())?;
+        if let Err(e) = outbox.restamp(seq.epoch()) {
+            failure.get_or_insert(e);
+        }
     }
     tracing::info!(
         state_dir = %state_dir.display(),
+        durable = failure.is_none(),
         undelivered = outbox.pending(),
         seq_base = seq.base(),
         epoch = seq.epoch(),
@@ -211,9 +249,13 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let queue = setup.queue.max(16);
     let (tx, rx) = mpsc::channel::<SinkMsg>(queue);
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let mut publisher = Publisher::new(setup, topics, client, outbox, seq, broker);
+    let mut publisher = Publisher::new(setup, topics, client, outbox, seq, broker, state_dir);
     // Latched in the engine: raised once, it stays until acknowledged.
     publisher.corrupt.want = report.corrupt();
+    publisher.journal_read = journal_read;
+    if let Some(e) = failure {
+        publisher.storage_failure(&e);
+    }
     std::thread::Builder::new()
         .name("vigil-mqtt".into())
         .spawn(move || {
@@ -373,7 +415,15 @@ struct Publisher {
     /// then let go at once; it stays until acknowledged).
     corrupt: Reported,
     last_eviction: Option<Instant>,
-    storage_failed: bool,
+    /// The bed's state directory (journal, `seq`, `epoch`).
+    state_dir: PathBuf,
+    /// Whether the outbox journal works (see [`crate::record::health`]).
+    journal_health: Health,
+    /// When to try to reopen the lost journal next.
+    reopen_at: Option<Instant>,
+    /// Whether the journal on disk was read at start-up (else it is set
+    /// aside, never overwritten, when the journal is reopened).
+    journal_read: bool,
 }
 
 /// A condition the publisher reports to the driver, retried until it fits
@@ -392,6 +442,7 @@ impl Publisher {
         outbox: Outbox,
         seq: SeqFile,
         broker: String,
+        state_dir: PathBuf,
     ) -> Publisher {
         let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
         let last_seq = seq.base();
@@ -435,7 +486,10 @@ impl Publisher {
             unstable: Reported::default(),
             corrupt: Reported::default(),
             last_eviction: None,
-            storage_failed: false,
+            state_dir,
+            journal_health: Health::default(),
+            reopen_at: None,
+            journal_read: true,
         }
     }
 
@@ -573,13 +627,54 @@ impl Publisher {
         }
     }
 
+    /// A write to the state directory failed: the outbox goes on in memory,
+    /// `system.journal_failure` starts (once), and the journal is reopened
+    /// every [`REOPEN_EVERY`] until it works.
     fn storage_failure(&mut self, e: &JournalError) {
-        if !self.storage_failed {
-            tracing::error!("MQTT outbox journal failed, continuing in memory only: {e}");
-            self.storage_failed = true;
-            self.outbox.lose_journal();
+        self.outbox.lose_journal();
+        self.reopen_at
+            .get_or_insert_with(|| Instant::now() + REOPEN_EVERY);
+        if self.journal_health.failed() == Some(Change::Failed) {
+            tracing::error!(
+                "MQTT outbox journal failed: {e}; alarms still go out, but undelivered ones are held in memory only and would not survive a restart; retrying every {REOPEN_EVERY:?}: raising system.journal_failure"
+            );
             self.storage.want = true;
             self.report();
+        } else {
+            tracing::debug!("MQTT outbox journal still failing: {e}");
+        }
+    }
+
+    /// Writes what the outbox holds into a new journal (and the sequence
+    /// reservation, if that was lost too). The condition ends after
+    /// [`RECOVERY_HOLD`] without another failure.
+    fn reopen_journal(&mut self, now: Instant) {
+        self.reopen_at = None;
+        let dir = self.state_dir.clone();
+        let mut result = Ok(());
+        if self.seq.is_memory() {
+            result = self.seq.attach(&dir, self.last_seq + 1);
+        }
+        if result.is_ok() {
+            result = self.outbox.reattach(&dir, !self.journal_read);
+        }
+        match result {
+            Ok(()) => {
+                if !self.journal_read {
+                    tracing::warn!(
+                        "the outbox journal that could not be read at start-up is kept as {}",
+                        dir.join(super::journal::UNREAD_COPY).display()
+                    );
+                }
+                self.journal_read = true;
+                self.journal_health.synced(now);
+                tracing::info!(
+                    "MQTT outbox journal reopened in {}: {} undelivered message(s) written out; system.journal_failure ends after {RECOVERY_HOLD:?} without a failure",
+                    dir.display(),
+                    self.outbox.pending()
+                );
+            }
+            Err(e) => self.storage_failure(&e),
         }
     }
 
@@ -874,6 +969,16 @@ impl Publisher {
     }
 
     fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if self.reopen_at.is_some_and(|t| now >= t) {
+            self.reopen_journal(now);
+        }
+        if self.journal_health.poll(now) == Some(Change::Recovered) {
+            tracing::info!(
+                "MQTT outbox journal worked for {RECOVERY_HOLD:?}: system.journal_failure ends"
+            );
+            self.storage.want = false;
+        }
         if let Some(since) = self.down_since {
             if since.elapsed() >= self.cfg.unreachable_after && !self.unreachable.want {
                 tracing::error!(

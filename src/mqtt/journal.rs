@@ -61,6 +61,9 @@ const MIN_BODY: u32 = 9;
 pub const MIN_MESSAGE_RECORD: u64 = 8 + 1 + 8 + 1 + 1 + 8 + 1 + 2;
 /// Where a damaged copy of the journal is kept for analysis.
 pub const DAMAGED_COPY: &str = "outbox.journal.damaged";
+/// Where a journal that could not be read at start-up is set aside when the
+/// state directory works again (never overwritten unread).
+pub const UNREAD_COPY: &str = "outbox.journal.unread";
 
 /// Errors of the journal and the sequence file.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +298,35 @@ impl Damage {
     }
 }
 
+/// Reads the records of a journal file's bytes (magic checked by the
+/// caller): the entries, what was found, and where the readable part ends.
+fn parse(data: &[u8]) -> (Vec<Entry>, LoadReport, usize) {
+    let mut entries = Vec::new();
+    let mut report = LoadReport::default();
+    let mut at = MAGIC.len();
+    while at < data.len() {
+        if let Some((entry, n)) = record_at(data, at) {
+            entries.push(entry);
+            at += n;
+            continue;
+        }
+        // Unreadable: corruption if a readable record follows, else a torn
+        // tail.
+        let Some(next) = (at + 1..data.len()).find(|&p| record_at(data, p).is_some()) else {
+            break;
+        };
+        report.damage.push(Damage {
+            offset: at as u64,
+            bytes: (next - at) as u64,
+            after_records: entries.len(),
+        });
+        at = next;
+    }
+    report.records = entries.len();
+    report.torn_bytes = (data.len() - at) as u64;
+    (entries, report, at)
+}
+
 /// The record at `at`, if one is readable there: the entry and its size.
 fn record_at(data: &[u8], at: usize) -> Option<(Entry, usize)> {
     let head = data.get(at..at.checked_add(8)?)?;
@@ -364,28 +396,8 @@ impl Journal {
                 return Err(JournalError::NotAJournal(path));
             }
         } else {
-            let mut at = MAGIC.len();
-            while at < data.len() {
-                if let Some((entry, n)) = record_at(&data, at) {
-                    entries.push(entry);
-                    at += n;
-                    continue;
-                }
-                // Unreadable: corruption if a readable record follows,
-                // else a torn tail.
-                let Some(next) = (at + 1..data.len()).find(|&p| record_at(&data, p).is_some())
-                else {
-                    break;
-                };
-                report.damage.push(Damage {
-                    offset: at as u64,
-                    bytes: (next - at) as u64,
-                    after_records: entries.len(),
-                });
-                at = next;
-            }
-            report.records = entries.len();
-            report.torn_bytes = (data.len() - at) as u64;
+            let at;
+            (entries, report, at) = parse(&data);
             if report.corrupt() {
                 // Kept for analysis before anything rewrites the journal
                 // (best effort: a full disk must not stop the start).
@@ -413,6 +425,52 @@ impl Journal {
             entries,
             report,
         ))
+    }
+
+    /// Reads the journal in `dir` without writing anything (a read-only or
+    /// full state directory at start-up): its records and what was found.
+    /// A missing journal reads as empty.
+    pub fn read(dir: &Path) -> Result<(Vec<Entry>, LoadReport), JournalError> {
+        let path = dir.join(FILE);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io("cannot read journal", &path)(e)),
+        };
+        if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+            if MAGIC.starts_with(&data[..data.len().min(MAGIC.len())]) {
+                let report = LoadReport {
+                    torn_bytes: data.len() as u64,
+                    ..LoadReport::default()
+                };
+                return Ok((Vec::new(), report));
+            }
+            return Err(JournalError::NotAJournal(path));
+        }
+        let (entries, report, _) = parse(&data);
+        Ok((entries, report))
+    }
+
+    /// Creates the journal in `dir` holding exactly `entries` (written to a
+    /// temporary file, synced, renamed over any old journal: after the
+    /// state directory failed, what the outbox holds in memory is written
+    /// out). `set_aside`: an old journal that could not be read is kept as
+    /// [`UNREAD_COPY`] instead of being replaced.
+    pub fn create(dir: &Path, entries: &[Entry], set_aside: bool) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
+        let path = dir.join(FILE);
+        if set_aside && path.exists() {
+            let aside = dir.join(UNREAD_COPY);
+            std::fs::rename(&path, &aside).map_err(io("cannot set aside journal", &path))?;
+        }
+        let (file, len) = replace(dir, &path, entries)?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            path,
+            file,
+            len,
+            buf: Vec::with_capacity(4096),
+        })
     }
 
     /// Appends records (written, not yet synced).
@@ -447,27 +505,33 @@ impl Journal {
 
     /// Replaces the journal by `entries` atomically (compaction).
     pub fn rewrite(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let mut data = MAGIC.to_vec();
-        for e in entries {
-            e.encode(&mut data);
-        }
-        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-        f.write_all(&data)
-            .and_then(|_| f.sync_all())
-            .map_err(io("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io("cannot replace journal", &self.path))?;
-        sync_dir(&self.dir);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io("cannot reopen journal", &self.path))?;
-        file.flush()
-            .map_err(io("cannot reopen journal", &self.path))?;
+        let (file, len) = replace(&self.dir, &self.path, entries)?;
         self.file = file;
-        self.len = data.len() as u64;
+        self.len = len;
         Ok(())
     }
+}
+
+/// Writes a journal of `entries` to a temporary file, syncs it, renames it
+/// to `path` and syncs the directory; returns it opened for appending, and
+/// its length.
+fn replace(dir: &Path, path: &Path, entries: &[Entry]) -> Result<(File, u64), JournalError> {
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut data = MAGIC.to_vec();
+    for e in entries {
+        e.encode(&mut data);
+    }
+    let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    f.write_all(&data)
+        .and_then(|_| f.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("cannot replace journal", path))?;
+    sync_dir(dir);
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io("cannot reopen journal", path))?;
+    Ok((file, data.len() as u64))
 }
 
 fn sync_dir(dir: &Path) {
@@ -572,11 +636,13 @@ impl SeqFile {
         Ok((f, start))
     }
 
-    /// A base for memory-only operation (no state directory).
-    pub fn memory() -> SeqFile {
+    /// A base for memory-only operation (the state directory cannot be
+    /// written): a new epoch, numbers from `floor` (see [`SeqFile::open`]).
+    /// [`SeqFile::attach`] makes it durable once the directory works again.
+    pub fn memory(floor: u64) -> SeqFile {
         SeqFile {
             path: PathBuf::new(),
-            base: 0,
+            base: floor,
             reserved: u64::MAX,
             epoch: crate::random::hex(8).unwrap_or_else(|_| {
                 let t = std::time::SystemTime::now()
@@ -585,6 +651,24 @@ impl SeqFile {
                 format!("{t:016x}")
             }),
         }
+    }
+
+    /// Whether no `seq` file backs the numbers (see [`SeqFile::memory`]).
+    pub fn is_memory(&self) -> bool {
+        self.path.as_os_str().is_empty()
+    }
+
+    /// Writes this run's epoch and a reservation above `next` (the first
+    /// number not yet published) into `dir`, so the next run continues this
+    /// stream instead of going back to an older one.
+    pub fn attach(&mut self, dir: &Path, next: u64) -> Result<(), JournalError> {
+        write_synced(&dir.join("epoch"), &format!("{}\n", self.epoch))?;
+        let path = dir.join("seq");
+        let limit = next.max(self.base) + Self::BLOCK;
+        write_synced(&path, &format!("{limit}\n"))?;
+        self.path = path;
+        self.reserved = limit;
+        Ok(())
     }
 
     /// This stream's epoch.

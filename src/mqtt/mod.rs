@@ -37,8 +37,12 @@
 //! sync or a slow broker never stalls the driver loop. It reports problems
 //! as technical alarms through the driver's system channel:
 //! `system.broker_unreachable` after `mqtt.unreachable_after` without a
-//! connection, `system.storage_failure` when the journal cannot be written,
-//! `system.queue_overflow` when the outbox had to evict.
+//! connection, `system.journal_failure` while the journal cannot be written
+//! (the outbox goes on in memory; the journal is reopened every 5 s and the
+//! condition ends after a good sync and 30 s without a failure, see
+//! [`crate::record::health`]), `system.journal_corrupt` (latched) when the
+//! journal was found damaged at start-up, `system.queue_overflow` when the
+//! outbox had to evict.
 //!
 //! Depends on [`crate::io`] (sinks, driver types, clock), [`crate::engine`]
 //! and [`crate::config`].

@@ -19,7 +19,9 @@
 //! technical alarm locally (the caller does that from [`Pushed::evicted`]).
 //!
 //! Without a journal (the state directory failed) the outbox keeps working
-//! in memory and the caller raises the storage-failure alarm.
+//! in memory and the caller raises `system.journal_failure`; once the
+//! directory works again, [`Outbox::reattach`] writes everything held into a
+//! new journal.
 //!
 //! Depends on [`super::journal`] only; blocking file IO.
 
@@ -69,7 +71,24 @@ impl Outbox {
     /// Opens the journal in `dir` (or runs in memory when `dir` is `None`)
     /// and loads every undelivered message.
     pub fn open(dir: Option<&Path>, max: usize) -> Result<(Outbox, LoadReport), OutboxError> {
-        let mut ob = Outbox {
+        let mut ob = Outbox::memory(max);
+        let Some(dir) = dir else {
+            return Ok((ob, LoadReport::default()));
+        };
+        let (journal, entries, report) = Journal::open(dir)?;
+        ob.load(entries, &report);
+        ob.compacted_len = journal.len();
+        ob.journal = Some(journal);
+        if report.corrupt() {
+            // A clean journal again, with the raised counters.
+            ob.compact()?;
+        }
+        Ok((ob, report))
+    }
+
+    /// An empty outbox without a journal.
+    pub fn memory(max: usize) -> Outbox {
+        Outbox {
             journal: None,
             held: BTreeMap::new(),
             durable_count: 0,
@@ -80,11 +99,22 @@ impl Outbox {
             evicted_total: 0,
             compacted_len: 0,
             unsynced: false,
-        };
-        let Some(dir) = dir else {
-            return Ok((ob, LoadReport::default()));
-        };
-        let (journal, entries, report) = Journal::open(dir)?;
+        }
+    }
+
+    /// Loads the journal in `dir` without writing (the state directory is
+    /// read-only or full at start-up): the outbox runs in memory with every
+    /// undelivered message; [`Outbox::reattach`] writes it out later.
+    pub fn open_read_only(dir: &Path, max: usize) -> Result<(Outbox, LoadReport), OutboxError> {
+        let mut ob = Outbox::memory(max);
+        let (entries, report) = Journal::read(dir)?;
+        ob.load(entries, &report);
+        Ok((ob, report))
+    }
+
+    /// Takes the journal's records into the outbox.
+    fn load(&mut self, entries: Vec<Entry>, report: &LoadReport) {
+        let ob = self;
         // Per stream: how many records were read when its last message was.
         let mut last_message = [None::<usize>; 2];
         for (i, e) in entries.into_iter().enumerate() {
@@ -129,13 +159,35 @@ impl Outbox {
             // skip its numbers as well, a gap where something was lost.
             ob.next_stream[s] += skip + report.torn_bytes.div_ceil(MIN_MESSAGE_RECORD);
         }
-        ob.compacted_len = journal.len();
-        ob.journal = Some(journal);
-        if report.corrupt() {
-            // A clean journal again, with the raised counters.
-            ob.compact()?;
-        }
-        Ok((ob, report))
+    }
+
+    /// After a storage failure: writes everything the outbox holds into a
+    /// new journal in `dir` (synced) and journals again from now on.
+    /// `unread`: the journal there was never read (it is set aside, not
+    /// replaced).
+    pub fn reattach(&mut self, dir: &Path, unread: bool) -> Result<(), OutboxError> {
+        let journal = Journal::create(dir, &self.live_entries(), unread)?;
+        self.compacted_len = journal.len();
+        self.journal = Some(journal);
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// The counters (twice: one damaged record must not take the numbers
+    /// with it) and every undelivered durable message.
+    fn live_entries(&self) -> Vec<Entry> {
+        let counters = Entry::Counters {
+            next_id: self.next_id,
+            next_stream: self.next_stream,
+        };
+        let mut entries = vec![counters.clone(), counters];
+        entries.extend(
+            self.held
+                .values()
+                .filter(|h| h.durable)
+                .map(|h| Entry::Message(h.msg.clone())),
+        );
+        entries
     }
 
     fn insert(&mut self, msg: StoredMessage, durable: bool) {
@@ -341,21 +393,13 @@ impl Outbox {
 
     /// Rewrites the journal with only the undelivered messages.
     pub fn compact(&mut self) -> Result<(), OutboxError> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        let entries = self.live_entries();
         let Some(j) = &mut self.journal else {
             return Ok(());
         };
-        let counters = Entry::Counters {
-            next_id: self.next_id,
-            next_stream: self.next_stream,
-        };
-        // Twice: one damaged record must not take the numbers with it.
-        let mut entries = vec![counters.clone(), counters];
-        entries.extend(
-            self.held
-                .values()
-                .filter(|h| h.durable)
-                .map(|h| Entry::Message(h.msg.clone())),
-        );
         j.rewrite(&entries)?;
         self.compacted_len = j.len();
         self.unsynced = false;
@@ -561,6 +605,56 @@ mod tests {
             ob.next_stream[1] > 1,
             "the session stream skips what the damage may have held"
         );
+    }
+
+    #[test]
+    fn a_lost_journal_is_written_out_again_with_everything_held() {
+        let dir = temp("reattach");
+        let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+        push(&mut ob, Class::High);
+        ob.sync().unwrap();
+        // The disk fails: the outbox goes on in memory.
+        ob.lose_journal();
+        push(&mut ob, Class::Medium);
+        push(&mut ob, Class::High);
+        ob.next_unsent();
+        ob.delivered(1).unwrap();
+        assert!(!ob.is_durable());
+        ob.reattach(&dir, false).unwrap();
+        assert!(ob.is_durable());
+        push(&mut ob, Class::Low);
+        ob.sync().unwrap();
+        drop(ob);
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert_eq!(report.torn_bytes, 0);
+        assert!(!report.corrupt());
+        assert_eq!(stream_seqs(&mut ob), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_read_only_start_loads_the_journal_and_sets_an_unread_one_aside() {
+        let dir = temp("read-only");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            push(&mut ob, Class::High);
+            push(&mut ob, Class::High);
+            ob.sync().unwrap();
+        }
+        let (mut ob, _) = Outbox::open_read_only(&dir, 100).unwrap();
+        assert!(!ob.is_durable());
+        assert_eq!(stream_seqs(&mut ob), vec![1, 2]);
+        assert_eq!(next_stream_seq(&mut ob), 3);
+        // A journal never read is kept aside, not overwritten.
+        let old = std::fs::read(dir.join("outbox.journal")).unwrap();
+        let mut fresh = Outbox::memory(100);
+        fresh.reattach(&dir, true).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join(super::super::journal::UNREAD_COPY)).unwrap(),
+            old
+        );
+        // An empty state directory reads as an empty outbox.
+        let (ob, report) = Outbox::open_read_only(&temp("read-only-none"), 100).unwrap();
+        assert_eq!((ob.pending(), report.records), (0, 0));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! (alarm events are never lost: they live in the MQTT outbox journal). A
 //! write error (disk full, permission) is reported as a storage failure so
 //! the engine raises a technical alarm; monitoring goes on, and the writer
-//! keeps trying and reports recovery.
+//! keeps trying. It reports recovery only after a real sync worked and
+//! nothing failed for [`RECOVERY_HOLD`](super::health::RECOVERY_HOLD) (see
+//! [`super::health`]): a nearly full disk does not make the alarm flap.
 //!
 //! Recordings older than the retention period are deleted when the writer
 //! starts and every hour.
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::health::{Change, Health, RECOVERY_HOLD};
 use super::{
     decode_header, decode_record, encode_header, encode_record, Record, RecordError, Timed,
 };
@@ -156,6 +159,30 @@ impl Recorder {
         first: Vec<Timed>,
         report: StorageReport,
     ) -> Result<Recorder, FileError> {
+        Self::start_with(settings, started, first, report, Health::default())
+    }
+
+    /// Like [`Recorder::start`], after earlier attempts failed and the
+    /// storage failure was raised: the writer reports recovery (`false`)
+    /// once its syncs have worked for the recovery hold.
+    pub fn start_after_failure(
+        settings: &RecorderSettings,
+        started: SystemTime,
+        first: Vec<Timed>,
+        report: StorageReport,
+    ) -> Result<Recorder, FileError> {
+        let mut health = Health::default();
+        health.failed();
+        Self::start_with(settings, started, first, report, health)
+    }
+
+    fn start_with(
+        settings: &RecorderSettings,
+        started: SystemTime,
+        first: Vec<Timed>,
+        report: StorageReport,
+        mut health: Health,
+    ) -> Result<Recorder, FileError> {
         fs::create_dir_all(&settings.dir).map_err(|source| FileError::Io {
             path: settings.dir.clone(),
             source,
@@ -188,13 +215,15 @@ impl Recorder {
                 path: path.clone(),
                 source,
             })?;
+        // A real sync: the recovery hold of a restarted recording begins.
+        health.synced(std::time::Instant::now());
         let (tx, rx) = mpsc::sync_channel(settings.queue.max(16));
         let dropped = Arc::new(AtomicU64::new(0));
         let s = settings.clone();
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-recorder".into())
-            .spawn(move || writer(w, rx, s, thread_path, report))
+            .spawn(move || writer(w, rx, s, thread_path, report, health))
             .map_err(|source| FileError::Io {
                 path: path.clone(),
                 source,
@@ -271,25 +300,33 @@ fn writer(
     s: RecorderSettings,
     path: PathBuf,
     report: StorageReport,
+    mut health: Health,
 ) {
     let mut buf = Vec::with_capacity(INLINE + 64);
-    let mut failing = false;
     let mut dirty = false;
     let mut next_sync = std::time::Instant::now() + s.sync_every;
     let mut next_prune = std::time::Instant::now() + Duration::from_secs(3600);
-    let note = |ok: bool, failing: &mut bool, what: &str| {
-        if ok && *failing {
-            *failing = false;
-            tracing::info!(path = %path.display(), "recording: writing works again");
-            report(false);
-        } else if !ok && !*failing {
-            *failing = true;
-            tracing::error!(path = %path.display(), "recording: {what} failed (disk full? permissions?); monitoring goes on");
+    let tell = |change: Option<Change>, what: &str, error: Option<&io::Error>| match change {
+        Some(Change::Failed) => {
+            tracing::error!(
+                path = %path.display(),
+                "recording: {what} failed ({}): check the free space and permissions of recording.dir; monitoring goes on, the recording misses inputs until it works again: raising system.storage_failure",
+                error.map_or_else(String::new, ToString::to_string)
+            );
             report(true);
         }
+        Some(Change::Recovered) => {
+            tracing::info!(
+                path = %path.display(),
+                "recording: writing and syncing worked for {RECOVERY_HOLD:?}: system.storage_failure ends"
+            );
+            report(false);
+        }
+        None => {}
     };
     loop {
-        let wait = next_sync.saturating_duration_since(std::time::Instant::now());
+        let until = health.poll_at().map_or(next_sync, |t| t.min(next_sync));
+        let wait = until.saturating_duration_since(std::time::Instant::now());
         let msg = match rx.recv_timeout(wait) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
@@ -313,30 +350,38 @@ fn writer(
             Some(Msg::Other(t)) => encode_record(t.at, &t.record, &mut buf),
             Some(Msg::Stop(end, at)) => {
                 encode_record(at, &Record::End(end), &mut buf);
-                let ok = w
+                if let Err(e) = w
                     .write_all(&buf)
                     .and_then(|_| w.flush())
                     .and_then(|_| w.get_ref().sync_data())
-                    .is_ok();
-                note(ok, &mut failing, "final write");
+                {
+                    tell(health.failed(), "the final write", Some(&e));
+                }
                 return;
             }
             None => {}
         }
         if !buf.is_empty() {
-            let ok = w.write_all(&buf).is_ok();
-            note(ok, &mut failing, "write");
+            if let Err(e) = w.write_all(&buf) {
+                tell(health.failed(), "a write", Some(&e));
+            }
             dirty = true;
         }
         let now = std::time::Instant::now();
         if now >= next_sync {
             if dirty {
-                let ok = w.flush().and_then(|_| w.get_ref().sync_data()).is_ok();
-                note(ok, &mut failing, "sync");
-                dirty = false;
+                match w.flush().and_then(|_| w.get_ref().sync_data()) {
+                    Ok(()) => {
+                        dirty = false;
+                        tell(health.synced(now), "", None);
+                    }
+                    // Still dirty: tried again at the next period.
+                    Err(e) => tell(health.failed(), "a sync", Some(&e)),
+                }
             }
             next_sync = now + s.sync_every;
         }
+        tell(health.poll(now), "", None);
         if now >= next_prune {
             prune(&s.dir, s.retention, SystemTime::now());
             next_prune = now + Duration::from_secs(3600);

@@ -29,6 +29,7 @@
 
 pub mod export;
 pub mod file;
+pub mod health;
 pub mod import;
 
 use core::time::Duration;
