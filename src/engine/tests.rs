@@ -1361,6 +1361,9 @@ fn systolic_and_diastolic_alarm_without_a_mean() {
     );
 }
 
+/// The validity an alarm event names.
+type AlarmValidity = Option<Validity>;
+
 #[test]
 fn technical_alarms_carry_no_physiological_value() {
     // Monitors send the last valid value beside "sensor off"; the alarm
@@ -1378,7 +1381,7 @@ fn technical_alarms_carry_no_physiological_value() {
         nibp_parts(40 * SEC, [Sample::new(93.0, Validity::Artifact); 3], 1),
     );
     let names = e.config().source_names.clone();
-    let technical: Vec<(String, Option<f32>, Option<f32>, Option<Validity>)> = drain(&mut e)
+    let technical: Vec<(String, Option<f32>, Option<f32>, AlarmValidity)> = drain(&mut e)
         .into_iter()
         .filter_map(|ev| match ev.kind {
             EventKind::Alarm(a) if a.kind == AlarmKind::Technical => {
