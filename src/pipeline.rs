@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use crate::engine::{
     Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SourceHealth, SystemCondition,
 };
-use crate::protocol::{AssociationProblem, DecodeStats, DeviceNote, Output, Protocol};
+use crate::protocol::{AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, Protocol};
 use crate::time::Instant;
 use crate::vitals::{Reading, SourceId, Vital};
 
@@ -616,11 +616,12 @@ pub fn for_sources(
     engine: EngineConfig,
     sources: &[crate::config::SourceConfig],
 ) -> Pipeline {
+    let ages = AgeLimits::for_nibp_cycle(engine.nibp.cycle, engine.nibp.grace);
     let specs = sources
         .iter()
         .enumerate()
         .map(|(i, s)| SourceSpec {
-            protocol: open_protocol(s.protocol, SourceId(i as u16)),
+            protocol: open_protocol_with(s.protocol, SourceId(i as u16), ages),
             timeout: s.timeout,
         })
         .collect();
@@ -639,16 +640,28 @@ pub fn for_sources(
     p
 }
 
-/// The host-side protocol endpoint for a configured protocol.
+/// The host-side protocol endpoint for a configured protocol, with the
+/// default age limits (see [`open_protocol_with`]).
 pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> BoxedProtocol {
+    open_protocol_with(kind, source, AgeLimits::default())
+}
+
+/// The host-side protocol endpoint for a configured protocol; decoders that
+/// see device time stamps take values older than `ages` as old measurements.
+pub fn open_protocol_with(
+    kind: crate::config::ProtocolKind,
+    source: SourceId,
+    ages: AgeLimits,
+) -> BoxedProtocol {
     use crate::config::ProtocolKind as K;
     use crate::protocol::{ge, line, masimo, nonin, philips};
     match kind {
         K::Ge => Box::new(
             ge::GeS5::new(source, ge::MIN_DISPLAYED_INTERVAL_S)
-                .expect("the minimum interval is a valid request"),
+                .expect("the minimum interval is a valid request")
+                .with_age_limits(ages),
         ),
-        K::Philips => Box::new(philips::IntelliVueHost::new(source)),
+        K::Philips => Box::new(philips::IntelliVueHost::new(source).with_age_limits(ages)),
         K::Masimo => Box::new(masimo::Masimo::new(source)),
         K::NoninDf2 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df2)),
         K::NoninDf7 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df7)),

@@ -152,11 +152,18 @@ pub enum Validity {
     OverRange,
     /// The device flags the value as questionable (low signal quality, searching).
     Questionable,
+    /// Measured long before it was sent: the device still shows (and sends)
+    /// an old result, e.g. an NIBP taken hours or days ago. The number is
+    /// right but is not the patient's current state, so it is shown as an
+    /// old measurement and never judged; it raises no technical alarm of its
+    /// own (a missing fresh NIBP is the cycle-overdue alarm's business, a
+    /// continuous vital with only old values goes stale).
+    Old,
 }
 
 impl Validity {
     /// Every validity, in a fixed order.
-    pub const ALL: [Validity; 8] = [
+    pub const ALL: [Validity; 9] = [
         Validity::Valid,
         Validity::Invalid,
         Validity::Unavailable,
@@ -165,6 +172,7 @@ impl Validity {
         Validity::UnderRange,
         Validity::OverRange,
         Validity::Questionable,
+        Validity::Old,
     ];
 
     /// True only for [`Validity::Valid`].
@@ -183,6 +191,7 @@ impl Validity {
             Validity::UnderRange => "under_range",
             Validity::OverRange => "over_range",
             Validity::Questionable => "questionable",
+            Validity::Old => "old",
         }
     }
 }
@@ -253,6 +262,20 @@ impl Sample {
     pub fn get(self) -> Option<f32> {
         self.validity.is_valid().then_some(self.value)
     }
+
+    /// This sample as an old measurement ([`Validity::Old`]) when it is
+    /// valid, keeping the number for display. A non-valid sample keeps its
+    /// own reason: "sensor off" says more than "old".
+    pub fn into_old(self) -> Self {
+        if self.validity.is_valid() {
+            Sample {
+                value: self.value,
+                validity: Validity::Old,
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// How an NIBP measurement was started.
@@ -314,6 +337,24 @@ impl Nibp {
             Vital::NibpMean => Some(self.mean),
             _ => None,
         }
+    }
+
+    /// This measurement with every valid component marked [`Validity::Old`].
+    pub fn into_old(self) -> Self {
+        Nibp {
+            systolic: self.systolic.into_old(),
+            diastolic: self.diastolic.into_old(),
+            mean: self.mean.into_old(),
+            ..self
+        }
+    }
+
+    /// Whether the device sent this as an old measurement (a component is
+    /// [`Validity::Old`]).
+    pub fn is_old(&self) -> bool {
+        [self.systolic, self.diastolic, self.mean]
+            .iter()
+            .any(|s| s.validity == Validity::Old)
     }
 }
 
@@ -454,6 +495,32 @@ mod tests {
         );
         assert_eq!(Sample::valid(97.0).get(), Some(97.0));
         assert_eq!(Sample::new(97.0, Validity::SensorOff).get(), None);
+    }
+
+    #[test]
+    fn an_old_sample_keeps_its_number_but_is_never_valid() {
+        let old = Sample::valid(120.0).into_old();
+        assert_eq!((old.value, old.validity), (120.0, Validity::Old));
+        assert_eq!(old.get(), None);
+        // A reason the device gave stays: it says more than the age.
+        let off = Sample::missing(Validity::SensorOff).into_old();
+        assert_eq!(off.validity, Validity::SensorOff);
+        let n = Nibp {
+            systolic: Sample::valid(120.0),
+            diastolic: Sample::valid(80.0),
+            mean: Sample::missing(Validity::Unavailable),
+            measured_at: Some(DeviceTime(1)),
+            mode: NibpMode::Auto,
+        };
+        assert!(!n.is_old());
+        let o = n.into_old();
+        assert!(o.is_old());
+        assert_eq!(
+            [o.systolic.validity, o.diastolic.validity, o.mean.validity],
+            [Validity::Old, Validity::Old, Validity::Unavailable]
+        );
+        assert_eq!((o.measured_at, o.mode), (n.measured_at, n.mode));
+        assert_eq!("old".parse::<Validity>(), Ok(Validity::Old));
     }
 
     #[test]

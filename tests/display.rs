@@ -459,3 +459,157 @@ fn a_stopped_bed_is_not_blind_and_can_be_removed() {
     );
     drop(live);
 }
+
+/// Opens a session command's dialog on the page, fills `fields` (element id
+/// -> value) and the initials when asked, and sends it.
+fn send_from_board(page: &mut Browser, cmd: &str, fields: &[(&str, &str)], by: Option<&str>) {
+    page.wait_for(
+        &format!("document.querySelector('button.cmd[data-cmd={cmd}]') !== null"),
+        Duration::from_secs(10),
+    );
+    page.eval(&format!(
+        "document.querySelector('button.cmd[data-cmd={cmd}]').click()"
+    ));
+    page.wait_for(
+        "!document.getElementById('cmddialog').hidden",
+        Duration::from_secs(2),
+    );
+    for (id, value) in fields {
+        page.eval(&format!(
+            "document.getElementById({id:?}).value = {value:?}"
+        ));
+    }
+    if let Some(by) = by {
+        page.eval(&format!("document.getElementById('cmdby').value = {by:?}"));
+    }
+    page.eval("document.getElementById('cmdconfirm').click()");
+    page.wait_for(
+        "document.getElementById('cmddialog').hidden",
+        Duration::from_secs(5),
+    );
+}
+
+/// A whole session run from the board against the real daemon: each button
+/// sends its command, vigil answers on `cmd/result`, and the bed shows the
+/// new phase, the dose timer and the audio pause countdown.
+#[test]
+fn a_session_runs_from_the_board_against_the_real_daemon() {
+    use crate::util::process::Vigil;
+
+    let dir = temp_dir("display-session");
+    let broker = Broker::start(&dir);
+    let config = dir.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[site]
+site = "clinic-a"
+bed = "bed-2"
+
+[[source]]
+name = "monitor"
+protocol = "ge-s5"
+simulated = "typical"
+speed = 1
+timeout = "30s"
+
+[mqtt]
+embedded = false
+broker = "mqtt://{}"
+state_dir = "{}"
+heartbeat = "500ms"
+"#,
+            broker.addr(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Vigil::run(&config, &[]);
+    let board = Board::start(&broker.addr(), BED, &[]);
+    let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.wait_for(
+        "document.querySelector('section.bed:not(.nodata)') !== null",
+        Duration::from_secs(20),
+    );
+    let phase = |page: &mut Browser, p: &str| {
+        page.wait_for(
+            &format!("/phase\\s*{p}/.test(document.querySelector('.bed .meta').textContent)"),
+            Duration::from_secs(10),
+        );
+        page.wait_for(
+            "document.querySelector('.result.accepted') !== null",
+            Duration::from_secs(10),
+        );
+    };
+
+    // No session under `vigil run` until a nurse starts one: the board can.
+    send_from_board(
+        &mut page,
+        "start_session",
+        &[("f-session", "K-0142")],
+        Some("JD"),
+    );
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_eq!(cmd["command"], "start_session");
+    phase(&mut page, "baseline");
+    assert!(page
+        .eval("document.querySelector('.bed h2').innerText")
+        .as_str()
+        .unwrap()
+        .contains("K-0142"));
+
+    // The initials are asked once: the next dialog offers them.
+    page.eval("document.querySelector('button.cmd[data-cmd=dose]').click()");
+    page.wait_for(
+        "document.getElementById('cmdby').value === 'JD'",
+        Duration::from_secs(2),
+    );
+    page.eval("document.getElementById('cmdcancel').click()");
+    send_from_board(
+        &mut page,
+        "dose",
+        &[("f-amount", "25"), ("f-unit", "mg"), ("f-route", "im")],
+        None,
+    );
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_eq!(cmd["command"], "dose");
+    assert_eq!(cmd["route"], "im");
+    assert_eq!(cmd["note"], "25 mg");
+    phase(&mut page, "dosing");
+    page.wait_for(
+        "document.querySelector('.bed .meta').innerText.includes('since dose')",
+        Duration::from_secs(5),
+    );
+    assert!(page
+        .eval("document.querySelector('.result').innerText")
+        .as_str()
+        .unwrap()
+        .contains("dose 25 mg im by JD"));
+
+    // Audio pause: bounded, with its countdown, and resumed.
+    send_from_board(&mut page, "pause_audio", &[("f-duration", "120")], None);
+    page.wait_for(
+        "/audio paused [12]:[0-9][0-9]/.test(document.querySelector('.bed .meta').textContent)",
+        Duration::from_secs(10),
+    );
+    page.screenshot(&artefact("board-session-paused.png"));
+    send_from_board(&mut page, "resume_audio", &[], None);
+    page.wait_for(
+        "!document.querySelector('.bed .meta').innerText.includes('audio paused')",
+        Duration::from_secs(10),
+    );
+
+    send_from_board(&mut page, "start_recovery", &[], None);
+    phase(&mut page, "recovery");
+    send_from_board(&mut page, "end_session", &[], None);
+    phase(&mut page, "ended");
+    // Ended: a new session can start again.
+    page.wait_for(
+        "document.querySelector('button.cmd[data-cmd=start_session]') !== null",
+        Duration::from_secs(5),
+    );
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(10));
+}

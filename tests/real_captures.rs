@@ -134,3 +134,23 @@ fn ge_short_excerpt_decodes_to_the_independent_values() {
 fn ge_db02_decodes_to_the_independent_values() {
     check_capture("db02.raw", "db02.expected.csv");
 }
+
+#[test]
+fn ge_waveform_records_of_real_captures_are_ignored_not_errors() {
+    // Each capture interleaves waveform records (r_maintype 1, pleth and
+    // entropy subrecords) with the physiological ones: 10 in the excerpt,
+    // 106 in db02 (see the README).
+    for (raw, csv, waveforms) in [
+        ("raw.raw", "raw.expected.csv", 10),
+        ("db02.raw", "db02.expected.csv", 106),
+    ] {
+        let (_, stats) = decode(&fixture(raw));
+        assert_eq!(stats.ignored, waveforms, "{raw}: {stats:?}");
+        assert_eq!(stats.dropped_total(), 0, "{raw}: {stats:?}");
+        assert_eq!(
+            stats.frames_ok as usize,
+            expected(csv).len(),
+            "{raw}: only the physiological records are data"
+        );
+    }
+}

@@ -226,3 +226,103 @@ fn watch_ack_key_publishes_the_command() {
     let s = screen(&ui, &view);
     assert!(s.contains("acknowledge spo2.low by JD: accepted"), "{s}");
 }
+
+/// Types `text` and Enter into the prompt.
+fn answer(ui: &mut Ui, view: &BoardView, text: &str) -> Action {
+    for c in text.chars() {
+        ui::on_key(ui, key(KeyCode::Char(c)), view);
+    }
+    ui::on_key(ui, key(KeyCode::Enter), view)
+}
+
+#[test]
+fn watch_session_keys_publish_session_and_audio_commands() {
+    use crate::util::mqtt::assert_valid;
+    use vigil::display::feed::BedCommand;
+
+    let dir = temp_dir("watch-session");
+    let broker = Broker::start(&dir);
+    let _publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(500));
+    let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
+    let (shared, _stop) = start_link(broker.port);
+    let view = wait(&shared, "bed live", |v| v.beds[0].live);
+    let mut ui = Ui::default();
+
+    // Start: the code, then the initials (asked this once).
+    ui::on_key(&mut ui, key(KeyCode::Char('s')), &view);
+    assert!(screen(&ui, &view).contains("Start a session on clinic-a/bed-2: session code"));
+    assert_eq!(answer(&mut ui, &view, "K-0142"), Action::None);
+    assert!(screen(&ui, &view).contains("name or initials"));
+    let action = answer(&mut ui, &view, "JD");
+    assert_eq!(
+        action,
+        Action::Command {
+            bed: bed(),
+            command: BedCommand::StartSession {
+                session: "K-0142".into()
+            },
+            by: "JD".into()
+        }
+    );
+    assert_eq!(vigil::watch::perform(&shared, &action), None);
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_valid("command", &cmd);
+    assert_eq!(cmd["command"], "start_session");
+    assert_eq!(cmd["session"], "K-0142");
+
+    // Dose: route and amount; the initials are offered again, Enter keeps them.
+    ui::on_key(&mut ui, key(KeyCode::Char('d')), &view);
+    answer(&mut ui, &view, "IM");
+    answer(&mut ui, &view, "25");
+    assert!(screen(&ui, &view).contains("name or initials: JD_"));
+    let action = answer(&mut ui, &view, "");
+    assert_eq!(vigil::watch::perform(&shared, &action), None);
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_valid("command", &cmd);
+    assert_eq!(cmd["command"], "dose");
+    assert_eq!(cmd["route"], "im");
+    assert_eq!(cmd["note"], "25 mg");
+
+    // Audio pause, bounded, and its end.
+    for (k, expected) in [
+        ('p', "pause_audio"),
+        ('u', "resume_audio"),
+        ('r', "start_recovery"),
+        ('e', "end_session"),
+    ] {
+        ui::on_key(&mut ui, key(KeyCode::Char(k)), &view);
+        let action = answer(&mut ui, &view, "");
+        assert_eq!(vigil::watch::perform(&shared, &action), None, "{k}");
+        let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+        assert_valid("command", &cmd);
+        assert_eq!(cmd["command"], expected);
+        if expected == "pause_audio" {
+            assert_eq!(cmd["duration_s"], ui::PAUSE_S);
+        }
+    }
+
+    // A name is no session code; a route the engine does not know is refused.
+    ui::on_key(&mut ui, key(KeyCode::Char('s')), &view);
+    answer(&mut ui, &view, "Jane Doe");
+    assert_eq!(answer(&mut ui, &view, ""), Action::None);
+    assert!(
+        ui.message.as_deref().unwrap().contains("pseudonymous"),
+        "{:?}",
+        ui.message
+    );
+    ui::on_key(&mut ui, key(KeyCode::Char('d')), &view);
+    answer(&mut ui, &view, "oral");
+    answer(&mut ui, &view, "");
+    assert_eq!(answer(&mut ui, &view, ""), Action::None);
+    assert!(
+        ui.message.as_deref().unwrap().contains("route"),
+        "{:?}",
+        ui.message
+    );
+
+    // Acknowledge all with nothing open says so.
+    ui::on_key(&mut ui, key(KeyCode::Char('A')), &view);
+    let action = answer(&mut ui, &view, "");
+    let refused = vigil::watch::perform(&shared, &action).expect("refused");
+    assert!(refused.contains("no unacknowledged alarm"), "{refused}");
+}

@@ -74,6 +74,15 @@ pub enum FeedError {
     /// The staff name or initials for an acknowledgement.
     #[error("name or initials must be 1 to 32 characters without control characters")]
     By,
+    /// A session code that is not a pseudonymous code.
+    #[error("the session code must be 1 to 32 letters, digits, '-', '_' or '.' (a pseudonymous code such as K-0142, never a name)")]
+    SessionCode,
+    /// A dose field out of bounds.
+    #[error("dose {0}")]
+    Dose(&'static str),
+    /// An audio pause of no time, or too long for a display to ask.
+    #[error("an audio pause lasts 1 to {MAX_PAUSE_S} s")]
+    Pause,
 }
 
 /// One bed: site and bed name as in the topic.
@@ -657,6 +666,186 @@ pub fn check_by(by: &str) -> Result<String, FeedError> {
     Ok(by.to_owned())
 }
 
+/// The longest audio pause a display asks for (vigil refuses more than its
+/// `alarms.max_audio_pause`, and says so on `cmd/result`).
+pub const MAX_PAUSE_S: u32 = 600;
+
+/// A session or audio command a display sends for a bed (the board's
+/// buttons, `vigil watch`'s keys): see `schemas/command.schema.json`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum BedCommand {
+    /// Start a session with a pseudonymous code.
+    StartSession {
+        /// The code.
+        session: String,
+    },
+    /// A dose was given.
+    Dose {
+        /// Amount, e.g. `25` (optional).
+        #[serde(default)]
+        amount: Option<f64>,
+        /// Unit of the amount: `mg` or `mg/kg`.
+        #[serde(default)]
+        unit: Option<String>,
+        /// Route: `im`, `iv`, `sl`, `in`, `po`.
+        route: String,
+        /// Free text (product, site); no patient identifiers.
+        #[serde(default)]
+        note: String,
+    },
+    /// Enter recovery observation.
+    StartRecovery,
+    /// End the session.
+    EndSession,
+    /// Pause audio signals at the bed.
+    PauseAudio {
+        /// How long, in seconds.
+        duration_s: u32,
+    },
+    /// End an audio pause.
+    ResumeAudio,
+}
+
+/// Dose routes a display offers (and vigil's engine takes as free text).
+pub const DOSE_ROUTES: [&str; 5] = ["im", "iv", "sl", "in", "po"];
+
+impl BedCommand {
+    /// Checks the fields; returns the command as it will be sent.
+    pub fn checked(self) -> Result<BedCommand, FeedError> {
+        match &self {
+            BedCommand::StartSession { session } => {
+                let ok = !session.is_empty()
+                    && session.len() <= 32
+                    && session
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if !ok {
+                    return Err(FeedError::SessionCode);
+                }
+            }
+            BedCommand::Dose {
+                amount,
+                unit,
+                route,
+                note,
+            } => {
+                if !DOSE_ROUTES.contains(&route.as_str()) {
+                    return Err(FeedError::Dose("route must be one of im, iv, sl, in, po"));
+                }
+                if amount.is_some_and(|a| !(a.is_finite() && a > 0.0 && a < 10_000.0)) {
+                    return Err(FeedError::Dose("amount must be a positive number"));
+                }
+                if amount.is_some() != unit.is_some()
+                    || unit.as_deref().is_some_and(|u| u != "mg" && u != "mg/kg")
+                {
+                    return Err(FeedError::Dose("amount needs a unit, mg or mg/kg"));
+                }
+                if note.chars().count() > 40 || note.chars().any(char::is_control) {
+                    return Err(FeedError::Dose(
+                        "note must be at most 40 characters without control characters",
+                    ));
+                }
+            }
+            BedCommand::PauseAudio { duration_s } => {
+                if *duration_s == 0 || *duration_s > MAX_PAUSE_S {
+                    return Err(FeedError::Pause);
+                }
+            }
+            BedCommand::StartRecovery | BedCommand::EndSession | BedCommand::ResumeAudio => {}
+        }
+        Ok(self)
+    }
+
+    /// The command's name on the wire.
+    pub fn key(&self) -> &'static str {
+        match self {
+            BedCommand::StartSession { .. } => "start_session",
+            BedCommand::Dose { .. } => "dose",
+            BedCommand::StartRecovery => "start_recovery",
+            BedCommand::EndSession => "end_session",
+            BedCommand::PauseAudio { .. } => "pause_audio",
+            BedCommand::ResumeAudio => "resume_audio",
+        }
+    }
+
+    /// What it asks for, for the board's result line: `dose 25 mg im`.
+    pub fn describe(&self) -> String {
+        match self {
+            BedCommand::StartSession { session } => format!("start session {session}"),
+            BedCommand::Dose { .. } => format!("dose {}", self.dose_note()),
+            BedCommand::StartRecovery => "start recovery".into(),
+            BedCommand::EndSession => "end session".into(),
+            BedCommand::PauseAudio { duration_s } => format!("pause audio {duration_s} s"),
+            BedCommand::ResumeAudio => "resume audio".into(),
+        }
+    }
+
+    /// A dose's amount and note as the engine's note text (`25 mg; ...`):
+    /// the command carries amount and unit inside the note until the
+    /// engine has fields of its own for them.
+    fn dose_note(&self) -> String {
+        let BedCommand::Dose {
+            amount,
+            unit,
+            route,
+            note,
+        } = self
+        else {
+            return String::new();
+        };
+        let mut parts = Vec::new();
+        if let (Some(a), Some(u)) = (amount, unit) {
+            parts.push(format!("{a} {u}"));
+        }
+        parts.push(route.clone());
+        if !note.trim().is_empty() {
+            parts.push(note.trim().to_owned());
+        }
+        parts.join(" ")
+    }
+
+    /// The `cmd` payload.
+    pub fn payload(&self, request_id: &str, now: SystemTime) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "id": request_id,
+            "time": rfc3339(now),
+            "command": self.key(),
+        });
+        let m = v.as_object_mut().expect("an object");
+        match self {
+            BedCommand::StartSession { session } => {
+                m.insert("session".into(), session.as_str().into());
+            }
+            BedCommand::Dose {
+                amount,
+                unit,
+                route,
+                note,
+            } => {
+                m.insert("route".into(), route.as_str().into());
+                let mut text = String::new();
+                if let (Some(a), Some(u)) = (amount, unit) {
+                    text = format!("{a} {u}");
+                }
+                if !note.trim().is_empty() {
+                    if !text.is_empty() {
+                        text.push_str("; ");
+                    }
+                    text.push_str(note.trim());
+                }
+                m.insert("note".into(), text.into());
+            }
+            BedCommand::PauseAudio { duration_s } => {
+                m.insert("duration_s".into(), (*duration_s).into());
+            }
+            BedCommand::StartRecovery | BedCommand::EndSession | BedCommand::ResumeAudio => {}
+        }
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+}
+
 /// The `acknowledge` command payload for `cmd`.
 pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> Vec<u8> {
     let v = serde_json::json!({
@@ -679,6 +868,60 @@ mod tests {
 
     fn at(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn bed_commands_are_checked_and_become_cmd_payloads() {
+        let start = |code: &str| {
+            BedCommand::StartSession {
+                session: code.into(),
+            }
+            .checked()
+        };
+        assert!(start("K-0142").is_ok());
+        for name in ["Jane Doe", "", "Zoë", &"K".repeat(33)] {
+            assert!(
+                matches!(start(name), Err(FeedError::SessionCode)),
+                "{name:?}"
+            );
+        }
+        let dose = |amount: Option<f64>, unit: Option<&str>, route: &str| {
+            BedCommand::Dose {
+                amount,
+                unit: unit.map(str::to_owned),
+                route: route.into(),
+                note: "esketamine".into(),
+            }
+            .checked()
+        };
+        assert!(dose(Some(0.5), Some("mg/kg"), "im").is_ok());
+        assert!(dose(None, None, "sl").is_ok());
+        assert!(
+            dose(Some(25.0), None, "im").is_err(),
+            "an amount needs its unit"
+        );
+        assert!(dose(Some(-1.0), Some("mg"), "im").is_err());
+        assert!(dose(Some(25.0), Some("ml"), "im").is_err());
+        assert!(dose(Some(25.0), Some("mg"), "oral").is_err());
+        let pause = |s| BedCommand::PauseAudio { duration_s: s }.checked();
+        assert!(pause(MAX_PAUSE_S).is_ok());
+        assert!(pause(0).is_err() && pause(MAX_PAUSE_S + 1).is_err());
+
+        let d = dose(Some(25.0), Some("mg"), "im").unwrap();
+        assert_eq!(d.describe(), "dose 25 mg im esketamine");
+        let v: serde_json::Value = serde_json::from_slice(&d.payload("b-1", at(1_000))).unwrap();
+        assert_eq!(v["command"], "dose");
+        assert_eq!(v["id"], "b-1");
+        assert_eq!(v["route"], "im");
+        assert_eq!(v["note"], "25 mg; esketamine");
+        let v: serde_json::Value = serde_json::from_slice(
+            &BedCommand::PauseAudio { duration_s: 120 }.payload("b-2", at(1_000)),
+        )
+        .unwrap();
+        assert_eq!(v["duration_s"], 120);
+        // The board's JSON, as the page sends it.
+        let parsed: BedCommand = serde_json::from_str(r#"{"command":"start_recovery"}"#).unwrap();
+        assert_eq!(parsed, BedCommand::StartRecovery);
     }
 
     #[test]

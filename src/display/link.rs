@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::watch;
 
-use super::feed::{self, BedKey, Topics};
+use super::feed::{self, BedCommand, BedKey, Topics};
 use super::state::Board;
 use crate::mqtt::link as broker;
 
@@ -35,6 +35,9 @@ pub enum LinkError {
     /// A command for a bed this display does not show.
     #[error("bed {0} is not shown on this display")]
     UnknownBed(String),
+    /// Acknowledge all, with nothing to acknowledge.
+    #[error("bed {0} has no unacknowledged alarm")]
+    NothingToAcknowledge(String),
     /// A bad command argument.
     #[error(transparent)]
     Feed(#[from] feed::FeedError),
@@ -83,18 +86,66 @@ impl Shared {
     /// the request id; the result arrives on the board.
     pub fn acknowledge(&self, bed: &BedKey, alarm: &str, by: &str) -> Result<String, LinkError> {
         let by = feed::check_by(by)?;
+        self.send(bed, &format!("acknowledge {alarm} by {by}"), |id, now| {
+            feed::acknowledge(id, alarm, &by, now)
+        })
+    }
+
+    /// Acknowledges every unacknowledged alarm the board shows for a bed,
+    /// one `acknowledge` command each; returns their request ids.
+    pub fn acknowledge_all(&self, bed: &BedKey, by: &str) -> Result<Vec<String>, LinkError> {
+        let by = feed::check_by(by)?;
+        let open: Vec<String> = self
+            .board()
+            .view(SystemTime::now())
+            .beds
+            .into_iter()
+            .filter(|b| b.key == bed.to_string())
+            .flat_map(|b| b.alarms)
+            .filter(|a| !a.acknowledged)
+            .map(|a| a.id)
+            .collect();
+        if open.is_empty() {
+            return Err(LinkError::NothingToAcknowledge(bed.to_string()));
+        }
+        open.iter()
+            .map(|alarm| self.acknowledge(bed, alarm, &by))
+            .collect()
+    }
+
+    /// Sends a session or audio command for a bed; `by` (name or initials)
+    /// is shown with it on the board.
+    pub fn command(&self, bed: &BedKey, cmd: BedCommand, by: &str) -> Result<String, LinkError> {
+        let by = feed::check_by(by)?;
+        let cmd = cmd.checked()?;
+        self.send(bed, &format!("{} by {by}", cmd.describe()), |id, now| {
+            cmd.payload(id, now)
+        })
+    }
+
+    /// Publishes one command on the bed's `cmd` topic and records it for
+    /// its result.
+    fn send(
+        &self,
+        bed: &BedKey,
+        what: &str,
+        body: impl FnOnce(&str, SystemTime) -> Vec<u8>,
+    ) -> Result<String, LinkError> {
         if self.fixed_beds && !self.board().beds().any(|b| b == bed) {
             return Err(LinkError::UnknownBed(bed.to_string()));
         }
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.client_id);
         let now = SystemTime::now();
-        let body = feed::acknowledge(&id, alarm, &by, now);
         self.client
-            .try_publish(self.topics.cmd(bed), QoS::AtLeastOnce, false, body)
+            .try_publish(
+                self.topics.cmd(bed),
+                QoS::AtLeastOnce,
+                false,
+                body(&id, now),
+            )
             .map_err(|e| LinkError::Queue(e.to_string()))?;
-        self.board()
-            .command_sent(bed, &id, &format!("acknowledge {alarm} by {by}"), now);
+        self.board().command_sent(bed, &id, what, now);
         self.notify();
         Ok(id)
     }

@@ -803,6 +803,12 @@ impl Board {
                 v.state = "ok";
                 v.trend = trend(&t.history, step);
             }
+            (Some(x), "old") => {
+                // Measured long before it was sent: the number, marked old.
+                v.text = format!("{x:.0}");
+                v.state = "old";
+                v.note = Some(OLD_NOTE.to_owned());
+            }
             (_, validity) => {
                 v.state = "invalid";
                 v.note = Some(validity.replace('_', " "));
@@ -834,6 +840,9 @@ fn apply_result(b: &mut Bed, r: CommandResult) {
     });
 }
 
+/// The note of a value the device measured long before it sent it.
+const OLD_NOTE: &str = "old measurement";
+
 fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
     let mut v = VitalView::empty("nibp", "NIBP", "mmHg");
     let get = |k: &str| b.vitals.get(k).and_then(|t| t.latest.as_ref());
@@ -850,6 +859,20 @@ fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
             .and_then(|r| r.value)
             .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
     };
+    if let ("old", Some(x)) = (sys.validity.as_str(), sys.value) {
+        // The monitor's last result, taken long ago: shown as such. Its age
+        // is unknown here (the time is when vigil got it), so none is shown.
+        let dia = get("nibp_dia")
+            .filter(|r| r.validity == "old")
+            .and_then(|r| r.value)
+            .map_or_else(|| "-".to_owned(), |d| format!("{d:.0}"));
+        v.text = format!("{x:.0}/{dia}");
+        v.state = "old";
+        v.note = Some(OLD_NOTE.to_owned());
+        v.age = None;
+        v.age_s = None;
+        return v;
+    }
     if sys.validity != "valid" || sys.value.is_none() {
         v.state = "invalid";
         v.note = Some(sys.validity.replace('_', " "));
@@ -1147,7 +1170,8 @@ pub struct VitalView {
     pub unit: &'static str,
     /// `up`, `down`, `steady`, or empty.
     pub trend: &'static str,
-    /// `ok`, `invalid`, `stale`, `nodata`, `none`.
+    /// `ok`, `old` (an old measurement: `text` shows it, never as current),
+    /// `invalid`, `stale`, `nodata`, `none`.
     pub state: &'static str,
     /// Validity or staleness note.
     pub note: Option<String>,
@@ -1643,6 +1667,24 @@ mod tests {
         // vigil restarted with a fresh clock: the estimate starts over.
         beat_at(&mut b, 30, t(10), t(10));
         assert_eq!(b.view(t(12)).beds[0].vigil_time_ms, Some(ms(t(12))));
+    }
+
+    #[test]
+    fn old_values_are_shown_as_old_measurements() {
+        let mut b = live_board();
+        let json = format!(
+            r#"{{"schema_version":1,"seq":5,"vitals":{{"hr":{{"value":64,"validity":"old","time":"{0}"}},"nibp_sys":{{"value":182,"validity":"old","time":"{0}"}},"nibp_dia":{{"value":95,"validity":"old","time":"{0}"}}}}}}"#,
+            crate::io::clock::rfc3339(t(2)),
+        );
+        feed(&mut b, TopicKind::Vitals, &json, false, t(2));
+        let view = b.view(t(2));
+        let hr = &view.beds[0].vitals[0];
+        assert_eq!((hr.state, hr.text.as_str()), ("old", "64"));
+        assert_eq!(hr.note.as_deref(), Some("old measurement"));
+        let nibp = &view.beds[0].vitals[2];
+        assert_eq!((nibp.state, nibp.text.as_str()), ("old", "182/95"));
+        assert_eq!(nibp.note.as_deref(), Some("old measurement"));
+        assert_eq!(nibp.age, None, "vigil does not know how old it is");
     }
 
     #[test]

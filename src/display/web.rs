@@ -10,6 +10,8 @@
 //! | `GET /events`  | SSE: a `view` event with the board as JSON on every change and every second |
 //! | `GET /view`    | the board as JSON, once                                |
 //! | `POST /ack`    | `{"bed": "site/bed", "alarm": "spo2.low", "by": "JD"}` -> `{"id": ...}` |
+//! | `POST /ack-all` | `{"bed": "site/bed", "by": "JD"}`: acknowledges every open alarm of the bed -> `{"ids": [...]}` |
+//! | `POST /command` | `{"bed": "site/bed", "by": "JD", "command": "start_session", "session": "K-0142"}`, `dose` (`amount`, `unit`, `route`, `note`), `start_recovery`, `end_session`, `pause_audio` (`duration_s`), `resume_audio` -> `{"id": ...}` |
 //! | `POST /remove` | `{"bed": "site/bed"}`: takes a cleanly stopped bed off the board |
 //! | `GET/POST /login` | the token form (only when a token is configured)    |
 //!
@@ -20,7 +22,7 @@
 //! reach the board through DNS rebinding). On any other address a token is
 //! required: checked on every request (SSE included) as `Authorization:
 //! Bearer <token>` or through the session cookie that `/login` sets, in
-//! constant time, and never logged. `POST /ack` needs the header
+//! constant time, and never logged. Every `POST` needs the header
 //! `X-Vigil-Request: 1`, which a cross-site form cannot send. TLS (rustls,
 //! ring) is used when a certificate and key are given.
 //!
@@ -235,6 +237,8 @@ fn router(app: App) -> Router {
         .route("/events", get(events))
         .route("/view", get(view))
         .route("/ack", post(ack))
+        .route("/ack-all", post(ack_all))
+        .route("/command", post(command))
         .route("/remove", post(remove))
         .route("/login", get(|| async { Html(LOGIN) }).post(login))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -445,13 +449,65 @@ fn ack_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, 
     )?;
     let bed = bed_key(&req.bed)?;
     Ok(match app.shared.acknowledge(&bed, &req.alarm, &req.by) {
-        Ok(id) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "id": id }).to_string(),
-        )
-            .into_response(),
+        Ok(id) => json_response(serde_json::json!({ "id": id })),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct AckAllRequest {
+    bed: String,
+    by: String,
+}
+
+async fn ack_all(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    ack_all_request(&app, &headers, &body).unwrap_or_else(|refused| refused)
+}
+
+#[allow(clippy::result_large_err)]
+fn ack_all_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    let req: AckAllRequest = board_request(
+        headers,
+        body,
+        "send acknowledgements from the board",
+        "{\"bed\", \"by\"}",
+    )?;
+    let bed = bed_key(&req.bed)?;
+    Ok(match app.shared.acknowledge_all(&bed, &req.by) {
+        Ok(ids) => json_response(serde_json::json!({ "ids": ids })),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct CommandRequest {
+    bed: String,
+    by: String,
+    #[serde(flatten)]
+    command: super::feed::BedCommand,
+}
+
+async fn command(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    command_request(&app, &headers, &body).unwrap_or_else(|refused| refused)
+}
+
+#[allow(clippy::result_large_err)]
+fn command_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+    let req: CommandRequest = board_request(
+        headers,
+        body,
+        "send commands from the board",
+        "{\"bed\", \"by\", \"command\", ...}",
+    )?;
+    let bed = bed_key(&req.bed)?;
+    Ok(match app.shared.command(&bed, req.command, &req.by) {
+        Ok(id) => json_response(serde_json::json!({ "id": id })),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    })
+}
+
+fn json_response(v: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -247,7 +247,10 @@ impl Condition {
     /// The technical condition a non-valid value raises.
     pub const fn for_validity(validity: Validity) -> Option<Condition> {
         match validity {
-            Validity::Valid => None,
+            // An old measurement is right but not current: no alarm of its
+            // own (cycle overdue covers a missing fresh NIBP, stale a
+            // continuous vital with only old values).
+            Validity::Valid | Validity::Old => None,
             Validity::SensorOff => Some(Condition::SensorOff),
             Validity::Artifact => Some(Condition::Artifact),
             Validity::Invalid

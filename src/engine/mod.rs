@@ -574,13 +574,25 @@ impl Engine {
             self.stats.ignored += 1;
             return;
         }
-        self.vitals[vi].last_seen = Some(now);
-        self.wake_at(now + rules.stale_after);
-        let stale = self.index(AlarmId::vital(vital, Condition::Stale));
-        self.set_condition(stale, now, false, None, None, None);
+        // An old value (measured long before it was sent) is shown but is
+        // no sign of a live measurement: it does not hold off "stale", and
+        // the device's last word on the sensor stands.
+        let current = sample.validity != Validity::Old;
+        if current {
+            self.vitals[vi].last_seen = Some(now);
+            self.wake_at(now + rules.stale_after);
+            let stale = self.index(AlarmId::vital(vital, Condition::Stale));
+            self.set_condition(stale, now, false, None, None, None);
+        } else if self.vitals[vi].last_seen.is_none() {
+            // Only old values so far: the vital goes stale from the first.
+            self.vitals[vi].last_seen = Some(now);
+            self.wake_at(now + rules.stale_after);
+        }
 
         let judged = self.judge(sample, &rules);
-        self.set_data_conditions(Subject::Vital(vital), now, judged);
+        if current {
+            self.set_data_conditions(Subject::Vital(vital), now, judged);
+        }
 
         match judged.get() {
             Some(v) => {
@@ -633,6 +645,20 @@ impl Engine {
             .any(|v| v.is_nibp() && self.cfg.rules(*v).enabled)
         {
             self.stats.ignored += 1;
+            return;
+        }
+        if n.is_old() {
+            // Measured long before it was sent: shown, never judged, and no
+            // new measurement. The cycle watch goes on (it starts here when
+            // it was not running), so a missing fresh NIBP is overdue.
+            self.stats.not_valid += 1;
+            if self.nibp_last_new.is_none() {
+                self.nibp_last_new = Some(now);
+                if self.cfg.nibp.watch_cycle {
+                    self.wake_at(now + self.cfg.nibp.cycle + self.cfg.nibp.grace);
+                }
+            }
+            self.emit(now, EventKind::Reading(reading));
             return;
         }
         let previous = self.nibp_last_new.replace(now);

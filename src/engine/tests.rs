@@ -1245,6 +1245,92 @@ fn an_active_alarm_ends_when_the_value_is_hysteresis_back_inside() {
     assert_eq!(alarms(&mut e), vec![key("spo2.low", Phase::End, 21 * SEC)]);
 }
 
+fn old(r: Reading) -> Reading {
+    let measurement = match r.measurement {
+        Measurement::Nibp(n) => Measurement::Nibp(n.into_old()),
+        Measurement::HeartRate(s) => Measurement::HeartRate(s.into_old()),
+        Measurement::PulseRate(s) => Measurement::PulseRate(s.into_old()),
+        Measurement::SpO2(s) => Measurement::SpO2(s.into_old()),
+    };
+    Reading { measurement, ..r }
+}
+
+#[test]
+fn an_old_value_starts_no_physiological_alarm() {
+    let mut e = engine();
+    // A critically high NIBP measured long ago, as a monitor keeps it.
+    feed(&mut e, old(nibp(0, 240.0, 140.0, 1_000)));
+    // HR far beyond every limit, but old: never judged, and no sign of a
+    // live measurement, so HR goes stale.
+    every_second(&mut e, 0, 30 * SEC, |t| old(hr(t, 250.0)));
+    e.handle_timeout(ms(30 * SEC));
+    let events = drain(&mut e);
+    let names = e.config().source_names.clone();
+    let started: Vec<String> = events
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some(a.id.key(&names)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec!["hr.stale".to_owned()]);
+    // Both are shown, as the old values they are.
+    let shown: Vec<Validity> = events
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Reading(Reading {
+                measurement: Measurement::Nibp(n),
+                ..
+            }) => Some(n.systolic.validity),
+            EventKind::Reading(r) => r.measurement.continuous().map(|(_, s)| s.validity),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.len(), 31);
+    assert!(shown.iter().all(|v| *v == Validity::Old), "{shown:?}");
+    // The same values measured now alarm at once (critical tier).
+    feed(&mut e, nibp(31 * SEC, 240.0, 140.0, 2_000));
+    feed(&mut e, hr(31 * SEC, 250.0));
+    let now: Vec<String> = alarms(&mut e)
+        .into_iter()
+        .filter(|(_, p, _)| *p == Phase::Start)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert!(
+        now.contains(&"nibp_sys.critical_high".to_owned()),
+        "{now:?}"
+    );
+    assert!(now.contains(&"hr.critical_high".to_owned()), "{now:?}");
+}
+
+#[test]
+fn an_old_nibp_is_no_new_measurement_for_the_cycle() {
+    // The cycle watch starts at an old NIBP when nothing else started it,
+    // so a missing fresh measurement is overdue after cycle + grace.
+    let mut e = engine();
+    feed(&mut e, old(nibp(0, 120.0, 80.0, 1_000)));
+    e.handle_timeout(ms(1_100 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::Start, 1_080 * SEC)]
+    );
+    // An old NIBP does not end it; a fresh one does.
+    feed(&mut e, old(nibp(1_101 * SEC, 121.0, 80.0, 900)));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, nibp(1_102 * SEC, 122.0, 80.0, 3_000));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::End, 1_102 * SEC)]
+    );
+    // Nor does an old one reset the running cycle.
+    feed(&mut e, old(nibp(1_500 * SEC, 123.0, 80.0, 2_500)));
+    e.handle_timeout(ms(2_200 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.cycle_overdue", Phase::Start, 2_182 * SEC)]
+    );
+}
+
 fn nibp_parts(t: u64, parts: [Sample; 3], at: i64) -> Reading {
     reading(
         t,

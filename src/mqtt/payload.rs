@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::engine::{AlarmEvent, SessionEvent, SessionId, SessionPhase};
 use crate::io::clock::rfc3339;
 use crate::io::driver::LiveState;
-use crate::vitals::{Measurement, Sample, Vital};
+use crate::vitals::{Measurement, Sample, Validity, Vital};
 
 /// The payloads' schema version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -263,10 +263,16 @@ pub fn vitals(ctx: &Ctx<'_>, seq: u64, time: SystemTime, latest: &Latest) -> Vec
                 .get(src as usize)
                 .cloned()
                 .unwrap_or_else(|| src.to_string());
+            // An old measurement keeps its number, to be shown as old.
+            let value = if s.validity == Validity::Old {
+                Some(s.value)
+            } else {
+                s.get()
+            };
             vitals.insert(
                 v.key().into(),
                 json!({
-                    "value": finite(s.get()),
+                    "value": finite(value),
                     "validity": s.validity.key(),
                     "unit": v.unit().symbol(),
                     "time": rfc3339(t),
@@ -397,6 +403,34 @@ mod tests {
     use super::*;
     use crate::io::clock::parse_rfc3339;
     use std::time::Duration;
+
+    #[test]
+    fn an_old_value_is_published_with_its_number_other_non_valid_ones_without() {
+        let names = vec!["monitor".to_owned()];
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "e",
+        };
+        let mut latest = Latest::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
+        latest.apply(
+            &Measurement::HeartRate(Sample::valid(72.0).into_old()),
+            t,
+            0,
+        );
+        latest.apply(
+            &Measurement::SpO2(Sample::new(88.0, Validity::Artifact)),
+            t,
+            0,
+        );
+        let v: Value = serde_json::from_slice(&vitals(&ctx, 1, t, &latest)).unwrap();
+        assert_eq!(v["vitals"]["hr"]["validity"], "old");
+        assert_eq!(v["vitals"]["hr"]["value"].as_f64(), Some(72.0));
+        assert_eq!(v["vitals"]["spo2"]["validity"], "artifact");
+        assert!(v["vitals"]["spo2"]["value"].is_null());
+    }
 
     #[test]
     fn rfc3339_round_trips_and_rejects_nonsense() {

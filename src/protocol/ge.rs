@@ -34,22 +34,33 @@
 //!   any other -> `Invalid`. Other negative values are `Invalid`.
 //! - NIBP: while the cuff is busy (label bits "measuring", "stasis" or
 //!   "calibrating") the numbers on screen are not a result, so no NIBP reading
-//!   is emitted. When the label says "data older than 60 s" and the monitor
-//!   gave no NIBP measurement time (auxiliary subrecord, `nibp_time`), the
-//!   reading could not be told from a new measurement, so none is emitted
-//!   either. Otherwise the reading carries `measured_at` from the latest
-//!   auxiliary subrecord (kept across records), which lets the engine tell a
-//!   repeat from a new measurement. Mode: STAT bit -> `Stat`, AUTO bit ->
+//!   is emitted. The reading carries `measured_at` from the latest auxiliary
+//!   subrecord (`nibp_time`, kept across records), which lets the engine tell
+//!   a repeat from a new measurement. Mode: STAT bit -> `Stat`, AUTO bit ->
 //!   `Auto`, neither -> `Manual`.
-//! - Trend subrecords (10 s, 60 s) and non-basic classes are ignored; so are
-//!   waveform and alarm records.
+//! - Old NIBP ([`Validity::Old`], see [`AgeLimits`]): with a measurement time
+//!   and a record time, an NIBP measured more than the NIBP limit (cycle +
+//!   grace) before the record is old, whatever the label says. Without a
+//!   measurement time the label's "data older than 60 s" bit decides: set
+//!   before any unflagged result was seen on this connection, the result is
+//!   from before we connected, of unknown age, and is old; set after one (a
+//!   real monitor sets it on every repeat from 60 s after the measurement,
+//!   see the real captures), it is that result again and no reading is
+//!   emitted, as the engine could not tell it from a new one.
+//! - HR, SpO2 and pulse rate of a displayed-values subrecord whose time is
+//!   more than the continuous limit behind the record's time are old.
+//! - Trend subrecords (10 s, 60 s) are never taken as current readings, and
+//!   non-basic classes are skipped. Records with nothing we asked for
+//!   (waveform records, r_maintype 1; alarm records; trend-only records) are
+//!   well formed and counted in [`DecodeStats::ignored`], neither data
+//!   (`frames_ok`) nor errors.
 //!
 //! Depends on [`crate::protocol`], [`crate::vitals`] and [`crate::time`] only.
 
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use crate::protocol::{DecodeStats, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{AgeLimits, DecodeStats, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
 
@@ -82,6 +93,8 @@ const DESCRIPTORS_AT: usize = 16;
 const EOL_SUBRECORD: u8 = 0xFF;
 const MAINTYPE_PHDB: i16 = 0;
 const SR_DISPLAYED: u8 = 1;
+const SR_TREND_10S: u8 = 2;
+const SR_TREND_60S: u8 = 3;
 const SR_AUX_INFO: u8 = 4;
 const CLASS_BASIC: u16 = 0;
 
@@ -384,7 +397,8 @@ impl BasicRaw {
 /// special value closest to its validity.
 fn encode_value(s: Sample, scale: f32) -> i16 {
     match s.validity {
-        Validity::Valid => {
+        // A monitor sends an old value as it is (its age is in the label).
+        Validity::Valid | Validity::Old => {
             let x = (s.value * scale).round();
             if !x.is_finite() {
                 DATA_INVALID
@@ -446,8 +460,13 @@ struct ParsedRecord {
     /// `Some(t)` when an auxiliary subrecord was present (`t` its NIBP time).
     aux_nibp_time: Option<Option<DeviceTime>>,
     basic: Option<BasicRaw>,
+    /// The time of the displayed-values subrecord `basic` came from.
+    basic_time: Option<DeviceTime>,
     /// A physiological database record (as opposed to waveform, alarm...).
     phdb: bool,
+    /// A displayed-values or auxiliary subrecord was present: the record
+    /// carries what we asked for (a trend-only record does not).
+    current: bool,
 }
 
 /// Checks and parses one unstuffed frame (record + checksum).
@@ -496,8 +515,11 @@ fn parse_record(record: &[u8]) -> Result<ParsedRecord, DropReason> {
         let len = match sr_type {
             SR_DISPLAYED => PHDB_SUBRECORD_LEN,
             SR_AUX_INFO => AUX_SUBRECORD_LEN,
-            _ => continue, // trends, requests: not ours
+            // Trend values are averages of the past, never current readings.
+            SR_TREND_10S | SR_TREND_60S => continue,
+            _ => continue, // requests and types we do not know: not ours
         };
+        parsed.current = true;
         let offset = get_i16(record, at).ok_or(DropReason::Malformed)?;
         let start = usize::try_from(offset)
             .ok()
@@ -514,6 +536,8 @@ fn parse_record(record: &[u8]) -> Result<ParsedRecord, DropReason> {
             let class = (get_u16(sr, SR_CLASS_WORD).ok_or(DropReason::Malformed)? >> 8) & 0x0F;
             if class == CLASS_BASIC {
                 parsed.basic = Some(BasicRaw::read(sr).ok_or(DropReason::Malformed)?);
+                let t = get_u32(sr, 0).ok_or(DropReason::Malformed)?;
+                parsed.basic_time = (t != 0).then_some(DeviceTime(i64::from(t)));
             }
         }
     }
@@ -587,6 +611,10 @@ pub struct GeS5 {
     deadline: Option<Instant>,
     stopped: bool,
     nibp_time: Option<DeviceTime>,
+    /// A completed NIBP without the "older than 60 s" flag was seen since
+    /// the link came up: a flagged one after it is that measurement again.
+    nibp_fresh_seen: bool,
+    ages: AgeLimits,
     resends: u64,
     stats: DecodeStats,
 }
@@ -614,6 +642,8 @@ impl GeS5 {
             deadline: None,
             stopped: false,
             nibp_time: None,
+            nibp_fresh_seen: false,
+            ages: AgeLimits::default(),
             resends: 0,
             stats: DecodeStats::default(),
         })
@@ -623,6 +653,13 @@ impl GeS5 {
     /// `d` (default: three intervals, at least 15 s; at least 1 s).
     pub fn with_resend_after(mut self, d: Duration) -> Self {
         self.resend_after = d.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.ages = ages;
         self
     }
 
@@ -696,10 +733,13 @@ impl GeS5 {
         match parse_frame(&self.frame) {
             Err(reason) => self.drop_frame(reason),
             Ok(p) => {
-                self.stats.frames_ok += 1;
-                if !p.phdb {
+                if !p.current {
+                    // Waveform, alarm or trend-only records: well formed,
+                    // not what we asked for; neither data nor errors.
+                    self.stats.ignored += 1;
                     return;
                 }
+                self.stats.frames_ok += 1;
                 if !self.stopped {
                     self.deadline = Some(now + self.resend_after);
                 }
@@ -707,13 +747,26 @@ impl GeS5 {
                     self.nibp_time = t;
                 }
                 if let Some(b) = p.basic {
-                    self.emit_basic(now, p.device_time, &b);
+                    self.emit_basic(now, p.device_time, p.basic_time, &b);
                 }
             }
         }
     }
 
-    fn emit_basic(&mut self, now: Instant, device_time: Option<DeviceTime>, b: &BasicRaw) {
+    fn emit_basic(
+        &mut self,
+        now: Instant,
+        device_time: Option<DeviceTime>,
+        values_time: Option<DeviceTime>,
+        b: &BasicRaw,
+    ) {
+        // Values stamped far behind the record's clock are resent, not current.
+        let old = match (values_time, device_time) {
+            (Some(at), Some(clock)) => AgeLimits::is_old(self.ages.continuous, at, clock),
+            _ => false,
+        };
+        let aged = |s: Sample| if old { s.into_old() } else { s };
+        let nibp = self.nibp(b, device_time);
         let reading = |measurement| {
             Output::Reading(Reading {
                 source: self.source,
@@ -723,25 +776,25 @@ impl GeS5 {
             })
         };
         let artifact = b.ecg_status & (ECG_NOISE | ECG_ARTIFACT) != 0;
-        let hr = reading(Measurement::HeartRate(decode_value(
+        let hr = reading(Measurement::HeartRate(aged(decode_value(
             b.hr,
             1.0,
             b.ecg_status,
             artifact,
-        )));
-        let spo2 = reading(Measurement::SpO2(decode_value(
+        ))));
+        let spo2 = reading(Measurement::SpO2(aged(decode_value(
             b.spo2,
             100.0,
             b.spo2_status,
             false,
-        )));
-        let pr = reading(Measurement::PulseRate(decode_value(
+        ))));
+        let pr = reading(Measurement::PulseRate(aged(decode_value(
             b.pr,
             1.0,
             b.spo2_status,
             false,
-        )));
-        let nibp = self.nibp(b).map(|n| reading(Measurement::Nibp(n)));
+        ))));
+        let nibp = nibp.map(|n| reading(Measurement::Nibp(n)));
         self.outputs.push_back(hr);
         self.outputs.push_back(spo2);
         self.outputs.push_back(pr);
@@ -750,16 +803,27 @@ impl GeS5 {
         }
     }
 
-    /// The NIBP reading of a basic subrecord, if it is one (see the module doc).
-    fn nibp(&self, b: &BasicRaw) -> Option<Nibp> {
+    /// The NIBP reading of a basic subrecord, if it is one (see the module
+    /// doc); `clock` is the record's time.
+    fn nibp(&mut self, b: &BasicRaw, clock: Option<DeviceTime>) -> Option<Nibp> {
         if b.nibp_status & STATUS_EXISTS == 0 {
             return None;
         }
         if b.nibp_label & (NIBP_MEASURING | NIBP_STASIS | NIBP_CALIBRATING) != 0 {
             return None;
         }
-        if b.nibp_label & NIBP_OLDER_THAN_60S != 0 && self.nibp_time.is_none() {
-            return None;
+        let flagged = b.nibp_label & NIBP_OLDER_THAN_60S != 0;
+        let old = match (self.nibp_time, clock) {
+            // The measurement time, when the monitor sends it, decides.
+            (Some(at), Some(clock)) => AgeLimits::is_old(self.ages.nibp, at, clock),
+            // Flagged at connect: a result from before we came, of unknown
+            // age. Flagged after a fresh one: that one again, which the
+            // engine could not tell from a new one without a time.
+            _ if flagged && self.nibp_fresh_seen && self.nibp_time.is_none() => return None,
+            _ => flagged,
+        };
+        if !flagged {
+            self.nibp_fresh_seen = true;
         }
         // The active bit says nothing about a finished NIBP measurement.
         let status = b.nibp_status | STATUS_ACTIVE;
@@ -770,13 +834,14 @@ impl GeS5 {
         } else {
             NibpMode::Manual
         };
-        Some(Nibp {
+        let nibp = Nibp {
             systolic: decode_value(b.sys, 100.0, status, false),
             diastolic: decode_value(b.dia, 100.0, status, false),
             mean: decode_value(b.mean, 100.0, status, false),
             measured_at: self.nibp_time,
             mode,
-        })
+        };
+        Some(if old { nibp.into_old() } else { nibp })
     }
 }
 
@@ -795,6 +860,8 @@ impl Protocol for GeS5 {
         self.frame.clear();
         self.escaped = false;
         self.garbage_run = false;
+        // A new connection: the monitor's NIBP may be from before it.
+        self.nibp_fresh_seen = false;
         if self.stopped {
             return;
         }
@@ -1002,7 +1069,8 @@ mod tests {
         bytes.extend(hex(REQ_STOP));
         bytes.extend(hex(REQ_TREND_60S));
         let (outs, stats) = decode(&bytes);
-        assert_eq!(stats.frames_ok, 3);
+        // Well formed, but requests: nothing a monitor sends us.
+        assert_eq!((stats.frames_ok, stats.ignored), (0, 3));
         assert_eq!(stats.dropped_total(), 0);
         assert_eq!(stats.bytes, bytes.len() as u64);
         // Requests carry no displayed values.
@@ -1174,15 +1242,194 @@ mod tests {
             assert!(nibp_with(NIBP_AUTO | busy, 900).is_empty());
             assert!(nibp_with(busy, 0).is_empty());
         }
-        // Old data: a repeat is fine when its measurement time is known...
-        let old = nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 900);
-        assert_eq!(old.len(), 1);
-        assert_eq!(old[0].measured_at, Some(DeviceTime(900)));
-        assert!(old[0].systolic.validity.is_valid());
-        // ...but without it the reading could pass for a new one: none.
-        assert!(nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 0).is_empty());
+        // Flagged "older than 60 s" with a measurement time within cycle +
+        // grace: the time decides, a current result.
+        let recent = nibp_with(NIBP_AUTO | NIBP_OLDER_THAN_60S, 900);
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].measured_at, Some(DeviceTime(900)));
+        assert!(recent[0].systolic.validity.is_valid());
         // Fresh data without a measurement time: reading, no measured_at.
         assert_eq!(nibp_with(NIBP_AUTO, 0)[0].measured_at, None);
+    }
+
+    #[test]
+    fn nibp_flagged_old_at_connect_is_an_old_measurement() {
+        let mut raw = raw_ok();
+        raw.nibp_label = NIBP_AUTO | NIBP_OLDER_THAN_60S;
+        // No measurement time: the first result seen is of unknown age.
+        let (outs, _) = decode(&framed(&raw, 1_000, 0));
+        let n = nibps(&measurements(&outs));
+        assert_eq!(n.len(), 1);
+        assert!(n[0].is_old());
+        assert_eq!(
+            [n[0].systolic, n[0].diastolic, n[0].mean],
+            [120.0, 80.5, 93.0].map(|v| Sample::valid(v).into_old())
+        );
+        assert_eq!(n[0].mode, NibpMode::Auto);
+        // HR, SpO2 and pulse rate of the same record are current.
+        assert!(hr(&measurements(&outs)).validity.is_valid());
+    }
+
+    #[test]
+    fn nibp_flagged_after_a_fresh_one_is_that_one_again() {
+        // As in the real captures: the flag is set from 60 s after the
+        // measurement on every record that repeats it.
+        let mut p = decoder();
+        let mut flagged = raw_ok();
+        flagged.nibp_label |= NIBP_OLDER_THAN_60S;
+        p.handle_bytes(Instant::from_secs(1), &framed(&raw_ok(), 1_000, 0));
+        p.handle_bytes(Instant::from_secs(61), &framed(&flagged, 1_060, 0));
+        let n = nibps(&measurements(&drain(&mut p)));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(n[0].systolic.validity.is_valid());
+        // A new connection: the monitor's result may be from before it.
+        p.handle_link(Instant::from_secs(70), false);
+        p.handle_link(Instant::from_secs(71), true);
+        p.handle_bytes(Instant::from_secs(72), &framed(&flagged, 1_072, 0));
+        let n = nibps(&measurements(&drain(&mut p)));
+        assert_eq!(n.len(), 1);
+        assert!(n[0].is_old());
+    }
+
+    #[test]
+    fn nibp_older_than_cycle_and_grace_by_its_time_is_old() {
+        let ages = AgeLimits::for_nibp_cycle(Duration::from_secs(300), Duration::from_secs(60));
+        let clock = 1_700_000_000;
+        let nibp_at = |age: u32, label: u16| {
+            let mut p = decoder().with_age_limits(ages);
+            let mut raw = raw_ok();
+            raw.nibp_label = label;
+            p.handle_bytes(Instant::from_secs(1), &framed(&raw, clock, clock - age));
+            nibps(&measurements(&drain(&mut p)))[0]
+        };
+        let flagged = NIBP_AUTO | NIBP_OLDER_THAN_60S;
+        assert!(nibp_at(360, flagged).systolic.validity.is_valid());
+        let old = nibp_at(361, flagged);
+        assert!(old.is_old());
+        assert_eq!(old.measured_at, Some(DeviceTime(i64::from(clock - 361))));
+        // The time decides even when the label says fresh (clocks set by hand).
+        assert!(nibp_at(24 * 86_400, NIBP_AUTO).is_old());
+        // The default limit is the default cycle + grace (18 min).
+        let mut p = decoder();
+        p.handle_bytes(Instant::ZERO, &framed(&raw_ok(), clock, clock - 17 * 60));
+        assert!(!nibps(&measurements(&drain(&mut p)))[0].is_old());
+    }
+
+    #[test]
+    fn continuous_values_far_behind_the_record_time_are_old() {
+        let clock = 1_700_000_000_u32;
+        let with_values_at = |at: u32| {
+            let mut r = build_displayed_record(&raw_ok(), clock, 0);
+            put_u32(&mut r, HEADER_LEN, at);
+            let mut bytes = Vec::new();
+            frame_record(&r, &mut bytes);
+            measurements(&decode(&bytes).0)
+        };
+        let ms = with_values_at(clock - 60);
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        let ms = with_values_at(clock - 61);
+        assert_eq!(hr(&ms), Sample::valid(72.0).into_old());
+        assert_eq!(spo2(&ms).validity, Validity::Old);
+        assert_eq!(pr(&ms).validity, Validity::Old);
+    }
+
+    /// A waveform record (r_maintype 1) as the monitor sends it: each
+    /// subrecord a 6-byte header (`i16 act_len` samples, `u16 status`, `u16`
+    /// reserved) and `act_len` i16 samples. Layout as protocols.md and
+    /// xeonfusion/VSCaptureWave (`wf_hdr` in DatexTypes.cs, the `DRI_WF_*`
+    /// subrecord types in DataConstants.cs) have it; the real captures
+    /// carry such records with types 8 (pleth) and 32 (entropy).
+    fn waveform_record(types: &[u8], samples: usize) -> Vec<u8> {
+        let sr_len = 6 + 2 * samples;
+        let len = HEADER_LEN + types.len() * sr_len;
+        let mut r = vec![0u8; len];
+        put_i16(&mut r, 0, len as i16);
+        put_u32(&mut r, 6, 1_700_000_000);
+        put_i16(&mut r, 14, 1);
+        for (i, &t) in types.iter().enumerate() {
+            put_i16(&mut r, DESCRIPTORS_AT + 3 * i, (i * sr_len) as i16);
+            put_u8(&mut r, DESCRIPTORS_AT + 3 * i + 2, t);
+            let at = HEADER_LEN + i * sr_len;
+            put_i16(&mut r, at, samples as i16);
+            for k in 0..samples {
+                put_i16(&mut r, at + 6 + 2 * k, (k as i16) * 37 - 900);
+            }
+        }
+        put_u8(&mut r, DESCRIPTORS_AT + 3 * types.len() + 2, EOL_SUBRECORD);
+        r
+    }
+
+    #[test]
+    fn waveform_records_are_ignored_not_dropped() {
+        // Types 1 (ECG1) and 4 (INVP1) share their numbers with the
+        // displayed-values and auxiliary subrecords of a physiological
+        // record: only the main type tells them apart.
+        let mut bytes = Vec::new();
+        for types in [&[1u8, 4][..], &[8, 32], &[1, 2, 3, 4, 8]] {
+            frame_record(&waveform_record(types, 100), &mut bytes);
+        }
+        // An alarm record (r_maintype 4) is not ours either.
+        let mut alarm = build_displayed_record(&raw_ok(), 1, 1);
+        put_i16(&mut alarm, 14, 4);
+        frame_record(&alarm, &mut bytes);
+        bytes.extend(framed(&raw_ok(), 1_000, 0));
+        let (outs, stats) = decode(&bytes);
+        assert_eq!(
+            (stats.ignored, stats.frames_ok, stats.dropped_total()),
+            (4, 1, 0)
+        );
+        let ms = measurements(&outs);
+        assert_eq!((ms.len(), hr(&ms)), (4, Sample::valid(72.0)));
+        assert!(outs.iter().all(|o| !matches!(o, Output::Dropped(_))));
+    }
+
+    #[test]
+    fn trend_subrecords_are_never_current_readings() {
+        // A physiological record carrying 10 s and 60 s trends (other
+        // values than the screen's) next to the displayed values.
+        let mut trend = raw_ok();
+        trend.hr = 150;
+        trend.spo2 = 8_000;
+        trend.sys = 20_000;
+        let len = HEADER_LEN + 3 * PHDB_SUBRECORD_LEN;
+        let with = |types: &[u8]| {
+            let mut r = vec![0u8; len];
+            put_i16(&mut r, 0, len as i16);
+            put_u32(&mut r, 6, 1_000);
+            for (i, &t) in types.iter().enumerate() {
+                put_i16(
+                    &mut r,
+                    DESCRIPTORS_AT + 3 * i,
+                    (i * PHDB_SUBRECORD_LEN) as i16,
+                );
+                put_u8(&mut r, DESCRIPTORS_AT + 3 * i + 2, t);
+                let at = HEADER_LEN + i * PHDB_SUBRECORD_LEN;
+                let sr = &mut r[at..at + PHDB_SUBRECORD_LEN];
+                if t == SR_DISPLAYED {
+                    raw_ok().write(sr, 1_000);
+                } else {
+                    trend.write(sr, 900);
+                    put_u16(sr, SR_CLASS_WORD, u16::from(t));
+                }
+            }
+            put_u8(&mut r, DESCRIPTORS_AT + 3 * types.len() + 2, EOL_SUBRECORD);
+            let mut bytes = Vec::new();
+            frame_record(&r, &mut bytes);
+            decode(&bytes)
+        };
+        let (outs, stats) = with(&[SR_TREND_10S, SR_DISPLAYED, SR_TREND_60S]);
+        let ms = measurements(&outs);
+        assert_eq!((stats.frames_ok, stats.ignored), (1, 0));
+        assert_eq!(hr(&ms), Sample::valid(72.0));
+        assert_eq!(spo2(&ms), Sample::valid(97.5));
+        assert_eq!(nibps(&ms)[0].systolic, Sample::valid(120.0));
+        // Trends alone: well formed, nothing current in them.
+        let (outs, stats) = with(&[SR_TREND_10S, SR_TREND_60S, SR_TREND_60S]);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!(
+            (stats.frames_ok, stats.ignored, stats.dropped_total()),
+            (0, 1, 0)
+        );
     }
 
     #[test]
@@ -1252,7 +1499,7 @@ mod tests {
         frame_record(&r, &mut bytes);
         let (outs, stats) = decode(&bytes);
         assert!(outs.is_empty());
-        assert_eq!(stats.frames_ok, 1);
+        assert_eq!((stats.frames_ok, stats.ignored), (0, 1));
     }
 
     #[test]
@@ -1452,7 +1699,8 @@ mod tests {
             sample(30_000, 100.0),
             sample(30_000, 100.0),
             sample(30_000, 100.0),
-            proptest::option::of(1..=u32::MAX),
+            // Age before the device clock, within the default limit.
+            proptest::option::of(0..=18 * 60_i64),
             prop_oneof![
                 Just(NibpMode::Auto),
                 Just(NibpMode::Stat),
@@ -1463,7 +1711,7 @@ mod tests {
                 systolic,
                 diastolic,
                 mean,
-                measured_at: t.map(|t| DeviceTime(i64::from(t))),
+                measured_at: t.map(DeviceTime),
                 mode,
             });
         (
@@ -1471,14 +1719,21 @@ mod tests {
             sample(300, 1.0),
             sample(10_000, 100.0),
             proptest::option::of(nibp),
-            1..=u32::MAX,
+            2_000..=u32::MAX,
         )
-            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| Snapshot {
-                heart_rate,
-                pulse_rate,
-                spo2,
-                nibp,
-                device_time: DeviceTime(i64::from(t)),
+            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| {
+                let device_time = DeviceTime(i64::from(t));
+                let nibp = nibp.map(|n| Nibp {
+                    measured_at: n.measured_at.map(|age| DeviceTime(device_time.0 - age.0)),
+                    ..n
+                });
+                Snapshot {
+                    heart_rate,
+                    pulse_rate,
+                    spo2,
+                    nibp,
+                    device_time,
+                }
             })
     }
 

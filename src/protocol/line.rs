@@ -74,7 +74,7 @@ pub enum LineError {
     #[error("bad blood pressure `{0}`: write sys/dia, sys/dia/mean or sys/dia (mean)")]
     BadNibp(Word),
     /// A word after the value that is neither a validity nor an option.
-    #[error("unknown word `{0}`: expected a validity (valid, invalid, unavailable, artifact, sensor_off, under_range, over_range, questionable) or an option such as t=<unix seconds>")]
+    #[error("unknown word `{0}`: expected a validity (valid, invalid, unavailable, artifact, sensor_off, under_range, over_range, questionable, old) or an option such as t=<unix seconds>")]
     UnknownWord(Word),
     /// Two validity words on one line.
     #[error("more than one validity on the line; give at most one")]
@@ -567,13 +567,15 @@ fn line_validity(samples: &[Sample]) -> Validity {
 pub(crate) const fn severity(v: Validity) -> u8 {
     match v {
         Validity::Valid => 0,
-        Validity::Questionable => 1,
-        Validity::Artifact => 2,
-        Validity::UnderRange => 3,
-        Validity::OverRange => 4,
-        Validity::Unavailable => 5,
-        Validity::Invalid => 6,
-        Validity::SensorOff => 7,
+        // Right but not current: the least a nurse must act on.
+        Validity::Old => 1,
+        Validity::Questionable => 2,
+        Validity::Artifact => 3,
+        Validity::UnderRange => 4,
+        Validity::OverRange => 5,
+        Validity::Unavailable => 6,
+        Validity::Invalid => 7,
+        Validity::SensorOff => 8,
     }
 }
 

@@ -345,7 +345,8 @@ pub fn encode_line(snapshot: &Snapshot, out: &mut Vec<u8>) {
         .unwrap_or(Validity::Valid);
     let exc = EXC_SET_MODE
         | match worst {
-            Validity::Valid | Validity::Unavailable => 0,
+            // The output has no "old" state: the number is sent as it is.
+            Validity::Valid | Validity::Unavailable | Validity::Old => 0,
             Validity::SensorOff => 0x20,
             Validity::Invalid | Validity::UnderRange | Validity::OverRange => 0x2,
             Validity::Artifact => 0x10,

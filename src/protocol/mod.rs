@@ -95,6 +95,54 @@ impl DecodeStats {
     }
 }
 
+/// How old, by the device's own clock, a value may be and still be taken as
+/// current. Older values are decoded as [`Validity::Old`]: shown as an old
+/// measurement, never judged against alarm limits.
+///
+/// Decoders compare a value's own time stamp with the device clock of the
+/// same message, so host and device clocks never meet. The NIBP limit is the
+/// configured cycle plus grace (a result older than that is one the cycle
+/// should long have replaced); continuous vitals update about once a second,
+/// so a time stamp a minute behind the clock means the device resends a
+/// value it no longer measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgeLimits {
+    /// Oldest NIBP measurement taken as current.
+    pub nibp: core::time::Duration,
+    /// Oldest continuous value (HR, pulse rate, SpO2) taken as current.
+    pub continuous: core::time::Duration,
+}
+
+impl AgeLimits {
+    /// Default continuous limit: one minute (GE's own "older than 60 s").
+    pub const CONTINUOUS: core::time::Duration = core::time::Duration::from_secs(60);
+
+    /// Limits for the engine's NIBP cycle and its grace.
+    pub const fn for_nibp_cycle(cycle: core::time::Duration, grace: core::time::Duration) -> Self {
+        AgeLimits {
+            nibp: cycle.saturating_add(grace),
+            continuous: Self::CONTINUOUS,
+        }
+    }
+
+    /// Whether a value stamped `stamp` is old at device time `clock`. A
+    /// stamp ahead of the clock (clock set back) is not old.
+    pub fn is_old(limit: core::time::Duration, stamp: DeviceTime, clock: DeviceTime) -> bool {
+        let age = clock.0.saturating_sub(stamp.0);
+        u64::try_from(age).is_ok_and(|age| age > limit.as_secs())
+    }
+}
+
+impl Default for AgeLimits {
+    /// The default NIBP cycle (15 min) and grace (3 min).
+    fn default() -> Self {
+        AgeLimits::for_nibp_cycle(
+            core::time::Duration::from_secs(15 * 60),
+            core::time::Duration::from_secs(3 * 60),
+        )
+    }
+}
+
 /// Why a session-based protocol (Philips) has no association.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AssociationProblem {
@@ -333,5 +381,24 @@ mod tests {
         s.count_drop(DropReason::Garbage);
         assert_eq!(s.dropped[DropReason::Checksum.index()], 2);
         assert_eq!(s.dropped_total(), 3);
+    }
+
+    #[test]
+    fn age_limits_compare_a_stamp_with_the_device_clock() {
+        let clock = DeviceTime(1_800_000_000);
+        let limit = core::time::Duration::from_secs(600);
+        assert!(!AgeLimits::is_old(limit, DeviceTime(clock.0 - 600), clock));
+        assert!(AgeLimits::is_old(limit, DeviceTime(clock.0 - 601), clock));
+        // A stamp ahead of the clock (the clock was set back) is not old.
+        assert!(!AgeLimits::is_old(
+            limit,
+            DeviceTime(clock.0 + 86_400),
+            clock
+        ));
+        assert!(AgeLimits::is_old(limit, DeviceTime(i64::MIN), clock));
+        // The default follows the engine's default cycle and grace.
+        let nibp = crate::engine::EngineConfig::default().nibp;
+        assert_eq!(AgeLimits::default().nibp, nibp.cycle + nibp.grace);
+        assert_eq!(AgeLimits::default().continuous, AgeLimits::CONTINUOUS);
     }
 }

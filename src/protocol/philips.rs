@@ -75,8 +75,14 @@
 //! Without an anchor readings carry no device time rather than a wrong one.
 //! An NIBP carries its own measurement time as `measured_at`: the absolute
 //! stamp `0x0990`, or the relative stamp `0x0991` converted by the anchor
-//! (within 3.1 days of it). A monitor keeps an NIBP result for days; the
-//! engine compares `measured_at` with the device time.
+//! (within 3.1 days of it). A monitor keeps an NIBP result for days: an
+//! NIBP whose own time stamp is more than the NIBP age limit (the configured
+//! cycle + grace, [`AgeLimits`]) behind the result's time is decoded as
+//! [`Validity::Old`], shown as an old measurement and never judged. The same
+//! holds, with the continuous limit, for HR, pulse rate and SpO2 when the
+//! object they came in carries a time stamp of its own. A relative stamp is
+//! compared with the result's relative time directly (no anchor needed); an
+//! absolute one with the result's device time.
 //!
 //! # Values and validity
 //!
@@ -110,8 +116,8 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText, Output,
-    Protocol, Snapshot, NOTE_TEXT_LEN,
+    AgeLimits, AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText,
+    Output, Protocol, Snapshot, NOTE_TEXT_LEN,
 };
 use crate::time::Instant;
 use crate::vitals::{
@@ -661,8 +667,25 @@ pub struct PollValues {
     /// The NIBP's relative measurement time (attribute `0x0991`) when it came
     /// without a usable absolute one.
     pub nibp_rel_time: Option<u32>,
+    /// The time stamps of the objects HR, pulse rate and SpO2 came from
+    /// (in that order), when the monitor sent one.
+    stamps: [Option<Stamp>; 3],
     pulse_from_pleth: bool,
 }
+
+/// An observation's own time stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    /// Absolute time (`0x0990`).
+    Abs(DeviceTime),
+    /// Relative time (`0x0991`), 1/8 ms ticks.
+    Rel(u32),
+}
+
+/// Index of a continuous vital in [`PollValues`]' stamps.
+const HR: usize = 0;
+const PR: usize = 1;
+const SPO2: usize = 2;
 
 impl PollValues {
     /// Whether no vital came with it (a closing or labels-only part).
@@ -679,15 +702,16 @@ impl PollValues {
     fn merge(&mut self, later: &PollValues) {
         if self.heart_rate.is_none() {
             self.heart_rate = later.heart_rate;
+            self.stamps[HR] = later.stamps[HR];
         }
         if self.spo2.is_none() {
             self.spo2 = later.spo2;
+            self.stamps[SPO2] = later.stamps[SPO2];
         }
-        if later.pulse_from_pleth && !self.pulse_from_pleth {
+        if (later.pulse_from_pleth && !self.pulse_from_pleth) || self.pulse_rate.is_none() {
             self.pulse_rate = later.pulse_rate;
-            self.pulse_from_pleth = true;
-        } else if self.pulse_rate.is_none() {
-            self.pulse_rate = later.pulse_rate;
+            self.pulse_from_pleth |= later.pulse_from_pleth;
+            self.stamps[PR] = later.stamps[PR];
         }
         if self.nibp.is_none() {
             self.nibp = later.nibp;
@@ -703,6 +727,8 @@ impl PollValues {
         let mut nibp: [Option<NuObs>; 3] = [None; 3];
         let mut nibp_time = None;
         let mut nibp_rel = None;
+        // Which continuous vitals this object set (its stamp is theirs).
+        let mut set = [false; 3];
         for _ in 0..count {
             let id = attrs.u16()?;
             let len = attrs.u16()?;
@@ -710,18 +736,24 @@ impl PollValues {
             match id {
                 NOM_ATTR_NU_VAL_OBS => {
                     let obs = NuObs::read(&mut v)?;
-                    self.numeric(obs, &mut nibp);
+                    self.numeric(obs, &mut nibp, &mut set);
                 }
                 NOM_ATTR_NU_CMPD_VAL_OBS => {
                     let (n, mut entries) = v.list()?;
                     for _ in 0..n {
                         let obs = NuObs::read(&mut entries)?;
-                        self.numeric(obs, &mut nibp);
+                        self.numeric(obs, &mut nibp, &mut set);
                     }
                 }
                 NOM_ATTR_TIME_STAMP_ABS => nibp_time = decode_abs_time(v.take(8)?),
                 NOM_ATTR_TIME_STAMP_REL => nibp_rel = Some(v.u32()?),
                 _ => {}
+            }
+        }
+        let stamp = nibp_time.map(Stamp::Abs).or(nibp_rel.map(Stamp::Rel));
+        for (slot, set) in self.stamps.iter_mut().zip(set) {
+            if set {
+                *slot = stamp;
             }
         }
         if nibp.iter().any(Option::is_some) && self.nibp.is_none() {
@@ -750,20 +782,24 @@ impl PollValues {
         Some(())
     }
 
-    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3]) {
+    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3], set: &mut [bool; 3]) {
         match o.physio_id {
-            NOM_ECG_CARD_BEAT_RATE => {
-                self.heart_rate.get_or_insert(o.sample(RATE_UNITS));
+            NOM_ECG_CARD_BEAT_RATE if self.heart_rate.is_none() => {
+                self.heart_rate = Some(o.sample(RATE_UNITS));
+                set[HR] = true;
             }
             NOM_PLETH_PULS_RATE if !self.pulse_from_pleth => {
                 self.pulse_rate = Some(o.sample(RATE_UNITS));
                 self.pulse_from_pleth = true;
+                set[PR] = true;
             }
-            NOM_PULS_RATE => {
-                self.pulse_rate.get_or_insert(o.sample(RATE_UNITS));
+            NOM_PULS_RATE if self.pulse_rate.is_none() => {
+                self.pulse_rate = Some(o.sample(RATE_UNITS));
+                set[PR] = true;
             }
-            NOM_PULS_OXIM_SAT_O2 => {
-                self.spo2.get_or_insert(o.sample(PERCENT_UNITS));
+            NOM_PULS_OXIM_SAT_O2 if self.spo2.is_none() => {
+                self.spo2 = Some(o.sample(PERCENT_UNITS));
+                set[SPO2] = true;
             }
             NOM_PRESS_BLD_NONINV_SYS => nibp[0] = Some(o),
             NOM_PRESS_BLD_NONINV_DIA => nibp[1] = Some(o),
@@ -1746,7 +1782,8 @@ fn numeric_for(sample: Sample, exponent: i8) -> (u16, u32) {
     let nan = MANTISSA_NAN;
     let float = |v: f32| encode_float(v, exponent);
     match sample.validity {
-        Validity::Valid => match float(sample.value) {
+        // A monitor sends an old result as it is; its age is in the time stamp.
+        Validity::Valid | Validity::Old => match float(sample.value) {
             Some(f) => (0, f),
             None => (0, MANTISSA_POS_INF),
         },
@@ -1809,6 +1846,10 @@ pub struct ResultShape {
     pub content: ResultContent,
     /// State bits added to every numeric's state.
     pub extra_state: u16,
+    /// `Some(age)`: HR, pulse rate and SpO2 carry a relative time stamp
+    /// `age` seconds before the result's (a monitor resending values it no
+    /// longer measures).
+    pub values_age: Option<u32>,
 }
 
 impl ResultShape {
@@ -1820,6 +1861,7 @@ impl ResultShape {
         linked: None,
         content: ResultContent::Values,
         extra_state: 0,
+        values_age: None,
     };
 
     /// As a real monitor sends it: unspecified absolute time, the given
@@ -1832,6 +1874,7 @@ impl ResultShape {
             linked: None,
             content: ResultContent::Values,
             extra_state: 0,
+            values_age: None,
         }
     }
 }
@@ -1892,7 +1935,8 @@ fn finish_reply(mut w: Writer, slots: [usize; 3], out: &mut Vec<u8>) {
 /// linked result.
 ///
 /// Resolution: rates 1/min, SpO2 0.1 %, NIBP 1 mmHg. Sensor-off is sent as
-/// unavailable and artifact as questionable (the export has no such states).
+/// unavailable and artifact as questionable (the export has no such states);
+/// an old value is sent as a plain value (its age is its time stamp).
 pub fn encode_poll_result(
     invoke_id: u16,
     poll_number: u16,
@@ -1974,7 +2018,8 @@ pub fn encode_poll_result_with(
     let labels_only = shape.content == ResultContent::LabelsOnly;
     for (handle, mut obs) in singles {
         w.u16(handle);
-        w.u16(1);
+        let age = shape.values_age.filter(|_| !labels_only);
+        w.u16(if age.is_some() { 2 } else { 1 });
         let attrs = w.len_slot();
         if labels_only {
             label(&mut w, obs.physio_id);
@@ -1983,6 +2028,15 @@ pub fn encode_poll_result_with(
             w.u16(NOM_ATTR_NU_VAL_OBS);
             w.u16(10);
             obs.write(&mut w);
+        }
+        if let Some(age) = age {
+            w.u16(NOM_ATTR_TIME_STAMP_REL);
+            w.u16(4);
+            w.u32(
+                shape
+                    .rel_time
+                    .wrapping_sub(age.wrapping_mul(REL_TICKS_PER_SEC as u32)),
+            );
         }
         w.fill(attrs);
     }
@@ -2247,6 +2301,7 @@ struct Core {
     numerics: Assembler<PollValues>,
     alerts: Assembler<TechAlarms>,
     inops: TechAlarms,
+    ages: AgeLimits,
 }
 
 impl Core {
@@ -2261,6 +2316,7 @@ impl Core {
             numerics: Assembler::default(),
             alerts: Assembler::default(),
             inops: TechAlarms::EMPTY,
+            ages: AgeLimits::default(),
         }
     }
 
@@ -2383,6 +2439,25 @@ impl Core {
         let source = self.source;
         let device_time = self.device_time(values);
         let clock = self.clock;
+        let ages = self.ages;
+        // Whether a stamp is more than `limit` behind this result.
+        let older = |limit: Duration, stamp: Option<Stamp>| match stamp {
+            Some(Stamp::Abs(t)) => device_time.is_some_and(|c| AgeLimits::is_old(limit, t, c)),
+            Some(Stamp::Rel(r)) => {
+                // Relative times wrap: a stamp ahead of the result (a wrapped
+                // difference in the upper half) is not old.
+                let ticks = values.rel_time.wrapping_sub(r);
+                ticks < 1 << 31 && i64::from(ticks) / REL_TICKS_PER_SEC > limit.as_secs() as i64
+            }
+            None => false,
+        };
+        let aged = |s: Sample, i: usize| {
+            if older(ages.continuous, values.stamps[i]) {
+                s.into_old()
+            } else {
+                s
+            }
+        };
         let mut push = |measurement| {
             self.outputs.push_back(Output::Reading(Reading {
                 source,
@@ -2392,20 +2467,27 @@ impl Core {
             }))
         };
         if let Some(s) = values.heart_rate {
-            push(Measurement::HeartRate(s));
+            push(Measurement::HeartRate(aged(s, HR)));
         }
         if let Some(s) = values.spo2 {
-            push(Measurement::SpO2(s));
+            push(Measurement::SpO2(aged(s, SPO2)));
         }
         if let Some(s) = values.pulse_rate {
-            push(Measurement::PulseRate(s));
+            push(Measurement::PulseRate(aged(s, PR)));
         }
         if let Some(mut n) = values.nibp {
+            let stamp = n
+                .measured_at
+                .map(Stamp::Abs)
+                .or(values.nibp_rel_time.map(Stamp::Rel));
             if n.measured_at.is_none() {
                 n.measured_at = values
                     .nibp_rel_time
                     .zip(clock)
                     .map(|(rel, anchor)| anchor.device_time(rel));
+            }
+            if older(ages.nibp, stamp) {
+                n = n.into_old();
             }
             push(Measurement::Nibp(n));
         }
@@ -2428,6 +2510,13 @@ impl IntelliVueMonitorStream {
         IntelliVueMonitorStream {
             core: Core::new(source),
         }
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.core.ages = ages;
+        self
     }
 }
 
@@ -2585,6 +2674,13 @@ impl IntelliVueHost {
     /// A host session for `source` with default timers.
     pub fn new(source: SourceId) -> Self {
         Self::with_config(source, IntelliVueConfig::default())
+    }
+
+    /// How old a value may be, by the monitor's clock, and still be taken as
+    /// current (default: [`AgeLimits::default`]).
+    pub fn with_age_limits(mut self, ages: AgeLimits) -> Self {
+        self.core.ages = ages;
+        self
     }
 
     /// A host session with the given timers.
@@ -3556,6 +3652,110 @@ mod tests {
         );
     }
 
+    /// The NIBP readings of a monitor-side stream decoded with `ages`.
+    fn decoded_nibps(bytes: &[u8], ages: AgeLimits) -> Vec<Nibp> {
+        let mut p = IntelliVueMonitorStream::new(SourceId(0)).with_age_limits(ages);
+        p.handle_bytes(Instant::ZERO, bytes);
+        drain(&mut p)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Reading(Reading {
+                    measurement: Measurement::Nibp(n),
+                    ..
+                }) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nibp_older_than_cycle_and_grace_by_the_monitor_clock_is_old() {
+        // As one real MX800 sent it: the monitor's clock from the MDS
+        // Create, the poll result's absolute time unspecified, an NIBP
+        // measured 24 days before.
+        let clock = DeviceTime(1_795_000_000);
+        let anchor_rel = 1_000_000;
+        let info = MdsInfo {
+            abs_time: Some(clock),
+            abs_hundredths: 0,
+            rel_time: Some(anchor_rel),
+            model: NoteText::EMPTY,
+        };
+        let ages = AgeLimits::for_nibp_cycle(Duration::from_secs(900), Duration::from_secs(180));
+        let result = |age: i64, stamp: NibpStamp| {
+            let mut bytes = Vec::new();
+            encode_mds_create_event(1, &info, &mut bytes);
+            let mut s = snapshot();
+            s.device_time = clock;
+            s.nibp.as_mut().unwrap().measured_at = Some(DeviceTime(clock.0 - age));
+            let shape = ResultShape {
+                nibp_stamp: stamp,
+                ..ResultShape::field(anchor_rel)
+            };
+            encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+            let n = decoded_nibps(&bytes, ages);
+            assert_eq!(n.len(), 1);
+            n[0]
+        };
+        let old = result(24 * 86_400, NibpStamp::Absolute);
+        assert!(old.is_old(), "{old:?}");
+        // The numbers stay, to be shown as the old measurement they are.
+        assert_eq!(old.systolic.value, snapshot().nibp.unwrap().systolic.value);
+        assert_eq!(old.measured_at, Some(DeviceTime(clock.0 - 24 * 86_400)));
+        // A relative stamp reaches 3.1 days back (the relative time wraps).
+        for stamp in [NibpStamp::Absolute, NibpStamp::Relative] {
+            assert!(result(2 * 86_400, stamp).is_old(), "{stamp:?}");
+            let limit = 900 + 180;
+            assert!(result(limit + 1, stamp).is_old(), "{stamp:?}");
+            let current = result(limit, stamp);
+            assert!(current.systolic.validity.is_valid(), "{stamp:?}");
+        }
+        // A relative stamp needs no clock anchor to be judged old.
+        let mut bytes = Vec::new();
+        let mut s = snapshot();
+        s.nibp.as_mut().unwrap().measured_at = Some(DeviceTime(s.device_time.0 - 7_200));
+        let shape = ResultShape {
+            nibp_stamp: NibpStamp::Relative,
+            ..ResultShape::field(anchor_rel)
+        };
+        encode_poll_result_with(1, 1, &s, &shape, &mut bytes);
+        let n = decoded_nibps(&bytes, ages);
+        assert!(n[0].is_old() && n[0].measured_at.is_none(), "{n:?}");
+    }
+
+    #[test]
+    fn continuous_values_stamped_far_before_the_result_are_old() {
+        let decode_with_age = |age: u32| {
+            let shape = ResultShape {
+                values_age: Some(age),
+                ..ResultShape::field(50_000_000)
+            };
+            let mut bytes = Vec::new();
+            encode_poll_result_with(1, 1, &snapshot(), &shape, &mut bytes);
+            let mut p = IntelliVueMonitorStream::new(SourceId(0));
+            p.handle_bytes(Instant::ZERO, &bytes);
+            drain(&mut p)
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Reading(r) => r.measurement.continuous(),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let fresh = decode_with_age(60);
+        assert_eq!(fresh.len(), 3);
+        assert!(
+            fresh.iter().all(|(_, s)| s.validity.is_valid()),
+            "{fresh:?}"
+        );
+        let old = decode_with_age(61);
+        assert_eq!(old.len(), 3);
+        for (vital, s) in old {
+            assert_eq!(s.validity, Validity::Old, "{vital}");
+            assert!(s.value.is_finite(), "{vital}: the number stays");
+        }
+    }
+
     #[test]
     fn nibp_still_being_derived_is_no_result() {
         let cmpd = |state: u16| {
@@ -4095,6 +4295,46 @@ mod tests {
         let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(15));
         assert_eq!(notes(&outs), vec![DeviceNote::Associated]);
         assert_eq!(host.associations(), 2);
+    }
+
+    #[test]
+    fn a_stale_nibp_24_days_older_than_the_monitor_clock_never_alarms() {
+        // A monitor in the field keeps a critically high NIBP from 24 days
+        // ago; HR and SpO2 are current and normal.
+        let mut monitor = ScriptedMonitor::field();
+        let nibp = monitor.snapshot.nibp.as_mut().unwrap();
+        nibp.systolic = Sample::valid(250.0);
+        nibp.diastolic = Sample::valid(140.0);
+        nibp.mean = Sample::valid(177.0);
+        nibp.measured_at = Some(DeviceTime(monitor.clock.0 - 24 * 86_400));
+        let mut host = IntelliVueHost::new(SourceId(0));
+        let mut now = Instant::ZERO;
+        host.handle_link(now, true);
+        let outs = run(&mut host, &mut monitor, &mut now, Instant::from_secs(30));
+        let mut engine = crate::engine::Engine::new(crate::engine::EngineConfig {
+            source_names: vec!["mx800".into()],
+            ..crate::engine::EngineConfig::default()
+        });
+        let mut nibps = 0;
+        for o in &outs {
+            if let Output::Reading(r) = o {
+                if let Measurement::Nibp(n) = r.measurement {
+                    assert!(n.is_old(), "{n:?}");
+                    assert_eq!(n.systolic.value, 250.0);
+                    nibps += 1;
+                }
+                engine.handle_reading(r.arrival, *r);
+            }
+        }
+        assert!(nibps > 0);
+        engine.handle_timeout(now);
+        let alarms: Vec<crate::engine::AlarmId> = std::iter::from_fn(|| engine.poll_event())
+            .filter_map(|e| match e.kind {
+                crate::engine::EventKind::Alarm(a) => Some(a.id),
+                _ => None,
+            })
+            .collect();
+        assert!(alarms.is_empty(), "{alarms:?}");
     }
 
     #[test]

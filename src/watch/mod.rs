@@ -32,12 +32,19 @@ pub enum WatchError {
     Runtime(std::io::Error),
 }
 
-/// Carries out an action: publishes an acknowledgement, and returns the
-/// message to show when it could not be sent.
+/// Carries out an action: publishes an acknowledgement or a session or
+/// audio command, and returns the message to show when it could not be sent.
 pub fn perform(shared: &Shared, action: &ui::Action) -> Option<String> {
     match action {
         ui::Action::Acknowledge { bed, alarm, by } => shared
             .acknowledge(bed, alarm, by)
+            .err()
+            .map(|e| e.to_string()),
+        ui::Action::AcknowledgeAll { bed, by } => {
+            shared.acknowledge_all(bed, by).err().map(|e| e.to_string())
+        }
+        ui::Action::Command { bed, command, by } => shared
+            .command(bed, command.clone(), by)
             .err()
             .map(|e| e.to_string()),
         ui::Action::None | ui::Action::Quit => None,

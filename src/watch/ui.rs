@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::display::feed::BedKey;
+use crate::display::feed::{BedCommand, BedKey};
 use crate::display::state::{AlarmView, BedView, BoardView};
 
 /// What the user is doing.
@@ -22,23 +22,105 @@ use crate::display::state::{AlarmView, BedView, BoardView};
 pub struct Ui {
     /// Index into [`selectable`] of the selected alarm.
     pub selected: usize,
-    /// The acknowledgement being typed, if any.
-    pub input: Option<AckInput>,
+    /// The bed session keys act on (index into the view's beds; Tab
+    /// moves it).
+    pub bed: usize,
+    /// The command being typed, if any.
+    pub input: Option<Prompt>,
+    /// The name or initials given last: offered again in every prompt
+    /// (asked once per shift, not once per alarm).
+    pub by: Option<String>,
     /// Alarm feed lines scrolled up from the newest.
     pub feed_scroll: usize,
     /// A message for the status line (errors of the last action).
     pub message: Option<String>,
 }
 
-/// An acknowledgement waiting for the name or initials.
+/// What a prompt is for.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AckInput {
+pub enum Goal {
+    /// Acknowledge one alarm.
+    Acknowledge(String),
+    /// Acknowledge every open alarm of the bed.
+    AcknowledgeAll,
+    /// Start a session (asks for its code).
+    StartSession,
+    /// A dose (asks for the route and the amount in mg).
+    Dose,
+    /// Start recovery.
+    StartRecovery,
+    /// End the session.
+    EndSession,
+    /// Pause audio for two minutes.
+    PauseAudio,
+    /// Resume audio.
+    ResumeAudio,
+}
+
+impl Goal {
+    /// What the prompt line says it does.
+    fn title(&self) -> String {
+        match self {
+            Goal::Acknowledge(alarm) => format!("Acknowledge {alarm}"),
+            Goal::AcknowledgeAll => "Acknowledge all alarms".into(),
+            Goal::StartSession => "Start a session".into(),
+            Goal::Dose => "Dose given".into(),
+            Goal::StartRecovery => "Start recovery".into(),
+            Goal::EndSession => "End the session".into(),
+            Goal::PauseAudio => format!("Pause audio for {PAUSE_S} s"),
+            Goal::ResumeAudio => "Resume audio".into(),
+        }
+    }
+
+    /// The fields it asks for before the name or initials.
+    fn fields(&self) -> &'static [&'static str] {
+        match self {
+            Goal::StartSession => &["session code (pseudonymous)"],
+            Goal::Dose => &["route (im, iv, sl, in, po)", "amount in mg (Enter: none)"],
+            _ => &[],
+        }
+    }
+}
+
+/// How long the terminal's audio pause lasts.
+pub const PAUSE_S: u32 = 120;
+
+/// A command being typed: its fields one after the other, then the name
+/// or initials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
     /// Bed.
     pub bed: String,
-    /// Alarm id.
-    pub alarm: String,
-    /// Typed so far.
+    /// What for.
+    pub goal: Goal,
+    /// Fields typed so far (the last one is being typed).
+    pub values: Vec<String>,
+    /// Typed so far in the current field.
     pub text: String,
+}
+
+impl Prompt {
+    fn new(bed: &str, goal: Goal, by: Option<&str>) -> Prompt {
+        let mut p = Prompt {
+            bed: bed.to_owned(),
+            goal,
+            values: Vec::new(),
+            text: String::new(),
+        };
+        if p.goal.fields().is_empty() {
+            p.text = by.unwrap_or_default().to_owned();
+        }
+        p
+    }
+
+    /// The label of the field being typed.
+    fn label(&self) -> &'static str {
+        self.goal
+            .fields()
+            .get(self.values.len())
+            .copied()
+            .unwrap_or("name or initials")
+    }
 }
 
 /// What a key asks for.
@@ -54,6 +136,22 @@ pub enum Action {
         bed: BedKey,
         /// Alarm id.
         alarm: String,
+        /// Name or initials.
+        by: String,
+    },
+    /// Acknowledge every open alarm of a bed.
+    AcknowledgeAll {
+        /// Bed.
+        bed: BedKey,
+        /// Name or initials.
+        by: String,
+    },
+    /// Publish a session or audio command.
+    Command {
+        /// Bed.
+        bed: BedKey,
+        /// The command.
+        command: BedCommand,
         /// Name or initials.
         by: String,
     },
@@ -81,27 +179,47 @@ pub fn on_key(ui: &mut Ui, key: KeyEvent, view: &BoardView) -> Action {
                 input.text.pop();
             }
             KeyCode::Enter => {
-                let by = input.text.trim().to_owned();
-                if by.is_empty() {
+                let typed = input.text.trim().to_owned();
+                let asking_by = input.values.len() == input.goal.fields().len();
+                if asking_by && typed.is_empty() {
                     ui.message = Some("type your name or initials, then Enter".into());
                     return Action::None;
                 }
-                let Ok(bed) = BedKey::parse(&input.bed) else {
-                    ui.input = None;
+                input.values.push(typed);
+                input.text.clear();
+                if !asking_by {
+                    if input.values.len() == input.goal.fields().len() {
+                        input.text = ui.by.clone().unwrap_or_default();
+                    }
                     return Action::None;
-                };
-                let alarm = input.alarm.clone();
-                ui.input = None;
+                }
+                let input = ui.input.take().expect("a prompt");
                 ui.message = None;
-                return Action::Acknowledge { bed, alarm, by };
+                return finish(ui, input);
             }
             KeyCode::Char(c)
                 if !key.modifiers.contains(KeyModifiers::CONTROL)
-                    && input.text.chars().count() < 32 =>
+                    && input.text.chars().count() < 40 =>
             {
                 input.text.push(c);
             }
             _ => {}
+        }
+        return Action::None;
+    }
+    if let Some(goal) = session_goal(key.code) {
+        let live: Vec<&BedView> = view.beds.iter().filter(|b| b.live).collect();
+        let bed = view
+            .beds
+            .get(ui.bed)
+            .filter(|b| b.live)
+            .or(live.first().copied());
+        match bed {
+            Some(b) => {
+                ui.input = Some(Prompt::new(&b.key, goal, ui.by.as_deref()));
+                ui.message = None;
+            }
+            None => ui.message = Some("no live bed to send a command for".into()),
         }
         return Action::None;
     }
@@ -113,14 +231,15 @@ pub fn on_key(ui: &mut Ui, key: KeyEvent, view: &BoardView) -> Action {
         KeyCode::Up | KeyCode::Char('k') => ui.selected = ui.selected.saturating_sub(1),
         KeyCode::PageUp => ui.feed_scroll = (ui.feed_scroll + 5).min(view.feed.len()),
         KeyCode::PageDown => ui.feed_scroll = ui.feed_scroll.saturating_sub(5),
+        KeyCode::Tab if !view.beds.is_empty() => ui.bed = (ui.bed + 1) % view.beds.len(),
         KeyCode::Char('a') | KeyCode::Enter => {
             match items.get(ui.selected.min(items.len().saturating_sub(1))) {
                 Some(&(b, a)) => {
-                    ui.input = Some(AckInput {
-                        bed: view.beds[b].key.clone(),
-                        alarm: view.beds[b].alarms[a].id.clone(),
-                        text: String::new(),
-                    });
+                    ui.input = Some(Prompt::new(
+                        &view.beds[b].key,
+                        Goal::Acknowledge(view.beds[b].alarms[a].id.clone()),
+                        ui.by.as_deref(),
+                    ));
                     ui.message = None;
                 }
                 None => ui.message = Some("no alarm to acknowledge".into()),
@@ -129,6 +248,70 @@ pub fn on_key(ui: &mut Ui, key: KeyEvent, view: &BoardView) -> Action {
         _ => {}
     }
     Action::None
+}
+
+/// The session key pressed, if it is one: `s` start, `d` dose, `r`
+/// recovery, `e` end, `p` pause audio, `u` resume audio, `A` acknowledge all.
+fn session_goal(code: KeyCode) -> Option<Goal> {
+    Some(match code {
+        KeyCode::Char('s') => Goal::StartSession,
+        KeyCode::Char('d') => Goal::Dose,
+        KeyCode::Char('r') => Goal::StartRecovery,
+        KeyCode::Char('e') => Goal::EndSession,
+        KeyCode::Char('p') => Goal::PauseAudio,
+        KeyCode::Char('u') => Goal::ResumeAudio,
+        KeyCode::Char('A') => Goal::AcknowledgeAll,
+        _ => return None,
+    })
+}
+
+/// A completed prompt as the action it asks for (or a message saying what
+/// to type instead).
+fn finish(ui: &mut Ui, prompt: Prompt) -> Action {
+    let Ok(bed) = BedKey::parse(&prompt.bed) else {
+        return Action::None;
+    };
+    let mut values = prompt.values;
+    let by = values.pop().unwrap_or_default();
+    ui.by = Some(by.clone());
+    let command = match prompt.goal {
+        Goal::Acknowledge(alarm) => return Action::Acknowledge { bed, alarm, by },
+        Goal::AcknowledgeAll => return Action::AcknowledgeAll { bed, by },
+        Goal::StartSession => BedCommand::StartSession {
+            session: values.remove(0),
+        },
+        Goal::Dose => {
+            let amount = match values[1].as_str() {
+                "" => None,
+                a => match a.parse::<f64>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        ui.message = Some(format!("amount {a:?} is not a number of mg"));
+                        return Action::None;
+                    }
+                },
+            };
+            BedCommand::Dose {
+                amount,
+                unit: amount.map(|_| "mg".to_owned()),
+                route: values[0].to_lowercase(),
+                note: String::new(),
+            }
+        }
+        Goal::StartRecovery => BedCommand::StartRecovery,
+        Goal::EndSession => BedCommand::EndSession,
+        Goal::PauseAudio => BedCommand::PauseAudio {
+            duration_s: PAUSE_S,
+        },
+        Goal::ResumeAudio => BedCommand::ResumeAudio,
+    };
+    match command.clone().checked() {
+        Ok(_) => Action::Command { bed, command, by },
+        Err(e) => {
+            ui.message = Some(e.to_string());
+            Action::None
+        }
+    }
 }
 
 /// Draws the whole screen.
@@ -150,7 +333,8 @@ pub fn render(frame: &mut Frame<'_>, ui: &Ui, view: &BoardView) {
         .get(ui.selected.min(items.len().saturating_sub(1)))
         .copied();
     for (i, (bed, r)) in view.beds.iter().zip(bed_areas.iter()).enumerate() {
-        render_bed(frame, *r, bed, i, selected, view.now_ms);
+        let current = view.beds.len() > 1 && i == ui.bed.min(view.beds.len() - 1);
+        render_bed(frame, *r, bed, i, selected, view.now_ms, current);
     }
     render_feed(frame, feed, ui, view);
     frame.render_widget(Paragraph::new(footer(ui)), bottom);
@@ -197,9 +381,10 @@ fn render_bed(
     index: usize,
     selected: Option<(usize, usize)>,
     now_ms: u64,
+    current: bool,
 ) {
     let dim = Style::default().fg(Color::DarkGray);
-    let mut title = format!(" {} ", bed.key);
+    let mut title = format!(" {}{} ", if current { "▶ " } else { "" }, bed.key);
     if let Some(s) = &bed.session {
         title.push_str(&format!("session {s} "));
     }
@@ -266,8 +451,12 @@ fn render_bed(
         meta.push(Span::styled(format!("   since dose {d}"), dim));
     }
     if bed.audio_paused {
+        let left = bed.audio_pause_left_s.map_or(String::new(), |s| {
+            let s = s.max(0.0).ceil() as u64;
+            format!(" {}:{:02}", s / 60, s % 60)
+        });
         meta.push(Span::styled(
-            "   audio paused",
+            format!("   audio paused{left}"),
             Style::default().fg(Color::Yellow),
         ));
     }
@@ -389,7 +578,7 @@ fn footer(ui: &Ui) -> Line<'static> {
     if let Some(i) = &ui.input {
         return Line::from(vec![
             Span::styled(
-                format!(" Acknowledge {} on {}: name or initials: ", i.alarm, i.bed),
+                format!(" {} on {}: {}: ", i.goal.title(), i.bed, i.label()),
                 Style::default().add_modifier(Modifier::BOLD),
             ),
             Span::styled(
@@ -406,7 +595,7 @@ fn footer(ui: &Ui) -> Line<'static> {
         ));
     }
     Line::from(Span::styled(
-        " ↑/↓ select alarm   a acknowledge   PgUp/PgDn scroll events   q quit",
+        " ↑/↓ alarm  a ack  A ack all  Tab bed  s start  d dose  r recovery  e end  p pause  u resume  PgUp/PgDn events  q quit",
         Style::default().fg(Color::DarkGray),
     ))
 }

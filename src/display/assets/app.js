@@ -77,7 +77,10 @@ function bedHtml(b) {
   const meta = [];
   meta.push(`phase <b>${esc(b.phase ?? "-")}</b>`);
   if (b.since_dose) meta.push(`since dose <b>${esc(b.since_dose)}</b>`);
-  if (b.audio_paused) meta.push(`<b>audio paused</b>`);
+  if (b.audio_paused) {
+    const left = b.audio_pause_left_s != null ? " " + clockText(b.audio_pause_left_s) : "";
+    meta.push(`<b class="paused">audio paused${left}</b>`);
+  }
   for (const s of b.sources) meta.push(`${esc(s.name)} <b>${esc(s.status || (s.up ? "up" : "DOWN"))}</b>`);
   const alarms = b.alarms.length === 0
     ? `<li class="noalarms">${b.live ? "no alarms" : "alarms unknown"}</li>`
@@ -93,9 +96,32 @@ function bedHtml(b) {
       : `<div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>`}
     <div class="vitals">${b.vitals.map(vitalHtml).join("")}</div>
     <div class="meta">${meta.join("")}</div>
+    ${controlsHtml(b)}
     <ul class="alarms">${alarms}</ul>
     ${result}
   </section>`;
+}
+
+// m:ss for a countdown.
+function clockText(s) {
+  const t = Math.max(0, Math.ceil(s));
+  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}`;
+}
+
+// The session and audio buttons the bed's phase allows.
+function controlsHtml(b) {
+  if (!b.live || b.stopped) return "";
+  const btn = (cmd, text, extra = "") =>
+    `<button type="button" class="cmd ${extra}" data-bed="${esc(b.key)}" data-cmd="${cmd}">${text}</button>`;
+  const out = [];
+  const phase = b.phase ?? "idle";
+  if (phase === "idle" || phase === "ended") out.push(btn("start_session", "Start session"));
+  if (phase === "baseline" || phase === "dosing") out.push(btn("dose", "Dose given"));
+  if (phase === "dosing") out.push(btn("start_recovery", "Start recovery"));
+  if (phase === "baseline" || phase === "dosing" || phase === "recovery") out.push(btn("end_session", "End session"));
+  out.push(b.audio_paused ? btn("resume_audio", "Resume audio") : btn("pause_audio", "Pause audio"));
+  if (b.alarms.filter((a) => !a.acknowledged).length > 1) out.push(btn("ack_all", "Acknowledge all", "ackall"));
+  return `<div class="controls">${out.join("")}</div>`;
 }
 
 function vitalHtml(v) {
@@ -136,6 +162,87 @@ document.addEventListener("click", async (e) => {
   if (!r.ok) btn.textContent = await r.text();
 });
 
+// Name or initials: asked once per shift (12 h), then offered again.
+const SHIFT_MS = 12 * 3600 * 1000;
+function knownBy() {
+  const at = Number(localStorage.getItem("vigil-by-at") || 0);
+  return Date.now() - at < SHIFT_MS ? (localStorage.getItem("vigil-by") || "") : "";
+}
+function rememberBy(by) {
+  if (by !== localStorage.getItem("vigil-by")) localStorage.setItem("vigil-by-at", String(Date.now()));
+  localStorage.setItem("vigil-by", by);
+}
+
+// Session and audio commands: a dialog with the command's fields.
+const COMMANDS = {
+  start_session: { title: "Start a session", fields: `
+    <label>Session code (pseudonymous, never a name)
+      <input id="f-session" maxlength="32" pattern="[A-Za-z0-9._-]+" required autocomplete="off" placeholder="K-0142"></label>` },
+  dose: { title: "Dose given", fields: `
+    <div class="row">
+      <label>Amount <input id="f-amount" type="number" min="0" step="any" inputmode="decimal"></label>
+      <label>Unit <select id="f-unit"><option>mg</option><option>mg/kg</option></select></label>
+      <label>Route <select id="f-route"><option value="im">IM</option><option value="iv">IV</option>
+        <option value="sl">SL</option><option value="in">IN</option><option value="po">PO</option></select></label>
+    </div>
+    <label>Note (product; no patient details) <input id="f-note" maxlength="40" autocomplete="off"></label>` },
+  start_recovery: { title: "Start recovery observation", fields: "" },
+  end_session: { title: "End the session", fields: "" },
+  pause_audio: { title: "Pause audio", fields: `
+    <label>For <select id="f-duration"><option value="60">1 min</option><option value="120" selected>2 min</option>
+      <option value="300">5 min</option></select></label>` },
+  resume_audio: { title: "Resume audio", fields: "" },
+  ack_all: { title: "Acknowledge all alarms", fields: "" },
+};
+let pendingCmd = null;
+document.addEventListener("click", (e) => {
+  const btn = e.target.closest("button.cmd");
+  if (!btn) return;
+  const c = COMMANDS[btn.dataset.cmd];
+  pendingCmd = { bed: btn.dataset.bed, command: btn.dataset.cmd };
+  $("cmdtitle").textContent = c.title;
+  $("cmdbed").textContent = btn.dataset.bed;
+  $("cmdfields").innerHTML = c.fields;
+  $("cmderror").textContent = "";
+  $("cmdby").value = knownBy();
+  $("cmddialog").hidden = false;
+  const first = $("cmdfields").querySelector("input, select") || $("cmdby");
+  (first.value === "" ? first : $("cmdby")).focus();
+});
+$("cmdcancel").addEventListener("click", () => { $("cmddialog").hidden = true; pendingCmd = null; });
+$("cmdform").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!pendingCmd) return;
+  const by = $("cmdby").value.trim();
+  if (!by) { $("cmderror").textContent = "Enter your name or initials."; return; }
+  const body = { bed: pendingCmd.bed, by };
+  let url = "command";
+  const val = (id) => ($(id) ? $(id).value.trim() : "");
+  switch (pendingCmd.command) {
+    case "ack_all": url = "ack-all"; break;
+    case "start_session": body.command = "start_session"; body.session = val("f-session"); break;
+    case "dose":
+      body.command = "dose"; body.route = val("f-route"); body.note = val("f-note");
+      if (val("f-amount") !== "") { body.amount = Number(val("f-amount")); body.unit = val("f-unit"); }
+      break;
+    case "pause_audio": body.command = "pause_audio"; body.duration_s = Number(val("f-duration")); break;
+    default: body.command = pendingCmd.command;
+  }
+  try {
+    const r = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Vigil-Request": "1" },
+      body: JSON.stringify(body),
+    });
+    if (!r.ok) { $("cmderror").textContent = await r.text(); return; }
+    rememberBy(by);
+    $("cmddialog").hidden = true;
+    pendingCmd = null;
+  } catch (err) {
+    $("cmderror").textContent = "The display server cannot be reached: " + err;
+  }
+});
+
 // Acknowledge: ask for the name or initials, then publish through the server.
 let pending = null;
 document.addEventListener("click", (e) => {
@@ -145,7 +252,7 @@ document.addEventListener("click", (e) => {
   $("acklabel").textContent = btn.dataset.label;
   $("ackbed").textContent = btn.dataset.bed;
   $("ackerror").textContent = "";
-  $("ackby").value = sessionStorage.getItem("vigil-by") || "";
+  $("ackby").value = knownBy();
   $("ackdialog").hidden = false;
   $("ackby").focus();
 });
@@ -162,7 +269,7 @@ $("ackform").addEventListener("submit", async (e) => {
       body: JSON.stringify({ bed: pending.bed, alarm: pending.alarm, by }),
     });
     if (!r.ok) { $("ackerror").textContent = await r.text(); return; }
-    sessionStorage.setItem("vigil-by", by);
+    rememberBy(by);
     $("ackdialog").hidden = true;
     pending = null;
   } catch (err) {
