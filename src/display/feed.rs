@@ -773,7 +773,17 @@ impl BedCommand {
     pub fn describe(&self) -> String {
         match self {
             BedCommand::StartSession { session } => format!("start session {session}"),
-            BedCommand::Dose { .. } => format!("dose {}", self.dose_note()),
+            BedCommand::Dose { route, .. } => {
+                let amount = self.dose_amount();
+                let note = self.dose_text(" ");
+                let parts = [amount.as_deref(), Some(route.as_str()), Some(note.as_str())];
+                let text: Vec<&str> = parts
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                format!("dose {}", text.join(" "))
+            }
             BedCommand::StartRecovery => "start recovery".into(),
             BedCommand::EndSession => "end session".into(),
             BedCommand::PauseAudio { duration_s } => format!("pause audio {duration_s} s"),
@@ -781,28 +791,31 @@ impl BedCommand {
         }
     }
 
-    /// A dose's amount and note as the engine's note text (`25 mg; ...`):
-    /// the command carries amount and unit inside the note until the
-    /// engine has fields of its own for them.
-    fn dose_note(&self) -> String {
-        let BedCommand::Dose {
-            amount,
-            unit,
-            route,
-            note,
-        } = self
-        else {
+    /// A dose's amount with its unit (`25 mg`).
+    fn dose_amount(&self) -> Option<String> {
+        match self {
+            BedCommand::Dose {
+                amount: Some(a),
+                unit: Some(u),
+                ..
+            } => Some(format!("{a} {u}")),
+            _ => None,
+        }
+    }
+
+    /// A dose's free text; with `sep` non-blank, the amount first (the
+    /// command carries amount and unit inside the note until the engine
+    /// has fields of its own for them).
+    fn dose_text(&self, sep: &str) -> String {
+        let BedCommand::Dose { note, .. } = self else {
             return String::new();
         };
-        let mut parts = Vec::new();
-        if let (Some(a), Some(u)) = (amount, unit) {
-            parts.push(format!("{a} {u}"));
+        let note = note.trim();
+        match self.dose_amount() {
+            Some(a) if !sep.trim().is_empty() && !note.is_empty() => format!("{a}{sep}{note}"),
+            Some(a) if !sep.trim().is_empty() => a,
+            _ => note.to_owned(),
         }
-        parts.push(route.clone());
-        if !note.trim().is_empty() {
-            parts.push(note.trim().to_owned());
-        }
-        parts.join(" ")
     }
 
     /// The `cmd` payload.
@@ -818,24 +831,9 @@ impl BedCommand {
             BedCommand::StartSession { session } => {
                 m.insert("session".into(), session.as_str().into());
             }
-            BedCommand::Dose {
-                amount,
-                unit,
-                route,
-                note,
-            } => {
+            BedCommand::Dose { route, .. } => {
                 m.insert("route".into(), route.as_str().into());
-                let mut text = String::new();
-                if let (Some(a), Some(u)) = (amount, unit) {
-                    text = format!("{a} {u}");
-                }
-                if !note.trim().is_empty() {
-                    if !text.is_empty() {
-                        text.push_str("; ");
-                    }
-                    text.push_str(note.trim());
-                }
-                m.insert("note".into(), text.into());
+                m.insert("note".into(), self.dose_text("; ").into());
             }
             BedCommand::PauseAudio { duration_s } => {
                 m.insert("duration_s".into(), (*duration_s).into());
