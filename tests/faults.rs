@@ -612,6 +612,10 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     display
         .next("/status", SECS(5), |j| j["outbox"]["durable"] == false)
         .await;
+    // A restart now must not continue the epoch over messages held in
+    // memory only.
+    let epoch_file = disk.path.join("test-clinic/bed-full/epoch");
+    assert!(!epoch_file.exists(), "the epoch survives a lost journal");
     // Full for a while, alarms flowing: no flapping.
     tokio::time::sleep(SECS(8)).await;
     let during = daemon.alarms_so_far();
@@ -625,9 +629,11 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     // ends once after the hold (30 s).
     std::fs::remove_file(&filler).unwrap();
     display.drain(Duration::ZERO).await;
-    display
+    let beat = display
         .next("/status", SECS(10), |j| j["outbox"]["durable"] == true)
         .await;
+    let epoch = std::fs::read_to_string(&epoch_file).expect("the epoch written back");
+    assert_eq!(epoch.trim(), beat.json["epoch"], "{}", beat.json);
     let ended = display
         .next("/alarms", SECS(45), |j| {
             j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "end"

@@ -122,7 +122,8 @@ function controlsHtml(b) {
 }
 
 function vitalHtml(v) {
-  const shown = v.state === "ok" ? esc(v.text) : (v.state === "none" ? "" : "--");
+  // An old measurement keeps its number, marked old (state and note).
+  const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
   const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
   return `<div class="vital ${esc(v.state)}" data-vital="${esc(v.key)}">
