@@ -3,6 +3,7 @@
 
 mod daemon;
 mod display;
+mod emulator;
 mod engine_alloc;
 mod faults;
 mod install;
