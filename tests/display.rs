@@ -613,3 +613,167 @@ heartbeat = "500ms"
     daemon.signal("TERM");
     daemon.wait_exit(Duration::from_secs(10));
 }
+
+/// Stands in for the browser's WebAudio: records every tone the page asks
+/// for (pitch, start on the context's clock). Its initial state comes from
+/// sessionStorage, so a test can make the browser "block" sound until a
+/// user gesture.
+const FAKE_AUDIO: &str = r#"
+window.__tones = [];
+class FakeAudioContext {
+  constructor() {
+    this.t0 = performance.now();
+    this.state = sessionStorage.getItem("fake-audio-state") || "running";
+    this.destination = {};
+    this.onstatechange = null;
+  }
+  get currentTime() { return (performance.now() - this.t0) / 1000; }
+  createOscillator() {
+    const o = { frequency: { value: 0 }, type: "", connect: (g) => g,
+      start: (t) => window.__tones.push({ hz: o.frequency.value, t }), stop() {} };
+    return o;
+  }
+  createGain() {
+    const param = { setValueAtTime() {}, exponentialRampToValueAtTime() {}, linearRampToValueAtTime() {} };
+    return { gain: param, connect: (d) => d };
+  }
+  resume() {
+    // As browsers do: a suspended context starts only from a user gesture.
+    if (this.state === "suspended" && !navigator.userActivation.isActive) return Promise.resolve();
+    this.state = "running";
+    if (this.onstatechange) this.onstatechange();
+    return Promise.resolve();
+  }
+  close() { this.state = "closed"; return Promise.resolve(); }
+}
+window.AudioContext = FakeAudioContext;
+"#;
+
+/// Tones at `hz` so far.
+fn tones(page: &mut Browser, hz: u32) -> Vec<f64> {
+    let v = page.eval(&format!(
+        "JSON.stringify(window.__tones.filter(t => t.hz === {hz}).map(t => t.t))"
+    ));
+    serde_json::from_str(v.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn sound_follows_the_priority_patterns_until_acknowledged_or_paused() {
+    let dir = temp_dir("display-sound");
+    let broker = Broker::start(&dir);
+    let publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
+    publisher.vitals(72.0, 97.0, 120.0, 80.0, Duration::from_secs(60));
+    let board = Board::start(&broker.addr(), BED, &["--heartbeat-timeout", "2s"]);
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.call("Page.enable", serde_json::json!({}));
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({ "source": FAKE_AUDIO }),
+    );
+    page.call("Page.reload", serde_json::json!({}));
+    page.wait_for(
+        "document.querySelector('section.bed:not(.nodata)') !== null && typeof window.__tones === 'object'",
+        Duration::from_secs(15),
+    );
+    page.eval("document.getElementById('sound').click()");
+    page.wait_for(
+        "document.getElementById('sound').textContent === 'Sound on'",
+        Duration::from_secs(2),
+    );
+
+    // High: ten pulses, grouped 3 + 2, a pause, 3 + 2; then again.
+    let t0 = SystemTime::now();
+    publisher.alarm("spo2.low", "high", "start", "active", None, t0);
+    page.wait_for(
+        "window.__tones.filter(t => t.hz === 880).length >= 10",
+        Duration::from_secs(5),
+    );
+    let high = tones(&mut page, 880);
+    let gaps: Vec<f64> = high[..10].windows(2).map(|w| w[1] - w[0]).collect();
+    let short = gaps[0];
+    for i in [0, 1, 3, 5, 6, 8] {
+        assert!(
+            (gaps[i] - short).abs() < 0.01,
+            "even spacing inside a group: {gaps:?}"
+        );
+    }
+    assert!(
+        gaps[2] > short * 1.5 && gaps[7] > short * 1.5,
+        "3 then 2: {gaps:?}"
+    );
+    assert!(gaps[4] > gaps[2], "a longer pause mid-burst: {gaps:?}");
+    page.wait_for(
+        "window.__tones.filter(t => t.hz === 880).length >= 20",
+        Duration::from_secs(12),
+    );
+
+    // Acknowledged: the signal stops.
+    publisher.alarm(
+        "spo2.low",
+        "high",
+        "acknowledge",
+        "acknowledged",
+        Some("JD"),
+        t0,
+    );
+    page.wait_for("window.vigilSoundTarget === null", Duration::from_secs(5));
+    let after_ack = tones(&mut page, 880).len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        tones(&mut page, 880).len(),
+        after_ack,
+        "silent once acknowledged"
+    );
+
+    // Medium: three pulses per burst, at its own pitch.
+    publisher.alarm(
+        "hr.high",
+        "medium",
+        "start",
+        "active",
+        None,
+        SystemTime::now(),
+    );
+    page.wait_for(
+        "window.__tones.filter(t => t.hz === 660).length === 3",
+        Duration::from_secs(5),
+    );
+
+    // The bed's audio pause silences it, and the page shows the countdown.
+    publisher.active(
+        &[("hr.high", "medium", SystemTime::now())],
+        Some(SystemTime::now() + Duration::from_secs(120)),
+    );
+    page.wait_for("window.vigilSoundTarget === null", Duration::from_secs(5));
+    page.wait_for(
+        "/audio paused [12]:[0-9][0-9]/.test(document.querySelector('.bed .meta').textContent)",
+        Duration::from_secs(5),
+    );
+    let paused = tones(&mut page, 660).len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tones(&mut page, 660).len(), paused, "silent while paused");
+
+    // NO DATA is a technical alarm and sounds as one (medium).
+    publisher.set_beating(false);
+    page.wait_for(
+        "window.vigilSoundTarget === 'medium'",
+        Duration::from_secs(8),
+    );
+
+    // The setting survives a reload; a browser that blocks sound is named.
+    page.eval("sessionStorage.setItem('fake-audio-state', 'suspended')");
+    page.call("Page.reload", serde_json::json!({}));
+    page.wait_for(
+        "document.getElementById('sound').textContent.startsWith('Sound blocked by the browser')",
+        Duration::from_secs(10),
+    );
+    page.screenshot(&artefact("board-sound-blocked.png"));
+    page.call(
+        "Runtime.evaluate",
+        serde_json::json!({"expression": "document.getElementById('sound').click()", "userGesture": true}),
+    );
+    page.wait_for(
+        "document.getElementById('sound').textContent === 'Sound on'",
+        Duration::from_secs(3),
+    );
+}

@@ -612,6 +612,10 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     display
         .next("/status", SECS(5), |j| j["outbox"]["durable"] == false)
         .await;
+    // A restart now must not continue the epoch over messages held in
+    // memory only.
+    let epoch_file = disk.path.join("test-clinic/bed-full/epoch");
+    assert!(!epoch_file.exists(), "the epoch survives a lost journal");
     // Full for a while, alarms flowing: no flapping.
     tokio::time::sleep(SECS(8)).await;
     let during = daemon.alarms_so_far();
@@ -625,9 +629,11 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     // ends once after the hold (30 s).
     std::fs::remove_file(&filler).unwrap();
     display.drain(Duration::ZERO).await;
-    display
+    let beat = display
         .next("/status", SECS(10), |j| j["outbox"]["durable"] == true)
         .await;
+    let epoch = std::fs::read_to_string(&epoch_file).expect("the epoch written back");
+    assert_eq!(epoch.trim(), beat.json["epoch"], "{}", beat.json);
     let ended = display
         .next("/alarms", SECS(45), |j| {
             j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "end"
@@ -729,6 +735,8 @@ async fn a_full_recording_disk_raises_storage_failure_once() {
 }
 
 /// A read-only recording directory at start-up used to be a log line only.
+/// Now it raises `system.storage_failure`, monitoring goes on, the recording
+/// is tried again, and the condition ends once it has worked for the hold.
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_only_recording_directory_at_start_up_raises_storage_failure() {
     let dir = temp_dir("fault-ro-recording");
@@ -750,6 +758,17 @@ async fn a_read_only_recording_directory_at_start_up_raises_storage_failure() {
     daemon
         .alarm("spo2.critical_low", vigil::engine::Phase::Start, SECS(5))
         .await;
+    // Writable again: retried within 30 s, ended 30 s after it works.
+    disk.remount("rw");
+    daemon
+        .alarm(
+            "system.storage_failure",
+            vigil::engine::Phase::End,
+            SECS(75),
+        )
+        .await;
+    let recordings = std::fs::read_dir(&disk.path).unwrap().count();
+    assert_eq!(recordings, 1, "the recording started");
     daemon.stop().await;
 }
 

@@ -4,6 +4,7 @@
 mod chart_export;
 mod daemon;
 mod display;
+mod emulator;
 mod engine_alloc;
 mod faults;
 mod install;

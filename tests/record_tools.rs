@@ -146,11 +146,17 @@ time,vital,value,validity
 120,nibp,118/76,
 150,nibp,-/-/-,sensor_off
 151.5,spo2,96,
+180,nibp_sys,124,
+180,nibp_dia,80,
+180,nibp_mean,,invalid
+210,nibp_mean,92,
+240,nibp_sys,120,
+240,nibp_dia,10,
 ";
     let dir = temp_dir("roundtrip");
     let (input, vrec) = (dir.join("in.csv"), dir.join("in.vrec"));
     std::fs::write(&input, csv).unwrap();
-    assert_eq!(import::import(&input, &vrec, &options()).unwrap(), 15);
+    assert_eq!(import::import(&input, &vrec, &options()).unwrap(), 21);
 
     // The recording: one vigil-line source, the defaults, the start time.
     let session = replay::load(&vrec).unwrap();
@@ -202,6 +208,18 @@ time,vital,value,validity
         ("150.000", "nibp_dia", "", "sensor_off"),
         ("150.000", "nibp_mean", "", "sensor_off"),
         ("151.500", "spo2", "96", "valid"),
+        // Components of one time with validities of their own (real data).
+        ("180.000", "nibp_sys", "124", "valid"),
+        ("180.000", "nibp_dia", "80", "valid"),
+        ("180.000", "nibp_mean", "", "invalid"),
+        ("210.000", "nibp_sys", "", "unavailable"),
+        ("210.000", "nibp_dia", "", "unavailable"),
+        ("210.000", "nibp_mean", "92", "valid"),
+        // A diastolic of 10 is implausible: the engine takes the whole
+        // measurement as an artifact, and the export says what it decided.
+        ("240.000", "nibp_sys", "120", "artifact"),
+        ("240.000", "nibp_dia", "10", "artifact"),
+        ("240.000", "nibp_mean", "", "unavailable"),
     ]
     .iter()
     .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))

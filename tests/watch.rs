@@ -104,6 +104,20 @@ fn watch_shows_alarms_by_priority_with_acknowledgement() {
 }
 
 #[test]
+fn watch_shows_an_old_measurement_with_its_number_marked_old() {
+    let now = SystemTime::now();
+    let mut board = fed_board(now);
+    let t = rfc3339(now);
+    let json = format!(
+        r#"{{"schema_version":1,"seq":5,"time":"{t}","vitals":{{"nibp_sys":{{"value":182,"validity":"old","unit":"mm[Hg]","time":"{t}"}},"nibp_dia":{{"value":95,"validity":"old","unit":"mm[Hg]","time":"{t}"}}}}}}"#
+    );
+    let (env, msg) = feed::parse("t", TopicKind::Vitals, json.as_bytes()).unwrap();
+    board.apply(&bed(), &env, msg, false, now);
+    let s = screen(&Ui::default(), &board.view(now));
+    assert!(s.contains("NIBP 182/95 mmHg (old measurement)"), "{s}");
+}
+
+#[test]
 fn watch_shows_no_data_when_the_heartbeat_is_late_or_the_broker_lost() {
     let now = SystemTime::now();
     let mut board = fed_board(now);

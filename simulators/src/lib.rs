@@ -13,7 +13,10 @@
 //! - [`pty_pair`] makes a pseudo-terminal pair: vigil opens one end like a
 //!   serial port, the simulator drives the other;
 //! - [`serve_tcp`] listens like a serial device server, one client at a
-//!   time.
+//!   time;
+//! - [`capture`]: a monitor emulator that replays a real monitor's bytes
+//!   (a raw capture or a vigil recording) and answers the host as the
+//!   device does; it runs on the same runners through [`Device`].
 //!
 //! The `vigil-sim` binary (`src/main.rs`) wires these to the command line.
 
@@ -28,6 +31,55 @@ use vigil::sim::{Scenario, SimDevice};
 use vigil::time::Instant;
 
 use vigil::sim::ScenarioError;
+
+pub mod capture;
+
+pub use capture::{Capture, CaptureDevice};
+
+/// The monitor side of a link, sans-IO: what the runners drive. Implemented
+/// by the scenario devices ([`SimDevice`]) and the capture emulator
+/// ([`CaptureDevice`]).
+pub trait Device {
+    /// Time passed: build what is due by `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Bytes from the host arrived at `now`.
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]);
+    /// Appends the next chunk to send to `out`; false when there is none.
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool;
+    /// When to call `handle_timeout` next; `None`: only host bytes can make
+    /// the device send (a GE monitor not yet asked).
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Device for SimDevice {
+    fn handle_timeout(&mut self, now: Instant) {
+        SimDevice::handle_timeout(self, now)
+    }
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        SimDevice::handle_bytes(self, now, bytes)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        SimDevice::poll_transmit(self, out)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        SimDevice::poll_timeout(self)
+    }
+}
+
+impl Device for CaptureDevice {
+    fn handle_timeout(&mut self, now: Instant) {
+        CaptureDevice::handle_timeout(self, now)
+    }
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        CaptureDevice::handle_bytes(self, now, bytes)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        CaptureDevice::poll_transmit(self, out)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        CaptureDevice::poll_timeout(self)
+    }
+}
 
 /// Errors of the runners and outputs.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +163,76 @@ pub fn protocol_by_name(name: &str) -> Result<ProtocolKind, String> {
         })
 }
 
+/// What a device and a host said to each other in [`converse`].
+#[derive(Debug, Default)]
+pub struct Conversation {
+    /// Every chunk the device sent, with when.
+    pub sent: Vec<(Instant, Vec<u8>)>,
+    /// Every output of the host, with when.
+    pub outputs: Vec<(Instant, vigil::protocol::Output)>,
+}
+
+impl Conversation {
+    /// The monitor's side of the cable: a capture of what it sent.
+    pub fn monitor_bytes(&self) -> Vec<u8> {
+        self.sent
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
+    }
+}
+
+/// A device and a vigil host decoder talking in memory, in virtual time
+/// from [`Instant::ZERO`] to `end`: the host hears of the link coming up at
+/// the start, and time steps to each next deadline of either side (at most
+/// `step` at a time). Makes synthetic captures (e.g. of a Philips monitor,
+/// whose real captures are not public) and checks devices against hosts
+/// without IO.
+pub fn converse(
+    device: &mut dyn Device,
+    host: &mut dyn vigil::protocol::Protocol,
+    end: Instant,
+    step: Duration,
+) -> Conversation {
+    let mut now = Instant::ZERO;
+    let mut c = Conversation::default();
+    let mut buf = Vec::new();
+    host.handle_link(now, true);
+    loop {
+        device.handle_timeout(now);
+        host.handle_timeout(now);
+        loop {
+            let mut moved = false;
+            while device.poll_transmit(&mut buf) {
+                host.handle_bytes(now, &buf);
+                c.sent.push((now, core::mem::take(&mut buf)));
+                moved = true;
+            }
+            while host.poll_transmit(&mut buf) {
+                device.handle_bytes(now, &buf);
+                buf.clear();
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        c.outputs
+            .extend(std::iter::from_fn(|| host.poll_output()).map(|o| (now, o)));
+        if now >= end {
+            return c;
+        }
+        now = [device.poll_timeout(), host.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .chain([now + step])
+            .min()
+            .unwrap_or(now + step)
+            .min(end);
+    }
+}
+
 /// A device for bed `bed` (0-based) of a multi-bed run: seed + bed.
 pub fn device_for_bed(scenario: &Scenario, kind: ProtocolKind, seed: u64, bed: u16) -> SimDevice {
     SimDevice::new(scenario, kind, seed.wrapping_add(u64::from(bed)))
@@ -124,13 +246,14 @@ fn io_err(context: &str) -> impl FnOnce(io::Error) -> SimError + '_ {
 }
 
 /// Runs `device` against a duplex byte stream (see [`run`]).
-pub async fn run_stream<S>(
-    device: SimDevice,
+pub async fn run_stream<D, S>(
+    device: D,
     stream: S,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<Summary, SimError>
 where
+    D: Device,
     S: AsyncRead + AsyncWrite,
 {
     let (rx, tx) = tokio::io::split(stream);
@@ -140,14 +263,15 @@ where
 /// Runs `device`, writing what it sends to `writer` and handing it what
 /// arrives on `reader` (none for stdout), until [`RunOptions::until`], the
 /// host's end of file, or (fast mode) nothing left to do.
-pub async fn run<R, W>(
-    mut device: SimDevice,
+pub async fn run<D, R, W>(
+    mut device: D,
     mut reader: Option<R>,
     mut writer: W,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<Summary, SimError>
 where
+    D: Device,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -261,8 +385,8 @@ where
 
 /// Writes everything the device has queued; with a timeout, a write that
 /// stalls drops the rest of this moment's bytes.
-async fn flush<W: AsyncWrite + Unpin>(
-    device: &mut SimDevice,
+async fn flush<D: Device, W: AsyncWrite + Unpin>(
+    device: &mut D,
     writer: &mut W,
     out: &mut Vec<u8>,
     timeout: Option<Duration>,
@@ -319,14 +443,15 @@ pub fn pty_pair() -> Result<
 /// Listens on `listener` like a serial device server: one client at a time,
 /// each served by a fresh device from `make_device` (on a shared clock it
 /// continues the session where it is). Returns when accepting fails.
-pub async fn serve_tcp<F>(
+pub async fn serve_tcp<D, F>(
     listener: TcpListener,
     mut make_device: F,
     pace: Pace,
     opts: RunOptions,
 ) -> Result<(), SimError>
 where
-    F: FnMut() -> SimDevice,
+    D: Device,
+    F: FnMut() -> D,
 {
     loop {
         let (socket, peer) = listener

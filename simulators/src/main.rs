@@ -4,11 +4,16 @@
 //! vigil-sim --protocol masimo --scenario desaturation --speed 60 --pty
 //! vigil-sim --protocol ge-s5 --scenario hypertensive --tcp 127.0.0.1:4001 --beds 4
 //! vigil-sim --protocol vigil-line --scenario typical --fast --stdout > session.txt
+//! vigil-sim --capture tests/fixtures/real/ge-s5/db02.raw --protocol ge-s5 --pty
+//! vigil-sim --capture session.vrec --source monitor --tcp 127.0.0.1:4001
 //! vigil-sim --list-scenarios
 //! ```
 //!
-//! Parses the command line, builds the devices and their outputs, and runs
-//! them until Ctrl-C (or, with `--fast`, until the scenario's end).
+//! Parses the command line, builds the devices (scenario monitors, or
+//! emulators replaying a capture) and their outputs, and runs them until
+//! Ctrl-C (or, with `--fast`, until the scenario's end).
+
+use std::path::Path;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +25,9 @@ use vigil::config::ProtocolKind;
 use vigil::io::clock::Clock;
 use vigil::sim::Scenario;
 use vigil::time::Instant;
-use vigil_sim::{device_for_bed, protocol_by_name, Pace, RunOptions};
+use vigil_sim::{
+    device_for_bed, protocol_by_name, Capture, CaptureDevice, Device, Pace, RunOptions,
+};
 
 /// Runs simulated patient monitors (GE S/5, Philips IntelliVue, Masimo,
 /// Nonin, vigil-line) that play a scenario, for vigil to read like real ones.
@@ -28,9 +35,27 @@ use vigil_sim::{device_for_bed, protocol_by_name, Pace, RunOptions};
 #[command(name = "vigil-sim", version)]
 struct Args {
     /// Protocol: ge-s5, philips-intellivue, masimo, nonin-df2, nonin-df7,
-    /// nonin-df8 or vigil-line.
-    #[arg(long, value_parser = protocol_by_name, required_unless_present = "list_scenarios")]
+    /// nonin-df8 or vigil-line. With --capture: the protocol of a raw
+    /// capture (a recording names its own).
+    #[arg(long, value_parser = protocol_by_name, required_unless_present_any = ["list_scenarios", "capture"])]
     protocol: Option<ProtocolKind>,
+
+    /// Emulate a monitor from a capture instead of playing a scenario: a
+    /// raw capture of what a GE or Philips monitor sent (with --protocol),
+    /// or a vigil recording (.vrec). The emulator waits for the host's GE
+    /// request or Philips association like the device, then replays.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["scenario", "seed"])]
+    capture: Option<PathBuf>,
+
+    /// With a recording: the source to replay (by name), when it has
+    /// several GE or Philips sources.
+    #[arg(long, value_name = "NAME", requires = "capture")]
+    source: Option<String>,
+
+    /// With --capture: start again from the beginning at the capture's end
+    /// instead of falling silent.
+    #[arg(long = "loop", requires = "capture")]
+    looping: bool,
 
     /// A built-in scenario (see --list-scenarios) or a scenario file.
     #[arg(long, default_value = "typical")]
@@ -103,10 +128,6 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let Some(kind) = args.protocol else {
-        bail!("--protocol is required");
-    };
-    let scenario = Scenario::find(&args.scenario)?;
     if !(args.pty || args.stdout || args.serial.is_some() || args.tcp.is_some()) {
         bail!("choose an output: --pty, --serial PATH, --tcp ADDR or --stdout");
     }
@@ -123,6 +144,30 @@ fn main() -> anyhow::Result<()> {
             Pace::Clock(Clock::start(speed))
         }
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+
+    if let Some(path) = &args.capture {
+        if args.stdout {
+            bail!("--capture emulates a monitor that waits for its host: choose --pty, --serial PATH or --tcp ADDR (standard output has no host)");
+        }
+        let capture = load_capture(path, &args)?;
+        let kind = capture.kind();
+        let looping = args.looping;
+        let opts = RunOptions {
+            until: None,
+            write_timeout: Some(Duration::from_millis(250)),
+        };
+        let make = move |_bed: u16| CaptureDevice::new(capture.clone()).looping(looping);
+        return runtime.block_on(interruptible(serve(&args, kind, make, pace, opts)));
+    }
+
+    let Some(kind) = args.protocol else {
+        bail!("--protocol is required");
+    };
+    let scenario = Scenario::find(&args.scenario)?;
     let opts = RunOptions {
         until: args.fast.then(|| Instant::ZERO + scenario.duration),
         write_timeout: Some(Duration::from_millis(250)),
@@ -135,32 +180,63 @@ fn main() -> anyhow::Result<()> {
         "{}",
         scenario.description
     );
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        tokio::select! {
-            r = serve(&args, kind, &scenario, pace, opts) => r,
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted");
-                Ok(())
-            }
-        }
-    })
+    let seed = args.seed;
+    let make = move |bed: u16| device_for_bed(&scenario, kind, seed, bed);
+    runtime.block_on(interruptible(serve(&args, kind, make, pace, opts)))
 }
 
-/// Builds the outputs and runs the devices.
-async fn serve(
+/// Loads `--capture` and says what it holds.
+fn load_capture(path: &Path, args: &Args) -> anyhow::Result<Capture> {
+    let capture = Capture::load(path, args.protocol, args.source.as_deref())?;
+    let (accept, create) = capture.synthesized();
+    tracing::info!(
+        protocol = capture.kind().key(),
+        frames = capture.frames().len(),
+        skipped_bytes = capture.skipped(),
+        timed = capture.timed(),
+        "capture loaded: {}",
+        path.display()
+    );
+    if capture.kind() == ProtocolKind::Philips && (accept || create) {
+        tracing::warn!(
+            "the capture has no {}: vigil-sim sends its own (the capture began after the association)",
+            match (accept, create) {
+                (true, true) => "association accept nor MDS Create",
+                (true, false) => "association accept",
+                _ => "MDS Create",
+            }
+        );
+    }
+    Ok(capture)
+}
+
+/// Runs `serve` until it ends or Ctrl-C.
+async fn interruptible(
+    serve: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = serve => r,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted");
+            Ok(())
+        }
+    }
+}
+
+/// Builds the outputs and runs the devices `make(bed)` builds.
+async fn serve<D, F>(
     args: &Args,
     kind: ProtocolKind,
-    scenario: &Scenario,
+    make: F,
     pace: Pace,
     opts: RunOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    D: Device + Send + 'static,
+    F: Fn(u16) -> D + Clone + Send + 'static,
+{
     if args.stdout {
-        let device = device_for_bed(scenario, kind, args.seed, 0);
+        let device = make(0);
         let summary = vigil_sim::run(
             device,
             None::<tokio::io::Empty>,
@@ -177,7 +253,7 @@ async fn serve(
     }
     if let Some(path) = &args.serial {
         let port = vigil::io::source::open_serial(path, &kind.default_serial())?;
-        let device = device_for_bed(scenario, kind, args.seed, 0);
+        let device = make(0);
         println!("{}", path.display());
         let summary = vigil_sim::run_stream(device, port, pace, opts).await?;
         tracing::info!(ending = ?summary.ending, bytes = summary.written, "done");
@@ -189,7 +265,7 @@ async fn serve(
             let (driven, opened, path) = vigil_sim::pty_pair()?;
             println!("{path}");
             tracing::info!(bed = bed + 1, %path, "pseudo-terminal ready: point vigil's serial source at it");
-            let device = device_for_bed(scenario, kind, args.seed, bed);
+            let device = make(bed);
             beds.spawn(async move {
                 // Held open so vigil can close and reopen its end.
                 let _opened = opened;
@@ -219,11 +295,10 @@ async fn serve(
             let bound = listener.local_addr()?;
             println!("{bound}");
             tracing::info!(bed = bed + 1, address = %bound, "listening: point vigil's tcp source at it");
-            let scenario = scenario.clone();
-            let seed = args.seed;
+            let make = make.clone();
             beds.spawn(vigil_sim::serve_tcp(
                 listener,
-                move || device_for_bed(&scenario, kind, seed, bed),
+                move || make(bed),
                 pace,
                 opts,
             ));

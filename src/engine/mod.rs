@@ -60,6 +60,7 @@ pub use event::{
 };
 pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
 
+use crate::protocol::line::severity;
 use crate::protocol::DeviceNote;
 use crate::time::Instant;
 use crate::vitals::{Measurement, Nibp, Reading, Sample, ShortText, SourceId, Validity, Vital};
@@ -670,8 +671,16 @@ impl Engine {
         });
         self.set_condition(overdue, now, false, None, None, None);
 
+        // One measurement is one determination. A component that carries a
+        // value the device flags or that is implausible (a diastolic of 10)
+        // makes the whole measurement an artifact: none of its components
+        // drives a physiological alarm. A component that is merely missing
+        // (no value, whatever the reason) leaves the others alone, so
+        // systolic and diastolic alarm without a mean.
         let mut judged_nibp = n;
-        let mut worst = Sample::valid(0.0);
+        let mut taint: Option<Sample> = None;
+        let mut missing: Option<Sample> = None;
+        let mut any_valid = false;
         for (vital, slot) in [
             (Vital::NibpSystolic, &mut judged_nibp.systolic),
             (Vital::NibpDiastolic, &mut judged_nibp.diastolic),
@@ -683,8 +692,45 @@ impl Engine {
             }
             let judged = self.judge(*slot, &rules);
             *slot = judged;
-            if worst.validity.is_valid() && !judged.validity.is_valid() {
-                worst = judged;
+            let worse = |w: Option<Sample>| {
+                w.is_none_or(|w: Sample| severity(judged.validity) > severity(w.validity))
+            };
+            if judged.validity.is_valid() {
+                any_valid = true;
+            } else if judged.value.is_finite() {
+                if worse(taint) {
+                    taint = Some(judged);
+                }
+            } else if worse(missing) {
+                missing = Some(judged);
+            }
+        }
+        if taint.is_some() {
+            for slot in [
+                &mut judged_nibp.systolic,
+                &mut judged_nibp.diastolic,
+                &mut judged_nibp.mean,
+            ] {
+                if let Some(v) = slot.get() {
+                    *slot = Sample::new(v, Validity::Artifact);
+                }
+            }
+        }
+        // The technical alarm says why the measurement gives no physiology:
+        // its flagged component, or (when nothing is valid) why it is empty.
+        let technical = match (taint, any_valid) {
+            (Some(t), _) => t,
+            (None, true) => Sample::valid(0.0),
+            (None, false) => missing.unwrap_or(Sample::valid(0.0)),
+        };
+        for (vital, judged) in [
+            (Vital::NibpSystolic, judged_nibp.systolic),
+            (Vital::NibpDiastolic, judged_nibp.diastolic),
+            (Vital::NibpMean, judged_nibp.mean),
+        ] {
+            let rules = self.cfg.vitals[vital.index()];
+            if !rules.enabled {
+                continue;
             }
             self.vitals[vital.index()].last_seen = Some(now);
             match judged.get() {
@@ -702,7 +748,7 @@ impl Engine {
                 }
             }
         }
-        self.set_data_conditions(Subject::Nibp, now, worst);
+        self.set_data_conditions(Subject::Nibp, now, technical);
         let mut reading = reading;
         reading.measurement = Measurement::Nibp(judged_nibp);
         self.emit(now, EventKind::Reading(reading));
@@ -725,9 +771,13 @@ impl Engine {
     }
 
     /// Raises or clears the sensor-off / invalid / artifact alarms of a subject.
+    ///
+    /// A technical alarm carries no physiological value: a number the device
+    /// still sends beside "sensor off" (often the last valid one) or an
+    /// implausible one is not a reading, and an event that showed it would
+    /// read as one. The validity says why.
     fn set_data_conditions(&mut self, subject: Subject, now: Instant, sample: Sample) {
         let raised = Condition::for_validity(sample.validity);
-        let value = sample.value.is_finite().then_some(sample.value);
         for condition in [
             Condition::SensorOff,
             Condition::Invalid,
@@ -736,7 +786,7 @@ impl Engine {
             let idx = self.index(AlarmId { subject, condition });
             let present = raised == Some(condition);
             let validity = present.then_some(sample.validity);
-            self.set_condition(idx, now, present, value, None, validity);
+            self.set_condition(idx, now, present, None, None, validity);
         }
     }
 

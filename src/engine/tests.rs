@@ -1330,3 +1330,160 @@ fn an_old_nibp_is_no_new_measurement_for_the_cycle() {
         vec![key("nibp.cycle_overdue", Phase::Start, 2_182 * SEC)]
     );
 }
+
+fn nibp_parts(t: u64, parts: [Sample; 3], at: i64) -> Reading {
+    reading(
+        t,
+        Measurement::Nibp(Nibp {
+            systolic: parts[0],
+            diastolic: parts[1],
+            mean: parts[2],
+            measured_at: Some(DeviceTime(at)),
+            mode: NibpMode::Auto,
+        }),
+    )
+}
+
+/// The NIBP components of the reading event the engine emitted last.
+fn judged_nibp(events: &[Event]) -> [Validity; 3] {
+    events
+        .iter()
+        .rev()
+        .find_map(|ev| match ev.kind {
+            EventKind::Reading(Reading {
+                measurement: Measurement::Nibp(n),
+                ..
+            }) => Some([n.systolic, n.diastolic, n.mean].map(|s| s.validity)),
+            _ => None,
+        })
+        .expect("an nibp reading event")
+}
+
+#[test]
+fn an_nibp_with_an_implausible_component_is_an_artifact_as_a_whole() {
+    // 87/10: the diastolic is below its plausible range (20), so the
+    // systolic of 87 (below the low limit of 90) is no reading either.
+    let mut e = engine();
+    let m = Sample::valid(60.0);
+    feed(
+        &mut e,
+        nibp_parts(0, [Sample::valid(87.0), Sample::valid(10.0), m], 1),
+    );
+    let ev = drain(&mut e);
+    assert_eq!(judged_nibp(&ev), [Validity::Artifact; 3]);
+    let names = e.config().source_names.clone();
+    let started: Vec<String> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some(a.id.key(&names)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["nibp.artifact"]);
+    // A component the monitor flags (with its value) taints the rest too.
+    let mut e = engine();
+    feed(
+        &mut e,
+        nibp_parts(
+            0,
+            [
+                Sample::valid(87.0),
+                Sample::new(46.0, Validity::Questionable),
+                Sample::missing(Validity::Unavailable),
+            ],
+            1,
+        ),
+    );
+    assert_eq!(alarms(&mut e), vec![key("nibp.invalid", Phase::Start, 0)]);
+}
+
+#[test]
+fn systolic_and_diastolic_alarm_without_a_mean() {
+    // The mean missing (for any reason) while systolic and diastolic are
+    // valid: the commonest shape of real NIBP data. No technical alarm.
+    for reason in [
+        Validity::Unavailable,
+        Validity::Invalid,
+        Validity::SensorOff,
+    ] {
+        let mut e = engine();
+        let parts = [
+            Sample::valid(87.0),
+            Sample::valid(46.0),
+            Sample::missing(reason),
+        ];
+        feed(&mut e, nibp_parts(0, parts, 1));
+        let ev = drain(&mut e);
+        assert_eq!(
+            judged_nibp(&ev),
+            [Validity::Valid, Validity::Valid, reason],
+            "{reason}"
+        );
+        let names = e.config().source_names.clone();
+        let started: Vec<String> = ev
+            .iter()
+            .filter_map(|ev| match ev.kind {
+                EventKind::Alarm(a) => Some(a.id.key(&names)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, ["nibp_sys.low", "nibp_dia.low"], "{reason}");
+    }
+    // The mean alone alarms on its own.
+    let mut e = engine();
+    let unavailable = Sample::missing(Validity::Unavailable);
+    feed(
+        &mut e,
+        nibp_parts(0, [unavailable, unavailable, Sample::valid(55.0)], 1),
+    );
+    assert_eq!(alarms(&mut e), vec![key("nibp_mean.low", Phase::Start, 0)]);
+    // Nothing at all: a technical alarm says why.
+    let mut e = engine();
+    let off = Sample::missing(Validity::SensorOff);
+    feed(&mut e, nibp_parts(0, [off, off, unavailable], 1));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("nibp.sensor_off", Phase::Start, 0)]
+    );
+}
+
+/// The validity an alarm event names.
+type AlarmValidity = Option<Validity>;
+
+#[test]
+fn technical_alarms_carry_no_physiological_value() {
+    // Monitors send the last valid value beside "sensor off"; the alarm
+    // event must not show it as a reading. Nor an implausible one.
+    let mut e = engine();
+    every_second(&mut e, 0, 5 * SEC, |t| spo2(t, 98.0));
+    every_second(&mut e, 5 * SEC, 20 * SEC, |t| {
+        reading(t, Measurement::SpO2(Sample::new(98.0, Validity::SensorOff)))
+    });
+    every_second(&mut e, 20 * SEC, 40 * SEC, |t| {
+        reading(t, Measurement::PulseRate(Sample::valid(320.0)))
+    });
+    feed(
+        &mut e,
+        nibp_parts(40 * SEC, [Sample::new(93.0, Validity::Artifact); 3], 1),
+    );
+    let names = e.config().source_names.clone();
+    let technical: Vec<(String, Option<f32>, Option<f32>, AlarmValidity)> = drain(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.kind == AlarmKind::Technical => {
+                Some((a.id.key(&names), a.value, a.limit, a.validity))
+            }
+            _ => None,
+        })
+        .collect();
+    let keys: Vec<&str> = technical.iter().map(|t| t.0.as_str()).collect();
+    for k in ["spo2.sensor_off", "pr.artifact", "nibp.artifact"] {
+        assert!(keys.contains(&k), "{k} in {keys:?}");
+    }
+    for (k, value, limit, validity) in technical {
+        assert_eq!((value, limit), (None, None), "{k}");
+        if !k.ends_with(".stale") {
+            assert!(validity.is_some(), "{k} says why");
+        }
+    }
+}

@@ -638,6 +638,18 @@ impl Publisher {
             tracing::error!(
                 "MQTT outbox journal failed: {e}; alarms still go out, but undelivered ones are held in memory only and would not survive a restart; retrying every {REOPEN_EVERY:?}: raising system.journal_failure"
             );
+            // Messages numbered from now on may exist only in memory: should
+            // vigil stop before the journal is back, the next run must not
+            // continue this epoch (it would number over them). Removing a
+            // file works on a full disk; the reopen writes it back.
+            if let Err(e) = std::fs::remove_file(self.state_dir.join("epoch")) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(
+                        "cannot remove {} ({e}): a restart before the journal is back may number over messages held in memory",
+                        self.state_dir.join("epoch").display()
+                    );
+                }
+            }
             self.storage.want = true;
             self.report();
         } else {
@@ -651,13 +663,12 @@ impl Publisher {
     fn reopen_journal(&mut self, now: Instant) {
         self.reopen_at = None;
         let dir = self.state_dir.clone();
-        let mut result = Ok(());
-        if self.seq.is_memory() {
-            result = self.seq.attach(&dir, self.last_seq + 1);
-        }
-        if result.is_ok() {
-            result = self.outbox.reattach(&dir, !self.journal_read);
-        }
+        // The journal first, then the epoch: a crash between the two starts
+        // a new epoch, never one that misses messages.
+        let result = self
+            .outbox
+            .reattach(&dir, !self.journal_read)
+            .and_then(|()| self.seq.attach(&dir, self.last_seq + 1));
         match result {
             Ok(()) => {
                 if !self.journal_read {

@@ -658,14 +658,18 @@ impl SeqFile {
         self.path.as_os_str().is_empty()
     }
 
-    /// Writes this run's epoch and a reservation above `next` (the first
-    /// number not yet published) into `dir`, so the next run continues this
-    /// stream instead of going back to an older one.
+    /// Writes a reservation above `next` (the first number not yet
+    /// published) and this run's epoch into `dir`, so the next run continues
+    /// this stream: after a memory-only start, or after the epoch file was
+    /// removed because the journal failed.
     pub fn attach(&mut self, dir: &Path, next: u64) -> Result<(), JournalError> {
-        write_synced(&dir.join("epoch"), &format!("{}\n", self.epoch))?;
         let path = dir.join("seq");
-        let limit = next.max(self.base) + Self::BLOCK;
+        let mut limit = next.max(self.base) + Self::BLOCK;
+        if !self.is_memory() {
+            limit = limit.max(self.reserved);
+        }
         write_synced(&path, &format!("{limit}\n"))?;
+        write_synced(&dir.join("epoch"), &format!("{}\n", self.epoch))?;
         self.path = path;
         self.reserved = limit;
         Ok(())

@@ -10,6 +10,7 @@
 //! spo2 - sensor_off                 # no value, and why
 //! nibp 128/82/97 at=1700000000 mode=auto
 //! nibp 128/82 (97)                  # the same, as a monitor prints it
+//! nibp 128/82/- mean=invalid        # a validity per component
 //! ```
 //!
 //! The full specification (grammar, validity keywords, versioning, error
@@ -82,8 +83,14 @@ pub enum LineError {
     #[error("a missing value (-) cannot be valid: drop the word `valid` or give a number")]
     MissingButValid,
     /// An option this version does not know.
-    #[error("unknown option `{0}`: version 1 knows t=, and for nibp at= and mode=")]
+    #[error(
+        "unknown option `{0}`: version 1 knows t=, and for nibp at=, mode=, sys=, dia= and mean="
+    )]
     UnknownOption(Word),
+    /// A component validity option (`sys=`, `dia=`, `mean=`) whose value
+    /// names no validity.
+    #[error("bad validity `{0}`: write sys=, dia= or mean= with one of valid, invalid, unavailable, artifact, sensor_off, under_range, over_range, questionable")]
+    BadComponentValidity(Word),
     /// The same option twice.
     #[error("option `{0}=` given twice")]
     DuplicateOption(&'static str),
@@ -213,6 +220,8 @@ fn parse_reading<'a>(
     let mut device_time: Option<DeviceTime> = None;
     let mut measured_at: Option<DeviceTime> = None;
     let mut mode: Option<NibpMode> = None;
+    // Per-component validity of an NIBP line (`sys=`, `dia=`, `mean=`).
+    let mut component: [Option<Validity>; 3] = [None; 3];
     let mut first_after_value = true;
     for word in words {
         let was_first = core::mem::replace(&mut first_after_value, false);
@@ -237,6 +246,16 @@ fn parse_reading<'a>(
                     return Err(LineError::NibpOnlyOption("mode"));
                 }
                 set_once(&mut mode, parse_mode(val)?, "mode")?;
+            } else if let Some(k) = COMPONENTS.iter().position(|c| key.eq_ignore_ascii_case(c)) {
+                let name = COMPONENTS[k];
+                if kind != Kind::Nibp {
+                    return Err(LineError::NibpOnlyOption(name));
+                }
+                let v = Validity::ALL
+                    .into_iter()
+                    .find(|v| v.key().eq_ignore_ascii_case(val))
+                    .ok_or(LineError::BadComponentValidity(Word::new(word)))?;
+                set_once(&mut component[k], v, name)?;
             } else {
                 return Err(LineError::UnknownOption(Word::new(word)));
             }
@@ -256,21 +275,30 @@ fn parse_reading<'a>(
     if validity == Some(Validity::Valid) && parts.iter().all(Option::is_none) {
         return Err(LineError::MissingButValid);
     }
-    let validity = validity.unwrap_or(Validity::Valid);
-    let sample = |part: Option<f32>| match part {
-        Some(v) => Sample::new(v, validity),
-        None if validity.is_valid() => Sample::missing(Validity::Unavailable),
-        None => Sample::missing(validity),
-    };
-    let first = sample(parts.first().copied().flatten());
+    let mut samples = [Sample::missing(Validity::Unavailable); 3];
+    for (k, slot) in samples.iter_mut().enumerate().take(used) {
+        let part = parts.get(k).copied().flatten();
+        // A component's own validity overrides the line's.
+        let validity = match component[k] {
+            Some(Validity::Valid) if part.is_none() => return Err(LineError::MissingButValid),
+            Some(v) => v,
+            None => validity.unwrap_or(Validity::Valid),
+        };
+        *slot = match part {
+            Some(v) => Sample::new(v, validity),
+            None if validity.is_valid() => Sample::missing(Validity::Unavailable),
+            None => Sample::missing(validity),
+        };
+    }
+    let [first, diastolic, mean] = samples;
     let measurement = match kind {
         Kind::HeartRate => Measurement::HeartRate(first),
         Kind::PulseRate => Measurement::PulseRate(first),
         Kind::SpO2 => Measurement::SpO2(first),
         Kind::Nibp => Measurement::Nibp(Nibp {
             systolic: first,
-            diastolic: sample(parts.get(1).copied().flatten()),
-            mean: sample(parts.get(2).copied().flatten()),
+            diastolic,
+            mean,
             measured_at,
             mode: mode.unwrap_or_default(),
         }),
@@ -280,6 +308,10 @@ fn parse_reading<'a>(
         device_time,
     })
 }
+
+/// The names of the per-component validity options of an NIBP line, in
+/// systolic, diastolic, mean order.
+const COMPONENTS: [&str; 3] = ["sys", "dia", "mean"];
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), LineError> {
     if slot.replace(value).is_some() {
@@ -380,15 +412,18 @@ pub fn encode_header(out: &mut Vec<u8>) {
 /// `device_time` is given.
 ///
 /// Numbers are written exactly (the shortest decimal that reads back as the
-/// same `f32`). One validity word covers a whole line, so an NIBP whose
-/// components have different non-valid validities is written with the most
-/// severe of them.
+/// same `f32`). An NIBP whose components share one validity is written with
+/// one word for the line (the form every vigil-line reader knows); one whose
+/// components differ (systolic and diastolic valid with the mean invalid, a
+/// diastolic artifact) is written with a `sys=`/`dia=`/`mean=` option for each
+/// component that is not plainly valid or unavailable.
 pub fn encode_measurement(
     measurement: &Measurement,
     device_time: Option<DeviceTime>,
     out: &mut Vec<u8>,
 ) {
     let mut w = ByteWriter(out);
+    let mut components = [None; 3];
     let validity = match measurement {
         Measurement::HeartRate(s) | Measurement::PulseRate(s) | Measurement::SpO2(s) => {
             let keyword = match measurement {
@@ -407,11 +442,29 @@ pub fn encode_measurement(
             write_value(&mut w, n.diastolic);
             let _ = write!(w, "/");
             write_value(&mut w, n.mean);
-            line_validity(&[n.systolic, n.diastolic, n.mean])
+            let parts = [n.systolic, n.diastolic, n.mean];
+            let shared = line_validity(&parts);
+            if parts.iter().all(|s| read_back(*s, shared) == written(*s)) {
+                shared
+            } else {
+                // No line word: each component that is not plainly valid
+                // (a number) or unavailable (`-`) says its own validity.
+                for (slot, s) in components.iter_mut().zip(parts) {
+                    if read_back(s, Validity::Valid) != written(s) {
+                        *slot = Some(written(s));
+                    }
+                }
+                Validity::Valid
+            }
         }
     };
     if !validity.is_valid() {
         let _ = write!(w, " {}", validity.key());
+    }
+    for (name, v) in COMPONENTS.iter().zip(components) {
+        if let Some(v) = v {
+            let _ = write!(w, " {name}={}", v.key());
+        }
     }
     if let Measurement::Nibp(n) = measurement {
         if let Some(DeviceTime(at)) = n.measured_at {
@@ -446,6 +499,28 @@ pub fn encode_snapshot(snapshot: &Snapshot, out: &mut Vec<u8>) {
     }
     if let Some(nibp) = snapshot.nibp {
         encode_measurement(&Measurement::Nibp(nibp), t, out);
+    }
+}
+
+/// The validity a component written as a number (or `-`) reads back with
+/// under the line's validity word `line`. A missing value the model calls
+/// valid (it has no number) reads back as unavailable, the only way it can.
+fn read_back(s: Sample, line: Validity) -> Validity {
+    if s.value.is_finite() {
+        line
+    } else if line.is_valid() {
+        Validity::Unavailable
+    } else {
+        line
+    }
+}
+
+/// The validity a component is written with: a missing value is never valid.
+fn written(s: Sample) -> Validity {
+    if !s.value.is_finite() && s.validity.is_valid() {
+        Validity::Unavailable
+    } else {
+        s.validity
     }
 }
 
@@ -838,6 +913,88 @@ mod tests {
     }
 
     #[test]
+    fn nibp_components_carry_their_own_validity() {
+        let nibp = |line: &str| match measurement(line) {
+            Measurement::Nibp(n) => [n.systolic, n.diastolic, n.mean].map(|s| s.validity),
+            m => panic!("{line}: {m:?}"),
+        };
+        use Validity::*;
+        // Real monitor shapes: the mean missing for a reason, or alone.
+        assert_eq!(nibp("nibp 128/82/- mean=invalid"), [Valid, Valid, Invalid]);
+        assert_eq!(nibp("nibp -/-/97"), [Unavailable, Unavailable, Valid]);
+        assert_eq!(
+            nibp("nibp 120/10/80 DIA=Artifact"),
+            [Valid, Artifact, Valid]
+        );
+        // The line word is the default; a component option overrides it.
+        assert_eq!(
+            nibp("nibp 120/80/- questionable sys=valid"),
+            [Valid, Questionable, Questionable]
+        );
+        let Measurement::Nibp(n) = measurement("nibp 120/10/80 dia=artifact") else {
+            panic!("not nibp")
+        };
+        assert_eq!((n.diastolic.value, n.systolic.get()), (10.0, Some(120.0)));
+        // Lines without the options read exactly as before.
+        assert_eq!(nibp("nibp 128/82"), [Valid, Valid, Unavailable]);
+        assert_eq!(nibp("nibp 1/2/3 artifact"), [Artifact; 3]);
+        assert_eq!(
+            parse_line("hr 72 sys=valid"),
+            Err(LineError::NibpOnlyOption("sys"))
+        );
+        assert!(matches!(
+            parse_line("nibp 120/80 dia=wobbly"),
+            Err(LineError::BadComponentValidity(_))
+        ));
+        assert_eq!(
+            parse_line("nibp 120/- dia=valid"),
+            Err(LineError::MissingButValid)
+        );
+        assert_eq!(
+            parse_line("nibp 1/2/3 mean=artifact mean=valid"),
+            Err(LineError::DuplicateOption("mean"))
+        );
+    }
+
+    #[test]
+    fn encoder_writes_component_validities_only_when_they_differ() {
+        let line = |n: Nibp| {
+            let mut out = Vec::new();
+            encode_measurement(&Measurement::Nibp(n), None, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let n = Nibp {
+            systolic: valid(128.0),
+            diastolic: valid(82.0),
+            mean: Sample::missing(Validity::Invalid),
+            measured_at: None,
+            mode: NibpMode::Unknown,
+        };
+        assert_eq!(line(n), "nibp 128/82/- mean=invalid\n");
+        let n = Nibp {
+            diastolic: Sample::new(10.0, Validity::Artifact),
+            mean: valid(50.0),
+            ..n
+        };
+        assert_eq!(line(n), "nibp 128/10/50 dia=artifact\n");
+        // One shared validity keeps the one-word form.
+        let n = Nibp {
+            systolic: Sample::new(1.0, Validity::Artifact),
+            diastolic: Sample::new(2.0, Validity::Artifact),
+            mean: Sample::missing(Validity::Artifact),
+            ..n
+        };
+        assert_eq!(line(n), "nibp 1/2/- artifact\n");
+        let n = Nibp {
+            systolic: valid(128.0),
+            diastolic: valid(82.0),
+            mean: Sample::missing(Validity::Unavailable),
+            ..n
+        };
+        assert_eq!(line(n), "nibp 128/82/-\n");
+    }
+
+    #[test]
     fn comments_blank_lines_and_line_endings_are_ignored() {
         let (out, d) = decode("# a comment\n\n   \r\n\t# another\rhr 60 # trailing\r\n");
         assert_eq!(out.len(), 1);
@@ -1030,12 +1187,30 @@ mod tests {
             })
     }
 
+    /// NIBP whose components each have their own validity (real monitor
+    /// data: the mean missing or invalid while systolic and diastolic are
+    /// valid, a single component flagged).
+    fn arb_nibp_mixed() -> impl Strategy<Value = Nibp> {
+        (
+            [arb_sample(), arb_sample(), arb_sample()],
+            proptest::option::of(0i64..4_000_000_000),
+            arb_mode(),
+        )
+            .prop_map(|([systolic, diastolic, mean], at, mode)| Nibp {
+                systolic,
+                diastolic,
+                mean,
+                measured_at: at.map(DeviceTime),
+                mode,
+            })
+    }
+
     fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         (
             arb_sample(),
             arb_sample(),
             arb_sample(),
-            proptest::option::of(arb_nibp()),
+            proptest::option::of(prop_oneof![arb_nibp(), arb_nibp_mixed()]),
             -10i64..5_000_000_000,
         )
             .prop_map(|(hr, pr, spo2, nibp, t)| Snapshot {

@@ -23,9 +23,10 @@
 //!   ([`crate::protocol::line::encode_measurement`]), so replay goes through
 //!   the real decoder. The readings of one time form one chunk of bytes.
 //! - NIBP components (`nibp_sys`, `nibp_dia`, `nibp_mean`) at the same time
-//!   form one measurement; a missing component is unavailable. The line
-//!   protocol carries one validity per measurement, so the components of
-//!   one measurement must share it. Each measurement carries its device
+//!   form one measurement; a missing component is unavailable. Each
+//!   component keeps its own validity (systolic and diastolic valid with
+//!   the mean missing or invalid is the commonest shape of real data): the
+//!   line protocol carries a validity per component. Each measurement carries its device
 //!   time (`at=`, whole seconds), so equal consecutive values still count
 //!   as new measurements.
 //! - The configuration given (or the built-in defaults) with its sources
@@ -336,22 +337,11 @@ fn group(rows: &[Row]) -> Result<Vec<(Duration, Vec<Measurement>)>, ImportError>
             }
             j += 1;
         }
-        if let Some(first) = nibp_first_line {
+        if nibp_first_line.is_some() {
             let parts = nibp.map(|p| {
                 p.map(|(_, s)| s)
                     .unwrap_or(Sample::missing(Validity::Unavailable))
             });
-            let reasons: Vec<Validity> = parts
-                .iter()
-                .filter(|s| s.validity != Validity::Unavailable || s.value.is_finite())
-                .map(|s| s.validity)
-                .collect();
-            if reasons.windows(2).any(|w| w[0] != w[1]) {
-                errors.push(format!(
-                    "line {first}: the NIBP components at {} s have different validities; the line protocol carries one per measurement",
-                    crate::record::export::seconds(time)
-                ));
-            }
             measurements.push(Measurement::Nibp(Nibp {
                 systolic: parts[0],
                 diastolic: parts[1],
@@ -615,13 +605,19 @@ mod tests {
         );
         let dup = parse_csv("time,vital,value\n60,nibp_sys,124\n60,nibp_sys,125\n").unwrap();
         assert!(group(&dup).unwrap_err().to_string().contains("line 3"));
-        let mixed =
-            parse_csv("time,vital,value,validity\n60,nibp_sys,124,\n60,nibp_dia,80,artifact\n")
-                .unwrap();
-        assert!(group(&mixed)
-            .unwrap_err()
-            .to_string()
-            .contains("validities"));
+        // Components of one time keep their own validities.
+        let mixed = parse_csv(
+            "time,vital,value,validity\n60,nibp_sys,124,\n60,nibp_dia,80,artifact\n60,nibp_mean,,invalid\n",
+        )
+        .unwrap();
+        let groups = group(&mixed).unwrap();
+        let Measurement::Nibp(n) = groups[0].1[0] else {
+            panic!("{groups:?}")
+        };
+        assert_eq!(
+            [n.systolic, n.diastolic, n.mean].map(|s| s.validity),
+            [Validity::Valid, Validity::Artifact, Validity::Invalid]
+        );
     }
 
     #[test]

@@ -708,8 +708,8 @@ impl SimDevice {
 }
 
 /// A GE request record from an unstuffed frame (record + checksum), if the
-/// frame is one.
-fn parse_ge_request(frame: &[u8]) -> Option<PhdbRequest> {
+/// frame is one (also used by `vigil-sim`'s capture emulator).
+pub fn parse_ge_request(frame: &[u8]) -> Option<PhdbRequest> {
     let (&checksum, record) = frame.split_last()?;
     if record.iter().fold(0u8, |a, &b| a.wrapping_add(b)) != checksum {
         return None;
@@ -744,8 +744,9 @@ fn parse_ge_request(frame: &[u8]) -> Option<PhdbRequest> {
     None
 }
 
-/// A Philips message from an unescaped frame (header + data + FCS).
-fn parse_philips_frame(frame: &[u8]) -> Option<Message> {
+/// A Philips message from an unescaped frame (header + data + FCS), if the
+/// frame is whole (also used by `vigil-sim`'s capture emulator).
+pub fn parse_philips_frame(frame: &[u8]) -> Option<Message> {
     if frame.len() < 6 {
         return None;
     }

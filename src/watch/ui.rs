@@ -420,6 +420,8 @@ fn render_bed(
         vitals.push(Span::styled(format!("{} ", v.label), dim));
         let shown = match v.state {
             "ok" => format!("{}{}", v.text, v.arrow()),
+            // An old measurement: the number, dim, with its note.
+            "old" => v.text.clone(),
             "none" => "-".to_owned(),
             _ => "--".to_owned(),
         };

@@ -369,22 +369,33 @@ impl Publisher {
     ) {
         let mut m = head(&self.site, &self.bed, self.next_seq());
         m.insert("stream_seq".into(), json!(1));
-        let now = rfc3339(SystemTime::now());
-        let (value, limit) = match id.split('.').next() {
-            Some("spo2") => (json!(86), json!(90)),
-            Some("hr") => (json!(128), json!(120)),
-            _ => (Value::Null, Value::Null),
-        };
         m.insert(
             "alarm".into(),
-            json!({
-                "id": id, "kind": "physiological", "priority": priority, "base_priority": priority,
-                "phase": phase, "state": state, "value": value, "limit": limit, "validity": null,
-                "delay_ms": 0, "onset": rfc3339(onset), "determined": rfc3339(onset),
-                "ack": ack_by.map(|b| json!({"by": b, "at": now})),
-            }),
+            alarm_object(id, priority, phase, state, ack_by, onset),
         );
         self.publish("alarms", false, Value::Object(m));
+    }
+
+    /// The retained `alarms/active` snapshot: these alarms (id, priority,
+    /// onset), all active, and the audio pause.
+    pub fn active(
+        &self,
+        alarms: &[(&str, &str, SystemTime)],
+        audio_paused_until: Option<SystemTime>,
+    ) {
+        let mut m = head(&self.site, &self.bed, self.next_seq());
+        let list: Vec<Value> = alarms
+            .iter()
+            .map(|(id, priority, onset)| {
+                alarm_object(id, priority, "update", "active", None, *onset)
+            })
+            .collect();
+        m.insert("alarms".into(), Value::Array(list));
+        m.insert(
+            "audio_paused_until".into(),
+            audio_paused_until.map_or(Value::Null, |t| json!(rfc3339(t))),
+        );
+        self.publish("alarms/active", true, Value::Object(m));
     }
 
     /// `cmd/result` for a request id.
@@ -431,4 +442,27 @@ fn heartbeat_body(site: &str, bed: &str, seq: u64, beat: u64) -> Vec<u8> {
     );
     m.insert("events_dropped".into(), json!(0));
     serde_json::to_vec(&Value::Object(m)).unwrap()
+}
+
+/// One alarm object as the daemon publishes it.
+fn alarm_object(
+    id: &str,
+    priority: &str,
+    phase: &str,
+    state: &str,
+    ack_by: Option<&str>,
+    onset: SystemTime,
+) -> Value {
+    let now = rfc3339(SystemTime::now());
+    let (value, limit) = match id.split('.').next() {
+        Some("spo2") => (json!(86), json!(90)),
+        Some("hr") => (json!(128), json!(120)),
+        _ => (Value::Null, Value::Null),
+    };
+    json!({
+        "id": id, "kind": "physiological", "priority": priority, "base_priority": priority,
+        "phase": phase, "state": state, "value": value, "limit": limit, "validity": null,
+        "delay_ms": 0, "onset": rfc3339(onset), "determined": rfc3339(onset),
+        "ack": ack_by.map(|b| json!({"by": b, "at": now})),
+    })
 }

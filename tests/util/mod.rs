@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod board;
 pub mod browser;
 pub mod daemon;
+pub mod emulator;
 pub mod feed;
 pub mod mqtt;
 pub mod process;

@@ -13,8 +13,8 @@ let lastMessage = 0;
 let connected = false;
 let view = null;
 let lastBeds = "";
-let audio = null;             // AudioContext once the user enabled sound
-const heard = new Set();      // high-priority alarms already beeped for
+let audio = null;             // AudioContext while sound is wanted
+const heard = new Set();      // low-priority alarms already given their tone
 // For measurements: first time each alarm (bed|id|onset) was on the page,
 // in ms since the Unix epoch (performance.timeOrigin + performance.now()).
 window.vigilSeen = {};
@@ -59,13 +59,10 @@ function render(v) {
     for (const a of bed.alarms) {
       const key = `${bed.key}|${a.id}|${a.onset ?? ""}`;
       if (!(key in window.vigilSeen)) window.vigilSeen[key] = t;
-      if (bed.live && a.priority === "high" && !a.acknowledged && !heard.has(key)) {
-        heard.add(key);
-        beep();
-      }
     }
   }
   window.vigilViews += 1;
+  soundTick();
 }
 
 function bedHtml(b) {
@@ -125,7 +122,8 @@ function controlsHtml(b) {
 }
 
 function vitalHtml(v) {
-  const shown = v.state === "ok" ? esc(v.text) : (v.state === "none" ? "" : "--");
+  // An old measurement keeps its number, marked old (state and note).
+  const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
   const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
   return `<div class="vital ${esc(v.state)}" data-vital="${esc(v.key)}">
@@ -277,32 +275,118 @@ $("ackform").addEventListener("submit", async (e) => {
   }
 });
 
-// Sound: WebAudio beeps for new high-priority alarms, once enabled by a click.
-$("sound").addEventListener("click", () => {
-  if (audio) {
-    audio.close(); audio = null;
-    $("sound").textContent = "Enable sound"; $("sound").classList.remove("on");
-    return;
-  }
-  audio = new (window.AudioContext || window.webkitAudioContext)();
-  $("sound").textContent = "Sound on"; $("sound").classList.add("on");
-  beep();
-});
+// Sound, after IEC 60601-1-8's alarm signals: high priority is a burst of
+// ten pulses (3 + 2, a pause, 3 + 2) repeating; medium three pulses,
+// repeating more slowly; low one tone, once. Unacknowledged alarms sound
+// until acknowledged; a bed's audio pause silences it; NO DATA (a bed or
+// this page blind) sounds as a medium technical alarm. The setting is kept
+// across reloads; when the browser blocks sound the button says so.
+const RANK = { low: 1, medium: 2, high: 3 };
+const PATTERNS = {
+  // Pulse onsets (s) from the burst's start; pulse length; pitch; pause
+  // from the burst's end to the next one.
+  high: { onsets: [0, 0.25, 0.5, 1.0, 1.25, 2.1, 2.35, 2.6, 3.1, 3.35], pulse: 0.15, hz: 880, pause: 4 },
+  medium: { onsets: [0, 0.4, 0.8], pulse: 0.2, hz: 660, pause: 8 },
+  low: { onsets: [0], pulse: 0.2, hz: 440, pause: null },
+};
+let soundWanted = localStorage.getItem("vigil-sound") === "on";
+let sounding = null;           // { priority, next } of the repeating signal
 
-function beep() {
-  if (!audio) return;
-  // A high-priority burst: 3 + 2 pulses at 880 Hz.
-  const t0 = audio.currentTime + 0.02;
-  [0, 0.2, 0.4, 0.8, 1.0].forEach((dt) => {
-    const o = audio.createOscillator(), g = audio.createGain();
-    o.frequency.value = 880; o.type = "square";
-    g.gain.setValueAtTime(0.0001, t0 + dt);
-    g.gain.exponentialRampToValueAtTime(0.3, t0 + dt + 0.01);
-    g.gain.exponentialRampToValueAtTime(0.0001, t0 + dt + 0.14);
-    o.connect(g).connect(audio.destination);
-    o.start(t0 + dt); o.stop(t0 + dt + 0.15);
-  });
+function soundButton() {
+  const b = $("sound");
+  const blocked = soundWanted && (!audio || audio.state !== "running");
+  b.textContent = !soundWanted ? "Enable sound"
+    : blocked ? "Sound blocked by the browser: click to allow" : "Sound on";
+  b.classList.toggle("on", soundWanted && !blocked);
+  b.classList.toggle("blocked", blocked);
 }
+
+function openAudio() {
+  if (!audio) {
+    audio = new (window.AudioContext || window.webkitAudioContext)();
+    audio.onstatechange = soundButton;
+  }
+  if (audio.state !== "running") audio.resume().then(soundButton, soundButton);
+  soundButton();
+}
+
+$("sound").addEventListener("click", () => {
+  if (soundWanted && audio && audio.state === "running") {
+    soundWanted = false;
+    localStorage.setItem("vigil-sound", "off");
+    audio.close(); audio = null; sounding = null;
+  } else {
+    soundWanted = true;
+    localStorage.setItem("vigil-sound", "on");
+    openAudio();
+  }
+  soundButton();
+});
+// A blocked context may start on any click on the page.
+document.addEventListener("click", (e) => {
+  if (e.target.closest("#sound")) return;   // its own handler decides
+  if (soundWanted && audio && audio.state !== "running") audio.resume().then(soundButton, soundButton);
+}, true);
+
+// The signal the board asks for now: the highest priority among the
+// unacknowledged alarms of beds whose audio is not paused, and NO DATA.
+function soundTarget() {
+  if (lastMessage === 0) return null;
+  let best = connected ? null : "medium";
+  const raise = (p) => { if (p && (!best || RANK[p] > RANK[best])) best = p; };
+  if (!view) return best;
+  for (const b of view.beds) {
+    if (b.stopped) continue;
+    if (!b.live) { raise("medium"); continue; }
+    if (b.audio_paused) continue;
+    for (const a of b.alarms) if (!a.acknowledged) raise(a.priority);
+  }
+  return best;
+}
+
+function playBurst(priority) {
+  const p = PATTERNS[priority];
+  window.vigilBursts = (window.vigilBursts || 0) + 1;
+  if (!audio || audio.state !== "running") return p.onsets[p.onsets.length - 1] + p.pulse;
+  const t0 = audio.currentTime + 0.02;
+  for (const dt of p.onsets) {
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = p.hz; o.type = "square";
+    g.gain.setValueAtTime(0.0001, t0 + dt);
+    g.gain.exponentialRampToValueAtTime(0.3, t0 + dt + 0.02);
+    g.gain.setValueAtTime(0.3, t0 + dt + p.pulse - 0.03);
+    g.gain.exponentialRampToValueAtTime(0.0001, t0 + dt + p.pulse);
+    o.connect(g).connect(audio.destination);
+    o.start(t0 + dt); o.stop(t0 + dt + p.pulse + 0.01);
+  }
+  return p.onsets[p.onsets.length - 1] + p.pulse;
+}
+
+function soundTick() {
+  const target = soundWanted ? soundTarget() : null;
+  window.vigilSoundTarget = target;
+  // Low: one tone per new low alarm, never repeated.
+  if (soundWanted && view) {
+    for (const b of view.beds) {
+      if (!b.live || b.audio_paused) continue;
+      for (const a of b.alarms) {
+        const key = `${b.key}|${a.id}|${a.onset ?? ""}`;
+        if (a.priority === "low" && !a.acknowledged && !heard.has(key)) {
+          heard.add(key);
+          if (target === "low") playBurst("low");
+        }
+      }
+    }
+  }
+  if (target !== "high" && target !== "medium") { sounding = null; return; }
+  const t = performance.now();
+  if (!sounding || RANK[target] > RANK[sounding.priority] || sounding.priority !== target || t >= sounding.next) {
+    const length = playBurst(target);
+    sounding = { priority: target, next: t + (length + PATTERNS[target].pause) * 1000 };
+  }
+}
+setInterval(soundTick, 200);
+if (soundWanted) openAudio(); else soundButton();
 
 // The page's own connection to the server.
 function connect() {
