@@ -27,9 +27,12 @@
 //!
 //! This module is pure (bytes in, bytes out); [`file`] does the file IO.
 
+pub mod chart;
 pub mod export;
+pub mod fhir;
 pub mod file;
 pub mod health;
+pub mod hl7;
 pub mod import;
 
 use core::time::Duration;
