@@ -735,6 +735,8 @@ async fn a_full_recording_disk_raises_storage_failure_once() {
 }
 
 /// A read-only recording directory at start-up used to be a log line only.
+/// Now it raises `system.storage_failure`, monitoring goes on, the recording
+/// is tried again, and the condition ends once it has worked for the hold.
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_only_recording_directory_at_start_up_raises_storage_failure() {
     let dir = temp_dir("fault-ro-recording");
@@ -756,6 +758,17 @@ async fn a_read_only_recording_directory_at_start_up_raises_storage_failure() {
     daemon
         .alarm("spo2.critical_low", vigil::engine::Phase::Start, SECS(5))
         .await;
+    // Writable again: retried within 30 s, ended 30 s after it works.
+    disk.remount("rw");
+    daemon
+        .alarm(
+            "system.storage_failure",
+            vigil::engine::Phase::End,
+            SECS(75),
+        )
+        .await;
+    let recordings = std::fs::read_dir(&disk.path).unwrap().count();
+    assert_eq!(recordings, 1, "the recording started");
     daemon.stop().await;
 }
 

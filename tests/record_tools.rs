@@ -17,7 +17,7 @@ use vigil::vitals::{ShortText, Vital};
 
 use crate::util::daemon::temp_dir;
 
-const START: &str = "2026-03-01T09:30:00Z";
+pub(crate) const START: &str = "2026-03-01T09:30:00Z";
 
 /// A 40-minute session, one reading a second: a desaturation (SpO2 88 for
 /// 100 s), tachycardia long enough to escalate (HR 128 for 200 s), a sensor
@@ -79,8 +79,13 @@ fn options() -> ImportOptions {
 
 /// The scenario as a recording with a session, a dose and acknowledgements.
 fn scenario_recording(dir: &Path) -> PathBuf {
+    scenario_recording_with(dir, &options())
+}
+
+/// [`scenario_recording`] with other import options (site, bed, start).
+pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> PathBuf {
     let rows = import::parse_csv(&scenario_csv()).unwrap();
-    let records = import::build(&rows, &options()).unwrap();
+    let records = import::build(&rows, options).unwrap();
     let ack = |vital, condition, by: &str| Command::Acknowledge {
         alarm: AlarmId::vital(vital, condition),
         by: ShortText::new(by),

@@ -54,6 +54,18 @@ pub enum ExportError {
     /// Writing the output failed.
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
+    /// The recording cannot be charted (FHIR, HL7).
+    #[error(transparent)]
+    Chart(#[from] super::chart::ChartError),
+}
+
+/// The formats an EHR takes: the recording's chart ([`super::chart`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartFormat {
+    /// A FHIR R4 Bundle of vital-signs Observations ([`super::fhir`]).
+    Fhir,
+    /// HL7 v2.6 ORU^R01 messages, IHE PCD-01 ([`super::hl7`]).
+    Hl7,
 }
 
 /// Output formats.
@@ -407,6 +419,37 @@ pub fn export(
     write_rows(&rows, format, out)?;
     out.flush()?;
     Ok(rows.len())
+}
+
+/// Loads, replays and writes a recording's chart; returns how many
+/// Observations (FHIR) or messages (HL7). `generated` stamps the Bundle or
+/// the messages.
+pub fn export_chart(
+    path: &Path,
+    format: ChartFormat,
+    sampling: super::chart::Sampling,
+    generated: SystemTime,
+    out: &mut impl std::io::Write,
+) -> Result<usize, ExportError> {
+    let session = replay::load(path)?;
+    let chart = super::chart::chart(&session, sampling)?;
+    let n = match format {
+        ChartFormat::Fhir => {
+            let bundle = super::fhir::bundle(&chart, generated);
+            serde_json::to_writer_pretty(&mut *out, &bundle).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            chart.points.len()
+        }
+        ChartFormat::Hl7 => {
+            let messages = super::hl7::messages(&chart, generated);
+            for m in &messages {
+                out.write_all(m.as_bytes())?;
+            }
+            messages.len()
+        }
+    };
+    out.flush()?;
+    Ok(n)
 }
 
 #[cfg(test)]
