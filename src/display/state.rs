@@ -756,6 +756,21 @@ impl Board {
                 .map(|s| s.session.clone())
                 .filter(|p| !p.is_empty()),
             since_dose: last_dose.map(|t| human_clock(age(vnow, t))),
+            baselines: b
+                .session
+                .as_ref()
+                .map(|s| {
+                    s.baselines
+                        .iter()
+                        .map(|(k, v)| {
+                            let (name, unit) = vital_name(k);
+                            let name = if name.is_empty() { k.as_str() } else { name };
+                            format!("{name} {v:.0} {unit}").trim_end().to_owned()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            discharge_ready: b.session.as_ref().is_some_and(|s| s.discharge_ready),
             audio_paused: b.audio_paused_until.is_some_and(|t| t > vnow),
             audio_pause_left_s: b
                 .audio_paused_until
@@ -1191,6 +1206,10 @@ pub struct BedView {
     pub session: Option<String>,
     /// Time since the last dose, `m:ss` or `h:mm:ss`.
     pub since_dose: Option<String>,
+    /// The session's baselines, for people: `HR 70/min`, `NIBP sys 122 mmHg`.
+    pub baselines: Vec<String>,
+    /// vigil says every vital with a baseline is back near it (recovery).
+    pub discharge_ready: bool,
     /// Audio paused at the bed.
     pub audio_paused: bool,
     /// Seconds of the audio pause left (vigil's clock).
@@ -2006,7 +2025,7 @@ mod tests {
             &mut b,
             TopicKind::Session,
             &format!(
-                r#"{{"schema_version":1,"seq":90,"state":{{"phase":"dosing","session":"S-1","doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
+                r#"{{"schema_version":1,"seq":90,"state":{{"phase":"dosing","session":"S-1","baselines":{{"hr":70,"nibp_sys":122}},"discharge_ready":true,"doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
                 crate::io::clock::rfc3339(t(0))
             ),
             false,
@@ -2014,6 +2033,8 @@ mod tests {
         );
         let v = b.view(t(65));
         let bed = &v.beds[0];
+        assert_eq!(bed.baselines, ["HR 70 /min", "NIBP systolic 122 mmHg"]);
+        assert!(bed.discharge_ready);
         assert_eq!(bed.vitals[0].text, "80");
         assert_eq!(bed.vitals[0].trend, "up");
         assert_eq!(bed.vitals[1].state, "invalid");

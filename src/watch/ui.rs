@@ -452,6 +452,18 @@ fn render_bed(
     if let Some(d) = &bed.since_dose {
         meta.push(Span::styled(format!("   since dose {d}"), dim));
     }
+    if !bed.baselines.is_empty() {
+        meta.push(Span::styled(
+            format!("   baseline {}", bed.baselines.join(", ")),
+            dim,
+        ));
+    }
+    if bed.discharge_ready {
+        meta.push(Span::styled(
+            "   ready for discharge review",
+            Style::default().fg(Color::Green),
+        ));
+    }
     if bed.audio_paused {
         let left = bed.audio_pause_left_s.map_or(String::new(), |s| {
             let s = s.max(0.0).ceil() as u64;

@@ -74,6 +74,8 @@ function bedHtml(b) {
   const meta = [];
   meta.push(`phase <b>${esc(b.phase ?? "-")}</b>`);
   if (b.since_dose) meta.push(`since dose <b>${esc(b.since_dose)}</b>`);
+  if (b.baselines && b.baselines.length) meta.push(`baseline <b>${b.baselines.map(esc).join(", ")}</b>`);
+  if (b.discharge_ready) meta.push(`<b class="ready">ready for discharge review</b>`);
   if (b.audio_paused) {
     const left = b.audio_pause_left_s != null ? " " + clockText(b.audio_pause_left_s) : "";
     meta.push(`<b class="paused">audio paused${left}</b>`);
