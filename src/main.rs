@@ -238,13 +238,24 @@ enum Cmd {
     Display {
         #[command(flatten)]
         feed: FeedArgs,
-        /// Address to listen on. Anything but loopback needs --token-file.
+        /// Address to listen on. Anything but loopback needs --token-file
+        /// and --tls-cert/--tls-key (or --insecure-listen).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// File whose first line is the access token (at least 12
-        /// characters), required on every request. Never logged.
+        /// File whose first line is the access token (at least 128 bits:
+        /// write one with --new-token), required on every request. Never
+        /// logged.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Write a new random 256-bit access token to FILE (mode 0600, never
+        /// over an existing file) and exit.
+        #[arg(long, value_name = "FILE")]
+        new_token: Option<PathBuf>,
+        /// Serve a non-loopback --listen address without TLS (the token
+        /// then travels in clear: only on a trusted network or behind a TLS
+        /// proxy).
+        #[arg(long)]
+        insecure_listen: bool,
         /// PEM certificate chain for HTTPS (with --tls-key).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -311,12 +322,31 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::CheckConfig { file } => Ok(check_config(&file)),
         Cmd::Display {
+            new_token: Some(file),
+            ..
+        } => {
+            vigil::display::web::Token::write_new(&file)?;
+            println!(
+                "wrote a new access token to {0}; serve the board with --token-file {0}",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Display {
             feed,
             listen,
             token_file,
+            new_token: None,
+            insecure_listen,
             tls_cert,
             tls_key,
-        } => display_cmd(feed.options(), listen, token_file, tls_cert.zip(tls_key)),
+        } => display_cmd(
+            feed.options(),
+            listen,
+            token_file,
+            tls_cert.zip(tls_key),
+            insecure_listen,
+        ),
         Cmd::Watch { feed } => {
             vigil::watch::run(&feed.options()).context("running the terminal view")?;
             Ok(ExitCode::SUCCESS)
@@ -598,11 +628,17 @@ fn display_cmd(
     listen: std::net::SocketAddr,
     token_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    insecure_listen: bool,
 ) -> anyhow::Result<ExitCode> {
     use vigil::display::web::{Token, WebSettings};
     let token = token_file.as_deref().map(Token::read).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let web = WebSettings { listen, token, tls };
+    let web = WebSettings {
+        listen,
+        token,
+        tls,
+        insecure_listen,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
