@@ -315,6 +315,17 @@ fn session_row(base: Row, s: &SessionEvent) -> Row {
             )),
             ..row
         },
+        SessionEvent::BaselineIncomplete { .. } => Row {
+            event_kind: Some("baseline_incomplete"),
+            detail: Some(format!(
+                "missing {}",
+                s.missing_baselines()
+                    .map(|v| v.key())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            ..row
+        },
         SessionEvent::DischargeReadiness { ready } => Row {
             event_kind: Some("discharge"),
             detail: Some(if ready { "ready" } else { "not ready" }.to_owned()),
