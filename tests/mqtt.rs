@@ -221,6 +221,21 @@ async fn acknowledging_round_trips_and_bad_commands_are_rejected_with_reasons() 
     assert_valid("alarm", &acked.json);
     assert_eq!(acked.json["alarm"]["state"], "acknowledged");
     assert_eq!(acked.json["alarm"]["ack"]["by"], "RN T");
+
+    // Acknowledge all: the display's one button for the whole bed. The
+    // critical alarm is acknowledged already and stays so; the command is
+    // accepted because alarms are present.
+    let all = command(
+        "ack-all-1",
+        json!({"command": "acknowledge_all", "by": "RN T"}),
+    );
+    assert_valid("command", &all);
+    display.publish(&cmd_topic, &all).await;
+    let r = display
+        .next("/cmd/result", SECS(5), |j| j["id"] == "ack-all-1")
+        .await;
+    assert_valid("command-result", &r.json);
+    assert_eq!(r.json["result"], "accepted", "{}", r.json);
     daemon.stop().await;
 }
 

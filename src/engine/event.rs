@@ -171,6 +171,12 @@ pub enum Command {
         /// Who (name or initials).
         by: ShortText<32>,
     },
+    /// Acknowledge every alarm of this bed that waits for it (active and not
+    /// yet acknowledged, or latched), as one person's decision.
+    AcknowledgeAll {
+        /// Who (name or initials).
+        by: ShortText<32>,
+    },
     /// Pause audio signals for a bounded time.
     PauseAudio {
         /// How long (at most the configured maximum).
@@ -208,6 +214,7 @@ impl Command {
     pub const fn key(&self) -> &'static str {
         match self {
             Command::Acknowledge { .. } => "acknowledge",
+            Command::AcknowledgeAll { .. } => "acknowledge_all",
             Command::PauseAudio { .. } => "pause_audio",
             Command::ResumeAudio => "resume_audio",
             Command::StartSession { .. } => "start_session",
@@ -352,6 +359,9 @@ pub enum CommandError {
         /// The alarm's text id.
         alarm: String,
     },
+    /// Acknowledge-all found no alarm present.
+    #[error("no alarm is present, so there is nothing to acknowledge")]
+    NothingToAcknowledge,
     /// The pause asked for is longer than allowed.
     #[error("audio pause of {asked:?} exceeds the maximum of {max:?} (alarms.max_audio_pause)")]
     PauseTooLong {

@@ -451,6 +451,7 @@ impl Engine {
         };
         match command {
             Command::Acknowledge { alarm, by } => self.acknowledge(now, alarm, by),
+            Command::AcknowledgeAll { by } => self.acknowledge_all(now, by),
             Command::PauseAudio { duration } => {
                 if duration.is_zero() {
                     return Err(CommandError::PauseEmpty);
@@ -1148,6 +1149,33 @@ impl Engine {
             }
             SlotState::Inactive | SlotState::Pending { .. } => Err(self.not_active(alarm)),
         }
+    }
+
+    /// Acknowledges every present alarm that waits for it, highest priority
+    /// first (then oldest), each with its own `acknowledge` event, exactly as
+    /// one acknowledgement each would. Alarms already acknowledged stay so
+    /// (their re-alert time is not reset). With no alarm present at all the
+    /// command is rejected, so a display learns that nothing was there.
+    fn acknowledge_all(&mut self, now: Instant, by: ShortText<32>) -> Result<(), CommandError> {
+        if !self.slots.iter().any(Slot::present) {
+            return Err(CommandError::NothingToAcknowledge);
+        }
+        // A short list (only present alarms): a command may allocate, the
+        // reading path does not.
+        let mut waiting: Vec<(Priority, Instant, AlarmId)> = self
+            .slots
+            .iter()
+            .filter(|s| {
+                matches!(s.state, SlotState::Latched)
+                    || (matches!(s.state, SlotState::Active) && s.ack.is_none())
+            })
+            .map(|s| (s.priority, s.onset, s.id))
+            .collect();
+        waiting.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        for (_, _, id) in waiting {
+            self.acknowledge(now, id, by)?;
+        }
+        Ok(())
     }
 
     fn not_active(&self, alarm: AlarmId) -> CommandError {

@@ -1487,3 +1487,79 @@ fn technical_alarms_carry_no_physiological_value() {
         }
     }
 }
+
+#[test]
+fn acknowledge_all_acknowledges_every_waiting_alarm_highest_priority_first() {
+    let mut cfg = config();
+    cfg.vitals[Vital::HeartRate.index()].latching = true;
+    let mut e = Engine::new(cfg);
+    // hr.high (medium) latches after the tachycardia ends ...
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    feed(&mut e, hr(11 * SEC, 100.0));
+    // ... spo2.critical_low (high) is active, a storage failure (medium) too.
+    feed(&mut e, spo2(12 * SEC, 80.0));
+    e.handle_system(ms(13 * SEC), SystemCondition::StorageFailure, true);
+    drain(&mut e);
+    let by = ShortText::new("RN-JD");
+    e.handle_command(ms(20 * SEC), Command::AcknowledgeAll { by })
+        .unwrap();
+    let names = e.config().source_names.clone();
+    let got: Vec<(String, Phase, AlarmState, Option<ShortText<32>>)> = drain(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some((a.id.key(&names), a.phase, a.state, a.ack.map(|k| k.by))),
+            _ => None,
+        })
+        .collect();
+    let ack = |k: &str, phase, state| (k.to_owned(), phase, state, Some(by));
+    assert_eq!(
+        got,
+        vec![
+            ack(
+                "spo2.critical_low",
+                Phase::Acknowledge,
+                AlarmState::Acknowledged
+            ),
+            // Equal priority: the older one first. A latched alarm ends.
+            ack("hr.high", Phase::Acknowledge, AlarmState::Latched),
+            ack("hr.high", Phase::End, AlarmState::Ended),
+            ack(
+                "system.storage_failure",
+                Phase::Acknowledge,
+                AlarmState::Acknowledged
+            ),
+        ]
+    );
+    // Again: everything present is acknowledged already; accepted, no events.
+    e.handle_command(ms(20 * SEC + 500), Command::AcknowledgeAll { by })
+        .unwrap();
+    assert!(alarms(&mut e).is_empty());
+    // The acknowledged alarms re-alert as single acknowledgements do.
+    e.handle_timeout(ms(20 * SEC + e.config().realert_after.as_millis() as u64));
+    let realerted: Vec<String> = alarms(&mut e)
+        .into_iter()
+        .filter(|(_, p, _)| *p == Phase::ReAlert)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert_eq!(realerted, ["spo2.critical_low", "system.storage_failure"]);
+}
+
+#[test]
+fn acknowledge_all_with_no_alarm_present_is_rejected() {
+    let mut e = engine();
+    every_second(&mut e, 0, 5 * SEC, |t| hr(t, 70.0));
+    drain(&mut e);
+    assert_eq!(
+        e.handle_command(
+            ms(5 * SEC),
+            Command::AcknowledgeAll {
+                by: ShortText::new("RN")
+            }
+        ),
+        Err(CommandError::NothingToAcknowledge)
+    );
+    assert!(
+        drain(&mut e).is_empty(),
+        "a rejected command changes nothing"
+    );
+}
