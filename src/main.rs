@@ -58,6 +58,24 @@ enum RecordCmd {
         #[arg(long, default_value = "5min", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
+    /// Send a recording's chart as HL7 ORU^R01 (IHE PCD-01) messages to an
+    /// HL7 receiver over MLLP, each waiting for its ACK (docs/record-tools.md).
+    Send {
+        /// The recording.
+        file: PathBuf,
+        /// The receiver, HOST:PORT.
+        #[arg(long)]
+        to: String,
+        /// Chart every reading instead of one per interval.
+        #[arg(long, conflicts_with = "interval")]
+        every_reading: bool,
+        /// The charting interval.
+        #[arg(long, default_value = "5min", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Attempts per message before giving up.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
+    },
     /// Build a recording from a CSV of timed readings (columns time, vital,
     /// value, validity), so it can be replayed and reported on.
     Import {
@@ -388,6 +406,31 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 vigil::record::chart::Sampling::Interval(interval)
             };
             export_cmd(&file, format, sampling, output.as_deref())
+        }
+        Cmd::Record {
+            command:
+                RecordCmd::Send {
+                    file,
+                    to,
+                    every_reading,
+                    interval,
+                    attempts,
+                },
+        } => {
+            use vigil::record::{chart::Sampling, export::hl7_messages, mllp};
+            let sampling = if every_reading {
+                Sampling::EveryReading
+            } else {
+                Sampling::Interval(interval)
+            };
+            let messages = hl7_messages(&file, sampling, std::time::SystemTime::now())?;
+            let opts = mllp::SendOptions {
+                attempts,
+                ..mllp::SendOptions::default()
+            };
+            let n = mllp::send_all(&to, &messages, opts)?;
+            eprintln!("{n} message(s) sent to {to} and acknowledged");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Record {
             command:

@@ -463,6 +463,17 @@ pub fn export_chart(
     Ok(n)
 }
 
+/// Loads and replays a recording; returns its chart as HL7 messages.
+pub fn hl7_messages(
+    path: &Path,
+    sampling: super::chart::Sampling,
+    generated: SystemTime,
+) -> Result<Vec<String>, ExportError> {
+    let session = replay::load(path)?;
+    let chart = super::chart::chart(&session, sampling)?;
+    Ok(super::hl7::messages(&chart, generated))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
