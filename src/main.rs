@@ -50,6 +50,31 @@ enum RecordCmd {
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// fhir, hl7: chart every reading instead of one per interval.
+        #[arg(long, conflicts_with = "interval")]
+        every_reading: bool,
+        /// fhir, hl7: the charting interval (first valid reading of each
+        /// vital per interval, plus every NIBP).
+        #[arg(long, default_value = "5min", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+    /// Send a recording's chart as HL7 ORU^R01 (IHE PCD-01) messages to an
+    /// HL7 receiver over MLLP, each waiting for its ACK (docs/record-tools.md).
+    Send {
+        /// The recording.
+        file: PathBuf,
+        /// The receiver, HOST:PORT.
+        #[arg(long)]
+        to: String,
+        /// Chart every reading instead of one per interval.
+        #[arg(long, conflicts_with = "interval")]
+        every_reading: bool,
+        /// The charting interval.
+        #[arg(long, default_value = "5min", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Attempts per message before giving up.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
     },
     /// Build a recording from a CSV of timed readings (columns time, vital,
     /// value, validity), so it can be replayed and reported on.
@@ -76,6 +101,19 @@ enum ExportFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
+    /// FHIR R4 Bundle of vital-signs Observations (docs/record-tools.md).
+    Fhir,
+    /// HL7 v2.6 ORU^R01 messages, IHE PCD-01 (docs/record-tools.md).
+    Hl7,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    match vigil::config::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "`{s}` is not an interval such as 5min, 15min or 900s"
+        )),
+    }
 }
 
 /// Where the displays read the feed.
@@ -388,8 +426,42 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     file,
                     format,
                     output,
+                    every_reading,
+                    interval,
                 },
-        } => export_cmd(&file, format, output.as_deref()),
+        } => {
+            let sampling = if every_reading {
+                vigil::record::chart::Sampling::EveryReading
+            } else {
+                vigil::record::chart::Sampling::Interval(interval)
+            };
+            export_cmd(&file, format, sampling, output.as_deref())
+        }
+        Cmd::Record {
+            command:
+                RecordCmd::Send {
+                    file,
+                    to,
+                    every_reading,
+                    interval,
+                    attempts,
+                },
+        } => {
+            use vigil::record::{chart::Sampling, export::hl7_messages, mllp};
+            let sampling = if every_reading {
+                Sampling::EveryReading
+            } else {
+                Sampling::Interval(interval)
+            };
+            let messages = hl7_messages(&file, sampling, std::time::SystemTime::now())?;
+            let opts = mllp::SendOptions {
+                attempts,
+                ..mllp::SendOptions::default()
+            };
+            let n = mllp::send_all(&to, &messages, opts)?;
+            eprintln!("{n} message(s) sent to {to} and acknowledged");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Record {
             command:
                 RecordCmd::Import {
@@ -984,23 +1056,32 @@ fn replay_cmd(
 fn export_cmd(
     file: &std::path::Path,
     format: ExportFormat,
+    sampling: vigil::record::chart::Sampling,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    use vigil::record::export::{export, Format};
-    let format = match format {
-        ExportFormat::Csv => Format::Csv,
-        ExportFormat::Jsonl => Format::Jsonl,
+    use vigil::record::export::{export, export_chart, ChartFormat, Format};
+    let now = std::time::SystemTime::now();
+    let write = |out: &mut dyn std::io::Write| match format {
+        ExportFormat::Csv => export(file, Format::Csv, &mut &mut *out),
+        ExportFormat::Jsonl => export(file, Format::Jsonl, &mut &mut *out),
+        ExportFormat::Fhir => export_chart(file, ChartFormat::Fhir, sampling, now, &mut &mut *out),
+        ExportFormat::Hl7 => export_chart(file, ChartFormat::Hl7, sampling, now, &mut &mut *out),
+    };
+    let unit = match format {
+        ExportFormat::Csv | ExportFormat::Jsonl => "row(s)",
+        ExportFormat::Fhir => "observation(s)",
+        ExportFormat::Hl7 => "message(s)",
     };
     match output {
         Some(path) => {
             let f = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let n = export(file, format, &mut std::io::BufWriter::new(f))?;
-            eprintln!("{n} row(s) written to {}", path.display());
+            let n = write(&mut std::io::BufWriter::new(f))?;
+            eprintln!("{n} {unit} written to {}", path.display());
         }
         None => {
             let out = std::io::stdout();
-            match export(file, format, &mut std::io::BufWriter::new(out.lock())) {
+            match write(&mut std::io::BufWriter::new(out.lock())) {
                 // `| head`: the reader has seen enough.
                 Err(vigil::record::export::ExportError::Io(e))
                     if e.kind() == std::io::ErrorKind::BrokenPipe => {}

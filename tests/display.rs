@@ -75,6 +75,53 @@ fn board_shows_alarms_acknowledges_and_goes_blind() {
         "low is steady: {order}"
     );
     page.screenshot(&artefact("board-alarms.png"));
+    // The value in alarm is shown in its priority's colour.
+    page.wait_for(
+        "document.querySelector('[data-vital=spo2]').classList.contains('alarm-high')",
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        page.eval("getComputedStyle(document.querySelector('[data-vital=spo2] .value')).color"),
+        "rgb(224, 32, 27)"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('[data-vital=hr]').classList.contains('alarm-medium')"),
+        true
+    );
+    // Wall screen and tablet: nothing spills sideways, numerals fill the
+    // tile (on the wall, large enough to read across the room).
+    for (w, h, name) in [
+        (1920, 1080, "board-wall-1920x1080.png"),
+        (768, 1024, "board-tablet-768x1024.png"),
+    ] {
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": w, "height": h, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        page.wait_for(
+            &format!("window.innerWidth === {w}"),
+            Duration::from_secs(3),
+        );
+        let overflow = page.eval(
+            "[...document.querySelectorAll('.vital')].some(v => v.scrollWidth > v.clientWidth + 1) || document.documentElement.scrollWidth > window.innerWidth",
+        );
+        let sizes = page.eval("JSON.stringify([...document.querySelectorAll('.vital')].map(v => [v.dataset.vital, v.scrollWidth, v.clientWidth]).concat([[document.documentElement.scrollWidth, window.innerWidth]]))");
+        assert_eq!(
+            overflow, false,
+            "{w}x{h}: a tile or the page overflows: {sizes}"
+        );
+        let px = page.eval("parseFloat(getComputedStyle(document.querySelector('[data-vital=hr] .value')).fontSize)");
+        let px = px.as_f64().unwrap();
+        assert!(
+            px >= if w == 1920 { 100.0 } else { 48.0 },
+            "{w}x{h}: numerals {px} px"
+        );
+        page.screenshot(&artefact(name));
+    }
+    page.call(
+        "Emulation.clearDeviceMetricsOverride",
+        serde_json::json!({}),
+    );
 
     // Acknowledge: the button asks for initials, the command goes out on MQTT.
     let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");

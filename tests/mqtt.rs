@@ -97,6 +97,16 @@ async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
         json!({"command": "dose", "route": "in", "note": "56 mg"}),
     );
     display.publish(&format!("{prefix}cmd"), &dose).await;
+    // A dose right after start_session: accepted, with the advisory that
+    // the baselines are missing (before the dose event itself).
+    let advisory = display
+        .next("/session", SECS(5), |j| {
+            j["event"]["type"] == "baseline_incomplete"
+        })
+        .await;
+    assert_valid("session", &advisory.json);
+    let missing = advisory.json["event"]["missing"].as_array().unwrap();
+    assert!(missing.contains(&json!("nibp_sys")), "{}", advisory.json);
     let session = display
         .next("/session", SECS(5), |j| j["event"]["type"] == "dose")
         .await;
@@ -221,6 +231,21 @@ async fn acknowledging_round_trips_and_bad_commands_are_rejected_with_reasons() 
     assert_valid("alarm", &acked.json);
     assert_eq!(acked.json["alarm"]["state"], "acknowledged");
     assert_eq!(acked.json["alarm"]["ack"]["by"], "RN T");
+
+    // Acknowledge all: the display's one button for the whole bed. The
+    // critical alarm is acknowledged already and stays so; the command is
+    // accepted because alarms are present.
+    let all = command(
+        "ack-all-1",
+        json!({"command": "acknowledge_all", "by": "RN T"}),
+    );
+    assert_valid("command", &all);
+    display.publish(&cmd_topic, &all).await;
+    let r = display
+        .next("/cmd/result", SECS(5), |j| j["id"] == "ack-all-1")
+        .await;
+    assert_valid("command-result", &r.json);
+    assert_eq!(r.json["result"], "accepted", "{}", r.json);
     daemon.stop().await;
 }
 

@@ -124,7 +124,10 @@ struct Track {
     history: VecDeque<(SystemTime, f64)>,
 }
 
-const HISTORY: Duration = Duration::from_secs(180);
+/// How far back a vital's values are kept: the sparkline's span.
+const HISTORY: Duration = Duration::from_secs(45 * 60);
+/// Points a sparkline holds at most (the history is thinned to this).
+const SPARK_POINTS: usize = 90;
 
 impl Track {
     fn push(&mut self, r: VitalReading, now: SystemTime) {
@@ -134,7 +137,7 @@ impl Track {
                 self.history.push_back((t, v));
             }
         }
-        while self.history.len() > 512
+        while self.history.len() > 4096
             || self
                 .history
                 .front()
@@ -725,7 +728,23 @@ impl Board {
                 self.continuous(b, "hr", "HR", "/min", Some("pr"), 5.0, live, vnow),
                 self.continuous(b, "spo2", "SpO2", "%", None, 2.0, live, vnow),
                 nibp(b, live, vnow),
-            ],
+            ]
+            .into_iter()
+            .map(|mut v| {
+                if live {
+                    v.alarm = vital_alarm(&alarms, v.key);
+                    let track = match v.key {
+                        "nibp" => "nibp_sys",
+                        "hr" if b.vitals.get("hr").is_none_or(|t| t.latest.is_none()) => "pr",
+                        k => k,
+                    };
+                    if let Some(t) = b.vitals.get(track) {
+                        v.spark = spark(&t.history, vnow);
+                    }
+                }
+                v
+            })
+            .collect(),
             phase: b
                 .session
                 .as_ref()
@@ -890,6 +909,49 @@ fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
         v.trend = arrow(d, 10.0);
     }
     v
+}
+
+/// The highest priority among the physiological alarms about a vital shown
+/// in one tile (HR's tile also shows the pulse rate; NIBP's all three).
+fn vital_alarm(alarms: &[AlarmView], key: &str) -> Option<&'static str> {
+    let subjects: &[&str] = match key {
+        "hr" => &["hr", "pr"],
+        "nibp" => &["nibp", "nibp_sys", "nibp_dia", "nibp_mean"],
+        _ => &[],
+    };
+    alarms
+        .iter()
+        .filter(|a| a.kind == "physiological")
+        .filter(|a| {
+            let subject = a.id.rsplit_once('.').map_or("", |(s, _)| s);
+            subject == key || subjects.contains(&subject)
+        })
+        .max_by_key(|a| a.rank)
+        .map(|a| a.priority)
+}
+
+/// A vital's history as sparkline points: the last [`HISTORY`], thinned to
+/// [`SPARK_POINTS`] by taking every n-th value (and always the newest).
+fn spark(h: &VecDeque<(SystemTime, f64)>, now: SystemTime) -> Vec<[f64; 2]> {
+    let recent: Vec<&(SystemTime, f64)> =
+        h.iter().filter(|(t, _)| age(now, *t) <= HISTORY).collect();
+    if recent.len() < 2 {
+        return Vec::new();
+    }
+    let step = recent.len().div_ceil(SPARK_POINTS);
+    let mut out: Vec<[f64; 2]> = recent
+        .iter()
+        .step_by(step)
+        .map(|(t, v)| [-age(now, *t).as_secs_f64(), *v])
+        .collect();
+    let last = recent[recent.len() - 1];
+    if out
+        .last()
+        .is_some_and(|p| p[1] != last.1 || p[0] != -age(now, last.0).as_secs_f64())
+    {
+        out.push([-age(now, last.0).as_secs_f64(), last.1]);
+    }
+    out
 }
 
 /// Trend of a continuous vital: the latest value against the one about a
@@ -1179,6 +1241,12 @@ pub struct VitalView {
     pub age: Option<String>,
     /// NIBP: age in seconds.
     pub age_s: Option<f64>,
+    /// The priority of the highest physiological alarm about this vital
+    /// (`high`, `medium`, `low`): the value is shown in its colour.
+    pub alarm: Option<&'static str>,
+    /// The trend of the last 45 min: `[seconds before now, value]`, oldest
+    /// first, about 90 points (for NIBP, the systolic values).
+    pub spark: Vec<[f64; 2]>,
 }
 
 impl VitalView {
@@ -1193,6 +1261,8 @@ impl VitalView {
             note: None,
             age: None,
             age_s: None,
+            alarm: None,
+            spark: Vec::new(),
         }
     }
 
@@ -1866,6 +1936,54 @@ mod tests {
             t(4),
         );
         assert_eq!(b.view(t(4)).beds[0].result.clone().unwrap().id, "d-1");
+    }
+
+    #[test]
+    fn sparklines_span_45_minutes_thinned_and_values_in_alarm_are_marked() {
+        let mut b = live_board();
+        // One HR a second for an hour: the sparkline keeps the last 45 min.
+        for i in 0..3600u64 {
+            if i % 10 == 0 {
+                heartbeat(&mut b, 10_000 + i, t(i));
+            }
+            let json = format!(
+                r#"{{"schema_version":1,"seq":{},"vitals":{{"hr":{{"value":{},"validity":"valid","time":"{}"}}}}}}"#,
+                20_000 + i,
+                60 + (i / 60) % 40,
+                crate::io::clock::rfc3339(t(i)),
+            );
+            feed(&mut b, TopicKind::Vitals, &json, false, t(i));
+        }
+        let v = b.view(t(3600));
+        let spark = &v.beds[0].vitals[0].spark;
+        assert!((80..=91).contains(&spark.len()), "{}", spark.len());
+        assert!(
+            spark.first().unwrap()[0] >= -45.0 * 60.0,
+            "{:?}",
+            spark.first()
+        );
+        assert_eq!(spark.last().unwrap(), &[-1.0, (60 + 59 % 40) as f64]);
+        assert!(spark.windows(2).all(|w| w[0][0] < w[1][0]), "oldest first");
+        assert_eq!(v.beds[0].vitals[0].alarm, None);
+        // An HR alarm colours the HR tile; a technical one does not.
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("hr.high", "high", "active", 40_000, t(3600)),
+            false,
+            t(3600),
+        );
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &alarm("spo2.sensor_off", "medium", "active", 40_001, t(3600))
+                .replace("physiological", "technical"),
+            false,
+            t(3600),
+        );
+        let v = b.view(t(3600));
+        assert_eq!(v.beds[0].vitals[0].alarm, Some("high"));
+        assert_eq!(v.beds[0].vitals[1].alarm, None);
     }
 
     #[test]

@@ -79,12 +79,34 @@ pub enum SessionEvent {
         /// Free text (dose, product); no patient identifiers.
         note: ShortText<64>,
     },
+    /// A dose was accepted although some baselines are missing: the vitals
+    /// marked had too little data in the baseline phase (see
+    /// [`super::rules::BaselineMinimum`]) and no baseline set by command.
+    /// Advisory: trend alarms for them stay unarmed.
+    BaselineIncomplete {
+        /// Indexed by [`Vital::index`]: `true` where the baseline is missing.
+        missing: [bool; Vital::COUNT],
+    },
     /// All vitals with a baseline have (or no longer have) been within the
     /// discharge bounds for the configured time.
     DischargeReadiness {
         /// Ready or no longer ready.
         ready: bool,
     },
+}
+
+impl SessionEvent {
+    /// The vitals a `BaselineIncomplete` event names, in table order (empty
+    /// for other events).
+    pub fn missing_baselines(&self) -> impl Iterator<Item = Vital> + '_ {
+        let missing = match self {
+            SessionEvent::BaselineIncomplete { missing } => Some(missing),
+            _ => None,
+        };
+        Vital::ALL
+            .into_iter()
+            .filter(move |v| missing.is_some_and(|m| m[v.index()]))
+    }
 }
 
 /// Why an audio pause ended.
@@ -171,6 +193,12 @@ pub enum Command {
         /// Who (name or initials).
         by: ShortText<32>,
     },
+    /// Acknowledge every alarm of this bed that waits for it (active and not
+    /// yet acknowledged, or latched), as one person's decision.
+    AcknowledgeAll {
+        /// Who (name or initials).
+        by: ShortText<32>,
+    },
     /// Pause audio signals for a bounded time.
     PauseAudio {
         /// How long (at most the configured maximum).
@@ -208,6 +236,7 @@ impl Command {
     pub const fn key(&self) -> &'static str {
         match self {
             Command::Acknowledge { .. } => "acknowledge",
+            Command::AcknowledgeAll { .. } => "acknowledge_all",
             Command::PauseAudio { .. } => "pause_audio",
             Command::ResumeAudio => "resume_audio",
             Command::StartSession { .. } => "start_session",
@@ -352,6 +381,9 @@ pub enum CommandError {
         /// The alarm's text id.
         alarm: String,
     },
+    /// Acknowledge-all found no alarm present.
+    #[error("no alarm is present, so there is nothing to acknowledge")]
+    NothingToAcknowledge,
     /// The pause asked for is longer than allowed.
     #[error("audio pause of {asked:?} exceeds the maximum of {max:?} (alarms.max_audio_pause)")]
     PauseTooLong {

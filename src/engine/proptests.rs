@@ -73,6 +73,9 @@ const ACK_TARGETS: [&str; 14] = [
 fn command(a: u8, b: u8) -> Command {
     let names = ["a".to_owned(), "b".to_owned()];
     match a % 9 {
+        0 if b.is_multiple_of(4) => Command::AcknowledgeAll {
+            by: ShortText::new("RN"),
+        },
         0 | 1 => Command::Acknowledge {
             alarm: AlarmId::parse(ACK_TARGETS[b as usize % ACK_TARGETS.len()], &names)
                 .expect("valid id"),

@@ -1487,3 +1487,207 @@ fn technical_alarms_carry_no_physiological_value() {
         }
     }
 }
+
+#[test]
+fn acknowledge_all_acknowledges_every_waiting_alarm_highest_priority_first() {
+    let mut cfg = config();
+    cfg.vitals[Vital::HeartRate.index()].latching = true;
+    let mut e = Engine::new(cfg);
+    // hr.high (medium) latches after the tachycardia ends ...
+    every_second(&mut e, 0, 11 * SEC, |t| hr(t, 130.0));
+    feed(&mut e, hr(11 * SEC, 100.0));
+    // ... spo2.critical_low (high) is active, a storage failure (medium) too.
+    feed(&mut e, spo2(12 * SEC, 80.0));
+    e.handle_system(ms(13 * SEC), SystemCondition::StorageFailure, true);
+    drain(&mut e);
+    let by = ShortText::new("RN-JD");
+    e.handle_command(ms(20 * SEC), Command::AcknowledgeAll { by })
+        .unwrap();
+    let names = e.config().source_names.clone();
+    let got: Vec<(String, Phase, AlarmState, Option<ShortText<32>>)> = drain(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some((a.id.key(&names), a.phase, a.state, a.ack.map(|k| k.by))),
+            _ => None,
+        })
+        .collect();
+    let ack = |k: &str, phase, state| (k.to_owned(), phase, state, Some(by));
+    assert_eq!(
+        got,
+        vec![
+            ack(
+                "spo2.critical_low",
+                Phase::Acknowledge,
+                AlarmState::Acknowledged
+            ),
+            // Equal priority: the older one first. A latched alarm ends.
+            ack("hr.high", Phase::Acknowledge, AlarmState::Latched),
+            ack("hr.high", Phase::End, AlarmState::Ended),
+            ack(
+                "system.storage_failure",
+                Phase::Acknowledge,
+                AlarmState::Acknowledged
+            ),
+        ]
+    );
+    // Again: everything present is acknowledged already; accepted, no events.
+    e.handle_command(ms(20 * SEC + 500), Command::AcknowledgeAll { by })
+        .unwrap();
+    assert!(alarms(&mut e).is_empty());
+    // The acknowledged alarms re-alert as single acknowledgements do.
+    e.handle_timeout(ms(20 * SEC + e.config().realert_after.as_millis() as u64));
+    let realerted: Vec<String> = alarms(&mut e)
+        .into_iter()
+        .filter(|(_, p, _)| *p == Phase::ReAlert)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert_eq!(realerted, ["spo2.critical_low", "system.storage_failure"]);
+}
+
+#[test]
+fn acknowledge_all_with_no_alarm_present_is_rejected() {
+    let mut e = engine();
+    every_second(&mut e, 0, 5 * SEC, |t| hr(t, 70.0));
+    drain(&mut e);
+    assert_eq!(
+        e.handle_command(
+            ms(5 * SEC),
+            Command::AcknowledgeAll {
+                by: ShortText::new("RN")
+            }
+        ),
+        Err(CommandError::NothingToAcknowledge)
+    );
+    assert!(
+        drain(&mut e).is_empty(),
+        "a rejected command changes nothing"
+    );
+}
+
+fn incomplete(events: &[Event]) -> Option<Vec<Vital>> {
+    events.iter().find_map(|ev| match ev.kind {
+        EventKind::Session(s @ SessionEvent::BaselineIncomplete { .. }) => {
+            Some(s.missing_baselines().collect())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_dose_without_enough_baseline_readings_is_accepted_with_an_advisory() {
+    // One second after start_session: nothing collected at all.
+    let mut e = engine();
+    start_session(&mut e, 0);
+    feed(&mut e, hr(500, 70.0));
+    dose(&mut e, SEC);
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Session(SessionEvent::Dose { number: 1, .. })
+    )));
+    // HR had a reading (too short), PR and NIBP have trend rules but no data;
+    // SpO2 and the mean have neither: not named.
+    assert_eq!(
+        incomplete(&ev),
+        Some(vec![
+            Vital::HeartRate,
+            Vital::PulseRate,
+            Vital::NibpSystolic,
+            Vital::NibpDiastolic
+        ])
+    );
+    assert_eq!(e.baseline(Vital::HeartRate), None, "no median of 1 reading");
+}
+
+#[test]
+fn baseline_minimums_hold_at_their_boundary() {
+    // 60 s of HR (first reading at 0, dose at 60 s) and 2 NIBP: complete.
+    let run = |dose_at: u64, nibps: usize| {
+        let mut e = engine();
+        start_session(&mut e, 0);
+        // In time order: HR and PR every second, NIBP every 10 s.
+        let mut t = 0;
+        while t < dose_at {
+            if t % (10 * SEC) == 0 && t / (10 * SEC) < nibps as u64 {
+                feed(&mut e, nibp(t, 120.0, 80.0, (t / SEC) as i64 + 1));
+            }
+            feed(&mut e, hr(t, 70.0));
+            feed(&mut e, continuous(Vital::PulseRate, t, 70.0));
+            t += SEC;
+        }
+        drain(&mut e);
+        dose(&mut e, dose_at);
+        let ev = drain(&mut e);
+        (
+            incomplete(&ev),
+            e.baseline(Vital::HeartRate),
+            e.baseline(Vital::NibpSystolic),
+        )
+    };
+    assert_eq!(run(60 * SEC, 2), (None, Some(70.0), Some(120.0)));
+    // One millisecond short of a minute: HR and PR are missing.
+    assert_eq!(
+        run(60 * SEC - 1, 2),
+        (
+            Some(vec![Vital::HeartRate, Vital::PulseRate]),
+            None,
+            Some(120.0)
+        )
+    );
+    // One NIBP measurement: no NIBP baseline (the mean, with no trend rule
+    // but a reading, is named too: discharge would have used it).
+    assert_eq!(
+        run(60 * SEC, 1),
+        (
+            Some(vec![
+                Vital::NibpSystolic,
+                Vital::NibpDiastolic,
+                Vital::NibpMean
+            ]),
+            Some(70.0),
+            None
+        )
+    );
+    // A baseline set by command needs no readings.
+    let mut e = engine();
+    start_session(&mut e, 0);
+    for v in [
+        Vital::HeartRate,
+        Vital::PulseRate,
+        Vital::NibpSystolic,
+        Vital::NibpDiastolic,
+    ] {
+        set_baseline(&mut e, 0, v, if v.is_nibp() { 100.0 } else { 70.0 });
+    }
+    drain(&mut e);
+    dose(&mut e, SEC);
+    assert_eq!(incomplete(&drain(&mut e)), None);
+}
+
+#[test]
+fn discharge_readiness_is_judged_only_in_recovery() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    dose(&mut e, 60 * SEC);
+    // Back near baseline during dosing, far longer than the hold: not ready.
+    every_second(&mut e, 60 * SEC, 2000 * SEC, |t| hr(t, 71.0));
+    let readiness = |ev: &[Event]| -> Vec<(bool, u64)> {
+        ev.iter()
+            .filter_map(|ev| match ev.kind {
+                EventKind::Session(SessionEvent::DischargeReadiness { ready }) => {
+                    Some((ready, ev.at.as_nanos() / 1_000_000))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(readiness(&drain(&mut e)).is_empty());
+    // In recovery the hold starts at once (the latest values are near
+    // baseline) and readiness comes after it.
+    e.handle_command(ms(2000 * SEC), Command::StartRecovery)
+        .unwrap();
+    let hold = e.config().discharge.hold.as_millis() as u64;
+    every_second(&mut e, 2000 * SEC, 2000 * SEC + hold + SEC, |t| hr(t, 71.0));
+    assert_eq!(readiness(&drain(&mut e)), vec![(true, 2000 * SEC + hold)]);
+}

@@ -7,7 +7,8 @@
 //!  "command": "acknowledge", "alarm": "spo2.low", "by": "RN JD"}
 //! ```
 //!
-//! `command` is one of `acknowledge` (`alarm`, `by`), `pause_audio`
+//! `command` is one of `acknowledge` (`alarm`, `by`), `acknowledge_all`
+//! (`by`: every alarm of this bed that waits for an acknowledgement), `pause_audio`
 //! (`duration_s`), `resume_audio`, `start_session` (`session`: a
 //! pseudonymous code, never a name), `set_baseline` (`vital`, `value`),
 //! `dose` (`route`, optional `note`), `start_recovery`, `end_session`.
@@ -68,7 +69,7 @@ pub enum CommandRejection {
         ahead_s: f64,
     },
     /// No command by that name.
-    #[error("unknown command `{0}` (expected acknowledge, pause_audio, resume_audio, start_session, set_baseline, dose, start_recovery or end_session)")]
+    #[error("unknown command `{0}` (expected acknowledge, acknowledge_all, pause_audio, resume_audio, start_session, set_baseline, dose, start_recovery or end_session)")]
     UnknownCommand(String),
     /// The alarm id names no alarm.
     #[error("unknown alarm id `{0}` (ids look like spo2.low, nibp_sys.high, source.<name>.disconnected)")]
@@ -183,6 +184,7 @@ fn validate(
     let name = text(obj, "command", 32)?;
     let allowed: &[&str] = match name {
         "acknowledge" => &["alarm", "by"],
+        "acknowledge_all" => &["by"],
         "pause_audio" => &["duration_s"],
         "resume_audio" | "start_recovery" | "end_session" => &[],
         "start_session" => &["session"],
@@ -209,6 +211,9 @@ fn validate(
                 by: short(obj, "by", true)?,
             }
         }
+        "acknowledge_all" => Command::AcknowledgeAll {
+            by: short(obj, "by", true)?,
+        },
         "pause_audio" => {
             let secs = number(obj, "duration_s")?;
             if !(secs > 0.0 && secs <= 86_400.0) {
@@ -341,6 +346,28 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(p.command, Command::Acknowledge { .. }));
+    }
+
+    #[test]
+    fn acknowledge_all_parses_and_needs_who() {
+        let p = cmd(r#""command":"acknowledge_all","by":"RN JD""#, now()).unwrap();
+        assert_eq!(
+            p.command,
+            Command::AcknowledgeAll {
+                by: ShortText::new("RN JD"),
+            }
+        );
+        let reason = |r: Result<Parsed, Rejected>| r.unwrap_err().reason.to_string();
+        assert_eq!(
+            reason(cmd(r#""command":"acknowledge_all""#, now())),
+            "missing field `by`"
+        );
+        // No alarm id: it covers every alarm of the bed.
+        assert!(reason(cmd(
+            r#""command":"acknowledge_all","by":"RN","alarm":"spo2.low""#,
+            now()
+        ))
+        .starts_with("unknown field `alarm`"));
     }
 
     #[test]

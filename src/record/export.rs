@@ -54,6 +54,18 @@ pub enum ExportError {
     /// Writing the output failed.
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
+    /// The recording cannot be charted (FHIR, HL7).
+    #[error(transparent)]
+    Chart(#[from] super::chart::ChartError),
+}
+
+/// The formats an EHR takes: the recording's chart ([`super::chart`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartFormat {
+    /// A FHIR R4 Bundle of vital-signs Observations ([`super::fhir`]).
+    Fhir,
+    /// HL7 v2.6 ORU^R01 messages, IHE PCD-01 ([`super::hl7`]).
+    Hl7,
 }
 
 /// Output formats.
@@ -303,6 +315,17 @@ fn session_row(base: Row, s: &SessionEvent) -> Row {
             )),
             ..row
         },
+        SessionEvent::BaselineIncomplete { .. } => Row {
+            event_kind: Some("baseline_incomplete"),
+            detail: Some(format!(
+                "missing {}",
+                s.missing_baselines()
+                    .map(|v| v.key())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            ..row
+        },
         SessionEvent::DischargeReadiness { ready } => Row {
             event_kind: Some("discharge"),
             detail: Some(if ready { "ready" } else { "not ready" }.to_owned()),
@@ -407,6 +430,48 @@ pub fn export(
     write_rows(&rows, format, out)?;
     out.flush()?;
     Ok(rows.len())
+}
+
+/// Loads, replays and writes a recording's chart; returns how many
+/// Observations (FHIR) or messages (HL7). `generated` stamps the Bundle or
+/// the messages.
+pub fn export_chart(
+    path: &Path,
+    format: ChartFormat,
+    sampling: super::chart::Sampling,
+    generated: SystemTime,
+    out: &mut impl std::io::Write,
+) -> Result<usize, ExportError> {
+    let session = replay::load(path)?;
+    let chart = super::chart::chart(&session, sampling)?;
+    let n = match format {
+        ChartFormat::Fhir => {
+            let bundle = super::fhir::bundle(&chart, generated);
+            serde_json::to_writer_pretty(&mut *out, &bundle).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            chart.points.len()
+        }
+        ChartFormat::Hl7 => {
+            let messages = super::hl7::messages(&chart, generated);
+            for m in &messages {
+                out.write_all(m.as_bytes())?;
+            }
+            messages.len()
+        }
+    };
+    out.flush()?;
+    Ok(n)
+}
+
+/// Loads and replays a recording; returns its chart as HL7 messages.
+pub fn hl7_messages(
+    path: &Path,
+    sampling: super::chart::Sampling,
+    generated: SystemTime,
+) -> Result<Vec<String>, ExportError> {
+    let session = replay::load(path)?;
+    let chart = super::chart::chart(&session, sampling)?;
+    Ok(super::hl7::messages(&chart, generated))
 }
 
 #[cfg(test)]

@@ -27,10 +27,14 @@
 //!
 //! This module is pure (bytes in, bytes out); [`file`] does the file IO.
 
+pub mod chart;
 pub mod export;
+pub mod fhir;
 pub mod file;
 pub mod health;
+pub mod hl7;
 pub mod import;
+pub mod mllp;
 
 use core::time::Duration;
 
@@ -326,6 +330,10 @@ fn encode_command(c: &Command, out: &mut Vec<u8>) {
         }
         Command::StartRecovery => out.push(7),
         Command::EndSession => out.push(8),
+        Command::AcknowledgeAll { by } => {
+            out.push(9);
+            put_text(out, by.as_str());
+        }
     }
 }
 
@@ -381,6 +389,9 @@ fn decode_command(mut b: &[u8]) -> Result<Command, RecordError> {
         }
         7 => Command::StartRecovery,
         8 => Command::EndSession,
+        9 => Command::AcknowledgeAll {
+            by: ShortText::new(take_text(b)?),
+        },
         _ => return Err(RecordError::Malformed("unknown command")),
     })
 }
@@ -462,6 +473,12 @@ mod tests {
                 record: Record::Input(Input::Command(Command::SetBaseline {
                     vital: Vital::NibpSystolic,
                     value: 121.5,
+                })),
+            },
+            Timed {
+                at: t(22),
+                record: Record::Input(Input::Command(Command::AcknowledgeAll {
+                    by: ShortText::new("RN-JD"),
                 })),
             },
             Timed {

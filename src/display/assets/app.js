@@ -126,10 +126,26 @@ function vitalHtml(v) {
   const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
   const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
-  return `<div class="vital ${esc(v.state)}" data-vital="${esc(v.key)}">
+  const alarm = v.alarm ? ` alarm-${esc(v.alarm)}` : "";
+  return `<div class="vital ${esc(v.state)}${alarm}" data-vital="${esc(v.key)}">
     <div class="label">${esc(v.label)}</div>
     <div class="value">${shown}${arrow}<span class="unit">${esc(v.unit)}</span></div>
-    <div class="note">${note}</div></div>`;
+    <div class="note">${note}</div>${sparkHtml(v.spark)}</div>`;
+}
+
+// The last 45 min of a vital as a line (newest at the right edge).
+const SPAN_S = 45 * 60;
+function sparkHtml(points) {
+  if (!points || points.length < 2) return "";
+  const ys = points.map((p) => p[1]);
+  let lo = Math.min(...ys), hi = Math.max(...ys);
+  if (hi - lo < 4) { lo -= 2; hi += 2; }
+  const x = (s) => (100 * (SPAN_S + s) / SPAN_S).toFixed(1);
+  const y = (v) => (28 - 26 * (v - lo) / (hi - lo)).toFixed(1);
+  const line = points.map((p) => `${x(p[0])},${y(p[1])}`).join(" ");
+  return `<svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-label="last 45 min: ${lo.toFixed(0)} to ${hi.toFixed(0)}">
+    <polyline points="${line}" vector-effect="non-scaling-stroke"/></svg>
+    <div class="sparkrange">${Math.round(lo)}-${Math.round(hi)} · 45 min</div>`;
 }
 
 function alarmHtml(b, a) {

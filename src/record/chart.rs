@@ -1,0 +1,304 @@
+//! What a chart takes from a recording: the readings that go into an EHR
+//! export (FHIR, HL7), chosen the way clinics chart, with their session,
+//! device and wall-clock time.
+//!
+//! The recording is replayed (same decoders and engine as live). Only
+//! readings inside a session (from its start to its end, phases baseline,
+//! dosing and recovery) are charted: the pseudonymous session id is the
+//! only link to the patient, and readings outside a session have none.
+//! A value the device sent as an old measurement ([`Validity::Old`]) is
+//! left out: its true measurement time is not known, and charting it at the
+//! time it was resent would place it wrongly.
+//!
+//! Two samplings:
+//! - [`Sampling::Interval`] (the default, every [`DEFAULT_INTERVAL`]): for
+//!   each continuous vital, the first valid reading of each interval (counted
+//!   from the recording's start), or the first reading when none of the
+//!   interval is valid, so a sensor off for a whole interval is charted as
+//!   absent; plus every NIBP measurement.
+//! - [`Sampling::EveryReading`]: every reading.
+//!
+//! [`quality`] maps a sample's validity to what an export says about it.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use crate::engine::{EventKind, SessionEvent, SessionPhase};
+use crate::replay::{self, Session};
+use crate::vitals::{Measurement, Nibp, Sample, Validity, Vital};
+
+use super::export::{offset, started};
+
+/// The default charting interval (clinics chart vitals every 5-15 minutes).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Errors gathering a chart.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// The recording has no wall-clock start.
+    #[error(
+        "the recording has no `started` time, so readings have no date; \
+         re-import it with `vigil record import --start`"
+    )]
+    NoStart,
+    /// No session was started in the recording.
+    #[error(
+        "the recording holds no session (no readings between a session start and end), \
+         so nothing links its readings to a patient; use `--format csv` for the raw table"
+    )]
+    NoSession,
+    /// A zero interval.
+    #[error("the interval must be longer than zero")]
+    ZeroInterval,
+}
+
+/// Which readings are charted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// The first valid reading of each vital per interval, and every NIBP.
+    Interval(Duration),
+    /// Every reading.
+    EveryReading,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling::Interval(DEFAULT_INTERVAL)
+    }
+}
+
+/// A charted value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// HR, PR or SpO2.
+    Continuous(Vital, Sample),
+    /// One NIBP measurement.
+    Nibp(Nibp),
+}
+
+/// One charted reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Offset from the recording's start.
+    pub time: Duration,
+    /// Wall-clock time.
+    pub wall: SystemTime,
+    /// Index of the source in [`Chart::sources`].
+    pub source: usize,
+    /// The pseudonymous session id.
+    pub session: String,
+    /// Readings of the same group belong in one message: the interval's
+    /// number, or (every reading) the reading's time in milliseconds.
+    pub group: u64,
+    /// The value.
+    pub value: Value,
+}
+
+/// A source as a chart names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The configured source name.
+    pub name: String,
+    /// The protocol key (`ge-s5`, `philips-intellivue`, ...).
+    pub protocol: &'static str,
+}
+
+/// What the exports need from a recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    /// Site from the recording's metadata (or its configuration).
+    pub site: String,
+    /// Bed.
+    pub bed: String,
+    /// Every configured source, by index.
+    pub sources: Vec<Device>,
+    /// The charted readings, in time order.
+    pub points: Vec<Point>,
+}
+
+/// What an export says about a sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Quality {
+    /// A valid value.
+    Valid(f32),
+    /// A value the device flags as questionable.
+    Questionable(f32),
+    /// Below the device's measuring range (the value, when it sent one).
+    BelowRange(Option<f32>),
+    /// Above the device's measuring range.
+    AboveRange(Option<f32>),
+    /// No usable value, for the validity's reason.
+    Absent(Validity),
+}
+
+impl Quality {
+    /// The number an export carries, if any.
+    pub fn value(self) -> Option<f32> {
+        match self {
+            Quality::Valid(v) | Quality::Questionable(v) => Some(v),
+            Quality::BelowRange(v) | Quality::AboveRange(v) => v,
+            Quality::Absent(_) => None,
+        }
+    }
+}
+
+/// Maps a sample to what an export says: a number only when the device
+/// stands behind it (valid, questionable, off-scale with a number); never
+/// for invalid, artifact, sensor-off or unavailable values.
+pub fn quality(s: Sample) -> Quality {
+    let finite = s.value.is_finite().then_some(s.value);
+    match (s.validity, finite) {
+        (Validity::Valid, Some(v)) => Quality::Valid(v),
+        (Validity::Questionable, Some(v)) => Quality::Questionable(v),
+        (Validity::UnderRange, v) => Quality::BelowRange(v),
+        (Validity::OverRange, v) => Quality::AboveRange(v),
+        (validity, _) => Quality::Absent(validity),
+    }
+}
+
+/// Words for a validity, for free-text notes.
+pub fn describe(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "valid",
+        Validity::Invalid => "the device marks the value invalid",
+        Validity::Unavailable => "no value: the measurement is not available",
+        Validity::Artifact => {
+            "artifact: motion, interference or a value outside the plausible range"
+        }
+        Validity::SensorOff => "the sensor is off the patient or disconnected",
+        Validity::UnderRange => "below the device's measuring range",
+        Validity::OverRange => "above the device's measuring range",
+        Validity::Questionable => "the device flags the value as questionable",
+        Validity::Old => "an old measurement resent by the device",
+    }
+}
+
+fn is_valid(v: &Value) -> bool {
+    match v {
+        Value::Continuous(_, s) => s.validity.is_valid(),
+        Value::Nibp(n) => n.systolic.validity.is_valid(),
+    }
+}
+
+/// Replays a session and gathers its chart.
+pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError> {
+    if sampling == Sampling::Interval(Duration::ZERO) {
+        return Err(ChartError::ZeroInterval);
+    }
+    let start = started(session).ok_or(ChartError::NoStart)?;
+    let cfg = &session.config;
+    let sources = cfg
+        .sources
+        .iter()
+        .map(|s| Device {
+            name: s.name.clone(),
+            protocol: s.protocol.key(),
+        })
+        .collect();
+    let mut points: Vec<Point> = Vec::new();
+    // (vital, group, session) -> index of the point chosen for it.
+    let mut chosen: HashMap<(usize, u64, String), usize> = HashMap::new();
+    let mut current: Option<String> = None;
+    replay::run(
+        session,
+        None,
+        |ev| match ev.kind {
+            EventKind::Session(SessionEvent::Phase { phase, session }) => {
+                current = match phase {
+                    SessionPhase::Baseline | SessionPhase::Dosing | SessionPhase::Recovery => {
+                        Some(session.as_str().to_owned())
+                    }
+                    SessionPhase::Idle | SessionPhase::Ended => None,
+                };
+            }
+            EventKind::Reading(r) => {
+                let Some(id) = current.clone() else { return };
+                let value = match r.measurement {
+                    Measurement::Nibp(n) if n.is_old() => return,
+                    Measurement::Nibp(n) => Value::Nibp(n),
+                    m => match m.continuous() {
+                        Some((_, s)) if s.validity == Validity::Old => return,
+                        Some((v, s)) => Value::Continuous(v, s),
+                        None => return,
+                    },
+                };
+                let time = offset(session, ev.at);
+                let group = match sampling {
+                    Sampling::Interval(i) => (time.as_nanos() / i.as_nanos()) as u64,
+                    Sampling::EveryReading => time.as_millis() as u64,
+                };
+                let point = Point {
+                    time,
+                    wall: start + time,
+                    source: r.source.index(),
+                    session: id.clone(),
+                    group,
+                    value,
+                };
+                match (sampling, value) {
+                    (Sampling::Interval(_), Value::Continuous(v, _)) => {
+                        match chosen.get(&(v.index(), group, id.clone())) {
+                            None => {
+                                chosen.insert((v.index(), group, id), points.len());
+                                points.push(point);
+                            }
+                            Some(&i) => {
+                                if !is_valid(&points[i].value) && is_valid(&point.value) {
+                                    points[i] = point;
+                                }
+                            }
+                        }
+                    }
+                    _ => points.push(point),
+                }
+            }
+            _ => {}
+        },
+        |_| {},
+    );
+    if points.is_empty() {
+        return Err(ChartError::NoSession);
+    }
+    points.sort_by_key(|p| p.time);
+    Ok(Chart {
+        site: session.meta("site").unwrap_or(&cfg.site).to_owned(),
+        bed: session.meta("bed").unwrap_or(&cfg.bed).to_owned(),
+        sources,
+        points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_keeps_numbers_only_where_the_device_stands_behind_them() {
+        assert_eq!(quality(Sample::valid(72.0)), Quality::Valid(72.0));
+        assert_eq!(
+            quality(Sample::new(91.0, Validity::Questionable)),
+            Quality::Questionable(91.0)
+        );
+        assert_eq!(
+            quality(Sample::new(30.0, Validity::UnderRange)),
+            Quality::BelowRange(Some(30.0))
+        );
+        assert_eq!(
+            quality(Sample::missing(Validity::OverRange)),
+            Quality::AboveRange(None)
+        );
+        for v in [
+            Validity::Invalid,
+            Validity::Artifact,
+            Validity::SensorOff,
+            Validity::Unavailable,
+        ] {
+            assert_eq!(quality(Sample::new(250.0, v)), Quality::Absent(v));
+            assert_eq!(quality(Sample::new(250.0, v)).value(), None);
+        }
+        assert_eq!(
+            quality(Sample::missing(Validity::Questionable)),
+            Quality::Absent(Validity::Questionable)
+        );
+    }
+}
