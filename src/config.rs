@@ -1256,7 +1256,26 @@ impl Reader {
     }
 
     fn session(&mut self, t: &Table, e: &mut EngineConfig) {
-        self.check_keys("session", t, &["discharge"]);
+        self.check_keys("session", t, &["discharge", "baseline"]);
+        if let Some(bt) = self.sub("session", t, "baseline") {
+            let p = "session.baseline";
+            self.check_keys(p, bt, &["min_nibp_readings", "min_continuous"]);
+            if let Some(n) = self.number(p, bt, "min_nibp_readings") {
+                if n >= 1.0 && n.fract() == 0.0 && n <= 100.0 {
+                    e.baseline_min.nibp_readings = n as u32;
+                } else {
+                    self.err(format!(
+                        "{p}.min_nibp_readings ({n}) must be a whole number from 1 to 100"
+                    ));
+                }
+            }
+            if let Some(d) = bt
+                .get("min_continuous")
+                .and(self.duration(p, bt, "min_continuous"))
+            {
+                e.baseline_min.continuous = d;
+            }
+        }
         if let Some(dt) = self.sub("session", t, "discharge") {
             let p = "session.discharge";
             self.check_keys(p, dt, &["within_percent", "hold"]);
@@ -1628,6 +1647,12 @@ pub fn render(cfg: &Config) -> String {
         "[session.discharge]\nwithin_percent = {}\nhold = {}\n",
         num(e.discharge.within_percent),
         dur(e.discharge.hold)
+    );
+    let _ = writeln!(
+        o,
+        "[session.baseline]\nmin_nibp_readings = {}\nmin_continuous = {}\n",
+        e.baseline_min.nibp_readings,
+        dur(e.baseline_min.continuous)
     );
     let r = &cfg.recording;
     let _ = writeln!(

@@ -58,6 +58,24 @@ enum RecordCmd {
         #[arg(long, default_value = "5min", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
+    /// Send a recording's chart as HL7 ORU^R01 (IHE PCD-01) messages to an
+    /// HL7 receiver over MLLP, each waiting for its ACK (docs/record-tools.md).
+    Send {
+        /// The recording.
+        file: PathBuf,
+        /// The receiver, HOST:PORT.
+        #[arg(long)]
+        to: String,
+        /// Chart every reading instead of one per interval.
+        #[arg(long, conflicts_with = "interval")]
+        every_reading: bool,
+        /// The charting interval.
+        #[arg(long, default_value = "5min", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Attempts per message before giving up.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
+    },
     /// Build a recording from a CSV of timed readings (columns time, vital,
     /// value, validity), so it can be replayed and reported on.
     Import {
@@ -258,13 +276,24 @@ enum Cmd {
     Display {
         #[command(flatten)]
         feed: FeedArgs,
-        /// Address to listen on. Anything but loopback needs --token-file.
+        /// Address to listen on. Anything but loopback needs --token-file
+        /// and --tls-cert/--tls-key (or --insecure-listen).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// File whose first line is the access token (at least 12
-        /// characters), required on every request. Never logged.
+        /// File whose first line is the access token (at least 128 bits:
+        /// write one with --new-token), required on every request. Never
+        /// logged.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Write a new random 256-bit access token to FILE (mode 0600, never
+        /// over an existing file) and exit.
+        #[arg(long, value_name = "FILE")]
+        new_token: Option<PathBuf>,
+        /// Serve a non-loopback --listen address without TLS (the token
+        /// then travels in clear: only on a trusted network or behind a TLS
+        /// proxy).
+        #[arg(long)]
+        insecure_listen: bool,
         /// PEM certificate chain for HTTPS (with --tls-key).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -331,12 +360,31 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::CheckConfig { file } => Ok(check_config(&file)),
         Cmd::Display {
+            new_token: Some(file),
+            ..
+        } => {
+            vigil::display::web::Token::write_new(&file)?;
+            println!(
+                "wrote a new access token to {0}; serve the board with --token-file {0}",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Display {
             feed,
             listen,
             token_file,
+            new_token: None,
+            insecure_listen,
             tls_cert,
             tls_key,
-        } => display_cmd(feed.options(), listen, token_file, tls_cert.zip(tls_key)),
+        } => display_cmd(
+            feed.options(),
+            listen,
+            token_file,
+            tls_cert.zip(tls_key),
+            insecure_listen,
+        ),
         Cmd::Watch { feed } => {
             vigil::watch::run(&feed.options()).context("running the terminal view")?;
             Ok(ExitCode::SUCCESS)
@@ -388,6 +436,31 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 vigil::record::chart::Sampling::Interval(interval)
             };
             export_cmd(&file, format, sampling, output.as_deref())
+        }
+        Cmd::Record {
+            command:
+                RecordCmd::Send {
+                    file,
+                    to,
+                    every_reading,
+                    interval,
+                    attempts,
+                },
+        } => {
+            use vigil::record::{chart::Sampling, export::hl7_messages, mllp};
+            let sampling = if every_reading {
+                Sampling::EveryReading
+            } else {
+                Sampling::Interval(interval)
+            };
+            let messages = hl7_messages(&file, sampling, std::time::SystemTime::now())?;
+            let opts = mllp::SendOptions {
+                attempts,
+                ..mllp::SendOptions::default()
+            };
+            let n = mllp::send_all(&to, &messages, opts)?;
+            eprintln!("{n} message(s) sent to {to} and acknowledged");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Record {
             command:
@@ -627,11 +700,17 @@ fn display_cmd(
     listen: std::net::SocketAddr,
     token_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    insecure_listen: bool,
 ) -> anyhow::Result<ExitCode> {
     use vigil::display::web::{Token, WebSettings};
     let token = token_file.as_deref().map(Token::read).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let web = WebSettings { listen, token, tls };
+    let web = WebSettings {
+        listen,
+        token,
+        tls,
+        insecure_listen,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

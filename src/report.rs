@@ -180,6 +180,13 @@ pub enum Mark {
         /// Session id.
         session: String,
     },
+    /// A dose was given with some baselines missing.
+    BaselineIncomplete {
+        /// Seconds since the start.
+        t: f64,
+        /// The vitals without a baseline.
+        missing: Vec<Vital>,
+    },
     /// Discharge readiness changed.
     Discharge {
         /// Seconds since the start.
@@ -292,6 +299,10 @@ pub fn analyse(session: &Session) -> Analysis {
                         session: session.as_str().to_owned(),
                     },
                     SessionEvent::DischargeReadiness { ready } => Mark::Discharge { t, ready },
+                    SessionEvent::BaselineIncomplete { .. } => Mark::BaselineIncomplete {
+                        t,
+                        missing: s.missing_baselines().collect(),
+                    },
                 }),
                 EventKind::Technical(_) | EventKind::Audio(_) => {}
             }
@@ -325,7 +336,9 @@ pub fn discharge_ready_at(a: &Analysis) -> Option<f64> {
                 ready = *r;
                 *t
             }
-            Mark::Dose { t, .. } | Mark::Baseline { t, .. } => *t,
+            Mark::Dose { t, .. }
+            | Mark::Baseline { t, .. }
+            | Mark::BaselineIncomplete { t, .. } => *t,
         };
         if t >= dose && ready && phase == SessionPhase::Recovery {
             return Some(t);
@@ -1458,6 +1471,13 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             Mark::Phase { t, phase, session } => (
                 *t,
                 format!("Session {}: phase {}", esc(session), phase.key()),
+            ),
+            Mark::BaselineIncomplete { t, missing } => (
+                *t,
+                format!(
+                    "Baseline incomplete: no baseline for {} (too few readings before the dose; their trend alarms were not armed)",
+                    missing.iter().map(|v| v.key()).collect::<Vec<_>>().join(", ")
+                ),
             ),
             Mark::Discharge { t, ready } => (
                 *t,

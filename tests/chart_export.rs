@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use vigil::record::chart::{Chart, Device, Point, Sampling, Value as ChartValue};
 use vigil::record::export::{export_chart, parse_rfc3339, ChartFormat};
-use vigil::record::hl7;
 use vigil::record::import::ImportOptions;
+use vigil::record::{hl7, mllp};
 use vigil::vitals::{Sample, Validity, Vital};
 
 use crate::record_tools::{scenario_recording_with, START};
@@ -661,4 +661,111 @@ fn the_cli_exports_fhir_and_hl7_and_says_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds no session"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+// ---------------------------------------------------------------- MLLP
+
+/// A local MLLP receiver: answers each message with MSA-1 `code` (and
+/// MSA-3 `text`), except that it drops the first `drop_first` connections
+/// after reading one message, without acknowledging. Returns its address
+/// and the control ids it received, in order, once `connections` are done.
+fn receiver(
+    code: &'static str,
+    text: &'static str,
+    drop_first: usize,
+    connections: usize,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        for n in 0..connections {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut de = mllp::Deframer::default();
+            let mut buf = [0u8; 8192];
+            'conn: loop {
+                let k = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => k,
+                };
+                de.push(&buf[..k]);
+                while let Some(f) = de.next_frame() {
+                    let text_in = String::from_utf8(f).unwrap();
+                    let id = mllp::control_id(&text_in).unwrap().to_owned();
+                    got.push(id.clone());
+                    if n < drop_first {
+                        break 'conn;
+                    }
+                    let ack = format!(
+                        "MSH|^~\\&|EHR|||||ACK^R01^ACK|A{}|P|2.6\rMSA|{code}|{id}|{text}\r",
+                        got.len()
+                    );
+                    s.write_all(&mllp::frame(&ack)).unwrap();
+                }
+            }
+        }
+        got
+    });
+    (addr, handle)
+}
+
+fn quick() -> mllp::SendOptions {
+    mllp::SendOptions {
+        timeout: Duration::from_secs(5),
+        attempts: 2,
+        retry_after: Duration::from_millis(20),
+    }
+}
+
+#[test]
+fn mllp_sends_each_message_until_acknowledged_and_resends_after_a_lost_ack() {
+    let dir = temp_dir("chart-mllp");
+    let path = recording(&dir, "north-clinic", "bed-3");
+    let messages =
+        vigil::record::export::hl7_messages(&path, Sampling::default(), generated()).unwrap();
+    assert_eq!(messages.len(), 8);
+    let (addr, rx) = receiver("AA", "", 1, 2);
+    assert_eq!(mllp::send_all(&addr, &messages, quick()).unwrap(), 8);
+    let got = rx.join().unwrap();
+    let mut expected = vec![format!("{SESSION}.1")];
+    expected.extend((1..=8).map(|k| format!("{SESSION}.{k}")));
+    assert_eq!(
+        got, expected,
+        "the first message again after its ACK was lost"
+    );
+
+    // A refusal stops with the receiver's reason.
+    let (addr, rx) = receiver("AR", "unknown patient", 0, 1);
+    let err = mllp::send_all(&addr, &messages, quick()).unwrap_err();
+    assert!(
+        matches!(&err, mllp::MllpError::Refused { code, text, .. } if code == "AR" && text == "unknown patient"),
+        "{err}"
+    );
+    assert_eq!(rx.join().unwrap(), [format!("{SESSION}.1")]);
+
+    // Nobody listening: the error says so after the attempts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = mllp::send_all(&format!("127.0.0.1:{port}"), &messages, quick()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, mllp::MllpError::Unreachable { attempts: 2, .. }),
+        "{text}"
+    );
+    assert!(text.contains("check the host and port"), "{text}");
+
+    // The CLI.
+    let (addr, rx) = receiver("AA", "", 0, 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["record", "send", &path.display().to_string(), "--to", &addr])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 message(s) sent"));
+    assert_eq!(rx.join().unwrap().len(), 8);
 }

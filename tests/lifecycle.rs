@@ -103,6 +103,51 @@ fn sighup_rejects_a_bad_configuration_and_applies_a_good_one() {
     assert!(vigil.wait_exit(Duration::from_secs(10)).success());
 }
 
+/// Issue #12 item 6: a reload that start-up would refuse (an emptied file, a
+/// file without its `[[source]]`) is refused with the reason, and the
+/// running alarm settings stay (no silent return to the defaults).
+#[test]
+fn sighup_refuses_what_start_up_refuses_and_keeps_the_alarm_settings() {
+    let dir = temp_dir("sighup-ready");
+    let port = dir.join("ttyS");
+    let mut monitor = Monitor::plug_in(&port);
+    // 96 instead of the default 90: SpO2 94 alarms only with the running settings.
+    // A 1 s condition delay keeps the test short.
+    let config = write_config(&dir, &port, 96);
+    let good = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[alarms.spo2]\n", "[alarms.spo2]\ndelay = \"1s\"\n");
+    std::fs::write(&config, &good).unwrap();
+    let mut vigil = Vigil::run(&config, &[]);
+    vigil.wait_for("vigil running", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+
+    std::fs::write(&config, "").unwrap();
+    vigil.signal("HUP");
+    let line = vigil.wait_for("new configuration rejected", Duration::from_secs(5));
+    assert!(line.contains("not ready to run"), "{line}");
+    assert!(line.contains("no [[source]] configured"), "{line}");
+
+    let start = good.find("[[source]]").unwrap();
+    let end = good.find("[alarms.spo2]").unwrap();
+    let without_source = format!("{}{}", &good[..start], &good[end..]);
+    std::fs::write(&config, without_source).unwrap();
+    vigil.signal("HUP");
+    let line = vigil.wait_for("new configuration rejected", Duration::from_secs(5));
+    assert!(line.contains("no [[source]] configured"), "{line}");
+
+    // The low limit is still 96, not the default 90.
+    monitor.send(b"spo2 94\n");
+    std::thread::sleep(Duration::from_millis(700));
+    monitor.send(b"spo2 94\n");
+    let line = vigil.wait_for("ALARM START spo2.low", Duration::from_secs(5));
+    assert!(!line.contains("critical"), "{line}");
+    vigil.signal("TERM");
+    assert!(vigil.wait_exit(Duration::from_secs(10)).success());
+    let log = vigil.seen.join("\n");
+    assert!(!log.contains("configuration reloaded"), "{log}");
+}
+
 #[test]
 fn a_vanished_port_is_retried_with_backoff_not_a_busy_loop() {
     let dir = temp_dir("spin");

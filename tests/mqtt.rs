@@ -97,6 +97,16 @@ async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
         json!({"command": "dose", "route": "in", "note": "56 mg"}),
     );
     display.publish(&format!("{prefix}cmd"), &dose).await;
+    // A dose right after start_session: accepted, with the advisory that
+    // the baselines are missing (before the dose event itself).
+    let advisory = display
+        .next("/session", SECS(5), |j| {
+            j["event"]["type"] == "baseline_incomplete"
+        })
+        .await;
+    assert_valid("session", &advisory.json);
+    let missing = advisory.json["event"]["missing"].as_array().unwrap();
+    assert!(missing.contains(&json!("nibp_sys")), "{}", advisory.json);
     let session = display
         .next("/session", SECS(5), |j| j["event"]["type"] == "dose")
         .await;

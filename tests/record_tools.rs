@@ -85,7 +85,11 @@ fn scenario_recording(dir: &Path) -> PathBuf {
 /// [`scenario_recording`] with other import options (site, bed, start).
 pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> PathBuf {
     let rows = import::parse_csv(&scenario_csv()).unwrap();
-    let records = import::build(&rows, options).unwrap();
+    // The session starts after the first cuff reading, so one NIBP falls in
+    // the baseline phase: a site that takes one pre-dose reading as enough.
+    let mut opts = options.clone();
+    opts.config.engine.baseline_min.nibp_readings = 1;
+    let records = import::build(&rows, &opts).unwrap();
     let ack = |vital, condition, by: &str| Command::Acknowledge {
         alarm: AlarmId::vital(vital, condition),
         by: ShortText::new(by),
@@ -682,4 +686,57 @@ fn the_cli_imports_exports_and_reports_and_rejects_bad_rows() {
         assert!(err.contains(needle), "{needle} in {err}");
     }
     assert!(!dir.join("bad.vrec").exists());
+}
+
+#[test]
+fn a_dose_on_a_short_baseline_is_exported_and_reported_as_incomplete() {
+    // Ten seconds of HR and one NIBP after start_session, then the dose.
+    let mut csv = "time,vital,value\n".to_owned();
+    for s in 1..=10 {
+        csv.push_str(&format!("{s},hr,72\n"));
+    }
+    csv.push_str("5,nibp,124/80/95\n20,hr,75\n");
+    let dir = temp_dir("baseline-incomplete");
+    let records = import::build(&import::parse_csv(&csv).unwrap(), &options()).unwrap();
+    let records = with_commands(
+        records,
+        &[
+            (
+                0.5,
+                Command::StartSession {
+                    session: ShortText::new("KT-0043"),
+                },
+            ),
+            (
+                11.0,
+                Command::Dose {
+                    route: ShortText::new("im"),
+                    note: ShortText::empty(),
+                },
+            ),
+        ],
+    );
+    let vrec = dir.join("short.vrec");
+    file::write_all(&vrec, &records).unwrap();
+    let mut out = Vec::new();
+    export::export(&vrec, Format::Csv, &mut out).unwrap();
+    let rows = csv_rows(&String::from_utf8(out).unwrap());
+    let col = |name: &str| export::COLUMNS.iter().position(|c| *c == name).unwrap();
+    let advisory: Vec<&Vec<String>> = rows
+        .iter()
+        .filter(|r| r[col("kind")] == "baseline_incomplete")
+        .collect();
+    assert_eq!(advisory.len(), 1, "{rows:?}");
+    assert_eq!(advisory[0][col("time")], "11.000");
+    assert_eq!(
+        advisory[0][col("detail")],
+        "missing hr pr nibp_sys nibp_dia nibp_mean"
+    );
+    let html_path = dir.join("short.html");
+    report::report(&vrec, &html_path, &ReportOptions::default()).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.contains("Baseline incomplete: no baseline for hr, pr, nibp_sys, nibp_dia, nibp_mean"),
+        "the report says which baselines are missing"
+    );
 }

@@ -24,23 +24,42 @@
 //! Bearer <token>` or through the session cookie that `/login` sets, in
 //! constant time, and never logged. Every `POST` needs the header
 //! `X-Vigil-Request: 1`, which a cross-site form cannot send. TLS (rustls,
-//! ring) is used when a certificate and key are given.
+//! ring) is used when a certificate and key are given; a non-loopback
+//! address without TLS is refused unless `--insecure-listen` says the
+//! network is trusted (the token would travel in clear).
+//!
+//! A token must carry at least [`MIN_TOKEN_BITS`] bits (estimated from its
+//! length and the kinds of characters in it, see [`estimated_bits`]);
+//! `vigil display --new-token FILE` writes a random 256-bit one.
+//!
+//! Wrong tokens (at `/login` or as `Authorization: Bearer`) are counted per
+//! client address: after [`LOGIN_FAILURES`] within [`THROTTLE_WINDOW`] every
+//! further attempt from that address is answered `429 Too Many Requests`
+//! with `Retry-After` (not checked, and counted) until the oldest of them
+//! is a window old. Behind a reverse proxy every client shares the proxy's
+//! address. A logged-in browser (session cookie) is not affected.
+//!
+//! `/ack`, `/ack-all` and `/command` for a bed the board does not show are
+//! `404 Not Found`.
 //!
 //! Depends on [`super::link`] and [`super::state`].
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -68,6 +87,20 @@ pub enum WebError {
     /// A non-loopback address without a token.
     #[error("--listen {0} is reachable from other machines: give --token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1")]
     NeedsToken(SocketAddr),
+    /// A non-loopback address without TLS.
+    #[error("--listen {0} is reachable from other machines and the access token would travel in clear: give --tls-cert and --tls-key, or --insecure-listen if the network is trusted (e.g. a TLS proxy in front)")]
+    NeedsTls(SocketAddr),
+    /// A new token cannot be written.
+    #[error("cannot write a new access token to {path} (--new-token): {source}")]
+    NewToken {
+        /// The file.
+        path: PathBuf,
+        /// Why (an existing file is never overwritten).
+        source: std::io::Error,
+    },
+    /// The operating system's random generator failed.
+    #[error(transparent)]
+    Random(#[from] crate::random::RandomError),
     /// The token file cannot be read.
     #[error("cannot read the access token from {path} (--token-file): {source}")]
     TokenFile {
@@ -76,9 +109,14 @@ pub enum WebError {
         /// Why.
         source: std::io::Error,
     },
-    /// The token is too short.
-    #[error("the token in {0} (--token-file) must be at least 12 characters on its first line")]
-    WeakToken(PathBuf),
+    /// The token is too short or too regular.
+    #[error("the token in {path} (--token-file) carries about {bits} bits; at least {MIN_TOKEN_BITS} are needed: write a random one with `vigil display --new-token FILE`")]
+    WeakToken {
+        /// The file.
+        path: PathBuf,
+        /// The estimate.
+        bits: u32,
+    },
     /// TLS files are unusable.
     #[error("{what} {path}: {problem}")]
     Tls {
@@ -103,6 +141,116 @@ pub struct WebSettings {
     pub token: Option<Token>,
     /// Certificate chain and private key (PEM), for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve a non-loopback address without TLS (`--insecure-listen`).
+    pub insecure_listen: bool,
+}
+
+/// The least a token must carry, in bits.
+pub const MIN_TOKEN_BITS: u32 = 128;
+/// Wrong tokens from one client address allowed within [`THROTTLE_WINDOW`].
+pub const LOGIN_FAILURES: usize = 5;
+/// The window in which [`LOGIN_FAILURES`] wrong tokens throttle a client.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses tracked at most (the stalest is forgotten first).
+const THROTTLE_CLIENTS: usize = 4096;
+
+/// An upper estimate of the bits in a token: its length times the bits of
+/// the alphabet its characters come from (hex digits 4, decimal digits
+/// 3.3, one case of letters 4.7, ...). A token of fewer than 8 distinct
+/// characters (`aaaa...`, `abab...`) counts as none: it is not random.
+pub fn estimated_bits(t: &str) -> u32 {
+    let distinct: std::collections::HashSet<char> = t.chars().collect();
+    if distinct.len() < 8 {
+        return 0;
+    }
+    let hex = t.chars().all(|c| c.is_ascii_hexdigit())
+        && !(t.chars().any(|c| c.is_ascii_lowercase())
+            && t.chars().any(|c| c.is_ascii_uppercase()));
+    let alphabet = if hex && !t.chars().all(|c| c.is_ascii_digit()) {
+        16
+    } else {
+        let mut n = 0;
+        if t.chars().any(|c| c.is_ascii_digit()) {
+            n += 10;
+        }
+        if t.chars().any(|c| c.is_ascii_lowercase()) {
+            n += 26;
+        }
+        if t.chars().any(|c| c.is_ascii_uppercase()) {
+            n += 26;
+        }
+        if t.chars().any(|c| !c.is_ascii_alphanumeric()) {
+            n += 32;
+        }
+        n
+    };
+    (t.chars().count() as f64 * f64::from(alphabet).log2()) as u32
+}
+
+/// Counts wrong tokens per client address (sans-IO: the time is passed
+/// in). See the module docs for the numbers.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: HashMap<IpAddr, VecDeque<Instant>>,
+    refused: u64,
+}
+
+impl Throttle {
+    /// `Err(retry_after)` while `client` has had [`LOGIN_FAILURES`] wrong
+    /// tokens within [`THROTTLE_WINDOW`]; each refusal is counted.
+    pub fn check(&mut self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Some(q) = self.failures.get_mut(&client) else {
+            return Ok(());
+        };
+        while q
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= THROTTLE_WINDOW)
+        {
+            q.pop_front();
+        }
+        match q.front() {
+            None => {
+                self.failures.remove(&client);
+                Ok(())
+            }
+            Some(_) if q.len() < LOGIN_FAILURES => Ok(()),
+            Some(oldest) => {
+                self.refused += 1;
+                Err(THROTTLE_WINDOW.saturating_sub(now.saturating_duration_since(*oldest)))
+            }
+        }
+    }
+
+    /// Records a wrong token from `client`; true when this one starts the
+    /// throttling.
+    pub fn failed(&mut self, client: IpAddr, now: Instant) -> bool {
+        if self.failures.len() >= THROTTLE_CLIENTS && !self.failures.contains_key(&client) {
+            let stalest = self
+                .failures
+                .iter()
+                .min_by_key(|(_, q)| q.back().copied())
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = stalest {
+                self.failures.remove(&ip);
+            }
+        }
+        let q = self.failures.entry(client).or_default();
+        q.push_back(now);
+        while q.len() > LOGIN_FAILURES {
+            q.pop_front();
+        }
+        q.len() == LOGIN_FAILURES
+    }
+
+    /// A right token from `client` clears its count.
+    pub fn succeeded(&mut self, client: IpAddr) {
+        self.failures.remove(&client);
+    }
+
+    /// Attempts refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
 }
 
 /// An access token. Its `Debug` form hides it.
@@ -123,10 +271,36 @@ impl Token {
             source,
         })?;
         let t = text.lines().next().unwrap_or("").trim();
-        if t.chars().count() < 12 {
-            return Err(WebError::WeakToken(path.to_owned()));
+        let bits = estimated_bits(t);
+        if bits < MIN_TOKEN_BITS {
+            return Err(WebError::WeakToken {
+                path: path.to_owned(),
+                bits,
+            });
         }
         Ok(Token(t.to_owned()))
+    }
+
+    /// Writes a random 256-bit token (64 hex digits and a newline) to a new
+    /// file readable only by its owner (mode 0600); an existing file is
+    /// never overwritten.
+    pub fn write_new(path: &Path) -> Result<(), WebError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let token = crate::random::hex(32)?;
+        let err = |source| WebError::NewToken {
+            path: path.to_owned(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        f.write_all(format!("{token}\n").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(err)
     }
 
     /// A token from text (tests).
@@ -155,23 +329,42 @@ struct App {
     secure: bool,
     loopback_open: bool,
     port: u16,
+    throttle: Arc<Mutex<Throttle>>,
 }
 
-fn random_hex() -> String {
-    use std::io::Read as _;
-    let mut b = [0u8; 24];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok();
-    if !ok {
-        // Fallback: time and address entropy (the token still guards access).
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let x = (t ^ (&b as *const _ as usize as u128)).to_le_bytes();
-        b[..16].copy_from_slice(&x);
+impl App {
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+
+    /// `Err(429)` while `client` is throttled.
+    #[allow(clippy::result_large_err)]
+    fn check_throttle(&self, client: IpAddr) -> Result<(), Response> {
+        self.throttle()
+            .check(client, Instant::now())
+            .map_err(|wait| {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, secs.to_string())],
+                    format!("too many wrong tokens from this address: try again in {secs} s"),
+                )
+                    .into_response()
+            })
+    }
+
+    /// Counts a wrong token; logs when the client becomes throttled.
+    fn wrong_token(&self, client: IpAddr) {
+        let mut t = self.throttle();
+        if t.failed(client, Instant::now()) {
+            tracing::warn!(
+                %client,
+                refused = t.refused(),
+                "board logins from {client} throttled: {LOGIN_FAILURES} wrong tokens within {} s; further attempts are answered 429",
+                THROTTLE_WINDOW.as_secs()
+            );
+        }
+    }
 }
 
 /// Serves the board until the process ends. `ready` is called with the
@@ -184,6 +377,9 @@ pub async fn serve(
     let loopback = settings.listen.ip().is_loopback();
     if !loopback && settings.token.is_none() {
         return Err(WebError::NeedsToken(settings.listen));
+    }
+    if !loopback && settings.tls.is_none() && !settings.insecure_listen {
+        return Err(WebError::NeedsTls(settings.listen));
     }
     let tls = match &settings.tls {
         Some((cert, key)) => Some(tls_config(cert, key)?),
@@ -202,12 +398,13 @@ pub async fn serve(
         shared,
         views,
         token: settings.token.map(Arc::new),
-        session: random_hex().into(),
+        session: crate::random::hex(24)?.into(),
         secure: tls.is_some(),
         loopback_open: loopback,
         port: local.port(),
+        throttle: Arc::default(),
     };
-    let router = router(app);
+    let router = router(app).into_make_service_with_connect_info::<Client>();
     ready(local);
     match tls {
         None => axum::serve(listener, router).await.map_err(WebError::Serve),
@@ -297,15 +494,25 @@ async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let headers = req.headers();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| same(t.trim().as_bytes(), token.0.as_bytes()));
     let cookie =
         cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), app.session.as_bytes()));
-    if bearer || cookie {
+    if cookie {
         return next.run(req).await;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if let Some(given) = given {
+        let client = client_ip(&req);
+        if let Err(refused) = app.check_throttle(client) {
+            return refused;
+        }
+        if same(given.trim().as_bytes(), token.0.as_bytes()) {
+            app.throttle().succeeded(client);
+            return next.run(req).await;
+        }
+        app.wrong_token(client);
     }
     if req.uri().path() == "/" {
         return Redirect::to("/login").into_response();
@@ -316,6 +523,30 @@ async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
         "log in at /login with the display's access token",
     )
         .into_response()
+}
+
+/// The client's address, over plain TCP or TLS.
+#[derive(Clone, Copy, Debug)]
+struct Client(IpAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Client {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Client {
+        Client(stream.remote_addr().ip())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Client {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Client {
+        Client(stream.remote_addr().ip())
+    }
+}
+
+/// The client's address (unspecified when the connection info is missing,
+/// as in handler tests without a socket).
+fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<Client>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0 .0)
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -329,10 +560,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-async fn login(State(app): State<App>, body: Bytes) -> Response {
+async fn login(
+    State(app): State<App>,
+    ConnectInfo(Client(client)): ConnectInfo<Client>,
+    body: Bytes,
+) -> Response {
     let Some(token) = &app.token else {
         return Redirect::to("/").into_response();
     };
+    if let Err(refused) = app.check_throttle(client) {
+        return refused;
+    }
     let given = String::from_utf8_lossy(&body)
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -340,13 +578,15 @@ async fn login(State(app): State<App>, body: Bytes) -> Response {
         .map(|(_, v)| percent_decode(v))
         .unwrap_or_default();
     if !same(given.trim().as_bytes(), token.0.as_bytes()) {
-        tracing::warn!("a login to the board failed (wrong token)");
+        tracing::warn!(%client, "a login to the board failed (wrong token)");
+        app.wrong_token(client);
         return (
             StatusCode::UNAUTHORIZED,
             Html(LOGIN.replace("<!--error-->", "<p class=error>Wrong token.</p>")),
         )
             .into_response();
     }
+    app.throttle().succeeded(client);
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
         app.session,
@@ -435,6 +675,22 @@ fn bed_key(bed: &str) -> Result<BedKey, Response> {
     BedKey::parse(bed).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
 }
 
+/// A bed named by the page that the board shows (`404` otherwise: a
+/// command for a bed nobody here sees is never sent).
+#[allow(clippy::result_large_err)]
+fn shown_bed(app: &App, bed: &str) -> Result<BedKey, Response> {
+    let key = bed_key(bed)?;
+    if app.shared.board().beds().any(|b| *b == key) {
+        Ok(key)
+    } else {
+        Err((
+            StatusCode::NOT_FOUND,
+            format!("bed {key} is not on this board"),
+        )
+            .into_response())
+    }
+}
+
 async fn ack(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     ack_request(&app, &headers, &body).unwrap_or_else(|refused| refused)
 }
@@ -447,7 +703,7 @@ fn ack_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, 
         "send acknowledgements from the board",
         "{\"bed\", \"alarm\", \"by\"}",
     )?;
-    let bed = bed_key(&req.bed)?;
+    let bed = shown_bed(app, &req.bed)?;
     Ok(match app.shared.acknowledge(&bed, &req.alarm, &req.by) {
         Ok(id) => json_response(serde_json::json!({ "id": id })),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -472,7 +728,7 @@ fn ack_all_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         "send acknowledgements from the board",
         "{\"bed\", \"by\"}",
     )?;
-    let bed = bed_key(&req.bed)?;
+    let bed = shown_bed(app, &req.bed)?;
     Ok(match app.shared.acknowledge_all(&bed, &req.by) {
         Ok(ids) => json_response(serde_json::json!({ "ids": ids })),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -499,7 +755,7 @@ fn command_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         "send commands from the board",
         "{\"bed\", \"by\", \"command\", ...}",
     )?;
-    let bed = bed_key(&req.bed)?;
+    let bed = shown_bed(app, &req.bed)?;
     Ok(match app.shared.command(&bed, req.command, &req.by) {
         Ok(id) => json_response(serde_json::json!({ "id": id })),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -625,6 +881,67 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_tokens_are_estimated_low_and_strong_ones_high() {
+        assert_eq!(estimated_bits("aaaaaaaaaaaa"), 0);
+        assert_eq!(estimated_bits(&"ab".repeat(40)), 0);
+        assert!(estimated_bits("s3cret-token-1") < MIN_TOKEN_BITS);
+        let hex128 = crate::random::hex(16).unwrap();
+        assert_eq!(estimated_bits(&hex128), 128);
+        assert_eq!(estimated_bits(&crate::random::hex(32).unwrap()), 256);
+        assert!(estimated_bits(&hex128[..30]) < MIN_TOKEN_BITS);
+    }
+
+    #[test]
+    fn new_tokens_are_strong_private_and_never_overwrite() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("vigil-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let _ = std::fs::remove_file(&path);
+        Token::write_new(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim_end().len(), 64);
+        assert!(Token::read(&path).is_ok());
+        assert!(matches!(
+            Token::write_new(&path),
+            Err(WebError::NewToken { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn wrong_tokens_throttle_one_client_for_a_window() {
+        let mut t = Throttle::default();
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        for i in 0..LOGIN_FAILURES as u64 {
+            assert!(t.check(a, t0 + s(i)).is_ok());
+            assert_eq!(t.failed(a, t0 + s(i)), i + 1 == LOGIN_FAILURES as u64);
+        }
+        // Throttled until the first failure is a window old.
+        assert_eq!(t.check(a, t0 + s(10)), Err(s(50)));
+        assert_eq!(t.check(a, t0 + s(59)), Err(s(1)));
+        assert_eq!(t.refused(), 2);
+        // Another address is not affected.
+        assert!(t.check(b, t0 + s(10)).is_ok());
+        // One more attempt once the oldest failure has left the window.
+        assert!(t.check(a, t0 + s(60)).is_ok());
+        assert!(t.failed(a, t0 + s(60)));
+        assert_eq!(t.check(a, t0 + s(60)), Err(s(1)));
+        // A right token clears the count.
+        t.succeeded(a);
+        assert!(t.check(a, t0 + s(60)).is_ok());
+        // Old failures expire on their own.
+        t.failed(b, t0);
+        assert!(t.check(b, t0 + s(61)).is_ok());
+        assert!(t.failures.is_empty());
+    }
 
     #[test]
     fn helpers() {

@@ -79,12 +79,34 @@ pub enum SessionEvent {
         /// Free text (dose, product); no patient identifiers.
         note: ShortText<64>,
     },
+    /// A dose was accepted although some baselines are missing: the vitals
+    /// marked had too little data in the baseline phase (see
+    /// [`super::rules::BaselineMinimum`]) and no baseline set by command.
+    /// Advisory: trend alarms for them stay unarmed.
+    BaselineIncomplete {
+        /// Indexed by [`Vital::index`]: `true` where the baseline is missing.
+        missing: [bool; Vital::COUNT],
+    },
     /// All vitals with a baseline have (or no longer have) been within the
     /// discharge bounds for the configured time.
     DischargeReadiness {
         /// Ready or no longer ready.
         ready: bool,
     },
+}
+
+impl SessionEvent {
+    /// The vitals a `BaselineIncomplete` event names, in table order (empty
+    /// for other events).
+    pub fn missing_baselines(&self) -> impl Iterator<Item = Vital> + '_ {
+        let missing = match self {
+            SessionEvent::BaselineIncomplete { missing } => Some(missing),
+            _ => None,
+        };
+        Vital::ALL
+            .into_iter()
+            .filter(move |v| missing.is_some_and(|m| m[v.index()]))
+    }
 }
 
 /// Why an audio pause ended.

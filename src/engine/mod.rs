@@ -31,9 +31,11 @@
 //! latching), a critical tier with no delay, NIBP confirmation over two
 //! measurements, trends against the pre-dose baseline and rates of change,
 //! technical alarms for stale, invalid, sensor-off and implausible data, NIBP
-//! cycle overdue, source and system problems; acknowledgement, re-alert,
-//! escalation and bounded audio pause with break-through; the session
-//! lifecycle and discharge readiness.
+//! cycle overdue, source and system problems; acknowledgement (one alarm
+//! or all), re-alert, escalation and bounded audio pause with
+//! break-through; the session lifecycle, baselines that need a configured
+//! minimum of pre-dose readings, and discharge readiness (judged in
+//! recovery only).
 //!
 //! Depends on [`crate::vitals`], [`crate::time`] and [`crate::protocol`]'s
 //! device notes. No IO, no tokio.
@@ -58,7 +60,7 @@ pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
     SessionId, SessionPhase, SourceHealth, SystemCondition, TechnicalStatus,
 };
-pub use rules::{EngineConfig, Limit, NibpConfirm, VitalRules};
+pub use rules::{BaselineMinimum, EngineConfig, Limit, NibpConfirm, VitalRules};
 
 use crate::protocol::line::severity;
 use crate::protocol::DeviceNote;
@@ -116,6 +118,8 @@ struct VitalState {
     last_valid: Option<f32>,
     baseline: Option<f32>,
     collector: BaselineCollector,
+    /// The first valid reading of the baseline phase.
+    collecting_since: Option<Instant>,
     rate: Option<RateWindow>,
     /// NIBP confirmation: the arrival of the previous measurement when it was
     /// beyond the low (index 0) or high (index 1) limit.
@@ -215,6 +219,7 @@ impl Engine {
                     last_valid: None,
                     baseline: None,
                     collector: BaselineCollector::new(BASELINE_CAPACITY),
+                    collecting_since: None,
                     rate: r
                         .rate
                         .filter(|_| v.is_continuous())
@@ -492,6 +497,7 @@ impl Engine {
                 for v in &mut self.vitals {
                     v.baseline = None;
                     v.collector.clear();
+                    v.collecting_since = None;
                 }
                 self.session = Session {
                     phase: SessionPhase::Baseline,
@@ -551,6 +557,8 @@ impl Engine {
                 }
                 self.session.phase = SessionPhase::Recovery;
                 self.emit_phase(now);
+                // Discharge is judged from here on, on the latest values.
+                self.update_discharge(now);
                 Ok(())
             }
             Command::EndSession => {
@@ -602,7 +610,9 @@ impl Engine {
                 self.check_baseline(now, vital, &rules, v);
                 self.check_rate(now, vital, &rules, v);
                 if self.session.phase == SessionPhase::Baseline {
-                    self.vitals[vi].collector.push(v);
+                    let st = &mut self.vitals[vi];
+                    st.collector.push(v);
+                    st.collecting_since.get_or_insert(now);
                 }
             }
             None => {
@@ -947,11 +957,30 @@ impl Engine {
         );
     }
 
+    /// At the first dose: each vital's baseline is the median of its
+    /// baseline-phase readings when there are enough of them
+    /// ([`BaselineMinimum`]). A vital with too few gets none; when it has a
+    /// trend rule or had some readings, the advisory `BaselineIncomplete`
+    /// event names it.
     fn fix_baselines(&mut self, now: Instant) {
+        let min = self.cfg.baseline_min;
+        let mut missing = [false; Vital::COUNT];
         for vital in Vital::ALL {
+            let rules = self.cfg.vitals[vital.index()];
             let st = &mut self.vitals[vital.index()];
             if st.baseline.is_some() {
                 // Set by command during the baseline phase: keep it.
+                continue;
+            }
+            let enough = if vital.is_continuous() {
+                st.collecting_since
+                    .is_some_and(|since| now - since >= min.continuous)
+            } else {
+                st.collector.seen() >= min.nibp_readings
+            };
+            if !enough {
+                let wanted = rules.baseline.is_enabled() || st.collector.seen() > 0;
+                missing[vital.index()] = rules.enabled && wanted;
                 continue;
             }
             let Some(value) = st.collector.median(&mut self.scratch) else {
@@ -966,6 +995,12 @@ impl Engine {
                     value,
                     readings,
                 }),
+            );
+        }
+        if missing.contains(&true) {
+            self.emit(
+                now,
+                EventKind::Session(SessionEvent::BaselineIncomplete { missing }),
             );
         }
     }
@@ -984,11 +1019,11 @@ impl Engine {
         }
     }
 
+    /// Discharge readiness is judged only in recovery: vitals back near
+    /// baseline while the dose still acts (dosing) mean nothing for
+    /// discharge.
     fn update_discharge(&mut self, now: Instant) {
-        if !matches!(
-            self.session.phase,
-            SessionPhase::Dosing | SessionPhase::Recovery
-        ) {
+        if self.session.phase != SessionPhase::Recovery {
             return;
         }
         let pct = self.cfg.discharge.within_percent / 100.0;

@@ -291,6 +291,20 @@ pub struct DischargeRules {
     pub hold: Duration,
 }
 
+/// How much of the baseline phase a baseline needs. A dose without it is
+/// accepted, with an advisory `baseline incomplete` session event naming
+/// the vitals whose baselines are missing; those vitals get no baseline
+/// (no trend alarms, no part in discharge readiness) rather than one from
+/// too little data (a "median" of one NIBP reading).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BaselineMinimum {
+    /// NIBP: at least this many valid measurements per component.
+    pub nibp_readings: u32,
+    /// Continuous vitals (HR, PR, SpO2): valid readings for at least this
+    /// long, from the first valid reading of the baseline phase to the dose.
+    pub continuous: Duration,
+}
+
 /// The whole engine configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
@@ -314,6 +328,8 @@ pub struct EngineConfig {
     pub link: LinkRules,
     /// Discharge readiness rule.
     pub discharge: DischargeRules,
+    /// What a baseline needs.
+    pub baseline_min: BaselineMinimum,
     /// Names of the configured sources, indexed by `SourceId`.
     pub source_names: Vec<String>,
 }
@@ -441,6 +457,10 @@ impl Default for EngineConfig {
             discharge: DischargeRules {
                 within_percent: 15.0,
                 hold: mins(15),
+            },
+            baseline_min: BaselineMinimum {
+                nibp_readings: 2,
+                continuous: secs(60),
             },
             source_names: Vec::new(),
         }

@@ -1563,3 +1563,131 @@ fn acknowledge_all_with_no_alarm_present_is_rejected() {
         "a rejected command changes nothing"
     );
 }
+
+fn incomplete(events: &[Event]) -> Option<Vec<Vital>> {
+    events.iter().find_map(|ev| match ev.kind {
+        EventKind::Session(s @ SessionEvent::BaselineIncomplete { .. }) => {
+            Some(s.missing_baselines().collect())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_dose_without_enough_baseline_readings_is_accepted_with_an_advisory() {
+    // One second after start_session: nothing collected at all.
+    let mut e = engine();
+    start_session(&mut e, 0);
+    feed(&mut e, hr(500, 70.0));
+    dose(&mut e, SEC);
+    let ev = drain(&mut e);
+    assert!(ev.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Session(SessionEvent::Dose { number: 1, .. })
+    )));
+    // HR had a reading (too short), PR and NIBP have trend rules but no data;
+    // SpO2 and the mean have neither: not named.
+    assert_eq!(
+        incomplete(&ev),
+        Some(vec![
+            Vital::HeartRate,
+            Vital::PulseRate,
+            Vital::NibpSystolic,
+            Vital::NibpDiastolic
+        ])
+    );
+    assert_eq!(e.baseline(Vital::HeartRate), None, "no median of 1 reading");
+}
+
+#[test]
+fn baseline_minimums_hold_at_their_boundary() {
+    // 60 s of HR (first reading at 0, dose at 60 s) and 2 NIBP: complete.
+    let run = |dose_at: u64, nibps: usize| {
+        let mut e = engine();
+        start_session(&mut e, 0);
+        // In time order: HR and PR every second, NIBP every 10 s.
+        let mut t = 0;
+        while t < dose_at {
+            if t % (10 * SEC) == 0 && t / (10 * SEC) < nibps as u64 {
+                feed(&mut e, nibp(t, 120.0, 80.0, (t / SEC) as i64 + 1));
+            }
+            feed(&mut e, hr(t, 70.0));
+            feed(&mut e, continuous(Vital::PulseRate, t, 70.0));
+            t += SEC;
+        }
+        drain(&mut e);
+        dose(&mut e, dose_at);
+        let ev = drain(&mut e);
+        (
+            incomplete(&ev),
+            e.baseline(Vital::HeartRate),
+            e.baseline(Vital::NibpSystolic),
+        )
+    };
+    assert_eq!(run(60 * SEC, 2), (None, Some(70.0), Some(120.0)));
+    // One millisecond short of a minute: HR and PR are missing.
+    assert_eq!(
+        run(60 * SEC - 1, 2),
+        (
+            Some(vec![Vital::HeartRate, Vital::PulseRate]),
+            None,
+            Some(120.0)
+        )
+    );
+    // One NIBP measurement: no NIBP baseline (the mean, with no trend rule
+    // but a reading, is named too: discharge would have used it).
+    assert_eq!(
+        run(60 * SEC, 1),
+        (
+            Some(vec![
+                Vital::NibpSystolic,
+                Vital::NibpDiastolic,
+                Vital::NibpMean
+            ]),
+            Some(70.0),
+            None
+        )
+    );
+    // A baseline set by command needs no readings.
+    let mut e = engine();
+    start_session(&mut e, 0);
+    for v in [
+        Vital::HeartRate,
+        Vital::PulseRate,
+        Vital::NibpSystolic,
+        Vital::NibpDiastolic,
+    ] {
+        set_baseline(&mut e, 0, v, if v.is_nibp() { 100.0 } else { 70.0 });
+    }
+    drain(&mut e);
+    dose(&mut e, SEC);
+    assert_eq!(incomplete(&drain(&mut e)), None);
+}
+
+#[test]
+fn discharge_readiness_is_judged_only_in_recovery() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    dose(&mut e, 60 * SEC);
+    // Back near baseline during dosing, far longer than the hold: not ready.
+    every_second(&mut e, 60 * SEC, 2000 * SEC, |t| hr(t, 71.0));
+    let readiness = |ev: &[Event]| -> Vec<(bool, u64)> {
+        ev.iter()
+            .filter_map(|ev| match ev.kind {
+                EventKind::Session(SessionEvent::DischargeReadiness { ready }) => {
+                    Some((ready, ev.at.as_nanos() / 1_000_000))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(readiness(&drain(&mut e)).is_empty());
+    // In recovery the hold starts at once (the latest values are near
+    // baseline) and readiness comes after it.
+    e.handle_command(ms(2000 * SEC), Command::StartRecovery)
+        .unwrap();
+    let hold = e.config().discharge.hold.as_millis() as u64;
+    every_second(&mut e, 2000 * SEC, 2000 * SEC + hold + SEC, |t| hr(t, 71.0));
+    assert_eq!(readiness(&drain(&mut e)), vec![(true, 2000 * SEC + hold)]);
+}

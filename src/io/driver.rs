@@ -11,7 +11,8 @@
 //! that produced events goes into an HDR histogram reported in the status.
 //!
 //! Signals: SIGTERM/SIGINT stop the loop, flush the sinks and exit; SIGHUP
-//! reloads the configuration (an invalid one is rejected and the running one
+//! reloads the configuration (an invalid one, or one start-up would refuse,
+//! such as an emptied file, is rejected with its reasons and the running one
 //! stays; monitoring never pauses). systemd: READY=1 once running, STATUS=
 //! every status period, WATCHDOG=1 from this loop itself so a stuck loop
 //! gets the service restarted.
@@ -633,17 +634,39 @@ fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
 
 /// SIGHUP: validate the file again; apply alarm settings if valid. Returns
 /// whether anything was applied.
+/// The configuration a SIGHUP would switch to, checked exactly as start-up
+/// checks it (`config::load`, then `config::readiness`): a file start-up
+/// would refuse is refused here too, with every reason, so an emptied or
+/// half-written file never returns the alarm settings to the defaults.
+fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
+    let Some(p) = path else {
+        return Err(
+            "vigil was started without a configuration file (-c); there is nothing to \
+             reload"
+                .into(),
+        );
+    };
+    let new = config::load(p).map_err(|e| e.to_string())?;
+    let missing = config::readiness(&new).missing;
+    if missing.is_empty() {
+        Ok(new)
+    } else {
+        Err(format!(
+            "{}: not ready to run: {} problem(s) (start-up would refuse it):\n  {}",
+            p.display(),
+            missing.len(),
+            missing.join("\n  ")
+        ))
+    }
+}
+
 fn reload(
     path: &Option<PathBuf>,
     current: &mut Config,
     pipeline: &mut Pipeline,
     now: crate::time::Instant,
 ) -> bool {
-    let loaded = match path {
-        Some(p) => config::load(p),
-        None => config::parse(config::DEFAULT_TOML, "<embedded defaults>"),
-    };
-    match loaded {
+    match reload_candidate(path) {
         Err(e) => {
             tracing::error!("SIGHUP: new configuration rejected, the running one stays: {e}");
             false
@@ -671,4 +694,50 @@ pub fn simulation_speed(config: &Config) -> Option<f64> {
         Link::Simulated { speed, .. } => Some(speed),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-reload-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const READY: &str = r#"
+[site]
+site = "test-clinic"
+bed = "bed-1"
+
+[[source]]
+name = "monitor"
+protocol = "vigil-line"
+serial = "/dev/ttyS0"
+"#;
+
+    #[test]
+    fn an_empty_file_is_refused_like_at_start_up() {
+        let e = reload_candidate(&Some(file("empty", ""))).unwrap_err();
+        assert!(e.contains("not ready to run"), "{e}");
+        assert!(e.contains("no [[source]] configured"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_a_source_is_refused() {
+        let text = &READY[..READY.find("[[source]]").unwrap()];
+        let e = reload_candidate(&Some(file("nosource", text))).unwrap_err();
+        assert!(e.contains("no [[source]] configured"), "{e}");
+    }
+
+    #[test]
+    fn a_ready_file_is_accepted_and_no_file_is_not_reloaded() {
+        let cfg = reload_candidate(&Some(file("ready", READY))).unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        let e = reload_candidate(&None).unwrap_err();
+        assert!(e.contains("without a configuration file"), "{e}");
+    }
 }

@@ -158,6 +158,12 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
             } => {
                 tracing::info!(seq = msg.event.seq, at = %when, "SESSION dose #{number} ({route}) {note}")
             }
+            SessionEvent::BaselineIncomplete { .. } => tracing::warn!(
+                seq = msg.event.seq,
+                at = %when,
+                "SESSION baseline incomplete: no baseline for {} (too few readings before the dose)",
+                s.missing_baselines().map(|v| v.key()).collect::<Vec<_>>().join(", ")
+            ),
             SessionEvent::DischargeReadiness { ready } => tracing::info!(
                 seq = msg.event.seq,
                 at = %when,

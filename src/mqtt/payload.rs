@@ -160,6 +160,8 @@ impl SessionState {
                 .doses
                 .push((number, route.as_str().into(), note.as_str().into(), time)),
             SessionEvent::DischargeReadiness { ready } => self.discharge_ready = ready,
+            // Advisory: the event says it; the state holds the baselines set.
+            SessionEvent::BaselineIncomplete { .. } => {}
         }
     }
 }
@@ -195,6 +197,17 @@ pub fn session(
         }
         SessionEvent::DischargeReadiness { ready } => {
             json!({"type": "discharge_readiness", "ready": ready})
+        }
+        SessionEvent::BaselineIncomplete { .. } => {
+            let missing: Vec<&str> = e.missing_baselines().map(|v| v.key()).collect();
+            json!({
+                "type": "baseline_incomplete",
+                "missing": missing,
+                "text": format!(
+                    "baseline incomplete: no baseline for {} (too few readings before the dose); their trend alarms are not armed",
+                    missing.join(", ")
+                ),
+            })
         }
     };
     m.insert("event".into(), event);

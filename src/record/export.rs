@@ -315,6 +315,17 @@ fn session_row(base: Row, s: &SessionEvent) -> Row {
             )),
             ..row
         },
+        SessionEvent::BaselineIncomplete { .. } => Row {
+            event_kind: Some("baseline_incomplete"),
+            detail: Some(format!(
+                "missing {}",
+                s.missing_baselines()
+                    .map(|v| v.key())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            ..row
+        },
         SessionEvent::DischargeReadiness { ready } => Row {
             event_kind: Some("discharge"),
             detail: Some(if ready { "ready" } else { "not ready" }.to_owned()),
@@ -450,6 +461,17 @@ pub fn export_chart(
     };
     out.flush()?;
     Ok(n)
+}
+
+/// Loads and replays a recording; returns its chart as HL7 messages.
+pub fn hl7_messages(
+    path: &Path,
+    sampling: super::chart::Sampling,
+    generated: SystemTime,
+) -> Result<Vec<String>, ExportError> {
+    let session = replay::load(path)?;
+    let chart = super::chart::chart(&session, sampling)?;
+    Ok(super::hl7::messages(&chart, generated))
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@
 //!   OBX-14 the reading's time, OBX-18 the source (`<name>^vigil`). A
 //!   questionable or absent value is followed by an `NTE` saying why.
 //!
+//! [`super::mllp`] sends them to a receiver (`vigil record send`).
+//!
 //! Times are `YYYYMMDDHHMMSS.SSS+0000`. Free text (site, bed, source names,
 //! session ids, notes) is escaped (`\F\ \S\ \R\ \E\ \T\`; CR and LF as
 //! `\X0D\` / `\X0A\`).

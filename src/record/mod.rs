@@ -34,6 +34,7 @@ pub mod file;
 pub mod health;
 pub mod hl7;
 pub mod import;
+pub mod mllp;
 
 use core::time::Duration;
 
