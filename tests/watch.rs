@@ -256,7 +256,7 @@ fn watch_session_keys_publish_session_and_audio_commands() {
 
     let dir = temp_dir("watch-session");
     let broker = Broker::start(&dir);
-    let _publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(500));
+    let publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(500));
     let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
     let (shared, _stop) = start_link(broker.port);
     let view = wait(&shared, "bed live", |v| v.beds[0].live);
@@ -339,4 +339,17 @@ fn watch_session_keys_publish_session_and_audio_commands() {
     let action = answer(&mut ui, &view, "");
     let refused = vigil::watch::perform(&shared, &action).expect("refused");
     assert!(refused.contains("no unacknowledged alarm"), "{refused}");
+
+    // With alarms open, one acknowledge_all command covers them all.
+    for id in ["spo2.low", "hr.high"] {
+        publisher.alarm(id, "high", "start", "active", None, SystemTime::now());
+    }
+    let view = wait(&shared, "alarms arrive", |v| v.beds[0].alarms.len() == 2);
+    ui::on_key(&mut ui, key(KeyCode::Char('A')), &view);
+    let action = answer(&mut ui, &view, "");
+    assert_eq!(vigil::watch::perform(&shared, &action), None);
+    let (_, cmd) = cmds.next_json(Duration::from_secs(5));
+    assert_valid("command", &cmd);
+    assert_eq!(cmd["command"], "acknowledge_all");
+    assert_eq!(cmd["by"], "JD");
 }

@@ -844,6 +844,18 @@ impl BedCommand {
     }
 }
 
+/// The `acknowledge_all` command payload for `cmd`.
+pub fn acknowledge_all(request_id: &str, by: &str, now: SystemTime) -> Vec<u8> {
+    let v = serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "id": request_id,
+        "time": rfc3339(now),
+        "command": "acknowledge_all",
+        "by": by,
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
 /// The `acknowledge` command payload for `cmd`.
 pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> Vec<u8> {
     let v = serde_json::json!({

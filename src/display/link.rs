@@ -91,26 +91,25 @@ impl Shared {
         })
     }
 
-    /// Acknowledges every unacknowledged alarm the board shows for a bed,
-    /// one `acknowledge` command each; returns their request ids.
-    pub fn acknowledge_all(&self, bed: &BedKey, by: &str) -> Result<Vec<String>, LinkError> {
+    /// Acknowledges every alarm of a bed with one `acknowledge_all`
+    /// command (vigil acknowledges each present, unacknowledged alarm and
+    /// answers once); refused here when the board shows none to acknowledge.
+    pub fn acknowledge_all(&self, bed: &BedKey, by: &str) -> Result<String, LinkError> {
         let by = feed::check_by(by)?;
-        let open: Vec<String> = self
+        let open = self
             .board()
             .view(SystemTime::now())
             .beds
             .into_iter()
             .filter(|b| b.key == bed.to_string())
             .flat_map(|b| b.alarms)
-            .filter(|a| !a.acknowledged)
-            .map(|a| a.id)
-            .collect();
-        if open.is_empty() {
+            .any(|a| !a.acknowledged);
+        if !open {
             return Err(LinkError::NothingToAcknowledge(bed.to_string()));
         }
-        open.iter()
-            .map(|alarm| self.acknowledge(bed, alarm, &by))
-            .collect()
+        self.send(bed, &format!("acknowledge all by {by}"), |id, now| {
+            feed::acknowledge_all(id, &by, now)
+        })
     }
 
     /// Sends a session or audio command for a bed; `by` (name or initials)

@@ -10,7 +10,7 @@
 //! | `GET /events`  | SSE: a `view` event with the board as JSON on every change and every second |
 //! | `GET /view`    | the board as JSON, once                                |
 //! | `POST /ack`    | `{"bed": "site/bed", "alarm": "spo2.low", "by": "JD"}` -> `{"id": ...}` |
-//! | `POST /ack-all` | `{"bed": "site/bed", "by": "JD"}`: acknowledges every open alarm of the bed -> `{"ids": [...]}` |
+//! | `POST /ack-all` | `{"bed": "site/bed", "by": "JD"}`: one `acknowledge_all` command for every open alarm of the bed -> `{"id": ...}` |
 //! | `POST /command` | `{"bed": "site/bed", "by": "JD", "command": "start_session", "session": "K-0142"}`, `dose` (`amount`, `unit`, `route`, `note`), `start_recovery`, `end_session`, `pause_audio` (`duration_s`), `resume_audio` -> `{"id": ...}` |
 //! | `POST /remove` | `{"bed": "site/bed"}`: takes a cleanly stopped bed off the board |
 //! | `GET/POST /login` | the token form (only when a token is configured)    |
@@ -730,7 +730,7 @@ fn ack_all_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Respon
     )?;
     let bed = shown_bed(app, &req.bed)?;
     Ok(match app.shared.acknowledge_all(&bed, &req.by) {
-        Ok(ids) => json_response(serde_json::json!({ "ids": ids })),
+        Ok(id) => json_response(serde_json::json!({ "id": id })),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     })
 }
