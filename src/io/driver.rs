@@ -606,8 +606,8 @@ fn report_status(status: &Status, pipeline: &Pipeline, config: &Config) {
     notify::status(&line);
 }
 
-/// Each source as the status line gives it: `monitor ok (associated),
-/// oximeter no valid data (invalid values only)`.
+/// Each source as the status line gives it: `monitor: valid data
+/// (associated), oximeter: no valid data (invalid values only)`.
 fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
     let parts: Vec<String> = config
         .sources
@@ -616,7 +616,7 @@ fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
         .map(|(i, s)| {
             let id = SourceId(i as u16);
             let health = pipeline.source_health(id).unwrap_or_default();
-            let mut part = format!("{} {}", s.name, health.text());
+            let mut part = format!("{}: {}", s.name, health.text());
             match (health, pipeline.source_associated(id)) {
                 (crate::engine::SourceHealth::NotAssociated, _) | (_, None) => {}
                 (_, Some(true)) => part.push_str(" (associated)"),
