@@ -773,16 +773,8 @@ impl BedCommand {
     pub fn describe(&self) -> String {
         match self {
             BedCommand::StartSession { session } => format!("start session {session}"),
-            BedCommand::Dose { route, .. } => {
-                let amount = self.dose_amount();
-                let note = self.dose_text(" ");
-                let parts = [amount.as_deref(), Some(route.as_str()), Some(note.as_str())];
-                let text: Vec<&str> = parts
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| !p.is_empty())
-                    .collect();
-                format!("dose {}", text.join(" "))
+            BedCommand::Dose { route, note, .. } => {
+                format!("dose {}", self.dose_parts(Some(route), note).join(" "))
             }
             BedCommand::StartRecovery => "start recovery".into(),
             BedCommand::EndSession => "end session".into(),
@@ -791,31 +783,22 @@ impl BedCommand {
         }
     }
 
-    /// A dose's amount with its unit (`25 mg`).
-    fn dose_amount(&self) -> Option<String> {
-        match self {
+    /// A dose's words, in order: the amount with its unit (`25 mg`), the
+    /// route when given, the note when not blank.
+    fn dose_parts(&self, route: Option<&str>, note: &str) -> Vec<String> {
+        let amount = match self {
             BedCommand::Dose {
                 amount: Some(a),
                 unit: Some(u),
                 ..
             } => Some(format!("{a} {u}")),
             _ => None,
-        }
-    }
-
-    /// A dose's free text; with `sep` non-blank, the amount first (the
-    /// command carries amount and unit inside the note until the engine
-    /// has fields of its own for them).
-    fn dose_text(&self, sep: &str) -> String {
-        let BedCommand::Dose { note, .. } = self else {
-            return String::new();
         };
-        let note = note.trim();
-        match self.dose_amount() {
-            Some(a) if !sep.trim().is_empty() && !note.is_empty() => format!("{a}{sep}{note}"),
-            Some(a) if !sep.trim().is_empty() => a,
-            _ => note.to_owned(),
-        }
+        let note = Some(note.trim()).filter(|n| !n.is_empty());
+        [amount, route.map(str::to_owned), note.map(str::to_owned)]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The `cmd` payload.
@@ -831,9 +814,11 @@ impl BedCommand {
             BedCommand::StartSession { session } => {
                 m.insert("session".into(), session.as_str().into());
             }
-            BedCommand::Dose { route, .. } => {
+            BedCommand::Dose { route, note, .. } => {
+                // The engine's dose has route and note only: amount and
+                // unit travel at the head of the note for now.
                 m.insert("route".into(), route.as_str().into());
-                m.insert("note".into(), self.dose_text("; ").into());
+                m.insert("note".into(), self.dose_parts(None, note).join("; ").into());
             }
             BedCommand::PauseAudio { duration_s } => {
                 m.insert("duration_s".into(), (*duration_s).into());
