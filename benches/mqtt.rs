@@ -118,7 +118,7 @@ outbox_max = 100000
 
     // The daemon on a thread of its own, as `vigil run` does.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let (live_tx, live) = tokio::sync::watch::channel(vigil::io::driver::LiveState::default());
+    let (live_tx, live_rx) = std::sync::mpsc::channel();
     let daemon_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -126,6 +126,7 @@ outbox_max = 100000
             .unwrap();
         rt.block_on(daemon(config, stop, live_tx));
     });
+    let live = live_rx.recv().expect("the daemon started");
     let (mut line, _) = device.accept().expect("the daemon connects to the device");
     line.set_nodelay(true).unwrap();
 
@@ -219,44 +220,25 @@ outbox_max = 100000
 
 async fn daemon(
     config: vigil::config::Config,
-    stop: tokio::sync::watch::Receiver<bool>,
-    live_tx: tokio::sync::watch::Sender<vigil::io::driver::LiveState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    live: std::sync::mpsc::Sender<tokio::sync::watch::Receiver<vigil::io::driver::LiveState>>,
 ) {
-    use vigil::io::{clock::Clock, driver, sink::SinkHandle, sink::SinkMsg};
-    let clock = Clock::start(1.0);
-    let (cmd_tx, commands) = mpsc::channel(64);
-    let (sys_tx, system) = mpsc::channel(64);
-    let live_rx = live_tx.subscribe();
-    let mqtt = vigil::mqtt::spawn(vigil::mqtt::MqttSetup {
-        config: config.mqtt.clone(),
-        site: config.site.clone(),
-        bed: config.bed.clone(),
-        source_names: config.engine.source_names.clone(),
-        clock,
-        commands: cmd_tx,
-        system: sys_tx,
-        live: Some(live_rx),
-        queue: 8192,
-    })
-    .expect("start MQTT");
+    use vigil::io::sink::{SinkHandle, SinkMsg};
     // A sink that only drains, standing in for the log sink's queue.
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(8192);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let status = driver::run(driver::DriverSetup {
-        config,
-        config_path: None,
-        clock,
-        sinks: vec![mqtt, SinkHandle::new("drain", tx, 8192, drain)],
-        commands,
-        system,
+    let options = vigil::daemon::Options {
         status_every: Duration::from_secs(3600),
-        run_for: None,
-        stop,
-        live: Some(live_tx),
-        recording: None,
-    })
-    .await;
-    drop(status);
+        log: false,
+        sinks: vec![SinkHandle::new("drain", tx, 8192, drain)],
+        recording: vigil::daemon::Recording::Off,
+        sink_queue: 8192,
+        ..vigil::daemon::Options::default()
+    };
+    let daemon = vigil::daemon::start(config, options).expect("start the daemon");
+    let _ = live.send(daemon.live.clone());
+    let _ = stop.wait_for(|s| *s).await;
+    let _ = daemon.stop().await;
 }
 
 /// Arrival instants of messages on `topic`.

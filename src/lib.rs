@@ -30,11 +30,16 @@
 //!   [`engine`] on [`vitals`] and [`config`]; nothing in the pure core
 //!   depends on IO modules.
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
-//!   `main.rs` only.
+//!   the binary only (`main.rs` and its `cli` modules).
+//! - [`daemon`] is the one place the daemon is wired (sinks, channels,
+//!   recording, driver): `vigil run`, `vigil demo`, the tests and the
+//!   benchmarks all start it there.
 
 pub mod config;
+pub mod daemon;
 pub mod display;
 pub mod engine;
+pub mod inspect;
 pub mod io;
 pub mod log_limit;
 pub mod mqtt;

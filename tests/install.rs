@@ -143,3 +143,47 @@ fn setup_replaces_the_example_and_keeps_its_mode() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `vigil check-config FILE | head -1` (and the other printing commands):
+/// a reader that has gone away is no failure and never a panic (exit 101).
+/// The pipe's read end is closed before vigil starts, so every write to
+/// standard output fails with a broken pipe.
+#[test]
+fn a_closed_standard_output_is_not_a_panic() {
+    let dir = temp_dir("broken-pipe");
+    let file = dir.join("vigil.toml");
+    let out = setup(&file, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let recording = dir.join("r.vrec");
+    let csv = dir.join("r.csv");
+    std::fs::write(&csv, "time,vital,value\n0,spo2,97\n1,spo2,96\n").unwrap();
+    let out = vigil(&[
+        "record",
+        "import",
+        csv.to_str().unwrap(),
+        "-o",
+        recording.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let file = file.to_str().unwrap();
+    let recording = recording.to_str().unwrap();
+    for args in [
+        vec!["check-config", file],
+        vec!["record", "inspect", recording],
+        vec!["replay", recording, "--events"],
+        vec!["record", "export", recording],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run vigil");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

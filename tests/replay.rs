@@ -9,7 +9,7 @@ use vigil::record::file::RecorderSettings;
 use vigil::replay;
 use vigil::vitals::ShortText;
 
-use crate::util::daemon::{start_recording, temp_dir, Monitor};
+use crate::util::daemon::{start_recording, temp_dir, Monitor, Running};
 
 fn recording_in(dir: &std::path::Path) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -22,41 +22,68 @@ fn recording_in(dir: &std::path::Path) -> std::path::PathBuf {
     files.pop().unwrap()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_live_session_replays_to_identical_events() {
-    let dir = temp_dir("golden");
+/// A daemon recording into `dir/recordings`, reading one vigil-line
+/// monitor on a pty in `dir` (timeout 1 s, technical delay 200 ms, more
+/// `[alarms]` settings in `alarms`).
+fn recording_daemon(dir: &std::path::Path, alarms: &str) -> (Running, Monitor) {
     let port = dir.join("ttyMON");
-    let rec_dir = dir.join("recordings");
-    let mut monitor = Monitor::plug_in(&port);
+    let monitor = Monitor::plug_in(&port);
     let cfg = config::parse(
         &format!(
-            r#"
-            [[source]]
-            name = "monitor"
-            protocol = "vigil-line"
-            serial = "{}"
-            timeout = "1s"
-            [alarms]
-            technical_delay = "200ms"
-            [alarms.spo2]
-            delay = "300ms"
-            [alarms.hr]
-            delay = "300ms"
-            "#,
+            "[[source]]\nname = \"monitor\"\nprotocol = \"vigil-line\"\nserial = \"{}\"\ntimeout = \"1s\"\n[alarms]\ntechnical_delay = \"200ms\"\n{alarms}",
             port.display()
         ),
         "test",
     )
     .unwrap();
-    let mut daemon = start_recording(
+    let daemon = start_recording(
         cfg,
         Some(RecorderSettings {
-            dir: rec_dir.clone(),
+            dir: dir.join("recordings"),
             stem: "test".into(),
             sync_every: Duration::from_millis(50),
             retention: Duration::from_secs(86_400),
             queue: 8192,
         }),
+    );
+    (daemon, monitor)
+}
+
+/// Lets the last inputs settle, stops the daemon and collects every event
+/// still coming into `live`.
+async fn finish(mut daemon: Running, live: &mut Vec<Event>) -> vigil::io::driver::Status {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    live.extend(
+        daemon
+            .events_during(Duration::from_millis(100))
+            .await
+            .iter()
+            .map(|m| m.event),
+    );
+    let (status, rest) = daemon.stop_and_drain().await;
+    live.extend(rest.iter().map(|m| m.event));
+    status
+}
+
+/// Live and replayed events equal field by field, timing included. (Debug
+/// form: invalid values are NaN, which never compare equal as floats.)
+fn assert_same_events(live: &[Event], replayed: &[Event]) -> Vec<String> {
+    let show = |v: &[Event]| v.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>();
+    let (l, r) = (show(live), show(replayed));
+    for (i, (a, b)) in l.iter().zip(&r).enumerate() {
+        assert_eq!(a, b, "event {i} differs");
+    }
+    assert_eq!(l.len(), r.len(), "same number of events");
+    l
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_live_session_replays_to_identical_events() {
+    let dir = temp_dir("golden");
+    let rec_dir = dir.join("recordings");
+    let (mut daemon, mut monitor) = recording_daemon(
+        &dir,
+        "[alarms.spo2]\ndelay = \"300ms\"\n[alarms.hr]\ndelay = \"300ms\"\n",
     );
     let mut live: Vec<Event> = Vec::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -115,16 +142,7 @@ async fn a_live_session_replays_to_identical_events() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(back, "the daemon reopened the port");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    live.extend(
-        daemon
-            .events_during(Duration::from_millis(100))
-            .await
-            .iter()
-            .map(|m| m.event),
-    );
-    let (status, rest) = daemon.stop_and_drain().await;
-    live.extend(rest.iter().map(|m| m.event));
+    let status = finish(daemon, &mut live).await;
     assert!(status.inputs >= 10, "{status:?}");
 
     let file = recording_in(&rec_dir);
@@ -133,15 +151,8 @@ async fn a_live_session_replays_to_identical_events() {
     let mut replayed = Vec::new();
     replay::run(&session, None, |e| replayed.push(*e), |_| {});
 
-    // Field by field, timing included. (Debug form: invalid values are NaN,
-    // which never compare equal as floats.)
-    let show = |v: &[Event]| v.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>();
-    let (l, r) = (show(&live), show(&replayed));
+    let l = assert_same_events(&live, &replayed);
     assert!(l.len() > 30, "a rich session: {} events", l.len());
-    for (i, (a, b)) in l.iter().zip(&r).enumerate() {
-        assert_eq!(a, b, "event {i} differs");
-    }
-    assert_eq!(l.len(), r.len(), "same number of events");
     let kinds: String = l.join("\n");
     for needle in ["CriticalLow", "Disconnected", "Dose", "Baseline"] {
         assert!(kinds.contains(needle), "the session exercised {needle}");
@@ -204,4 +215,87 @@ fn what_if_replay_with_longer_delays_shows_fewer_alarms() {
     assert_eq!(row.recorded.unwrap().count, 3);
     assert_eq!(row.other.unwrap().count, 1, "30 s delay: only the long dip");
     assert_eq!(row.other.unwrap().first, Instant::from_secs(430));
+}
+
+/// Every kind of input the driver takes (bytes, link down and up, accepted
+/// and rejected commands, system conditions, timer ticks) goes through one
+/// `feed`: each kind shows up in the recording, and the replay reproduces
+/// the live events one for one. An input kind handed to the pipeline
+/// without being recorded makes the replay diverge (and its kind missing).
+#[tokio::test(flavor = "current_thread")]
+async fn every_input_kind_is_recorded_and_replays_the_same() {
+    use std::collections::BTreeSet;
+    use vigil::engine::SystemCondition;
+    use vigil::pipeline::Input;
+
+    let dir = temp_dir("every-input");
+    let rec_dir = dir.join("recordings");
+    let (daemon, mut monitor) = recording_daemon(&dir, "");
+    let mut live: Vec<Event> = Vec::new();
+    monitor.send(b"hr 72\nspo2 97\n");
+    daemon
+        .command(Command::StartSession {
+            session: ShortText::new("S-9"),
+        })
+        .await
+        .unwrap();
+    // Rejected: nothing to acknowledge. The replay must reject it too.
+    assert!(daemon
+        .command(Command::AcknowledgeAll {
+            by: ShortText::new("RN")
+        })
+        .await
+        .is_err());
+    let system = daemon.daemon.system.clone();
+    system
+        .send((SystemCondition::BrokerUnreachable, true))
+        .await
+        .unwrap();
+    monitor.send(b"spo2 84\n");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    system
+        .send((SystemCondition::BrokerUnreachable, false))
+        .await
+        .unwrap();
+    // Down, silence past the timeout (ticks), up again.
+    monitor.unplug();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    monitor.replug();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !monitor.try_send(b"hr 70\nspo2 96\n") {
+        assert!(std::time::Instant::now() < deadline, "port reopened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    finish(daemon, &mut live).await;
+
+    let session = replay::load(&recording_in(&rec_dir)).unwrap();
+    let kinds: BTreeSet<&str> = session
+        .steps
+        .iter()
+        .filter_map(|(_, step)| match step {
+            replay::Step::Input(Input::Bytes { .. }) => Some("bytes"),
+            replay::Step::Input(Input::Link { up: true, .. }) => Some("link up"),
+            replay::Step::Input(Input::Link { up: false, .. }) => Some("link down"),
+            replay::Step::Input(Input::Command(_)) => Some("command"),
+            replay::Step::Input(Input::System { .. }) => Some("system"),
+            replay::Step::Input(Input::Tick) => Some("tick"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["bytes", "command", "link down", "link up", "system", "tick"]),
+        "every input kind fed live is in the recording"
+    );
+    let mut replayed = Vec::new();
+    let stats = replay::run(&session, None, |e| replayed.push(*e), |_| {});
+    assert_eq!(
+        stats.commands_rejected, 1,
+        "the rejected command replays as rejected"
+    );
+    let l = assert_same_events(&live, &replayed);
+    let all = l.join("\n");
+    for needle in ["BrokerUnreachable", "Disconnected", "Session"] {
+        assert!(all.contains(needle), "the run exercised {needle}");
+    }
 }

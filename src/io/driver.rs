@@ -168,7 +168,11 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         match start_recorder(&settings, &config, &clock, start, storage_tx.clone(), false) {
             Some(r) => recorder = Some(r),
             None => {
-                pipeline.handle_system(start, SystemCondition::StorageFailure, true);
+                let input = Input::System {
+                    condition: SystemCondition::StorageFailure,
+                    present: true,
+                };
+                let _ = feed(&mut pipeline, None, start, &input);
                 recording_retry = Some(settings);
             }
         }
@@ -206,6 +210,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let mut recorder_dropped = 0u64;
     let mut overflow_since: Option<std::time::Instant> = None;
     let mut transmit = Vec::with_capacity(1024);
+    let mut scratch = Vec::with_capacity(source::CHUNK);
     let mut status_tick = tokio::time::interval(status_every);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watchdog = notify::watchdog_interval();
@@ -272,11 +277,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             }
             cond = next_condition(&mut system, &mut storage_rx) => {
                 if let Some((condition, present)) = cond {
-                    let now = clock.now();
-                    pipeline.handle_system(now, condition, present);
-                    if let Some(r) = &recorder {
-                        r.input(now, &Input::System { condition, present });
-                    }
+                    let input = Input::System { condition, present };
+                    let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
                 }
             }
             msg = src_rx.recv() => {
@@ -284,9 +286,14 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 status.inputs += 1;
                 match msg.event {
                     SourceEvent::Bytes(chunk) => {
-                        pipeline.handle_bytes(msg.at, msg.source, chunk.as_slice());
-                        if let Some(r) = &recorder {
-                            r.bytes(msg.at, msg.source, chunk.as_slice());
+                        // The input owns its bytes; the buffer is reused.
+                        let mut data = std::mem::take(&mut scratch);
+                        data.clear();
+                        data.extend_from_slice(chunk.as_slice());
+                        let input = Input::Bytes { source: msg.source, data };
+                        let _ = feed(&mut pipeline, recorder.as_ref(), msg.at, &input);
+                        if let Input::Bytes { data, .. } = input {
+                            scratch = data;
                         }
                         input_real = Some(msg.real);
                     }
@@ -295,10 +302,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                         if up {
                             connection[msg.source.index()] += 1;
                         }
-                        pipeline.handle_link(msg.at, msg.source, up);
-                        if let Some(r) = &recorder {
-                            r.input(msg.at, &Input::Link { source: msg.source, up });
-                        }
+                        let input = Input::Link { source: msg.source, up };
+                        let _ = feed(&mut pipeline, recorder.as_ref(), msg.at, &input);
                     }
                 }
             }
@@ -306,10 +311,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 if let Some((command, reply)) = cmd {
                     let received = std::time::Instant::now();
                     let at = clock.at(received);
-                    let result = pipeline.handle_command(at, command);
-                    if let Some(r) = &recorder {
-                        r.input(at, &Input::Command(command));
-                    }
+                    let result = feed(&mut pipeline, recorder.as_ref(), at, &Input::Command(command));
                     if let Err(e) = &result {
                         tracing::warn!("command {} rejected: {e}", command.key());
                     }
@@ -319,11 +321,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             }
             _ = timer.as_mut(), if armed.is_some() => {
                 armed = None;
-                let now = clock.now();
-                pipeline.handle_timeout(now);
-                if let Some(r) = &recorder {
-                    r.input(now, &Input::Tick);
-                }
+                let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &Input::Tick);
             }
             _ = status_tick.tick() => {
                 fill_latency(&mut status, &latency);
@@ -333,9 +331,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     if dropped > recorder_dropped {
                         tracing::error!("recording fell behind: {} input(s) not recorded", dropped - recorder_dropped);
                         recorder_dropped = dropped;
-                        let now = clock.now();
-                        pipeline.handle_system(now, SystemCondition::StorageFailure, true);
-                        r.input(now, &Input::System { condition: SystemCondition::StorageFailure, present: true });
+                        let input = Input::System { condition: SystemCondition::StorageFailure, present: true };
+                        let _ = feed(&mut pipeline, Some(r), clock.now(), &input);
                     }
                 }
             }
@@ -394,32 +391,20 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         if dropped_now {
             if overflow_since.is_none() {
                 tracing::error!("a sink queue is full: events were dropped");
-                let now = clock.now();
-                pipeline.handle_system(now, SystemCondition::QueueOverflow, true);
-                if let Some(r) = &recorder {
-                    r.input(
-                        now,
-                        &Input::System {
-                            condition: SystemCondition::QueueOverflow,
-                            present: true,
-                        },
-                    );
-                }
+                let input = Input::System {
+                    condition: SystemCondition::QueueOverflow,
+                    present: true,
+                };
+                let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
             }
             overflow_since = Some(std::time::Instant::now());
         } else if overflow_since.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
             overflow_since = None;
-            let now = clock.now();
-            pipeline.handle_system(now, SystemCondition::QueueOverflow, false);
-            if let Some(r) = &recorder {
-                r.input(
-                    now,
-                    &Input::System {
-                        condition: SystemCondition::QueueOverflow,
-                        present: false,
-                    },
-                );
-            }
+            let input = Input::System {
+                condition: SystemCondition::QueueOverflow,
+                present: false,
+            };
+            let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
         }
 
         // Write what the protocols want to send.
@@ -469,6 +454,21 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         tracing::info!("session recorded to {path}");
     }
     Ok(status)
+}
+
+/// The one way an input enters the pipeline: recorded first, then handled,
+/// so a replay of the recording sees exactly what the live pipeline saw. A
+/// command's verdict is returned (the replay reaches the same one).
+fn feed(
+    pipeline: &mut Pipeline,
+    recorder: Option<&Recorder>,
+    at: crate::time::Instant,
+    input: &Input,
+) -> Result<(), CommandError> {
+    if let Some(r) = recorder {
+        r.input(at, input);
+    }
+    pipeline.handle(at, input)
 }
 
 /// The next system condition from either queue; a closed queue is ignored.

@@ -2,7 +2,8 @@
 //! clock. Sources read bytes and stamp them, the driver loop runs the pure
 //! [`crate::pipeline`], sinks take the events away.
 //!
-//! Only this module (and `main.rs`) uses tokio.
+//! Only this module, [`crate::daemon`] (which wires it), the MQTT sink and
+//! the displays use tokio.
 
 pub mod clock;
 pub mod driver;

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serialport::TTYPort;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use vigil::config::Config;
+use vigil::daemon::{Daemon, Options, Recording};
 use vigil::engine::{AlarmEvent, EventKind, Phase};
-use vigil::io::clock::Clock;
-use vigil::io::driver::{self, DriverSetup, Status};
+use vigil::io::driver::Status;
 use vigil::io::sink::{SinkHandle, SinkMsg};
 use vigil::record::file::RecorderSettings;
 
@@ -116,22 +116,16 @@ impl Monitor {
     }
 }
 
-/// The daemon running in-process with a sink that hands every event to the test.
+/// The daemon running in-process (`vigil::daemon::start`) with a sink that
+/// hands every event to the test.
 pub struct Running {
     pub events: mpsc::UnboundedReceiver<SinkMsg>,
-    pub commands: mpsc::Sender<driver::CommandMsg>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<Status, driver::DriverError>>,
+    pub daemon: Daemon,
     pub source_names: Vec<String>,
 }
 
-/// Starts the driver on the configuration (real-time clock), without recording.
-pub fn start(config: Config) -> Running {
-    start_recording(config, None)
-}
-
-/// Starts the driver, recording into `recording` when given.
-pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> Running {
+/// A sink that forwards every event to the returned receiver.
+pub fn collecting_sink() -> (SinkHandle, mpsc::UnboundedReceiver<SinkMsg>) {
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
@@ -139,33 +133,32 @@ pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> R
             let _ = out_tx.send(m);
         }
     });
-    let sink = SinkHandle::new("test", tx, 4096, forward);
-    let (cmd_tx, commands) = mpsc::channel(8);
-    let (stop_tx, stop) = watch::channel(false);
-    let (system_tx, system) = mpsc::channel(16);
+    (SinkHandle::new("test", tx, 4096, forward), out_rx)
+}
+
+/// Starts the daemon on the configuration (real-time clock), without
+/// recording, MQTT or log sink.
+pub fn start(config: Config) -> Running {
+    start_recording(config, None)
+}
+
+/// Starts the daemon without MQTT or log sink, recording into `recording`
+/// when given.
+pub fn start_recording(mut config: Config, recording: Option<RecorderSettings>) -> Running {
+    config.mqtt.enabled = false;
+    let (sink, events) = collecting_sink();
     let source_names = config.engine.source_names.clone();
-    let task = tokio::spawn(async move {
-        let _keep = system_tx;
-        driver::run(DriverSetup {
-            config,
-            config_path: None,
-            clock: Clock::start(1.0),
-            sinks: vec![sink],
-            commands,
-            status_every: Duration::from_secs(3600),
-            run_for: None,
-            stop,
-            live: None,
-            system,
-            recording,
-        })
-        .await
-    });
+    let options = Options {
+        status_every: Duration::from_secs(3600),
+        log: false,
+        sinks: vec![sink],
+        recording: recording.map_or(Recording::Off, Recording::To),
+        ..Options::default()
+    };
+    let daemon = vigil::daemon::start(config, options).expect("start the daemon");
     Running {
-        events: out_rx,
-        commands: cmd_tx,
-        stop: stop_tx,
-        task,
+        events,
+        daemon,
         source_names,
     }
 }
@@ -206,12 +199,10 @@ impl Running {
         &self,
         command: vigil::engine::Command,
     ) -> Result<(), vigil::engine::CommandError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.commands
-            .send((command, tx))
+        self.daemon
+            .command(command)
             .await
-            .expect("daemon running");
-        rx.await.expect("command answered")
+            .expect("daemon running, command answered")
     }
 
     /// Everything that arrives within `wait`.
@@ -232,12 +223,10 @@ impl Running {
     /// Stops the daemon; returns its final status and every event not yet
     /// taken (the sinks are flushed on shutdown).
     pub async fn stop_and_drain(mut self) -> (Status, Vec<SinkMsg>) {
-        let _ = self.stop.send(true);
-        let status = tokio::time::timeout(Duration::from_secs(10), self.task)
+        let status = tokio::time::timeout(Duration::from_secs(10), self.daemon.stop())
             .await
             .expect("daemon stops within 10 s")
-            .expect("driver task")
-            .expect("driver result");
+            .expect("daemon result");
         let mut rest = Vec::new();
         while let Ok(Some(m)) =
             tokio::time::timeout(Duration::from_millis(200), self.events.recv()).await

@@ -423,61 +423,27 @@ pub fn now_rfc3339() -> String {
 pub struct MqttDaemon {
     pub events: mpsc::UnboundedReceiver<vigil::io::sink::SinkMsg>,
     pub source_names: Vec<String>,
-    stop: watch::Sender<bool>,
-    task:
-        tokio::task::JoinHandle<Result<vigil::io::driver::Status, vigil::io::driver::DriverError>>,
+    daemon: vigil::daemon::Daemon,
 }
 
-/// Starts the driver with MQTT publishing as configured.
+/// Starts the daemon (`vigil::daemon::start`) with MQTT publishing as
+/// configured, no recording and no log sink.
 pub fn start_with_mqtt(config: vigil::config::Config) -> MqttDaemon {
-    use vigil::io::clock::Clock;
-    use vigil::io::driver::{self, DriverSetup, LiveState};
-    use vigil::io::sink::{SinkHandle, SinkMsg};
-
-    let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let forward = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let _ = out_tx.send(m);
-        }
-    });
-    let collect = SinkHandle::new("test", tx, 4096, forward);
-    let clock = Clock::start(1.0);
-    let (cmd_tx, commands) = mpsc::channel(64);
-    let (sys_tx, system) = mpsc::channel(64);
-    let (live_tx, live_rx) = watch::channel(LiveState::default());
-    let mqtt = vigil::mqtt::spawn(vigil::mqtt::MqttSetup {
-        config: config.mqtt.clone(),
-        site: config.site.clone(),
-        bed: config.bed.clone(),
-        source_names: config.engine.source_names.clone(),
-        clock,
-        commands: cmd_tx,
-        system: sys_tx,
-        live: Some(live_rx),
-        queue: 4096,
-    })
-    .expect("start MQTT publishing");
-    let (stop_tx, stop) = watch::channel(false);
+    use vigil::daemon::{Options, Recording};
+    let (collect, events) = super::daemon::collecting_sink();
     let source_names = config.engine.source_names.clone();
-    let task = tokio::spawn(driver::run(DriverSetup {
-        config,
-        config_path: None,
-        clock,
-        sinks: vec![collect, mqtt],
-        commands,
-        system,
+    let options = Options {
         status_every: Duration::from_secs(3600),
-        run_for: None,
-        stop,
-        live: Some(live_tx),
-        recording: None,
-    }));
+        log: false,
+        sinks: vec![collect],
+        recording: Recording::Off,
+        ..Options::default()
+    };
+    let daemon = vigil::daemon::start(config, options).expect("start the daemon with MQTT");
     MqttDaemon {
-        events: out_rx,
+        events,
         source_names,
-        stop: stop_tx,
-        task,
+        daemon,
     }
 }
 
@@ -495,12 +461,10 @@ impl MqttDaemon {
 
     /// Stops the daemon (flushing the MQTT sink).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(15), self.task)
+        tokio::time::timeout(Duration::from_secs(15), self.daemon.stop())
             .await
             .expect("daemon stops within 15 s")
-            .expect("driver task")
-            .expect("driver result");
+            .expect("daemon result");
     }
 }
 
