@@ -194,11 +194,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     start,
                 },
         } => commands::import(&csv, &output, config.as_deref(), start.as_deref()),
-        Cmd::Report {
-            file,
-            output,
-            utc_offset,
-        } => commands::report(&file, output, &utc_offset),
+        Cmd::Report(args)
+        | Cmd::Record {
+            command: RecordCmd::Report(args),
+        } => commands::report(args),
         Cmd::Ports => commands::ports(),
         Cmd::Setup {
             site,

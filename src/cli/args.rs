@@ -70,6 +70,8 @@ pub enum RecordCmd {
         #[arg(long, default_value_t = 3)]
         attempts: u32,
     },
+    /// The HTML report of a recorded session (the same as `vigil report`).
+    Report(ReportArgs),
     /// Build a recording from a CSV of timed readings (columns time, vital,
     /// value, validity), so it can be replayed and reported on.
     Import {
@@ -87,6 +89,24 @@ pub enum RecordCmd {
         #[arg(long)]
         start: Option<String>,
     },
+}
+
+/// `vigil report` and `vigil record report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The recording.
+    pub file: PathBuf,
+    /// The HTML file to write (default: the recording's name with .html).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Show clock times at this fixed offset from UTC, e.g. +01:00
+    /// (default: the system's time zone, from TZ or /etc/localtime, with
+    /// its daylight-saving rules).
+    #[arg(long, allow_hyphen_values = true)]
+    pub utc_offset: Option<String>,
+    /// The interval of the vitals table (plus every NIBP).
+    #[arg(long, default_value = "5min", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -250,16 +270,7 @@ pub enum Cmd {
     /// Write a self-contained HTML report of a recorded session: charts of
     /// HR/PR, SpO2 and NIBP with baselines, limits, alarms and doses, and
     /// summary tables.
-    Report {
-        /// The recording.
-        file: PathBuf,
-        /// The HTML file to write (default: the recording's name with .html).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Show clock times at this offset from UTC, e.g. +01:00.
-        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
-        utc_offset: String,
-    },
+    Report(ReportArgs),
     /// Inspect, export and import recordings.
     Record {
         #[command(subcommand)]

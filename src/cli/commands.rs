@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::args::ExportFormat;
+use super::args::{ExportFormat, ReportArgs};
 use vigil::config::{self, Config, ConfigError};
 
 /// Whether the error is standard output's reader having gone away
@@ -498,18 +498,39 @@ pub fn import(
     }
 }
 
-pub fn report(file: &Path, output: Option<PathBuf>, utc_offset: &str) -> anyhow::Result<ExitCode> {
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use vigil::report::{report, ReportOptions};
-    let Some(offset) = vigil::record::export::parse_utc_offset(utc_offset) else {
-        eprintln!("vigil: --utc-offset `{utc_offset}` is not an offset such as +01:00 or -05:00");
-        return Ok(ExitCode::from(2));
+    let zone = match args.utc_offset.as_deref() {
+        None => match jiff::tz::TimeZone::try_system() {
+            Ok(zone) => zone,
+            Err(e) => {
+                eprintln!(
+                    "vigil: the system's time zone is not known ({e}): \
+                     set TZ (e.g. TZ=Europe/Berlin) or give --utc-offset"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+        Some(text) => {
+            let offset = vigil::record::export::parse_utc_offset(text)
+                .and_then(|s| jiff::tz::Offset::from_seconds(s as i32).ok());
+            let Some(offset) = offset else {
+                eprintln!("vigil: --utc-offset `{text}` is not an offset such as +01:00 or -05:00");
+                return Ok(ExitCode::from(2));
+            };
+            jiff::tz::TimeZone::fixed(offset)
+        }
     };
-    let output = output.unwrap_or_else(|| file.with_extension("html"));
+    let (file, output) = (&args.file, args.output.as_ref());
+    let output = output
+        .cloned()
+        .unwrap_or_else(|| file.with_extension("html"));
     let a = report(
         file,
         &output,
         &ReportOptions {
-            utc_offset: offset,
+            zone,
+            interval: args.interval,
             file_name: None,
         },
     )?;
