@@ -348,8 +348,7 @@ fn sensor_problems_raise_technical_alarms_only() {
             .filter(|a| a.event.kind == AlarmKind::Physiological)
             .filter(|a| {
                 kind != ProtocolKind::Philips
-                    || (a.phase == Phase::Start
-                        && a.event.validity != Some(Validity::Questionable))
+                    || (a.phase == Phase::Start && a.event.validity != Some(Validity::Questionable))
             })
             .collect();
         assert!(
