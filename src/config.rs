@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::engine::rules::{
-    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
-    TechnicalPriorities, VitalRules,
+    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules,
+    QuestionablePolicy, RateRule, TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
 use crate::vitals::Vital;
@@ -836,6 +836,7 @@ impl Reader {
             "latching",
             "plausible",
             "baseline",
+            "questionable",
         ];
         if vital.is_continuous() {
             allowed.extend(["delay", "stale_after", "rate"]);
@@ -857,6 +858,17 @@ impl Reader {
         }
         if let Some(l) = self.boolean(path, t, "latching") {
             r.latching = l;
+        }
+        if let Some(q) = self.string(path, t, "questionable") {
+            match [QuestionablePolicy::Alarm, QuestionablePolicy::Off]
+                .into_iter()
+                .find(|k| k.key() == q)
+            {
+                Some(k) => r.questionable = k,
+                None => self.err(format!(
+                    "{path}.questionable: expected \"alarm\" or \"off\", found {q:?}"
+                )),
+            }
         }
         if let Some(s) = t
             .get("stale_after")
@@ -1455,11 +1467,12 @@ pub fn render(cfg: &Config) -> String {
         }
         let _ = writeln!(
             o,
-            "hysteresis = {}\nlatching = {}\nplausible = [{}, {}]",
+            "hysteresis = {}\nlatching = {}\nplausible = [{}, {}]\nquestionable = {:?}",
             num(r.hysteresis),
             r.latching,
             num(r.plausible_min),
-            num(r.plausible_max)
+            num(r.plausible_max),
+            r.questionable.key()
         );
         let b = r.baseline;
         if b.is_enabled() {
