@@ -61,7 +61,7 @@ pub fn prepare(
     seed: u64,
 ) -> Result<Demo, DemoError> {
     let mut cfg = config::parse(config::DEMO_TOML, "<embedded demo>")?;
-    let script = crate::sim::Scenario::find(scenario).map_err(|source| DemoError::Scenario {
+    let script = crate::sim::find_scenario(scenario).map_err(|source| DemoError::Scenario {
         name: scenario.to_owned(),
         builtin: crate::sim::Scenario::builtin_names()
             .collect::<Vec<_>>()
