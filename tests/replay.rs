@@ -49,6 +49,19 @@ fn recording_daemon(dir: &std::path::Path, alarms: &str) -> (Running, Monitor) {
     (daemon, monitor)
 }
 
+/// Sends once the daemon has the port open, waiting (up to 10 s) without
+/// blocking the runtime the daemon runs on.
+async fn send_when_open(monitor: &mut Monitor, bytes: &[u8]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !monitor.try_send(bytes) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon opened the port"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Lets the last inputs settle, stops the daemon and collects every event
 /// still coming into `live`.
 async fn finish(mut daemon: Running, live: &mut Vec<Event>) -> vigil::io::driver::Status {
@@ -232,7 +245,7 @@ async fn every_input_kind_is_recorded_and_replays_the_same() {
     let rec_dir = dir.join("recordings");
     let (daemon, mut monitor) = recording_daemon(&dir, "");
     let mut live: Vec<Event> = Vec::new();
-    monitor.send(b"hr 72\nspo2 97\n");
+    send_when_open(&mut monitor, b"hr 72\nspo2 97\n").await;
     daemon
         .command(Command::StartSession {
             session: ShortText::new("S-9"),
@@ -261,11 +274,7 @@ async fn every_input_kind_is_recorded_and_replays_the_same() {
     monitor.unplug();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     monitor.replug();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !monitor.try_send(b"hr 70\nspo2 96\n") {
-        assert!(std::time::Instant::now() < deadline, "port reopened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_when_open(&mut monitor, b"hr 70\nspo2 96\n").await;
     finish(daemon, &mut live).await;
 
     let session = replay::load(&recording_in(&rec_dir)).unwrap();

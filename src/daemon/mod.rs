@@ -142,7 +142,9 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
     let (system_tx, system) = mpsc::channel(64);
     let (live_tx, live_rx) = watch::channel(LiveState::default());
 
-    let mut sinks = Vec::new();
+    // The caller's sinks first (a test's collecting sink sees an event no
+    // later than the MQTT side publishes it).
+    let mut sinks = extra;
     if config.mqtt.enabled {
         sinks.push(
             crate::mqtt::spawn(crate::mqtt::MqttSetup {
@@ -161,7 +163,6 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
     } else {
         tracing::warn!("MQTT is off (mqtt.enabled = false): alarms go to the log only");
     }
-    sinks.extend(extra);
     if log {
         sinks.push(sink::spawn_log(
             Arc::new(config.engine.source_names.clone()),
