@@ -36,12 +36,12 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML.
     #[error("{origin}: not valid TOML: {message}")]
@@ -374,7 +374,7 @@ pub fn readiness(cfg: &Config) -> Readiness {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     parse(&text, &path.display().to_string())
 }

@@ -30,7 +30,10 @@
 //!   [`engine`] on [`vitals`] and [`config`]; nothing in the pure core
 //!   depends on IO modules.
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
-//!   `main.rs` only.
+//!   `main.rs` only. An error's message is whole: it says its cause (and
+//!   the setting to fix), so a log line `{e}` is complete; the cause is
+//!   therefore never also its `source()` (no field named `source`, no
+//!   `#[from]` beside a `{0}`), or main's `{:#}` would print it twice.
 
 pub mod config;
 pub mod display;

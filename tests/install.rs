@@ -5,17 +5,10 @@
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::util::daemon::temp_dir;
-
-fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vigil")
-}
+use crate::util::process::vigil;
 
 fn text(out: &Output) -> (String, String) {
     (

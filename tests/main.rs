@@ -6,6 +6,7 @@ mod daemon;
 mod display;
 mod emulator;
 mod engine_alloc;
+mod errors;
 mod faults;
 mod install;
 mod lifecycle;

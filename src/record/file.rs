@@ -38,20 +38,20 @@ pub const EXTENSION: &str = "vrec";
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// IO on a path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The file is not a readable recording.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Format {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: RecordError,
+        cause: RecordError,
     },
 }
 
@@ -70,11 +70,11 @@ pub struct Loaded {
 pub fn read(path: &Path) -> Result<Loaded, FileError> {
     let data = fs::read(path).map_err(|source| FileError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let mut pos = decode_header(&data).map_err(|source| FileError::Format {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let mut loaded = Loaded {
         size: data.len() as u64,
@@ -104,7 +104,7 @@ pub fn write_all(path: &Path, records: &[Timed]) -> Result<(), FileError> {
     }
     fs::write(path, out).map_err(|source| FileError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -185,7 +185,7 @@ impl Recorder {
     ) -> Result<Recorder, FileError> {
         fs::create_dir_all(&settings.dir).map_err(|source| FileError::Io {
             path: settings.dir.clone(),
-            source,
+            cause: source,
         })?;
         prune(&settings.dir, settings.retention, started);
         let stamp = crate::io::clock::rfc3339(started)
@@ -200,7 +200,7 @@ impl Recorder {
             .open(&path)
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         let mut buf = Vec::with_capacity(1024);
@@ -213,7 +213,7 @@ impl Recorder {
             .and_then(|_| w.get_ref().sync_data())
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         // A real sync: the recovery hold of a restarted recording begins.
         health.synced(std::time::Instant::now());
@@ -226,7 +226,7 @@ impl Recorder {
             .spawn(move || writer(w, rx, s, thread_path, report, health))
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Recorder {
             tx,
