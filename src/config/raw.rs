@@ -367,6 +367,7 @@ pub(super) struct RawVital {
     pub latching: Opt<bool>,
     pub plausible: Opt<[f64; 2]>,
     pub baseline: Sub<RawBaseline>,
+    pub questionable: Opt<String>,
     pub delay: Opt<Duration>,
     pub stale_after: Opt<Duration>,
     pub rate: Sub<RawRate>,

@@ -121,6 +121,7 @@ struct OutVital {
     hysteresis: Num,
     latching: bool,
     plausible: [Num; 2],
+    questionable: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<OutBaseline>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,6 +275,7 @@ fn vital(v: Vital, r: &VitalRules) -> OutVital {
         hysteresis: num(r.hysteresis),
         latching: r.latching,
         plausible: [num(r.plausible_min), num(r.plausible_max)],
+        questionable: r.questionable.key(),
         baseline: baseline(&r.baseline),
         rate: continuous.then(|| rate(r.rate)),
     }

@@ -23,8 +23,8 @@ use super::{
     Parity, ProtocolKind, RecordingConfig, SourceConfig, StateDir,
 };
 use crate::engine::rules::{
-    BaselineRule, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
-    TechnicalPriorities, VitalRules,
+    BaselineRule, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, QuestionablePolicy,
+    RateRule, TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
 use crate::vitals::Vital;
@@ -663,6 +663,21 @@ impl Check {
         }
         if let Some(l) = self.val(path, "latching", &t.latching) {
             r.latching = l;
+        }
+        if let Some(q) = self.val(path, "questionable", &t.questionable) {
+            match [QuestionablePolicy::Alarm, QuestionablePolicy::Off]
+                .into_iter()
+                .find(|k| k.key() == q)
+            {
+                Some(k) => r.questionable = k,
+                None => {
+                    let key = format!("{path}.questionable");
+                    self.err(
+                        &key,
+                        format!("{key}: expected \"alarm\" or \"off\", found {q:?}"),
+                    );
+                }
+            }
         }
         let limits = [
             (
