@@ -343,6 +343,16 @@ fn type_errors_name_the_key_line_and_column() {
         shown.contains("clinic.toml:3:1: site.site: expected a string, found a table"),
         "{shown}"
     );
+    let errs = errors("source = 5\n");
+    assert_eq!(
+        errs,
+        ["source: expected [[source]] tables, found integer 5"]
+    );
+    let errs = errors("source = [\"monitor\"]\n");
+    assert_eq!(
+        errs,
+        ["source[0]: expected a table ([[source]]), found string \"monitor\""]
+    );
 }
 
 /// Issue #15: a limit with a misspelt priority still takes part in the
