@@ -76,6 +76,8 @@ enum RecordCmd {
         #[arg(long, default_value_t = 3)]
         attempts: u32,
     },
+    /// The HTML report of a recorded session (the same as `vigil report`).
+    Report(ReportArgs),
     /// Build a recording from a CSV of timed readings (columns time, vital,
     /// value, validity), so it can be replayed and reported on.
     Import {
@@ -93,6 +95,24 @@ enum RecordCmd {
         #[arg(long)]
         start: Option<String>,
     },
+}
+
+/// `vigil report` and `vigil record report`.
+#[derive(clap::Args, Debug)]
+struct ReportArgs {
+    /// The recording.
+    file: PathBuf,
+    /// The HTML file to write (default: the recording's name with .html).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Show clock times at this fixed offset from UTC, e.g. +01:00
+    /// (default: the system's time zone, from TZ or /etc/localtime, with
+    /// its daylight-saving rules).
+    #[arg(long, allow_hyphen_values = true)]
+    utc_offset: Option<String>,
+    /// The interval of the vitals table (plus every NIBP).
+    #[arg(long, default_value = "5min", value_parser = parse_interval)]
+    interval: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -256,16 +276,7 @@ enum Cmd {
     /// Write a self-contained HTML report of a recorded session: charts of
     /// HR/PR, SpO2 and NIBP with baselines, limits, alarms and doses, and
     /// summary tables.
-    Report {
-        /// The recording.
-        file: PathBuf,
-        /// The HTML file to write (default: the recording's name with .html).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Show clock times at this offset from UTC, e.g. +01:00.
-        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
-        utc_offset: String,
-    },
+    Report(ReportArgs),
     /// Inspect, export and import recordings.
     Record {
         #[command(subcommand)]
@@ -471,11 +482,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     start,
                 },
         } => import_cmd(&csv, &output, config.as_deref(), start.as_deref()),
-        Cmd::Report {
-            file,
-            output,
-            utc_offset,
-        } => report_cmd(&file, output, &utc_offset),
+        Cmd::Report(args)
+        | Cmd::Record {
+            command: RecordCmd::Report(args),
+        } => report_cmd(args),
         Cmd::Ports => {
             let ports = serial_ports()?;
             if ports.is_empty() {
@@ -748,7 +758,7 @@ fn demo(
 
     let mut cfg = config::parse(config::DEMO_TOML, "<embedded demo>")
         .context("the embedded demo configuration")?;
-    let script = vigil::sim::Scenario::find(&scenario).with_context(|| {
+    let script = vigil::sim::find_scenario(&scenario).with_context(|| {
         format!(
             "scenario `{scenario}` (built in: {})",
             vigil::sim::Scenario::builtin_names()
@@ -1139,22 +1149,39 @@ fn import_cmd(
     }
 }
 
-fn report_cmd(
-    file: &std::path::Path,
-    output: Option<PathBuf>,
-    utc_offset: &str,
-) -> anyhow::Result<ExitCode> {
+fn report_cmd(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use vigil::report::{report, ReportOptions};
-    let Some(offset) = vigil::record::export::parse_utc_offset(utc_offset) else {
-        eprintln!("vigil: --utc-offset `{utc_offset}` is not an offset such as +01:00 or -05:00");
-        return Ok(ExitCode::from(2));
+    let zone = match args.utc_offset.as_deref() {
+        None => match jiff::tz::TimeZone::try_system() {
+            Ok(zone) => zone,
+            Err(e) => {
+                eprintln!(
+                    "vigil: the system's time zone is not known ({e}): \
+                     set TZ (e.g. TZ=Europe/Berlin) or give --utc-offset"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+        Some(text) => {
+            let offset = vigil::record::export::parse_utc_offset(text)
+                .and_then(|s| jiff::tz::Offset::from_seconds(s as i32).ok());
+            let Some(offset) = offset else {
+                eprintln!("vigil: --utc-offset `{text}` is not an offset such as +01:00 or -05:00");
+                return Ok(ExitCode::from(2));
+            };
+            jiff::tz::TimeZone::fixed(offset)
+        }
     };
-    let output = output.unwrap_or_else(|| file.with_extension("html"));
+    let (file, output) = (&args.file, args.output.as_ref());
+    let output = output
+        .cloned()
+        .unwrap_or_else(|| file.with_extension("html"));
     let a = report(
         file,
         &output,
         &ReportOptions {
-            utc_offset: offset,
+            zone,
+            interval: args.interval,
             file_name: None,
         },
     )?;

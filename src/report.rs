@@ -17,25 +17,44 @@
 //!   hatched; a change of colour where it escalated), with the
 //!   acknowledgements marked; physiological alarms also shade their chart;
 //! - the session phases, and the doses as lines across every chart;
-//! - the date, and the time from the last dose to discharge readiness
-//!   (counted only in recovery: readiness reached while still dosing is
-//!   not discharge, and the events table says so);
-//! - tables: alarms per priority and kind, time to acknowledge (median and
-//!   maximum) per FINAL priority (an alarm escalated to high before anyone
-//!   acknowledged it counts as high), time outside the limits per vital,
-//!   the list of alarms, and the session's events.
+//! - the date and clock times in a time zone ([`ReportOptions::zone`]: the
+//!   CLI takes the system's, TZ or /etc/localtime, with its daylight-saving
+//!   rules, or a fixed `--utc-offset`), and the time from the last dose to
+//!   discharge readiness (counted only in recovery: readiness reached while
+//!   still dosing is not discharge, and the events table says so);
+//! - a summary: the peaks (highest NIBP by systolic, highest HR, lowest
+//!   SpO2) with their times, the doses with amount and route, and time to
+//!   acknowledge (median and maximum) per FINAL priority (an alarm
+//!   escalated to high before anyone acknowledged it counts as high);
+//! - tables: the vitals as a clinic charts them (the session's readings at
+//!   [`ReportOptions::interval`], default [`DEFAULT_INTERVAL`], plus every
+//!   NIBP, sampled as the FHIR and HL7 exports do: [`crate::record::chart`]),
+//!   alarms per priority and kind, time outside the limits per vital, the
+//!   list of alarms, and the session's events.
+//!
+//! Printed (A4 or Letter, portrait), the header, summary and charts fill
+//! the first page and the tables follow on the next ones.
+//!
+//! A dose's amount: the engine's dose carries a route and a note, and the
+//! displays write the amount at the head of the note (`25 mg; racemic`);
+//! [`dose_amount`] takes it from there.
 //!
 //! Only the pseudonymous session id identifies the session: the recordings
 //! hold no patient names. Who acknowledged (staff initials) is shown.
 
 use core::fmt::Write as _;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 use crate::config::Config;
 use crate::engine::{
     AlarmId, AlarmKind, EventKind, Phase, Priority, SessionEvent, SessionPhase, Subject, VitalRules,
 };
+pub use crate::record::chart::DEFAULT_INTERVAL;
+use crate::record::chart::{self, describe, quality, Quality, Sampling, Value};
 use crate::record::export::{offset, started};
 use crate::replay::{self, ReplayError, Session};
 use crate::vitals::{Measurement, Vital};
@@ -92,12 +111,26 @@ pub fn priority_colour(p: Priority) -> &'static str {
 }
 
 /// Report settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ReportOptions {
-    /// Clock times are shown at this offset from UTC, in seconds.
-    pub utc_offset: i64,
+    /// Clock times and the date are shown in this zone (UTC by default;
+    /// `TimeZone::system()` for the machine's, `TimeZone::fixed` for an
+    /// offset).
+    pub zone: TimeZone,
+    /// The interval of the vitals table.
+    pub interval: Duration,
     /// The recording's file name, shown in the footer.
     pub file_name: Option<String>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            zone: TimeZone::UTC,
+            interval: DEFAULT_INTERVAL,
+            file_name: None,
+        }
+    }
 }
 
 /// One NIBP measurement on the chart.
@@ -136,6 +169,11 @@ impl Episode {
     /// Priority at the start.
     pub fn first_priority(&self) -> Priority {
         self.priorities.first().map_or(Priority::Low, |p| p.1)
+    }
+
+    /// The priority it ended with (or has at the end of the recording).
+    pub fn final_priority(&self) -> Priority {
+        self.priorities.last().map_or(Priority::Low, |p| p.1)
     }
 
     /// Highest priority reached.
@@ -209,6 +247,21 @@ pub struct Analysis {
     pub marks: Vec<Mark>,
     /// Length of the recording, seconds.
     pub duration: f64,
+}
+
+impl Analysis {
+    /// The doses: time, number, route and note.
+    pub fn doses(&self) -> impl Iterator<Item = (f64, u16, &str, &str)> {
+        self.marks.iter().filter_map(|m| match m {
+            Mark::Dose {
+                t,
+                number,
+                route,
+                note,
+            } => Some((*t, *number, route.as_str(), note.as_str())),
+            _ => None,
+        })
+    }
 }
 
 const CONTINUOUS: [Vital; 3] = [Vital::HeartRate, Vital::PulseRate, Vital::SpO2];
@@ -347,6 +400,75 @@ pub fn discharge_ready_at(a: &Analysis) -> Option<f64> {
     None
 }
 
+/// A peak value and when it was first reached.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Peak {
+    /// Seconds since the start.
+    pub t: f64,
+    /// The value.
+    pub value: f32,
+}
+
+/// The peaks a chart note gives (valid readings only).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Peaks {
+    /// The NIBP measurement with the highest systolic pressure.
+    pub nibp: Option<NibpPoint>,
+    /// The highest heart rate.
+    pub hr: Option<Peak>,
+    /// The lowest SpO2.
+    pub spo2: Option<Peak>,
+}
+
+/// The first reading of a series that beats every other one by `better`.
+fn extreme(series: &[(f64, Option<f32>)], better: fn(f32, f32) -> bool) -> Option<Peak> {
+    let mut best: Option<Peak> = None;
+    for &(t, v) in series {
+        let Some(value) = v else { continue };
+        if best.is_none_or(|b| better(value, b.value)) {
+            best = Some(Peak { t, value });
+        }
+    }
+    best
+}
+
+/// The peaks of an analysed recording.
+pub fn peaks(a: &Analysis) -> Peaks {
+    let mut nibp: Option<NibpPoint> = None;
+    for n in &a.nibp {
+        let Some(sys) = n.values[0] else { continue };
+        if nibp.is_none_or(|b| b.values[0].is_none_or(|best| sys > best)) {
+            nibp = Some(*n);
+        }
+    }
+    Peaks {
+        nibp,
+        hr: extreme(&a.series[0], |v, best| v > best),
+        spo2: extreme(&a.series[2], |v, best| v < best),
+    }
+}
+
+/// A dose's amount as the displays write it at the head of the note
+/// (`25 mg`, `0.5 mg/kg`, then `; ` and the rest of the note): the amount
+/// and the rest; `None` and the whole note when the note does not start so.
+pub fn dose_amount(note: &str) -> (Option<&str>, &str) {
+    let (head, rest) = match note.split_once("; ") {
+        Some((head, rest)) => (head.trim(), rest.trim()),
+        None => (note.trim(), ""),
+    };
+    let amount = head.split_once(' ').filter(|(number, unit)| {
+        matches!(*unit, "mg" | "mg/kg")
+            && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && number
+                .parse::<f64>()
+                .is_ok_and(|n| n.is_finite() && n > 0.0)
+    });
+    match amount {
+        Some(_) => (Some(head), rest),
+        None => (None, note.trim()),
+    }
+}
+
 /// Median and maximum of durations in seconds.
 fn median_max(mut v: Vec<f64>) -> Option<(f64, f64)> {
     if v.is_empty() {
@@ -425,34 +547,56 @@ fn span(secs: f64) -> String {
     }
 }
 
+/// `5 min`, `90 s`, `1 h`, `1 h 30 min`.
+fn interval_words(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, m, 0) => format!("{m} min"),
+        (h, 0, 0) => format!("{h} h"),
+        (h, m, 0) => format!("{h} h {m} min"),
+        _ => format!("{s} s"),
+    }
+}
+
 /// Clock times of the report.
 struct Clock {
     started: Option<SystemTime>,
-    utc_offset: i64,
+    zone: TimeZone,
+}
+
+/// `+01:00`, `-05:30`.
+fn offset_words(seconds: i32) -> String {
+    let o = seconds.unsigned_abs();
+    format!(
+        "{}{:02}:{:02}",
+        if seconds < 0 { '-' } else { '+' },
+        o / 3600,
+        o / 60 % 60
+    )
 }
 
 impl Clock {
-    /// Wall-clock seconds of the day (with the offset) of a session time.
-    fn day_seconds(&self, t: f64) -> Option<i64> {
+    /// The instant of a session time (whole seconds).
+    fn timestamp(&self, t: f64) -> Option<Timestamp> {
         let start = self.started?;
         let base = start
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()?
             .as_secs_f64();
-        let secs = (base + t).floor() as i64 + self.utc_offset;
-        Some(secs.rem_euclid(86_400))
+        Timestamp::from_second((base + t).floor() as i64).ok()
     }
 
-    /// The calendar date (with the offset) of a session time, `YYYY-MM-DD`.
+    /// Wall-clock seconds of the day (in the zone) of a session time.
+    fn day_seconds(&self, t: f64) -> Option<i64> {
+        let z = self.timestamp(t)?.to_zoned(self.zone.clone());
+        Some(i64::from(z.hour()) * 3600 + i64::from(z.minute()) * 60 + i64::from(z.second()))
+    }
+
+    /// The calendar date (in the zone) of a session time, `YYYY-MM-DD`.
     fn date(&self, t: f64) -> Option<String> {
-        let base = self
-            .started?
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()?
-            .as_secs_f64();
-        let secs = (base + t).floor() as i64 + self.utc_offset;
-        let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
-        Some(format!("{y:04}-{m:02}-{d:02}"))
+        let d = self.timestamp(t)?.to_zoned(self.zone.clone()).date();
+        Some(format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
     }
 
     /// `HH:MM:SS` (wall clock) or `+h:mm:ss` (offset, when the start is unknown).
@@ -472,20 +616,54 @@ impl Clock {
         }
     }
 
-    fn zone(&self) -> String {
-        if self.started.is_none() {
-            return "time since the recording started".into();
+    /// The zone at a session time: `CET, UTC+01:00`.
+    fn zone_at(&self, ts: Timestamp) -> String {
+        let info = self.zone.to_offset_info(ts);
+        let offset = offset_words(info.offset().seconds());
+        let abbr = info.abbreviation();
+        if abbr.is_empty() || abbr.starts_with(['+', '-']) || abbr == "UTC" {
+            format!("UTC{offset}")
+        } else {
+            format!("{abbr}, UTC{offset}")
         }
-        if self.utc_offset == 0 {
+    }
+
+    /// What the clock times are, for the header and the time axis:
+    /// `clock time, UTC`, `clock time, UTC+01:00` (a fixed offset),
+    /// `clock time, Europe/Berlin (CET, UTC+01:00)`, and both offsets when
+    /// the zone changed its offset (daylight saving) between `0` and `end`.
+    fn zone(&self, end: f64) -> String {
+        let (Some(first), Some(last)) = (self.timestamp(0.0), self.timestamp(end)) else {
+            return "time since the recording started".into();
+        };
+        let utc_name = self.zone.iana_name().is_none_or(|n| {
+            matches!(
+                n,
+                "UTC"
+                    | "Etc/UTC"
+                    | "Etc/UCT"
+                    | "UCT"
+                    | "Etc/Universal"
+                    | "Universal"
+                    | "Etc/Zulu"
+                    | "Zulu"
+            )
+        });
+        let (o0, o1) = (self.zone.to_offset(first), self.zone.to_offset(last));
+        if utc_name && o0.seconds() == 0 && o1.seconds() == 0 {
             return "clock time, UTC".into();
         }
-        let o = self.utc_offset.abs();
-        format!(
-            "clock time, UTC{}{:02}:{:02}",
-            if self.utc_offset < 0 { '-' } else { '+' },
-            o / 3600,
-            o / 60 % 60
-        )
+        if self.zone.to_fixed_offset().is_ok() {
+            return format!("clock time, UTC{}", offset_words(o0.seconds()));
+        }
+        let mut text = self.zone_at(first);
+        if o0 != o1 {
+            let _ = write!(text, " at the start, {} at the end", self.zone_at(last));
+        }
+        match self.zone.iana_name() {
+            Some(name) => format!("clock time, {name} ({text})"),
+            None => format!("clock time, {text}"),
+        }
     }
 }
 
@@ -1139,30 +1317,22 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     }
 
     // Doses across every chart.
-    for m in &a.marks {
-        if let Mark::Dose {
-            t,
-            number,
-            route,
-            note,
-        } = m
-        {
-            let x = c.axis.x(*t);
-            let _ = writeln!(
-                c.out,
-                r#"<g class="dose"><title>Dose {number} at {} ({}) {}</title><line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="6,3"/><text x="{:.1}" y="{:.1}" class="dose-label" fill="{}">Dose {number} {}</text></g>"#,
-                clock.at(*t),
-                esc(route),
-                esc(note),
-                phase_top - 14.0,
-                lane_top + lane_height,
-                colour::DOSE,
-                x + 4.0,
-                phase_top - 4.0,
-                colour::DOSE,
-                esc(route)
-            );
-        }
+    for (t, number, route, note) in a.doses() {
+        let x = c.axis.x(t);
+        let _ = writeln!(
+            c.out,
+            r#"<g class="dose"><title>Dose {number} at {} ({}) {}</title><line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="6,3"/><text x="{:.1}" y="{:.1}" class="dose-label" fill="{}">Dose {number} {}</text></g>"#,
+            clock.at(t),
+            esc(route),
+            esc(note),
+            phase_top - 14.0,
+            lane_top + lane_height,
+            colour::DOSE,
+            x + 4.0,
+            phase_top - 4.0,
+            colour::DOSE,
+            esc(route)
+        );
     }
 
     // Time axis.
@@ -1184,7 +1354,7 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
         r#"<text x="{:.1}" y="{:.1}" class="axis" text-anchor="middle">{} (hh:mm)</text>"#,
         (LEFT + RIGHT) / 2.0,
         axis_y + 38.0,
-        clock.zone()
+        clock.zone(a.duration)
     );
     c.out.push_str("</svg>\n");
     c.out
@@ -1258,6 +1428,248 @@ fn legend() -> String {
     o
 }
 
+/// Time to acknowledge per final priority.
+fn ack_table(a: &Analysis) -> String {
+    let mut o = String::new();
+    let priorities = [Priority::High, Priority::Medium, Priority::Low];
+    // Time to acknowledge.
+    o.push_str("<section><h2>Time to acknowledge</h2><table class=\"acks\"><thead><tr><th>final priority</th><th>acknowledged</th><th>median</th><th>maximum</th><th>never acknowledged</th></tr></thead><tbody>\n");
+    let mut rows: Vec<(String, Vec<&Episode>)> = priorities
+        .iter()
+        .map(|p| {
+            (
+                p.key().to_owned(),
+                a.episodes
+                    .iter()
+                    .filter(|e| e.final_priority() == *p)
+                    .collect(),
+            )
+        })
+        .collect();
+    rows.push(("all".into(), a.episodes.iter().collect()));
+    for (name, eps) in rows {
+        let times: Vec<f64> = eps
+            .iter()
+            .filter_map(|e| e.acks.first().map(|(t, _)| t - e.start))
+            .collect();
+        let stats = median_max(times.clone());
+        let _ = writeln!(
+            o,
+            "<tr><td>{name}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            times.len(),
+            eps.len(),
+            stats.map_or("–".into(), |s| span(s.0)),
+            stats.map_or("–".into(), |s| span(s.1)),
+            eps.len() - times.len()
+        );
+    }
+    o.push_str("</tbody></table><p class=\"note\">From the alarm's start to its first acknowledgement, by the priority the alarm ended with: an alarm escalated to high before it was acknowledged counts as high.</p></section>\n");
+
+    o
+}
+
+/// A sample in a table cell: the value, `?` when questionable, `<`/`>` off
+/// scale, `–` when absent (the reason as the cell's title).
+fn sample_cell(s: crate::vitals::Sample) -> String {
+    match quality(s) {
+        Quality::Valid(v) => v.to_string(),
+        Quality::Questionable(v) => format!(
+            "<span title=\"{}\">{v}?</span>",
+            describe(crate::vitals::Validity::Questionable)
+        ),
+        Quality::BelowRange(v) => format!(
+            "<span title=\"{}\">&lt;{}</span>",
+            describe(crate::vitals::Validity::UnderRange),
+            v.map_or(String::new(), |v| v.to_string())
+        ),
+        Quality::AboveRange(v) => format!(
+            "<span title=\"{}\">&gt;{}</span>",
+            describe(crate::vitals::Validity::OverRange),
+            v.map_or(String::new(), |v| v.to_string())
+        ),
+        Quality::Absent(why) => format!("<span title=\"{}\">–</span>", esc(describe(why))),
+    }
+}
+
+fn vital_label(v: Vital) -> &'static str {
+    match v {
+        Vital::HeartRate => "HR",
+        Vital::PulseRate => "PR",
+        Vital::SpO2 => "SpO2",
+        v => v.key(),
+    }
+}
+
+/// The vitals table: the session's readings at the interval (the first
+/// valid reading of each vital per interval) plus every NIBP.
+fn vitals_table(session: &Session, clock: &Clock, interval: Duration) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<section class=\"vitals\"><h2>Vitals every {}, and every NIBP</h2>",
+        interval_words(interval)
+    );
+    let chart = match chart::chart(session, Sampling::Interval(interval)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(
+                o,
+                "<p class=\"note\">No vitals table: {}.</p></section>",
+                esc(&e.to_string())
+            );
+            return o;
+        }
+    };
+    let mut vitals: Vec<Vital> = Vec::new();
+    for p in &chart.points {
+        if let Value::Continuous(v, _) = p.value {
+            if !vitals.contains(&v) {
+                vitals.push(v);
+            }
+        }
+    }
+    vitals.sort_by_key(|v| v.index());
+    // (time, continuous values by column, NIBP) per row.
+    type Row = (
+        Duration,
+        Vec<Option<crate::vitals::Sample>>,
+        Option<crate::vitals::Nibp>,
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    let mut by_group: Vec<(u64, usize)> = Vec::new();
+    for p in &chart.points {
+        match p.value {
+            Value::Continuous(v, sample) => {
+                let column = vitals.iter().position(|c| *c == v).unwrap_or(0);
+                let row = match by_group.iter().find(|(g, _)| *g == p.group) {
+                    Some(&(_, r)) => r,
+                    None => {
+                        by_group.push((p.group, rows.len()));
+                        rows.push((p.time, vec![None; vitals.len()], None));
+                        rows.len() - 1
+                    }
+                };
+                rows[row].0 = rows[row].0.min(p.time);
+                rows[row].1[column] = Some(sample);
+            }
+            Value::Nibp(n) => rows.push((p.time, vec![None; vitals.len()], Some(n))),
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.2.is_some()));
+    // An NIBP taken in the same second as an interval's readings shares its row.
+    let mut merged: Vec<Row> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match merged.last_mut() {
+            Some(last)
+                if row.2.is_some() && last.2.is_none() && last.0.as_secs() == row.0.as_secs() =>
+            {
+                last.2 = row.2;
+            }
+            _ => merged.push(row),
+        }
+    }
+    let rows = merged;
+    o.push_str("<table class=\"vitals\"><thead><tr><th>time</th>");
+    for v in &vitals {
+        let _ = write!(o, "<th>{} {}</th>", vital_label(*v), unit(*v));
+    }
+    o.push_str("<th>NIBP mmHg sys/dia (mean)</th></tr></thead><tbody>\n");
+    for (time, values, nibp) in &rows {
+        let _ = write!(
+            o,
+            "<tr class=\"{}\"><td>{}</td>",
+            if values.iter().all(Option::is_none) {
+                "nibp"
+            } else {
+                "interval"
+            },
+            clock.at(time.as_secs_f64())
+        );
+        for v in values {
+            let _ = write!(o, "<td>{}</td>", v.map_or(String::new(), sample_cell));
+        }
+        let bp = nibp.map_or(String::new(), |n| {
+            format!(
+                "{}/{} ({})",
+                sample_cell(n.systolic),
+                sample_cell(n.diastolic),
+                sample_cell(n.mean)
+            )
+        });
+        let _ = writeln!(o, "<td>{bp}</td></tr>");
+    }
+    o.push_str("</tbody></table><p class=\"note\">Readings from the session's start to its end. Each interval shows the first valid reading of each vital in it (– when none was valid: hover for why); ? questionable, &lt; &gt; off the device's scale. Intervals count from the recording's start.</p></section>\n");
+    o
+}
+
+/// Peaks and doses, for the summary.
+fn summary(a: &Analysis, clock: &Clock) -> String {
+    let mut o = String::new();
+    let p = peaks(a);
+    o.push_str("<section><h2>Peaks</h2><table class=\"peaks\"><thead><tr><th></th><th>value</th><th>at</th></tr></thead><tbody>\n");
+    let row = |o: &mut String, id: &str, what: &str, value: Option<(String, f64)>| {
+        let (v, t) = value.map_or(("none valid".to_owned(), "–".to_owned()), |(v, t)| {
+            (v, clock.at(t))
+        });
+        let _ = writeln!(
+            o,
+            "<tr id=\"peak-{id}\"><td>{what}</td><td>{}</td><td>{t}</td></tr>",
+            esc(&v)
+        );
+    };
+    let num = |v: Option<f32>| v.map_or("–".to_owned(), |v| v.to_string());
+    row(
+        &mut o,
+        "nibp",
+        "Highest NIBP",
+        p.nibp.map(|n| {
+            (
+                format!(
+                    "{}/{} ({}) mmHg",
+                    num(n.values[0]),
+                    num(n.values[1]),
+                    num(n.values[2])
+                ),
+                n.t,
+            )
+        }),
+    );
+    row(
+        &mut o,
+        "hr",
+        "Highest HR",
+        p.hr.map(|h| (format!("{} /min", h.value), h.t)),
+    );
+    row(
+        &mut o,
+        "spo2",
+        "Lowest SpO2",
+        p.spo2.map(|s| (format!("{} %", s.value), s.t)),
+    );
+    o.push_str("</tbody></table></section>\n");
+
+    o.push_str("<section><h2>Doses</h2><table class=\"doses\"><thead><tr><th>#</th><th>at</th><th>amount</th><th>route</th><th>note</th></tr></thead><tbody>\n");
+    let mut any = false;
+    for (t, number, route, note) in a.doses() {
+        any = true;
+        let (amount, rest) = dose_amount(note);
+        let _ = writeln!(
+            o,
+            "<tr class=\"dose\"><td>{number}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            clock.at(t),
+            esc(amount.unwrap_or("not recorded")),
+            esc(route),
+            esc(rest)
+        );
+    }
+    if !any {
+        o.push_str("<tr><td colspan=\"5\">no dose recorded</td></tr>\n");
+    }
+    o.push_str("</tbody></table></section>\n");
+    o.push_str(&ack_table(a));
+    o
+}
+
 fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     let mut o = String::new();
     let priorities = [Priority::High, Priority::Medium, Priority::Low];
@@ -1295,39 +1707,6 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
         a.episodes.len()
     );
     o.push_str("<p class=\"note\">Priority at the start of each alarm; \"escalated later\" counts those raised because nobody acknowledged them in time.</p></section>\n");
-
-    // Time to acknowledge.
-    o.push_str("<section><h2>Time to acknowledge</h2><table class=\"acks\"><thead><tr><th>final priority</th><th>acknowledged</th><th>median</th><th>maximum</th><th>never acknowledged</th></tr></thead><tbody>\n");
-    let mut rows: Vec<(String, Vec<&Episode>)> = priorities
-        .iter()
-        .map(|p| {
-            (
-                p.key().to_owned(),
-                a.episodes
-                    .iter()
-                    .filter(|e| e.max_priority() == *p)
-                    .collect(),
-            )
-        })
-        .collect();
-    rows.push(("all".into(), a.episodes.iter().collect()));
-    for (name, eps) in rows {
-        let times: Vec<f64> = eps
-            .iter()
-            .filter_map(|e| e.acks.first().map(|(t, _)| t - e.start))
-            .collect();
-        let stats = median_max(times.clone());
-        let _ = writeln!(
-            o,
-            "<tr><td>{name}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            times.len(),
-            eps.len(),
-            stats.map_or("–".into(), |s| span(s.0)),
-            stats.map_or("–".into(), |s| span(s.1)),
-            eps.len() - times.len()
-        );
-    }
-    o.push_str("</tbody></table><p class=\"note\">From the alarm's start to its first acknowledgement, by the priority the alarm ended with: an alarm escalated to high before it was acknowledged counts as high.</p></section>\n");
 
     // Time outside limits.
     o.push_str("<section><h2>Time outside the alarm limits</h2><table class=\"outside\"><thead><tr><th>vital</th><th>low limit</th><th>below it</th><th>high limit</th><th>above it</th><th>monitored</th></tr></thead><tbody>\n");
@@ -1524,14 +1903,34 @@ th { background: #f3f3f3; font-weight: 600; }
 .note { font-size: 12px; color: #555; margin: 4px 0; }
 .grid { display: flex; flex-wrap: wrap; gap: 0 32px; }
 footer { font-size: 11px; color: #666; margin-top: 20px; border-top: 1px solid #ddd; padding-top: 6px; }
-@media print { body { margin: 0; } section { break-inside: avoid; } }
+.summary { display: flex; flex-wrap: wrap; gap: 0 28px; align-items: flex-start; }
+.summary section { max-width: 420px; }
+#chart { max-width: 100%; height: auto; }
+@page { margin: 10mm; }
+@media print {
+  body { margin: 0; max-width: none; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  .page1 { break-after: page; }
+  #chart { width: 100%; }
+  h1 { font-size: 15px; }
+  h2 { font-size: 11px; margin: 6px 0 2px; }
+  .facts { font-size: 9.5px; margin: 0 0 2px; }
+  .legend { font-size: 8.5px; gap: 1px 10px; }
+  table { font-size: 9px; }
+  th, td { padding: 1px 4px; }
+  .note { font-size: 8.5px; margin: 2px 0; }
+  .summary section { max-width: 300px; }
+  section { break-inside: avoid; }
+  section.vitals { break-inside: auto; }
+  tr { break-inside: avoid; }
+  footer { font-size: 8.5px; }
+}
 "#;
 
 /// Renders the report of an analysed session.
 pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> String {
     let clock = Clock {
         started: started(session),
-        utc_offset: options.utc_offset,
+        zone: options.zone.clone(),
     };
     let mut ids: Vec<&str> = Vec::new();
     for m in &a.marks {
@@ -1558,13 +1957,14 @@ pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> Strin
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Session {} – vigil report</title><style>{CSS}</style></head><body>\n",
         esc(&id_text)
     );
+    o.push_str("<div class=\"page1\">\n");
     let _ = writeln!(
         o,
         "<h1>Session report: <span id=\"session-id\">{}</span></h1>",
         esc(&id_text)
     );
     let start_text = match clock.started {
-        Some(_) => format!("{} ({})", clock.at(0.0), clock.zone()),
+        Some(_) => format!("{} ({})", clock.at(0.0), clock.zone(a.duration)),
         None => "unknown".to_owned(),
     };
     let discharge = match (last_dose(a), discharge_ready_at(a)) {
@@ -1602,9 +2002,13 @@ pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> Strin
         a.series[2].len(),
         a.nibp.len()
     );
+    o.push_str("<div class=\"summary\">\n");
+    o.push_str(&summary(a, &clock));
+    o.push_str("</div>\n");
     o.push_str(&legend());
     o.push_str(&svg_chart(a, cfg, &clock));
-    o.push_str("<div class=\"grid\">\n");
+    o.push_str("</div>\n<div class=\"grid\">\n");
+    o.push_str(&vitals_table(session, &clock, options.interval));
     o.push_str(&summary_tables(a, cfg, &clock));
     o.push_str("</div>\n");
     let mut notes = Vec::new();
@@ -1722,6 +2126,105 @@ mod tests {
         );
         a.marks.clear();
         assert_eq!(discharge_ready_at(&a), None);
+    }
+
+    #[test]
+    fn dose_amounts_come_from_the_head_of_the_note_as_the_displays_write_it() {
+        assert_eq!(dose_amount("25 mg; racemic"), (Some("25 mg"), "racemic"));
+        assert_eq!(dose_amount("0.5 mg/kg"), (Some("0.5 mg/kg"), ""));
+        assert_eq!(
+            dose_amount("ketamine 0.5 mg/kg"),
+            (None, "ketamine 0.5 mg/kg")
+        );
+        assert_eq!(dose_amount("25 ml; x"), (None, "25 ml; x"));
+        assert_eq!(dose_amount("-3 mg"), (None, "-3 mg"));
+        assert_eq!(dose_amount(""), (None, ""));
+    }
+
+    #[test]
+    fn peaks_are_the_first_extreme_valid_reading() {
+        let mut a = Analysis::default();
+        a.series[0] = vec![
+            (0.0, Some(80.0)),
+            (5.0, Some(131.0)),
+            (6.0, None),
+            (9.0, Some(131.0)),
+        ];
+        a.series[2] = vec![
+            (0.0, Some(97.0)),
+            (3.0, None),
+            (4.0, Some(89.0)),
+            (8.0, Some(93.0)),
+        ];
+        a.nibp = vec![
+            NibpPoint {
+                t: 0.0,
+                values: [None, Some(80.0), Some(90.0)],
+            },
+            NibpPoint {
+                t: 300.0,
+                values: [Some(150.0), Some(95.0), Some(113.0)],
+            },
+            NibpPoint {
+                t: 600.0,
+                values: [Some(141.0), Some(99.0), Some(113.0)],
+            },
+        ];
+        let p = peaks(&a);
+        assert_eq!(
+            p.hr,
+            Some(Peak {
+                t: 5.0,
+                value: 131.0
+            })
+        );
+        assert_eq!(
+            p.spo2,
+            Some(Peak {
+                t: 4.0,
+                value: 89.0
+            })
+        );
+        assert_eq!(p.nibp.map(|n| n.t), Some(300.0));
+        assert_eq!(peaks(&Analysis::default()), Peaks::default());
+    }
+
+    #[test]
+    fn clock_times_follow_the_zone_and_its_daylight_saving_change() {
+        // 2026-03-29 00:30 UTC: 01:30 CET; Europe moves to CEST at 01:00 UTC.
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_774_744_200);
+        let clock = |zone| Clock {
+            started: Some(started),
+            zone,
+        };
+        let utc = clock(TimeZone::UTC);
+        assert_eq!(
+            (utc.at(0.0), utc.zone(3600.0)),
+            ("00:30:00".into(), "clock time, UTC".into())
+        );
+        let berlin = clock(TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap());
+        assert_eq!(berlin.at(0.0), "01:30:00");
+        assert_eq!(berlin.at(3600.0), "03:30:00");
+        assert_eq!(
+            berlin.zone(3600.0),
+            "clock time, CET, UTC+01:00 at the start, CEST, UTC+02:00 at the end"
+        );
+        assert_eq!(berlin.zone(60.0), "clock time, CET, UTC+01:00");
+        let fixed = clock(TimeZone::fixed(
+            jiff::tz::Offset::from_seconds(-5 * 3600).unwrap(),
+        ));
+        assert_eq!(fixed.at(0.0), "19:30:00");
+        assert_eq!(fixed.date(0.0).as_deref(), Some("2026-03-28"));
+        assert_eq!(fixed.zone(0.0), "clock time, UTC-05:00");
+        let unknown = Clock {
+            started: None,
+            zone: TimeZone::UTC,
+        };
+        assert_eq!(unknown.at(65.0), "+0:01:05");
+        assert_eq!(unknown.zone(65.0), "time since the recording started");
+        assert_eq!(interval_words(Duration::from_secs(300)), "5 min");
+        assert_eq!(interval_words(Duration::from_secs(5400)), "1 h 30 min");
+        assert_eq!(interval_words(Duration::from_secs(90)), "90 s");
     }
 
     #[test]

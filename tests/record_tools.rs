@@ -107,7 +107,8 @@ pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> Pa
                 300.5,
                 Command::Dose {
                     route: ShortText::new("im"),
-                    note: ShortText::new("ketamine 0.5 mg/kg"),
+                    // The amount at the head of the note, as the displays send it.
+                    note: ShortText::new("0.5 mg/kg; racemic ketamine"),
                 },
             ),
             (642.0, ack(Vital::SpO2, Condition::Low, "RN")),
@@ -319,7 +320,7 @@ fn export_lists_alarm_and_session_events() {
     assert!(kinds.contains(&("phase", "recovery")) && kinds.contains(&("phase", "ended")));
     let dose = find("session", &|r| r[col("kind")] == "dose");
     assert_eq!(dose[0][col("time")], "300.500");
-    assert!(dose[0][col("detail")].contains("dose 1 route=im note=ketamine 0.5 mg/kg"));
+    assert!(dose[0][col("detail")].contains("dose 1 route=im note=0.5 mg/kg; racemic ketamine"));
     let hr_base = find("session", &|r| {
         r[col("kind")] == "baseline" && r[col("vital")] == "hr"
     });
@@ -382,7 +383,7 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     // Acknowledgements and the dose marker.
     assert!(html.contains("<title>spo2.low acknowledged at 09:40:42 by RN</title>"));
     assert!(html.contains("<title>spo2.sensor_off acknowledged at 09:55:12 by MD</title>"));
-    assert!(html.contains("<title>Dose 1 at 09:35:00 (im) ketamine 0.5 mg/kg</title>"));
+    assert!(html.contains("<title>Dose 1 at 09:35:00 (im) 0.5 mg/kg; racemic ketamine</title>"));
     assert!(html.contains(">Dose 1 im</text>"));
     // Baseline band and limits of the recorded configuration.
     assert!(html.contains("<title>hr baseline 72 (band 72–93.6)</title>"));
@@ -434,6 +435,64 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
         "{sys_row}"
     );
     assert!(!html.contains("NaN"));
+
+    // The summary: peaks with their times, the dose with amount and route.
+    assert!(html.contains("<tr id=\"peak-nibp\"><td>Highest NIBP</td><td>186/112 (137) mmHg</td><td>09:50:00</td></tr>"));
+    assert!(html
+        .contains("<tr id=\"peak-hr\"><td>Highest HR</td><td>128 /min</td><td>09:45:00</td></tr>"));
+    assert!(html
+        .contains("<tr id=\"peak-spo2\"><td>Lowest SpO2</td><td>88 %</td><td>09:40:00</td></tr>"));
+    assert!(html.contains("<tr class=\"dose\"><td>1</td><td>09:35:00</td><td>0.5 mg/kg</td><td>im</td><td>racemic ketamine</td></tr>"));
+    // The vitals table: every 5 min of the session (09:30:00.5 to 10:09:50.5)
+    // and every NIBP, sharing the row of the interval it was taken with.
+    let rows: Vec<&str> = html
+        .lines()
+        .filter(|l| {
+            l.starts_with("<tr class=\"interval\">") || l.starts_with("<tr class=\"nibp\">")
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+    assert!(html.contains("<h2>Vitals every 5 min, and every NIBP</h2>"));
+    assert!(
+        rows[0].starts_with(
+            "<tr class=\"interval\"><td>09:30:01</td><td>72</td><td>71</td><td>97</td><td></td>"
+        ),
+        "{}",
+        rows[0]
+    );
+    assert!(rows.contains(&"<tr class=\"interval\"><td>09:40:00</td><td>70</td><td>69</td><td>88</td><td>128/78 (93)</td></tr>"), "{rows:#?}");
+    assert!(rows.contains(&"<tr class=\"interval\"><td>09:50:00</td><td>72</td><td>71</td><td>97</td><td>186/112 (137)</td></tr>"), "{rows:#?}");
+    // The NIBP before the session started is not in the session's table.
+    assert!(!rows.iter().any(|r| r.contains("122/78 (93)")), "{rows:#?}");
+}
+
+/// The report's interval is configurable.
+#[test]
+fn report_vitals_table_takes_the_interval() {
+    let dir = temp_dir("report-interval");
+    let vrec = scenario_recording(&dir);
+    let html_path = dir.join("session.html");
+    let options = ReportOptions {
+        interval: Duration::from_secs(600),
+        ..ReportOptions::default()
+    };
+    report::report(&vrec, &html_path, &options).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<h2>Vitals every 10 min, and every NIBP</h2>"));
+    let times: Vec<&str> = html
+        .lines()
+        .filter(|l| {
+            l.starts_with("<tr class=\"interval\">") || l.starts_with("<tr class=\"nibp\">")
+        })
+        .map(|l| &l[l.find("<td>").unwrap() + 4..][..8])
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "09:30:01", "09:35:00", "09:40:00", "09:45:00", "09:50:00", "09:55:00", "10:00:00",
+            "10:05:00"
+        ]
+    );
 }
 
 /// PNG decoding for the render check (8-bit RGB or RGBA, not interlaced).
@@ -542,54 +601,34 @@ fn report_renders_in_headless_chromium() {
     let _ = std::fs::remove_file(&png);
     report::report(&vrec, &html, &ReportOptions::default()).unwrap();
 
-    let profile = dir.join("chromium-profile");
-    let mut child = Process::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1400,1000")
-        .arg(format!("file://{}", html.canonicalize().unwrap().display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish the screenshot within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-    }
-    assert!(status.success(), "chromium failed: {status}\n{stderr}");
-    let data = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot: {e}\n{stderr}"));
+    run_chromium(
+        &browser,
+        &dir,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1400,1600".into(),
+        ],
+        &html,
+    );
+    let data = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot: {e}"));
     let (w, h, pixels) = decode_png(&data);
-    assert_eq!((w, h), (1400, 1000));
+    assert_eq!((w, h), (1400, 1600));
+    check_chart_colours(&pixels, 1.0);
+}
 
-    let near = |p: &[u8; 3], c: [u8; 3]| {
-        p.iter()
-            .zip(c)
-            .all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 24)
-    };
-    let count = |hex: &str| pixels.iter().filter(|p| near(p, rgb(hex))).count();
+fn near(p: &[u8; 3], c: [u8; 3]) -> bool {
+    p.iter()
+        .zip(c)
+        .all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 24)
+}
+
+fn colour_count(pixels: &[[u8; 3]], hex: &str) -> usize {
+    pixels.iter().filter(|p| near(p, rgb(hex))).count()
+}
+
+/// The chart is drawn: its series, alarm and dose colours are on the page
+/// (`scale`: the chart's size against the 1400-pixel-wide screenshot's).
+fn check_chart_colours(pixels: &[[u8; 3]], scale: f64) {
     let non_white = pixels.iter().filter(|p| p.iter().any(|c| *c < 235)).count();
     assert!(
         non_white > pixels.len() / 20,
@@ -604,11 +643,153 @@ fn report_renders_in_headless_chromium() {
         ("low priority alarm", colour::LOW, 50),
         ("dose marker", colour::DOSE, 50),
     ] {
-        let n = count(hex);
+        let min = ((min as f64) * scale).ceil() as usize;
+        let n = colour_count(pixels, hex);
         assert!(
             n >= min,
             "{what} ({hex}): {n} pixels, expected at least {min}"
         );
+    }
+}
+
+/// Runs headless Chromium on a page with `args` and waits for it.
+fn run_chromium(browser: &Path, dir: &Path, args: &[String], html: &Path) {
+    let profile = dir.join("chromium-profile");
+    let mut child = Process::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", html.canonicalize().unwrap().display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(status.success(), "chromium failed: {status}\n{stderr}");
+}
+
+/// pdftoppm (poppler-utils), to look at printed pages.
+fn pdftoppm() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pdftoppm"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "the report print check needs pdftoppm, which is not installed: \
+             run `apt-get install -y poppler-utils` (scripts/test installs it when missing)"
+        )
+    })
+}
+
+/// Prints the report to PDF in headless Chromium on A4 and on Letter, and
+/// turns the pages into PNGs (kept under `target/tmp/report-print/` to be
+/// looked at): the header, summary and the whole chart are on the first
+/// page, the tables on the second, and nothing of the chart spills over.
+#[test]
+fn report_prints_summary_and_charts_on_one_page_on_a4_and_letter() {
+    let browser = chromium();
+    let pdftoppm = pdftoppm();
+    let dir = temp_dir("print");
+    let vrec = scenario_recording(&dir);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-print");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let html = out.join("session.html");
+    report::report(&vrec, &html, &ReportOptions::default()).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Chromium's default paper is Letter; A4 as a site's print settings would.
+    for (paper, style) in [("letter", ""), ("a4", "<style>@page { size: A4; }</style>")] {
+        let variant = out.join(format!("session-{paper}.html"));
+        std::fs::write(
+            &variant,
+            page.replace("</head>", &format!("{style}</head>")),
+        )
+        .unwrap();
+        let pdf = out.join(format!("session-{paper}.pdf"));
+        run_chromium(
+            &browser,
+            &dir,
+            &[
+                format!("--print-to-pdf={}", pdf.display()),
+                "--no-pdf-header-footer".into(),
+            ],
+            &variant,
+        );
+        let prefix = out.join(paper);
+        let status = Process::new(&pdftoppm)
+            .args(["-r", "100", "-png"])
+            .arg(&pdf)
+            .arg(&prefix)
+            .status()
+            .expect("run pdftoppm");
+        assert!(status.success(), "pdftoppm failed on {}", pdf.display());
+        let mut pages: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{paper}-")) && n.ends_with(".png"))
+            })
+            .collect();
+        pages.sort();
+        assert_eq!(pages.len(), 2, "{paper}: pages {pages:?}");
+        let (w, h, first) = decode_png(&std::fs::read(&pages[0]).unwrap());
+        // Portrait, at 100 dpi: Letter 8.5x11 in, A4 8.27x11.69 in.
+        let (ew, eh) = if paper == "a4" {
+            (827.0, 1169.0)
+        } else {
+            (850.0, 1100.0)
+        };
+        assert!(
+            (f64::from(w) - ew).abs() <= 2.0 && (f64::from(h) - eh).abs() <= 2.0,
+            "{paper}: a page of {w}x{h} pixels"
+        );
+        // The chart printed at about 60 % of the screen's width, 100 dpi.
+        check_chart_colours(&first, 0.4);
+        let (_, _, second) = decode_png(&std::fs::read(&pages[1]).unwrap());
+        assert!(
+            second.iter().filter(|p| p.iter().any(|c| *c < 160)).count() > 1000,
+            "{paper}: the tables are on the second page"
+        );
+        for (what, hex) in [
+            ("heart rate line", colour::HR),
+            ("SpO2 line", colour::SPO2),
+            ("dose marker", colour::DOSE),
+        ] {
+            assert_eq!(
+                colour_count(&second, hex),
+                0,
+                "{paper}: the chart's {what} spills onto the second page"
+            );
+        }
     }
 }
 
@@ -662,6 +843,20 @@ fn the_cli_imports_exports_and_reports_and_rejects_bad_rows() {
     assert!(out.status.success(), "{out:?}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("10:30:00 (clock time, UTC+01:00)"));
+    // Without --utc-offset: the system's zone (here TZ, as a POSIX rule),
+    // through `record report` too.
+    let out = Process::new(vigil)
+        .args(["record", "report", &p(&vrec), "-o", &p(&html)])
+        .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("10:30:00 (clock time, CET, UTC+01:00)"),
+        "{page}"
+    );
 
     let bad = dir.join("bad.csv");
     std::fs::write(
