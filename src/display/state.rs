@@ -1978,7 +1978,7 @@ mod tests {
         };
         let beat = format!(
             r#"{{"schema_version":1,"seq":1,"time":"{}","state":"online","beat":1}}"#,
-            crate::io::clock::rfc3339(t(1))
+            crate::time::rfc3339(t(1))
         );
         // south/b3 never heard of (NO DATA); the others beat.
         for k in &keys[..4] {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use vigil::io::clock::rfc3339;
+use vigil::time::rfc3339;
 
 use super::feed::{alarm_object, head, heartbeat_body};
 
