@@ -13,6 +13,7 @@ mod mqtt;
 mod real_captures;
 mod record_tools;
 mod replay;
+mod station;
 mod topology;
 mod util;
 mod watch;
