@@ -14,6 +14,7 @@ mod mqtt;
 mod real_captures;
 mod record_tools;
 mod replay;
+mod station;
 mod topology;
 mod util;
 mod watch;

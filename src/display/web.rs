@@ -440,8 +440,9 @@ fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Renders the board to JSON on every change and every second (so ages
-/// advance and the page can tell the server is alive).
+/// Renders the board to JSON on every change (at most every
+/// [`RENDER_GAP`]) and every second (so ages advance and the page can tell
+/// the server is alive).
 fn spawn_renderer(shared: Arc<Shared>) -> watch::Receiver<Arc<str>> {
     let render = |s: &Shared| -> Arc<str> {
         let view = s.board().view(SystemTime::now());
@@ -458,10 +459,19 @@ fn spawn_renderer(shared: Arc<Shared>) -> watch::Receiver<Arc<str>> {
                 _ = tick.tick() => {}
             }
             tx.send_replace(render(&shared));
+            // Coalesce: a station of 64 beds changes about 64 times a
+            // second; rendering and sending each change would cost the
+            // server and every page far more than a short wait. Changes
+            // during the wait are rendered right after it.
+            tokio::time::sleep(RENDER_GAP).await;
         }
     });
     rx
 }
+
+/// The shortest time between two renders of the board (the most a change
+/// waits for its render).
+pub const RENDER_GAP: Duration = Duration::from_millis(100);
 
 async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     if app.loopback_open && app.token.is_none() {
