@@ -42,7 +42,11 @@
 //!   below it; [`mqtt`] and [`display`] format times with [`time`], not
 //!   through [`io`].
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
-//!   the binary only (`main.rs` and its `cli` modules).
+//!   the binary only (`main.rs` and its `cli` modules). An error's message
+//!   is whole: it says its cause (and the setting to fix), so a log line
+//!   `{e}` is complete; the cause is therefore never also its `source()`
+//!   (no field named `source`, no `#[from]` beside a `{0}`), or main's
+//!   `{:#}` would print it twice.
 //! - [`daemon`] is the one place the daemon is wired (sinks, channels,
 //!   recording, driver): `vigil run`, `vigil demo`, the tests and the
 //!   benchmarks all start it there.

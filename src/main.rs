@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 use cli::args::{Cli, Cmd, LogFormat, RecordCmd};
-use cli::commands::{self, load_config};
+use cli::commands;
 use vigil::config;
 
 fn main() -> ExitCode {
@@ -101,13 +101,20 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             status_every,
             run_for,
         } => {
-            let cfg = match load_config(config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(code) => return Ok(code),
+            // The one check start-up, SIGHUP and check-config share.
+            let checked = match config.as_deref() {
+                Some(p) => config::load_runnable(p),
+                None => config::parse(config::DEFAULT_TOML, "<embedded defaults>")
+                    .and_then(|c| config::runnable(c, "<embedded defaults>")),
             };
-            if let Some(missing) = config::readiness(&cfg).missing.first() {
-                anyhow::bail!("{missing}");
-            }
+            let cfg = match checked {
+                Ok(cfg) => cfg,
+                Err(e @ config::ConfigError::NotReady { .. }) => anyhow::bail!("{e}"),
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let options = vigil::daemon::Options {
                 config_path: config,
                 status_every,

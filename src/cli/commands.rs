@@ -193,30 +193,25 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
-    match config::load(file) {
+    match config::load_runnable(file) {
         Ok(cfg) => {
-            let ready = config::readiness(&cfg);
-            for w in &ready.warnings {
+            for w in &config::readiness(&cfg).warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }
-            if !ready.missing.is_empty() {
-                eprintln!(
-                    "{}: not ready to run: {} problem(s):\n  {}",
-                    file.display(),
-                    ready.missing.len(),
-                    ready.missing.join("\n  ")
-                );
-                return Ok(ExitCode::from(2));
-            }
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "# {}: valid. Effective configuration:\n",
-                file.display()
-            )?;
+            writeln!(out, "# {}: valid. Effective configuration:\n", file.display())?;
             write!(out, "{}", config::render(&cfg))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ ConfigError::NotReady { .. }) => {
+            if let ConfigError::NotReady { warnings, .. } = &e {
+                for w in warnings {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+            }
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
         }
         Err(e @ ConfigError::Io { .. }) => {
             eprintln!("vigil: {e}");
