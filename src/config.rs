@@ -233,6 +233,29 @@ impl Default for RecordingConfig {
     }
 }
 
+/// The live HL7 sink (`[hl7]`): the session's chart as ORU^R01 messages
+/// over MLLP while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hl7Config {
+    /// The receiver, `host:port`.
+    pub to: String,
+    /// The charting interval: one message per interval.
+    pub interval: Duration,
+    /// Connect and ACK timeout.
+    pub timeout: Duration,
+}
+
+impl Hl7Config {
+    /// The defaults for a receiver.
+    pub fn to(to: &str) -> Hl7Config {
+        Hl7Config {
+            to: to.to_owned(),
+            interval: crate::record::chart::DEFAULT_INTERVAL,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -248,6 +271,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// MQTT publishing (`[mqtt]`).
     pub mqtt: MqttConfig,
+    /// The live HL7 sink (`[hl7]`), off when absent.
+    pub hl7: Option<Hl7Config>,
 }
 
 impl Default for Config {
@@ -259,6 +284,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             recording: RecordingConfig::default(),
             mqtt: MqttConfig::default(),
+            hl7: None,
         }
     }
 }
@@ -616,7 +642,15 @@ impl Reader {
         self.check_keys(
             "",
             t,
-            &["site", "source", "alarms", "session", "recording", "mqtt"],
+            &[
+                "site",
+                "source",
+                "alarms",
+                "session",
+                "recording",
+                "mqtt",
+                "hl7",
+            ],
         );
         let mut cfg = Config::default();
         if let Some(s) = self.sub("", t, "site") {
@@ -673,6 +707,9 @@ impl Reader {
         }
         if let Some(m) = self.sub("", t, "mqtt") {
             self.mqtt(m, &mut cfg.mqtt);
+        }
+        if let Some(h) = self.sub("", t, "hl7") {
+            cfg.hl7 = self.hl7(h);
         }
         cfg.engine.source_names = cfg.sources.iter().map(|s| s.name.clone()).collect();
         cfg
@@ -1220,6 +1257,45 @@ impl Reader {
         }
     }
 
+    fn hl7(&mut self, t: &Table) -> Option<Hl7Config> {
+        let p = "hl7";
+        self.check_keys(p, t, &["to", "interval", "timeout"]);
+        let Some(to) = self.string(p, t, "to") else {
+            self.err("hl7.to: missing: the HL7 receiver as \"host:port\"".into());
+            return None;
+        };
+        let port_ok = to.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            self.err(format!(
+                "hl7.to: `{to}` is not \"host:port\" (e.g. \"ehr.clinic.example:2575\")"
+            ));
+        }
+        let mut h = Hl7Config::to(to);
+        if let Some(d) = t.get("interval").and(self.duration(p, t, "interval")) {
+            if d < Duration::from_secs(1) {
+                self.err(format!(
+                    "hl7.interval ({}) must be at least 1s",
+                    format_duration(d)
+                ));
+            } else {
+                h.interval = d;
+            }
+        }
+        if let Some(d) = t.get("timeout").and(self.duration(p, t, "timeout")) {
+            if d.is_zero() || d > Duration::from_secs(120) {
+                self.err(format!(
+                    "hl7.timeout ({}) must be between 1ms and 2min",
+                    format_duration(d)
+                ));
+            } else {
+                h.timeout = d;
+            }
+        }
+        port_ok.then_some(h)
+    }
+
     fn recording(&mut self, t: &Table, r: &mut RecordingConfig) {
         let p = "recording";
         self.check_keys(p, t, &["enabled", "dir", "retention", "sync_every"]);
@@ -1691,6 +1767,15 @@ pub fn render(cfg: &Config) -> String {
         state_dir,
         m.outbox_max
     );
+    if let Some(h) = &cfg.hl7 {
+        let _ = writeln!(
+            o,
+            "\n[hl7]\nto = {:?}\ninterval = {}\ntimeout = {}",
+            h.to,
+            dur(h.interval),
+            dur(h.timeout)
+        );
+    }
     o
 }
 
@@ -1750,6 +1835,39 @@ mod tests {
     }
 
     #[test]
+    fn hl7_takes_a_receiver_and_says_what_is_wrong() {
+        let cfg = parse("[hl7]\nto = \"127.0.0.1:2575\"\ninterval = \"1min\"\n", "x").unwrap();
+        assert_eq!(
+            cfg.hl7,
+            Some(Hl7Config {
+                interval: Duration::from_secs(60),
+                ..Hl7Config::to("127.0.0.1:2575")
+            })
+        );
+        assert_eq!(
+            parse("[hl7]\nto = \"ehr:2575\"\n", "x")
+                .unwrap()
+                .hl7
+                .unwrap()
+                .interval,
+            crate::record::chart::DEFAULT_INTERVAL
+        );
+        for (text, needle) in [
+            ("[hl7]\ninterval = \"5min\"\n", "hl7.to: missing"),
+            ("[hl7]\nto = \"ehr\"\n", "is not \"host:port\""),
+            ("[hl7]\nto = \"ehr:0\"\n", "is not \"host:port\""),
+            (
+                "[hl7]\nto = \"ehr:2575\"\ninterval = \"0s\"\n",
+                "at least 1s",
+            ),
+            ("[hl7]\nto = \"ehr:2575\"\nport = 1\n", "port"),
+        ] {
+            let err = parse(text, "x").unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle} in {err}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         assert_eq!(parse("", "x").unwrap(), Config::default());
     }
@@ -1766,6 +1884,10 @@ mod tests {
             delay: Some(Duration::from_millis(2500)),
         });
         other.engine.escalate_after = None;
+        other.hl7 = Some(Hl7Config {
+            interval: Duration::from_secs(900),
+            ..Hl7Config::to("ehr.example:2575")
+        });
         other.sources.push(SourceConfig {
             name: "cuff".into(),
             protocol: ProtocolKind::Ge,
