@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::engine::rules::{
-    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, RateRule,
-    TechnicalPriorities, VitalRules,
+    BaselineRule, DischargeRules, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules,
+    QuestionablePolicy, RateRule, TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
 use crate::vitals::Vital;
@@ -61,109 +61,8 @@ pub enum ConfigError {
     },
 }
 
-/// The serial line settings of a source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SerialSettings {
-    /// Baud rate.
-    pub baud: u32,
-    /// Parity: `none`, `even` or `odd`.
-    pub parity: Parity,
-    /// Stop bits: 1 or 2.
-    pub stop_bits: u8,
-    /// RTS/CTS hardware flow control.
-    pub rts_cts: bool,
-}
-
-/// Serial parity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parity {
-    /// No parity bit.
-    None,
-    /// Even parity.
-    Even,
-    /// Odd parity.
-    Odd,
-}
-
-impl Parity {
-    /// Stable short name.
-    pub const fn key(self) -> &'static str {
-        match self {
-            Parity::None => "none",
-            Parity::Even => "even",
-            Parity::Odd => "odd",
-        }
-    }
-}
-
-/// Which protocol a source speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtocolKind {
-    /// GE/Datex-Ohmeda S/5 Computer Interface.
-    Ge,
-    /// Philips IntelliVue Data Export (MIB/RS232).
-    Philips,
-    /// Masimo ASCII output.
-    Masimo,
-    /// Nonin Data Format 2.
-    NoninDf2,
-    /// Nonin Data Format 7.
-    NoninDf7,
-    /// Nonin Data Format 8.
-    NoninDf8,
-    /// vigil's own line protocol.
-    Line,
-}
-
-impl ProtocolKind {
-    /// Every protocol.
-    pub const ALL: [ProtocolKind; 7] = [
-        ProtocolKind::Ge,
-        ProtocolKind::Philips,
-        ProtocolKind::Masimo,
-        ProtocolKind::NoninDf2,
-        ProtocolKind::NoninDf7,
-        ProtocolKind::NoninDf8,
-        ProtocolKind::Line,
-    ];
-
-    /// The name used in the configuration.
-    pub const fn key(self) -> &'static str {
-        match self {
-            ProtocolKind::Ge => "ge-s5",
-            ProtocolKind::Philips => "philips-intellivue",
-            ProtocolKind::Masimo => "masimo",
-            ProtocolKind::NoninDf2 => "nonin-df2",
-            ProtocolKind::NoninDf7 => "nonin-df7",
-            ProtocolKind::NoninDf8 => "nonin-df8",
-            ProtocolKind::Line => "vigil-line",
-        }
-    }
-
-    /// The protocol's usual serial settings (protocols.md).
-    pub const fn default_serial(self) -> SerialSettings {
-        match self {
-            ProtocolKind::Ge => SerialSettings {
-                baud: 19_200,
-                parity: Parity::Even,
-                stop_bits: 1,
-                rts_cts: true,
-            },
-            ProtocolKind::Philips => SerialSettings {
-                baud: 115_200,
-                parity: Parity::None,
-                stop_bits: 1,
-                rts_cts: false,
-            },
-            _ => SerialSettings {
-                baud: 9_600,
-                parity: Parity::None,
-                stop_bits: 1,
-                rts_cts: false,
-            },
-        }
-    }
-}
+// Defined with the protocols (a protocol's identity lives in `protocol/`).
+pub use crate::protocol::{Parity, ProtocolKind, SerialSettings};
 
 /// Where a source's bytes come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -974,6 +873,7 @@ impl Reader {
             "latching",
             "plausible",
             "baseline",
+            "questionable",
         ];
         if vital.is_continuous() {
             allowed.extend(["delay", "stale_after", "rate"]);
@@ -995,6 +895,17 @@ impl Reader {
         }
         if let Some(l) = self.boolean(path, t, "latching") {
             r.latching = l;
+        }
+        if let Some(q) = self.string(path, t, "questionable") {
+            match [QuestionablePolicy::Alarm, QuestionablePolicy::Off]
+                .into_iter()
+                .find(|k| k.key() == q)
+            {
+                Some(k) => r.questionable = k,
+                None => self.err(format!(
+                    "{path}.questionable: expected \"alarm\" or \"off\", found {q:?}"
+                )),
+            }
         }
         if let Some(s) = t
             .get("stale_after")
@@ -1632,11 +1543,12 @@ pub fn render(cfg: &Config) -> String {
         }
         let _ = writeln!(
             o,
-            "hysteresis = {}\nlatching = {}\nplausible = [{}, {}]",
+            "hysteresis = {}\nlatching = {}\nplausible = [{}, {}]\nquestionable = {:?}",
             num(r.hysteresis),
             r.latching,
             num(r.plausible_min),
-            num(r.plausible_max)
+            num(r.plausible_max),
+            r.questionable.key()
         );
         let b = r.baseline;
         if b.is_enabled() {

@@ -758,7 +758,7 @@ fn demo(
 
     let mut cfg = config::parse(config::DEMO_TOML, "<embedded demo>")
         .context("the embedded demo configuration")?;
-    let script = vigil::sim::Scenario::find(&scenario).with_context(|| {
+    let script = vigil::sim::find_scenario(&scenario).with_context(|| {
         format!(
             "scenario `{scenario}` (built in: {})",
             vigil::sim::Scenario::builtin_names()

@@ -10,8 +10,8 @@ use ratatui::Terminal;
 use vigil::display::feed::{self, BedKey, TopicKind, Topics};
 use vigil::display::link::{self, LinkSettings, Shared};
 use vigil::display::state::{Board, BoardView, Settings};
-use vigil::io::clock::rfc3339;
 use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
+use vigil::time::rfc3339;
 use vigil::watch::ui::{self, Action, Ui};
 
 use crate::util::daemon::temp_dir;

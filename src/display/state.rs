@@ -1357,20 +1357,20 @@ mod tests {
     fn heartbeat(board: &mut Board, seq: u64, now: SystemTime) {
         let json = format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"sources":[{{"name":"monitor","up":true}}]}}"#,
-            crate::io::clock::rfc3339(now)
+            crate::time::rfc3339(now)
         );
         feed(board, TopicKind::Status, &json, false, now);
     }
 
     fn alarm(id: &str, priority: &str, state: &str, seq: u64, at: SystemTime) -> String {
         let ack = if state == "acknowledged" {
-            format!(r#"{{"by":"JD","at":"{}"}}"#, crate::io::clock::rfc3339(at))
+            format!(r#"{{"by":"JD","at":"{}"}}"#, crate::time::rfc3339(at))
         } else {
             "null".into()
         };
         format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{0}","alarm":{{"id":"{id}","kind":"physiological","priority":"{priority}","phase":"start","state":"{state}","value":86,"limit":90,"onset":"{0}","determined":"{0}","ack":{ack}}}}}"#,
-            crate::io::clock::rfc3339(at)
+            crate::time::rfc3339(at)
         )
     }
 
@@ -1420,7 +1420,7 @@ mod tests {
         assert_eq!(b.no_data(&bed(), t(0)), Some(NoData::NeverHeard));
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"time":"{}","state":"online"}}"#,
-            crate::io::clock::rfc3339(t(0))
+            crate::time::rfc3339(t(0))
         );
         feed(&mut b, TopicKind::Status, &json, true, t(100));
         assert!(matches!(
@@ -1704,8 +1704,8 @@ mod tests {
             TopicKind::Session,
             &format!(
                 r#"{{"schema_version":1,"seq":90,"time":"{}","state":{{"phase":"dosing","session":"S-1","doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
-                crate::io::clock::rfc3339(t(1) + ahead),
-                crate::io::clock::rfc3339(t(1) + ahead - Duration::from_secs(600)),
+                crate::time::rfc3339(t(1) + ahead),
+                crate::time::rfc3339(t(1) + ahead - Duration::from_secs(600)),
             ),
             false,
             t(1),
@@ -1719,7 +1719,7 @@ mod tests {
     fn beat_at(board: &mut Board, seq: u64, theirs: SystemTime, ours: SystemTime) {
         let json = format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
-            crate::io::clock::rfc3339(theirs)
+            crate::time::rfc3339(theirs)
         );
         feed(board, TopicKind::Status, &json, false, ours);
     }
@@ -1763,7 +1763,7 @@ mod tests {
         let mut b = live_board();
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"vitals":{{"hr":{{"value":64,"validity":"old","time":"{0}"}},"nibp_sys":{{"value":182,"validity":"old","time":"{0}"}},"nibp_dia":{{"value":95,"validity":"old","time":"{0}"}}}}}}"#,
-            crate::io::clock::rfc3339(t(2)),
+            crate::time::rfc3339(t(2)),
         );
         feed(&mut b, TopicKind::Vitals, &json, false, t(2));
         let view = b.view(t(2));
@@ -1782,8 +1782,8 @@ mod tests {
         let ahead = Duration::from_secs(7200);
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"time":"{0}","vitals":{{"nibp_sys":{{"value":120,"validity":"valid","time":"{1}"}},"nibp_dia":{{"value":80,"validity":"valid","time":"{1}"}}}}}}"#,
-            crate::io::clock::rfc3339(t(2) + ahead),
-            crate::io::clock::rfc3339(t(2) + ahead - Duration::from_secs(180)),
+            crate::time::rfc3339(t(2) + ahead),
+            crate::time::rfc3339(t(2) + ahead - Duration::from_secs(180)),
         );
         feed(&mut b, TopicKind::Vitals, &json, false, t(2));
         let nibp = &b.view(t(2)).beds[0].vitals[2];
@@ -1817,7 +1817,7 @@ mod tests {
         // …a live message does.
         let json = format!(
             r#"{{"schema_version":1,"seq":10,"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
-            crate::io::clock::rfc3339(t(4))
+            crate::time::rfc3339(t(4))
         );
         let (env, msg) =
             super::super::feed::parse("x/status", TopicKind::Status, json.as_bytes()).unwrap();
@@ -1842,7 +1842,7 @@ mod tests {
         let session = |seq: u64, code: &str| {
             format!(
                 r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
-                crate::io::clock::rfc3339(t(seq))
+                crate::time::rfc3339(t(seq))
             )
         };
         feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
@@ -1969,7 +1969,7 @@ mod tests {
                 r#"{{"schema_version":1,"seq":{},"vitals":{{"hr":{{"value":{},"validity":"valid","time":"{}"}}}}}}"#,
                 20_000 + i,
                 60 + (i / 60) % 40,
-                crate::io::clock::rfc3339(t(i)),
+                crate::time::rfc3339(t(i)),
             );
             feed(&mut b, TopicKind::Vitals, &json, false, t(i));
         }
@@ -2016,8 +2016,8 @@ mod tests {
                 "nibp_sys":{{"value":150,"validity":"valid","time":"{2}"}},
                 "nibp_dia":{{"value":95,"validity":"valid","time":"{2}"}}}}}}"#,
                 20 + i,
-                crate::io::clock::rfc3339(t(i)),
-                crate::io::clock::rfc3339(t(0)),
+                crate::time::rfc3339(t(i)),
+                crate::time::rfc3339(t(0)),
             );
             feed(&mut b, TopicKind::Vitals, &json, false, t(i));
         }
@@ -2026,7 +2026,7 @@ mod tests {
             TopicKind::Session,
             &format!(
                 r#"{{"schema_version":1,"seq":90,"state":{{"phase":"dosing","session":"S-1","baselines":{{"hr":70,"nibp_sys":122}},"discharge_ready":true,"doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
-                crate::io::clock::rfc3339(t(0))
+                crate::time::rfc3339(t(0))
             ),
             false,
             t(60),

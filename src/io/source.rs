@@ -138,7 +138,7 @@ pub enum OpenError {
         /// Why.
         source: io::Error,
     },
-    /// Simulated sources run through [`crate::sim`].
+    /// A simulated monitor did not start ([`super::simulated`]).
     #[error("{0}")]
     Simulated(String),
 }
@@ -289,7 +289,7 @@ async fn run(
             }
             Link::Simulated { .. } => match super::simulated::open(&cfg, clock) {
                 Ok(stream) => Ok(pump.run(stream).await),
-                Err(e) => Err(e),
+                Err(e) => Err(OpenError::Simulated(e.to_string())),
             },
         };
         match outcome {

@@ -40,8 +40,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::engine::{AlarmEvent, Event, EventKind, SessionEvent, Subject};
-use crate::io::clock::rfc3339;
 use crate::replay::{self, ReplayError, Session};
+use crate::time::rfc3339;
 use crate::time::Instant;
 use crate::vitals::{Measurement, Reading, Sample, Vital};
 
@@ -179,7 +179,7 @@ pub fn offset(session: &Session, at: Instant) -> Duration {
     at - session.start
 }
 
-pub use crate::io::clock::parse_rfc3339;
+pub use crate::time::parse_rfc3339;
 
 /// Parses a UTC offset `+HH:MM` / `-HH:MM` into seconds.
 pub fn parse_utc_offset(s: &str) -> Option<i64> {

@@ -418,10 +418,7 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
         ),
         ("site".to_owned(), cfg.site.clone()),
         ("bed".to_owned(), cfg.bed.clone()),
-        (
-            "started".to_owned(),
-            crate::io::clock::rfc3339(options.start),
-        ),
+        ("started".to_owned(), crate::time::rfc3339(options.start)),
         ("speed".to_owned(), "1".to_owned()),
         ("imported".to_owned(), "csv".to_owned()),
     ];
@@ -482,7 +479,7 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
         at: end,
         record: Record::End(vec![(
             "stopped".to_owned(),
-            crate::io::clock::rfc3339(options.start + end.since_origin()),
+            crate::time::rfc3339(options.start + end.since_origin()),
         )]),
     });
     Ok(records)

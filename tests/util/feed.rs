@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use vigil::io::clock::rfc3339;
+use vigil::time::rfc3339;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {

@@ -416,7 +416,7 @@ pub fn assert_valid(name: &str, value: &Value) {
 
 /// RFC 3339 UTC now with milliseconds, as displays stamp commands.
 pub fn now_rfc3339() -> String {
-    vigil::io::clock::rfc3339(std::time::SystemTime::now())
+    vigil::time::rfc3339(std::time::SystemTime::now())
 }
 
 /// The daemon in-process with the MQTT sink and a collecting sink.

@@ -1,7 +1,7 @@
 //! The engine's validated configuration: limits, delays, trends and
 //! priorities per vital, and the engine-wide settings.
 //!
-//! These types are built by [`crate::config`] from the TOML file (which checks
+//! These types are built by `vigil`'s `config` module from the TOML file (which checks
 //! every constraint and names the key at fault) and by tests directly. The
 //! defaults here are the adult ketamine-session defaults shipped in
 //! `config/vigil.toml`; a test keeps the two identical.
@@ -11,7 +11,7 @@
 use core::time::Duration;
 
 use super::alarm::Priority;
-use crate::vitals::Vital;
+use crate::vitals::{Sample, Validity, Vital};
 
 /// How close to a limit a value may be and still count as AT the limit.
 ///
@@ -120,6 +120,35 @@ pub struct RateRule {
     pub priority: Priority,
 }
 
+/// What a value the device flags questionable (low signal quality, pulse
+/// search, low perfusion) does.
+///
+/// A desaturation read through a poor signal is still possibly a
+/// desaturation: by default such a value drives the physiological alarms
+/// like a valid one, the alarm event carries validity `questionable` so a
+/// display can show the doubt, and the technical `<vital>.questionable`
+/// condition says why the value is in doubt. It never becomes a baseline
+/// and never counts towards discharge readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum QuestionablePolicy {
+    /// Questionable values drive physiological alarms, marked questionable.
+    #[default]
+    Alarm,
+    /// Questionable values are technical only (`<vital>.invalid`), as for
+    /// any other value the device does not stand behind.
+    Off,
+}
+
+impl QuestionablePolicy {
+    /// Stable short name (the configuration's spelling).
+    pub const fn key(self) -> &'static str {
+        match self {
+            QuestionablePolicy::Alarm => "alarm",
+            QuestionablePolicy::Off => "off",
+        }
+    }
+}
+
 /// Everything configurable for one vital.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VitalRules {
@@ -149,6 +178,8 @@ pub struct VitalRules {
     pub baseline: BaselineRule,
     /// Rate-of-change rule.
     pub rate: Option<RateRule>,
+    /// What a questionable value does.
+    pub questionable: QuestionablePolicy,
 }
 
 impl VitalRules {
@@ -174,6 +205,22 @@ impl VitalRules {
                 priority: None,
             },
             rate: None,
+            questionable: QuestionablePolicy::Alarm,
+        }
+    }
+
+    /// The value of a sample that may drive this vital's physiological
+    /// alarms: a valid one, or a questionable number when the policy says
+    /// so. (Plausibility is the engine's check before this.)
+    pub fn alarm_value(&self, s: Sample) -> Option<f32> {
+        match s.validity {
+            Validity::Valid => Some(s.value),
+            Validity::Questionable
+                if self.questionable == QuestionablePolicy::Alarm && s.value.is_finite() =>
+            {
+                Some(s.value)
+            }
+            _ => None,
         }
     }
 }

@@ -1138,7 +1138,7 @@ mod tests {
     fn independently_built_seed_frame_decodes() {
         // Built by hand from the layout (not by this module's encoder); PR 126
         // is 0x7E and must arrive stuffed.
-        let bytes = include_bytes!("../../fuzz/seeds/ge/displayed_values.bin");
+        let bytes = include_bytes!("../../../../fuzz/seeds/ge/displayed_values.bin");
         let (outs, stats) = decode(bytes);
         assert_eq!(stats.frames_ok, 1);
         assert_eq!(stats.dropped_total(), 0);
@@ -1153,7 +1153,7 @@ mod tests {
         assert_eq!(n[0].mean, Sample::valid(93.0));
         assert_eq!(n[0].measured_at, Some(DeviceTime(1_700_000_000)));
         assert_eq!(n[0].mode, NibpMode::Auto);
-        let bad = include_bytes!("../../fuzz/seeds/ge/request_bad_checksum.bin");
+        let bad = include_bytes!("../../../../fuzz/seeds/ge/request_bad_checksum.bin");
         let (outs, _) = decode(bad);
         assert_eq!(drops(&outs), vec![DropReason::Checksum]);
     }

@@ -1380,7 +1380,219 @@ fn an_nibp_with_an_implausible_component_is_an_artifact_as_a_whole() {
         })
         .collect();
     assert_eq!(started, ["nibp.artifact"]);
-    // A component the monitor flags (with its value) taints the rest too.
+    // A component the monitor flags (with its value) taints the rest too:
+    // marked invalid, or questionable with the questionable policy off.
+    for (flag, policy) in [
+        (Validity::Invalid, QuestionablePolicy::Alarm),
+        (Validity::Questionable, QuestionablePolicy::Off),
+    ] {
+        let mut cfg = config();
+        for v in [Vital::NibpSystolic, Vital::NibpDiastolic, Vital::NibpMean] {
+            cfg.vitals[v.index()].questionable = policy;
+        }
+        let mut e = Engine::new(cfg);
+        feed(
+            &mut e,
+            nibp_parts(
+                0,
+                [
+                    Sample::valid(87.0),
+                    Sample::new(46.0, flag),
+                    Sample::missing(Validity::Unavailable),
+                ],
+                1,
+            ),
+        );
+        assert_eq!(
+            alarms(&mut e),
+            vec![key("nibp.invalid", Phase::Start, 0)],
+            "{flag}"
+        );
+    }
+}
+
+/// The Masimo line of a real Rad-8 (the decoder's test vector 1) with the
+/// SpO2 and the exception word replaced.
+fn masimo_line(spo2: u32, exc: u32) -> Vec<u8> {
+    format!(
+        "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM=097 PI=00.30% SPCO=--.-% \
+         SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={exc:06X}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Decodes Masimo lines (one a second from `from`) and feeds their readings.
+fn feed_masimo(e: &mut Engine, from: u64, lines: &[Vec<u8>]) {
+    use crate::protocol::{masimo::Masimo, Output, Protocol};
+    let mut d = Masimo::new(SourceId(1));
+    for (i, line) in lines.iter().enumerate() {
+        let now = ms(from + i as u64 * SEC);
+        d.handle_bytes(now, line);
+        while let Some(out) = d.poll_output() {
+            if let Output::Reading(r) = out {
+                e.handle_reading(now, r);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_questionable_desaturation_still_alarms_marked_questionable() {
+    // A Rad-8 in SET mode with low signal IQ (0x400) reads 82 %: below the
+    // critical limit of 85, which has no delay. A desaturation with a poor
+    // signal is possibly a desaturation.
+    let mut e = engine();
+    feed_masimo(&mut e, 0, &[masimo_line(82, 0x800 | 0x400)]);
+    let ev = drain(&mut e);
+    let names = e.config().source_names.clone();
+    let started: Vec<(String, Option<f32>, Option<Validity>, AlarmKind)> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => {
+                Some((a.id.key(&names), a.value, a.validity, a.kind))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        vec![(
+            "spo2.critical_low".to_owned(),
+            Some(82.0),
+            Some(Validity::Questionable),
+            AlarmKind::Physiological
+        )]
+    );
+    // The reading is shown as it came: questionable, with its number.
+    let shown = ev.iter().find_map(|ev| match ev.kind {
+        EventKind::Reading(Reading {
+            measurement: Measurement::SpO2(s),
+            ..
+        }) => Some(s),
+        _ => None,
+    });
+    assert_eq!(shown, Some(Sample::new(82.0, Validity::Questionable)));
+    // The technical condition that says why has the technical delay (5 s)
+    // like every data alarm; the ordinary low limit its 15 s. (The Rad-8's
+    // exception word holds for its pulse rate too.)
+    let lines: Vec<Vec<u8>> = (0..20).map(|_| masimo_line(82, 0x800 | 0x400)).collect();
+    feed_masimo(&mut e, SEC, &lines);
+    e.handle_timeout(ms(21 * SEC));
+    let got = alarms(&mut e);
+    assert_eq!(
+        got,
+        vec![
+            key("pr.questionable", Phase::Start, 5 * SEC),
+            key("spo2.questionable", Phase::Start, 5 * SEC),
+            key("spo2.low", Phase::Start, 15 * SEC),
+        ]
+    );
+    // A valid value clears the mark and the technical condition; the
+    // desaturation stays.
+    feed_masimo(&mut e, 21 * SEC, &[masimo_line(83, 0x800)]);
+    let ev = drain(&mut e);
+    let phases: Vec<(String, Phase)> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some((a.id.key(&names), a.phase)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            ("spo2.questionable".to_owned(), Phase::End),
+            ("pr.questionable".to_owned(), Phase::End)
+        ]
+    );
+    let present: Vec<(String, Option<Validity>, Option<f32>)> = e
+        .present_alarms()
+        .into_iter()
+        .map(|a| (a.id.key(&names), a.validity, a.value))
+        .collect();
+    assert_eq!(
+        present,
+        vec![
+            ("spo2.critical_low".to_owned(), None, Some(83.0)),
+            ("spo2.low".to_owned(), None, Some(83.0)),
+        ]
+    );
+}
+
+#[test]
+fn with_the_questionable_policy_off_a_questionable_value_is_technical_only() {
+    let mut cfg = config();
+    cfg.vitals[Vital::SpO2.index()].questionable = QuestionablePolicy::Off;
+    let mut e = Engine::new(cfg);
+    let lines: Vec<Vec<u8>> = (0..20).map(|_| masimo_line(82, 0x800 | 0x400)).collect();
+    feed_masimo(&mut e, 0, &lines);
+    e.handle_timeout(ms(20 * SEC));
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("pr.questionable", Phase::Start, 5 * SEC),
+            key("spo2.invalid", Phase::Start, 5 * SEC)
+        ]
+    );
+}
+
+#[test]
+fn a_questionable_value_outside_the_plausible_range_is_an_artifact() {
+    // Pulse search (0x8) with an SpO2 of 12: not credible whatever the flag.
+    let mut e = engine();
+    let lines: Vec<Vec<u8>> = (0..6).map(|_| masimo_line(12, 0x800 | 0x8)).collect();
+    feed_masimo(&mut e, 0, &lines);
+    assert_eq!(
+        alarms(&mut e),
+        vec![
+            key("pr.questionable", Phase::Start, 5 * SEC),
+            key("spo2.artifact", Phase::Start, 5 * SEC)
+        ]
+    );
+    assert_eq!(e.stats().implausible, 6);
+}
+
+#[test]
+fn questionable_values_are_no_baseline() {
+    let mut e = engine();
+    e.handle_command(
+        ms(0),
+        Command::StartSession {
+            session: ShortText::new("s1"),
+        },
+    )
+    .unwrap();
+    // 70 s of low-signal-IQ values only, then a dose: no SpO2 or pulse-rate
+    // baseline, and the advisory names the pulse rate (which has a trend
+    // rule to arm).
+    let lines: Vec<Vec<u8>> = (0..70).map(|_| masimo_line(97, 0x800 | 0x400)).collect();
+    feed_masimo(&mut e, 0, &lines);
+    drain(&mut e);
+    e.handle_command(
+        ms(70 * SEC),
+        Command::Dose {
+            route: ShortText::new("in"),
+            note: ShortText::empty(),
+        },
+    )
+    .unwrap();
+    assert_eq!(e.baseline(Vital::SpO2), None);
+    assert_eq!(e.baseline(Vital::PulseRate), None);
+    let missing: Vec<Vital> = drain(&mut e)
+        .iter()
+        .flat_map(|ev| match ev.kind {
+            EventKind::Session(s) => s.missing_baselines().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(missing.contains(&Vital::PulseRate), "{missing:?}");
+}
+
+#[test]
+fn a_questionable_nibp_alarms_as_a_whole_marked_questionable() {
+    // 87/46 with the diastolic flagged questionable: the measurement alarms
+    // (a low systolic at once), every alarm marked questionable, and
+    // nibp.questionable says why.
     let mut e = engine();
     feed(
         &mut e,
@@ -1394,7 +1606,31 @@ fn an_nibp_with_an_implausible_component_is_an_artifact_as_a_whole() {
             1,
         ),
     );
-    assert_eq!(alarms(&mut e), vec![key("nibp.invalid", Phase::Start, 0)]);
+    let ev = drain(&mut e);
+    assert_eq!(
+        judged_nibp(&ev),
+        [
+            Validity::Questionable,
+            Validity::Questionable,
+            Validity::Unavailable
+        ]
+    );
+    let names = e.config().source_names.clone();
+    let started: Vec<(String, Option<Validity>)> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some((a.id.key(&names), a.validity)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        vec![
+            ("nibp_sys.low".to_owned(), Some(Validity::Questionable)),
+            ("nibp_dia.low".to_owned(), Some(Validity::Questionable)),
+            ("nibp.questionable".to_owned(), Some(Validity::Questionable)),
+        ]
+    );
 }
 
 #[test]

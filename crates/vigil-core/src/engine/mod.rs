@@ -60,7 +60,9 @@ pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
     SessionId, SessionPhase, SourceHealth, SystemCondition, TechnicalStatus,
 };
-pub use rules::{BaselineMinimum, EngineConfig, Limit, NibpConfirm, VitalRules};
+pub use rules::{
+    BaselineMinimum, EngineConfig, Limit, NibpConfirm, QuestionablePolicy, VitalRules,
+};
 
 use crate::protocol::line::severity;
 use crate::protocol::DeviceNote;
@@ -600,16 +602,19 @@ impl Engine {
 
         let judged = self.judge(sample, &rules);
         if current {
-            self.set_data_conditions(Subject::Vital(vital), now, judged);
+            self.set_data_conditions(Subject::Vital(vital), now, judged, rules.questionable);
         }
 
-        match judged.get() {
+        match rules.alarm_value(judged) {
             Some(v) => {
-                self.vitals[vi].last_valid = Some(v);
-                self.check_limits(now, vital, &rules, v, None);
-                self.check_baseline(now, vital, &rules, v);
-                self.check_rate(now, vital, &rules, v);
-                if self.session.phase == SessionPhase::Baseline {
+                // A questionable value drives the alarms (marked so) but is
+                // no baseline and no sign of recovery.
+                let doubt = (!judged.validity.is_valid()).then_some(judged.validity);
+                self.vitals[vi].last_valid = judged.get();
+                self.check_limits(now, vital, &rules, v, None, doubt);
+                self.check_baseline(now, vital, &rules, v, doubt);
+                self.check_rate(now, vital, &rules, v, doubt);
+                if doubt.is_none() && self.session.phase == SessionPhase::Baseline {
                     let st = &mut self.vitals[vi];
                     st.collector.push(v);
                     st.collecting_since.get_or_insert(now);
@@ -687,27 +692,39 @@ impl Engine {
         // makes the whole measurement an artifact: none of its components
         // drives a physiological alarm. A component that is merely missing
         // (no value, whatever the reason) leaves the others alone, so
-        // systolic and diastolic alarm without a mean.
+        // systolic and diastolic alarm without a mean. A questionable
+        // component whose policy lets it alarm makes the whole measurement
+        // questionable: its numbers alarm, every one marked questionable.
         let mut judged_nibp = n;
         let mut taint: Option<Sample> = None;
         let mut missing: Option<Sample> = None;
         let mut any_valid = false;
-        for (vital, slot) in [
+        let mut doubtful = false;
+        // Components whose number may drive alarms.
+        let mut usable = [false; 3];
+        for (i, (vital, slot)) in [
             (Vital::NibpSystolic, &mut judged_nibp.systolic),
             (Vital::NibpDiastolic, &mut judged_nibp.diastolic),
             (Vital::NibpMean, &mut judged_nibp.mean),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let rules = self.cfg.vitals[vital.index()];
             if !rules.enabled {
                 continue;
             }
             let judged = self.judge(*slot, &rules);
+            usable[i] = rules.alarm_value(judged).is_some();
             *slot = judged;
             let worse = |w: Option<Sample>| {
                 w.is_none_or(|w: Sample| severity(judged.validity) > severity(w.validity))
             };
             if judged.validity.is_valid() {
                 any_valid = true;
+            } else if usable[i] {
+                any_valid = true;
+                doubtful = true;
             } else if judged.value.is_finite() {
                 if worse(taint) {
                     taint = Some(judged);
@@ -716,23 +733,37 @@ impl Engine {
                 missing = Some(judged);
             }
         }
+        let components = [
+            &mut judged_nibp.systolic,
+            &mut judged_nibp.diastolic,
+            &mut judged_nibp.mean,
+        ];
         if taint.is_some() {
-            for slot in [
-                &mut judged_nibp.systolic,
-                &mut judged_nibp.diastolic,
-                &mut judged_nibp.mean,
-            ] {
+            for (slot, usable) in components.into_iter().zip(usable) {
+                if usable || slot.get().is_some() {
+                    *slot = Sample::new(slot.value, Validity::Artifact);
+                }
+            }
+        } else if doubtful {
+            for slot in components {
                 if let Some(v) = slot.get() {
-                    *slot = Sample::new(v, Validity::Artifact);
+                    *slot = Sample::new(v, Validity::Questionable);
                 }
             }
         }
-        // The technical alarm says why the measurement gives no physiology:
-        // its flagged component, or (when nothing is valid) why it is empty.
+        // The technical alarm says why the measurement gives no physiology
+        // (its flagged component, or when nothing is valid why it is
+        // empty), or why its alarms are marked questionable.
         let technical = match (taint, any_valid) {
             (Some(t), _) => t,
+            (None, true) if doubtful => Sample::missing(Validity::Questionable),
             (None, true) => Sample::valid(0.0),
             (None, false) => missing.unwrap_or(Sample::valid(0.0)),
+        };
+        let policy = if taint.is_none() && doubtful {
+            QuestionablePolicy::Alarm
+        } else {
+            QuestionablePolicy::Off
         };
         for (vital, judged) in [
             (Vital::NibpSystolic, judged_nibp.systolic),
@@ -744,12 +775,13 @@ impl Engine {
                 continue;
             }
             self.vitals[vital.index()].last_seen = Some(now);
-            match judged.get() {
+            match rules.alarm_value(judged) {
                 Some(v) => {
-                    self.vitals[vital.index()].last_valid = Some(v);
-                    self.check_limits(now, vital, &rules, v, previous);
-                    self.check_baseline(now, vital, &rules, v);
-                    if self.session.phase == SessionPhase::Baseline {
+                    let doubt = (!judged.validity.is_valid()).then_some(judged.validity);
+                    self.vitals[vital.index()].last_valid = judged.get();
+                    self.check_limits(now, vital, &rules, v, previous, doubt);
+                    self.check_baseline(now, vital, &rules, v, doubt);
+                    if doubt.is_none() && self.session.phase == SessionPhase::Baseline {
                         self.vitals[vital.index()].collector.push(v);
                     }
                 }
@@ -759,40 +791,56 @@ impl Engine {
                 }
             }
         }
-        self.set_data_conditions(Subject::Nibp, now, technical);
+        self.set_data_conditions(Subject::Nibp, now, technical, policy);
         let mut reading = reading;
         reading.measurement = Measurement::Nibp(judged_nibp);
         self.emit(now, EventKind::Reading(reading));
         self.update_discharge(now);
     }
 
-    /// Applies the plausibility range: a valid value outside it is an artifact.
+    /// Applies the plausibility range: a value that may drive alarms
+    /// (valid, or questionable under the policy `alarm`) outside it is an
+    /// artifact.
     fn judge(&mut self, sample: Sample, rules: &VitalRules) -> Sample {
-        match sample.get() {
+        match rules.alarm_value(sample) {
             Some(v) if v < rules.plausible_min || v > rules.plausible_max => {
                 self.stats.implausible += 1;
                 Sample::new(v, Validity::Artifact)
             }
-            Some(_) => sample,
-            None => {
+            Some(_) if sample.validity.is_valid() => sample,
+            _ => {
                 self.stats.not_valid += 1;
                 sample
             }
         }
     }
 
-    /// Raises or clears the sensor-off / invalid / artifact alarms of a subject.
+    /// Raises or clears the sensor-off / invalid / artifact / questionable
+    /// alarms of a subject. A questionable value raises `questionable` when
+    /// `policy` lets it drive physiological alarms, `invalid` otherwise.
     ///
     /// A technical alarm carries no physiological value: a number the device
     /// still sends beside "sensor off" (often the last valid one) or an
     /// implausible one is not a reading, and an event that showed it would
     /// read as one. The validity says why.
-    fn set_data_conditions(&mut self, subject: Subject, now: Instant, sample: Sample) {
-        let raised = Condition::for_validity(sample.validity);
+    fn set_data_conditions(
+        &mut self,
+        subject: Subject,
+        now: Instant,
+        sample: Sample,
+        policy: QuestionablePolicy,
+    ) {
+        let raised = match sample.validity {
+            Validity::Questionable if policy == QuestionablePolicy::Alarm => {
+                Some(Condition::Questionable)
+            }
+            v => Condition::for_validity(v),
+        };
         for condition in [
             Condition::SensorOff,
             Condition::Invalid,
             Condition::Artifact,
+            Condition::Questionable,
         ] {
             let idx = self.index(AlarmId { subject, condition });
             let present = raised == Some(condition);
@@ -802,7 +850,8 @@ impl Engine {
     }
 
     /// Threshold and critical limits. For NIBP, `previous` is the arrival of
-    /// the previous new measurement (for confirmation).
+    /// the previous new measurement (for confirmation). `doubt` is the
+    /// value's validity when it is not plain valid (questionable).
     fn check_limits(
         &mut self,
         now: Instant,
@@ -810,6 +859,7 @@ impl Engine {
         rules: &VitalRules,
         v: f32,
         previous: Option<Instant>,
+        doubt: Option<Validity>,
     ) {
         let h = rules.hysteresis;
         for (condition, limit, low) in [
@@ -850,11 +900,18 @@ impl Engine {
                     }
                 }
             }
-            self.set_condition(idx, now, present, Some(v), Some(limit.value), None);
+            self.set_condition(idx, now, present, Some(v), Some(limit.value), doubt);
         }
     }
 
-    fn check_baseline(&mut self, now: Instant, vital: Vital, rules: &VitalRules, v: f32) {
+    fn check_baseline(
+        &mut self,
+        now: Instant,
+        vital: Vital,
+        rules: &VitalRules,
+        v: f32,
+        doubt: Option<Validity>,
+    ) {
         if !matches!(
             self.session.phase,
             SessionPhase::Dosing | SessionPhase::Recovery
@@ -872,7 +929,7 @@ impl Engine {
             } else {
                 above(v, t)
             };
-            self.set_condition(idx, now, present, Some(v), Some(t), None);
+            self.set_condition(idx, now, present, Some(v), Some(t), doubt);
         }
         if let Some(t) = rules.baseline.fall_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineFall));
@@ -881,11 +938,18 @@ impl Engine {
             } else {
                 below(v, t)
             };
-            self.set_condition(idx, now, present, Some(v), Some(t), None);
+            self.set_condition(idx, now, present, Some(v), Some(t), doubt);
         }
     }
 
-    fn check_rate(&mut self, now: Instant, vital: Vital, rules: &VitalRules, v: f32) {
+    fn check_rate(
+        &mut self,
+        now: Instant,
+        vital: Vital,
+        rules: &VitalRules,
+        v: f32,
+        doubt: Option<Validity>,
+    ) {
         let (Some(rule), Some(window)) = (rules.rate, self.vitals[vital.index()].rate.as_mut())
         else {
             return;
@@ -903,7 +967,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, above(rise, bound), Some(rise), Some(limit), None);
+            self.set_condition(idx, now, above(rise, bound), Some(rise), Some(limit), doubt);
         }
         if let Some(limit) = rule.fall {
             let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
@@ -913,7 +977,7 @@ impl Engine {
             } else {
                 limit
             };
-            self.set_condition(idx, now, above(fall, bound), Some(fall), Some(limit), None);
+            self.set_condition(idx, now, above(fall, bound), Some(fall), Some(limit), doubt);
         }
     }
 
@@ -1447,6 +1511,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::SensorOff => (t.sensor_off, cfg.technical_delay, false),
                 Condition::Invalid => (t.invalid, cfg.technical_delay, false),
                 Condition::Artifact => (t.artifact, cfg.technical_delay, false),
+                Condition::Questionable => (t.invalid, cfg.technical_delay, false),
                 _ => (Priority::Low, Duration::ZERO, false),
             }
         }
@@ -1455,6 +1520,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::SensorOff => t.sensor_off,
                 Condition::Invalid => t.invalid,
                 Condition::Artifact => t.artifact,
+                Condition::Questionable => t.invalid,
                 Condition::CycleOverdue => t.cycle_overdue,
                 Condition::Disconnected => t.disconnected,
                 Condition::LinkErrors => t.link_errors,

@@ -4771,7 +4771,7 @@ mod seed_tests {
     /// through association, one poll result and an abort.
     #[test]
     fn session_seed_drives_the_host() {
-        let bytes = include_bytes!("../../fuzz/seeds/philips/session.bin");
+        let bytes = include_bytes!("../../../../fuzz/seeds/philips/session.bin");
         let mut host = IntelliVueHost::new(SourceId(4));
         host.handle_timeout(Instant::ZERO);
         let mut tx = Vec::new();

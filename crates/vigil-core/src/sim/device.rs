@@ -50,7 +50,7 @@
 //! the same output bytes.
 //!
 //! Pure. Depends on [`crate::sim`], [`crate::protocol`] (encoders and
-//! message parsing), [`crate::config`] (`ProtocolKind`), [`crate::vitals`]
+//! message parsing, `ProtocolKind`), [`crate::vitals`]
 //! (validity) and [`crate::time`].
 
 use core::time::Duration;
@@ -59,10 +59,10 @@ use std::collections::VecDeque;
 use super::model::Patient;
 use super::rng::Rng;
 use super::scenario::{EventKind, Scenario, ScriptedEvent};
-use crate::config::ProtocolKind;
 use crate::protocol::ge::{self, PhdbRecordType, PhdbRequest};
 use crate::protocol::nonin::{self, NoninFormat};
 use crate::protocol::philips::{self, MdsInfo, Message, ResultShape, TechAlarm};
+use crate::protocol::ProtocolKind;
 use crate::protocol::{line, masimo, NoteText, Snapshot};
 use crate::time::Instant;
 use crate::vitals::Validity;

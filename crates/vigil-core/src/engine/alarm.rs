@@ -151,11 +151,20 @@ pub enum Condition {
     /// A source floods vigil with more input than it processes; input is
     /// being dropped.
     InputOverload,
+    /// The device flags the vital's value questionable (low signal quality,
+    /// pulse search, low perfusion) and the vital's questionable policy lets
+    /// such values drive physiological alarms: this says why those alarms
+    /// are marked questionable. (With the policy `off` a questionable value
+    /// raises `invalid` instead.)
+    Questionable,
 }
 
 impl Condition {
     /// Every condition, in table order.
-    pub const ALL: [Condition; 26] = [
+    ///
+    /// Recordings store a condition by its position here: new conditions
+    /// are appended, never inserted.
+    pub const ALL: [Condition; 27] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -182,9 +191,10 @@ impl Condition {
         Condition::JournalCorrupt,
         Condition::LinkUnstable,
         Condition::InputOverload,
+        Condition::Questionable,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -232,6 +242,7 @@ impl Condition {
             Condition::JournalCorrupt => "journal_corrupt",
             Condition::LinkUnstable => "broker_link_unstable",
             Condition::InputOverload => "input_overload",
+            Condition::Questionable => "questionable",
         }
     }
 
@@ -407,7 +418,10 @@ pub struct AlarmEvent {
     pub value: Option<f32>,
     /// The limit it crossed, if it has one.
     pub limit: Option<f32>,
-    /// The validity behind a technical data alarm.
+    /// The validity of the value behind the alarm when it is not plain
+    /// valid: why a technical data alarm holds, or `Questionable` on a
+    /// physiological alarm whose latest value the device flags
+    /// questionable (see [`super::rules::QuestionablePolicy`]).
     pub validity: Option<Validity>,
     /// The alarm condition delay applied.
     pub delay: Duration,
