@@ -1117,7 +1117,7 @@ impl Reader {
 
     fn technical(&mut self, t: &Table, tp: &mut TechnicalPriorities) {
         let p = "alarms.technical";
-        let fields: [(&str, &mut Priority); 18] = [
+        let fields: [(&str, &mut Priority); 19] = [
             ("stale", &mut tp.stale),
             ("sensor_off", &mut tp.sensor_off),
             ("invalid", &mut tp.invalid),
@@ -1136,6 +1136,7 @@ impl Reader {
             ("journal_corrupt", &mut tp.journal_corrupt),
             ("broker_link_unstable", &mut tp.broker_link_unstable),
             ("input_overload", &mut tp.input_overload),
+            ("hl7_undelivered", &mut tp.hl7_undelivered),
         ];
         let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         self.check_keys(p, t, &names);
@@ -1619,6 +1620,7 @@ pub fn render(cfg: &Config) -> String {
         ("journal_corrupt", t.journal_corrupt),
         ("broker_link_unstable", t.broker_link_unstable),
         ("input_overload", t.input_overload),
+        ("hl7_undelivered", t.hl7_undelivered),
     ] {
         let _ = writeln!(o, "{k} = {:?}", p.key());
     }

@@ -7,6 +7,7 @@ mod display;
 mod emulator;
 mod engine_alloc;
 mod faults;
+mod hl7_live;
 mod install;
 mod lifecycle;
 mod mqtt;

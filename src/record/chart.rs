@@ -341,6 +341,59 @@ pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::SessionId;
+    use crate::time::Instant;
+    use crate::vitals::{Reading, SourceId};
+
+    fn reading(m: Measurement) -> EventKind {
+        EventKind::Reading(Reading {
+            source: SourceId(0),
+            arrival: Instant::from_nanos(0),
+            device_time: None,
+            measurement: m,
+        })
+    }
+
+    #[test]
+    fn the_sampler_hands_out_each_interval_once_it_is_over() {
+        let mut s = Sampler::new(Sampling::Interval(Duration::from_secs(60))).unwrap();
+        let wall = |t: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t);
+        let at =
+            |s: &mut Sampler, t: u64, k: EventKind| s.push(Duration::from_secs(t), wall(t), &k);
+        at(&mut s, 1, reading(Measurement::SpO2(Sample::valid(99.0))));
+        assert!(!s.in_session());
+        assert!(s.take_all().is_empty(), "no session, nothing charted");
+        let phase = |phase| {
+            EventKind::Session(SessionEvent::Phase {
+                phase,
+                session: SessionId::new("KT-1"),
+            })
+        };
+        at(&mut s, 2, phase(SessionPhase::Baseline));
+        at(
+            &mut s,
+            3,
+            reading(Measurement::SpO2(Sample::missing(Validity::SensorOff))),
+        );
+        at(&mut s, 4, reading(Measurement::SpO2(Sample::valid(97.0))));
+        at(&mut s, 5, reading(Measurement::SpO2(Sample::valid(96.0))));
+        assert!(s.take_complete(Duration::from_secs(59)).is_empty());
+        at(&mut s, 61, reading(Measurement::SpO2(Sample::valid(95.0))));
+        let first = s.take_complete(Duration::from_secs(61));
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].time, first[0].group), (Duration::from_secs(4), 0));
+        assert_eq!(first[0].session, "KT-1");
+        // The next interval still collects after the first was taken.
+        at(&mut s, 62, reading(Measurement::SpO2(Sample::valid(94.0))));
+        at(&mut s, 70, phase(SessionPhase::Ended));
+        at(&mut s, 71, reading(Measurement::SpO2(Sample::valid(93.0))));
+        let rest = s.take_all();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            rest[0].value,
+            Value::Continuous(Vital::SpO2, Sample::valid(95.0))
+        );
+    }
 
     #[test]
     fn quality_keeps_numbers_only_where_the_device_stands_behind_them() {
