@@ -396,20 +396,20 @@ fn decode_command(mut b: &[u8]) -> Result<Command, RecordError> {
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// IO on a path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a readable recording.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Format {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: RecordError,
+        cause: RecordError,
     },
 }
 
@@ -430,11 +430,11 @@ impl Loaded {
     pub fn from_read(path: &Path, read: std::io::Result<Vec<u8>>) -> Result<Loaded, FileError> {
         let data = read.map_err(|source| FileError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Loaded::decode(&data).map_err(|source| FileError::Format {
             path: path.to_owned(),
-            source,
+            cause: source,
         })
     }
 
