@@ -199,7 +199,11 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
                 eprintln!("{}: warning: {w}", file.display());
             }
             let mut out = std::io::stdout().lock();
-            writeln!(out, "# {}: valid. Effective configuration:\n", file.display())?;
+            writeln!(
+                out,
+                "# {}: valid. Effective configuration:\n",
+                file.display()
+            )?;
             write!(out, "{}", config::render(&cfg))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)

@@ -65,6 +65,9 @@ pub struct Options {
     pub log: bool,
     /// More sinks receiving every event (tests, embedding).
     pub sinks: Vec<SinkHandle>,
+    /// More sinks made with the channel on which they report technical
+    /// conditions (tests, embedding).
+    pub sinks_reporting: Option<SinkMaker>,
     /// The recording.
     pub recording: Recording,
     /// Queue length of the MQTT and log sinks.
@@ -80,11 +83,15 @@ impl Default for Options {
             script: Vec::new(),
             log: true,
             sinks: Vec::new(),
+            sinks_reporting: None,
             recording: Recording::AsConfigured,
             sink_queue: 4096,
         }
     }
 }
+
+/// Makes sinks from the sender of the daemon's technical conditions.
+pub type SinkMaker = Box<dyn FnOnce(&mpsc::Sender<(SystemCondition, bool)>) -> Vec<SinkHandle>>;
 
 /// A running daemon.
 pub struct Daemon {
@@ -133,6 +140,7 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
         script,
         log,
         sinks: extra,
+        sinks_reporting,
         recording,
         sink_queue,
     } = options;
@@ -145,6 +153,24 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
     // The caller's sinks first (a test's collecting sink sees an event no
     // later than the MQTT side publishes it).
     let mut sinks = extra;
+    if let Some(make) = sinks_reporting {
+        sinks.extend(make(&system_tx));
+    }
+    if let Some(h) = &config.hl7 {
+        tracing::info!(
+            "HL7: charting every {:?} to {} (the [hl7] section)",
+            h.interval,
+            h.to
+        );
+        sinks.push(crate::io::hl7::spawn(crate::io::hl7::Hl7Setup {
+            config: h.clone(),
+            site: config.site.clone(),
+            bed: config.bed.clone(),
+            sources: crate::record::chart::devices(&config),
+            system: system_tx.clone(),
+            queue: sink_queue,
+        }));
+    }
     if config.mqtt.enabled {
         sinks.push(
             crate::mqtt::spawn(crate::mqtt::MqttSetup {

@@ -10,7 +10,7 @@ use serialport::TTYPort;
 use tokio::sync::mpsc;
 use vigil::config::Config;
 use vigil::daemon::{Daemon, Options, Recording};
-use vigil::engine::{AlarmEvent, EventKind, Phase};
+use vigil::engine::{AlarmEvent, EventKind, Phase, SystemCondition};
 use vigil::io::driver::Status;
 use vigil::io::sink::{SinkHandle, SinkMsg};
 use vigil::record::file::RecorderSettings;
@@ -144,7 +144,17 @@ pub fn start(config: Config) -> Running {
 
 /// Starts the daemon without MQTT or log sink, recording into `recording`
 /// when given.
-pub fn start_recording(mut config: Config, recording: Option<RecorderSettings>) -> Running {
+pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> Running {
+    start_with(config, recording, |_| Vec::new())
+}
+
+/// Like [`start_recording`], with more sinks made from the daemon's channel
+/// for technical conditions.
+pub fn start_with(
+    mut config: Config,
+    recording: Option<RecorderSettings>,
+    sinks: impl FnOnce(&mpsc::Sender<(SystemCondition, bool)>) -> Vec<SinkHandle> + 'static,
+) -> Running {
     config.mqtt.enabled = false;
     let (sink, events) = collecting_sink();
     let source_names = config.engine.source_names.clone();
@@ -152,6 +162,7 @@ pub fn start_recording(mut config: Config, recording: Option<RecorderSettings>) 
         status_every: Duration::from_secs(3600),
         log: false,
         sinks: vec![sink],
+        sinks_reporting: Some(Box::new(sinks)),
         recording: recording.map_or(Recording::Off, Recording::To),
         ..Options::default()
     };
