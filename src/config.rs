@@ -1148,7 +1148,14 @@ impl Reader {
         self.check_keys(
             p,
             t,
-            &["confirm", "confirm_window", "cycle", "grace", "watch_cycle"],
+            &[
+                "confirm",
+                "confirm_window",
+                "cycle",
+                "grace",
+                "watch_cycle",
+                "combined_high",
+            ],
         );
         if let Some(c) = self.string(p, t, "confirm") {
             match [NibpConfirm::High, NibpConfirm::Both, NibpConfirm::Off]
@@ -1170,6 +1177,9 @@ impl Reader {
         }
         if let Some(b) = self.boolean(p, t, "watch_cycle") {
             n.watch_cycle = b;
+        }
+        if let Some(b) = self.boolean(p, t, "combined_high") {
+            n.combined_high = b;
         }
         if n.cycle < Duration::from_secs(60) {
             self.err(format!(
@@ -1616,12 +1626,13 @@ pub fn render(cfg: &Config) -> String {
     let n = &e.nibp;
     let _ = writeln!(
         o,
-        "[alarms.nibp]\nconfirm = {:?}\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\n",
+        "[alarms.nibp]\nconfirm = {:?}\nconfirm_window = {}\ncycle = {}\ngrace = {}\nwatch_cycle = {}\ncombined_high = {}\n",
         n.confirm.key(),
         opt_dur(n.confirm_window),
         dur(n.cycle),
         dur(n.grace),
-        n.watch_cycle
+        n.watch_cycle,
+        n.combined_high
     );
     let t = &e.technical;
     let _ = writeln!(o, "[alarms.technical]");

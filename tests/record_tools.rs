@@ -351,7 +351,7 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     assert_eq!(a.series[0].len(), 2400);
     assert_eq!(a.nibp.len(), 8);
     let keys: Vec<&str> = a.episodes.iter().map(|e| e.key.as_str()).collect();
-    for k in ["spo2.low", "hr.high", "spo2.sensor_off", "nibp_sys.high"] {
+    for k in ["spo2.low", "hr.high", "spo2.sensor_off", "nibp.high"] {
         assert!(keys.contains(&k), "{k} in {keys:?}");
     }
     let low = a.episodes.iter().find(|e| e.key == "spo2.low").unwrap();
