@@ -22,30 +22,42 @@
 //! [`mqtt`] is the MQTT sink: topics, payloads, the durable outbox, commands
 //! from displays and the embedded broker.
 //!
-//! # Dependency rules
+//! # Crates and dependency rules
 //!
-//! - [`time`], [`vitals`], [`protocol`], [`engine`] and [`config`] are pure:
-//!   no tokio, no clock reads, no unseeded randomness. Time is an argument.
-//! - [`vitals`] depends on [`time`] only; [`protocol`] on [`vitals`];
-//!   [`engine`] on [`vitals`] and [`config`]; nothing in the pure core
-//!   depends on IO modules.
+//! - The pure core is the `vigil-core` crate: [`time`], [`vitals`],
+//!   [`protocol`], [`engine`], [`pipeline`], the recording format (in
+//!   [`record`]) and the simulated monitors (in [`sim`]). It has no tokio,
+//!   no clock reads, no IO and no unseeded randomness in its dependencies, so
+//!   the compiler keeps it pure; time is an argument. This crate re-exports
+//!   its modules under the same names (`vigil::engine`, `crate::pipeline`).
+//! - Inside the core: [`vitals`] depends on [`time`]; [`protocol`] on
+//!   [`vitals`]; [`engine`] on [`vitals`] and [`protocol`]; [`pipeline`] on
+//!   both.
+//! - [`config`] (the TOML file) depends on [`engine`] for the typed alarm
+//!   settings and on [`protocol`] for protocol names; the core never
+//!   depends on [`config`].
+//! - [`replay`] depends on the core and [`config`]; the export tools in
+//!   [`record`] depend on [`replay`], never the reverse.
+//! - [`io`] (sources, driver, sinks, the real clock) depends on everything
+//!   below it; [`mqtt`] and [`display`] format times with [`time`], not
+//!   through [`io`].
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
-//!   `main.rs` only.
+//!   `main.rs` only. An error's message is whole: it says its cause (and
+//!   the setting to fix), so a log line `{e}` is complete; the cause is
+//!   therefore never also its `source()` (no field named `source`, no
+//!   `#[from]` beside a `{0}`), or main's `{:#}` would print it twice.
+
+pub use vigil_core::{engine, pipeline, protocol, time, vitals};
 
 pub mod config;
 pub mod display;
-pub mod engine;
 pub mod io;
 pub mod log_limit;
 pub mod mqtt;
-pub mod pipeline;
-pub mod protocol;
 pub mod random;
 pub mod record;
 pub mod replay;
 pub mod report;
 pub mod setup;
 pub mod sim;
-pub mod time;
-pub mod vitals;
 pub mod watch;

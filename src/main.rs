@@ -405,13 +405,20 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             status_every,
             run_for,
         } => {
-            let cfg = match load_config(config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(code) => return Ok(code),
+            // The one check start-up, SIGHUP and check-config share.
+            let checked = match config.as_deref() {
+                Some(p) => config::load_runnable(p),
+                None => config::parse(config::DEFAULT_TOML, "<embedded defaults>")
+                    .and_then(|c| config::runnable(c, "<embedded defaults>")),
             };
-            if let Some(missing) = config::readiness(&cfg).missing.first() {
-                anyhow::bail!("{missing}");
-            }
+            let cfg = match checked {
+                Ok(cfg) => cfg,
+                Err(e @ ConfigError::NotReady { .. }) => anyhow::bail!("{e}"),
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             vigil_run(cfg, config, status_every, run_for, Vec::new())
                 .context("running the daemon")?;
             Ok(ExitCode::SUCCESS)
@@ -675,24 +682,23 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load(file) {
+    match config::load_runnable(file) {
         Ok(cfg) => {
-            let ready = config::readiness(&cfg);
-            for w in &ready.warnings {
+            for w in &config::readiness(&cfg).warnings {
                 eprintln!("{}: warning: {w}", file.display());
-            }
-            if !ready.missing.is_empty() {
-                eprintln!(
-                    "{}: not ready to run: {} problem(s):\n  {}",
-                    file.display(),
-                    ready.missing.len(),
-                    ready.missing.join("\n  ")
-                );
-                return ExitCode::from(2);
             }
             println!("# {}: valid. Effective configuration:\n", file.display());
             print!("{}", config::render(&cfg));
             ExitCode::SUCCESS
+        }
+        Err(e @ ConfigError::NotReady { .. }) => {
+            if let ConfigError::NotReady { warnings, .. } = &e {
+                for w in warnings {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+            }
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
         Err(e @ ConfigError::Io { .. }) => {
             eprintln!("vigil: {e}");
@@ -758,7 +764,7 @@ fn demo(
 
     let mut cfg = config::parse(config::DEMO_TOML, "<embedded demo>")
         .context("the embedded demo configuration")?;
-    let script = vigil::sim::Scenario::find(&scenario).with_context(|| {
+    let script = vigil::sim::find_scenario(&scenario).with_context(|| {
         format!(
             "scenario `{scenario}` (built in: {})",
             vigil::sim::Scenario::builtin_names()

@@ -12,10 +12,12 @@ use std::path::Path;
 
 use crate::config::{self, Config};
 use crate::engine::{Event, EventKind, Phase, Priority};
-use crate::pipeline::{Input, Pipeline};
-use crate::record::file::{self, FileError};
-use crate::record::{Record, RecordError};
+use crate::pipeline::{Input, Pipeline, SourceRole};
 use crate::time::Instant;
+use crate::vitals::Vital;
+// The core format, not `crate::record`: the export tools there replay
+// through this module, so this one must not depend on them.
+use vigil_core::record::{FileError, Loaded, Record, RecordError};
 
 /// Errors loading a recording for replay.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +29,12 @@ pub enum ReplayError {
     #[error("{0}: the recording holds no configuration (it is empty or was cut off at once)")]
     NoConfig(String),
     /// The recorded configuration does not parse.
-    #[error("{path}: the recorded configuration is invalid: {source}")]
+    #[error("{path}: the recorded configuration is invalid: {cause}")]
     Config {
         /// The file.
         path: String,
         /// Why.
-        source: config::ConfigError,
+        cause: config::ConfigError,
     },
 }
 
@@ -84,7 +86,7 @@ impl Session {
 /// Loads a recording.
 pub fn load(path: &Path) -> Result<Session, ReplayError> {
     let shown = path.display().to_string();
-    let loaded = file::read(path)?;
+    let loaded = Loaded::from_read(path, std::fs::read(path))?;
     let mut meta = Vec::new();
     let mut config: Option<Config> = None;
     let mut start = Instant::ZERO;
@@ -100,7 +102,7 @@ pub fn load(path: &Path) -> Result<Session, ReplayError> {
                 let parsed =
                     config::parse(&text, &shown).map_err(|source| ReplayError::Config {
                         path: shown.clone(),
-                        source,
+                        cause: source,
                     })?;
                 if config.is_none() {
                     config = Some(parsed);
@@ -125,6 +127,19 @@ pub fn load(path: &Path) -> Result<Session, ReplayError> {
         corrupt_tail: loaded.corrupt_tail,
         size: loaded.size,
     })
+}
+
+/// A configured source as the pipeline sees it ([`crate::pipeline::for_sources`]).
+impl SourceRole for config::SourceConfig {
+    fn protocol(&self) -> config::ProtocolKind {
+        self.protocol
+    }
+    fn timeout(&self) -> core::time::Duration {
+        self.timeout
+    }
+    fn vitals(&self) -> &[Vital] {
+        &self.vitals
+    }
 }
 
 /// Builds the pipeline a run started with.
@@ -268,4 +283,51 @@ pub fn compare(session: &Session, other: &Config) -> Vec<Difference> {
 pub fn clock_offset(t: Instant) -> String {
     let s = t.as_nanos() / 1_000_000_000;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::EventKind;
+    use crate::time::Instant;
+    use crate::vitals::SourceId;
+
+    fn ms(t: u64) -> Instant {
+        Instant::from_millis(t)
+    }
+
+    #[test]
+    fn configured_vitals_decide_which_source_supplies_what() {
+        let cfg = crate::config::parse(
+            r#"
+            [[source]]
+            name = "oximeter"
+            protocol = "vigil-line"
+            tcp = "127.0.0.1:1"
+            vitals = ["spo2", "pr"]
+            [[source]]
+            name = "monitor"
+            protocol = "vigil-line"
+            tcp = "127.0.0.1:2"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let mut p = crate::pipeline::for_sources(ms(0), cfg.engine.clone(), &cfg.sources);
+        // HR from the oximeter is not taken; SpO2 from both: the oximeter wins.
+        p.handle_bytes(ms(0), SourceId(0), b"hr 70\nspo2 97\n");
+        p.handle_bytes(ms(10), SourceId(1), b"hr 71\nspo2 90\n");
+        let got: Vec<(u16, String)> = std::iter::from_fn(|| p.poll_event())
+            .filter_map(|e| match e.kind {
+                EventKind::Reading(r) => Some((
+                    r.source.0,
+                    format!("{:?}", r.measurement.continuous().unwrap().0),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "SpO2".to_owned()), (1, "HeartRate".to_owned())]
+        );
+    }
 }

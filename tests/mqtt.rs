@@ -144,7 +144,7 @@ async fn acknowledging_round_trips_and_bad_commands_are_rejected_with_reasons() 
         .await;
 
     // Each bad command gets a reason; none reaches or disturbs the engine.
-    let stale = vigil::io::clock::rfc3339(std::time::SystemTime::now() - SECS(600));
+    let stale = vigil::time::rfc3339(std::time::SystemTime::now() - SECS(600));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("bad-1", b"{this is not json".to_vec(), "not a JSON object"),
         (
@@ -371,7 +371,7 @@ async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
     assert_valid("alarm", &alarm.json);
     assert_eq!(alarm.json["seq"], seq, "published with its original seq");
     assert_eq!(alarm.json["stream_seq"], 1);
-    let time = vigil::io::clock::parse_rfc3339(alarm.json["time"].as_str().unwrap()).unwrap();
+    let time = vigil::time::parse_rfc3339(alarm.json["time"].as_str().unwrap()).unwrap();
     assert!(
         time.duration_since(before).unwrap_or_default() < SECS(2),
         "the original timestamp, not the replay's"

@@ -10,15 +10,19 @@ use ratatui::Terminal;
 use vigil::display::feed::{self, BedKey, TopicKind, Topics};
 use vigil::display::link::{self, LinkSettings, Shared};
 use vigil::display::state::{Board, BoardView, Settings};
-use vigil::io::clock::rfc3339;
 use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
+use vigil::time::rfc3339;
 use vigil::watch::ui::{self, Action, Ui};
 
 use crate::util::daemon::temp_dir;
 use crate::util::feed::{Broker, Publisher, Subscriber};
 
 fn screen(ui: &Ui, view: &BoardView) -> String {
-    let mut term = Terminal::new(TestBackend::new(110, 30)).unwrap();
+    screen_of(ui, view, 110, 30)
+}
+
+fn screen_of(ui: &Ui, view: &BoardView, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     term.draw(|f| ui::render(f, ui, view)).unwrap();
     let buf = term.backend().buffer().clone();
     let mut out = String::new();
@@ -143,6 +147,12 @@ fn watch_shows_no_data_when_the_heartbeat_is_late_or_the_broker_lost() {
 
 /// Starts the link on a runtime thread; returns the shared state.
 fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
+    start_link_for(port, vec![bed()])
+}
+
+/// The displays' link to `port` for `beds` (empty: every bed on the broker).
+fn start_link_for(port: u16, beds: Vec<BedKey>) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
+    let shown = beds.clone();
     let settings = LinkSettings {
         link: LinkConfig::new(
             parse_broker_url(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
@@ -150,7 +160,7 @@ fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
         ),
         client_id: "test-watch".into(),
         topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
-        beds: vec![bed()],
+        beds,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,7 +171,7 @@ fn start_link(port: u16) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
             .unwrap();
         rt.block_on(async move {
             let (shared, _task) =
-                link::spawn(settings, Board::new(Settings::default(), &[bed()])).unwrap();
+                link::spawn(settings, Board::new(Settings::default(), &shown)).unwrap();
             tx.send(shared).unwrap();
             let _ = stop_rx.await;
         });
@@ -352,4 +362,60 @@ fn watch_session_keys_publish_session_and_audio_commands() {
     assert_valid("command", &cmd);
     assert_eq!(cmd["command"], "acknowledge_all");
     assert_eq!(cmd["by"], "JD");
+}
+
+#[test]
+fn watch_shows_64_beds_a_line_each_worst_first_and_one_site_at_a_time() {
+    use crate::util::ward::{Plan, Ward};
+    let dir = temp_dir("watch-64");
+    let broker = Broker::start(&dir);
+    let _ward = Ward::start(Plan {
+        burst_every: Duration::from_secs(2),
+        burst_size: 5,
+        hold: Duration::from_secs(30),
+        ..Plan::on_one_broker(broker.port, &crate::station::SITES, 16)
+    });
+    let (shared, _stop) = start_link_for(broker.port, Vec::new());
+    let view = wait(&shared, "64 live beds, 5 in a high alarm", |v| {
+        v.beds.len() == 64
+            && v.beds.iter().all(|b| b.live)
+            && v.beds.iter().filter(|b| b.worst == Some("high")).count() == 5
+    });
+    let mut ui = Ui::default();
+    let text = screen_of(&ui, &view, 150, 40);
+    // For a person to look at.
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("station");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("watch-64-beds-150x40.txt"), &text).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // One line per bed, worst first: the five high alarms on top.
+    assert!(lines[1].contains("64 beds, worst first"), "{text}");
+    for line in &lines[2..7] {
+        assert!(line.contains("HIGH") && line.contains("SpO2 low"), "{text}");
+    }
+    assert!(lines[2].contains("▶room-1/bed-01"), "{text}");
+    assert!(text.contains("more beds below"), "{text}");
+    // f: one site at a time.
+    assert_eq!(
+        ui::on_key(&mut ui, key(KeyCode::Char('f')), &view),
+        Action::None
+    );
+    assert_eq!(ui.site.as_deref(), Some("room-1"));
+    assert_eq!(
+        ui::on_key(&mut ui, key(KeyCode::Char('f')), &view),
+        Action::None
+    );
+    assert_eq!(ui.site.as_deref(), Some("room-2"));
+    let mut only = shared.board().view(SystemTime::now());
+    ui::arrange(&ui, &mut only);
+    assert_eq!(only.beds.len(), 16);
+    let text = screen_of(&ui, &only, 150, 40);
+    assert!(text.contains("16 beds of room-2"), "{text}");
+    assert!(!text.contains("room-1/bed-"), "{text}");
+    assert!(text.contains("room-2/bed-16"), "all 16 fit: {text}");
+    // The selected alarm's bed stays in sight when scrolling down the list.
+    ui.site = None;
+    ui.selected = 4;
+    let text = screen_of(&ui, &view, 150, 20);
+    assert!(text.contains("▶ HIGH"), "{text}");
 }

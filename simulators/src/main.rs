@@ -167,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let Some(kind) = args.protocol else {
         bail!("--protocol is required");
     };
-    let scenario = Scenario::find(&args.scenario)?;
+    let scenario = vigil::sim::find_scenario(&args.scenario)?;
     let opts = RunOptions {
         until: args.fast.then(|| Instant::ZERO + scenario.duration),
         write_timeout: Some(Duration::from_millis(250)),

@@ -21,7 +21,7 @@
 //! than 1 is refused (the display cannot know what it means).
 //!
 //! Pure: times come in as arguments. Depends on [`crate::engine`] (the
-//! alarm vocabulary) and [`crate::io::clock::rfc3339`].
+//! alarm vocabulary) and [`crate::time::rfc3339`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::engine::{AlarmState, Priority};
-use crate::io::clock::rfc3339;
+use crate::time::rfc3339;
 
 /// The payload schema version this display understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -854,7 +854,7 @@ pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> 
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-pub use crate::io::clock::parse_rfc3339;
+pub use crate::time::parse_rfc3339;
 
 #[cfg(test)]
 mod tests {

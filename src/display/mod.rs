@@ -15,7 +15,7 @@
 //! - [`link`]: the MQTT client both displays use;
 //! - [`web`]: the HTTP server, its page and access control.
 //!
-//! Depends on [`crate::engine`] (alarm vocabulary) and [`crate::io::clock`].
+//! Depends on [`crate::engine`] (alarm vocabulary) and [`crate::time`] (RFC 3339).
 
 pub mod feed;
 pub mod link;

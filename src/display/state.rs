@@ -655,11 +655,14 @@ impl Board {
 
     /// What to show at `now`.
     pub fn view(&self, now: SystemTime) -> BoardView {
-        let beds: Vec<BedView> = self
+        let mut beds: Vec<BedView> = self
             .beds
             .iter()
             .map(|(k, b)| self.bed_view(k, b, now))
             .collect();
+        // Worst first; within a rank in key order, so tiles move only when
+        // a bed's state changes, never with time.
+        beds.sort_by(|x, y| y.urgency.cmp(&x.urgency).then_with(|| x.key.cmp(&y.key)));
         // A cleanly stopped bed is not blind: nobody expects data from it.
         let blind = beds.iter().filter(|b| !b.live && !b.stopped).count();
         BoardView {
@@ -683,6 +686,7 @@ impl Board {
             },
             beds,
             feed: self.feed.iter().cloned().collect(),
+            sites: self.sites(now),
         }
     }
 
@@ -719,8 +723,16 @@ impl Board {
             }
             r
         });
+        let worst = alarms
+            .iter()
+            .filter(|a| !a.acknowledged)
+            .max_by_key(|a| a.rank)
+            .map(|a| a.priority);
         BedView {
             key: key.to_string(),
+            site: key.site.clone(),
+            urgency: urgency(live, stopped, &alarms),
+            worst,
             live,
             stopped,
             no_data: no_data.map(|n| n.text(now)),
@@ -924,6 +936,25 @@ fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
         v.trend = arrow(d, 10.0);
     }
     v
+}
+
+/// How urgently a bed needs a look, for the station's order (worst first):
+/// 7 an unacknowledged high alarm, 6 NO DATA (a blind bed may hide one),
+/// 5 unacknowledged medium, 3 unacknowledged low, 2 only acknowledged
+/// alarms, 1 calm, 0 stopped.
+fn urgency(live: bool, stopped: bool, alarms: &[AlarmView]) -> u8 {
+    if stopped {
+        return 0;
+    }
+    let open = alarms
+        .iter()
+        .filter(|a| !a.acknowledged)
+        .map(|a| 2 * a.rank + 1)
+        .max()
+        .unwrap_or(0);
+    let blind = if live { 0 } else { 6 };
+    let acked = if alarms.is_empty() { 1 } else { 2 };
+    open.max(blind).max(acked)
 }
 
 /// The highest priority among the physiological alarms about a vital shown
@@ -1180,10 +1211,29 @@ pub struct BoardView {
     pub blind: usize,
     /// The full-width NO DATA banner text, when any bed is blind.
     pub banner: Option<String>,
-    /// Beds in key order.
+    /// Beds, worst first ([`BedView::urgency`]), then in key order.
     pub beds: Vec<BedView>,
     /// Recent alarm events, newest last.
     pub feed: Vec<FeedLine>,
+    /// Every site known, with its NO DATA (for the station's site filter).
+    pub sites: Vec<SiteView>,
+}
+
+impl BoardView {
+    /// Keeps only the beds (and feed lines) of `sites`; empty keeps all.
+    /// The banner and the site list stay those of the whole board, so a
+    /// filtered station still hears of a blind bed elsewhere.
+    pub fn only_sites(&mut self, sites: &[String]) {
+        if sites.is_empty() {
+            return;
+        }
+        let keep = |bed: &str| {
+            bed.split_once('/')
+                .is_some_and(|(site, _)| sites.iter().any(|s| s == site))
+        };
+        self.beds.retain(|b| keep(&b.key));
+        self.feed.retain(|l| keep(&l.bed));
+    }
 }
 
 /// One bed.
@@ -1191,6 +1241,14 @@ pub struct BoardView {
 pub struct BedView {
     /// `site/bed`.
     pub key: String,
+    /// The site (the first part of the key).
+    pub site: String,
+    /// How urgently the bed needs a look: 7 an unacknowledged high alarm,
+    /// 6 NO DATA, 5 unacknowledged medium, 3 unacknowledged low, 2 only
+    /// acknowledged alarms, 1 calm, 0 stopped. The station sorts by it.
+    pub urgency: u8,
+    /// The priority of the highest unacknowledged alarm, if any.
+    pub worst: Option<&'static str>,
     /// False when NO DATA: values are hidden, alarms are the last known.
     pub live: bool,
     /// vigil on this bed was stopped cleanly: shown as "stopped", not
@@ -1357,20 +1415,20 @@ mod tests {
     fn heartbeat(board: &mut Board, seq: u64, now: SystemTime) {
         let json = format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"sources":[{{"name":"monitor","up":true}}]}}"#,
-            crate::io::clock::rfc3339(now)
+            crate::time::rfc3339(now)
         );
         feed(board, TopicKind::Status, &json, false, now);
     }
 
     fn alarm(id: &str, priority: &str, state: &str, seq: u64, at: SystemTime) -> String {
         let ack = if state == "acknowledged" {
-            format!(r#"{{"by":"JD","at":"{}"}}"#, crate::io::clock::rfc3339(at))
+            format!(r#"{{"by":"JD","at":"{}"}}"#, crate::time::rfc3339(at))
         } else {
             "null".into()
         };
         format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{0}","alarm":{{"id":"{id}","kind":"physiological","priority":"{priority}","phase":"start","state":"{state}","value":86,"limit":90,"onset":"{0}","determined":"{0}","ack":{ack}}}}}"#,
-            crate::io::clock::rfc3339(at)
+            crate::time::rfc3339(at)
         )
     }
 
@@ -1420,7 +1478,7 @@ mod tests {
         assert_eq!(b.no_data(&bed(), t(0)), Some(NoData::NeverHeard));
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"time":"{}","state":"online"}}"#,
-            crate::io::clock::rfc3339(t(0))
+            crate::time::rfc3339(t(0))
         );
         feed(&mut b, TopicKind::Status, &json, true, t(100));
         assert!(matches!(
@@ -1704,8 +1762,8 @@ mod tests {
             TopicKind::Session,
             &format!(
                 r#"{{"schema_version":1,"seq":90,"time":"{}","state":{{"phase":"dosing","session":"S-1","doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
-                crate::io::clock::rfc3339(t(1) + ahead),
-                crate::io::clock::rfc3339(t(1) + ahead - Duration::from_secs(600)),
+                crate::time::rfc3339(t(1) + ahead),
+                crate::time::rfc3339(t(1) + ahead - Duration::from_secs(600)),
             ),
             false,
             t(1),
@@ -1719,7 +1777,7 @@ mod tests {
     fn beat_at(board: &mut Board, seq: u64, theirs: SystemTime, ours: SystemTime) {
         let json = format!(
             r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
-            crate::io::clock::rfc3339(theirs)
+            crate::time::rfc3339(theirs)
         );
         feed(board, TopicKind::Status, &json, false, ours);
     }
@@ -1763,7 +1821,7 @@ mod tests {
         let mut b = live_board();
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"vitals":{{"hr":{{"value":64,"validity":"old","time":"{0}"}},"nibp_sys":{{"value":182,"validity":"old","time":"{0}"}},"nibp_dia":{{"value":95,"validity":"old","time":"{0}"}}}}}}"#,
-            crate::io::clock::rfc3339(t(2)),
+            crate::time::rfc3339(t(2)),
         );
         feed(&mut b, TopicKind::Vitals, &json, false, t(2));
         let view = b.view(t(2));
@@ -1782,8 +1840,8 @@ mod tests {
         let ahead = Duration::from_secs(7200);
         let json = format!(
             r#"{{"schema_version":1,"seq":5,"time":"{0}","vitals":{{"nibp_sys":{{"value":120,"validity":"valid","time":"{1}"}},"nibp_dia":{{"value":80,"validity":"valid","time":"{1}"}}}}}}"#,
-            crate::io::clock::rfc3339(t(2) + ahead),
-            crate::io::clock::rfc3339(t(2) + ahead - Duration::from_secs(180)),
+            crate::time::rfc3339(t(2) + ahead),
+            crate::time::rfc3339(t(2) + ahead - Duration::from_secs(180)),
         );
         feed(&mut b, TopicKind::Vitals, &json, false, t(2));
         let nibp = &b.view(t(2)).beds[0].vitals[2];
@@ -1817,7 +1875,7 @@ mod tests {
         // …a live message does.
         let json = format!(
             r#"{{"schema_version":1,"seq":10,"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
-            crate::io::clock::rfc3339(t(4))
+            crate::time::rfc3339(t(4))
         );
         let (env, msg) =
             super::super::feed::parse("x/status", TopicKind::Status, json.as_bytes()).unwrap();
@@ -1842,7 +1900,7 @@ mod tests {
         let session = |seq: u64, code: &str| {
             format!(
                 r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
-                crate::io::clock::rfc3339(t(seq))
+                crate::time::rfc3339(t(seq))
             )
         };
         feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
@@ -1904,6 +1962,83 @@ mod tests {
     }
 
     #[test]
+    fn the_station_shows_the_worst_bed_first_and_filters_by_site() {
+        let keys = [
+            BedKey::new("north", "b1"),
+            BedKey::new("north", "b2"),
+            BedKey::new("south", "b1"),
+            BedKey::new("south", "b2"),
+            BedKey::new("south", "b3"),
+        ];
+        let mut b = Board::new(Settings::default(), &keys);
+        b.link_up();
+        let on = |b: &mut Board, k: &BedKey, kind: TopicKind, json: &str| {
+            let (env, msg) = feed::parse("t", kind, json.as_bytes()).unwrap();
+            b.apply(k, &env, msg, false, t(1));
+        };
+        let beat = format!(
+            r#"{{"schema_version":1,"seq":1,"time":"{}","state":"online","beat":1}}"#,
+            crate::time::rfc3339(t(1))
+        );
+        // south/b3 never heard of (NO DATA); the others beat.
+        for k in &keys[..4] {
+            on(&mut b, k, TopicKind::Status, &beat);
+        }
+        on(
+            &mut b,
+            &keys[1],
+            TopicKind::Alarms,
+            &alarm("spo2.low", "medium", "active", 2, t(1)),
+        );
+        on(
+            &mut b,
+            &keys[3],
+            TopicKind::Alarms,
+            &alarm("spo2.low", "high", "active", 2, t(1)),
+        );
+        on(
+            &mut b,
+            &keys[0],
+            TopicKind::Alarms,
+            &alarm("hr.high", "high", "acknowledged", 2, t(1)),
+        );
+        let v = b.view(t(2));
+        let order: Vec<(&str, u8, Option<&str>)> = v
+            .beds
+            .iter()
+            .map(|x| (x.key.as_str(), x.urgency, x.worst))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("south/b2", 7, Some("high")),
+                ("south/b3", 6, None),
+                ("north/b2", 5, Some("medium")),
+                ("north/b1", 2, None),
+                ("south/b1", 1, None),
+            ]
+        );
+        let sites: Vec<(&str, usize, usize)> = v
+            .sites
+            .iter()
+            .map(|s| (s.site.as_str(), s.beds, s.live_beds))
+            .collect();
+        assert_eq!(sites, [("north", 2, 2), ("south", 3, 2)]);
+        let mut north = v.clone();
+        north.only_sites(&["north".to_owned()]);
+        let keys: Vec<&str> = north.beds.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["north/b2", "north/b1"]);
+        assert!(north.feed.iter().all(|l| l.bed.starts_with("north/")));
+        assert_eq!(north.feed.len(), 2);
+        // The banner still tells of the blind bed at the other site.
+        assert_eq!(north.banner, v.banner);
+        assert!(north.banner.unwrap().contains("south/b3"));
+        let mut all = v.clone();
+        all.only_sites(&[]);
+        assert_eq!(all, v);
+    }
+
+    #[test]
     fn several_beds_share_one_banner() {
         let mut b = Board::new(Settings::default(), &[bed(), BedKey::new("s", "c")]);
         b.link_up();
@@ -1914,9 +2049,10 @@ mod tests {
             v.banner.as_deref(),
             Some("s/c: nothing received from vigil for this bed yet")
         );
-        assert!(v.beds[0].live);
+        // The blind bed first (worst first).
+        assert!(v.beds[1].live);
         assert_eq!(
-            v.beds[1].no_data.as_deref(),
+            v.beds[0].no_data.as_deref(),
             Some("nothing received from vigil for this bed yet")
         );
     }
@@ -1969,7 +2105,7 @@ mod tests {
                 r#"{{"schema_version":1,"seq":{},"vitals":{{"hr":{{"value":{},"validity":"valid","time":"{}"}}}}}}"#,
                 20_000 + i,
                 60 + (i / 60) % 40,
-                crate::io::clock::rfc3339(t(i)),
+                crate::time::rfc3339(t(i)),
             );
             feed(&mut b, TopicKind::Vitals, &json, false, t(i));
         }
@@ -2016,8 +2152,8 @@ mod tests {
                 "nibp_sys":{{"value":150,"validity":"valid","time":"{2}"}},
                 "nibp_dia":{{"value":95,"validity":"valid","time":"{2}"}}}}}}"#,
                 20 + i,
-                crate::io::clock::rfc3339(t(i)),
-                crate::io::clock::rfc3339(t(0)),
+                crate::time::rfc3339(t(i)),
+                crate::time::rfc3339(t(0)),
             );
             feed(&mut b, TopicKind::Vitals, &json, false, t(i));
         }
@@ -2026,7 +2162,7 @@ mod tests {
             TopicKind::Session,
             &format!(
                 r#"{{"schema_version":1,"seq":90,"state":{{"phase":"dosing","session":"S-1","baselines":{{"hr":70,"nibp_sys":122}},"discharge_ready":true,"doses":[{{"number":1,"route":"im","time":"{}"}}]}}}}"#,
-                crate::io::clock::rfc3339(t(0))
+                crate::time::rfc3339(t(0))
             ),
             false,
             t(60),

@@ -76,50 +76,9 @@ pub struct DriverSetup {
     pub recording: Option<RecorderSettings>,
 }
 
-/// One source's state for status reports and heartbeats.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SourceState {
-    /// The configured name.
-    pub name: String,
-    /// Whether valid readings arrive (`health` is ok).
-    pub up: bool,
-    /// What the source delivers, as the pipeline's watchdog judges it.
-    pub health: crate::engine::SourceHealth,
-    /// For session-based protocols: whether the monitor is associated.
-    pub associated: Option<bool>,
-    /// Frames decoded so far.
-    pub frames_ok: u64,
-    /// Well-formed frames not used (waveforms, trends, others' results).
-    pub frames_ignored: u64,
-    /// Frames dropped so far.
-    pub frames_dropped: u64,
-}
-
-/// The daemon's current state, kept up to date by the driver for publishers
-/// (heartbeat, retained `alarms/active` and `session` snapshots).
-#[derive(Clone, Debug, Default)]
-pub struct LiveState {
-    /// The last event sequence number emitted.
-    pub last_seq: u64,
-    /// Time since the daemon started (core time).
-    pub uptime: Duration,
-    /// Every source.
-    pub sources: Vec<SourceState>,
-    /// Arrival-to-emission latency in microseconds: p50, p99, p99.9, max.
-    pub latency_us: [u64; 4],
-    /// Events dropped because a sink queue was full.
-    pub events_dropped: u64,
-    /// Alarms present now, highest priority first.
-    pub present_alarms: Vec<crate::engine::AlarmEvent>,
-    /// Session phase and pseudonymous id.
-    pub session: (crate::engine::SessionPhase, crate::engine::SessionId),
-    /// Baselines, indexed by `Vital::index`.
-    pub baselines: [Option<f32>; crate::vitals::Vital::COUNT],
-    /// Audio paused until (core time), if paused.
-    pub audio_paused_until: Option<crate::time::Instant>,
-    /// Bumped whenever `present_alarms` or `session` changed.
-    pub snapshot_version: u64,
-}
+// The published state is pure data: it lives with the pipeline so the wire
+// format (`mqtt::payload`) need not depend on this loop.
+pub use crate::pipeline::{LiveState, SourceState};
 
 /// Latency and throughput figures for the status report.
 #[derive(Clone, Debug, Default)]
@@ -464,7 +423,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         let stopped = clock.now();
         r.finish(
             stopped,
-            vec![("stopped".into(), super::clock::rfc3339(clock.wall(stopped)))],
+            vec![("stopped".into(), crate::time::rfc3339(clock.wall(stopped)))],
         );
         tracing::info!("session recorded to {path}");
     }
@@ -504,7 +463,7 @@ fn start_recorder(
         ),
         ("site".to_owned(), config.site.clone()),
         ("bed".to_owned(), config.bed.clone()),
-        ("started".to_owned(), super::clock::rfc3339(started)),
+        ("started".to_owned(), crate::time::rfc3339(started)),
         ("speed".to_owned(), clock.speed().to_string()),
     ];
     let first = vec![
@@ -632,12 +591,11 @@ fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
     }
 }
 
-/// SIGHUP: validate the file again; apply alarm settings if valid. Returns
-/// whether anything was applied.
-/// The configuration a SIGHUP would switch to, checked exactly as start-up
-/// checks it (`config::load`, then `config::readiness`): a file start-up
-/// would refuse is refused here too, with every reason, so an emptied or
-/// half-written file never returns the alarm settings to the defaults.
+/// The configuration a SIGHUP would switch to, checked by the one check
+/// start-up and `vigil check-config` use ([`config::load_runnable`]): a file
+/// start-up would refuse is refused here too, with every reason, so an
+/// emptied or half-written file never returns the alarm settings to the
+/// defaults.
 fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
     let Some(p) = path else {
         return Err(
@@ -646,18 +604,7 @@ fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
                 .into(),
         );
     };
-    let new = config::load(p).map_err(|e| e.to_string())?;
-    let missing = config::readiness(&new).missing;
-    if missing.is_empty() {
-        Ok(new)
-    } else {
-        Err(format!(
-            "{}: not ready to run: {} problem(s) (start-up would refuse it):\n  {}",
-            p.display(),
-            missing.len(),
-            missing.join("\n  ")
-        ))
-    }
+    config::load_runnable(p).map_err(|e| e.to_string())
 }
 
 fn reload(

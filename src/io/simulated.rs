@@ -15,24 +15,39 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use super::clock::Clock;
-use super::source::OpenError;
 use crate::config::{Link, SourceConfig};
-use crate::sim::{Scenario, SimDevice};
+use crate::sim::{ScenarioError, SimDevice};
 
 /// Capacity of the in-memory pipe, each way.
 const PIPE_CAPACITY: usize = 64 * 1024;
 
+/// Why a simulated monitor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatedError {
+    /// The source's link is not `simulated`.
+    #[error("source {0}: not a simulated source")]
+    NotSimulated(String),
+    /// The scenario is neither built in nor a readable, valid file.
+    #[error("source {name}: {error}")]
+    Scenario {
+        /// The source.
+        name: String,
+        /// What is wrong with its scenario.
+        error: ScenarioError,
+    },
+}
+
 /// Starts a simulated monitor for the source and returns the host's end of
 /// its byte stream. Must be called within a tokio runtime.
-pub fn open(cfg: &SourceConfig, clock: Clock) -> Result<DuplexStream, OpenError> {
+pub fn open(cfg: &SourceConfig, clock: Clock) -> Result<DuplexStream, SimulatedError> {
     let Link::Simulated { scenario, seed, .. } = &cfg.link else {
-        return Err(OpenError::Simulated(format!(
-            "source {}: not a simulated source",
-            cfg.name
-        )));
+        return Err(SimulatedError::NotSimulated(cfg.name.clone()));
     };
-    let scenario = Scenario::find(scenario)
-        .map_err(|e| OpenError::Simulated(format!("source {}: {e}", cfg.name)))?;
+    let scenario =
+        crate::sim::find_scenario(scenario).map_err(|error| SimulatedError::Scenario {
+            name: cfg.name.clone(),
+            error,
+        })?;
     let device = SimDevice::new(&scenario, cfg.protocol, *seed);
     let (host, monitor) = tokio::io::duplex(PIPE_CAPACITY);
     let name = cfg.name.clone();
@@ -87,6 +102,7 @@ mod tests {
     use super::*;
     use crate::config::ProtocolKind;
     use crate::protocol::Output;
+    use crate::sim::Scenario;
     use crate::time::Instant;
     use crate::vitals::{Measurement, SourceId};
     use std::time::Duration;

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::clock::rfc3339;
 use crate::engine::{
     AlarmEvent, AudioEvent, Event, EventKind, Phase, Priority, SessionEvent, TechnicalStatus,
 };
+use crate::time::rfc3339;
 use crate::vitals::{Measurement, Sample};
 
 /// An event on its way to a sink, with its wall-clock time.

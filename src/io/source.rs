@@ -131,14 +131,14 @@ pub enum OpenError {
         reason: String,
     },
     /// TCP connection failed.
-    #[error("cannot connect to device server {address}: {source} (check the source's `tcp` key and that the device server is on)")]
+    #[error("cannot connect to device server {address}: {cause} (check the source's `tcp` key and that the device server is on)")]
     Tcp {
         /// `host:port`.
         address: String,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
-    /// Simulated sources run through [`crate::sim`].
+    /// A simulated monitor did not start ([`super::simulated`]).
     #[error("{0}")]
     Simulated(String),
 }
@@ -279,17 +279,17 @@ async fn run(
                     }
                     Ok(Err(e)) => Err(OpenError::Tcp {
                         address: address.clone(),
-                        source: e,
+                        cause: e,
                     }),
                     Err(_) => Err(OpenError::Tcp {
                         address: address.clone(),
-                        source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+                        cause: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
                     }),
                 }
             }
             Link::Simulated { .. } => match super::simulated::open(&cfg, clock) {
                 Ok(stream) => Ok(pump.run(stream).await),
-                Err(e) => Err(e),
+                Err(e) => Err(OpenError::Simulated(e.to_string())),
             },
         };
         match outcome {

@@ -18,7 +18,7 @@
 //! fix. `schemas/command.schema.json` is the same contract.
 //!
 //! Pure: the current time is an argument. Depends on [`crate::engine`],
-//! [`crate::vitals`] and [`crate::io::clock::parse_rfc3339`].
+//! [`crate::vitals`] and [`crate::time::parse_rfc3339`].
 
 use std::time::{Duration, SystemTime};
 
@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::payload::SCHEMA_VERSION;
 use crate::engine::{AlarmId, Command};
-use crate::io::clock::parse_rfc3339;
+use crate::time::parse_rfc3339;
 use crate::vitals::{ShortText, Vital};
 
 /// Why a command was rejected before it reached the engine.
@@ -307,7 +307,7 @@ fn number(obj: &Map<String, Value>, field: &'static str) -> Result<f64, CommandR
 mod tests {
     use super::*;
     use crate::engine::Condition;
-    use crate::io::clock::rfc3339;
+    use crate::time::rfc3339;
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645)

@@ -10,15 +10,16 @@
 //! consecutive per topic, so a display can tell that it missed one.
 //!
 //! Pure: times come in as arguments. Depends on [`crate::engine`],
-//! [`crate::vitals`] and [`crate::io::clock::rfc3339`].
+//! [`crate::vitals`], [`crate::pipeline::LiveState`] (the published state)
+//! and [`crate::time::rfc3339`].
 
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use crate::engine::{AlarmEvent, SessionEvent, SessionId, SessionPhase};
-use crate::io::clock::rfc3339;
-use crate::io::driver::LiveState;
+use crate::pipeline::LiveState;
+use crate::time::rfc3339;
 use crate::vitals::{Measurement, Sample, Validity, Vital};
 
 /// The payloads' schema version.
@@ -425,7 +426,7 @@ fn to_vec(m: Map<String, Value>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::clock::parse_rfc3339;
+    use crate::time::parse_rfc3339;
     use std::time::Duration;
 
     #[test]

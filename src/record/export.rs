@@ -40,8 +40,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::engine::{AlarmEvent, Event, EventKind, SessionEvent, Subject};
-use crate::io::clock::rfc3339;
 use crate::replay::{self, ReplayError, Session};
+use crate::time::rfc3339;
 use crate::time::Instant;
 use crate::vitals::{Measurement, Reading, Sample, Vital};
 
@@ -53,10 +53,18 @@ pub enum ExportError {
     Replay(#[from] ReplayError),
     /// Writing the output failed.
     #[error("writing the export: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The recording cannot be charted (FHIR, HL7).
     #[error(transparent)]
     Chart(#[from] super::chart::ChartError),
+}
+
+// By hand, not `#[from]`: the message already says the cause, so it is not
+// also a `source()` (a chain printed with `{:#}` would say it twice).
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Io(e)
+    }
 }
 
 /// The formats an EHR takes: the recording's chart ([`super::chart`]).
@@ -179,7 +187,7 @@ pub fn offset(session: &Session, at: Instant) -> Duration {
     at - session.start
 }
 
-pub use crate::io::clock::parse_rfc3339;
+pub use crate::time::parse_rfc3339;
 
 /// Parses a UTC offset `+HH:MM` / `-HH:MM` into seconds.
 pub fn parse_utc_offset(s: &str) -> Option<i64> {

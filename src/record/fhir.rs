@@ -31,7 +31,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::io::clock::rfc3339;
+use crate::time::rfc3339;
 use crate::vitals::{Sample, Validity, Vital};
 
 use super::chart::{describe, quality, Chart, Point, Quality, Value};

@@ -24,9 +24,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::health::{Change, Health, RECOVERY_HOLD};
-use super::{
-    decode_header, decode_record, encode_header, encode_record, Record, RecordError, Timed,
-};
+// Re-exported: the recording's file-level types are pure and live in the core.
+use super::{encode_file, encode_header, encode_record, Record, Timed};
+pub use super::{FileError, Loaded};
 use crate::pipeline::Input;
 use crate::time::Instant;
 use crate::vitals::SourceId;
@@ -34,77 +34,16 @@ use crate::vitals::SourceId;
 /// The file name extension of recordings.
 pub const EXTENSION: &str = "vrec";
 
-/// Errors reading or starting a recording.
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    /// IO on a path.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The file is not a readable recording.
-    #[error("{path}: {source}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: RecordError,
-    },
-}
-
-/// A recording read from disk.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// Every record before the end or the first corrupt one.
-    pub records: Vec<Timed>,
-    /// Where reading stopped early, and why (a torn or corrupt tail).
-    pub corrupt_tail: Option<(u64, RecordError)>,
-    /// The file's size.
-    pub size: u64,
-}
-
 /// Reads a whole recording.
 pub fn read(path: &Path) -> Result<Loaded, FileError> {
-    let data = fs::read(path).map_err(|source| FileError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut pos = decode_header(&data).map_err(|source| FileError::Format {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut loaded = Loaded {
-        size: data.len() as u64,
-        ..Loaded::default()
-    };
-    while pos < data.len() {
-        match decode_record(&data[pos..]) {
-            Ok((record, n)) => {
-                loaded.records.push(record);
-                pos += n;
-            }
-            Err(e) => {
-                loaded.corrupt_tail = Some((pos as u64, e));
-                break;
-            }
-        }
-    }
-    Ok(loaded)
+    Loaded::from_read(path, fs::read(path))
 }
 
 /// Writes a complete recording in one go (imports, tests).
 pub fn write_all(path: &Path, records: &[Timed]) -> Result<(), FileError> {
-    let mut out = Vec::new();
-    encode_header(&mut out);
-    for r in records {
-        encode_record(r.at, &r.record, &mut out);
-    }
-    fs::write(path, out).map_err(|source| FileError::Io {
+    fs::write(path, encode_file(records)).map_err(|source| FileError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -185,10 +124,10 @@ impl Recorder {
     ) -> Result<Recorder, FileError> {
         fs::create_dir_all(&settings.dir).map_err(|source| FileError::Io {
             path: settings.dir.clone(),
-            source,
+            cause: source,
         })?;
         prune(&settings.dir, settings.retention, started);
-        let stamp = crate::io::clock::rfc3339(started)
+        let stamp = crate::time::rfc3339(started)
             .replace([':', '-'], "")
             .replace('.', "-");
         let path = settings
@@ -200,7 +139,7 @@ impl Recorder {
             .open(&path)
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         let mut buf = Vec::with_capacity(1024);
@@ -213,7 +152,7 @@ impl Recorder {
             .and_then(|_| w.get_ref().sync_data())
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         // A real sync: the recovery hold of a restarted recording begins.
         health.synced(std::time::Instant::now());
@@ -226,7 +165,7 @@ impl Recorder {
             .spawn(move || writer(w, rx, s, thread_path, report, health))
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Recorder {
             tx,

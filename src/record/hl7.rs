@@ -97,7 +97,7 @@ pub fn escape(s: &str) -> String {
 
 /// An HL7 DTM in UTC with milliseconds: `20260301093000.000+0000`.
 pub fn timestamp(t: SystemTime) -> String {
-    let r = crate::io::clock::rfc3339(t);
+    let r = crate::time::rfc3339(t);
     // 2026-03-01T09:30:00.000Z
     format!(
         "{}{}{}{}{}{}.{}+0000",

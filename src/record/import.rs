@@ -54,12 +54,12 @@ use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Sample, SourceId, V
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The input could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The header lacks a required column.
     #[error(
@@ -418,10 +418,7 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
         ),
         ("site".to_owned(), cfg.site.clone()),
         ("bed".to_owned(), cfg.bed.clone()),
-        (
-            "started".to_owned(),
-            crate::io::clock::rfc3339(options.start),
-        ),
+        ("started".to_owned(), crate::time::rfc3339(options.start)),
         ("speed".to_owned(), "1".to_owned()),
         ("imported".to_owned(), "csv".to_owned()),
     ];
@@ -482,7 +479,7 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
         at: end,
         record: Record::End(vec![(
             "stopped".to_owned(),
-            crate::io::clock::rfc3339(options.start + end.since_origin()),
+            crate::time::rfc3339(options.start + end.since_origin()),
         )]),
     });
     Ok(records)
@@ -516,14 +513,14 @@ pub fn import(csv: &Path, out: &Path, options: &ImportOptions) -> Result<usize, 
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
             ImportError::Read {
                 path: "standard input".into(),
-                source,
+                cause: source,
             }
         })?;
         s
     } else {
         std::fs::read_to_string(csv).map_err(|source| ImportError::Read {
             path: csv.display().to_string(),
-            source,
+            cause: source,
         })?
     };
     let rows = parse_csv(&text)?;

@@ -92,7 +92,8 @@ pub fn run(opts: &FeedOptions) -> Result<(), WatchError> {
 fn ui_loop(terminal: &mut ratatui::DefaultTerminal, shared: &Shared) -> Result<(), WatchError> {
     let mut state = ui::Ui::default();
     loop {
-        let view = shared.board().view(SystemTime::now());
+        let mut view = shared.board().view(SystemTime::now());
+        ui::arrange(&state, &mut view);
         terminal
             .draw(|f| ui::render(f, &state, &view))
             .map_err(WatchError::Terminal)?;

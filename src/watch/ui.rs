@@ -34,6 +34,16 @@ pub struct Ui {
     pub feed_scroll: usize,
     /// A message for the status line (errors of the last action).
     pub message: Option<String>,
+    /// Only this site's beds (`f` steps through the sites); `None`: all.
+    pub site: Option<String>,
+}
+
+/// The view as this UI shows it: only the chosen site's beds (the board
+/// already puts the worst bed first).
+pub fn arrange(ui: &Ui, view: &mut BoardView) {
+    if let Some(site) = &ui.site {
+        view.only_sites(std::slice::from_ref(site));
+    }
 }
 
 /// What a prompt is for.
@@ -232,6 +242,20 @@ pub fn on_key(ui: &mut Ui, key: KeyEvent, view: &BoardView) -> Action {
         KeyCode::PageUp => ui.feed_scroll = (ui.feed_scroll + 5).min(view.feed.len()),
         KeyCode::PageDown => ui.feed_scroll = ui.feed_scroll.saturating_sub(5),
         KeyCode::Tab if !view.beds.is_empty() => ui.bed = (ui.bed + 1) % view.beds.len(),
+        KeyCode::Char('f') => {
+            // All sites, then each site in turn.
+            let names: Vec<&str> = view.sites.iter().map(|s| s.site.as_str()).collect();
+            let at = ui
+                .site
+                .as_deref()
+                .and_then(|s| names.iter().position(|n| *n == s));
+            ui.site = match at {
+                None => names.first().map(|s| (*s).to_owned()),
+                Some(i) => names.get(i + 1).map(|s| (*s).to_owned()),
+            };
+            ui.selected = 0;
+            ui.bed = 0;
+        }
         KeyCode::Char('a') | KeyCode::Enter => {
             match items.get(ui.selected.min(items.len().saturating_sub(1))) {
                 Some(&(b, a)) => {
@@ -319,6 +343,9 @@ pub fn render(frame: &mut Frame<'_>, ui: &Ui, view: &BoardView) {
     let area = frame.area();
     let heights: Vec<u16> = view.beds.iter().map(bed_height).collect();
     let total: u16 = heights.iter().sum();
+    if total > area.height.saturating_sub(6) && view.beds.len() > 1 {
+        return render_compact(frame, ui, view);
+    }
     let [top, beds, feed, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(total.min(area.height.saturating_sub(6))),
@@ -338,6 +365,122 @@ pub fn render(frame: &mut Frame<'_>, ui: &Ui, view: &BoardView) {
     }
     render_feed(frame, feed, ui, view);
     frame.render_widget(Paragraph::new(footer(ui)), bottom);
+}
+
+/// The station at scale: one line per bed, worst first, the bed's worst
+/// alarm (or the selected one) on its line, scrolled so that the current
+/// bed and the selected alarm stay in sight.
+fn render_compact(frame: &mut Frame<'_>, ui: &Ui, view: &BoardView) {
+    let area = frame.area();
+    let [top, list, feed, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(6.min(area.height / 4).max(3)),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(banner(view)), top);
+    let items = selectable(view);
+    let selected = items
+        .get(ui.selected.min(items.len().saturating_sub(1)))
+        .copied();
+    let current = ui.bed.min(view.beds.len().saturating_sub(1));
+    let rows = list.height.saturating_sub(2) as usize;
+    // Keep the selected alarm's bed (else the current bed) in sight.
+    let focus = selected.map_or(current, |(b, _)| b);
+    let first = focus.saturating_sub(rows.saturating_sub(2));
+    let shown = view.beds.len().saturating_sub(first).min(rows);
+    let mut lines: Vec<Line<'static>> = view.beds[first..first + shown]
+        .iter()
+        .enumerate()
+        .map(|(n, b)| {
+            let i = first + n;
+            let pick = selected.filter(|(sb, _)| *sb == i).map(|(_, a)| a);
+            compact_line(b, i == current, pick, view.now_ms)
+        })
+        .collect();
+    let below = view.beds.len() - first - shown;
+    if below > 0 && !lines.is_empty() {
+        let alarming = view.beds[first + shown..]
+            .iter()
+            .filter(|b| b.worst.is_some() || (!b.live && !b.stopped))
+            .count();
+        lines.pop();
+        lines.push(Line::from(Span::styled(
+            format!(
+                " ... {} more beds below ({alarming} alarming or without data)",
+                below + 1
+            ),
+            Style::default().fg(Color::DarkGray),
+        )));
+    }
+    let title = match &ui.site {
+        Some(s) => format!(" {} beds of {s} (f: next site) ", view.beds.len()),
+        None => format!(" {} beds, worst first (f: one site) ", view.beds.len()),
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
+        list,
+    );
+    render_feed(frame, feed, ui, view);
+    frame.render_widget(Paragraph::new(footer(ui)), bottom);
+}
+
+/// One bed on one line: key, numbers, and its worst (or the selected) alarm.
+fn compact_line(b: &BedView, current: bool, pick: Option<usize>, now_ms: u64) -> Line<'static> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut spans = vec![Span::styled(
+        format!("{}{:<18}", if current { "▶" } else { " " }, b.key),
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    for v in &b.vitals {
+        let text = match v.state {
+            "ok" | "old" => v.text.split(" (").next().unwrap_or("").to_owned(),
+            "none" => "-".to_owned(),
+            _ => "--".to_owned(),
+        };
+        let style = match (b.live, v.alarm) {
+            (false, _) => dim,
+            (_, Some("high")) => Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            (_, Some("medium")) => Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+            _ if v.state == "ok" => Style::default().add_modifier(Modifier::BOLD),
+            _ => dim,
+        };
+        spans.push(Span::styled(format!(" {} ", v.label), dim));
+        spans.push(Span::styled(format!("{text:<7}"), style));
+    }
+    spans.push(Span::raw(" "));
+    if b.stopped {
+        spans.push(Span::styled("stopped", dim));
+    } else if let Some(nd) = &b.no_data {
+        spans.push(Span::styled(
+            format!(" NO DATA: {nd} "),
+            Style::default()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+        ));
+    } else {
+        let open = b.alarms.iter().filter(|a| !a.acknowledged).count();
+        let shown = pick.or_else(|| (!b.alarms.is_empty()).then_some(0));
+        match shown.and_then(|j| b.alarms.get(j)) {
+            Some(a) => {
+                let mark = if pick.is_some() { "▶ " } else { "" };
+                let mut line = alarm_line(a, mark, b.live, now_ms);
+                spans.append(&mut line.spans);
+                if open > 1 {
+                    spans.push(Span::styled(format!("  +{} more", open - 1), dim));
+                }
+            }
+            None => spans.push(Span::styled(
+                b.phase.as_deref().unwrap_or("idle").to_owned(),
+                dim,
+            )),
+        }
+    }
+    Line::from(spans)
 }
 
 fn bed_height(b: &BedView) -> u16 {
@@ -609,7 +752,7 @@ fn footer(ui: &Ui) -> Line<'static> {
         ));
     }
     Line::from(Span::styled(
-        " ↑/↓ alarm  a ack  A ack all  Tab bed  s start  d dose  r recovery  e end  p pause  u resume  PgUp/PgDn events  q quit",
+        " ↑/↓ alarm  a ack  A ack all  Tab bed  f site  s start  d dose  r recovery  e end  p pause  u resume  PgUp/PgDn events  q quit",
         Style::default().fg(Color::DarkGray),
     ))
 }

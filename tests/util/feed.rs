@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use vigil::io::clock::rfc3339;
+use vigil::time::rfc3339;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {
@@ -211,7 +211,7 @@ pub struct Publisher {
     beat_thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn head(site: &str, bed: &str, seq: u64) -> serde_json::Map<String, Value> {
+pub fn head(site: &str, bed: &str, seq: u64) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("schema_version".into(), json!(1));
     m.insert("site".into(), json!(site));
@@ -427,7 +427,7 @@ impl Drop for Publisher {
     }
 }
 
-fn heartbeat_body(site: &str, bed: &str, seq: u64, beat: u64) -> Vec<u8> {
+pub fn heartbeat_body(site: &str, bed: &str, seq: u64, beat: u64) -> Vec<u8> {
     let mut m = head(site, bed, seq);
     m.insert("state".into(), json!("online"));
     m.insert("beat".into(), json!(beat));
@@ -445,7 +445,7 @@ fn heartbeat_body(site: &str, bed: &str, seq: u64, beat: u64) -> Vec<u8> {
 }
 
 /// One alarm object as the daemon publishes it.
-fn alarm_object(
+pub fn alarm_object(
     id: &str,
     priority: &str,
     phase: &str,

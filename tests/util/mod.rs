@@ -11,3 +11,4 @@ pub mod process;
 pub mod readings;
 pub mod tls;
 pub mod topology;
+pub mod ward;

@@ -351,43 +351,180 @@ impl Subscriber {
 
 /// Collects alarm events on topics ending in `suffix` until every one of
 /// `raised` (the daemon's own list: seq, id, phase) arrived or `within`
-/// passed, drops duplicates by `seq` as displays do, and asserts they came
-/// once each, in order (`stream_seq` 1..n), nothing missing.
+/// passed, and asserts [`once_in_order`] on them.
 pub async fn assert_alarms_once_in_order(
     sub: &mut Subscriber,
     suffix: &str,
     raised: &[(u64, String, &'static str)],
     within: Duration,
 ) {
-    let mut firsts: Vec<Value> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut received = 0;
+    let mut got: Vec<Value> = Vec::new();
+    let mut keys = std::collections::BTreeSet::new();
     let deadline = tokio::time::Instant::now() + within;
-    while firsts.len() < raised.len() && tokio::time::Instant::now() < deadline {
+    while keys.len() < raised.len() && tokio::time::Instant::now() < deadline {
         let left = deadline - tokio::time::Instant::now();
         let m = sub.next(suffix, left, |_| true).await;
-        received += 1;
-        let seq = m.json["seq"].as_u64().expect("seq");
-        if seen.insert(seq) {
-            firsts.push(m.json);
+        keys.insert((m.json["epoch"].to_string(), m.json["seq"].as_u64()));
+        got.push(m.json);
+    }
+    match once_in_order(&got, raised) {
+        Ok(r) => eprintln!(
+            "{} alarm events raised, {} messages received ({} duplicates dropped by epoch and seq), epochs {:?}",
+            raised.len(),
+            got.len(),
+            r.duplicates,
+            r.epochs
+        ),
+        Err(why) => panic!("alarm events not once in order: {why}"),
+    }
+}
+
+/// What [`once_in_order`] found.
+#[derive(Debug, PartialEq)]
+pub struct InOrder {
+    /// The stream epochs, in the order they appeared.
+    pub epochs: Vec<String>,
+    /// Messages dropped as repeats of one already received.
+    pub duplicates: usize,
+}
+
+/// Checks alarm events as a display reads them: a message is named by its
+/// stream epoch and `seq` (vigil delivers at least once, so a repeat is
+/// dropped, but a repeat must be the same event); within an epoch `seq`
+/// only rises and `stream_seq` counts up without a gap; a new epoch (a
+/// restart with a new state directory) starts its own count, so a restart
+/// is told from a gap. The events kept must be exactly `raised`.
+pub fn once_in_order(
+    received: &[Value],
+    raised: &[(u64, String, &'static str)],
+) -> Result<InOrder, String> {
+    let mut firsts: Vec<&Value> = Vec::new();
+    let mut seen: std::collections::BTreeMap<(String, u64), &Value> = Default::default();
+    let mut duplicates = 0;
+    for j in received {
+        let epoch = j["epoch"]
+            .as_str()
+            .ok_or_else(|| format!("an event without its epoch: {j}"))?
+            .to_owned();
+        let seq = j["seq"].as_u64().ok_or_else(|| format!("no seq: {j}"))?;
+        match seen.get(&(epoch.clone(), seq)) {
+            Some(first) => {
+                if first["stream_seq"] != j["stream_seq"] || first["alarm"] != j["alarm"] {
+                    return Err(format!(
+                        "two different events under epoch {epoch} seq {seq}: {first} and {j}"
+                    ));
+                }
+                duplicates += 1;
+            }
+            None => {
+                seen.insert((epoch, seq), j);
+                firsts.push(j);
+            }
         }
     }
-    eprintln!(
-        "{} alarm events raised, {received} messages received ({} duplicates dropped by seq)",
-        raised.len(),
-        received - firsts.len()
-    );
-    let stream: Vec<u64> = firsts
-        .iter()
-        .map(|j| j["stream_seq"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=raised.len() as u64).collect();
-    assert_eq!(stream, expected, "in order, no gap, nothing missing");
-    for (j, (seq, id, phase)) in firsts.iter().zip(raised) {
-        assert_eq!(j["seq"], *seq);
-        assert_eq!(j["alarm"]["id"], *id);
-        assert_eq!(j["alarm"]["phase"], *phase);
+    let mut epochs: Vec<String> = Vec::new();
+    let mut last: Option<(u64, u64)> = None;
+    for j in &firsts {
+        let epoch = j["epoch"].as_str().unwrap_or_default();
+        let (seq, stream) = (
+            j["seq"].as_u64().unwrap_or(0),
+            j["stream_seq"]
+                .as_u64()
+                .ok_or_else(|| format!("no stream_seq: {j}"))?,
+        );
+        if epochs.last().map(String::as_str) != Some(epoch) {
+            if epochs.iter().any(|e| e == epoch) {
+                return Err(format!("epoch {epoch} came back after another: {j}"));
+            }
+            epochs.push(epoch.to_owned());
+        } else if let Some((s, n)) = last {
+            if seq <= s {
+                return Err(format!(
+                    "seq {seq} after {s} in epoch {epoch}: out of order"
+                ));
+            }
+            if stream != n + 1 {
+                return Err(format!(
+                    "stream_seq {stream} after {n} in epoch {epoch}: {} event(s) missing",
+                    stream.saturating_sub(n + 1)
+                ));
+            }
+        }
+        last = Some((seq, stream));
     }
+    let kept: Vec<(u64, String, String)> = firsts
+        .iter()
+        .map(|j| {
+            (
+                j["seq"].as_u64().unwrap_or(0),
+                j["alarm"]["id"].as_str().unwrap_or("").to_owned(),
+                j["alarm"]["phase"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String, String)> = raised
+        .iter()
+        .map(|(s, id, p)| (*s, id.clone(), (*p).to_owned()))
+        .collect();
+    if kept != want {
+        let extra: Vec<_> = kept.iter().filter(|k| !want.contains(k)).collect();
+        let missing: Vec<_> = want.iter().filter(|k| !kept.contains(k)).collect();
+        return Err(format!(
+            "received events differ from those raised: missing {missing:?}, not raised {extra:?}"
+        ));
+    }
+    Ok(InOrder { epochs, duplicates })
+}
+
+#[test]
+fn a_restart_is_told_from_a_gap() {
+    let ev = |epoch: &str, seq: u64, stream: u64| {
+        serde_json::json!({"epoch": epoch, "seq": seq, "stream_seq": stream,
+            "alarm": {"id": "spo2.low", "phase": if stream % 2 == 1 { "start" } else { "end" }}})
+    };
+    let raised = |list: &[(u64, u64)]| -> Vec<(u64, String, &'static str)> {
+        list.iter()
+            .map(|(seq, stream)| {
+                (
+                    *seq,
+                    "spo2.low".to_owned(),
+                    if stream % 2 == 1 { "start" } else { "end" },
+                )
+            })
+            .collect()
+    };
+    // A restart under a new epoch: seq and stream_seq start again; a repeat
+    // (at least once) is dropped.
+    let got = [
+        ev("a", 10, 1),
+        ev("a", 12, 2),
+        ev("a", 12, 2),
+        ev("b", 3, 1),
+        ev("b", 4, 2),
+    ];
+    let r = once_in_order(&got, &raised(&[(10, 1), (12, 2), (3, 1), (4, 2)])).unwrap();
+    assert_eq!(
+        r,
+        InOrder {
+            epochs: vec!["a".into(), "b".into()],
+            duplicates: 1
+        }
+    );
+    // The same numbers under one epoch: out of order, not a restart.
+    let got = [ev("a", 10, 1), ev("a", 12, 2), ev("a", 3, 1)];
+    let err = once_in_order(&got, &raised(&[(10, 1), (12, 2), (3, 1)])).unwrap_err();
+    assert!(err.contains("out of order"), "{err}");
+    // A gap within an epoch.
+    let got = [ev("a", 10, 1), ev("a", 13, 3)];
+    let err = once_in_order(&got, &raised(&[(10, 1), (13, 3)])).unwrap_err();
+    assert!(err.contains("1 event(s) missing"), "{err}");
+    // Two different events under one epoch and seq are not a repeat.
+    let got = [ev("a", 10, 1), ev("a", 10, 2)];
+    let err = once_in_order(&got, &raised(&[(10, 1)])).unwrap_err();
+    assert!(err.contains("two different events"), "{err}");
+    // An event without its epoch cannot be placed.
+    let err = once_in_order(&[serde_json::json!({"seq": 1})], &[]).unwrap_err();
+    assert!(err.contains("without its epoch"), "{err}");
 }
 
 /// The payload's schema from `schemas/`, compiled with format checks on.
@@ -416,7 +553,7 @@ pub fn assert_valid(name: &str, value: &Value) {
 
 /// RFC 3339 UTC now with milliseconds, as displays stamp commands.
 pub fn now_rfc3339() -> String {
-    vigil::io::clock::rfc3339(std::time::SystemTime::now())
+    vigil::time::rfc3339(std::time::SystemTime::now())
 }
 
 /// The daemon in-process with the MQTT sink and a collecting sink.

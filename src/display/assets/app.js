@@ -12,7 +12,7 @@ const ARROWS = { up: "\u2191", down: "\u2193", steady: "\u2192" };
 let lastMessage = 0;
 let connected = false;
 let view = null;
-let lastBeds = "";
+let lastFeed = "";
 let audio = null;             // AudioContext while sound is wanted
 const heard = new Set();      // low-priority alarms already given their tone
 // For measurements: first time each alarm (bed|id|onset) was on the page,
@@ -45,14 +45,23 @@ function render(v) {
   link.className = "link " + (v.link_up ? "up" : "down");
   $("clock").textContent = new Date(v.now_ms).toISOString().slice(11, 19) + " UTC";
 
-  // Replace only what changed, so a button under a finger stays put.
-  const beds = v.beds.map(bedHtml).join("");
-  if (beds !== lastBeds) { $("beds").innerHTML = beds; lastBeds = beds; }
-  const feed = $("feed");
-  const atBottom = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 4;
-  feed.innerHTML = v.feed.map((f) =>
+  siteOptions(v.sites || []);
+  // The beds of the chosen site, worst first (the server's order).
+  const shown = v.beds.filter((b) => !siteFilter || b.site === siteFilter);
+  const compact = shown.length > COMPACT_OVER;
+  document.body.classList.toggle("compact", compact);
+  if (compact) fitGrid(shown.length);
+  placeTiles(shown.map((b) => [b.key, compact ? tileHtml(b) : bedHtml(b)]));
+  renderDetail();
+  const feedHtml = v.feed.filter((f) => !siteFilter || f.bed.startsWith(siteFilter + "/")).map((f) =>
     `<li class="${esc(f.priority)}" data-alarm="${esc(f.id)}">${esc(f.time)} ${esc(f.bed)} ${esc(f.text)}</li>`).join("");
-  if (atBottom) feed.scrollTop = feed.scrollHeight;
+  if (feedHtml !== lastFeed) {
+    const feed = $("feed");
+    const atBottom = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 4;
+    feed.innerHTML = feedHtml;
+    lastFeed = feedHtml;
+    if (atBottom) feed.scrollTop = feed.scrollHeight;
+  }
 
   const t = now();
   for (const bed of v.beds) {
@@ -64,6 +73,136 @@ function render(v) {
   window.vigilViews += 1;
   soundTick();
 }
+
+// More beds than this on screen: the station's compact grid (one small
+// tile per bed, the whole bed in a panel on a click).
+const COMPACT_OVER = 8;
+const tiles = new Map();       // bed key -> { html, el }
+
+// Puts the tiles in this order, replacing only those whose HTML changed,
+// so a button under a finger stays put and 64 beds cost little.
+function placeTiles(list) {
+  const main = $("beds");
+  const keep = new Set(list.map(([k]) => k));
+  for (const [k, t] of tiles) if (!keep.has(k)) { t.el.remove(); tiles.delete(k); }
+  let at = main.firstElementChild;
+  for (const [k, html] of list) {
+    let t = tiles.get(k);
+    if (!t || t.html !== html) {
+      const tpl = document.createElement("template");
+      tpl.innerHTML = html.trim();
+      const el = tpl.content.firstElementChild;
+      if (t) {
+        if (t.el === at) at = el;
+        t.el.replaceWith(el);
+      }
+      t = { html, el };
+      tiles.set(k, t);
+    }
+    if (t.el === at) at = at.nextElementSibling;
+    else main.insertBefore(t.el, at);
+  }
+}
+
+// Columns and rows so that every tile fits on the screen at once.
+function fitGrid(n) {
+  const main = $("beds");
+  const top = main.getBoundingClientRect().top;
+  const feedH = document.querySelector(".feed").getBoundingClientRect().height;
+  const w = main.clientWidth || window.innerWidth;
+  const h = Math.max(200, window.innerHeight - top - feedH);
+  // Tiles about twice as wide as high read best (three numbers side by
+  // side): the columns that give the largest such tile.
+  let cols = 1, best = 0;
+  for (let c = 1; c <= n; c++) {
+    const size = Math.min(w / c / 2, h / Math.ceil(n / c));
+    if (size > best) { best = size; cols = c; }
+  }
+  const rows = Math.ceil(n / cols);
+  main.style.setProperty("--cols", cols);
+  main.style.setProperty("--rows", rows);
+  main.style.height = h + "px";
+}
+
+// The site filter: every site the board knows, with its beds and NO DATA.
+let siteFilter = new URLSearchParams(location.search).get("site") || localStorage.getItem("vigil-site") || "";
+let lastSites = "";
+function siteOptions(sites) {
+  const sel = $("site");
+  const counts = {};
+  for (const b of view.beds) {
+    const c = counts[b.site] || (counts[b.site] = { beds: 0, alarms: 0 });
+    c.beds += 1;
+    if (b.worst) c.alarms += 1;
+  }
+  const opt = (value, text) =>
+    `<option value="${esc(value)}"${value === siteFilter ? " selected" : ""}>${esc(text)}</option>`;
+  const all = view.beds.filter((b) => b.worst).length;
+  const html = opt("", `All sites: ${view.beds.length} beds, ${all} alarming`) + sites.map((s) => {
+    const c = counts[s.site] || { beds: 0, alarms: 0 };
+    return opt(s.site, `${s.site}: ${c.beds} beds, ${c.alarms} alarming${s.no_data ? " - NO DATA" : ""}`);
+  }).join("");
+  if (html !== lastSites) { sel.innerHTML = html; lastSites = html; }
+  sel.hidden = sites.length < 2 && !siteFilter;
+}
+$("site").addEventListener("change", (e) => {
+  siteFilter = e.target.value;
+  localStorage.setItem("vigil-site", siteFilter);
+  const u = new URL(location.href);
+  if (siteFilter) u.searchParams.set("site", siteFilter); else u.searchParams.delete("site");
+  history.replaceState(null, "", u);
+  if (view) render(view);
+});
+
+// A compact tile: the bed, its three numbers and its worst alarm.
+function tileHtml(b) {
+  const top = b.alarms.find((a) => !a.acknowledged);
+  const cls = ["bed", "tile"];
+  if (b.stopped) cls.push("stopped");
+  else if (!b.live) cls.push("nodata");
+  if (b.live && top) cls.push("alarm-" + top.priority);
+  const more = b.alarms.filter((a) => !a.acknowledged).length - 1;
+  let line;
+  if (b.stopped) line = `<div class="top stopped-label">stopped</div>`;
+  else if (!b.live) line = `<div class="top nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>`;
+  else if (top) {
+    const flash = top.flash === "fast" ? " flash-fast" : top.flash === "slow" ? " flash-slow" : "";
+    line = `<div class="top alarm ${esc(top.priority)}${flash}" data-alarm="${esc(top.id)}">${esc(top.priority.toUpperCase())} ${esc(top.label)} <span class="since">${esc(top.since)}</span>${more > 0 ? ` <b>+${more}</b>` : ""}</div>`;
+  } else if (b.alarms.length) line = `<div class="top acked">${b.alarms.length} acknowledged</div>`;
+  else line = `<div class="top calm">${esc(b.phase ?? "idle")}${b.since_dose ? " · dose " + esc(b.since_dose) : ""}</div>`;
+  const vitals = b.vitals.map((v) => {
+    const text = v.key === "nibp" ? String(v.text).split(" (")[0] : v.text;
+    const shown = v.state === "ok" || v.state === "old" ? esc(text) : (v.state === "none" ? "" : "--");
+    const alarm = v.alarm ? ` alarm-${esc(v.alarm)}` : "";
+    return `<div class="vital ${esc(v.state)}${alarm}" data-vital="${esc(v.key)}"><span class="label">${esc(v.label)}</span><span class="value">${shown}</span></div>`;
+  }).join("");
+  return `<section class="${cls.join(" ")}" data-bed="${esc(b.key)}" data-urgency="${esc(b.urgency)}" tabindex="0" title="${esc(b.key)}: click for the whole bed">
+    <h2>${esc(b.key)}${b.session ? ` <span class="session">${esc(b.session)}</span>` : ""}</h2>
+    <div class="vitals">${vitals}</div>${line}</section>`;
+}
+
+// The whole bed in a panel, from a compact tile.
+let detailBed = null;
+function renderDetail() {
+  const d = $("detail");
+  const b = detailBed && view && view.beds.find((x) => x.key === detailBed);
+  if (!b) { d.hidden = true; detailBed = null; return; }
+  const html = bedHtml(b);
+  if (html !== d.dataset.html) { $("detailbody").innerHTML = html; d.dataset.html = html; }
+  d.hidden = false;
+}
+document.addEventListener("click", (e) => {
+  const tile = e.target.closest("section.tile");
+  if (!tile) return;
+  detailBed = tile.dataset.bed;
+  renderDetail();
+});
+document.addEventListener("keydown", (e) => {
+  const tile = e.target.closest && e.target.closest("section.tile");
+  if (tile && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); detailBed = tile.dataset.bed; renderDetail(); }
+  if (e.key === "Escape" && detailBed && $("ackdialog").hidden && $("cmddialog").hidden) { detailBed = null; renderDetail(); }
+});
+$("detailclose").addEventListener("click", () => { detailBed = null; renderDetail(); });
 
 function bedHtml(b) {
   const top = b.alarms.find((a) => !a.acknowledged);

@@ -11,10 +11,9 @@ use core::time::Duration;
 use super::device::SimDevice;
 use super::model::Patient;
 use super::scenario::{EventKind, Scenario};
-use crate::config::{Config, ProtocolKind};
-use crate::engine::{AlarmEvent, AlarmKind, Event, EventKind as Out, Phase};
+use crate::engine::{AlarmEvent, AlarmKind, EngineConfig, Event, EventKind as Out, Phase};
 use crate::pipeline::{open_protocol, Pipeline, SourceSpec};
-use crate::protocol::DecodeStats;
+use crate::protocol::{DecodeStats, ProtocolKind};
 use crate::time::Instant;
 use crate::vitals::{SourceId, Validity};
 
@@ -46,8 +45,10 @@ fn run(
     seed: u64,
     until: Duration,
 ) -> (Vec<Alarm>, DecodeStats) {
-    let mut engine = Config::default().engine;
-    engine.source_names = vec![SOURCE.to_owned()];
+    let engine = EngineConfig {
+        source_names: vec![SOURCE.to_owned()],
+        ..EngineConfig::default()
+    };
     let names = engine.source_names.clone();
     let src = SourceId(0);
     let mut pipeline = Pipeline::new(

@@ -38,7 +38,9 @@ use std::collections::VecDeque;
 use crate::engine::{
     Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SourceHealth, SystemCondition,
 };
-use crate::protocol::{AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, Protocol};
+use crate::protocol::{
+    AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, ProtocolKind,
+};
 use crate::time::Instant;
 use crate::vitals::{Reading, SourceId, Vital};
 
@@ -74,8 +76,7 @@ pub enum Input {
     Tick,
 }
 
-/// A protocol endpoint the pipeline can own and move across threads.
-pub type BoxedProtocol = Box<dyn Protocol + Send>;
+pub use crate::protocol::BoxedProtocol;
 
 /// One source as the pipeline sees it.
 pub struct SourceSpec {
@@ -608,21 +609,73 @@ impl SourceSlot {
     }
 }
 
+/// One source's state for status reports and heartbeats.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceState {
+    /// The configured name.
+    pub name: String,
+    /// Whether valid readings arrive (`health` is ok).
+    pub up: bool,
+    /// What the source delivers, as the pipeline's watchdog judges it.
+    pub health: crate::engine::SourceHealth,
+    /// For session-based protocols: whether the monitor is associated.
+    pub associated: Option<bool>,
+    /// Frames decoded so far.
+    pub frames_ok: u64,
+    /// Well-formed frames not used (waveforms, trends, others' results).
+    pub frames_ignored: u64,
+    /// Frames dropped so far.
+    pub frames_dropped: u64,
+}
+
+/// The daemon's current state, kept up to date by the daemon's driver loop for publishers
+/// (heartbeat, retained `alarms/active` and `session` snapshots).
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    /// The last event sequence number emitted.
+    pub last_seq: u64,
+    /// Time since the daemon started (core time).
+    pub uptime: Duration,
+    /// Every source.
+    pub sources: Vec<SourceState>,
+    /// Arrival-to-emission latency in microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+    /// Events dropped because a sink queue was full.
+    pub events_dropped: u64,
+    /// Alarms present now, highest priority first.
+    pub present_alarms: Vec<crate::engine::AlarmEvent>,
+    /// Session phase and pseudonymous id.
+    pub session: (crate::engine::SessionPhase, crate::engine::SessionId),
+    /// Baselines, indexed by `Vital::index`.
+    pub baselines: [Option<f32>; crate::vitals::Vital::COUNT],
+    /// Audio paused until (core time), if paused.
+    pub audio_paused_until: Option<crate::time::Instant>,
+    /// Bumped whenever `present_alarms` or `session` changed.
+    pub snapshot_version: u64,
+}
+
+/// What the pipeline needs to know of a configured source (implemented by
+/// `vigil`'s `SourceConfig`; the core does not know the configuration file).
+pub trait SourceRole {
+    /// The protocol it speaks.
+    fn protocol(&self) -> ProtocolKind;
+    /// Silence longer than this means disconnected.
+    fn timeout(&self) -> Duration;
+    /// The vitals taken from it.
+    fn vitals(&self) -> &[Vital];
+}
+
 /// The pipeline for a configuration's sources, with each vital's source
 /// preference set from the sources' `vitals` lists (file order wins). Live
 /// and replay both build it here, so they merge sources identically.
-pub fn for_sources(
-    start: Instant,
-    engine: EngineConfig,
-    sources: &[crate::config::SourceConfig],
-) -> Pipeline {
+pub fn for_sources<S: SourceRole>(start: Instant, engine: EngineConfig, sources: &[S]) -> Pipeline {
     let ages = AgeLimits::for_nibp_cycle(engine.nibp.cycle, engine.nibp.grace);
     let specs = sources
         .iter()
         .enumerate()
         .map(|(i, s)| SourceSpec {
-            protocol: open_protocol_with(s.protocol, SourceId(i as u16), ages),
-            timeout: s.timeout,
+            protocol: open_protocol_with(s.protocol(), SourceId(i as u16), ages),
+            timeout: s.timeout(),
         })
         .collect();
     let mut p = Pipeline::new(start, engine, specs);
@@ -630,7 +683,7 @@ pub fn for_sources(
         let suppliers: Vec<SourceId> = sources
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.vitals.contains(&vital))
+            .filter(|(_, s)| s.vitals().contains(&vital))
             .map(|(i, _)| SourceId(i as u16))
             .collect();
         if sources.len() > 1 || suppliers.len() < sources.len() {
@@ -642,39 +695,22 @@ pub fn for_sources(
 
 /// The host-side protocol endpoint for a configured protocol, with the
 /// default age limits (see [`open_protocol_with`]).
-pub fn open_protocol(kind: crate::config::ProtocolKind, source: SourceId) -> BoxedProtocol {
+pub fn open_protocol(kind: ProtocolKind, source: SourceId) -> BoxedProtocol {
     open_protocol_with(kind, source, AgeLimits::default())
 }
 
 /// The host-side protocol endpoint for a configured protocol; decoders that
 /// see device time stamps take values older than `ages` as old measurements.
-pub fn open_protocol_with(
-    kind: crate::config::ProtocolKind,
-    source: SourceId,
-    ages: AgeLimits,
-) -> BoxedProtocol {
-    use crate::config::ProtocolKind as K;
-    use crate::protocol::{ge, line, masimo, nonin, philips};
-    match kind {
-        K::Ge => Box::new(
-            ge::GeS5::new(source, ge::MIN_DISPLAYED_INTERVAL_S)
-                .expect("the minimum interval is a valid request")
-                .with_age_limits(ages),
-        ),
-        K::Philips => Box::new(philips::IntelliVueHost::new(source).with_age_limits(ages)),
-        K::Masimo => Box::new(masimo::Masimo::new(source)),
-        K::NoninDf2 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df2)),
-        K::NoninDf7 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df7)),
-        K::NoninDf8 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df8)),
-        K::Line => Box::new(line::VigilLine::new(source)),
-    }
+/// The constructor comes from the protocol's registry entry.
+pub fn open_protocol_with(kind: ProtocolKind, source: SourceId, ages: AgeLimits) -> BoxedProtocol {
+    kind.open(source, ages)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProtocolKind;
     use crate::engine::{EventKind, Phase};
+    use crate::protocol::Protocol;
 
     const SEC: u64 = 1_000;
 
@@ -1004,43 +1040,6 @@ mod tests {
         let r = readings(&mut p);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].source, SourceId(0));
-    }
-
-    #[test]
-    fn configured_vitals_decide_which_source_supplies_what() {
-        let cfg = crate::config::parse(
-            r#"
-            [[source]]
-            name = "oximeter"
-            protocol = "vigil-line"
-            tcp = "127.0.0.1:1"
-            vitals = ["spo2", "pr"]
-            [[source]]
-            name = "monitor"
-            protocol = "vigil-line"
-            tcp = "127.0.0.1:2"
-            "#,
-            "test",
-        )
-        .unwrap();
-        let mut p = for_sources(ms(0), cfg.engine.clone(), &cfg.sources);
-        // HR from the oximeter is not taken; SpO2 from both: the oximeter wins.
-        p.handle_bytes(ms(0), SourceId(0), b"hr 70\nspo2 97\n");
-        p.handle_bytes(ms(10), SourceId(1), b"hr 71\nspo2 90\n");
-        let r = readings(&mut p);
-        let got: Vec<(u16, String)> = r
-            .iter()
-            .map(|r| {
-                (
-                    r.source.0,
-                    format!("{:?}", r.measurement.continuous().unwrap().0),
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            vec![(0, "SpO2".to_owned()), (1, "HeartRate".to_owned())]
-        );
     }
 
     fn ge_pipeline() -> Pipeline {

@@ -8,10 +8,11 @@
 //!   protocol's own timing, host requests in.
 //!
 //! Pure like the rest of the core: no tokio, no clock reads, no unseeded
-//! randomness. The IO edge ([`crate::io::simulated`], `vigil-sim`) runs a
-//! [`device::SimDevice`] on a clock. Depends on [`crate::protocol`],
-//! [`crate::vitals`], [`crate::time`] and [`crate::config`] (for
-//! `ProtocolKind`).
+//! randomness: a scenario is parsed from text the caller read (`vigil::sim`
+//! finds built-in names and files). The IO edge (`vigil::io::simulated`,
+//! `vigil-sim`) runs a [`device::SimDevice`] on a clock. Depends on
+//! [`crate::protocol`], [`crate::pipeline`] (the host side, in tests),
+//! [`crate::vitals`] and [`crate::time`].
 
 pub mod device;
 pub mod model;

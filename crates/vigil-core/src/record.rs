@@ -25,18 +25,11 @@
 //! after a crash or power loss) and reports where; everything before it is
 //! read normally.
 //!
-//! This module is pure (bytes in, bytes out); [`file`] does the file IO.
-
-pub mod chart;
-pub mod export;
-pub mod fhir;
-pub mod file;
-pub mod health;
-pub mod hl7;
-pub mod import;
-pub mod mllp;
+//! This module is pure (bytes in, bytes out); `vigil::record::file` does
+//! the file IO and the export tools live beside it in `vigil::record`.
 
 use core::time::Duration;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{AlarmId, Command, Condition, Subject, SystemCondition};
 use crate::pipeline::Input;
@@ -394,6 +387,87 @@ fn decode_command(mut b: &[u8]) -> Result<Command, RecordError> {
         },
         _ => return Err(RecordError::Malformed("unknown command")),
     })
+}
+
+/// Errors reading or starting a recording file (the IO itself is the
+/// caller's: `vigil::record::file`).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// IO on a path.
+    #[error("{path}: {cause}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The file is not a readable recording.
+    #[error("{path}: {cause}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: RecordError,
+    },
+}
+
+/// A recording read from disk.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every record before the end or the first corrupt one.
+    pub records: Vec<Timed>,
+    /// Where reading stopped early, and why (a torn or corrupt tail).
+    pub corrupt_tail: Option<(u64, RecordError)>,
+    /// The file's size.
+    pub size: u64,
+}
+
+impl Loaded {
+    /// The recording at `path`, given what reading the file gave
+    /// (`std::fs::read(path)`): the caller does the IO, this decodes.
+    pub fn from_read(path: &Path, read: std::io::Result<Vec<u8>>) -> Result<Loaded, FileError> {
+        let data = read.map_err(|source| FileError::Io {
+            path: path.to_owned(),
+            cause: source,
+        })?;
+        Loaded::decode(&data).map_err(|source| FileError::Format {
+            path: path.to_owned(),
+            cause: source,
+        })
+    }
+
+    /// Decodes a whole file: the header, then every record up to the end
+    /// or the first corrupt one (reported in `corrupt_tail`).
+    pub fn decode(data: &[u8]) -> Result<Loaded, RecordError> {
+        let mut pos = decode_header(data)?;
+        let mut loaded = Loaded {
+            size: data.len() as u64,
+            ..Loaded::default()
+        };
+        while pos < data.len() {
+            match decode_record(&data[pos..]) {
+                Ok((record, n)) => {
+                    loaded.records.push(record);
+                    pos += n;
+                }
+                Err(e) => {
+                    loaded.corrupt_tail = Some((pos as u64, e));
+                    break;
+                }
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// A complete recording file's bytes: the header and every record.
+pub fn encode_file(records: &[Timed]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_header(&mut out);
+    for r in records {
+        encode_record(r.at, &r.record, &mut out);
+    }
+    out
 }
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), table-driven.

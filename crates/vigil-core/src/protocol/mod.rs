@@ -13,6 +13,10 @@
 //! [`DecodeStats`], reported as [`Output::Dropped`], and the decoder
 //! resynchronises at the next frame.
 //!
+//! [`registry`] is the one place a protocol's identity lives: its
+//! [`ProtocolKind`], the configuration's name for it, its usual serial
+//! settings, its decoder and its simulated monitor side ([`Monitor`]).
+//!
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
 pub mod ge;
@@ -20,6 +24,11 @@ pub mod line;
 pub mod masimo;
 pub mod nonin;
 pub mod philips;
+pub mod registry;
+
+pub use registry::{
+    BoxedProtocol, Entry, Monitor, MonitorIo, Parity, ProtocolKind, SerialSettings, REGISTRY,
+};
 
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity, Vital};

@@ -48,11 +48,11 @@
 //! Unknown keys and unknown event kinds are refused with a message naming
 //! them; values are range-checked with the key at fault in the message.
 //!
-//! Pure apart from [`Scenario::find`], which reads a file when the name is
-//! not a built-in one. Depends on [`crate::vitals`].
+//! Pure: [`Scenario::parse`] takes the text; `vigil::sim::find_scenario`
+//! reads a file when the name is not a built-in one. Depends on
+//! [`crate::vitals`].
 
 use core::time::Duration;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -62,25 +62,28 @@ use crate::vitals::DeviceTime;
 const BUILTIN: [(&str, &str); 6] = [
     (
         "typical",
-        include_str!("../../simulators/scenarios/typical.toml"),
+        include_str!("../../../../simulators/scenarios/typical.toml"),
     ),
     (
         "hypertensive",
-        include_str!("../../simulators/scenarios/hypertensive.toml"),
+        include_str!("../../../../simulators/scenarios/hypertensive.toml"),
     ),
     (
         "desaturation",
-        include_str!("../../simulators/scenarios/desaturation.toml"),
+        include_str!("../../../../simulators/scenarios/desaturation.toml"),
     ),
     (
         "sensor-problems",
-        include_str!("../../simulators/scenarios/sensor-problems.toml"),
+        include_str!("../../../../simulators/scenarios/sensor-problems.toml"),
     ),
     (
         "comm-loss",
-        include_str!("../../simulators/scenarios/comm-loss.toml"),
+        include_str!("../../../../simulators/scenarios/comm-loss.toml"),
     ),
-    ("demo", include_str!("../../simulators/scenarios/demo.toml")),
+    (
+        "demo",
+        include_str!("../../../../simulators/scenarios/demo.toml"),
+    ),
 ];
 
 /// The monitor's clock at the start when a scenario does not set it:
@@ -91,14 +94,14 @@ pub const DEFAULT_DEVICE_CLOCK: DeviceTime = DeviceTime(1_795_424_400);
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// Neither a built-in name nor a readable file.
-    #[error("scenario `{name}` is not a built-in scenario (built in: {builtins}) and cannot be read as a file: {source}")]
+    #[error("scenario `{name}` is not a built-in scenario (built in: {builtins}) and cannot be read as a file: {cause}")]
     NotFound {
         /// What was asked for.
         name: String,
         /// The built-in names, comma separated.
         builtins: String,
         /// Why the file could not be read.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The TOML does not parse, or has an unknown key, kind or wrong type.
     #[error("scenario {origin}: {message}")]
@@ -316,20 +319,6 @@ impl Scenario {
     /// A built-in scenario by name.
     pub fn builtin(name: &str) -> Option<Result<Scenario, ScenarioError>> {
         Self::builtin_text(name).map(|text| Scenario::parse(text, name))
-    }
-
-    /// A built-in scenario by name, or else the scenario file at that path.
-    pub fn find(name_or_path: &str) -> Result<Scenario, ScenarioError> {
-        if let Some(s) = Self::builtin(name_or_path) {
-            return s;
-        }
-        let path = Path::new(name_or_path);
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::NotFound {
-            name: name_or_path.to_owned(),
-            builtins: Self::builtin_names().collect::<Vec<_>>().join(", "),
-            source,
-        })?;
-        Scenario::parse(&text, name_or_path)
     }
 
     /// Parses and validates scenario text; `name` names it in messages.
@@ -953,16 +942,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("dose.settle_by_min"), "{e}");
-    }
-
-    #[test]
-    fn unknown_names_list_the_builtins() {
-        let e = Scenario::find("no-such-scenario-here")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no-such-scenario-here"), "{e}");
-        for name in Scenario::builtin_names() {
-            assert!(e.contains(name), "{e}");
-        }
     }
 }

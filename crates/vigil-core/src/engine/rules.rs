@@ -1,7 +1,7 @@
 //! The engine's validated configuration: limits, delays, trends and
 //! priorities per vital, and the engine-wide settings.
 //!
-//! These types are built by [`crate::config`] from the TOML file (which checks
+//! These types are built by `vigil`'s `config` module from the TOML file (which checks
 //! every constraint and names the key at fault) and by tests directly. The
 //! defaults here are the adult ketamine-session defaults shipped in
 //! `config/vigil.toml`; a test keeps the two identical.
