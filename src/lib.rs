@@ -42,7 +42,10 @@
 //!   below it; [`mqtt`] and [`display`] format times with [`time`], not
 //!   through [`io`].
 //! - Each module defines its own `thiserror` error type; `anyhow` lives in
-//!   `main.rs` only.
+//!   `main.rs` only. An error's message is whole: it says its cause (and
+//!   the setting to fix), so a log line `{e}` is complete; the cause is
+//!   therefore never also its `source()` (no field named `source`, no
+//!   `#[from]` beside a `{0}`), or main's `{:#}` would print it twice.
 
 pub use vigil_core::{engine, pipeline, protocol, time, vitals};
 

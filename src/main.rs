@@ -405,13 +405,20 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             status_every,
             run_for,
         } => {
-            let cfg = match load_config(config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(code) => return Ok(code),
+            // The one check start-up, SIGHUP and check-config share.
+            let checked = match config.as_deref() {
+                Some(p) => config::load_runnable(p),
+                None => config::parse(config::DEFAULT_TOML, "<embedded defaults>")
+                    .and_then(|c| config::runnable(c, "<embedded defaults>")),
             };
-            if let Some(missing) = config::readiness(&cfg).missing.first() {
-                anyhow::bail!("{missing}");
-            }
+            let cfg = match checked {
+                Ok(cfg) => cfg,
+                Err(e @ ConfigError::NotReady { .. }) => anyhow::bail!("{e}"),
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             vigil_run(cfg, config, status_every, run_for, Vec::new())
                 .context("running the daemon")?;
             Ok(ExitCode::SUCCESS)
@@ -675,24 +682,23 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load(file) {
+    match config::load_runnable(file) {
         Ok(cfg) => {
-            let ready = config::readiness(&cfg);
-            for w in &ready.warnings {
+            for w in &config::readiness(&cfg).warnings {
                 eprintln!("{}: warning: {w}", file.display());
-            }
-            if !ready.missing.is_empty() {
-                eprintln!(
-                    "{}: not ready to run: {} problem(s):\n  {}",
-                    file.display(),
-                    ready.missing.len(),
-                    ready.missing.join("\n  ")
-                );
-                return ExitCode::from(2);
             }
             println!("# {}: valid. Effective configuration:\n", file.display());
             print!("{}", config::render(&cfg));
             ExitCode::SUCCESS
+        }
+        Err(e @ ConfigError::NotReady { .. }) => {
+            if let ConfigError::NotReady { warnings, .. } = &e {
+                for w in warnings {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+            }
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
         Err(e @ ConfigError::Io { .. }) => {
             eprintln!("vigil: {e}");
@@ -879,6 +885,21 @@ fn vigil_run(
             });
         }
         let (system_tx, system) = tokio::sync::mpsc::channel(64);
+        if let Some(h) = &cfg.hl7 {
+            tracing::info!(
+                "HL7: charting every {:?} to {} (the [hl7] section)",
+                h.interval,
+                h.to
+            );
+            sinks.push(vigil::io::hl7::spawn(vigil::io::hl7::Hl7Setup {
+                config: h.clone(),
+                site: cfg.site.clone(),
+                bed: cfg.bed.clone(),
+                sources: vigil::record::chart::devices(&cfg),
+                system: system_tx.clone(),
+                queue: 4096,
+            }));
+        }
         let (live_tx, live_rx) = tokio::sync::watch::channel(driver::LiveState::default());
         let mut live = None;
         if cfg.mqtt.enabled {

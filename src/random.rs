@@ -2,17 +2,15 @@
 //! epochs, board tokens). Never a fallback to guessable entropy: without
 //! the OS generator there is an error to report.
 
-use ring::rand::{SecureRandom, SystemRandom};
-
-/// The OS generator failed.
+/// The OS generator failed (its error says how).
 #[derive(Debug, thiserror::Error)]
-#[error("the operating system's random generator is not available")]
-pub struct RandomError;
+#[error("the operating system's random generator is not available ({0})")]
+pub struct RandomError(getrandom::Error);
 
 /// `bytes` random bytes as lowercase hex (`2 * bytes` characters).
 pub fn hex(bytes: usize) -> Result<String, RandomError> {
     let mut b = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut b).map_err(|_| RandomError)?;
+    getrandom::getrandom(&mut b).map_err(RandomError)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 

@@ -29,12 +29,12 @@ pub enum ReplayError {
     #[error("{0}: the recording holds no configuration (it is empty or was cut off at once)")]
     NoConfig(String),
     /// The recorded configuration does not parse.
-    #[error("{path}: the recorded configuration is invalid: {source}")]
+    #[error("{path}: the recorded configuration is invalid: {cause}")]
     Config {
         /// The file.
         path: String,
         /// Why.
-        source: config::ConfigError,
+        cause: config::ConfigError,
     },
 }
 
@@ -102,7 +102,7 @@ pub fn load(path: &Path) -> Result<Session, ReplayError> {
                 let parsed =
                     config::parse(&text, &shown).map_err(|source| ReplayError::Config {
                         path: shown.clone(),
-                        source,
+                        cause: source,
                     })?;
                 if config.is_none() {
                     config = Some(parsed);

@@ -66,12 +66,12 @@ pub enum ReportError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     /// Writing the report failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {cause}")]
     Write {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -2046,7 +2046,7 @@ pub fn report(path: &Path, out: &Path, options: &ReportOptions) -> Result<Analys
     let html = render(&session, &a, &options);
     std::fs::write(out, html).map_err(|source| ReportError::Write {
         path: out.display().to_string(),
-        source,
+        cause: source,
     })?;
     Ok(a)
 }

@@ -25,7 +25,7 @@ use crate::config::{self, ConfigError, Link, ProtocolKind};
 pub enum SetupError {
     /// The answers do not make a valid configuration (a site name with a
     /// space, a TCP address without a port, ...).
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] ConfigError),
     /// The shipped example changed so that setup no longer finds its place
     /// in it (a bug caught by the unit tests).
@@ -42,12 +42,12 @@ pub enum SetupError {
         path: PathBuf,
     },
     /// Reading or writing the file failed.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -141,7 +141,7 @@ pub fn starting_config(answers: &Answers) -> Result<String, SetupError> {
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
     move |source| SetupError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 

@@ -12,7 +12,7 @@ pub fn find_scenario(name_or_path: &str) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(name_or_path).map_err(|source| ScenarioError::NotFound {
         name: name_or_path.to_owned(),
         builtins: Scenario::builtin_names().collect::<Vec<_>>().join(", "),
-        source,
+        cause: source,
     })?;
     Scenario::parse(&text, name_or_path)
 }

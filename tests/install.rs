@@ -5,17 +5,10 @@
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::util::daemon::temp_dir;
-
-fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vigil")
-}
+use crate::util::process::vigil;
 
 fn text(out: &Output) -> (String, String) {
     (
@@ -62,6 +55,50 @@ fn shipped_configuration_names_what_is_missing() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no [[source]] configured"), "{stderr}");
+}
+
+/// Issue #15: check-config and `vigil run` share one check, so a file that
+/// is valid but has no `[[source]]` is refused by both with the same words
+/// (check-config used to call it valid). A mistake is shown at its line.
+#[test]
+fn check_config_refuses_what_run_refuses() {
+    let dir = temp_dir("check-config-run");
+    let file = dir.join("vigil.toml");
+    std::fs::write(&file, "[site]\nsite = \"north-clinic\"\nbed = \"room-2\"\n").unwrap();
+    let path = file.to_str().unwrap();
+    let out = vigil(&["check-config", path]);
+    let (stdout, checked) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{checked}");
+    assert!(!stdout.contains("valid"), "{stdout}");
+    let refusal = format!("{path}: not ready to run: 1 problem(s)");
+    assert!(checked.contains(&refusal), "{checked}");
+    assert!(checked.contains("no [[source]] configured"), "{checked}");
+    let out = vigil(&["run", "--config", path]);
+    let (_, ran) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{ran}");
+    let reason = checked
+        .lines()
+        .find(|l| l.contains("no [[source]]"))
+        .unwrap();
+    assert!(
+        ran.contains(&refusal) && ran.contains(reason.trim()),
+        "{ran}"
+    );
+
+    std::fs::write(
+        &file,
+        "[site]\nsite = \"north-clinic\"\n\n[alarms.spo2]\nlow = { limit = 95, priority = \"hihg\" }\n",
+    )
+    .unwrap();
+    let out = vigil(&["check-config", path]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{path}:5:21: alarms.spo2.low.priority: `hihg` is not a priority"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

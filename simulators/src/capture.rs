@@ -71,12 +71,12 @@ use vigil::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The capture file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A vigil recording that does not read.
     #[error(transparent)]
@@ -336,7 +336,7 @@ impl Capture {
     ) -> Result<Capture, CaptureError> {
         let data = std::fs::read(path).map_err(|source| CaptureError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         let capture = if data.starts_with(vigil::record::MAGIC) {
             Self::from_recording(path, kind, source)?

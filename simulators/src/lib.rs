@@ -85,16 +85,16 @@ impl Device for CaptureDevice {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// Reading or writing the byte stream failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// Why it failed.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The pseudo-terminal pair could not be made.
     #[error("cannot create a pseudo-terminal pair: {0}")]
-    Pty(#[source] tokio_serial::Error),
+    Pty(tokio_serial::Error),
     /// The scenario could not be loaded.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
@@ -241,7 +241,7 @@ pub fn device_for_bed(scenario: &Scenario, kind: ProtocolKind, seed: u64, bed: u
 fn io_err(context: &str) -> impl FnOnce(io::Error) -> SimError + '_ {
     move |source| SimError::Io {
         context: context.to_owned(),
-        source,
+        cause: source,
     }
 }
 

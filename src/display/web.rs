@@ -77,12 +77,12 @@ const COOKIE: &str = "vigil_session";
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// The address cannot be bound.
-    #[error("cannot listen on {addr} (--listen): {source}")]
+    #[error("cannot listen on {addr} (--listen): {cause}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A non-loopback address without a token.
     #[error("--listen {0} is reachable from other machines: give --token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1")]
@@ -91,23 +91,23 @@ pub enum WebError {
     #[error("--listen {0} is reachable from other machines and the access token would travel in clear: give --tls-cert and --tls-key, or --insecure-listen if the network is trusted (e.g. a TLS proxy in front)")]
     NeedsTls(SocketAddr),
     /// A new token cannot be written.
-    #[error("cannot write a new access token to {path} (--new-token): {source}")]
+    #[error("cannot write a new access token to {path} (--new-token): {cause}")]
     NewToken {
         /// The file.
         path: PathBuf,
         /// Why (an existing file is never overwritten).
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The operating system's random generator failed.
     #[error(transparent)]
     Random(#[from] crate::random::RandomError),
     /// The token file cannot be read.
-    #[error("cannot read the access token from {path} (--token-file): {source}")]
+    #[error("cannot read the access token from {path} (--token-file): {cause}")]
     TokenFile {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The token is too short or too regular.
     #[error("the token in {path} (--token-file) carries about {bits} bits; at least {MIN_TOKEN_BITS} are needed: write a random one with `vigil display --new-token FILE`")]
@@ -268,7 +268,7 @@ impl Token {
     pub fn read(path: &Path) -> Result<Token, WebError> {
         let text = std::fs::read_to_string(path).map_err(|source| WebError::TokenFile {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         let t = text.lines().next().unwrap_or("").trim();
         let bits = estimated_bits(t);
@@ -290,7 +290,7 @@ impl Token {
         let token = crate::random::hex(32)?;
         let err = |source| WebError::NewToken {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -309,13 +309,11 @@ impl Token {
     }
 }
 
-/// Compares in time independent of where the first difference is.
+/// Compares in time independent of where the first difference is (the
+/// length is not secret: every generated token has 64 digits).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[derive(Clone)]
@@ -389,7 +387,7 @@ pub async fn serve(
         .await
         .map_err(|source| WebError::Bind {
             addr: settings.listen,
-            source,
+            cause: source,
         })?;
     let local = listener.local_addr().map_err(WebError::Serve)?;
 

@@ -591,12 +591,11 @@ fn source_summary(pipeline: &Pipeline, config: &Config) -> String {
     }
 }
 
-/// SIGHUP: validate the file again; apply alarm settings if valid. Returns
-/// whether anything was applied.
-/// The configuration a SIGHUP would switch to, checked exactly as start-up
-/// checks it (`config::load`, then `config::readiness`): a file start-up
-/// would refuse is refused here too, with every reason, so an emptied or
-/// half-written file never returns the alarm settings to the defaults.
+/// The configuration a SIGHUP would switch to, checked by the one check
+/// start-up and `vigil check-config` use ([`config::load_runnable`]): a file
+/// start-up would refuse is refused here too, with every reason, so an
+/// emptied or half-written file never returns the alarm settings to the
+/// defaults.
 fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
     let Some(p) = path else {
         return Err(
@@ -605,18 +604,7 @@ fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
                 .into(),
         );
     };
-    let new = config::load(p).map_err(|e| e.to_string())?;
-    let missing = config::readiness(&new).missing;
-    if missing.is_empty() {
-        Ok(new)
-    } else {
-        Err(format!(
-            "{}: not ready to run: {} problem(s) (start-up would refuse it):\n  {}",
-            p.display(),
-            missing.len(),
-            missing.join("\n  ")
-        ))
-    }
+    config::load_runnable(p).map_err(|e| e.to_string())
 }
 
 fn reload(

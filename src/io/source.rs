@@ -131,12 +131,12 @@ pub enum OpenError {
         reason: String,
     },
     /// TCP connection failed.
-    #[error("cannot connect to device server {address}: {source} (check the source's `tcp` key and that the device server is on)")]
+    #[error("cannot connect to device server {address}: {cause} (check the source's `tcp` key and that the device server is on)")]
     Tcp {
         /// `host:port`.
         address: String,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A simulated monitor did not start ([`super::simulated`]).
     #[error("{0}")]
@@ -279,11 +279,11 @@ async fn run(
                     }
                     Ok(Err(e)) => Err(OpenError::Tcp {
                         address: address.clone(),
-                        source: e,
+                        cause: e,
                     }),
                     Err(_) => Err(OpenError::Tcp {
                         address: address.clone(),
-                        source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+                        cause: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
                     }),
                 }
             }

@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The listen address is taken or not ours.
-    #[error("the embedded MQTT broker cannot listen on {addr} (mqtt.listen): {source}; change mqtt.listen, or set mqtt.embedded = false to use the broker already there")]
+    #[error("the embedded MQTT broker cannot listen on {addr} (mqtt.listen): {cause}; change mqtt.listen, or set mqtt.embedded = false to use the broker already there")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The thread could not be started.
     #[error("cannot start the embedded broker's thread: {0}")]
@@ -32,7 +32,7 @@ pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     drop(
         std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
             addr: listen,
-            source,
+            cause: source,
         })?,
     );
     let connections = rumqttd::ConnectionSettings {

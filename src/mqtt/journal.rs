@@ -69,21 +69,29 @@ pub const UNREAD_COPY: &str = "outbox.journal.unread";
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file in the state directory could not be created, read or written.
-    #[error("{what} {path} (check mqtt.state_dir: the directory must exist or be creatable, and be writable by vigil): {source}")]
+    #[error("{what} {path} (check mqtt.state_dir: the directory must exist or be creatable, and be writable by vigil): {cause}")]
     Io {
         /// What was being done.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a vigil journal.
     #[error("{0} is not a vigil outbox journal (wrong magic); move it away or point mqtt.state_dir elsewhere")]
     NotAJournal(PathBuf),
     /// No random stream epoch can be made.
     #[error("cannot make a stream epoch: {0}")]
-    Random(#[from] crate::random::RandomError),
+    Random(crate::random::RandomError),
+}
+
+// By hand, not `#[from]`: the message already says the cause, so it is not
+// also a `source()` (a chain printed with `{:#}` would say it twice).
+impl From<crate::random::RandomError> for JournalError {
+    fn from(e: crate::random::RandomError) -> Self {
+        JournalError::Random(e)
+    }
 }
 
 /// Eviction rank of a message: lower ranks are evicted first when the
@@ -356,7 +364,7 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| JournalError::Io {
         what,
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 

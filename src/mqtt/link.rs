@@ -46,14 +46,14 @@ pub enum LinkError {
         why: String,
     },
     /// The credentials file cannot be read.
-    #[error("cannot read MQTT credentials from {path} ({key}): {source}")]
+    #[error("cannot read MQTT credentials from {path} ({key}): {cause}")]
     Credentials {
         /// The setting.
         key: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The credentials file does not hold a username line.
     #[error(
@@ -289,7 +289,7 @@ pub fn read_credentials(path: &Path, key: &'static str) -> Result<(String, Strin
     let text = std::fs::read_to_string(path).map_err(|source| LinkError::Credentials {
         key,
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let mut lines = text.lines();
     let user = lines.next().unwrap_or("").trim().to_owned();

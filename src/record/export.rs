@@ -53,10 +53,18 @@ pub enum ExportError {
     Replay(#[from] ReplayError),
     /// Writing the output failed.
     #[error("writing the export: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The recording cannot be charted (FHIR, HL7).
     #[error(transparent)]
     Chart(#[from] super::chart::ChartError),
+}
+
+// By hand, not `#[from]`: the message already says the cause, so it is not
+// also a `source()` (a chain printed with `{:#}` would say it twice).
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Io(e)
+    }
 }
 
 /// The formats an EHR takes: the recording's chart ([`super::chart`]).

@@ -43,7 +43,7 @@ pub fn read(path: &Path) -> Result<Loaded, FileError> {
 pub fn write_all(path: &Path, records: &[Timed]) -> Result<(), FileError> {
     fs::write(path, encode_file(records)).map_err(|source| FileError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -124,7 +124,7 @@ impl Recorder {
     ) -> Result<Recorder, FileError> {
         fs::create_dir_all(&settings.dir).map_err(|source| FileError::Io {
             path: settings.dir.clone(),
-            source,
+            cause: source,
         })?;
         prune(&settings.dir, settings.retention, started);
         let stamp = crate::time::rfc3339(started)
@@ -139,7 +139,7 @@ impl Recorder {
             .open(&path)
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         let mut buf = Vec::with_capacity(1024);
@@ -152,7 +152,7 @@ impl Recorder {
             .and_then(|_| w.get_ref().sync_data())
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         // A real sync: the recovery hold of a restarted recording begins.
         health.synced(std::time::Instant::now());
@@ -165,7 +165,7 @@ impl Recorder {
             .spawn(move || writer(w, rx, s, thread_path, report, health))
             .map_err(|source| FileError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Recorder {
             tx,

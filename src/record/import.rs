@@ -54,12 +54,12 @@ use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Sample, SourceId, V
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The input could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The header lacks a required column.
     #[error(
@@ -513,14 +513,14 @@ pub fn import(csv: &Path, out: &Path, options: &ImportOptions) -> Result<usize, 
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
             ImportError::Read {
                 path: "standard input".into(),
-                source,
+                cause: source,
             }
         })?;
         s
     } else {
         std::fs::read_to_string(csv).map_err(|source| ImportError::Read {
             path: csv.display().to_string(),
-            source,
+            cause: source,
         })?
     };
     let rows = parse_csv(&text)?;

@@ -7,6 +7,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Runs `vigil ARGS` to its end (no standard input).
+pub fn vigil(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vigil")
+}
+
 /// A running `vigil` process.
 pub struct Vigil {
     child: Child,

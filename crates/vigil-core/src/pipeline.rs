@@ -39,7 +39,7 @@ use crate::engine::{
     Command, CommandError, DeviceInput, Engine, EngineConfig, Event, SourceHealth, SystemCondition,
 };
 use crate::protocol::{
-    AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, Protocol, ProtocolKind,
+    AgeLimits, AssociationProblem, DecodeStats, DeviceNote, Output, ProtocolKind,
 };
 use crate::time::Instant;
 use crate::vitals::{Reading, SourceId, Vital};
@@ -76,8 +76,7 @@ pub enum Input {
     Tick,
 }
 
-/// A protocol endpoint the pipeline can own and move across threads.
-pub type BoxedProtocol = Box<dyn Protocol + Send>;
+pub use crate::protocol::BoxedProtocol;
 
 /// One source as the pipeline sees it.
 pub struct SourceSpec {
@@ -702,28 +701,16 @@ pub fn open_protocol(kind: ProtocolKind, source: SourceId) -> BoxedProtocol {
 
 /// The host-side protocol endpoint for a configured protocol; decoders that
 /// see device time stamps take values older than `ages` as old measurements.
+/// The constructor comes from the protocol's registry entry.
 pub fn open_protocol_with(kind: ProtocolKind, source: SourceId, ages: AgeLimits) -> BoxedProtocol {
-    use crate::protocol::{ge, line, masimo, nonin, philips};
-    use ProtocolKind as K;
-    match kind {
-        K::Ge => Box::new(
-            ge::GeS5::new(source, ge::MIN_DISPLAYED_INTERVAL_S)
-                .expect("the minimum interval is a valid request")
-                .with_age_limits(ages),
-        ),
-        K::Philips => Box::new(philips::IntelliVueHost::new(source).with_age_limits(ages)),
-        K::Masimo => Box::new(masimo::Masimo::new(source)),
-        K::NoninDf2 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df2)),
-        K::NoninDf7 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df7)),
-        K::NoninDf8 => Box::new(nonin::Nonin::new(source, nonin::NoninFormat::Df8)),
-        K::Line => Box::new(line::VigilLine::new(source)),
-    }
+    kind.open(source, ages)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{EventKind, Phase};
+    use crate::protocol::Protocol;
 
     const SEC: u64 = 1_000;
 

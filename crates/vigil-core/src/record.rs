@@ -173,6 +173,7 @@ pub fn encode_record(at: Instant, record: &Record, out: &mut Vec<u8>) {
                     SystemCondition::JournalCorrupt => 4,
                     SystemCondition::LinkUnstable => 5,
                     SystemCondition::InputOverload => 6,
+                    SystemCondition::Hl7Undelivered => 7,
                 });
                 out.push(u8::from(*present));
             }
@@ -242,6 +243,7 @@ pub fn decode_record(data: &[u8]) -> Result<(Timed, usize), RecordError> {
                 4 => SystemCondition::JournalCorrupt,
                 5 => SystemCondition::LinkUnstable,
                 6 => SystemCondition::InputOverload,
+                7 => SystemCondition::Hl7Undelivered,
                 _ => return Err(RecordError::Malformed("system condition")),
             };
             Record::Input(Input::System {
@@ -394,20 +396,20 @@ fn decode_command(mut b: &[u8]) -> Result<Command, RecordError> {
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// IO on a path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a readable recording.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Format {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: RecordError,
+        cause: RecordError,
     },
 }
 
@@ -428,11 +430,11 @@ impl Loaded {
     pub fn from_read(path: &Path, read: std::io::Result<Vec<u8>>) -> Result<Loaded, FileError> {
         let data = read.map_err(|source| FileError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Loaded::decode(&data).map_err(|source| FileError::Format {
             path: path.to_owned(),
-            source,
+            cause: source,
         })
     }
 

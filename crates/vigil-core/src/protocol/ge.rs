@@ -60,6 +60,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
+use crate::protocol::registry::{BoxedProtocol, HostRx, Monitor, MonitorIo, MAX_HOST_FRAME};
 use crate::protocol::{AgeLimits, DecodeStats, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, SourceId, Validity};
@@ -916,6 +917,150 @@ impl Protocol for GeS5 {
     fn stats(&self) -> DecodeStats {
         self.stats
     }
+}
+
+// ----- registry: host side and monitor side ---------------------------------
+
+/// The host side for the registry: the decoder asking for displayed values
+/// at the shortest interval the monitor allows.
+pub fn open(source: SourceId, ages: AgeLimits) -> BoxedProtocol {
+    Box::new(
+        GeS5::new(source, MIN_DISPLAYED_INTERVAL_S)
+            .expect("the minimum interval is a valid request")
+            .with_age_limits(ages),
+    )
+}
+
+/// The monitor side, for simulated devices: nothing until a request record
+/// asks; then displayed values at the requested interval (at least
+/// [`MIN_DISPLAYED_INTERVAL_S`]), once for `-1`, stop for `0`.
+#[derive(Debug, Default)]
+pub struct GeMonitor {
+    rx: HostRx,
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl GeMonitor {
+    /// A fresh monitor side for the registry.
+    pub fn boxed() -> Box<dyn Monitor> {
+        Box::new(GeMonitor::default())
+    }
+
+    fn request(&mut self, now: Instant, req: PhdbRequest, io: &mut dyn MonitorIo) {
+        if req.record_type != PhdbRecordType::Displayed {
+            return;
+        }
+        io.host_message();
+        match req.tx_interval {
+            0 => {
+                self.interval = None;
+                self.next = None;
+            }
+            ival if ival < 0 => {
+                self.interval = None;
+                self.next = Some(now);
+            }
+            ival => {
+                let secs = (ival as u16).max(MIN_DISPLAYED_INTERVAL_S);
+                self.interval = Some(Duration::from_secs(u64::from(secs)));
+                self.next = Some(now);
+            }
+        }
+    }
+}
+
+impl Monitor for GeMonitor {
+    fn stream_rate(&self) -> Option<u64> {
+        None
+    }
+
+    fn frame(&mut self, _t: Instant, snap: &Snapshot, _fresh: bool, out: &mut Vec<u8>) {
+        encode_displayed_values(snap, out);
+    }
+
+    fn sending(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    /// Unstuffs frames between flags and acts on request records.
+    fn handle_host_byte(&mut self, now: Instant, b: u8, io: &mut dyn MonitorIo) {
+        const ESC: u8 = 0x7D;
+        if b == FLAG {
+            if self.rx.in_frame && !self.rx.buf.is_empty() {
+                if let Some(req) = parse_host_request(&self.rx.buf) {
+                    self.request(now, req, io);
+                }
+            }
+            self.rx.buf.clear();
+            self.rx.in_frame = true;
+            self.rx.escaped = false;
+        } else if !self.rx.in_frame {
+            // Outside a frame: noise.
+        } else if b == ESC {
+            self.rx.escaped = true;
+        } else if self.rx.buf.len() >= MAX_HOST_FRAME {
+            self.rx.reset();
+        } else {
+            let v = if self.rx.escaped { b ^ 0x20 } else { b };
+            self.rx.escaped = false;
+            self.rx.buf.push(v);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next
+    }
+
+    fn handle_timeout(&mut self, t: Instant, io: &mut dyn MonitorIo) {
+        self.next = self.interval.map(|iv| t + iv);
+        let mut frame = Vec::with_capacity(DISPLAYED_RECORD_LEN + 16);
+        encode_displayed_values(&io.snapshot(t), &mut frame);
+        io.send_frame(t, frame);
+    }
+
+    fn power_off(&mut self) {
+        self.interval = None;
+        self.next = None;
+        self.rx.reset();
+    }
+}
+
+/// A GE request record from an unstuffed frame (record + checksum), if the
+/// frame is one (also used by `vigil-sim`'s capture emulator).
+pub fn parse_host_request(frame: &[u8]) -> Option<PhdbRequest> {
+    let (&checksum, record) = frame.split_last()?;
+    if record.iter().fold(0u8, |a, &b| a.wrapping_add(b)) != checksum {
+        return None;
+    }
+    let i16_at = |at: usize| Some(i16::from_le_bytes(record.get(at..at + 2)?.try_into().ok()?));
+    if usize::try_from(i16_at(0)?).ok()? != record.len() || i16_at(14)? != 0 {
+        return None;
+    }
+    const HEADER: usize = HEADER_LEN;
+    for d in 0..8 {
+        let desc = 16 + 3 * d;
+        let sr_type = *record.get(desc + 2)?;
+        if sr_type == 0xFF {
+            break;
+        }
+        if sr_type != 0 {
+            continue;
+        }
+        let start = HEADER + usize::try_from(i16_at(desc)?).ok()?;
+        let sr = record.get(start..start + 7)?;
+        let record_type = match sr[0] {
+            1 => PhdbRecordType::Displayed,
+            2 => PhdbRecordType::Trend10s,
+            3 => PhdbRecordType::Trend60s,
+            4 => PhdbRecordType::AuxInfo,
+            _ => return None,
+        };
+        let tx_interval = i16::from_le_bytes([sr[1], sr[2]]);
+        let classes = u32::from_le_bytes([sr[3], sr[4], sr[5], sr[6]]);
+        return Some(PhdbRequest::new(record_type, tx_interval, classes));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 
+use crate::protocol::registry::{BoxedProtocol, Monitor};
+use crate::protocol::AgeLimits;
 use crate::protocol::{DecodeStats, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{
@@ -766,6 +768,38 @@ impl Protocol for VigilLine {
 
     fn stats(&self) -> DecodeStats {
         self.stats
+    }
+}
+
+// ------------------------------------------ registry: host and monitor side
+
+/// The host side for the registry.
+pub fn open(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
+    Box::new(VigilLine::new(source))
+}
+
+/// The monitor side, for simulated devices: one snapshot (a line per vital,
+/// NIBP with `at=`) per second, after a `vigil-line 1` header.
+#[derive(Debug, Default)]
+pub struct LineMonitor;
+
+impl LineMonitor {
+    /// A fresh monitor side for the registry.
+    pub fn boxed() -> Box<dyn Monitor> {
+        Box::new(LineMonitor)
+    }
+}
+
+impl Monitor for LineMonitor {
+    fn stream_rate(&self) -> Option<u64> {
+        Some(1)
+    }
+
+    fn frame(&mut self, _t: Instant, snap: &Snapshot, fresh: bool, out: &mut Vec<u8>) {
+        if fresh {
+            encode_header(out);
+        }
+        encode_snapshot(snap, out);
     }
 }
 

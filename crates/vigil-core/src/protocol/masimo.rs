@@ -46,6 +46,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use crate::protocol::line::{severity, ByteWriter, Feed, LineAssembler};
+use crate::protocol::registry::{BoxedProtocol, Monitor};
+use crate::protocol::AgeLimits;
 use crate::protocol::{DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Reading, Sample, ShortText, SourceId, Validity};
@@ -515,6 +517,42 @@ impl Protocol for Masimo {
 
     fn stats(&self) -> DecodeStats {
         self.stats
+    }
+}
+
+// ------------------------------------------ registry: host and monitor side
+
+/// The host side for the registry (Masimo lines carry no device time
+/// stamps worth an age limit).
+pub fn open(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
+    Box::new(Masimo::new(source))
+}
+
+/// NUL bytes some models send when they start.
+pub const BOOT_NULS: usize = 3;
+
+/// The monitor side, for simulated devices: one line per second, after the
+/// NUL bytes some models send at power-up.
+#[derive(Debug, Default)]
+pub struct MasimoMonitor;
+
+impl MasimoMonitor {
+    /// A fresh monitor side for the registry.
+    pub fn boxed() -> Box<dyn Monitor> {
+        Box::new(MasimoMonitor)
+    }
+}
+
+impl Monitor for MasimoMonitor {
+    fn stream_rate(&self) -> Option<u64> {
+        Some(1)
+    }
+
+    fn frame(&mut self, _t: Instant, snap: &Snapshot, fresh: bool, out: &mut Vec<u8>) {
+        if fresh {
+            out.extend_from_slice(&[0; BOOT_NULS]);
+        }
+        encode_line(snap, out);
     }
 }
 

@@ -13,8 +13,9 @@
 //! [`DecodeStats`], reported as [`Output::Dropped`], and the decoder
 //! resynchronises at the next frame.
 //!
-//! [`ProtocolKind`] names each protocol (the configuration's `protocol`
-//! key) with its usual serial settings.
+//! [`registry`] is the one place a protocol's identity lives: its
+//! [`ProtocolKind`], the configuration's name for it, its usual serial
+//! settings, its decoder and its simulated monitor side ([`Monitor`]).
 //!
 //! Depends on [`crate::vitals`] and [`crate::time`] only.
 
@@ -23,113 +24,14 @@ pub mod line;
 pub mod masimo;
 pub mod nonin;
 pub mod philips;
+pub mod registry;
+
+pub use registry::{
+    BoxedProtocol, Entry, Monitor, MonitorIo, Parity, ProtocolKind, SerialSettings, REGISTRY,
+};
 
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity, Vital};
-
-/// The serial line settings of a source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SerialSettings {
-    /// Baud rate.
-    pub baud: u32,
-    /// Parity: `none`, `even` or `odd`.
-    pub parity: Parity,
-    /// Stop bits: 1 or 2.
-    pub stop_bits: u8,
-    /// RTS/CTS hardware flow control.
-    pub rts_cts: bool,
-}
-
-/// Serial parity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parity {
-    /// No parity bit.
-    None,
-    /// Even parity.
-    Even,
-    /// Odd parity.
-    Odd,
-}
-
-impl Parity {
-    /// Stable short name.
-    pub const fn key(self) -> &'static str {
-        match self {
-            Parity::None => "none",
-            Parity::Even => "even",
-            Parity::Odd => "odd",
-        }
-    }
-}
-
-/// Which protocol a source speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtocolKind {
-    /// GE/Datex-Ohmeda S/5 Computer Interface.
-    Ge,
-    /// Philips IntelliVue Data Export (MIB/RS232).
-    Philips,
-    /// Masimo ASCII output.
-    Masimo,
-    /// Nonin Data Format 2.
-    NoninDf2,
-    /// Nonin Data Format 7.
-    NoninDf7,
-    /// Nonin Data Format 8.
-    NoninDf8,
-    /// vigil's own line protocol.
-    Line,
-}
-
-impl ProtocolKind {
-    /// Every protocol.
-    pub const ALL: [ProtocolKind; 7] = [
-        ProtocolKind::Ge,
-        ProtocolKind::Philips,
-        ProtocolKind::Masimo,
-        ProtocolKind::NoninDf2,
-        ProtocolKind::NoninDf7,
-        ProtocolKind::NoninDf8,
-        ProtocolKind::Line,
-    ];
-
-    /// The name used in the configuration.
-    pub const fn key(self) -> &'static str {
-        match self {
-            ProtocolKind::Ge => "ge-s5",
-            ProtocolKind::Philips => "philips-intellivue",
-            ProtocolKind::Masimo => "masimo",
-            ProtocolKind::NoninDf2 => "nonin-df2",
-            ProtocolKind::NoninDf7 => "nonin-df7",
-            ProtocolKind::NoninDf8 => "nonin-df8",
-            ProtocolKind::Line => "vigil-line",
-        }
-    }
-
-    /// The protocol's usual serial settings (protocols.md).
-    pub const fn default_serial(self) -> SerialSettings {
-        match self {
-            ProtocolKind::Ge => SerialSettings {
-                baud: 19_200,
-                parity: Parity::Even,
-                stop_bits: 1,
-                rts_cts: true,
-            },
-            ProtocolKind::Philips => SerialSettings {
-                baud: 115_200,
-                parity: Parity::None,
-                stop_bits: 1,
-                rts_cts: false,
-            },
-            _ => SerialSettings {
-                baud: 9_600,
-                parity: Parity::None,
-                stop_bits: 1,
-                rts_cts: false,
-            },
-        }
-    }
-}
 
 /// Why bytes were thrown away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -60,6 +60,8 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::protocol::line::severity;
+use crate::protocol::registry::{BoxedProtocol, Monitor, MonitorIo};
+use crate::protocol::AgeLimits;
 use crate::protocol::{DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{Measurement, Reading, Sample, SourceId, Validity};
@@ -649,6 +651,116 @@ impl Protocol for Nonin {
 
     fn stats(&self) -> DecodeStats {
         self.stats
+    }
+}
+
+// ------------------------------------------ registry: host and monitor side
+
+/// The host side for the registry, data format 2.
+pub fn open_df2(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
+    Box::new(Nonin::new(source, NoninFormat::Df2))
+}
+
+/// The host side for the registry, data format 7.
+pub fn open_df7(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
+    Box::new(Nonin::new(source, NoninFormat::Df7))
+}
+
+/// The host side for the registry, data format 8.
+pub fn open_df8(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
+    Box::new(Nonin::new(source, NoninFormat::Df8))
+}
+
+/// The monitor side, for simulated devices: a 25-frame packet every 1/3 s
+/// (DF2, DF7) or a 4-byte frame per second (DF8); answers a format select
+/// request (`02 70 02 02 ZZ 03`) with ACK and switches to DF2, DF7 or DF8,
+/// or NAK for other formats.
+#[derive(Debug)]
+pub struct NoninMonitor {
+    format: NoninFormat,
+    /// The last six host bytes, for the format select request.
+    window: [u8; 6],
+}
+
+impl NoninMonitor {
+    /// A monitor side sending `format`.
+    pub fn new(format: NoninFormat) -> Self {
+        NoninMonitor {
+            format,
+            window: [0; 6],
+        }
+    }
+
+    /// For the registry: DF2.
+    pub fn boxed_df2() -> Box<dyn Monitor> {
+        Box::new(NoninMonitor::new(NoninFormat::Df2))
+    }
+
+    /// For the registry: DF7.
+    pub fn boxed_df7() -> Box<dyn Monitor> {
+        Box::new(NoninMonitor::new(NoninFormat::Df7))
+    }
+
+    /// For the registry: DF8.
+    pub fn boxed_df8() -> Box<dyn Monitor> {
+        Box::new(NoninMonitor::new(NoninFormat::Df8))
+    }
+
+    /// The format currently sent.
+    pub fn format(&self) -> NoninFormat {
+        self.format
+    }
+}
+
+impl Monitor for NoninMonitor {
+    fn stream_rate(&self) -> Option<u64> {
+        Some(match self.format {
+            NoninFormat::Df8 => 1,
+            NoninFormat::Df2 | NoninFormat::Df7 => 3,
+        })
+    }
+
+    fn frame(&mut self, _t: Instant, snap: &Snapshot, _fresh: bool, out: &mut Vec<u8>) {
+        encode(self.format, snap, out);
+    }
+
+    /// Watches for `02 70 02 02 ZZ 03`.
+    fn handle_host_byte(&mut self, now: Instant, b: u8, io: &mut dyn MonitorIo) {
+        let w = &mut self.window;
+        w.copy_within(1.., 0);
+        w[5] = b;
+        let [0x02, 0x70, 0x02, 0x02, code, 0x03] = *w else {
+            return;
+        };
+        self.window = [0; 6];
+        io.host_message();
+        let format = match code {
+            0x02 => Some(NoninFormat::Df2),
+            0x07 => Some(NoninFormat::Df7),
+            0x08 => Some(NoninFormat::Df8),
+            _ => None,
+        };
+        match format {
+            Some(f) => {
+                io.send_frame(now, vec![ACK]);
+                if f != self.format {
+                    self.format = f;
+                    // The new format's cadence starts with the next frame.
+                    io.restart_stream(now);
+                }
+            }
+            None => io.send_frame(now, vec![NAK]),
+        }
+    }
+
+    fn power_off(&mut self) {
+        self.window = [0; 6];
+    }
+
+    /// DF8 has no checksum: random 7-bit bytes could decode as a plausible
+    /// reading and make line noise look like physiology.
+    fn noise_high_bit(&self) -> bool {
+        self.format == NoninFormat::Df8
     }
 }
 

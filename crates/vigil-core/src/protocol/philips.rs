@@ -115,6 +115,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
+use crate::protocol::registry::{BoxedProtocol, HostRx, Monitor, MonitorIo, MAX_HOST_FRAME};
 use crate::protocol::{
     AgeLimits, AssociationProblem, DecodeStats, DeviceInop, DeviceNote, DropReason, NoteText,
     Output, Protocol, Snapshot, NOTE_TEXT_LEN,
@@ -3061,6 +3062,226 @@ impl Protocol for IntelliVueHost {
 
     fn stats(&self) -> DecodeStats {
         self.core.stats
+    }
+}
+
+// ------------------------------------------ registry: host and monitor side
+
+/// The host side for the registry: associate, then poll.
+pub fn open(source: SourceId, ages: AgeLimits) -> BoxedProtocol {
+    Box::new(IntelliVueHost::new(source).with_age_limits(ages))
+}
+
+/// A simulated monitor drops an association after this long without a poll.
+pub const MONITOR_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The model a simulated monitor names in its MDS Create.
+pub const MONITOR_MODEL: &str = "vigil-sim";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MonitorState {
+    Idle,
+    AwaitingEventResult,
+    Associated { last_poll: Instant },
+}
+
+/// The monitor side, for simulated devices: nothing until associated
+/// (accept + MDS Create, then the host's event result); then one poll
+/// result per poll; the association is dropped after
+/// [`MONITOR_KEEPALIVE`] without a poll.
+#[derive(Debug)]
+pub struct PhilipsMonitor {
+    rx: HostRx,
+    state: MonitorState,
+    invoke_id: u16,
+    /// When the relative clock (1/8 ms ticks) was zero: power-on.
+    epoch: Instant,
+}
+
+impl PhilipsMonitor {
+    /// A fresh monitor side for the registry.
+    pub fn boxed() -> Box<dyn Monitor> {
+        Box::new(PhilipsMonitor {
+            rx: HostRx::default(),
+            state: MonitorState::Idle,
+            invoke_id: 0,
+            epoch: Instant::ZERO,
+        })
+    }
+
+    /// The relative time at `t`: 1/8 ms ticks since power-on, wrapping as
+    /// the monitor's does.
+    fn rel(&self, t: Instant) -> u32 {
+        ((t - self.epoch).as_micros() / 125) as u32
+    }
+
+    fn message(&mut self, now: Instant, m: Message, io: &mut dyn MonitorIo) {
+        let mut out = Vec::with_capacity(256);
+        match (m, self.state) {
+            (Message::AssociationRequest, _) => {
+                encode_association_response(&mut out);
+                self.invoke_id = self.invoke_id.wrapping_add(1);
+                let info = MdsInfo {
+                    abs_time: Some(io.snapshot(now).device_time),
+                    abs_hundredths: 0,
+                    rel_time: Some(self.rel(now)),
+                    model: NoteText::new(MONITOR_MODEL.as_bytes()),
+                };
+                encode_mds_create_event(self.invoke_id, &info, &mut out);
+                self.state = MonitorState::AwaitingEventResult;
+            }
+            (Message::EventResult { .. }, MonitorState::AwaitingEventResult) => {
+                self.state = MonitorState::Associated { last_poll: now };
+            }
+            (
+                Message::PollRequest {
+                    invoke_id,
+                    poll_number,
+                    object,
+                },
+                MonitorState::Associated { .. },
+            ) => {
+                self.answer(now, invoke_id, poll_number, object, io, &mut out);
+                self.state = MonitorState::Associated { last_poll: now };
+            }
+            (Message::ReleaseRequest, _) => {
+                encode_release_response(&mut out);
+                self.state = MonitorState::Idle;
+            }
+            (Message::Abort, _) => self.state = MonitorState::Idle,
+            _ => return,
+        }
+        io.host_message();
+        io.send_frame(now, out);
+    }
+
+    /// Answers a poll as a real monitor does: numerics as a linked result
+    /// (labels first, then values, then an empty closing result) with the
+    /// absolute time unspecified; the alert monitor with its technical
+    /// alarm list; nothing for objects it does not model.
+    fn answer(
+        &self,
+        now: Instant,
+        invoke_id: u16,
+        poll: u16,
+        object: u16,
+        io: &dyn MonitorIo,
+        out: &mut Vec<u8>,
+    ) {
+        let snap = io.snapshot(now);
+        let rel = self.rel(now);
+        match object {
+            NOM_MOC_VMO_METRIC_NU => encode_field_numerics(invoke_id, poll, &snap, rel, out),
+            NOM_MOC_VMO_AL_MON => {
+                let sensor_off = TechAlarm {
+                    source: NOM_PULS_OXIM_SAT_O2,
+                    code: NOM_EVT_SENSOR_DISCONN,
+                    text: NoteText::new(b"SpO2 NO SENSOR"),
+                };
+                let alarms: &[TechAlarm] = if snap.spo2.validity == Validity::SensorOff {
+                    &[sensor_off]
+                } else {
+                    &[]
+                };
+                encode_alert_result(invoke_id, poll, rel, alarms, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Monitor for PhilipsMonitor {
+    fn stream_rate(&self) -> Option<u64> {
+        None
+    }
+
+    fn frame(&mut self, t: Instant, snap: &Snapshot, _fresh: bool, out: &mut Vec<u8>) {
+        encode_poll_result_with(
+            self.invoke_id,
+            0,
+            snap,
+            &ResultShape::field(self.rel(t)),
+            out,
+        );
+    }
+
+    fn sending(&self) -> bool {
+        matches!(self.state, MonitorState::Associated { .. })
+    }
+
+    /// Deframes (escapes, FCS, header) and acts on messages.
+    fn handle_host_byte(&mut self, now: Instant, b: u8, io: &mut dyn MonitorIo) {
+        const ESC: u8 = 0x7D;
+        match b {
+            BOF => {
+                self.rx.buf.clear();
+                self.rx.in_frame = true;
+                self.rx.escaped = false;
+            }
+            EOF => {
+                if self.rx.in_frame && !self.rx.escaped {
+                    if let Some(m) = parse_host_frame(&self.rx.buf) {
+                        self.message(now, m, io);
+                    }
+                }
+                self.rx.buf.clear();
+                self.rx.in_frame = false;
+            }
+            ESC if self.rx.in_frame => self.rx.escaped = true,
+            _ if self.rx.in_frame => {
+                if self.rx.buf.len() >= MAX_HOST_FRAME {
+                    self.rx.reset();
+                } else {
+                    let v = if self.rx.escaped { b ^ 0x20 } else { b };
+                    self.rx.escaped = false;
+                    self.rx.buf.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            MonitorState::Associated { last_poll } => Some(last_poll + MONITOR_KEEPALIVE),
+            _ => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, t: Instant, io: &mut dyn MonitorIo) {
+        self.state = MonitorState::Idle;
+        let mut frame = Vec::new();
+        encode_abort(&mut frame);
+        io.send_frame(t, frame);
+    }
+
+    fn power_off(&mut self) {
+        self.state = MonitorState::Idle;
+        self.rx.reset();
+    }
+
+    fn power_on(&mut self, t: Instant) {
+        self.epoch = t;
+    }
+}
+
+/// A Philips message from an unescaped frame (header + data + FCS), if the
+/// frame is whole (also used by `vigil-sim`'s capture emulator).
+pub fn parse_host_frame(frame: &[u8]) -> Option<Message> {
+    if frame.len() < 6 {
+        return None;
+    }
+    let (content, fcs) = frame.split_at(frame.len() - 2);
+    if fcs16(content).to_le_bytes() != fcs {
+        return None;
+    }
+    match content {
+        [0x11, 0x01, hi, lo, data @ ..]
+            if usize::from(u16::from_be_bytes([*hi, *lo])) == data.len() =>
+        {
+            parse_message(data).ok()
+        }
+        _ => None,
     }
 }
 

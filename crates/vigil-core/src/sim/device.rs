@@ -49,37 +49,36 @@
 //! event, so the same seed and the same host bytes at the same times give
 //! the same output bytes.
 //!
-//! Pure. Depends on [`crate::sim`], [`crate::protocol`] (encoders and
-//! message parsing, `ProtocolKind`), [`crate::vitals`]
-//! (validity) and [`crate::time`].
+//! The protocol-specific part (what a frame is, how the host is answered)
+//! is each protocol's [`Monitor`], taken from the protocol registry
+//! ([`crate::protocol::registry`]); this module owns the patient, the
+//! scripted equipment events and the streaming cadence, the same for all.
+//!
+//! Pure. Depends on [`crate::sim`], [`crate::protocol`] (the registry and
+//! its monitor sides) and [`crate::time`].
 
 use core::time::Duration;
+use std::any::Any;
 use std::collections::VecDeque;
 
 use super::model::Patient;
 use super::rng::Rng;
 use super::scenario::{EventKind, Scenario, ScriptedEvent};
-use crate::protocol::ge::{self, PhdbRecordType, PhdbRequest};
-use crate::protocol::nonin::{self, NoninFormat};
-use crate::protocol::philips::{self, MdsInfo, Message, ResultShape, TechAlarm};
-use crate::protocol::ProtocolKind;
-use crate::protocol::{line, masimo, NoteText, Snapshot};
+use crate::protocol::nonin::{NoninFormat, NoninMonitor};
+use crate::protocol::{Monitor, MonitorIo, ProtocolKind, Snapshot};
 use crate::time::Instant;
-use crate::vitals::Validity;
 
-/// A Philips monitor drops an association after this long without a poll.
-pub const PHILIPS_KEEPALIVE: Duration = Duration::from_secs(10);
+// The monitor sides live with their protocols; these stay here for
+// `vigil-sim`'s capture emulator and the tests.
+pub use crate::protocol::ge::parse_host_request as parse_ge_request;
+pub use crate::protocol::philips::{
+    parse_host_frame as parse_philips_frame, MONITOR_KEEPALIVE as PHILIPS_KEEPALIVE,
+    MONITOR_MODEL as PHILIPS_MODEL,
+};
 
-/// The model a simulated Philips monitor names in its MDS Create.
-pub const PHILIPS_MODEL: &str = "vigil-sim";
-
-/// The longest host frame the device buffers.
-const MAX_HOST_FRAME: usize = 4096;
 /// Random streams of the device (the patient uses small numbers).
 const STREAM_GARBAGE: u64 = 0x100;
 const STREAM_REBOOT: u64 = 0x101;
-/// NUL bytes a Masimo sends when it starts.
-const MASIMO_BOOT_NULS: usize = 3;
 
 /// Counters of what a device did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,13 +97,6 @@ pub struct DeviceStats {
     pub host_messages: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PhilipsState {
-    Idle,
-    AwaitingEventResult,
-    Associated { last_poll: Instant },
-}
-
 /// What is due next; ties go to the smaller variant (a reboot wins over the
 /// frame it cuts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,27 +104,65 @@ enum Action {
     RebootStart(usize),
     RebootEnd,
     Stream,
-    Ge,
+    /// The protocol's own deadline (a requested record, an association
+    /// timeout).
+    Protocol,
     Garbage(usize),
-    PhilipsKeepalive,
 }
 
-/// Host bytes being assembled into a frame.
-#[derive(Debug, Default)]
-struct HostRx {
-    buf: Vec<u8>,
-    in_frame: bool,
-    escaped: bool,
-    /// Nonin: the last six bytes, for the format select request.
-    window: [u8; 6],
+/// The device's side of the cable: the patient it shows, the scripted
+/// cable events, the streaming cadence and what goes out. The protocol's
+/// [`Monitor`] acts through it.
+#[derive(Debug)]
+struct Wire {
+    patient: Patient,
+    events: Vec<ScriptedEvent>,
+    stream_base: Instant,
+    stream_k: u64,
+    tx: VecDeque<Vec<u8>>,
+    stats: DeviceStats,
 }
 
-impl HostRx {
-    fn reset(&mut self) {
-        self.buf.clear();
-        self.in_frame = false;
-        self.escaped = false;
-        self.window = [0; 6];
+impl Wire {
+    fn unplugged(&self, t: Instant) -> bool {
+        let t = t.since_origin();
+        self.events
+            .iter()
+            .any(|e| e.kind == EventKind::CableUnplugged && e.contains(t))
+    }
+
+    /// Queues bytes sent at `t` unless the cable is out; true when queued.
+    fn send(&mut self, t: Instant, bytes: Vec<u8>) -> bool {
+        if bytes.is_empty() {
+            return false;
+        }
+        if self.unplugged(t) {
+            self.stats.lost_bytes += bytes.len() as u64;
+            return false;
+        }
+        self.tx.push_back(bytes);
+        true
+    }
+}
+
+impl MonitorIo for Wire {
+    fn snapshot(&self, t: Instant) -> Snapshot {
+        self.patient.snapshot(t.since_origin())
+    }
+
+    fn send_frame(&mut self, t: Instant, frame: Vec<u8>) {
+        if self.send(t, frame) {
+            self.stats.frames += 1;
+        }
+    }
+
+    fn host_message(&mut self) {
+        self.stats.host_messages += 1;
+    }
+
+    fn restart_stream(&mut self, t: Instant) {
+        self.stream_base = t;
+        self.stream_k = 1;
     }
 }
 
@@ -140,27 +170,15 @@ impl HostRx {
 #[derive(Debug)]
 pub struct SimDevice {
     kind: ProtocolKind,
-    patient: Patient,
+    monitor: Box<dyn Monitor>,
     seed: u64,
-    events: Vec<ScriptedEvent>,
     started: bool,
-    stream_base: Instant,
-    stream_k: u64,
-    nonin_format: NoninFormat,
-    ge_interval: Option<Duration>,
-    ge_next: Option<Instant>,
-    philips: PhilipsState,
-    invoke_id: u16,
-    /// When the Philips relative clock (1/8 ms ticks) was zero: power-on.
-    philips_epoch: Instant,
-    rx: HostRx,
     rebooting_until: Option<Instant>,
     reboot_done: Vec<bool>,
     garbage_next: Vec<u64>,
     /// A header (vigil-line) or boot NULs (Masimo) go before the next frame.
     announce: bool,
-    tx: VecDeque<Vec<u8>>,
-    stats: DeviceStats,
+    wire: Wire,
 }
 
 fn at(d: Duration) -> Instant {
@@ -174,29 +192,21 @@ impl SimDevice {
         let n = scenario.events.len();
         SimDevice {
             kind,
-            patient: Patient::new(scenario, seed),
+            monitor: kind.monitor(),
             seed,
-            events: scenario.events.clone(),
             started: false,
-            stream_base: Instant::ZERO,
-            stream_k: 0,
-            nonin_format: match kind {
-                ProtocolKind::NoninDf7 => NoninFormat::Df7,
-                ProtocolKind::NoninDf8 => NoninFormat::Df8,
-                _ => NoninFormat::Df2,
-            },
-            ge_interval: None,
-            ge_next: None,
-            philips: PhilipsState::Idle,
-            invoke_id: 0,
-            philips_epoch: Instant::ZERO,
-            rx: HostRx::default(),
             rebooting_until: None,
             reboot_done: vec![false; n],
             garbage_next: vec![0; n],
             announce: true,
-            tx: VecDeque::new(),
-            stats: DeviceStats::default(),
+            wire: Wire {
+                patient: Patient::new(scenario, seed),
+                events: scenario.events.clone(),
+                stream_base: Instant::ZERO,
+                stream_k: 0,
+                tx: VecDeque::new(),
+                stats: DeviceStats::default(),
+            },
         }
     }
 
@@ -207,25 +217,25 @@ impl SimDevice {
 
     /// The patient shown.
     pub fn patient(&self) -> &Patient {
-        &self.patient
+        &self.wire.patient
     }
 
     /// What the device did so far.
     pub fn stats(&self) -> DeviceStats {
-        self.stats
+        self.wire.stats
     }
 
     /// The Nonin format currently sent (DF2 for non-Nonin devices).
     pub fn nonin_format(&self) -> NoninFormat {
-        self.nonin_format
+        let monitor: &dyn Any = self.monitor.as_ref();
+        monitor
+            .downcast_ref::<NoninMonitor>()
+            .map_or(NoninFormat::Df2, NoninMonitor::format)
     }
 
     /// Whether the data cable is out at `t`.
     pub fn unplugged(&self, t: Instant) -> bool {
-        let t = t.since_origin();
-        self.events
-            .iter()
-            .any(|e| e.kind == EventKind::CableUnplugged && e.contains(t))
+        self.wire.unplugged(t)
     }
 
     /// Whether the device is rebooting (deaf and silent) at `t`.
@@ -254,14 +264,7 @@ impl SimDevice {
             return;
         }
         for &b in bytes {
-            match self.kind {
-                ProtocolKind::Ge => self.ge_byte(now, b),
-                ProtocolKind::Philips => self.philips_byte(now, b),
-                ProtocolKind::NoninDf2 | ProtocolKind::NoninDf7 | ProtocolKind::NoninDf8 => {
-                    self.nonin_byte(now, b)
-                }
-                ProtocolKind::Masimo | ProtocolKind::Line => {}
-            }
+            self.monitor.handle_host_byte(now, b, &mut self.wire);
         }
         // Whatever the bytes made due now (a GE record) goes out now.
         self.handle_timeout(now);
@@ -270,9 +273,9 @@ impl SimDevice {
     /// Appends the next chunk the device sends to `out`; false when there is
     /// nothing to send.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        match self.tx.pop_front() {
+        match self.wire.tx.pop_front() {
             Some(chunk) => {
-                self.stats.bytes += chunk.len() as u64;
+                self.wire.stats.bytes += chunk.len() as u64;
                 out.extend_from_slice(&chunk);
                 true
             }
@@ -293,10 +296,10 @@ impl SimDevice {
 
     fn begin(&mut self, now: Instant) {
         self.started = true;
-        self.stream_base = now;
-        self.stream_k = 0;
+        self.wire.stream_base = now;
+        self.wire.stream_k = 0;
         let t = now.since_origin();
-        for (i, e) in self.events.iter().enumerate() {
+        for (i, e) in self.wire.events.iter().enumerate() {
             match e.kind {
                 EventKind::Reboot => self.reboot_done[i] = e.start < t,
                 EventKind::Garbage { every } if t > e.start => {
@@ -309,27 +312,13 @@ impl SimDevice {
         }
     }
 
-    /// Frames per second of a streaming protocol; `None` for the talking ones.
-    fn stream_rate(&self) -> Option<u64> {
-        match self.kind {
-            ProtocolKind::Line | ProtocolKind::Masimo => Some(1),
-            ProtocolKind::NoninDf2 | ProtocolKind::NoninDf7 | ProtocolKind::NoninDf8 => {
-                Some(match self.nonin_format {
-                    NoninFormat::Df8 => 1,
-                    NoninFormat::Df2 | NoninFormat::Df7 => 3,
-                })
-            }
-            ProtocolKind::Ge | ProtocolKind::Philips => None,
-        }
-    }
-
     fn stream_time(&self, rate: u64) -> Instant {
-        let offset = self.stream_k.saturating_mul(1_000_000_000) / rate;
-        Instant::from_nanos(self.stream_base.as_nanos().saturating_add(offset))
+        let offset = self.wire.stream_k.saturating_mul(1_000_000_000) / rate;
+        Instant::from_nanos(self.wire.stream_base.as_nanos().saturating_add(offset))
     }
 
     fn garbage_time(&self, i: usize) -> Option<Instant> {
-        let e = self.events.get(i)?;
+        let e = self.wire.events.get(i)?;
         let EventKind::Garbage { every } = e.kind else {
             return None;
         };
@@ -345,7 +334,7 @@ impl SimDevice {
                 best = Some((t, a));
             }
         };
-        for (i, e) in self.events.iter().enumerate() {
+        for (i, e) in self.wire.events.iter().enumerate() {
             if e.kind == EventKind::Reboot && !self.reboot_done[i] {
                 offer(at(e.start), Action::RebootStart(i));
             }
@@ -356,14 +345,11 @@ impl SimDevice {
         match self.rebooting_until {
             Some(until) => offer(until, Action::RebootEnd),
             None => {
-                if let Some(rate) = self.stream_rate() {
+                if let Some(rate) = self.monitor.stream_rate() {
                     offer(self.stream_time(rate), Action::Stream);
                 }
-                if let Some(t) = self.ge_next {
-                    offer(t, Action::Ge);
-                }
-                if let PhilipsState::Associated { last_poll } = self.philips {
-                    offer(last_poll + PHILIPS_KEEPALIVE, Action::PhilipsKeepalive);
+                if let Some(t) = self.monitor.poll_timeout() {
+                    offer(t, Action::Protocol);
                 }
             }
         }
@@ -375,22 +361,17 @@ impl SimDevice {
             Action::RebootStart(i) => self.reboot(t, i),
             Action::RebootEnd => {
                 self.rebooting_until = None;
-                self.philips_epoch = t;
-                self.stream_base = t;
-                self.stream_k = 0;
+                self.monitor.power_on(t);
+                self.wire.stream_base = t;
+                self.wire.stream_k = 0;
             }
             Action::Stream => {
-                self.stream_k += 1;
+                self.wire.stream_k += 1;
                 let mut frame = Vec::with_capacity(256);
                 self.build_frame(t, &mut frame);
-                self.send_frame(t, frame);
+                self.wire.send_frame(t, frame);
             }
-            Action::Ge => {
-                self.ge_next = self.ge_interval.map(|iv| t + iv);
-                let mut frame = Vec::with_capacity(ge::DISPLAYED_RECORD_LEN + 16);
-                ge::encode_displayed_values(&self.snapshot(t), &mut frame);
-                self.send_frame(t, frame);
-            }
+            Action::Protocol => self.monitor.handle_timeout(t, &mut self.wire),
             Action::Garbage(i) => {
                 let j = self.garbage_next[i];
                 self.garbage_next[i] = j.saturating_add(1);
@@ -398,83 +379,24 @@ impl SimDevice {
                 let n = 8 + r.below(41) as usize;
                 let mut noise = Vec::with_capacity(n);
                 r.fill_bytes(&mut noise, n);
-                if self.nonin_format == NoninFormat::Df8 && self.is_nonin() {
+                if self.monitor.noise_high_bit() {
                     noise.iter_mut().for_each(|b| *b |= 0x80);
                 }
-                if self.send(t, noise.clone()) {
-                    self.stats.garbage_bytes += noise.len() as u64;
+                if self.wire.send(t, noise.clone()) {
+                    self.wire.stats.garbage_bytes += noise.len() as u64;
                 }
             }
-            Action::PhilipsKeepalive => {
-                self.philips = PhilipsState::Idle;
-                let mut frame = Vec::new();
-                philips::encode_abort(&mut frame);
-                self.send_frame(t, frame);
-            }
         }
-    }
-
-    fn is_nonin(&self) -> bool {
-        matches!(
-            self.kind,
-            ProtocolKind::NoninDf2 | ProtocolKind::NoninDf7 | ProtocolKind::NoninDf8
-        )
     }
 
     // ----- output ----------------------------------------------------------
 
-    fn snapshot(&self, t: Instant) -> Snapshot {
-        self.patient.snapshot(t.since_origin())
-    }
-
-    /// The streaming frame (line, Masimo line, Nonin packet or frame) for `t`.
+    /// The protocol's frame (line, Masimo line, Nonin packet or frame, GE
+    /// record, Philips poll result) for `t`.
     fn build_frame(&mut self, t: Instant, out: &mut Vec<u8>) {
-        let snap = self.snapshot(t);
-        let announce = core::mem::take(&mut self.announce);
-        match self.kind {
-            ProtocolKind::Line => {
-                if announce {
-                    line::encode_header(out);
-                }
-                line::encode_snapshot(&snap, out);
-            }
-            ProtocolKind::Masimo => {
-                if announce {
-                    out.extend_from_slice(&[0; MASIMO_BOOT_NULS]);
-                }
-                masimo::encode_line(&snap, out);
-            }
-            ProtocolKind::NoninDf2 | ProtocolKind::NoninDf7 | ProtocolKind::NoninDf8 => {
-                nonin::encode(self.nonin_format, &snap, out);
-            }
-            ProtocolKind::Ge => ge::encode_displayed_values(&snap, out),
-            ProtocolKind::Philips => philips::encode_poll_result_with(
-                self.invoke_id,
-                0,
-                &snap,
-                &ResultShape::field(self.philips_rel(t)),
-                out,
-            ),
-        }
-    }
-
-    /// Queues bytes sent at `t` unless the cable is out; true when queued.
-    fn send(&mut self, t: Instant, bytes: Vec<u8>) -> bool {
-        if bytes.is_empty() {
-            return false;
-        }
-        if self.unplugged(t) {
-            self.stats.lost_bytes += bytes.len() as u64;
-            return false;
-        }
-        self.tx.push_back(bytes);
-        true
-    }
-
-    fn send_frame(&mut self, t: Instant, frame: Vec<u8>) {
-        if self.send(t, frame) {
-            self.stats.frames += 1;
-        }
+        let snap = self.wire.snapshot(t);
+        let fresh = core::mem::take(&mut self.announce);
+        self.monitor.frame(t, &snap, fresh, out);
     }
 
     fn reboot(&mut self, t: Instant, i: usize) {
@@ -482,285 +404,24 @@ impl SimDevice {
         if self.rebooting(t) {
             return;
         }
-        let Some(e) = self.events.get(i).copied() else {
+        let Some(e) = self.wire.events.get(i).copied() else {
             return;
         };
         // The frame on the wire when the power goes.
-        let sending = match self.kind {
-            ProtocolKind::Ge => self.ge_interval.is_some(),
-            ProtocolKind::Philips => matches!(self.philips, PhilipsState::Associated { .. }),
-            _ => true,
-        };
-        if sending {
+        if self.monitor.sending() {
             let mut frame = Vec::with_capacity(512);
             self.build_frame(t, &mut frame);
             let mut r = Rng::derive(self.seed, STREAM_REBOOT, i as u64);
             let (lo, hi) = (frame.len() / 4, frame.len() * 3 / 4);
             let cut = lo + r.below((hi - lo + 1) as u64) as usize;
             frame.truncate(cut.max(1));
-            if self.send(t, frame) {
-                self.stats.cut_frames += 1;
+            if self.wire.send(t, frame) {
+                self.wire.stats.cut_frames += 1;
             }
         }
         self.rebooting_until = Some(t + e.duration);
-        self.ge_interval = None;
-        self.ge_next = None;
-        self.philips = PhilipsState::Idle;
-        self.rx.reset();
+        self.monitor.power_off();
         self.announce = true;
-    }
-
-    // ----- host input ------------------------------------------------------
-
-    /// GE: unstuff frames between flags; act on request records.
-    fn ge_byte(&mut self, now: Instant, b: u8) {
-        const ESC: u8 = 0x7D;
-        if b == ge::FLAG {
-            if self.rx.in_frame && !self.rx.buf.is_empty() {
-                let frame = core::mem::take(&mut self.rx.buf);
-                if let Some(req) = parse_ge_request(&frame) {
-                    self.ge_request(now, req);
-                }
-                self.rx.buf = frame;
-            }
-            self.rx.buf.clear();
-            self.rx.in_frame = true;
-            self.rx.escaped = false;
-        } else if !self.rx.in_frame {
-            // Outside a frame: noise.
-        } else if b == ESC {
-            self.rx.escaped = true;
-        } else if self.rx.buf.len() >= MAX_HOST_FRAME {
-            self.rx.reset();
-        } else {
-            let v = if self.rx.escaped { b ^ 0x20 } else { b };
-            self.rx.escaped = false;
-            self.rx.buf.push(v);
-        }
-    }
-
-    fn ge_request(&mut self, now: Instant, req: PhdbRequest) {
-        if req.record_type != PhdbRecordType::Displayed {
-            return;
-        }
-        self.stats.host_messages += 1;
-        match req.tx_interval {
-            0 => {
-                self.ge_interval = None;
-                self.ge_next = None;
-            }
-            ival if ival < 0 => {
-                self.ge_interval = None;
-                self.ge_next = Some(now);
-            }
-            ival => {
-                let secs = (ival as u16).max(ge::MIN_DISPLAYED_INTERVAL_S);
-                self.ge_interval = Some(Duration::from_secs(u64::from(secs)));
-                self.ge_next = Some(now);
-            }
-        }
-    }
-
-    /// Philips: deframe (escapes, FCS, header) and act on messages.
-    fn philips_byte(&mut self, now: Instant, b: u8) {
-        const ESC: u8 = 0x7D;
-        match b {
-            philips::BOF => {
-                self.rx.buf.clear();
-                self.rx.in_frame = true;
-                self.rx.escaped = false;
-            }
-            philips::EOF => {
-                if self.rx.in_frame && !self.rx.escaped {
-                    let frame = core::mem::take(&mut self.rx.buf);
-                    if let Some(m) = parse_philips_frame(&frame) {
-                        self.philips_message(now, m);
-                    }
-                    self.rx.buf = frame;
-                }
-                self.rx.buf.clear();
-                self.rx.in_frame = false;
-            }
-            ESC if self.rx.in_frame => self.rx.escaped = true,
-            _ if self.rx.in_frame => {
-                if self.rx.buf.len() >= MAX_HOST_FRAME {
-                    self.rx.reset();
-                } else {
-                    let v = if self.rx.escaped { b ^ 0x20 } else { b };
-                    self.rx.escaped = false;
-                    self.rx.buf.push(v);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn philips_message(&mut self, now: Instant, m: Message) {
-        let mut out = Vec::with_capacity(256);
-        match (m, self.philips) {
-            (Message::AssociationRequest, _) => {
-                philips::encode_association_response(&mut out);
-                self.invoke_id = self.invoke_id.wrapping_add(1);
-                let info = MdsInfo {
-                    abs_time: Some(self.snapshot(now).device_time),
-                    abs_hundredths: 0,
-                    rel_time: Some(self.philips_rel(now)),
-                    model: NoteText::new(PHILIPS_MODEL.as_bytes()),
-                };
-                philips::encode_mds_create_event(self.invoke_id, &info, &mut out);
-                self.philips = PhilipsState::AwaitingEventResult;
-            }
-            (Message::EventResult { .. }, PhilipsState::AwaitingEventResult) => {
-                self.philips = PhilipsState::Associated { last_poll: now };
-            }
-            (
-                Message::PollRequest {
-                    invoke_id,
-                    poll_number,
-                    object,
-                },
-                PhilipsState::Associated { .. },
-            ) => {
-                self.philips_answer(now, invoke_id, poll_number, object, &mut out);
-                self.philips = PhilipsState::Associated { last_poll: now };
-            }
-            (Message::ReleaseRequest, _) => {
-                philips::encode_release_response(&mut out);
-                self.philips = PhilipsState::Idle;
-            }
-            (Message::Abort, _) => self.philips = PhilipsState::Idle,
-            _ => return,
-        }
-        self.stats.host_messages += 1;
-        self.send_frame(now, out);
-    }
-
-    /// The Philips relative time at `t`: 1/8 ms ticks since power-on,
-    /// wrapping as the monitor's does.
-    fn philips_rel(&self, t: Instant) -> u32 {
-        ((t - self.philips_epoch).as_micros() / 125) as u32
-    }
-
-    /// Answers a Philips poll as a real monitor does: numerics as a linked
-    /// result (labels first, then values, then an empty closing result)
-    /// with the absolute time unspecified; the alert monitor with its
-    /// technical alarm list; nothing for objects it does not model.
-    fn philips_answer(
-        &self,
-        now: Instant,
-        invoke_id: u16,
-        poll: u16,
-        object: u16,
-        out: &mut Vec<u8>,
-    ) {
-        let snap = self.snapshot(now);
-        let rel = self.philips_rel(now);
-        match object {
-            philips::NOM_MOC_VMO_METRIC_NU => {
-                philips::encode_field_numerics(invoke_id, poll, &snap, rel, out)
-            }
-            philips::NOM_MOC_VMO_AL_MON => {
-                let sensor_off = TechAlarm {
-                    source: philips::NOM_PULS_OXIM_SAT_O2,
-                    code: philips::NOM_EVT_SENSOR_DISCONN,
-                    text: NoteText::new(b"SpO2 NO SENSOR"),
-                };
-                let alarms: &[TechAlarm] = if snap.spo2.validity == Validity::SensorOff {
-                    &[sensor_off]
-                } else {
-                    &[]
-                };
-                philips::encode_alert_result(invoke_id, poll, rel, alarms, out);
-            }
-            _ => {}
-        }
-    }
-
-    /// Nonin: watch for `02 70 02 02 ZZ 03`.
-    fn nonin_byte(&mut self, now: Instant, b: u8) {
-        let w = &mut self.rx.window;
-        w.copy_within(1.., 0);
-        w[5] = b;
-        let [0x02, 0x70, 0x02, 0x02, code, 0x03] = *w else {
-            return;
-        };
-        self.rx.window = [0; 6];
-        self.stats.host_messages += 1;
-        let format = match code {
-            0x02 => Some(NoninFormat::Df2),
-            0x07 => Some(NoninFormat::Df7),
-            0x08 => Some(NoninFormat::Df8),
-            _ => None,
-        };
-        match format {
-            Some(f) => {
-                self.send_frame(now, vec![nonin::ACK]);
-                if f != self.nonin_format {
-                    self.nonin_format = f;
-                    // The new format's cadence starts with the next frame.
-                    self.stream_base = now;
-                    self.stream_k = 1;
-                }
-            }
-            None => self.send_frame(now, vec![nonin::NAK]),
-        }
-    }
-}
-
-/// A GE request record from an unstuffed frame (record + checksum), if the
-/// frame is one (also used by `vigil-sim`'s capture emulator).
-pub fn parse_ge_request(frame: &[u8]) -> Option<PhdbRequest> {
-    let (&checksum, record) = frame.split_last()?;
-    if record.iter().fold(0u8, |a, &b| a.wrapping_add(b)) != checksum {
-        return None;
-    }
-    let i16_at = |at: usize| Some(i16::from_le_bytes(record.get(at..at + 2)?.try_into().ok()?));
-    if usize::try_from(i16_at(0)?).ok()? != record.len() || i16_at(14)? != 0 {
-        return None;
-    }
-    const HEADER: usize = ge::HEADER_LEN;
-    for d in 0..8 {
-        let desc = 16 + 3 * d;
-        let sr_type = *record.get(desc + 2)?;
-        if sr_type == 0xFF {
-            break;
-        }
-        if sr_type != 0 {
-            continue;
-        }
-        let start = HEADER + usize::try_from(i16_at(desc)?).ok()?;
-        let sr = record.get(start..start + 7)?;
-        let record_type = match sr[0] {
-            1 => PhdbRecordType::Displayed,
-            2 => PhdbRecordType::Trend10s,
-            3 => PhdbRecordType::Trend60s,
-            4 => PhdbRecordType::AuxInfo,
-            _ => return None,
-        };
-        let tx_interval = i16::from_le_bytes([sr[1], sr[2]]);
-        let classes = u32::from_le_bytes([sr[3], sr[4], sr[5], sr[6]]);
-        return Some(PhdbRequest::new(record_type, tx_interval, classes));
-    }
-    None
-}
-
-/// A Philips message from an unescaped frame (header + data + FCS), if the
-/// frame is whole (also used by `vigil-sim`'s capture emulator).
-pub fn parse_philips_frame(frame: &[u8]) -> Option<Message> {
-    if frame.len() < 6 {
-        return None;
-    }
-    let (content, fcs) = frame.split_at(frame.len() - 2);
-    if philips::fcs16(content).to_le_bytes() != fcs {
-        return None;
-    }
-    match content {
-        [0x11, 0x01, hi, lo, data @ ..]
-            if usize::from(u16::from_be_bytes([*hi, *lo])) == data.len() =>
-        {
-            philips::parse_message(data).ok()
-        }
-        _ => None,
     }
 }
 
@@ -768,7 +429,10 @@ pub fn parse_philips_frame(frame: &[u8]) -> Option<Message> {
 mod tests {
     use super::*;
     use crate::pipeline::open_protocol;
-    use crate::protocol::{Output, Protocol};
+    use crate::protocol::ge::PhdbRequest;
+    use crate::protocol::masimo::BOOT_NULS as MASIMO_BOOT_NULS;
+    use crate::protocol::philips::{self, Message};
+    use crate::protocol::{nonin, Output, Protocol};
     use crate::vitals::{Measurement, SourceId};
 
     fn builtin(name: &str) -> Scenario {

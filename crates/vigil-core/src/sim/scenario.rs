@@ -94,14 +94,14 @@ pub const DEFAULT_DEVICE_CLOCK: DeviceTime = DeviceTime(1_795_424_400);
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// Neither a built-in name nor a readable file.
-    #[error("scenario `{name}` is not a built-in scenario (built in: {builtins}) and cannot be read as a file: {source}")]
+    #[error("scenario `{name}` is not a built-in scenario (built in: {builtins}) and cannot be read as a file: {cause}")]
     NotFound {
         /// What was asked for.
         name: String,
         /// The built-in names, comma separated.
         builtins: String,
         /// Why the file could not be read.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The TOML does not parse, or has an unknown key, kind or wrong type.
     #[error("scenario {origin}: {message}")]
