@@ -408,6 +408,7 @@ pub(super) struct RawNibp {
     pub cycle: Opt<Duration>,
     pub grace: Opt<Duration>,
     pub watch_cycle: Opt<bool>,
+    pub combined_high: Opt<bool>,
 }
 
 #[derive(serde::Deserialize)]

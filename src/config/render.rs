@@ -184,6 +184,7 @@ struct OutNibp {
     cycle: String,
     grace: String,
     watch_cycle: bool,
+    combined_high: bool,
 }
 
 #[derive(Serialize)]
@@ -354,6 +355,7 @@ impl From<&Config> for Out {
                     cycle: dur(e.nibp.cycle),
                     grace: dur(e.nibp.grace),
                     watch_cycle: e.nibp.watch_cycle,
+                    combined_high: e.nibp.combined_high,
                 },
                 technical,
                 link: OutLink {

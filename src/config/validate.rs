@@ -874,6 +874,9 @@ impl Check {
         if let Some(b) = self.val(p, "watch_cycle", &t.watch_cycle) {
             n.watch_cycle = b;
         }
+        if let Some(b) = self.val(p, "combined_high", &t.combined_high) {
+            n.combined_high = b;
+        }
     }
 
     fn technical(&mut self, t: &BTreeMap<String, Val<Priority>>, tp: &mut TechnicalPriorities) {

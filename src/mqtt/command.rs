@@ -12,6 +12,12 @@
 //! (`duration_s`), `resume_audio`, `start_session` (`session`: a
 //! pseudonymous code, never a name), `set_baseline` (`vital`, `value`),
 //! `dose` (`route`, optional `note`), `start_recovery`, `end_session`.
+//! Every string field is printable text (no control character, no bidi
+//! override or zero-width mark) of a bounded length: `id` 64 bytes, `by`
+//! and `session` 32, `route` 16, `note` 64 (the [`ShortText`] sizes),
+//! `alarm` 96;
+//! a rejection names the field and its bound. The request id and command
+//! name are echoed in the result only when they are themselves printable.
 //! Unknown fields, missing fields, wrong types, over-long texts, unknown
 //! alarm ids and vitals, and timestamps older than `mqtt.command_max_age`
 //! (or that far in the future) are rejected with a reason that says what to
@@ -115,15 +121,9 @@ pub fn parse(
             reason: CommandRejection::Malformed("expected an object {...}".into()),
         });
     };
-    let id = obj
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .map(str::to_owned);
-    let name = obj
-        .get("command")
-        .and_then(Value::as_str)
-        .map(|s| s.chars().take(32).collect::<String>());
+    // Echoed in the result and the log only when printable and bounded.
+    let id = echoable(obj.get("id"), 64);
+    let name = echoable(obj.get("command"), 32);
     let reject = |reason| Rejected {
         id: id.clone(),
         command: name.clone(),
@@ -256,6 +256,25 @@ fn validate(
     })
 }
 
+/// A character that must not reach a log line, a board or a recording:
+/// control characters (terminal escapes, newlines, NUL), and the Unicode
+/// marks that reorder or hide text (bidi overrides, zero-width, line
+/// separators).
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A string read as it may be echoed (request id, command name): printable
+/// and at most `max` bytes, else not read at all.
+fn echoable(v: Option<&Value>, max: usize) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= max && !s.chars().any(unprintable))
+        .map(str::to_owned)
+}
+
+/// Field `field` as a printable string of at most `max` bytes; a rejection
+/// names the field and the bound (and never repeats the bad text).
 fn text<'a>(
     obj: &'a Map<String, Value>,
     field: &'static str,
@@ -263,11 +282,24 @@ fn text<'a>(
 ) -> Result<&'a str, CommandRejection> {
     match obj.get(field) {
         None => Err(CommandRejection::Missing(field)),
-        Some(Value::String(s)) if s.len() <= max => Ok(s),
-        Some(Value::String(s)) => Err(CommandRejection::Invalid {
+        Some(Value::String(s)) if s.len() > max => Err(CommandRejection::Invalid {
             field,
-            problem: format!("{} bytes is longer than the {max} allowed", s.len()),
+            problem: format!(
+                "{} bytes is longer than the {max} allowed (printable text of at most {max} bytes)",
+                s.len()
+            ),
         }),
+        Some(Value::String(s)) => match s.chars().position(unprintable) {
+            None => Ok(s),
+            Some(at) => Err(CommandRejection::Invalid {
+                field,
+                problem: format!(
+                    "character {} is U+{:04X}, not printable (printable text of at most {max} bytes)",
+                    at + 1,
+                    u32::from(s.chars().nth(at).unwrap_or_default())
+                ),
+            }),
+        },
         Some(other) => Err(CommandRejection::Invalid {
             field,
             problem: format!("expected a string, found {other}"),
@@ -384,6 +416,111 @@ mod tests {
         ] {
             assert!(cmd(body, now()).is_ok(), "{body}");
         }
+    }
+
+    #[test]
+    fn every_string_field_is_printable_and_bounded() {
+        let reason = |r: Result<Parsed, Rejected>| r.unwrap_err().reason.to_string();
+        let huge = "x".repeat(100_000);
+        for (body, field) in [
+            (
+                r#""command":"acknowledge","alarm":"spo2.low","by":"RN\u001b[2JJD""#,
+                "by",
+            ),
+            (
+                r#""command":"acknowledge_all","by":"a\nINFO forged line""#,
+                "by",
+            ),
+            (
+                r#""command":"start_session","session":"K-01\u0000""#,
+                "session",
+            ),
+            (
+                r#""command":"start_session","session":"K-\u202e0142""#,
+                "session",
+            ),
+            (r#""command":"dose","route":"im\r""#, "route"),
+            (
+                r#""command":"dose","route":"im","note":"56 mg\u0007""#,
+                "note",
+            ),
+            (r#""command":"dose","route":"im","note":"\u200b""#, "note"),
+            (
+                r#""command":"set_baseline","vital":"hr\t","value":70"#,
+                "vital",
+            ),
+            (
+                r#""command":"acknowledge","alarm":"spo2.low\u0085","by":"x""#,
+                "alarm",
+            ),
+        ] {
+            let r = reason(cmd(body, now()));
+            assert!(
+                r.starts_with(&format!("field `{field}`: character ")),
+                "{body}: {r}"
+            );
+            assert!(r.contains("not printable") && r.contains("at most"), "{r}");
+            assert!(!r.chars().any(unprintable), "{r:?}");
+        }
+        for (field, max, body) in [
+            (
+                "by",
+                32,
+                format!(r#""command":"acknowledge_all","by":"{huge}""#),
+            ),
+            (
+                "session",
+                32,
+                format!(r#""command":"start_session","session":"{huge}""#),
+            ),
+            ("route", 16, format!(r#""command":"dose","route":"{huge}""#)),
+            (
+                "note",
+                64,
+                format!(r#""command":"dose","route":"im","note":"{huge}""#),
+            ),
+            (
+                "alarm",
+                96,
+                format!(r#""command":"acknowledge","alarm":"{huge}","by":"x""#),
+            ),
+        ] {
+            let r = reason(cmd(&body, now()));
+            assert_eq!(
+                r,
+                format!("field `{field}`: 100000 bytes is longer than the {max} allowed (printable text of at most {max} bytes)")
+            );
+        }
+        // Plain accented text and spaces are printable.
+        assert!(cmd(r#""command":"acknowledge_all","by":"Zoë R.""#, now()).is_ok());
+    }
+
+    #[test]
+    fn unprintable_ids_and_bytes_that_are_not_utf8_are_never_echoed() {
+        let at = rfc3339(now());
+        let body = format!(
+            r#"{{"schema_version":1,"id":"r\u001b]0;x\u0007","time":"{at}","command":"resume_audio"}}"#
+        );
+        let r = parse(body.as_bytes(), now(), Duration::from_secs(30), &names()).unwrap_err();
+        assert_eq!(r.id, None);
+        assert!(r
+            .reason
+            .to_string()
+            .starts_with("field `id`: character 2 is U+001B"));
+        let mut bytes = format!(
+            r#"{{"schema_version":1,"id":"r1","time":"{at}","command":"acknowledge_all","by":""#
+        )
+        .into_bytes();
+        bytes.extend_from_slice(b"\xff\xfeRN\"}");
+        let r = parse(&bytes, now(), Duration::from_secs(30), &names()).unwrap_err();
+        assert!(
+            matches!(r.reason, CommandRejection::Malformed(_)),
+            "{:?}",
+            r.reason
+        );
+        let huge = format!(r#"{{"id":"{}"}}"#, "i".repeat(1 << 20));
+        let r = parse(huge.as_bytes(), now(), Duration::from_secs(30), &names()).unwrap_err();
+        assert_eq!(r.id, None);
     }
 
     #[test]

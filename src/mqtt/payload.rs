@@ -69,7 +69,7 @@ pub fn alarm_object(
     a: &AlarmEvent,
     wall: impl Fn(crate::time::Instant) -> SystemTime,
 ) -> Value {
-    json!({
+    let mut o = json!({
         "id": a.id.key(ctx.names),
         "kind": a.kind.key(),
         "priority": a.priority.key(),
@@ -83,7 +83,18 @@ pub fn alarm_object(
         "onset": rfc3339(wall(a.onset)),
         "determined": rfc3339(wall(a.determined)),
         "ack": a.ack.map(|k| json!({"by": k.by.as_str(), "at": rfc3339(wall(k.at))})),
-    })
+    });
+    if let (Some(parts), Some(m)) = (a.components, o.as_object_mut()) {
+        let parts: Map<String, Value> = parts
+            .iter()
+            .map(|c| {
+                let v = json!({"value": finite(c.value), "limit": finite(c.limit)});
+                (c.vital.key().to_owned(), v)
+            })
+            .collect();
+        m.insert("components".into(), Value::Object(parts));
+    }
+    o
 }
 
 /// `alarms`: one alarm phase change.
@@ -444,6 +455,66 @@ mod tests {
         assert_eq!(v["vitals"]["hr"]["value"].as_f64(), Some(72.0));
         assert_eq!(v["vitals"]["spo2"]["validity"], "artifact");
         assert!(v["vitals"]["spo2"]["value"].is_null());
+    }
+
+    #[test]
+    fn the_combined_nibp_high_carries_both_components_and_matches_its_schema() {
+        use crate::engine::{Engine, EngineConfig, EventKind, NibpConfirm};
+        use crate::vitals::{DeviceTime, Nibp, NibpMode, Reading, SourceId};
+        let names = vec!["monitor".to_owned()];
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "0123456789abcdef",
+        };
+        let mut cfg = EngineConfig {
+            source_names: names.clone(),
+            ..EngineConfig::default()
+        };
+        cfg.nibp.confirm = NibpConfirm::Off;
+        let mut e = Engine::new(cfg);
+        let now = crate::time::Instant::from_secs(1);
+        let n = Nibp {
+            systolic: Sample::valid(187.0),
+            diastolic: Sample::valid(114.0),
+            mean: Sample::valid(138.0),
+            measured_at: Some(DeviceTime(1)),
+            mode: NibpMode::Auto,
+        };
+        e.handle_reading(
+            now,
+            Reading {
+                source: SourceId(0),
+                arrival: now,
+                device_time: None,
+                measurement: Measurement::Nibp(n),
+            },
+        );
+        let a = std::iter::from_fn(|| e.poll_event())
+            .find_map(|ev| match ev.kind {
+                EventKind::Alarm(a) => Some(a),
+                _ => None,
+            })
+            .expect("nibp.high");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
+        let v: Value = serde_json::from_slice(&alarm(&ctx, 1, 1, t, &a, |_| t)).unwrap();
+        let o = &v["alarm"];
+        assert_eq!(o["id"], "nibp.high");
+        assert_eq!(
+            (o["value"].as_f64(), o["limit"].as_f64()),
+            (Some(187.0), Some(180.0))
+        );
+        assert_eq!(
+            o["components"],
+            json!({"nibp_sys": {"value": 187.0, "limit": 180.0},
+                   "nibp_dia": {"value": 114.0, "limit": 110.0}})
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/alarm.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

@@ -96,6 +96,11 @@ impl Board {
         }
     }
 
+    /// The process id (for CPU and memory measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")

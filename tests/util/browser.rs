@@ -148,6 +148,11 @@ impl Browser {
         }
     }
 
+    /// The browser's main process id (its renderers are its descendants).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Saves a PNG screenshot of the page.
     pub fn screenshot(&mut self, path: &Path) {
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}));

@@ -3,6 +3,8 @@
 //! restarted broker until the test's subscriber is back, a rumqttc
 //! subscriber, and JSON Schema checks against `schemas/`.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

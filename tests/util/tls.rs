@@ -2,6 +2,8 @@
 //! openssl command line: a CA, server certificates for loopback and client
 //! certificates with a chosen common name.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 /// Runs openssl in `dir`; the TLS tests need it to make their certificates.

@@ -5,6 +5,8 @@
 //! address rewritten (each rewrite must match, so the examples cannot
 //! drift from what is tested).
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use super::mqtt::{free_port, password_file, Mosquitto};
@@ -64,32 +66,7 @@ impl Topology {
         let certs = format!("{}/", certs.display());
         let local = |p: &Path| format!("{}", p.display());
 
-        let (central_port, central_tls) = (free_port(), free_port());
-        let data = dir.join("central-data");
-        std::fs::create_dir_all(&data).unwrap();
-        let text = std::fs::read_to_string(example("central.conf")).unwrap();
-        let central_conf = rewrite(
-            "central.conf",
-            &text,
-            &[
-                (
-                    "/etc/mosquitto/central.passwd",
-                    local(&dir.join("central.passwd")),
-                ),
-                ("/etc/mosquitto/central.acl", local(&example("central.acl"))),
-                ("/var/lib/mosquitto/", format!("{}/", data.display())),
-                ("/etc/mosquitto/certs/", certs.clone()),
-                (
-                    "listener 8883\n",
-                    format!("listener {central_tls} 127.0.0.1\n"),
-                ),
-                (
-                    "listener 1883 127.0.0.1\n",
-                    format!("listener {central_port} 127.0.0.1\n"),
-                ),
-            ],
-        ) + &test_tail(dir, "central");
-        let central = Mosquitto::start_with(dir, central_port, "central", &central_conf);
+        let (central, central_tls) = start_central(dir, &example("central.acl"), &certs);
 
         let (room_port, room_tls) = (free_port(), free_port());
         let data = dir.join("room-data");
@@ -129,10 +106,130 @@ impl Topology {
     }
 }
 
+/// The central broker from the shipped central.conf with `acl`; returns it
+/// and its TLS listener's port (the bridges').
+fn start_central(dir: &Path, acl: &Path, certs: &str) -> (Mosquitto, u16) {
+    let local = |p: &Path| format!("{}", p.display());
+    let (central_port, central_tls) = (free_port(), free_port());
+    let data = dir.join("central-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let text = std::fs::read_to_string(example("central.conf")).unwrap();
+    let central_conf = rewrite(
+        "central.conf",
+        &text,
+        &[
+            (
+                "/etc/mosquitto/central.passwd",
+                local(&dir.join("central.passwd")),
+            ),
+            ("/etc/mosquitto/central.acl", local(acl)),
+            ("/var/lib/mosquitto/", format!("{}/", data.display())),
+            ("/etc/mosquitto/certs/", certs.to_owned()),
+            (
+                "listener 8883\n",
+                format!("listener {central_tls} 127.0.0.1\n"),
+            ),
+            (
+                "listener 1883 127.0.0.1\n",
+                format!("listener {central_port} 127.0.0.1\n"),
+            ),
+        ],
+    ) + &test_tail(dir, "central");
+    let central = Mosquitto::start_with(dir, central_port, "central", &central_conf);
+    (central, central_tls)
+}
+
 /// What a test adds: run as the test's user, log to a file in `dir`.
 fn test_tail(dir: &Path, name: &str) -> String {
     format!(
         "\n# Added by the test.\nuser root\nlog_dest file {}/{name}.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
         dir.display()
     )
+}
+
+/// A clinic of several rooms, each a room broker bridged to one central
+/// broker, from the same shipped examples: room `room-N`'s configuration
+/// and ACL are room-1's with the name changed, and the central ACL is the
+/// shipped one plus, for rooms it does not name, room-2's block renamed.
+/// `publisher` may write every topic of every room (a ward simulator
+/// standing in for each room's beds).
+pub struct Clinic {
+    pub central: Mosquitto,
+    /// The room brokers, in the order of the names given.
+    pub rooms: Vec<Mosquitto>,
+}
+
+impl Clinic {
+    pub fn start(dir: &Path, rooms: &[&str], publisher: (&str, &str)) -> Clinic {
+        let certs = dir.join("certs");
+        let pki = Pki::new(&certs);
+        pki.server("central");
+        let shipped_acl = std::fs::read_to_string(example("central.acl")).unwrap();
+        let room_2 = shipped_acl
+            .split("\n\n")
+            .find(|b| b.contains("user room-2"))
+            .expect("central.acl has a block for room-2")
+            .to_owned();
+        let mut central_acl = shipped_acl.clone();
+        for r in rooms {
+            pki.server(r);
+            pki.client(&format!("bridge-{r}"), r);
+            if !shipped_acl.contains(&format!("user {r}\n")) {
+                central_acl = format!("{}\n\n{}\n", room_2.replace("room-2", r), central_acl);
+            }
+        }
+        std::fs::write(dir.join("central.acl"), central_acl).unwrap();
+        password_file(&dir.join("central.passwd"), &[DISPLAY]);
+        password_file(&dir.join("room.passwd"), &[DISPLAY, publisher]);
+        let certs = format!("{}/", certs.display());
+        let local = |p: &Path| format!("{}", p.display());
+
+        let (central, central_tls) = start_central(dir, &dir.join("central.acl"), &certs);
+
+        let room_text = std::fs::read_to_string(example("room-broker.conf")).unwrap();
+        let acl_text = std::fs::read_to_string(example("room-1.acl")).unwrap();
+        let rooms = rooms
+            .iter()
+            .map(|r| {
+                let acl = dir.join(format!("{r}.acl"));
+                std::fs::write(
+                    &acl,
+                    format!(
+                        "{}\nuser {}\ntopic write vigil/v1/{r}/#\ntopic read vigil/v1/{r}/+/cmd\n",
+                        acl_text.replace("room-1", r),
+                        publisher.0
+                    ),
+                )
+                .unwrap();
+                let (port, tls) = (free_port(), free_port());
+                let shipped_acl_path = format!("/etc/mosquitto/{r}.acl");
+                let data = dir.join(format!("{r}-data"));
+                std::fs::create_dir_all(&data).unwrap();
+                let conf = rewrite(
+                    "room-broker.conf",
+                    &room_text.replace("room-1", r),
+                    &[
+                        (
+                            "/etc/mosquitto/vigil.passwd",
+                            local(&dir.join("room.passwd")),
+                        ),
+                        (shipped_acl_path.as_str(), local(&acl)),
+                        ("/var/lib/mosquitto/", format!("{}/", data.display())),
+                        ("/etc/mosquitto/certs/", certs.clone()),
+                        ("listener 8883\n", format!("listener {tls} 127.0.0.1\n")),
+                        (
+                            "listener 1883 127.0.0.1\n",
+                            format!("listener {port} 127.0.0.1\n"),
+                        ),
+                        (
+                            "address central.clinic.example:8883",
+                            format!("address 127.0.0.1:{central_tls}"),
+                        ),
+                    ],
+                ) + &test_tail(dir, r);
+                Mosquitto::start_with(dir, port, r, &conf)
+            })
+            .collect();
+        Clinic { central, rooms }
+    }
 }

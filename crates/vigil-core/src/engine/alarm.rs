@@ -436,6 +436,20 @@ pub struct AlarmEvent {
     pub determined: Instant,
     /// The acknowledgement, while one holds.
     pub ack: Option<Ack>,
+    /// For the combined `nibp.high`: systolic and diastolic, each with its
+    /// latest value and its high limit. `None` for every other alarm.
+    pub components: Option<[ComponentValue; 2]>,
+}
+
+/// One NIBP component's value and limit in a combined alarm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComponentValue {
+    /// Which component.
+    pub vital: Vital,
+    /// Its value in the measurement, when it gave one.
+    pub value: Option<f32>,
+    /// Its limit, when one is configured.
+    pub limit: Option<f32>,
 }
 
 #[cfg(test)]

@@ -54,7 +54,8 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 pub use alarm::{
-    Ack, AlarmEvent, AlarmId, AlarmKind, AlarmState, Condition, Phase, Priority, Subject,
+    Ack, AlarmEvent, AlarmId, AlarmKind, AlarmState, ComponentValue, Condition, Phase, Priority,
+    Subject,
 };
 pub use event::{
     AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
@@ -103,6 +104,7 @@ struct Slot {
     ack: Option<Ack>,
     realert_at: Instant,
     escalate_at: Instant,
+    components: Option<[ComponentValue; 2]>,
 }
 
 impl Slot {
@@ -766,11 +768,16 @@ impl Engine {
         } else {
             QuestionablePolicy::Off
         };
-        for (vital, judged) in [
+        let parts = [
             (Vital::NibpSystolic, judged_nibp.systolic),
             (Vital::NibpDiastolic, judged_nibp.diastolic),
             (Vital::NibpMean, judged_nibp.mean),
-        ] {
+        ];
+        // Limits first (all components, then the combined high), so that
+        // the baseline rules see which limit alarms hold.
+        let mut high = [None; 2];
+        let mut doubt = None;
+        for (i, (vital, judged)) in parts.into_iter().enumerate() {
             let rules = self.cfg.vitals[vital.index()];
             if !rules.enabled {
                 continue;
@@ -778,17 +785,33 @@ impl Engine {
             self.vitals[vital.index()].last_seen = Some(now);
             match rules.alarm_value(judged) {
                 Some(v) => {
-                    let doubt = (!judged.validity.is_valid()).then_some(judged.validity);
+                    let d = (!judged.validity.is_valid()).then_some(judged.validity);
+                    doubt = doubt.or(d);
                     self.vitals[vital.index()].last_valid = judged.get();
-                    self.check_limits(now, vital, &rules, v, previous, doubt);
-                    self.check_baseline(now, vital, &rules, v, doubt);
-                    if doubt.is_none() && self.session.phase == SessionPhase::Baseline {
-                        self.vitals[vital.index()].collector.push(v);
+                    let h = self.check_limits(now, vital, &rules, v, previous, d);
+                    if let Some(slot) = high.get_mut(i) {
+                        *slot = h.map(|present| (v, present));
                     }
                 }
                 None => {
                     self.vitals[vital.index()].last_valid = None;
                     self.vitals[vital.index()].prev_beyond = [None; 2];
+                }
+            }
+        }
+        if high.iter().any(Option::is_some) {
+            self.set_combined_high(now, high, doubt);
+        }
+        for (vital, judged) in parts {
+            let rules = self.cfg.vitals[vital.index()];
+            if !rules.enabled {
+                continue;
+            }
+            if let Some(v) = rules.alarm_value(judged) {
+                let d = (!judged.validity.is_valid()).then_some(judged.validity);
+                self.check_baseline(now, vital, &rules, v, d);
+                if d.is_none() && self.session.phase == SessionPhase::Baseline {
+                    self.vitals[vital.index()].collector.push(v);
                 }
             }
         }
@@ -853,6 +876,11 @@ impl Engine {
     /// Threshold and critical limits. For NIBP, `previous` is the arrival of
     /// the previous new measurement (for confirmation). `doubt` is the
     /// value's validity when it is not plain valid (questionable).
+    ///
+    /// With `nibp.combined_high`, the systolic and diastolic `high` tier is
+    /// not raised here: its presence for this component is returned (`None`
+    /// when it has no high limit or is not such a component) for
+    /// [`Engine::set_combined_high`].
     fn check_limits(
         &mut self,
         now: Instant,
@@ -861,7 +889,14 @@ impl Engine {
         v: f32,
         previous: Option<Instant>,
         doubt: Option<Validity>,
-    ) {
+    ) -> Option<bool> {
+        let combined = self.cfg.nibp.combined_high
+            && matches!(vital, Vital::NibpSystolic | Vital::NibpDiastolic);
+        let combined_idx = self.index(AlarmId {
+            subject: Subject::Nibp,
+            condition: Condition::High,
+        });
+        let mut combined_present = None;
         let h = rules.hysteresis;
         for (condition, limit, low) in [
             (Condition::Low, rules.low, true),
@@ -871,13 +906,21 @@ impl Engine {
         ] {
             let Some(limit) = limit else { continue };
             let idx = self.index(AlarmId::vital(vital, condition));
+            let into_combined = combined && condition == Condition::High;
+            // The alarm that stands for this condition: the component's own
+            // or the combined one.
+            let engaged = if into_combined {
+                self.slots[combined_idx].engaged()
+            } else {
+                self.slots[idx].engaged()
+            };
             let beyond = if low {
                 below(v, limit.value)
             } else {
                 above(v, limit.value)
             };
             // An active alarm ends once the value is at least `h` back inside.
-            let mut present = if self.slots[idx].engaged() {
+            let mut present = if engaged {
                 if low {
                     below(v, limit.value + h)
                 } else {
@@ -896,13 +939,83 @@ impl Engine {
                         _ => false,
                     };
                     st.prev_beyond[side] = beyond.then_some(now);
-                    if !self.slots[idx].engaged() {
+                    if !engaged {
                         present = beyond && confirmed;
                     }
                 }
             }
-            self.set_condition(idx, now, present, Some(v), Some(limit.value), doubt);
+            if into_combined {
+                combined_present = Some(present);
+                // Left over from a configuration that kept them apart.
+                self.set_condition(idx, now, false, None, None, None);
+            } else {
+                self.set_condition(idx, now, present, Some(v), Some(limit.value), doubt);
+            }
         }
+        if !self.cfg.nibp.combined_high && vital.is_nibp() {
+            // Left over from a configuration that combined them.
+            self.set_condition(combined_idx, now, false, None, None, None);
+        }
+        combined_present
+    }
+
+    /// The combined `nibp.high`: present while either component is above
+    /// its high limit (after confirmation; once active, until both are the
+    /// hysteresis back below). `high` holds each component's value and
+    /// presence (systolic, diastolic). The event's own value and limit are
+    /// the systolic's when it is over its limit, else the diastolic's.
+    fn set_combined_high(
+        &mut self,
+        now: Instant,
+        high: [Option<(f32, bool)>; 2],
+        doubt: Option<Validity>,
+    ) {
+        let idx = self.index(AlarmId {
+            subject: Subject::Nibp,
+            condition: Condition::High,
+        });
+        let component = |i: usize, vital: Vital| ComponentValue {
+            vital,
+            value: high[i].map(|(v, _)| v),
+            limit: self.cfg.rules(vital).high.map(|l| l.value),
+        };
+        let components = [
+            component(0, Vital::NibpSystolic),
+            component(1, Vital::NibpDiastolic),
+        ];
+        let present = high.iter().flatten().any(|&(_, p)| p);
+        let lead = high
+            .iter()
+            .position(|h| h.is_some_and(|(_, p)| p))
+            .or_else(|| high.iter().position(Option::is_some))
+            .unwrap_or(0);
+        self.slots[idx].components = Some(components);
+        let c = components[lead];
+        self.set_condition(idx, now, present, c.value, c.limit, doubt);
+    }
+
+    /// Whether a baseline alarm of `vital` is covered by a limit alarm on
+    /// the same side that is active with at least its priority (the more
+    /// severe condition: one alarm per condition, IEC 60601-1-8).
+    fn baseline_inhibited(&self, vital: Vital, rise: bool, priority: Priority) -> bool {
+        let conditions = if rise {
+            [Condition::High, Condition::CriticalHigh]
+        } else {
+            [Condition::Low, Condition::CriticalLow]
+        };
+        let covering = |id: AlarmId| {
+            let s = &self.slots[self.index(id)];
+            s.engaged() && s.priority >= priority
+        };
+        conditions
+            .into_iter()
+            .any(|c| covering(AlarmId::vital(vital, c)))
+            || (rise
+                && matches!(vital, Vital::NibpSystolic | Vital::NibpDiastolic)
+                && covering(AlarmId {
+                    subject: Subject::Nibp,
+                    condition: Condition::High,
+                }))
     }
 
     fn check_baseline(
@@ -930,7 +1043,8 @@ impl Engine {
             } else {
                 above(v, t)
             };
-            self.set_condition(idx, now, present, Some(v), Some(t), doubt);
+            let inhibited = self.baseline_inhibited(vital, true, self.slots[idx].base_priority);
+            self.set_condition(idx, now, present && !inhibited, Some(v), Some(t), doubt);
         }
         if let Some(t) = rules.baseline.fall_threshold(base) {
             let idx = self.index(AlarmId::vital(vital, Condition::BaselineFall));
@@ -939,7 +1053,8 @@ impl Engine {
             } else {
                 below(v, t)
             };
-            self.set_condition(idx, now, present, Some(v), Some(t), doubt);
+            let inhibited = self.baseline_inhibited(vital, false, self.slots[idx].base_priority);
+            self.set_condition(idx, now, present && !inhibited, Some(v), Some(t), doubt);
         }
     }
 
@@ -1384,7 +1499,27 @@ impl Engine {
 
     fn fire(&mut self, t: Instant, timer: Timer) {
         match timer {
-            Timer::Pending(i) => self.activate(i, t),
+            Timer::Pending(i) => {
+                // A trend alarm whose limit alarm became active meanwhile
+                // (at the same deadline, or earlier) is covered by it.
+                let id = self.slots[i].id;
+                let covered = match (id.subject, id.condition) {
+                    (
+                        Subject::Vital(v),
+                        c @ (Condition::BaselineRise | Condition::BaselineFall),
+                    ) => self.baseline_inhibited(
+                        v,
+                        c == Condition::BaselineRise,
+                        self.slots[i].base_priority,
+                    ),
+                    _ => false,
+                };
+                if covered {
+                    self.slots[i].state = SlotState::Inactive;
+                } else {
+                    self.activate(i, t);
+                }
+            }
             Timer::Realert(i) => {
                 let escalate_after = self.cfg.escalate_after;
                 let s = &mut self.slots[i];
@@ -1516,6 +1651,18 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 _ => (Priority::Low, Duration::ZERO, false),
             }
         }
+        (Subject::Nibp, Condition::High) => {
+            let (sys, dia) = (
+                cfg.rules(Vital::NibpSystolic),
+                cfg.rules(Vital::NibpDiastolic),
+            );
+            let p = |r: &VitalRules| r.high.map_or(Priority::Low, |l| l.priority);
+            (
+                p(sys).max(p(dia)),
+                Duration::ZERO,
+                sys.latching || dia.latching,
+            )
+        }
         (_, c) => {
             let p = match c {
                 Condition::SensorOff => t.sensor_off,
@@ -1560,6 +1707,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
         ack: None,
         realert_at: Instant::MAX,
         escalate_at: Instant::MAX,
+        components: None,
     }
 }
 
@@ -1586,5 +1734,6 @@ fn view(s: &Slot, phase: Phase) -> AlarmEvent {
         onset: s.onset,
         determined: s.determined,
         ack: s.ack,
+        components: s.components,
     }
 }

@@ -318,6 +318,11 @@ pub struct NibpRules {
     pub grace: Duration,
     /// Whether the cycle-overdue alarm is raised at all.
     pub watch_cycle: bool,
+    /// Systolic and diastolic above their `high` limits in one measurement
+    /// are one alarm condition, `nibp.high` (either component over its
+    /// limit), carrying both values and limits, instead of `nibp_sys.high`
+    /// and `nibp_dia.high`. Its priority is the higher of the two limits'.
+    pub combined_high: bool,
 }
 
 /// Link error rate rule for sources.
@@ -473,6 +478,7 @@ impl Default for EngineConfig {
                 cycle: mins(15),
                 grace: mins(3),
                 watch_cycle: true,
+                combined_high: true,
             },
             technical: TechnicalPriorities {
                 stale: Medium,

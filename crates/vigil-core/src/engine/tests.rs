@@ -593,7 +593,7 @@ fn nibp_high_needs_two_readings_within_the_window_hard_limit_needs_one() {
     feed(&mut e, nibp(300 * SEC, 186.0, 100.0, 2));
     assert_eq!(
         alarms(&mut e),
-        vec![key("nibp_sys.high", Phase::Start, 300 * SEC)]
+        vec![key("nibp.high", Phase::Start, 300 * SEC)]
     );
     feed(&mut e, nibp(600 * SEC, 150.0, 90.0, 3));
     // Unacknowledged for 2 min, the high-priority alarm is flagged for
@@ -601,8 +601,8 @@ fn nibp_high_needs_two_readings_within_the_window_hard_limit_needs_one() {
     assert_eq!(
         alarms(&mut e),
         vec![
-            key("nibp_sys.high", Phase::Escalate, 420 * SEC),
-            key("nibp_sys.high", Phase::End, 600 * SEC)
+            key("nibp.high", Phase::Escalate, 420 * SEC),
+            key("nibp.high", Phase::End, 600 * SEC)
         ]
     );
 
@@ -1047,7 +1047,7 @@ fn nibp_confirmation_can_cover_both_sides_or_none() {
 
     let mut e = with_confirm(NibpConfirm::Off);
     feed(&mut e, nibp(0, 185.0, 100.0, 1));
-    assert_eq!(alarms(&mut e), vec![key("nibp_sys.high", Phase::Start, 0)]);
+    assert_eq!(alarms(&mut e), vec![key("nibp.high", Phase::Start, 0)]);
 }
 
 #[test]
@@ -1058,7 +1058,7 @@ fn nibp_confirmation_window_is_inclusive() {
     feed(&mut e, nibp(900 * SEC, 185.0, 100.0, 2));
     assert_eq!(
         alarms(&mut e),
-        vec![key("nibp_sys.high", Phase::Start, 900 * SEC)]
+        vec![key("nibp.high", Phase::Start, 900 * SEC)]
     );
     // ... one millisecond later it does not.
     let mut e = engine();
@@ -1137,10 +1137,10 @@ fn nibp_limits_alarm_beyond_the_limit_never_at_it() {
     let normal = [120.0, 80.0, 93.0];
     for (k, component, limit, outside) in [
         ("nibp_sys.low", 0, 90.0, -0.5),
-        ("nibp_sys.high", 0, 180.0, 0.5),
+        ("nibp.high", 0, 180.0, 0.5),
         ("nibp_sys.critical_high", 0, 200.0, 0.5),
         ("nibp_dia.low", 1, 50.0, -0.5),
-        ("nibp_dia.high", 1, 110.0, 0.5),
+        ("nibp.high", 1, 110.0, 0.5),
         ("nibp_dia.critical_high", 1, 120.0, 0.5),
         ("nibp_mean.low", 2, 60.0, -0.5),
     ] {
@@ -1926,4 +1926,188 @@ fn discharge_readiness_is_judged_only_in_recovery() {
     let hold = e.config().discharge.hold.as_millis() as u64;
     every_second(&mut e, 2000 * SEC, 2000 * SEC + hold + SEC, |t| hr(t, 71.0));
     assert_eq!(readiness(&drain(&mut e)), vec![(true, 2000 * SEC + hold)]);
+}
+
+/// Alarm starts and ends only (no escalation, acknowledgement, re-alert).
+fn starts_and_ends(e: &mut Engine) -> Vec<(String, Phase, u64)> {
+    alarms(e)
+        .into_iter()
+        .filter(|a| matches!(a.1, Phase::Start | Phase::End))
+        .collect()
+}
+
+/// A dosed session with NIBP baselines 120/70 (mean 87), set by hand.
+fn dosed_with_bp_baseline(cfg: EngineConfig) -> Engine {
+    let mut e = Engine::new(cfg);
+    start_session(&mut e, 0);
+    for (vital, value) in [
+        (Vital::NibpSystolic, 120.0),
+        (Vital::NibpDiastolic, 70.0),
+        (Vital::NibpMean, 87.0),
+    ] {
+        e.handle_command(ms(0), Command::SetBaseline { vital, value })
+            .unwrap();
+    }
+    dose(&mut e, 0);
+    drain(&mut e);
+    e
+}
+
+#[test]
+fn one_high_bp_reading_is_one_alarm_with_both_values_and_limits() {
+    // 187/114 (a real reading) against baselines 120/70: both components
+    // over their high limits and far above baseline. One condition, one
+    // alarm to acknowledge: nibp.high, covering both baseline rises.
+    let mut cfg = config();
+    cfg.nibp.confirm = NibpConfirm::Off;
+    let mut e = dosed_with_bp_baseline(cfg);
+    feed(&mut e, nibp(SEC, 187.0, 114.0, 1));
+    let ev = drain(&mut e);
+    let names = e.config().source_names.clone();
+    let starts: Vec<AlarmEvent> = ev
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let a = starts[0];
+    assert_eq!(a.id.key(&names), "nibp.high");
+    assert_eq!(a.priority, Priority::High);
+    assert_eq!(a.kind, AlarmKind::Physiological);
+    assert_eq!((a.value, a.limit), (Some(187.0), Some(180.0)));
+    assert_eq!(
+        a.components,
+        Some([
+            ComponentValue {
+                vital: Vital::NibpSystolic,
+                value: Some(187.0),
+                limit: Some(180.0)
+            },
+            ComponentValue {
+                vital: Vital::NibpDiastolic,
+                value: Some(114.0),
+                limit: Some(110.0)
+            },
+        ])
+    );
+    // The diastolic alone over its limit: the same alarm, led by it.
+    let mut cfg = config();
+    cfg.nibp.confirm = NibpConfirm::Off;
+    let mut e = Engine::new(cfg);
+    feed(&mut e, nibp(0, 150.0, 112.0, 1));
+    let a = drain(&mut e)
+        .into_iter()
+        .find_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some(a),
+            _ => None,
+        })
+        .expect("an alarm");
+    assert_eq!(a.id.key(&names), "nibp.high");
+    assert_eq!((a.value, a.limit), (Some(112.0), Some(110.0)));
+}
+
+#[test]
+fn combined_high_needs_confirmation_per_component_and_ends_with_hysteresis() {
+    // Default: the high side needs two consecutive readings beyond it.
+    let mut e = engine();
+    feed(&mut e, nibp(0, 187.0, 100.0, 1));
+    assert!(started(&mut e).is_empty());
+    // The second reading has only the diastolic over: not a confirmation
+    // of either component.
+    feed(&mut e, nibp(300 * SEC, 170.0, 114.0, 2));
+    assert!(started(&mut e).is_empty());
+    feed(&mut e, nibp(600 * SEC, 172.0, 113.0, 3));
+    assert_eq!(started(&mut e), ["nibp.high"]);
+    // Active: it holds while either component is within the hysteresis
+    // (5 mmHg) below its limit, and ends once both are further back.
+    feed(&mut e, nibp(900 * SEC, 176.0, 104.0, 4));
+    assert_eq!(starts_and_ends(&mut e), vec![]);
+    feed(&mut e, nibp(1200 * SEC, 175.0, 105.0, 5));
+    assert_eq!(
+        starts_and_ends(&mut e),
+        vec![key("nibp.high", Phase::End, 1200 * SEC)]
+    );
+}
+
+#[test]
+fn components_apart_when_configured() {
+    let mut cfg = config();
+    cfg.nibp.confirm = NibpConfirm::Off;
+    cfg.nibp.combined_high = false;
+    let mut e = dosed_with_bp_baseline(cfg);
+    feed(&mut e, nibp(SEC, 187.0, 114.0, 1));
+    // Apart, but each baseline rise is still covered by its own vital's
+    // high alarm.
+    assert_eq!(started(&mut e), ["nibp_sys.high", "nibp_dia.high"]);
+}
+
+#[test]
+fn a_baseline_rise_is_inhibited_while_the_limit_alarm_is_active() {
+    let mut cfg = config();
+    cfg.nibp.confirm = NibpConfirm::Off;
+    let mut e = dosed_with_bp_baseline(cfg);
+    // 165/100: above baseline + 20 % (144) and + 25 (95), under the limits.
+    feed(&mut e, nibp(SEC, 165.0, 100.0, 1));
+    assert_eq!(
+        started(&mut e),
+        ["nibp_sys.baseline_rise", "nibp_dia.baseline_rise"]
+    );
+    // Over the limits: the more severe condition takes over.
+    feed(&mut e, nibp(300 * SEC, 187.0, 114.0, 2));
+    assert_eq!(
+        starts_and_ends(&mut e),
+        vec![
+            key("nibp.high", Phase::Start, 300 * SEC),
+            key("nibp_sys.baseline_rise", Phase::End, 300 * SEC),
+            key("nibp_dia.baseline_rise", Phase::End, 300 * SEC),
+        ]
+    );
+    // Back under the limits but still above baseline: the trend alarms
+    // return as the limit alarm ends.
+    feed(&mut e, nibp(600 * SEC, 160.0, 98.0, 3));
+    assert_eq!(
+        starts_and_ends(&mut e),
+        vec![
+            key("nibp.high", Phase::End, 600 * SEC),
+            key("nibp_sys.baseline_rise", Phase::Start, 600 * SEC),
+            key("nibp_dia.baseline_rise", Phase::Start, 600 * SEC),
+        ]
+    );
+}
+
+#[test]
+fn a_continuous_baseline_rise_is_covered_by_its_limit_alarm_of_higher_priority() {
+    // HR baseline 70 (+30 %: 91). 125 /min is over the high limit (120,
+    // medium) and over the baseline threshold (low): after the shared
+    // 10 s delay only hr.high starts. (The rate rule is off: it is not a
+    // baseline alarm and is not covered.)
+    let mut cfg = config();
+    cfg.vitals[Vital::HeartRate.index()].rate = None;
+    let mut e = Engine::new(cfg.clone());
+    start_session(&mut e, 0);
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    dose(&mut e, 60 * SEC);
+    drain(&mut e);
+    every_second(&mut e, 60 * SEC, 80 * SEC, |t| hr(t, 125.0));
+    assert_eq!(started(&mut e), ["hr.high"]);
+    // Under the limit (by more than the hysteresis), still over baseline.
+    every_second(&mut e, 80 * SEC, 100 * SEC, |t| hr(t, 110.0));
+    assert_eq!(
+        starts_and_ends(&mut e),
+        vec![
+            key("hr.high", Phase::End, 80 * SEC),
+            key("hr.baseline_rise", Phase::Start, 90 * SEC),
+        ]
+    );
+    // A trend alarm of HIGHER priority than the limit alarm is not covered.
+    cfg.vitals[Vital::HeartRate.index()].baseline.priority = Some(Priority::High);
+    let mut e = Engine::new(cfg);
+    start_session(&mut e, 0);
+    every_second(&mut e, 0, 60 * SEC, |t| hr(t, 70.0));
+    dose(&mut e, 60 * SEC);
+    drain(&mut e);
+    every_second(&mut e, 60 * SEC, 80 * SEC, |t| hr(t, 125.0));
+    assert_eq!(started(&mut e), ["hr.high", "hr.baseline_rise"]);
 }
