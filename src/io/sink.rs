@@ -74,6 +74,19 @@ impl SinkHandle {
     }
 }
 
+/// A sink that forwards every event to the returned receiver (tests,
+/// embedding): `capacity` events queued at most, as any sink.
+pub fn collecting(capacity: usize) -> (SinkHandle, mpsc::UnboundedReceiver<SinkMsg>) {
+    let (tx, mut rx) = mpsc::channel::<SinkMsg>(capacity);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let _ = out_tx.send(m);
+        }
+    });
+    (SinkHandle::new("collect", tx, capacity, forward), out_rx)
+}
+
 /// Starts the log sink: alarms, sessions and status to the log; readings at
 /// debug level, with a one-line vitals summary at info every `summary_every`
 /// of session time.

@@ -124,18 +124,6 @@ pub struct Running {
     pub source_names: Vec<String>,
 }
 
-/// A sink that forwards every event to the returned receiver.
-pub fn collecting_sink() -> (SinkHandle, mpsc::UnboundedReceiver<SinkMsg>) {
-    let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let forward = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let _ = out_tx.send(m);
-        }
-    });
-    (SinkHandle::new("test", tx, 4096, forward), out_rx)
-}
-
 /// Starts the daemon on the configuration (real-time clock), without
 /// recording, MQTT or log sink.
 pub fn start(config: Config) -> Running {
@@ -156,7 +144,7 @@ pub fn start_with(
     sinks: impl FnOnce(&mpsc::Sender<(SystemCondition, bool)>) -> Vec<SinkHandle> + 'static,
 ) -> Running {
     config.mqtt.enabled = false;
-    let (sink, events) = collecting_sink();
+    let (sink, events) = vigil::io::sink::collecting(4096);
     let source_names = config.engine.source_names.clone();
     let options = Options {
         status_every: Duration::from_secs(3600),

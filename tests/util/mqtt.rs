@@ -569,7 +569,7 @@ pub struct MqttDaemon {
 /// configured, no recording and no log sink.
 pub fn start_with_mqtt(config: vigil::config::Config) -> MqttDaemon {
     use vigil::daemon::{Options, Recording};
-    let (collect, events) = super::daemon::collecting_sink();
+    let (collect, events) = vigil::io::sink::collecting(4096);
     let source_names = config.engine.source_names.clone();
     let options = Options {
         status_every: Duration::from_secs(3600),
