@@ -177,6 +177,29 @@ impl Default for RecordingConfig {
     }
 }
 
+/// The live HL7 sink (`[hl7]`): the session's chart as ORU^R01 messages
+/// over MLLP while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hl7Config {
+    /// The receiver, `host:port`.
+    pub to: String,
+    /// The charting interval: one message per interval.
+    pub interval: Duration,
+    /// Connect and ACK timeout.
+    pub timeout: Duration,
+}
+
+impl Hl7Config {
+    /// The defaults for a receiver.
+    pub fn to(to: &str) -> Hl7Config {
+        Hl7Config {
+            to: to.to_owned(),
+            interval: crate::record::chart::DEFAULT_INTERVAL,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -192,6 +215,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// MQTT publishing (`[mqtt]`).
     pub mqtt: MqttConfig,
+    /// The live HL7 sink (`[hl7]`), off when absent.
+    pub hl7: Option<Hl7Config>,
 }
 
 impl Default for Config {
@@ -203,6 +228,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             recording: RecordingConfig::default(),
             mqtt: MqttConfig::default(),
+            hl7: None,
         }
     }
 }
@@ -466,7 +492,7 @@ fn is_topic_safe(s: &str) -> bool {
 }
 
 /// The technical alarm priorities by their configuration name.
-fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 18] {
+fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 19] {
     [
         ("stale", &mut tp.stale),
         ("sensor_off", &mut tp.sensor_off),
@@ -486,6 +512,7 @@ fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priorit
         ("journal_corrupt", &mut tp.journal_corrupt),
         ("broker_link_unstable", &mut tp.broker_link_unstable),
         ("input_overload", &mut tp.input_overload),
+        ("hl7_undelivered", &mut tp.hl7_undelivered),
     ]
 }
 

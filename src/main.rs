@@ -885,6 +885,21 @@ fn vigil_run(
             });
         }
         let (system_tx, system) = tokio::sync::mpsc::channel(64);
+        if let Some(h) = &cfg.hl7 {
+            tracing::info!(
+                "HL7: charting every {:?} to {} (the [hl7] section)",
+                h.interval,
+                h.to
+            );
+            sinks.push(vigil::io::hl7::spawn(vigil::io::hl7::Hl7Setup {
+                config: h.clone(),
+                site: cfg.site.clone(),
+                bed: cfg.bed.clone(),
+                sources: vigil::record::chart::devices(&cfg),
+                system: system_tx.clone(),
+                queue: 4096,
+            }));
+        }
         let (live_tx, live_rx) = tokio::sync::watch::channel(driver::LiveState::default());
         let mut live = None;
         if cfg.mqtt.enabled {

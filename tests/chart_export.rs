@@ -618,6 +618,31 @@ fn the_cli_exports_fhir_and_hl7_and_says_what_is_missing() {
         .filter(|o| first_code(o) == "8867-4")
         .count();
     assert_eq!(hr, 4, "10-minute intervals over 40 minutes");
+    // Every resource starts with its resourceType, as FHIR JSON is written
+    // (and as readers that sniff the type from the first key expect).
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines[..2], ["{", "\"resourceType\": \"Bundle\","]);
+    let resources: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i] == "\"resource\": {")
+        .collect();
+    assert_eq!(resources.len(), observations(&bundle).len());
+    for i in resources {
+        assert_eq!(
+            lines[i + 1],
+            "\"resourceType\": \"Observation\",",
+            "line {}",
+            i + 2
+        );
+    }
+    let keys: Vec<&str> = observations(&bundle)[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .take(4)
+        .collect();
+    assert_eq!(keys, ["resourceType", "id", "meta", "identifier"]);
     let hl7 = dir.join("s.hl7");
     let out = export(&[
         "--format",

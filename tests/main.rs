@@ -8,6 +8,7 @@ mod emulator;
 mod engine_alloc;
 mod errors;
 mod faults;
+mod hl7_live;
 mod install;
 mod lifecycle;
 mod mqtt;

@@ -311,6 +311,7 @@ pub(super) struct RawConfig {
     pub session: Sub<RawSession>,
     pub recording: Sub<RawRecording>,
     pub mqtt: Sub<RawMqtt>,
+    pub hl7: Sub<RawHl7>,
 }
 
 #[derive(serde::Deserialize)]
@@ -440,6 +441,13 @@ pub(super) struct RawRecording {
     pub dir: Opt<String>,
     pub retention: Opt<Duration>,
     pub sync_every: Opt<Duration>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RawHl7 {
+    pub to: Opt<String>,
+    pub interval: Opt<Duration>,
+    pub timeout: Opt<Duration>,
 }
 
 #[derive(serde::Deserialize)]

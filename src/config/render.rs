@@ -56,6 +56,15 @@ struct Out {
     session: OutSession,
     recording: OutRecording,
     mqtt: OutMqtt,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hl7: Option<OutHl7>,
+}
+
+#[derive(Serialize)]
+struct OutHl7 {
+    to: String,
+    interval: String,
+    timeout: String,
 }
 
 #[derive(Serialize)]
@@ -389,6 +398,11 @@ impl From<&Config> for Out {
                 },
                 outbox_max: m.outbox_max,
             },
+            hl7: cfg.hl7.as_ref().map(|h| OutHl7 {
+                to: h.to.clone(),
+                interval: dur(h.interval),
+                timeout: dur(h.timeout),
+            }),
         }
     }
 }

@@ -51,6 +51,40 @@ fn empty_file_gives_defaults() {
 }
 
 #[test]
+fn hl7_takes_a_receiver_and_says_what_is_wrong() {
+    let cfg = parse("[hl7]\nto = \"127.0.0.1:2575\"\ninterval = \"1min\"\n", "x").unwrap();
+    assert_eq!(
+        cfg.hl7,
+        Some(Hl7Config {
+            interval: Duration::from_secs(60),
+            ..Hl7Config::to("127.0.0.1:2575")
+        })
+    );
+    assert_eq!(
+        parse("[hl7]\nto = \"ehr:2575\"\n", "x")
+            .unwrap()
+            .hl7
+            .unwrap()
+            .interval,
+        crate::record::chart::DEFAULT_INTERVAL
+    );
+    assert_eq!(parse("", "x").unwrap().hl7, None);
+    for (text, needle) in [
+        ("[hl7]\ninterval = \"5min\"\n", "hl7.to: missing"),
+        ("[hl7]\nto = \"ehr\"\n", "is not \"host:port\""),
+        ("[hl7]\nto = \"ehr:0\"\n", "is not \"host:port\""),
+        (
+            "[hl7]\nto = \"ehr:2575\"\ninterval = \"0s\"\n",
+            "hl7.interval (0s) must be between 1s",
+        ),
+        ("[hl7]\nto = \"ehr:2575\"\nport = 1\n", "hl7.port"),
+    ] {
+        let err = parse(text, "x").unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+}
+
+#[test]
 fn rendered_configuration_parses_back_identically() {
     let cfg = parse(DEFAULT_TOML, "config/vigil.toml").unwrap();
     let text = render(&cfg);
@@ -62,6 +96,10 @@ fn rendered_configuration_parses_back_identically() {
         delay: Some(Duration::from_millis(2500)),
     });
     other.engine.escalate_after = None;
+    other.hl7 = Some(Hl7Config {
+        interval: Duration::from_secs(900),
+        ..Hl7Config::to("ehr.example:2575")
+    });
     other.sources.push(SourceConfig {
         name: "cuff".into(),
         protocol: ProtocolKind::Ge,

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 
 use super::raw::{self, fields_of, Node, OrOff, RawConfig, Val};
 use super::{
-    format_duration, is_topic_safe, parse_broker_url, technical_slots, Config, Link, MqttConfig,
-    Parity, ProtocolKind, RecordingConfig, SourceConfig, StateDir,
+    format_duration, is_topic_safe, parse_broker_url, technical_slots, Config, Hl7Config, Link,
+    MqttConfig, Parity, ProtocolKind, RecordingConfig, SourceConfig, StateDir,
 };
 use crate::engine::rules::{
     BaselineRule, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, QuestionablePolicy,
@@ -348,6 +348,9 @@ impl Check {
         }
         if let Some(m) = self.table("", "mqtt", &raw.mqtt) {
             self.mqtt(m, &mut cfg.mqtt);
+        }
+        if let Some(h) = self.table("", "hl7", &raw.hl7) {
+            cfg.hl7 = self.hl7(h);
         }
         cfg.engine.source_names = cfg.sources.iter().map(|s| s.name.clone()).collect();
         cfg
@@ -939,6 +942,30 @@ impl Check {
                 e.discharge.hold = h;
             }
         }
+    }
+
+    fn hl7(&mut self, t: &raw::RawHl7) -> Option<Hl7Config> {
+        let p = "hl7";
+        self.missing(p, "to", t.to.is_some());
+        let to = self.text(p, "to", &t.to, 255)?;
+        let port_ok = to.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            self.err(
+                "hl7.to",
+                format!("hl7.to: `{to}` is not \"host:port\" (e.g. \"ehr.clinic.example:2575\")"),
+            );
+            return None;
+        }
+        let mut h = Hl7Config::to(&to);
+        if let Some(d) = self.dur_in(p, "interval", &t.interval, (SEC, DAY), "") {
+            h.interval = d;
+        }
+        if let Some(d) = self.dur_in(p, "timeout", &t.timeout, (MS, 2 * MIN), "") {
+            h.timeout = d;
+        }
+        Some(h)
     }
 
     fn recording(&mut self, t: &raw::RawRecording, r: &mut RecordingConfig) {

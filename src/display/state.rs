@@ -1117,6 +1117,7 @@ fn alarm_label(a: &Alarm) -> String {
         "queue_overflow" => ("alarm queue overflowed", String::new()),
         "broker_unreachable" => ("cannot reach the displays", String::new()),
         "storage_failure" => ("cannot store alarms on disk", String::new()),
+        "hl7_undelivered" => ("chart not reaching the EHR (HL7)", String::new()),
         other => return format!("{subject} {}", other.replace('_', " ")),
     };
     let with_unit = |v: f64| {

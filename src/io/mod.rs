@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod driver;
+pub mod hl7;
 pub mod notify;
 pub mod simulated;
 pub mod sink;

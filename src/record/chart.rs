@@ -19,6 +19,8 @@
 //! - [`Sampling::EveryReading`]: every reading.
 //!
 //! [`quality`] maps a sample's validity to what an export says about it.
+//! [`Sampler`] does the sampling event by event, for a replay ([`chart`])
+//! and for the live HL7 sink alike.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -180,31 +182,63 @@ fn is_valid(v: &Value) -> bool {
     }
 }
 
-/// Replays a session and gathers its chart.
-pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError> {
-    if sampling == Sampling::Interval(Duration::ZERO) {
-        return Err(ChartError::ZeroInterval);
-    }
-    let start = started(session).ok_or(ChartError::NoStart)?;
-    let cfg = &session.config;
-    let sources = cfg
-        .sources
+/// The sources of a configuration as a chart names them.
+pub fn devices(cfg: &crate::config::Config) -> Vec<Device> {
+    cfg.sources
         .iter()
         .map(|s| Device {
             name: s.name.clone(),
             protocol: s.protocol.key(),
         })
-        .collect();
-    let mut points: Vec<Point> = Vec::new();
-    // (vital, group, session) -> index of the point chosen for it.
-    let mut chosen: HashMap<(usize, u64, String), usize> = HashMap::new();
-    let mut current: Option<String> = None;
-    replay::run(
-        session,
-        None,
-        |ev| match ev.kind {
+        .collect()
+}
+
+/// Charts engine events as they come (sans-IO): [`chart`] feeds it a
+/// replay, the live HL7 sink the running engine's events.
+#[derive(Debug)]
+pub struct Sampler {
+    sampling: Sampling,
+    /// The session in progress, if any.
+    current: Option<String>,
+    /// Charted points, in order of their first reading (so by group).
+    points: Vec<Point>,
+    /// (vital, group, session) -> index of the point chosen for it.
+    chosen: HashMap<(usize, u64, String), usize>,
+}
+
+impl Sampler {
+    /// A sampler; a zero interval is refused.
+    pub fn new(sampling: Sampling) -> Result<Sampler, ChartError> {
+        if sampling == Sampling::Interval(Duration::ZERO) {
+            return Err(ChartError::ZeroInterval);
+        }
+        Ok(Sampler {
+            sampling,
+            current: None,
+            points: Vec::new(),
+            chosen: HashMap::new(),
+        })
+    }
+
+    /// Whether a session is in progress (readings are charted).
+    pub fn in_session(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The group of a time (intervals count from time zero).
+    pub fn group(&self, time: Duration) -> u64 {
+        match self.sampling {
+            Sampling::Interval(i) => (time.as_nanos() / i.as_nanos()) as u64,
+            Sampling::EveryReading => time.as_millis() as u64,
+        }
+    }
+
+    /// Takes one event at `time` (from the start the intervals count from)
+    /// and wall-clock `wall`.
+    pub fn push(&mut self, time: Duration, wall: SystemTime, kind: &EventKind) {
+        match kind {
             EventKind::Session(SessionEvent::Phase { phase, session }) => {
-                current = match phase {
+                self.current = match phase {
                     SessionPhase::Baseline | SessionPhase::Dosing | SessionPhase::Recovery => {
                         Some(session.as_str().to_owned())
                     }
@@ -212,7 +246,9 @@ pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError>
                 };
             }
             EventKind::Reading(r) => {
-                let Some(id) = current.clone() else { return };
+                let Some(id) = self.current.clone() else {
+                    return;
+                };
                 let value = match r.measurement {
                     Measurement::Nibp(n) if n.is_old() => return,
                     Measurement::Nibp(n) => Value::Nibp(n),
@@ -222,48 +258,82 @@ pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError>
                         None => return,
                     },
                 };
-                let time = offset(session, ev.at);
-                let group = match sampling {
-                    Sampling::Interval(i) => (time.as_nanos() / i.as_nanos()) as u64,
-                    Sampling::EveryReading => time.as_millis() as u64,
-                };
+                let group = self.group(time);
                 let point = Point {
                     time,
-                    wall: start + time,
+                    wall,
                     source: r.source.index(),
                     session: id.clone(),
                     group,
                     value,
                 };
-                match (sampling, value) {
+                match (self.sampling, value) {
                     (Sampling::Interval(_), Value::Continuous(v, _)) => {
-                        match chosen.get(&(v.index(), group, id.clone())) {
+                        match self.chosen.get(&(v.index(), group, id.clone())) {
                             None => {
-                                chosen.insert((v.index(), group, id), points.len());
-                                points.push(point);
+                                self.chosen
+                                    .insert((v.index(), group, id), self.points.len());
+                                self.points.push(point);
                             }
                             Some(&i) => {
-                                if !is_valid(&points[i].value) && is_valid(&point.value) {
-                                    points[i] = point;
+                                if !is_valid(&self.points[i].value) && is_valid(&point.value) {
+                                    self.points[i] = point;
                                 }
                             }
                         }
                     }
-                    _ => points.push(point),
+                    _ => self.points.push(point),
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Takes the points of the groups complete at `time` (those before its
+    /// group), in time order.
+    pub fn take_complete(&mut self, time: Duration) -> Vec<Point> {
+        let group = self.group(time);
+        let n = self.points.iter().take_while(|p| p.group < group).count();
+        self.chosen.retain(|k, _| k.1 >= group);
+        for i in self.chosen.values_mut() {
+            *i -= n;
+        }
+        let mut done: Vec<Point> = self.points.drain(..n).collect();
+        done.sort_by_key(|p| p.time);
+        done
+    }
+
+    /// Takes every point, in time order.
+    pub fn take_all(&mut self) -> Vec<Point> {
+        self.chosen.clear();
+        let mut done = std::mem::take(&mut self.points);
+        done.sort_by_key(|p| p.time);
+        done
+    }
+}
+
+/// Replays a session and gathers its chart.
+pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError> {
+    let mut sampler = Sampler::new(sampling)?;
+    let start = started(session).ok_or(ChartError::NoStart)?;
+    let cfg = &session.config;
+    replay::run(
+        session,
+        None,
+        |ev| {
+            let time = offset(session, ev.at);
+            sampler.push(time, start + time, &ev.kind);
         },
         |_| {},
     );
+    let points = sampler.take_all();
     if points.is_empty() {
         return Err(ChartError::NoSession);
     }
-    points.sort_by_key(|p| p.time);
     Ok(Chart {
         site: session.meta("site").unwrap_or(&cfg.site).to_owned(),
         bed: session.meta("bed").unwrap_or(&cfg.bed).to_owned(),
-        sources,
+        sources: devices(cfg),
         points,
     })
 }
@@ -271,6 +341,59 @@ pub fn chart(session: &Session, sampling: Sampling) -> Result<Chart, ChartError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::SessionId;
+    use crate::time::Instant;
+    use crate::vitals::{Reading, SourceId};
+
+    fn reading(m: Measurement) -> EventKind {
+        EventKind::Reading(Reading {
+            source: SourceId(0),
+            arrival: Instant::from_nanos(0),
+            device_time: None,
+            measurement: m,
+        })
+    }
+
+    #[test]
+    fn the_sampler_hands_out_each_interval_once_it_is_over() {
+        let mut s = Sampler::new(Sampling::Interval(Duration::from_secs(60))).unwrap();
+        let wall = |t: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t);
+        let at =
+            |s: &mut Sampler, t: u64, k: EventKind| s.push(Duration::from_secs(t), wall(t), &k);
+        at(&mut s, 1, reading(Measurement::SpO2(Sample::valid(99.0))));
+        assert!(!s.in_session());
+        assert!(s.take_all().is_empty(), "no session, nothing charted");
+        let phase = |phase| {
+            EventKind::Session(SessionEvent::Phase {
+                phase,
+                session: SessionId::new("KT-1"),
+            })
+        };
+        at(&mut s, 2, phase(SessionPhase::Baseline));
+        at(
+            &mut s,
+            3,
+            reading(Measurement::SpO2(Sample::missing(Validity::SensorOff))),
+        );
+        at(&mut s, 4, reading(Measurement::SpO2(Sample::valid(97.0))));
+        at(&mut s, 5, reading(Measurement::SpO2(Sample::valid(96.0))));
+        assert!(s.take_complete(Duration::from_secs(59)).is_empty());
+        at(&mut s, 61, reading(Measurement::SpO2(Sample::valid(95.0))));
+        let first = s.take_complete(Duration::from_secs(61));
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].time, first[0].group), (Duration::from_secs(4), 0));
+        assert_eq!(first[0].session, "KT-1");
+        // The next interval still collects after the first was taken.
+        at(&mut s, 62, reading(Measurement::SpO2(Sample::valid(94.0))));
+        at(&mut s, 70, phase(SessionPhase::Ended));
+        at(&mut s, 71, reading(Measurement::SpO2(Sample::valid(93.0))));
+        let rest = s.take_all();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            rest[0].value,
+            Value::Continuous(Vital::SpO2, Sample::valid(95.0))
+        );
+    }
 
     #[test]
     fn quality_keeps_numbers_only_where_the_device_stands_behind_them() {

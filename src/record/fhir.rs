@@ -26,6 +26,10 @@
 //! sensor-off and unavailable values have no value but a
 //! `dataAbsentReason` (`error`, `not-performed`, `unknown`) with the reason
 //! in words.
+//!
+//! Keys are written in the order they are built, `resourceType` first in
+//! every resource, as FHIR JSON is conventionally written (serde_json's
+//! `preserve_order`).
 
 use std::time::SystemTime;
 

@@ -25,7 +25,8 @@
 //!   OBX-14 the reading's time, OBX-18 the source (`<name>^vigil`). A
 //!   questionable or absent value is followed by an `NTE` saying why.
 //!
-//! [`super::mllp`] sends them to a receiver (`vigil record send`).
+//! [`super::mllp`] sends them to a receiver (`vigil record send`, and the
+//! daemon's live `[hl7]` sink, [`crate::io::hl7`]).
 //!
 //! Times are `YYYYMMDDHHMMSS.SSS+0000`. Free text (site, bed, source names,
 //! session ids, notes) is escaped (`\F\ \S\ \R\ \E\ \T\`; CR and LF as
@@ -176,8 +177,14 @@ impl Message<'_> {
 }
 
 /// The messages of a chart, each a string of CR-ended segments, stamped
-/// `generated` (MSH-7).
+/// `generated` (MSH-7), numbered from 1.
 pub fn messages(chart: &Chart, generated: SystemTime) -> Vec<String> {
+    messages_from(chart, generated, 1)
+}
+
+/// [`messages`] numbered from `first` (MSH-10 `<session>.<n>`, OBR-3): the
+/// live sink numbers on across its batches.
+pub fn messages_from(chart: &Chart, generated: SystemTime, number: u64) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < chart.points.len() {
@@ -187,7 +194,7 @@ pub fn messages(chart: &Chart, generated: SystemTime) -> Vec<String> {
             .position(|p| p.group != first.group || p.session != first.session)
             .map_or(chart.points.len(), |k| i + k);
         let group = &chart.points[i..end];
-        let n = out.len() + 1;
+        let n = number + out.len() as u64;
         let id = escape(&first.session);
         let site = escape(&chart.site);
         let mut m = Message {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serialport::TTYPort;
 use tokio::sync::{mpsc, watch};
 use vigil::config::Config;
-use vigil::engine::{AlarmEvent, EventKind, Phase};
+use vigil::engine::{AlarmEvent, EventKind, Phase, SystemCondition};
 use vigil::io::clock::Clock;
 use vigil::io::driver::{self, DriverSetup, Status};
 use vigil::io::sink::{SinkHandle, SinkMsg};
@@ -132,6 +132,16 @@ pub fn start(config: Config) -> Running {
 
 /// Starts the driver, recording into `recording` when given.
 pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> Running {
+    start_with(config, recording, |_| Vec::new())
+}
+
+/// Starts the driver with more sinks, made from the driver's channel for
+/// technical conditions.
+pub fn start_with(
+    config: Config,
+    recording: Option<RecorderSettings>,
+    sinks: impl FnOnce(&mpsc::Sender<(SystemCondition, bool)>) -> Vec<SinkHandle>,
+) -> Running {
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(4096);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
@@ -143,6 +153,8 @@ pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> R
     let (cmd_tx, commands) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
     let (system_tx, system) = mpsc::channel(16);
+    let mut sinks = sinks(&system_tx);
+    sinks.insert(0, sink);
     let source_names = config.engine.source_names.clone();
     let task = tokio::spawn(async move {
         let _keep = system_tx;
@@ -150,7 +162,7 @@ pub fn start_recording(config: Config, recording: Option<RecorderSettings>) -> R
             config,
             config_path: None,
             clock: Clock::start(1.0),
-            sinks: vec![sink],
+            sinks,
             commands,
             status_every: Duration::from_secs(3600),
             run_for: None,

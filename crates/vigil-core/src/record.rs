@@ -173,6 +173,7 @@ pub fn encode_record(at: Instant, record: &Record, out: &mut Vec<u8>) {
                     SystemCondition::JournalCorrupt => 4,
                     SystemCondition::LinkUnstable => 5,
                     SystemCondition::InputOverload => 6,
+                    SystemCondition::Hl7Undelivered => 7,
                 });
                 out.push(u8::from(*present));
             }
@@ -242,6 +243,7 @@ pub fn decode_record(data: &[u8]) -> Result<(Timed, usize), RecordError> {
                 4 => SystemCondition::JournalCorrupt,
                 5 => SystemCondition::LinkUnstable,
                 6 => SystemCondition::InputOverload,
+                7 => SystemCondition::Hl7Undelivered,
                 _ => return Err(RecordError::Malformed("system condition")),
             };
             Record::Input(Input::System {

@@ -157,6 +157,9 @@ pub enum Condition {
     /// are marked questionable. (With the policy `off` a questionable value
     /// raises `invalid` instead.)
     Questionable,
+    /// The chart does not reach the HL7 receiver (`[hl7]`): it is
+    /// unreachable, does not acknowledge, or refuses the messages.
+    Hl7Undelivered,
 }
 
 impl Condition {
@@ -164,7 +167,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 27] = [
+    pub const ALL: [Condition; 28] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -192,9 +195,10 @@ impl Condition {
         Condition::LinkUnstable,
         Condition::InputOverload,
         Condition::Questionable,
+        Condition::Hl7Undelivered,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -243,6 +247,7 @@ impl Condition {
             Condition::LinkUnstable => "broker_link_unstable",
             Condition::InputOverload => "input_overload",
             Condition::Questionable => "questionable",
+            Condition::Hl7Undelivered => "hl7_undelivered",
         }
     }
 

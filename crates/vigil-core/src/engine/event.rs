@@ -370,6 +370,9 @@ pub enum SystemCondition {
     LinkUnstable,
     /// A source sends more input than vigil processes; input is dropped.
     InputOverload,
+    /// The live HL7 sink's messages do not reach the receiver (unreachable,
+    /// no ACK, or refused).
+    Hl7Undelivered,
 }
 
 /// Why a command was rejected.

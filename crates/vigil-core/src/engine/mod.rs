@@ -432,6 +432,7 @@ impl Engine {
             SystemCondition::JournalCorrupt => Condition::JournalCorrupt,
             SystemCondition::LinkUnstable => Condition::LinkUnstable,
             SystemCondition::InputOverload => Condition::InputOverload,
+            SystemCondition::Hl7Undelivered => Condition::Hl7Undelivered,
         };
         let idx = self.index(AlarmId {
             subject: Subject::System,
@@ -1535,6 +1536,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::JournalCorrupt => t.journal_corrupt,
                 Condition::LinkUnstable => t.broker_link_unstable,
                 Condition::InputOverload => t.input_overload,
+                Condition::Hl7Undelivered => t.hl7_undelivered,
                 _ => Priority::Low,
             };
             // Damage found once, or a monitor that restarted, stays on the

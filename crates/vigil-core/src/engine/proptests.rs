@@ -177,7 +177,8 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
                     SystemCondition::JournalCorrupt,
                     SystemCondition::LinkUnstable,
                     SystemCondition::InputOverload,
-                ][a as usize % 7];
+                    SystemCondition::Hl7Undelivered,
+                ][a as usize % 8];
                 e.handle_system(now, c, present);
             }
             Input::Timeout => {

@@ -264,6 +264,8 @@ pub struct TechnicalPriorities {
     pub broker_link_unstable: Priority,
     /// A source floods vigil; input is dropped.
     pub input_overload: Priority,
+    /// The live HL7 sink's messages do not reach the receiver.
+    pub hl7_undelivered: Priority,
 }
 
 /// Which side of the NIBP `low`/`high` tier needs a second measurement.
@@ -491,6 +493,7 @@ impl Default for EngineConfig {
                 journal_corrupt: High,
                 broker_link_unstable: High,
                 input_overload: Medium,
+                hl7_undelivered: Low,
             },
             technical_delay: secs(5),
             realert_after: mins(2),

@@ -1,0 +1,186 @@
+//! The live `[hl7]` sink against a local MLLP listener that is down,
+//! acknowledges, refuses (AR) and drops connections without an ACK: the
+//! session's chart arrives as PCD-01 ORU^R01 messages in order, and every
+//! failure raises `system.hl7_undelivered` until a message is accepted again.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vigil::config;
+use vigil::engine::{Command, Phase};
+use vigil::io::hl7::{spawn, Hl7Setup};
+use vigil::record::chart::devices;
+use vigil::record::mllp::{control_id, frame, Deframer};
+use vigil::vitals::ShortText;
+
+use crate::util::daemon::start_with;
+
+const ACK: u8 = 0;
+const NAK: u8 = 1;
+const DROP: u8 = 2;
+
+/// An MLLP receiver on `port` whose answer the test switches.
+struct Receiver {
+    mode: Arc<AtomicU8>,
+    /// Messages acknowledged with AA, in order.
+    accepted: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn listen(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the MLLP port again");
+        let mode = Arc::new(AtomicU8::new(ACK));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (m, a) = (mode.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (m, a) = (m.clone(), a.clone());
+                std::thread::spawn(move || serve(stream, &m, &a));
+            }
+        });
+        Receiver { mode, accepted }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut stream: TcpStream, mode: &AtomicU8, accepted: &Mutex<Vec<String>>) {
+    let mut de = Deframer::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        de.push(&buf[..n]);
+        while let Some(f) = de.next_frame() {
+            let message = String::from_utf8(f).unwrap();
+            let id = control_id(&message).unwrap_or("").to_owned();
+            let code = match mode.load(Ordering::SeqCst) {
+                ACK => {
+                    accepted.lock().unwrap().push(message);
+                    "AA"
+                }
+                NAK => "AR",
+                _ => return, // closes the connection without an ACK
+            };
+            let ack = format!(
+                "MSH|^~\\&|EHR|HOSP|vigil||20260301093000||ACK^R01^ACK|A{id}|P|2.6\rMSA|{code}|{id}|{}\r",
+                if code == "AR" { "unknown device" } else { "" }
+            );
+            if stream.write_all(&frame(&ack)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn live_hl7_charts_the_session_and_alarms_when_the_receiver_is_down_refuses_or_drops() {
+    // A port with nobody listening: connections are refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        r#"
+        [site]
+        site = "north"
+        bed = "bed-4"
+
+        [[source]]
+        name = "oximeter"
+        protocol = "masimo"
+        simulated = "typical"
+        speed = 1
+
+        [alarms]
+        technical_delay = "1s"
+
+        [hl7]
+        to = "127.0.0.1:{port}"
+        interval = "1s"
+        timeout = "1s"
+        "#
+    );
+    let cfg = config::parse(&text, "test").expect("valid test configuration");
+    let hl7 = cfg.hl7.clone().expect("the [hl7] section");
+    let (site, bed, sources) = (cfg.site.clone(), cfg.bed.clone(), devices(&cfg));
+    let mut daemon = start_with(cfg, None, move |system| {
+        vec![spawn(Hl7Setup {
+            config: hl7,
+            site,
+            bed,
+            sources,
+            system: system.clone(),
+            queue: 1024,
+        })]
+    });
+    daemon
+        .command(Command::StartSession {
+            session: ShortText::new("KT-77"),
+        })
+        .await
+        .unwrap();
+    let alarm = "system.hl7_undelivered";
+    let within = Duration::from_secs(20);
+
+    // Down: the messages wait, the alarm says so.
+    daemon.alarm(alarm, Phase::Start, within).await;
+
+    // Up: the backlog goes out in order, and the alarm ends.
+    let receiver = Receiver::listen(port);
+    daemon.alarm(alarm, Phase::End, within).await;
+    // Every interval (1 s) brings the next message.
+    let deadline = std::time::Instant::now() + within;
+    while receiver.accepted().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = receiver.accepted();
+    assert!(got.len() >= 3, "one message per interval: {got:?}");
+    let mut numbers = Vec::new();
+    for m in &got {
+        let segments: Vec<&str> = m.split('\r').filter(|s| !s.is_empty()).collect();
+        assert!(segments[0].starts_with("MSH|^~\\&|vigil|north|||"), "{m}");
+        assert!(segments[0].contains("|ORU^R01^ORU_R01|KT-77."), "{m}");
+        assert!(segments[0].ends_with("IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"));
+        assert_eq!(segments[1], "PID|||KT-77^^^north^ANON||^^^^^^S");
+        assert_eq!(segments[2], "PV1||I|^^bed-4^north");
+        assert!(
+            segments.iter().any(|s| s.starts_with("OBX|1|")
+                && (s.contains("|150456^MDC_PULS_OXIM_SAT_O2^MDC^2708-6^")
+                    || s.contains("|149530^MDC_PULS_OXIM_PULS_RATE^MDC^"))),
+            "an SpO2 or pulse rate OBX: {m}"
+        );
+        let id = control_id(m).unwrap();
+        numbers.push(id.rsplit('.').next().unwrap().parse::<u64>().unwrap());
+    }
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, none lost or repeated: {numbers:?}"
+    );
+
+    // Refused (AR): the alarm is raised again, and ends once it accepts.
+    receiver.set(NAK);
+    daemon.alarm(alarm, Phase::Start, within).await;
+    receiver.set(ACK);
+    daemon.alarm(alarm, Phase::End, within).await;
+
+    // Dropped without an ACK: not delivered either.
+    receiver.set(DROP);
+    daemon.alarm(alarm, Phase::Start, within).await;
+    receiver.set(ACK);
+    daemon.alarm(alarm, Phase::End, within).await;
+    daemon.stop().await;
+}
