@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use vigil::config;
 use vigil::engine::{Command, Phase};
-use vigil::io::hl7::{spawn, Hl7Setup};
-use vigil::record::chart::devices;
 use vigil::record::mllp::{control_id, frame, Deframer};
 use vigil::vitals::ShortText;
 
@@ -115,18 +113,9 @@ async fn live_hl7_charts_the_session_and_alarms_when_the_receiver_is_down_refuse
         "#
     );
     let cfg = config::parse(&text, "test").expect("valid test configuration");
-    let hl7 = cfg.hl7.clone().expect("the [hl7] section");
-    let (site, bed, sources) = (cfg.site.clone(), cfg.bed.clone(), devices(&cfg));
-    let mut daemon = start_with(cfg, None, move |system| {
-        vec![spawn(Hl7Setup {
-            config: hl7,
-            site,
-            bed,
-            sources,
-            system: system.clone(),
-            queue: 1024,
-        })]
-    });
+    assert!(cfg.hl7.is_some(), "the [hl7] section");
+    // The daemon wires the sink from the [hl7] section itself.
+    let mut daemon = start_with(cfg, None, |_| Vec::new());
     daemon
         .command(Command::StartSession {
             session: ShortText::new("KT-77"),
