@@ -1025,7 +1025,8 @@ fn sound_follows_the_priority_patterns_until_acknowledged_or_paused() {
     page.eval("sessionStorage.setItem('fake-audio-state', 'suspended')");
     page.call("Page.reload", serde_json::json!({}));
     page.wait_for(
-        "document.getElementById('sound').textContent.startsWith('Sound blocked by the browser')",
+        // The page may still be loading: no button yet is "not yet".
+        "document.getElementById('sound')?.textContent.startsWith('Sound blocked by the browser') === true",
         Duration::from_secs(10),
     );
     page.screenshot(&artefact("board-sound-blocked.png"));

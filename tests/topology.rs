@@ -3,9 +3,10 @@
 //! daemon on the room broker, the station (the displays' real MQTT link
 //! and state model) and a persistent subscriber on the central one. Both
 //! brokers are SIGKILLed and restarted in turn while alarms keep coming:
-//! every alarm event reaches the centre once in order (after dropping
-//! duplicates by seq), and the station says which site was blind, why and
-//! for how long. The central ACL keeps a room to its own prefix.
+//! every alarm event reaches the centre once (after dropping duplicates by
+//! seq) and in `stream_seq` order once placed by it (the bridge may reorder
+//! after a reconnect; displays place events as this test does), and the
+//! station says which site was blind, why and for how long. The central ACL keeps a room to its own prefix.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use vigil::display::state::{Board, Settings};
 use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
 
 use crate::util::daemon::{temp_dir, Monitor};
-use crate::util::mqtt::{assert_alarms_once_in_order, daemon_config, start_with_mqtt, Subscriber};
+use crate::util::mqtt::{assert_alarms_once, daemon_config, start_with_mqtt, Order, Subscriber};
 use crate::util::topology::{example, Topology, BED_1, BRIDGE_TOPIC, DISPLAY, SITE};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -59,12 +60,6 @@ async fn bridge_up(centre: &mut Subscriber, within: Duration) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-// Quarantined, not passed: in about one full run in three a run of alarm
-// events (47 in a row in the last failure) never reaches the central
-// subscriber after a broker kill. The daemon-to-room-broker path has its own
-// kill tests that hold; where the bridge loses them is open (issue #18). Run
-// it with `cargo test --test main topology -- --ignored`.
-#[ignore = "intermittent loss across the bridge under broker kills, under investigation (#18)"]
 async fn alarms_cross_the_bridge_once_in_order_while_each_broker_is_killed() {
     let dir = temp_dir("topology");
     let mut net = Topology::start(&dir);
@@ -152,8 +147,19 @@ async fn alarms_cross_the_bridge_once_in_order_while_each_broker_is_killed() {
         raised.len()
     );
 
-    // Every alarm event, once, in order, at the centre.
-    assert_alarms_once_in_order(&mut centre, "bed-1/alarms", &raised, SECS(30)).await;
+    // Every alarm event, once, in order at the centre. Mosquitto's bridge
+    // may reorder after a reconnect (2.0.11 sends messages that arrive
+    // while it drains its queue ahead of the queue): displays place events
+    // by stream_seq, and so does this check.
+    let got = assert_alarms_once(
+        &mut centre,
+        "bed-1/alarms",
+        &raised,
+        SECS(30),
+        Order::Stream,
+    )
+    .await;
+    eprintln!("{} alarm event(s) arrived after a later one", got.reordered);
 
     // The station: live again, and it says how long the site was blind.
     let now = SystemTime::now();

@@ -239,7 +239,11 @@ struct Bed {
     events_seq: u64,
     /// `seq` of the latest `alarms/active` snapshot applied.
     active_seq: u64,
-    alarms_stream: u64,
+    /// Which alarm events (`stream_seq`) arrived, and which are missing.
+    alarms_stream: StreamOrder,
+    /// `seq` of the latest event applied to each alarm in `alarms`: an event
+    /// that arrives late (reordered on the way) must not roll its alarm back.
+    alarm_seq: BTreeMap<String, u64>,
     /// vigil's clock, from its current messages.
     daemon_clock: Option<DaemonClock>,
     audio_paused_until: Option<SystemTime>,
@@ -257,7 +261,8 @@ impl Bed {
         self.vitals_seq = 0;
         self.events_seq = 0;
         self.active_seq = 0;
-        self.alarms_stream = 0;
+        self.alarms_stream = StreamOrder::default();
+        self.alarm_seq.clear();
         self.session_seq = 0;
         if let Some(beat) = &mut self.beat {
             beat.seq = 0;
@@ -299,6 +304,123 @@ pub struct FeedLine {
 }
 
 const FEED_MAX: usize = 200;
+
+/// How long a gap in a bed's alarm stream may stay open before the feed
+/// says events were lost: a bridge that reorders (Mosquitto draining its
+/// queue after a reconnect) fills it within about a second.
+pub const GAP_WAIT: Duration = Duration::from_secs(5);
+/// An open gap is settled (a permanent feed line) after this long.
+const GAP_SETTLE: Duration = Duration::from_secs(600);
+/// Open gaps kept per bed at most; beyond, the oldest is settled.
+const GAPS_MAX: usize = 64;
+
+/// What [`StreamOrder::receive`] made of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arrival {
+    /// Next in order, or ahead of a gap it opens.
+    New,
+    /// Late: it fills (part of) a gap.
+    Late,
+    /// Already received.
+    Repeat,
+}
+
+/// Missing `stream_seq`s `from..=to`, noticed at `noticed` (our clock) on
+/// an event of vigil's time `when`.
+#[derive(Clone, Debug)]
+struct Gap {
+    from: u64,
+    to: u64,
+    noticed: SystemTime,
+    when: SystemTime,
+}
+
+impl Gap {
+    fn line(&self, bed: &BedKey) -> FeedLine {
+        let lost = self.to - self.from + 1;
+        let text = format!("{lost} alarm event(s) lost on the way from vigil");
+        FeedLine {
+            time: clock(self.when),
+            // Just before the event that revealed it.
+            at_ms: ms(self.when).saturating_sub(1),
+            text: text.clone(),
+            bed: bed.to_string(),
+            id: text,
+            phase: "gap".into(),
+            priority: "medium",
+            by: None,
+        }
+    }
+}
+
+/// Which events of one alarm stream (one epoch) arrived: the highest
+/// `stream_seq` and the gaps below it.
+#[derive(Clone, Debug, Default)]
+struct StreamOrder {
+    top: Option<u64>,
+    gaps: Vec<Gap>,
+}
+
+impl StreamOrder {
+    fn receive(&mut self, n: u64, now: SystemTime, when: SystemTime) -> Arrival {
+        let Some(top) = self.top else {
+            self.top = Some(n);
+            return Arrival::New;
+        };
+        if n > top {
+            if n > top + 1 {
+                self.gaps.push(Gap {
+                    from: top + 1,
+                    to: n - 1,
+                    noticed: now,
+                    when,
+                });
+            }
+            self.top = Some(n);
+            return Arrival::New;
+        }
+        let Some(i) = self.gaps.iter().position(|g| g.from <= n && n <= g.to) else {
+            return Arrival::Repeat;
+        };
+        let g = self.gaps[i].clone();
+        match (n == g.from, n == g.to) {
+            (true, true) => {
+                self.gaps.remove(i);
+            }
+            (true, false) => self.gaps[i].from = n + 1,
+            (false, true) => self.gaps[i].to = n - 1,
+            (false, false) => {
+                self.gaps[i].to = n - 1;
+                self.gaps.insert(i + 1, Gap { from: n + 1, ..g });
+            }
+        }
+        Arrival::Late
+    }
+
+    /// Removes and returns the gaps that are lost for good: open for
+    /// [`GAP_SETTLE`], or the oldest beyond [`GAPS_MAX`].
+    fn settle(&mut self, now: SystemTime) -> Vec<Gap> {
+        let mut out = Vec::new();
+        while self.gaps.len() > GAPS_MAX {
+            out.push(self.gaps.remove(0));
+        }
+        self.gaps.retain(|g| {
+            let keep = age(now, g.noticed) < GAP_SETTLE;
+            if !keep {
+                out.push(g.clone());
+            }
+            keep
+        });
+        out
+    }
+
+    /// Gaps open for at least [`GAP_WAIT`].
+    fn open_gaps(&self, now: SystemTime) -> impl Iterator<Item = &Gap> {
+        self.gaps
+            .iter()
+            .filter(move |g| age(now, g.noticed) >= GAP_WAIT)
+    }
+}
 
 /// Everything the displays know.
 #[derive(Clone, Debug)]
@@ -493,36 +615,30 @@ impl Board {
                 }
             }
             Message::Alarm(a) => {
-                // De-duplicate per topic (vigil delivers at least once). The
-                // snapshot travels a faster path than journaled events, so it
-                // may already include an event that arrives after it: such an
-                // event still belongs in the feed, but must not change the
-                // list of present alarms the snapshot set.
-                if env.seq <= b.events_seq && b.events_seq != 0 {
-                    return;
-                }
-                b.events_seq = env.seq;
-                let newer_than_snapshot = env.seq > b.active_seq;
+                // vigil delivers at least once, and a bridge may reorder
+                // (Mosquitto's queue after a reconnect): an event is named
+                // by its `stream_seq`, a repeat is dropped, a late one is
+                // still shown in its place. The snapshot travels a faster
+                // path than journaled events, so it may already include an
+                // event that arrives after it: such an event still belongs
+                // in the feed, but must not change the list it set.
                 let when = env.time.unwrap_or_else(|| b.vigil_now(now));
-                let mut lines = Vec::new();
-                if let Some(n) = env.stream_seq {
-                    // The retained snapshot repairs the list; say what was missed.
-                    if b.alarms_stream != 0 && n > b.alarms_stream + 1 {
-                        let lost = n - b.alarms_stream - 1;
-                        lines.push(FeedLine {
-                            time: clock(when),
-                            at_ms: ms(when),
-                            text: format!("{lost} alarm event(s) lost by vigil"),
-                            bed: bed.to_string(),
-                            id: format!("{lost} alarm event(s) lost by vigil"),
-                            phase: "gap".into(),
-                            priority: "medium",
-                            by: None,
-                        });
+                match env.stream_seq {
+                    Some(n) => {
+                        if b.alarms_stream.receive(n, now, when) == Arrival::Repeat {
+                            return;
+                        }
                     }
-                    b.alarms_stream = n;
+                    None => {
+                        if env.seq <= b.events_seq && b.events_seq != 0 {
+                            return;
+                        }
+                    }
                 }
-                lines.push(FeedLine {
+                b.events_seq = b.events_seq.max(env.seq);
+                let newer = env.seq > b.active_seq
+                    && b.alarm_seq.get(&a.id).is_none_or(|&last| env.seq > last);
+                let line = FeedLine {
                     time: clock(when),
                     at_ms: ms(when),
                     text: feed_text(&a),
@@ -531,16 +647,21 @@ impl Board {
                     phase: a.phase.clone(),
                     priority: a.priority.key(),
                     by: a.ack.as_ref().map(|k| k.by.clone()),
-                });
-                if !newer_than_snapshot {
-                    // Already reflected in the snapshot.
-                } else if a.state == AlarmState::Ended {
-                    b.alarms.remove(&a.id);
-                } else {
-                    b.alarms.insert(a.id.clone(), a);
+                };
+                if newer {
+                    b.alarm_seq.insert(a.id.clone(), env.seq);
+                    if a.state == AlarmState::Ended {
+                        b.alarms.remove(&a.id);
+                    } else {
+                        b.alarms.insert(a.id.clone(), a);
+                    }
                 }
-                for l in lines {
-                    self.push_feed(l);
+                // Gaps that stayed open long enough are lost for good: they
+                // become feed lines of their own.
+                let settled = b.alarms_stream.settle(now);
+                self.push_feed(line);
+                for g in settled {
+                    self.push_feed(g.line(bed));
                 }
             }
             Message::Active {
@@ -553,6 +674,7 @@ impl Board {
                     return;
                 }
                 b.active_seq = env.seq;
+                b.alarm_seq.retain(|_, seq| *seq > env.seq);
                 b.alarms = alarms
                     .into_iter()
                     .filter(|a| a.state != AlarmState::Ended)
@@ -685,9 +807,24 @@ impl Board {
                 (None, n) => Some(format!("{n} of {} beds without data", beds.len())),
             },
             beds,
-            feed: self.feed.iter().cloned().collect(),
+            feed: self.feed_view(now),
             sites: self.sites(now),
         }
+    }
+
+    /// The feed, with a line for each gap in a bed's alarm stream that has
+    /// stayed open for [`GAP_WAIT`] (a shorter one may still be filled by
+    /// events arriving late, and a line would be a false alarm).
+    fn feed_view(&self, now: SystemTime) -> Vec<FeedLine> {
+        let mut feed: Vec<FeedLine> = self.feed.iter().cloned().collect();
+        for (key, b) in &self.beds {
+            for g in b.alarms_stream.open_gaps(now) {
+                let line = g.line(key);
+                let at = feed.partition_point(|l| l.at_ms <= line.at_ms);
+                feed.insert(at, line);
+            }
+        }
+        feed
     }
 
     fn bed_view(&self, key: &BedKey, b: &Bed, now: SystemTime) -> BedView {
@@ -1956,10 +2093,82 @@ mod tests {
         feed(&mut b, TopicKind::Alarms, &with_stream(3, 8), false, t(1));
         assert_eq!(b.view(t(1)).feed.len(), 2);
         feed(&mut b, TopicKind::Alarms, &with_stream(6, 11), false, t(1));
-        let f = b.view(t(1)).feed;
+        // Not at once: the missing events may only be late.
+        assert_eq!(b.view(t(2)).feed.len(), 3);
+        let f = b.view(t(1) + GAP_WAIT).feed;
         assert_eq!(f.len(), 4);
-        assert_eq!(f[2].phase, "gap");
-        assert_eq!(f[2].id, "2 alarm event(s) lost by vigil");
+        let gaps: Vec<&FeedLine> = f.iter().filter(|l| l.phase == "gap").collect();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].id, "2 alarm event(s) lost on the way from vigil");
+        // One of them turns up after all: one is still missing.
+        feed(&mut b, TopicKind::Alarms, &with_stream(4, 9), false, t(7));
+        let f = b.view(t(7)).feed;
+        assert_eq!(f.len(), 5);
+        assert_eq!(f.iter().filter(|l| l.phase == "gap").count(), 1);
+        assert!(f
+            .iter()
+            .any(|l| l.id == "1 alarm event(s) lost on the way from vigil"));
+        // After ten minutes the gap is settled into the feed for good.
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream(7, 12),
+            false,
+            t(700),
+        );
+        let f = b.view(t(700)).feed;
+        assert_eq!(f.iter().filter(|l| l.phase == "gap").count(), 1);
+        feed(
+            &mut b,
+            TopicKind::Alarms,
+            &with_stream(5, 10),
+            false,
+            t(701),
+        );
+        assert_eq!(
+            b.view(t(701)).feed.len(),
+            6,
+            "a settled gap is not reopened by a straggler"
+        );
+    }
+
+    #[test]
+    fn events_reordered_on_the_way_are_shown_once_in_order_without_a_gap() {
+        let mut b = live_board();
+        let ev = |id: &str, state: &str, seq: u64, stream: u64, at: u64| {
+            alarm(id, "medium", state, seq, t(at)).replacen(
+                "\"time\"",
+                &format!("\"stream_seq\":{stream},\"time\""),
+                1,
+            )
+        };
+        // As a bridge delivered them after a reconnect: 3 overtook 1 and 2,
+        // then a repeat of 1.
+        let arrivals = [
+            ("hr.high", "active", 10, 0, 1, 1),
+            ("spo2.low", "active", 13, 3, 4, 5),
+            ("hr.high", "ended", 11, 1, 2, 5),
+            ("spo2.low", "ended", 12, 2, 3, 5),
+            ("hr.high", "ended", 11, 1, 2, 5),
+        ];
+        for (id, state, seq, stream, at, received) in arrivals {
+            let json = ev(id, state, seq, stream, at);
+            feed(&mut b, TopicKind::Alarms, &json, false, t(received));
+        }
+        let v = b.view(t(60));
+        let phases: Vec<(String, String)> = v
+            .feed
+            .iter()
+            .map(|l| (l.id.clone(), l.phase.clone()))
+            .collect();
+        assert_eq!(phases.len(), 4, "{phases:?}");
+        assert!(v.feed.iter().all(|l| l.phase != "gap"), "{phases:?}");
+        assert!(v.feed.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+        // The late "spo2.low ended" (seq 12) must not end the alarm that
+        // its newer event (seq 13) started.
+        let bed = &v.beds[0];
+        let ids: Vec<&str> = bed.alarms.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["spo2.low"]);
     }
 
     #[test]

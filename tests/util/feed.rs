@@ -206,6 +206,8 @@ pub struct Publisher {
     site: String,
     bed: String,
     seq: Arc<AtomicU64>,
+    /// The `alarms` topic's own count (`stream_seq`), as vigil keeps it.
+    alarms_stream: AtomicU64,
     beating: Arc<AtomicBool>,
     stop_beat: Arc<AtomicBool>,
     beat_thread: Option<std::thread::JoinHandle<()>>,
@@ -245,6 +247,7 @@ impl Publisher {
             site: site.into(),
             bed: bed.into(),
             seq: Arc::new(AtomicU64::new(100)),
+            alarms_stream: AtomicU64::new(0),
             beating: Arc::new(AtomicBool::new(true)),
             stop_beat: Arc::new(AtomicBool::new(false)),
             beat_thread: None,
@@ -368,7 +371,8 @@ impl Publisher {
         onset: SystemTime,
     ) {
         let mut m = head(&self.site, &self.bed, self.next_seq());
-        m.insert("stream_seq".into(), json!(1));
+        let stream = self.alarms_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        m.insert("stream_seq".into(), json!(stream));
         m.insert(
             "alarm".into(),
             alarm_object(id, priority, phase, state, ack_by, onset),

@@ -360,6 +360,27 @@ pub async fn assert_alarms_once_in_order(
     raised: &[(u64, String, &'static str)],
     within: Duration,
 ) {
+    assert_alarms_once(sub, suffix, raised, within, Order::Arrival).await;
+}
+
+/// What order [`assert_alarms_once`] asks of the events it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// In arrival order (one broker keeps a topic's order).
+    Arrival,
+    /// In `stream_seq` order once placed by it, as a display places them:
+    /// for a path that may reorder (a Mosquitto bridge after a reconnect).
+    Stream,
+}
+
+/// [`assert_alarms_once_in_order`] with the order to check.
+pub async fn assert_alarms_once(
+    sub: &mut Subscriber,
+    suffix: &str,
+    raised: &[(u64, String, &'static str)],
+    within: Duration,
+    order: Order,
+) -> InOrder {
     let mut got: Vec<Value> = Vec::new();
     let mut keys = std::collections::BTreeSet::new();
     let deadline = tokio::time::Instant::now() + within;
@@ -369,15 +390,19 @@ pub async fn assert_alarms_once_in_order(
         keys.insert((m.json["epoch"].to_string(), m.json["seq"].as_u64()));
         got.push(m.json);
     }
-    match once_in_order(&got, raised) {
-        Ok(r) => eprintln!(
-            "{} alarm events raised, {} messages received ({} duplicates dropped by epoch and seq), epochs {:?}",
-            raised.len(),
-            got.len(),
-            r.duplicates,
-            r.epochs
-        ),
-        Err(why) => panic!("alarm events not once in order: {why}"),
+    match check_once(&got, raised, order) {
+        Ok(r) => {
+            eprintln!(
+                "{} alarm events raised, {} messages received ({} duplicates dropped by epoch and seq, {} arrived after a later one), epochs {:?}",
+                raised.len(),
+                got.len(),
+                r.duplicates,
+                r.reordered,
+                r.epochs
+            );
+            r
+        }
+        Err(why) => panic!("alarm events not once in order ({order:?}): {why}"),
     }
 }
 
@@ -388,6 +413,9 @@ pub struct InOrder {
     pub epochs: Vec<String>,
     /// Messages dropped as repeats of one already received.
     pub duplicates: usize,
+    /// Events that arrived after one with a higher `stream_seq` of their
+    /// epoch (only [`Order::Stream`] accepts any).
+    pub reordered: usize,
 }
 
 /// Checks alarm events as a display reads them: a message is named by its
@@ -399,6 +427,16 @@ pub struct InOrder {
 pub fn once_in_order(
     received: &[Value],
     raised: &[(u64, String, &'static str)],
+) -> Result<InOrder, String> {
+    check_once(received, raised, Order::Arrival)
+}
+
+/// [`once_in_order`], or with [`Order::Stream`] after placing the events
+/// of each epoch by `stream_seq` (counting those that came late).
+pub fn check_once(
+    received: &[Value],
+    raised: &[(u64, String, &'static str)],
+    order: Order,
 ) -> Result<InOrder, String> {
     let mut firsts: Vec<&Value> = Vec::new();
     let mut seen: std::collections::BTreeMap<(String, u64), &Value> = Default::default();
@@ -423,6 +461,34 @@ pub fn once_in_order(
                 firsts.push(j);
             }
         }
+    }
+    let mut reordered = 0;
+    let mut top: std::collections::BTreeMap<&str, u64> = Default::default();
+    for j in &firsts {
+        let epoch = j["epoch"].as_str().unwrap_or_default();
+        let stream = j["stream_seq"].as_u64().unwrap_or(0);
+        let t = top.entry(epoch).or_insert(stream);
+        if stream < *t {
+            reordered += 1;
+        }
+        *t = (*t).max(stream);
+    }
+    if order == Order::Stream {
+        // Epochs in the order they first appeared, events by stream_seq.
+        let mut rank: Vec<&str> = Vec::new();
+        for j in &firsts {
+            let e = j["epoch"].as_str().unwrap_or_default();
+            if !rank.contains(&e) {
+                rank.push(e);
+            }
+        }
+        firsts.sort_by_key(|j| {
+            let e = j["epoch"].as_str().unwrap_or_default();
+            (
+                rank.iter().position(|r| *r == e),
+                j["stream_seq"].as_u64().unwrap_or(0),
+            )
+        });
     }
     let mut epochs: Vec<String> = Vec::new();
     let mut last: Option<(u64, u64)> = None;
@@ -475,7 +541,11 @@ pub fn once_in_order(
             "received events differ from those raised: missing {missing:?}, not raised {extra:?}"
         ));
     }
-    Ok(InOrder { epochs, duplicates })
+    Ok(InOrder {
+        epochs,
+        duplicates,
+        reordered,
+    })
 }
 
 #[test]
@@ -509,9 +579,25 @@ fn a_restart_is_told_from_a_gap() {
         r,
         InOrder {
             epochs: vec!["a".into(), "b".into()],
-            duplicates: 1
+            duplicates: 1,
+            reordered: 0,
         }
     );
+    // Reordered on the way (a bridge after a reconnect): refused in arrival
+    // order, accepted and counted in stream order; a gap is a gap in both.
+    let got = [
+        ev("a", 10, 1),
+        ev("a", 14, 4),
+        ev("a", 12, 2),
+        ev("a", 13, 3),
+    ];
+    let want = raised(&[(10, 1), (12, 2), (13, 3), (14, 4)]);
+    assert!(once_in_order(&got, &want).is_err());
+    let r = check_once(&got, &want, Order::Stream).unwrap();
+    assert_eq!(r.reordered, 2);
+    let got = [ev("a", 10, 1), ev("a", 14, 4), ev("a", 13, 3)];
+    let err = check_once(&got, &raised(&[(10, 1), (13, 3), (14, 4)]), Order::Stream).unwrap_err();
+    assert!(err.contains("1 event(s) missing"), "{err}");
     // The same numbers under one epoch: out of order, not a restart.
     let got = [ev("a", 10, 1), ev("a", 12, 2), ev("a", 3, 1)];
     let err = once_in_order(&got, &raised(&[(10, 1), (12, 2), (3, 1)])).unwrap_err();
