@@ -42,15 +42,21 @@ enabled = false
     path
 }
 
-#[test]
-fn sigterm_flushes_and_exits_zero_quickly() {
-    let dir = temp_dir("sigterm");
+/// A monitor on a pty and the vigil binary reading it, running and settled.
+fn running(tag: &str) -> (Monitor, Vigil) {
+    let dir = temp_dir(tag);
     let port = dir.join("ttyS");
-    let mut monitor = Monitor::plug_in(&port);
+    let monitor = Monitor::plug_in(&port);
     let config = write_config(&dir, &port, 90);
     let mut vigil = Vigil::run(&config, &[]);
     vigil.wait_for("vigil running", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
+    (monitor, vigil)
+}
+
+#[test]
+fn sigterm_flushes_and_exits_zero_quickly() {
+    let (mut monitor, mut vigil) = running("sigterm");
     monitor.send(b"spo2 80\n");
     vigil.wait_for("spo2.critical_low", Duration::from_secs(5));
 
@@ -172,4 +178,36 @@ fn a_vanished_port_is_retried_with_backoff_not_a_busy_loop() {
     );
     let log = vigil.seen.join("\n");
     assert!(log.contains("link down"), "{log}");
+}
+
+#[test]
+fn a_rejected_line_is_logged_with_why_and_a_flood_is_bounded() {
+    let (mut monitor, mut vigil) = running("reject-log");
+    // As docs/line-protocol.md promises: the reason, with what to write.
+    monitor.send(b"hr 7o\n");
+    let line = vigil.wait_for("bad number `7o`", Duration::from_secs(5));
+    assert!(line.contains("monitor"), "names the source: {line}");
+    assert!(line.contains("write digits"), "says what to write: {line}");
+    monitor.send(b"bp 120/80\n");
+    vigil.wait_for("unknown keyword `bp`", Duration::from_secs(5));
+    // A flood of bad lines: a few warnings (each counts the lines it
+    // covers; LogLimit's tests cover the suppressed count), and good lines
+    // still get through.
+    for _ in 0..200 {
+        monitor.send(b"hr x\n");
+    }
+    monitor.send(b"spo2 80\n");
+    vigil.wait_for("spo2.critical_low", Duration::from_secs(5));
+    vigil.signal("TERM");
+    assert!(vigil.wait_exit(Duration::from_secs(10)).success());
+    let flood: Vec<&String> = vigil
+        .seen
+        .iter()
+        .filter(|l| l.contains("dropped") && l.contains("bad number `x`"))
+        .collect();
+    assert!(
+        !flood.is_empty() && flood.len() <= 10,
+        "{} warnings for 200 bad lines",
+        flood.len()
+    );
 }

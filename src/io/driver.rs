@@ -161,6 +161,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     drop(src_tx);
     // Per source: the connection the pipeline was last told is up.
     let mut connection = vec![0u64; writers.len()];
+    // Per source: why its lines were dropped, logged at a bounded rate.
+    let mut rejects = vec![RejectLog::default(); writers.len()];
 
     let names = Arc::new(config.engine.source_names.clone());
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
@@ -253,6 +255,9 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                         let _ = feed(&mut pipeline, recorder.as_ref(), msg.at, &input);
                         if let Input::Bytes { data, .. } = input {
                             scratch = data;
+                        }
+                        if let Some(r) = rejects.get_mut(msg.source.index()) {
+                            r.check(&pipeline, msg.source, &names, msg.real);
                         }
                         input_real = Some(msg.real);
                     }
@@ -413,6 +418,51 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         tracing::info!("session recorded to {path}");
     }
     Ok(status)
+}
+
+/// Logs why a source's lines were dropped (the protocols that can say:
+/// the line protocol, Masimo), a few lines per window and a count of the
+/// rest, so a sender can fix what it writes without a flood of warnings.
+#[derive(Clone, Debug, Default)]
+struct RejectLog {
+    /// The source's drop counter when last looked at.
+    seen: u64,
+    limit: crate::log_limit::LogLimit,
+}
+
+impl RejectLog {
+    fn check(
+        &mut self,
+        pipeline: &Pipeline,
+        source: SourceId,
+        names: &[String],
+        now: std::time::Instant,
+    ) {
+        let Some(dropped) = pipeline.source_stats(source).map(|s| s.dropped_total()) else {
+            return;
+        };
+        if dropped <= self.seen {
+            return;
+        }
+        let new = dropped - self.seen;
+        self.seen = dropped;
+        let Some(why) = pipeline.source_drop_detail(source) else {
+            return;
+        };
+        if let Some(suppressed) = self.limit.allow(now) {
+            let name = names.get(source.index()).map_or("?", String::as_str);
+            let lines = if new == 1 {
+                "a line".to_owned()
+            } else {
+                format!("{new} lines")
+            };
+            tracing::warn!(
+                source = %name,
+                "dropped {lines} from the device: {why}{}",
+                crate::log_limit::suppressed_note(suppressed)
+            );
+        }
+    }
 }
 
 /// The one way an input enters the pipeline: recorded first, then handled,

@@ -200,6 +200,12 @@ impl Pipeline {
         self.sources.get(source.index()).map(|s| s.protocol.stats())
     }
 
+    /// Why the source's protocol dropped its most recent line or frame,
+    /// when it can say (see [`crate::protocol::Protocol::last_error`]).
+    pub fn source_drop_detail(&self, source: SourceId) -> Option<&dyn core::fmt::Display> {
+        self.sources.get(source.index())?.protocol.drop_detail()
+    }
+
     /// Whether a source is currently reported blind (no valid data, for
     /// whatever reason: see [`Pipeline::source_health`]).
     pub fn source_down(&self, source: SourceId) -> Option<bool> {

@@ -769,6 +769,12 @@ impl Protocol for VigilLine {
     fn stats(&self) -> DecodeStats {
         self.stats
     }
+
+    fn drop_detail(&self) -> Option<&dyn core::fmt::Display> {
+        self.last_error
+            .as_ref()
+            .map(|e| e as &dyn core::fmt::Display)
+    }
 }
 
 // ------------------------------------------ registry: host and monitor side
@@ -1124,6 +1130,11 @@ mod tests {
         let (_, d) = decode("vigil-line 7\nhr 60\n");
         assert_eq!(d.rejected_version(), Some(7));
         assert_eq!(d.last_error(), Some(LineError::VersionRejected(7)));
+        // The IO layer logs it through the trait, in words.
+        let (_, d) = decode("hr 7o\n");
+        let p: &dyn Protocol = &d;
+        let why = p.drop_detail().map(|e| e.to_string()).unwrap_or_default();
+        assert!(why.starts_with("bad number `7o`: write digits"), "{why}");
         assert_eq!(parse_line("vigil-line"), Err(LineError::BadHeader));
         assert_eq!(parse_line("vigil-line one"), Err(LineError::BadHeader));
         assert_eq!(parse_line("vigil-line 1 2"), Err(LineError::BadHeader));

@@ -518,6 +518,12 @@ impl Protocol for Masimo {
     fn stats(&self) -> DecodeStats {
         self.stats
     }
+
+    fn drop_detail(&self) -> Option<&dyn core::fmt::Display> {
+        self.last_error
+            .as_ref()
+            .map(|e| e as &dyn core::fmt::Display)
+    }
 }
 
 // ------------------------------------------ registry: host and monitor side

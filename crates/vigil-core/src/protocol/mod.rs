@@ -362,6 +362,13 @@ pub trait Protocol {
 
     /// Cumulative decoding counters.
     fn stats(&self) -> DecodeStats;
+
+    /// Why the most recent dropped line or frame was dropped, in words a
+    /// person can act on, when the protocol can say more than its
+    /// [`DropReason`] (for the log; `None` by default).
+    fn drop_detail(&self) -> Option<&dyn core::fmt::Display> {
+        None
+    }
 }
 
 #[cfg(test)]
