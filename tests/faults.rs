@@ -843,3 +843,48 @@ async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
     assert!(std::fs::read(bed_dir.join(vigil::mqtt::journal::UNREAD_COPY)).is_err());
     daemon.stop().await;
 }
+
+/// A byte flood that outruns the recorder used to raise
+/// `system.storage_failure` (which never ended) although the disk was fine.
+/// Now it raises `system.input_overload`, monitoring goes on, and no
+/// storage condition starts.
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_that_outruns_the_recorder_is_an_input_overload_not_a_storage_failure() {
+    let dir = temp_dir("fault-flood-recorder");
+    let tty = dir.join("ttyFLOOD");
+    let mut monitor = Monitor::plug_in(&tty);
+    let settings = vigil::record::file::RecorderSettings {
+        // The smallest queue: a flood of 4 KiB chunks overflows it at once.
+        queue: 16,
+        ..recording_to(&dir.join("recordings"))
+    };
+    let mut daemon = crate::util::daemon::start_recording(recording_config(&tty), Some(settings));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flood = std::thread::spawn(move || {
+        monitor.send(b"hr 72\n");
+        let chunk = b"hr 72\nspo2 80\n".repeat(300);
+        let until = std::time::Instant::now() + SECS(3);
+        while std::time::Instant::now() < until {
+            monitor.send(&chunk);
+        }
+        monitor
+    });
+    daemon
+        .alarm(
+            "system.input_overload",
+            vigil::engine::Phase::Start,
+            SECS(10),
+        )
+        .await;
+    // The daemon runs on this thread: keep it running while the flood ends.
+    while !flood.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _monitor = flood.join().unwrap();
+    let seen = daemon.alarms_during(SECS(2)).await;
+    assert!(
+        !seen.iter().any(|(id, _)| id.starts_with("system.storage")),
+        "a flood is not a storage failure: {seen:?}"
+    );
+    daemon.stop().await;
+}

@@ -168,7 +168,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .expect("static histogram bounds are valid");
     let mut status = Status::default();
-    let mut recorder_dropped = 0u64;
+    // The recorder's queue overflowing: the input outruns what vigil records.
+    let mut overload = Overload::default();
+    let mut overload_tick = tokio::time::interval(Duration::from_secs(1));
+    overload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut overflow_since: Option<std::time::Instant> = None;
     let mut transmit = Vec::with_capacity(1024);
     let mut scratch = Vec::with_capacity(source::CHUNK);
@@ -290,19 +293,18 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             _ = status_tick.tick() => {
                 fill_latency(&mut status, &latency);
                 report_status(&status, &pipeline, &config);
-                if let Some(r) = &recorder {
-                    let dropped = r.dropped();
-                    if dropped > recorder_dropped {
-                        tracing::error!("recording fell behind: {} input(s) not recorded", dropped - recorder_dropped);
-                        recorder_dropped = dropped;
-                        let input = Input::System { condition: SystemCondition::StorageFailure, present: true };
-                        let _ = feed(&mut pipeline, Some(r), clock.now(), &input);
-                    }
+            }
+            _ = overload_tick.tick(), if recorder.is_some() || overload.since.is_some() => {
+                let dropped = recorder.as_ref().map_or(overload.seen, |r| r.dropped());
+                if let Some(input) = overload.check(dropped, std::time::Instant::now()) {
+                    let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
                 }
             }
             _ = retry_tick.tick(), if recording_retry.is_some() => {
                 if let Some(settings) = &recording_retry {
                     recorder = start_recorder(settings, &config, &clock, clock.now(), storage_tx.clone(), true);
+                    // A new recorder counts its drops from 0.
+                    overload.seen = 0;
                     if recorder.is_some() {
                         recording_retry = None;
                     }
@@ -418,6 +420,59 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         tracing::info!("session recorded to {path}");
     }
     Ok(status)
+}
+
+/// How long the recorder must keep up before `system.input_overload` ends.
+const OVERLOAD_CLEARS_AFTER: Duration = Duration::from_secs(30);
+
+/// `system.input_overload` from the recorder's drop counter: the sources
+/// send more than vigil records (a byte flood, a chattering monitor). It is
+/// not a storage failure: the disk works (its failures raise
+/// `system.storage_failure` from the recorder itself); the input outruns it.
+#[derive(Clone, Debug, Default)]
+struct Overload {
+    /// The recorder's drop counter when last looked at.
+    seen: u64,
+    /// When inputs were last dropped, while the condition is present.
+    since: Option<std::time::Instant>,
+}
+
+impl Overload {
+    /// Looks at the counter at `now`; returns the input that starts or ends
+    /// the condition, if it changes.
+    fn check(&mut self, dropped: u64, now: std::time::Instant) -> Option<Input> {
+        if dropped > self.seen {
+            let new = dropped - self.seen;
+            self.seen = dropped;
+            let started = self.since.is_none();
+            self.since = Some(now);
+            if started {
+                tracing::error!(
+                    "the recording fell behind the input: {new} input(s) not recorded (a source sends more than vigil can record): raising system.input_overload"
+                );
+                return Some(Input::System {
+                    condition: SystemCondition::InputOverload,
+                    present: true,
+                });
+            }
+            tracing::debug!("the recording is still behind: {new} more input(s) not recorded");
+            return None;
+        }
+        if self
+            .since
+            .is_some_and(|t| now.saturating_duration_since(t) >= OVERLOAD_CLEARS_AFTER)
+        {
+            self.since = None;
+            tracing::info!(
+                "the recording has kept up for {OVERLOAD_CLEARS_AFTER:?}: system.input_overload ends"
+            );
+            return Some(Input::System {
+                condition: SystemCondition::InputOverload,
+                present: false,
+            });
+        }
+        None
+    }
 }
 
 /// Logs why a source's lines were dropped (the protocols that can say:
@@ -703,6 +758,33 @@ mod tests {
         let path = dir.join("vigil.toml");
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    fn overload_present(input: Option<Input>) -> Option<bool> {
+        match input? {
+            Input::System {
+                condition: SystemCondition::InputOverload,
+                present,
+            } => Some(present),
+            other => panic!("not an overload input: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn input_overload_starts_on_drops_and_ends_after_the_recorder_kept_up() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut o = Overload::default();
+        assert_eq!(overload_present(o.check(0, at(0))), None);
+        assert_eq!(overload_present(o.check(5, at(1))), Some(true));
+        // More drops: still present, not raised again.
+        assert_eq!(overload_present(o.check(9, at(2))), None);
+        assert_eq!(overload_present(o.check(9, at(20))), None);
+        // Keeps up for 30 s after the last drop: ends, once.
+        assert_eq!(overload_present(o.check(9, at(32))), Some(false));
+        assert_eq!(overload_present(o.check(9, at(40))), None);
+        // A new burst starts it again.
+        assert_eq!(overload_present(o.check(10, at(41))), Some(true));
     }
 
     const READY: &str = r#"
