@@ -6,7 +6,10 @@
 //! returns the reading's last byte to the emission of its events, HDR
 //! histogram), and its CPU use and memory from /proc over the measured window.
 //!
-//! Run: `cargo bench --bench daemon` (about 80 s).
+//! The last row is a flood: one monitor at 5,000 Hz (10,000 readings/s),
+//! written 100 times a second in full buffers.
+//!
+//! Run: `cargo bench --bench daemon` (about 100 s).
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -21,10 +24,14 @@ mod util;
 fn main() {
     println!("| monitors x rate | readings/s | p50 | p99 | p99.9 | max | CPU (% of a core) | RSS (peak) |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (monitors, hz, secs) in [(4usize, 1u32, 30u64), (32, 10, 30)] {
+    for (monitors, hz, secs) in [(4usize, 1u32, 30u64), (32, 10, 30), (1, 5000, 20)] {
         run(monitors, hz, Duration::from_secs(secs));
     }
 }
+
+/// Writes per second at most: above it each write carries several
+/// readings (a flood arrives in full buffers, not one line per read).
+const MAX_WRITES_HZ: u32 = 100;
 
 fn run(monitors: usize, hz: u32, window: Duration) {
     let dir = std::env::temp_dir().join(format!("vigil-bench-{}-{monitors}", std::process::id()));
@@ -54,7 +61,9 @@ fn run(monitors: usize, hz: u32, window: Duration) {
     std::thread::sleep(Duration::from_millis(500));
 
     // Warm up 2 s, then measure CPU over the window.
-    let period = Duration::from_secs(1) / hz;
+    let writes_hz = hz.min(MAX_WRITES_HZ);
+    let per_write = (hz / writes_hz) as u64;
+    let period = Duration::from_secs(1) / writes_hz;
     let total = window + Duration::from_secs(2);
     let begin = Instant::now();
     let mut cpu_start = None;
@@ -64,9 +73,12 @@ fn run(monitors: usize, hz: u32, window: Duration) {
             cpu_start = Some((util::cpu_ticks(child.id()), Instant::now()));
         }
         for (i, m) in masters.iter_mut().enumerate() {
-            let hr = 70 + (tick + i as u64) % 20;
-            let spo2 = 95 + (tick + i as u64) % 4;
-            let _ = m.write_all(format!("hr {hr}\nspo2 {spo2}\n").as_bytes());
+            let mut lines = String::new();
+            for k in 0..per_write {
+                let n = tick * per_write + k + i as u64;
+                lines.push_str(&format!("hr {}\nspo2 {}\n", 70 + n % 20, 95 + n % 4));
+            }
+            let _ = m.write_all(lines.as_bytes());
         }
         tick += 1;
         let next = begin + period * tick as u32;

@@ -53,6 +53,7 @@
 
 pub use vigil_core::{engine, pipeline, protocol, time, vitals};
 
+pub mod alarm_text;
 pub mod config;
 pub mod daemon;
 pub mod display;

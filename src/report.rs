@@ -30,7 +30,8 @@
 //!   [`ReportOptions::interval`], default [`DEFAULT_INTERVAL`], plus every
 //!   NIBP, sampled as the FHIR and HL7 exports do: [`crate::record::chart`]),
 //!   alarms per priority and kind, time outside the limits per vital, the
-//!   list of alarms, and the session's events.
+//!   list of alarms (named in the displays' words, [`crate::alarm_text`],
+//!   with the id as the cell's title), and the session's events.
 //!
 //! Printed (A4 or Letter, portrait), the header, summary and charts fill
 //! the first page and the tables follow on the next ones.
@@ -49,6 +50,7 @@ use std::time::{Duration, SystemTime};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+use crate::alarm_text::alarm_name;
 use crate::config::Config;
 use crate::engine::{
     AlarmId, AlarmKind, EventKind, Phase, Priority, SessionEvent, SessionPhase, Subject, VitalRules,
@@ -1797,7 +1799,7 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
         };
         let _ = writeln!(
             o,
-            r#"<tr class="alarm prio-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class="chip" style="background:{}"></span>{}</td><td>{} / {}</td><td>{ack}</td></tr>"#,
+            r#"<tr class="alarm prio-{}"><td>{}</td><td>{}</td><td>{}</td><td title="{}">{}</td><td>{}</td><td><span class="chip" style="background:{}"></span>{}</td><td>{} / {}</td><td>{ack}</td></tr>"#,
             e.max_priority().key(),
             clock.at(e.start),
             if e.end.is_some() {
@@ -1807,6 +1809,7 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             },
             span(end - e.start),
             esc(&e.key),
+            esc(&alarm_name(&e.key).text),
             e.kind.key(),
             priority_colour(e.max_priority()),
             prios.join(" → "),

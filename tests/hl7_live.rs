@@ -1,7 +1,8 @@
 //! The live `[hl7]` sink against a local MLLP listener that is down,
 //! acknowledges, refuses (AR) and drops connections without an ACK: the
 //! session's chart arrives as PCD-01 ORU^R01 messages in order, and every
-//! failure raises `system.hl7_undelivered` until a message is accepted again.
+//! failure raises `system.hl7_undelivered` until a message is accepted again;
+//! what the receiver did not take survives a restart of the daemon.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +15,10 @@ use vigil::engine::{Command, Phase};
 use vigil::record::mllp::{control_id, frame, Deframer};
 use vigil::vitals::ShortText;
 
-use crate::util::daemon::start_with;
+use vigil::io::hl7::Backlog;
+
+use crate::util::daemon::{start_with, temp_dir, Running};
+use crate::util::mqtt::free_port;
 
 const ACK: u8 = 0;
 const NAK: u8 = 1;
@@ -85,33 +89,10 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, accepted: &Mutex<Vec<String>>) 
 
 #[tokio::test(flavor = "current_thread")]
 async fn live_hl7_charts_the_session_and_alarms_when_the_receiver_is_down_refuses_or_drops() {
+    let state = temp_dir("hl7-live");
     // A port with nobody listening: connections are refused.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = format!(
-        r#"
-        [site]
-        site = "north"
-        bed = "bed-4"
-
-        [[source]]
-        name = "oximeter"
-        protocol = "masimo"
-        simulated = "typical"
-        speed = 1
-
-        [alarms]
-        technical_delay = "1s"
-
-        [hl7]
-        to = "127.0.0.1:{port}"
-        interval = "1s"
-        timeout = "1s"
-        "#
-    );
+    let port = free_port();
+    let text = config_text(port, &state, "");
     let cfg = config::parse(&text, "test").expect("valid test configuration");
     assert!(cfg.hl7.is_some(), "the [hl7] section");
     // The daemon wires the sink from the [hl7] section itself.
@@ -172,4 +153,130 @@ async fn live_hl7_charts_the_session_and_alarms_when_the_receiver_is_down_refuse
     receiver.set(ACK);
     daemon.alarm(alarm, Phase::End, within).await;
     daemon.stop().await;
+}
+
+/// The text of a test configuration sending to `port`, keeping the HL7
+/// backlog in `state`; `hl7_extra` goes into the `[hl7]` section.
+fn config_text(port: u16, state: &std::path::Path, hl7_extra: &str) -> String {
+    format!(
+        r#"
+        [site]
+        site = "north"
+        bed = "bed-4"
+
+        [[source]]
+        name = "oximeter"
+        protocol = "masimo"
+        simulated = "typical"
+        speed = 1
+
+        [alarms]
+        technical_delay = "1s"
+
+        [mqtt]
+        state_dir = "{}"
+
+        [hl7]
+        to = "127.0.0.1:{port}"
+        interval = "1s"
+        timeout = "1s"
+        {hl7_extra}
+        "#,
+        state.display()
+    )
+}
+
+/// The control number (`<n>` of MSH-10 `<session>.<n>`) of each message.
+fn numbers(messages: &[String]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| {
+            let id = control_id(m).unwrap();
+            id.rsplit('.').next().unwrap().parse::<u64>().unwrap()
+        })
+        .collect()
+}
+
+/// Starts a session.
+async fn start_session(daemon: &Running, id: &str) {
+    daemon
+        .command(Command::StartSession {
+            session: ShortText::new(id),
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until `done` holds, at most `within`.
+async fn until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn live_hl7_keeps_undelivered_messages_across_a_restart_and_sends_each_once_in_order() {
+    const SESSION: &str = "KT-78";
+    let state = temp_dir("hl7-backlog");
+    let port = free_port();
+    let cfg =
+        config::parse(&config_text(port, &state, ""), "test").expect("valid test configuration");
+    let within = Duration::from_secs(20);
+    // The bed's state directory.
+    let bed = state.join("north").join("bed-4");
+    let queued = || Backlog::read(&bed).expect("the backlog file reads");
+
+    // The receiver is down: messages wait in the backlog file.
+    let mut daemon = start_with(cfg.clone(), None, |_| Vec::new());
+    start_session(&daemon, SESSION).await;
+    daemon
+        .alarm("system.hl7_undelivered", Phase::Start, within)
+        .await;
+    assert!(
+        until(within, || queued().len() >= 3).await,
+        "messages queue up while the receiver is down: {:?}",
+        queued()
+    );
+    daemon.stop().await;
+    let before: Vec<String> = queued().into_iter().map(|p| p.message).collect();
+    assert!(before.len() >= 3, "{before:?}");
+
+    // Started again, still down: nothing is lost; then the receiver is up.
+    let mut daemon = start_with(cfg, None, |_| Vec::new());
+    start_session(&daemon, SESSION).await;
+    daemon
+        .alarm("system.hl7_undelivered", Phase::Start, within)
+        .await;
+    let receiver = Receiver::listen(port);
+    daemon
+        .alarm("system.hl7_undelivered", Phase::End, within)
+        .await;
+    assert!(
+        until(within, || receiver.accepted().len() >= before.len() + 2).await,
+        "the backlog and the new messages arrive: {:?}",
+        numbers(&receiver.accepted())
+    );
+    daemon.stop().await;
+
+    // Each message of the previous run once, unchanged, in order, before
+    // the new ones; no control id twice.
+    let got = receiver.accepted();
+    assert_eq!(got[..before.len()], before[..], "{:?}", numbers(&got));
+    let n = numbers(&got);
+    assert!(
+        n.windows(2).all(|w| w[1] > w[0]),
+        "in order, none repeated: {n:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|m| control_id(m).unwrap().starts_with("KT-78.")),
+        "{n:?}"
+    );
+    // Delivered: the backlog file holds nothing any more.
+    assert_eq!(queued(), Vec::new());
 }

@@ -468,6 +468,37 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     assert!(rows.contains(&"<tr class=\"interval\"><td>09:50:00</td><td>72</td><td>71</td><td>97</td><td>186/112 (137)</td></tr>"), "{rows:#?}");
     // The NIBP before the session started is not in the session's table.
     assert!(!rows.iter().any(|r| r.contains("122/78 (93)")), "{rows:#?}");
+
+    // The alarm list names each alarm as the displays do, the id in the
+    // cell's title: one row per episode, none showing a raw id.
+    let alarm_rows: Vec<&str> = html
+        .lines()
+        .filter(|l| l.starts_with("<tr class=\"alarm prio-"))
+        .collect();
+    assert_eq!(alarm_rows.len(), a.episodes.len(), "{alarm_rows:#?}");
+    for (row, e) in alarm_rows.iter().zip(&a.episodes) {
+        let cell = format!("<td title=\"{}\">", e.key);
+        let name = row
+            .split_once(&cell)
+            .and_then(|(_, rest)| rest.split_once("</td>"))
+            .map(|(name, _)| name)
+            .unwrap_or_else(|| panic!("{cell} in {row}"));
+        assert_ne!(name, e.key, "{row}");
+        assert!(!name.contains('_') && !name.contains('.'), "{row}");
+    }
+    for (id, name) in [
+        ("spo2.low", "SpO2 low"),
+        ("hr.high", "HR high"),
+        ("spo2.sensor_off", "SpO2 sensor off"),
+        ("nibp.high", "NIBP high"),
+        ("nibp_sys.baseline_rise", "NIBP systolic above baseline"),
+    ] {
+        let cell = format!("<td title=\"{id}\">{name}</td>");
+        assert!(
+            alarm_rows.iter().any(|r| r.contains(&cell)),
+            "{cell} in {alarm_rows:#?}"
+        );
+    }
 }
 
 /// The report's interval is configurable.

@@ -16,7 +16,7 @@ use vigil::config;
 use vigil::display::feed::{Topics, DEFAULT_PREFIX};
 use vigil::display::link::{self, LinkSettings};
 use vigil::display::site::Cause;
-use vigil::display::state::{Board, Settings};
+use vigil::display::state::{Board, Settings, GAP_WAIT};
 use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
 
 use crate::util::daemon::{temp_dir, Monitor};
@@ -37,6 +37,7 @@ fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
     let settings = LinkSettings {
         link,
         client_id: "station".into(),
+        persistent: true,
         topics: Topics::new(DEFAULT_PREFIX).unwrap(),
         beds: Vec::new(),
     };
@@ -169,6 +170,18 @@ async fn alarms_cross_the_bridge_once_in_order_while_each_broker_is_killed() {
     };
     let site = sites.into_iter().find(|s| s.site == SITE).unwrap();
     assert_eq!(site.no_data, None, "{site:?}");
+    // Its persistent session on the central broker replayed what it missed
+    // while its own link was down: no gap in its feed, not even one still
+    // open (looked at as if GAP_WAIT had passed).
+    let gaps: Vec<String> = station
+        .board()
+        .view(now + GAP_WAIT)
+        .feed
+        .into_iter()
+        .filter(|l| l.phase == "gap")
+        .map(|l| l.text)
+        .collect();
+    assert!(gaps.is_empty(), "the station's feed has gaps: {gaps:?}");
     eprintln!("outages of {SITE}: {outages:?}");
     let of = |cause: Cause, gone: Duration| {
         let o = outages

@@ -159,6 +159,7 @@ fn start_link_for(port: u16, beds: Vec<BedKey>) -> (Arc<Shared>, tokio::sync::on
             FLAG_KEYS,
         ),
         client_id: "test-watch".into(),
+        persistent: false,
         topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
         beds,
     };

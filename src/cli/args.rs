@@ -158,7 +158,10 @@ pub struct FeedArgs {
     /// No heartbeat from a bed for this long: NO DATA (the daemon beats every 5 s).
     #[arg(long, default_value = "15s", value_parser = duration_arg)]
     pub heartbeat_timeout: std::time::Duration,
-    /// MQTT client id (default vigil-display-PID or vigil-watch-PID).
+    /// MQTT client id (default vigil-display-PID or vigil-watch-PID). A
+    /// chosen id also keeps a persistent session on the broker: alarm events
+    /// published while this display is away are replayed when it is back.
+    /// Give each display its own.
     #[arg(long)]
     pub client_id: Option<String>,
 }

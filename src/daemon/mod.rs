@@ -169,6 +169,12 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
             sources: crate::record::chart::devices(&config),
             system: system_tx.clone(),
             queue: sink_queue,
+            // The bed's state directory, as the MQTT outbox's.
+            state_dir: Some(
+                crate::mqtt::resolve_state_dir(&config.mqtt.state_dir)
+                    .join(&config.site)
+                    .join(&config.bed),
+            ),
         }));
     }
     if config.mqtt.enabled {

@@ -50,6 +50,11 @@ pub struct LinkSettings {
     pub link: broker::LinkConfig,
     /// MQTT client id (also the prefix of command request ids).
     pub client_id: String,
+    /// Keep a persistent session on the broker (only with a stable
+    /// `client_id`, one the operator chose): alarm events published while
+    /// this display is away are queued for it and replayed when it is back,
+    /// instead of leaving a gap in its feed.
+    pub persistent: bool,
     /// Topic layout.
     pub topics: Topics,
     /// The beds to show; empty: every bed the broker has.
@@ -166,7 +171,7 @@ pub fn spawn(
     board: Board,
 ) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>), LinkError> {
     let mut opts = settings.link.options(&settings.client_id)?;
-    opts.set_clean_session(true);
+    opts.set_clean_session(!settings.persistent);
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let (changed, _) = watch::channel(0);

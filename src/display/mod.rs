@@ -110,6 +110,9 @@ pub fn prepare(opts: &FeedOptions, kind: &str) -> Result<(LinkSettings, Board), 
     Ok((
         LinkSettings {
             link: link_config,
+            // A chosen id is stable across restarts: its session may persist
+            // (a PID-based one would leave a queue behind at every restart).
+            persistent: opts.client_id.is_some(),
             client_id: opts
                 .client_id
                 .clone()

@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use super::feed::{Alarm, BedKey, CommandResult, Envelope, Message, Session, Status, VitalReading};
 use super::site::{Outage, SiteTrack, SiteView};
+use crate::alarm_text::{alarm_text, vital_name};
 use crate::engine::{AlarmState, Priority};
 
 /// Timeouts of the displays.
@@ -1200,88 +1201,10 @@ fn alarm_view(a: &Alarm, live: bool, now: SystemTime) -> AlarmView {
     }
 }
 
-/// The people's name and unit of a vital key.
-pub fn vital_name(key: &str) -> (&'static str, &'static str) {
-    match key {
-        "hr" => ("HR", "/min"),
-        "pr" => ("Pulse", "/min"),
-        "spo2" => ("SpO2", "%"),
-        "nibp_sys" => ("NIBP systolic", "mmHg"),
-        "nibp_dia" => ("NIBP diastolic", "mmHg"),
-        "nibp_mean" => ("NIBP mean", "mmHg"),
-        "nibp" => ("NIBP", "mmHg"),
-        "rr" | "resp" | "resp_rate" => ("Resp. rate", "/min"),
-        "etco2" => ("EtCO2", "mmHg"),
-        "temp" => ("Temp.", "°C"),
-        _ => ("", ""),
-    }
-}
-
 /// An alarm for people, with units: `SpO2 low 86 % (limit 90 %)`,
-/// `SpO2 falling 5 %/min (limit 4 %/min)`, `monitor disconnected`.
+/// `SpO2 falling fast 5 %/min (limit 4 %/min)`, `monitor bedside disconnected`.
 fn alarm_label(a: &Alarm) -> String {
-    let (head, cond) = a.id.rsplit_once('.').unwrap_or(("", a.id.as_str()));
-    let (name, unit) = vital_name(head);
-    let subject = if !name.is_empty() {
-        name.to_owned()
-    } else if head == "system" {
-        "vigil".to_owned()
-    } else if let Some(src) = head.strip_prefix("source.") {
-        format!("monitor {src}")
-    } else {
-        head.replace('_', " ")
-    };
-    let (cond, unit) = match cond {
-        "low" => ("low", unit.to_owned()),
-        "high" => ("high", unit.to_owned()),
-        "critical_low" => ("critically low", unit.to_owned()),
-        "critical_high" => ("critically high", unit.to_owned()),
-        "baseline_rise" => ("above baseline", unit.to_owned()),
-        "baseline_fall" => ("below baseline", unit.to_owned()),
-        "rate_rise" => ("rising fast", rate_unit(unit)),
-        "rate_fall" => ("falling fast", rate_unit(unit)),
-        "stale" => ("no recent reading", String::new()),
-        "sensor_off" => ("sensor off", String::new()),
-        "invalid" => ("value invalid", String::new()),
-        "artifact" => ("artefact", String::new()),
-        "cycle_overdue" => ("measurement overdue", String::new()),
-        "disconnected" => ("disconnected", String::new()),
-        "link_errors" => ("garbled data", String::new()),
-        "not_associated" => ("not connected to vigil (no association)", String::new()),
-        "no_valid_data" => ("sends no valid data", String::new()),
-        "monitor_restarted" => ("restarted: check its settings", String::new()),
-        "low_battery" => ("battery low", String::new()),
-        "queue_overflow" => ("alarm queue overflowed", String::new()),
-        "broker_unreachable" => ("cannot reach the displays", String::new()),
-        "storage_failure" => ("cannot store alarms on disk", String::new()),
-        "hl7_undelivered" => ("chart not reaching the EHR (HL7)", String::new()),
-        other => return format!("{subject} {}", other.replace('_', " ")),
-    };
-    let with_unit = |v: f64| {
-        if unit.is_empty() {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.0} {unit}")
-        }
-    };
-    let mut s = format!("{subject} {cond}");
-    if let Some(v) = a.value {
-        s.push_str(&format!(" {}", with_unit(v)));
-    }
-    if let Some(l) = a.limit {
-        s.push_str(&format!(" (limit {})", with_unit(l)));
-    }
-    s
-}
-
-fn rate_unit(unit: &str) -> String {
-    if unit.is_empty() {
-        "/min".into()
-    } else if unit == "/min" {
-        "/min per min".into()
-    } else {
-        format!("{unit}/min")
-    }
+    alarm_text(&a.id, a.value, a.limit)
 }
 
 fn ms(t: SystemTime) -> u64 {

@@ -13,10 +13,15 @@
 //!
 //! Sending runs on its own thread ([`crate::record::mllp::send_all`], one
 //! message at a time, each waiting for its ACK), so a slow receiver never
-//! holds up the event loop. Undelivered messages wait in a backlog (at most
-//! [`BACKLOG`], the oldest dropped first, with a warning) and are retried
-//! every [`RETRY_EVERY`] (or sooner, when the next message is due), in
-//! order.
+//! holds up the event loop. Undelivered messages wait in a backlog
+//! ([`backlog`]: `hl7.journal` in the bed's state directory,
+//! `mqtt.state_dir`/`{site}/{bed}`, so a restart loses none of them) and are retried every
+//! [`RETRY_EVERY`] (or sooner, when the next message is due), in order;
+//! a restarted sink sends what the previous run left first. The backlog
+//! holds at most [`BACKLOG`] messages: when it is full the oldest is
+//! dropped, logged, and the queue-overflow technical alarm
+//! (`system.queue_overflow`) is raised, as the MQTT outbox does; it ends a
+//! minute after the last drop.
 //!
 //! No silent failure: when a message cannot be delivered (the receiver is
 //! unreachable, does not acknowledge in `hl7.timeout`, or refuses it with
@@ -26,12 +31,17 @@
 //! refused again) and logged with the receiver's reason.
 //!
 //! Control ids (MSH-10) are `<session>.<n>`, `n` counting on from the
-//! sink's start time in Unix seconds, so a restarted daemon does not reuse
-//! the ids of messages a receiver already has.
+//! sink's start time in Unix seconds or from above the last number the
+//! backlog file ever held, whichever is higher, so a restarted daemon does
+//! not reuse the ids of messages a receiver already has.
 
-use std::collections::VecDeque;
+mod backlog;
+
+pub use backlog::{Backlog, BacklogError, Pending, FILE as BACKLOG_FILE};
+
+use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -46,6 +56,8 @@ use crate::record::{hl7, mllp};
 pub const BACKLOG: usize = 288;
 /// How often undelivered messages are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(30);
+/// The queue-overflow alarm ends this long after the last dropped message.
+const OVERFLOW_CLEARS_AFTER: Duration = Duration::from_secs(60);
 
 /// What the sink needs.
 pub struct Hl7Setup {
@@ -61,6 +73,8 @@ pub struct Hl7Setup {
     pub system: mpsc::Sender<(SystemCondition, bool)>,
     /// The sink's queue length.
     pub queue: usize,
+    /// Where the backlog file lives (`mqtt.state_dir`); `None`: in memory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Starts the sink.
@@ -72,14 +86,17 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         sources,
         system,
         queue,
+        state_dir,
     } = setup;
+    let backlog = open_backlog(state_dir.as_deref(), &config.to);
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(queue);
-    let (out_tx, out_rx) = std_mpsc::channel::<String>();
+    let (out_tx, out_rx) = std_mpsc::channel::<(u64, String)>();
+    let first_number = backlog.next_number();
     let sender = {
         let config = config.clone();
         std::thread::Builder::new()
             .name("vigil-hl7".into())
-            .spawn(move || send_loop(&config, &out_rx, &system))
+            .spawn(move || send_loop(&config, backlog, &out_rx, &system))
             .expect("start the HL7 sender thread")
     };
     let interval = config.interval;
@@ -99,16 +116,16 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         };
         let mut next = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs());
+            .map_or(1, |d| d.as_secs())
+            .max(first_number);
         let mut emit = |points: Vec<Point>, generated: SystemTime| {
             if points.is_empty() {
                 return;
             }
             chart.points = points;
-            let messages = hl7::messages_from(&chart, generated, next);
-            next += messages.len() as u64;
-            for m in messages {
-                let _ = out_tx.send(m);
+            for m in hl7::messages_from(&chart, generated, next) {
+                let _ = out_tx.send((next, m));
+                next += 1;
             }
         };
         loop {
@@ -152,11 +169,55 @@ fn since_epoch(t: SystemTime) -> Duration {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
 }
 
+/// Opens the backlog file in `dir`; in memory (logged) when there is none
+/// or it cannot be used.
+fn open_backlog(dir: Option<&std::path::Path>, to: &str) -> Backlog {
+    let Some(dir) = dir else {
+        return Backlog::memory(BACKLOG);
+    };
+    match Backlog::open(dir, BACKLOG) {
+        Ok((b, opened)) => {
+            if opened.report.corrupt() {
+                tracing::error!(
+                    "hl7: the backlog {} was damaged ({} bytes unreadable, copy kept as {}.damaged): \
+                     messages in the damaged part are lost",
+                    dir.join(BACKLOG_FILE).display(),
+                    opened.report.damaged_bytes(),
+                    BACKLOG_FILE
+                );
+            }
+            if opened.restored > 0 {
+                tracing::info!(
+                    "hl7: {} message(s) the previous run did not deliver to {to} go out first",
+                    opened.restored
+                );
+            }
+            b
+        }
+        Err(e) => {
+            logged(Err(e));
+            Backlog::memory(BACKLOG)
+        }
+    }
+}
+
+/// Logs a backlog file failure (the backlog goes on in memory: the first
+/// failure is the only one).
+fn logged(r: Result<(), BacklogError>) {
+    if let Err(e) = r {
+        tracing::error!(
+            "hl7: {e}; undelivered messages are kept in memory only and are lost if vigil stops"
+        );
+    }
+}
+
 /// The sender thread: delivers messages in order, keeps the undelivered
-/// ones, raises and ends `system.hl7_undelivered`.
+/// ones, raises and ends `system.hl7_undelivered` and, when the backlog
+/// overflows, `system.queue_overflow`.
 fn send_loop(
     config: &Hl7Config,
-    messages: &std_mpsc::Receiver<String>,
+    mut backlog: Backlog,
+    messages: &std_mpsc::Receiver<(u64, String)>,
     system: &mpsc::Sender<(SystemCondition, bool)>,
 ) {
     let opts = mllp::SendOptions {
@@ -164,70 +225,91 @@ fn send_loop(
         attempts: 1,
         retry_after: Duration::ZERO,
     };
-    let mut backlog: VecDeque<String> = VecDeque::new();
-    let mut alarmed = false;
-    let set_alarm = |alarmed: &mut bool, on: bool| {
-        if on != *alarmed {
-            *alarmed = on;
-            let _ = system.blocking_send((SystemCondition::Hl7Undelivered, on));
+    let mut undelivered = false;
+    let mut overflow = false;
+    let mut last_drop: Option<Instant> = None;
+    let tell = |flag: &mut bool, cond: SystemCondition, on: bool| {
+        if on != *flag {
+            *flag = on;
+            let _ = system.blocking_send((cond, on));
         }
     };
     let mut open = true;
-    while open || !backlog.is_empty() {
-        let wait = if backlog.is_empty() {
-            Duration::from_secs(3600)
-        } else {
-            RETRY_EVERY
-        };
-        match messages.recv_timeout(wait) {
-            Ok(m) => backlog.push_back(m),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
-        }
-        while let Ok(m) = messages.try_recv() {
-            backlog.push_back(m);
-        }
-        while backlog.len() > BACKLOG {
-            backlog.pop_front();
-            tracing::warn!(
-                "hl7: more than {BACKLOG} messages undelivered to {}: the oldest is dropped",
-                config.to
-            );
-        }
-        while let Some(m) = backlog.front() {
-            match mllp::send_all(&config.to, std::slice::from_ref(m), opts) {
+    loop {
+        // What is waiting goes out first, in order.
+        while let Some(p) = backlog.front() {
+            match mllp::send_all(&config.to, std::slice::from_ref(&p.message), opts) {
                 Ok(_) => {
-                    backlog.pop_front();
-                    set_alarm(&mut alarmed, false);
+                    logged(backlog.delivered());
+                    tell(&mut undelivered, SystemCondition::Hl7Undelivered, false);
                 }
                 Err(e @ mllp::MllpError::Refused { .. }) => {
                     tracing::warn!(
                         "hl7: {e}; the message is dropped, raising system.hl7_undelivered"
                     );
-                    backlog.pop_front();
-                    set_alarm(&mut alarmed, true);
+                    logged(backlog.drop_front());
+                    tell(&mut undelivered, SystemCondition::Hl7Undelivered, true);
                 }
                 Err(e @ mllp::MllpError::Unreachable { .. }) => {
-                    if !alarmed {
+                    if !undelivered {
                         tracing::warn!(
                             "hl7: {e}; raising system.hl7_undelivered, retrying every {RETRY_EVERY:?}"
                         );
                     }
-                    set_alarm(&mut alarmed, true);
+                    tell(&mut undelivered, SystemCondition::Hl7Undelivered, true);
                     break;
                 }
             }
         }
+        if last_drop.is_some_and(|t| t.elapsed() >= OVERFLOW_CLEARS_AFTER) {
+            last_drop = None;
+            tell(&mut overflow, SystemCondition::QueueOverflow, false);
+        }
         if !open {
-            // Shutting down: one attempt at what is left, then stop.
+            // Shutting down after one attempt at what is left: the rest
+            // stays in the backlog file for the next start.
             if !backlog.is_empty() {
                 tracing::warn!(
-                    "hl7: {} message(s) not delivered to {} at shutdown",
+                    "hl7: {} message(s) not delivered to {} at shutdown{}",
                     backlog.len(),
-                    config.to
+                    config.to,
+                    if backlog.durable() {
+                        ": kept for the next start"
+                    } else {
+                        ": lost (no backlog file)"
+                    }
                 );
             }
             break;
+        }
+        let mut wait = if backlog.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            RETRY_EVERY
+        };
+        if let Some(t) = last_drop {
+            wait = wait.min(OVERFLOW_CLEARS_AFTER.saturating_sub(t.elapsed()));
+        }
+        let mut arrived = Vec::new();
+        match messages.recv_timeout(wait) {
+            Ok(m) => arrived.push(m),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        arrived.extend(messages.try_iter());
+        for (number, m) in arrived {
+            match backlog.push(number, m) {
+                Ok(0) => {}
+                Ok(dropped) => {
+                    tracing::warn!(
+                        "hl7: more than {BACKLOG} messages undelivered to {}: the oldest {dropped} dropped, raising system.queue_overflow",
+                        config.to
+                    );
+                    last_drop = Some(Instant::now());
+                    tell(&mut overflow, SystemCondition::QueueOverflow, true);
+                }
+                Err(e) => logged(Err(e)),
+            }
         }
     }
 }

@@ -58,6 +58,10 @@
 //!
 //! The sequence reservation (`seq` file) lives here too: see [`SeqFile`].
 //!
+//! The same format, under the name `hl7.journal` ([`Journal::open_named`]),
+//! keeps the live HL7 sink's undelivered messages across restarts
+//! (`crate::io::hl7`'s backlog).
+//!
 //! Blocking file IO: call it from the MQTT thread, never from the driver.
 
 use std::fs::{File, OpenOptions};
@@ -414,8 +418,18 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 impl Journal {
     /// Opens (or creates) the journal in `dir` and reads every intact record.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<Entry>, LoadReport), JournalError> {
+        Journal::open_named(dir, FILE)
+    }
+
+    /// Like [`Journal::open`], for a journal of the same format under
+    /// another file name in `dir` (the HL7 backlog's `hl7.journal`); a
+    /// damaged one is copied to `<name>.damaged`.
+    pub fn open_named(
+        dir: &Path,
+        name: &str,
+    ) -> Result<(Journal, Vec<Entry>, LoadReport), JournalError> {
         std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
-        let path = dir.join(FILE);
+        let path = dir.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -452,7 +466,7 @@ impl Journal {
             if report.corrupt() {
                 // Kept for analysis before anything rewrites the journal
                 // (best effort: a full disk must not stop the start).
-                let copy = dir.join(DAMAGED_COPY);
+                let copy = dir.join(format!("{name}.damaged"));
                 report.damaged_copy = std::fs::write(&copy, &data).is_ok().then_some(copy);
             }
             if report.torn_bytes > 0 {
@@ -482,7 +496,12 @@ impl Journal {
     /// full state directory at start-up): its records and what was found.
     /// A missing journal reads as empty.
     pub fn read(dir: &Path) -> Result<(Vec<Entry>, LoadReport), JournalError> {
-        let path = dir.join(FILE);
+        Journal::read_named(dir, FILE)
+    }
+
+    /// Like [`Journal::read`], for a journal named `name` in `dir`.
+    pub fn read_named(dir: &Path, name: &str) -> Result<(Vec<Entry>, LoadReport), JournalError> {
+        let path = dir.join(name);
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -582,7 +601,9 @@ impl Journal {
 /// to `path` and syncs the directory; returns it opened for appending, and
 /// its length.
 fn replace(dir: &Path, path: &Path, entries: &[Entry]) -> Result<(File, u64), JournalError> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut data = MAGIC.to_vec();
     for e in entries {
         e.encode(&mut data);
