@@ -401,6 +401,9 @@ struct Publisher {
     vitals_waiting: bool,
     /// Readings coalesced that way since start (in the heartbeat).
     vitals_coalesced: u64,
+    /// The `alarms/active` snapshot could not be queued (the window was
+    /// full): it goes out when there is room.
+    snapshot_due: bool,
     last_seq: u64,
     snapshot_version: u64,
     beat: u64,
@@ -487,6 +490,7 @@ impl Publisher {
             vitals_due: None,
             vitals_waiting: false,
             vitals_coalesced: 0,
+            snapshot_due: false,
             last_seq,
             snapshot_version: 0,
             beat: 0,
@@ -752,6 +756,9 @@ impl Publisher {
                 }
             }
         }
+        if self.snapshot_due {
+            self.snapshot(true);
+        }
         self.flush_vitals();
     }
 
@@ -770,18 +777,25 @@ impl Publisher {
         }
         let body = payload::vitals(&self.ctx(), seq, wall, &self.latest);
         let topic = self.topics.vitals.clone();
-        self.publish_untracked(topic, QoS::AtMostOnce, true, body);
-        self.vitals_due = None;
-        self.vitals_waiting = false;
+        if self.publish_untracked(topic, QoS::AtMostOnce, true, body) {
+            self.vitals_due = None;
+            self.vitals_waiting = false;
+        } else {
+            self.vitals_waiting = true;
+        }
     }
 
-    fn publish_untracked(&mut self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) {
+    /// Queues a message the outbox does not track; whether it was queued
+    /// (not while disconnected or with the window full).
+    fn publish_untracked(&mut self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) -> bool {
         if !self.connected || self.queued.len() + self.in_flight.len() >= WINDOW {
-            return;
+            return false;
         }
-        if self.client.try_publish(topic, qos, retain, body).is_ok() {
+        let queued = self.client.try_publish(topic, qos, retain, body).is_ok();
+        if queued {
             self.queued.push_back(None);
         }
+        queued
     }
 
     fn handle_net(&mut self, n: Net) {
@@ -991,14 +1005,19 @@ impl Publisher {
         if !self.connected {
             return;
         }
-        self.snapshot_version = state.snapshot_version;
         let clock = self.clock;
         let seq = self.seq.base() + state.last_seq;
         let body = payload::active(&self.ctx(), seq, self.vigil_now(), &state, move |t| {
             clock.wall(t)
         });
         let topic = self.topics.active.clone();
-        self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+        // Not published (the window is full): the retained snapshot would
+        // stay stale until the next change, so it goes out once there is
+        // room (see `pump`), after the alarms.
+        self.snapshot_due = !self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+        if !self.snapshot_due {
+            self.snapshot_version = state.snapshot_version;
+        }
     }
 
     fn heartbeat(&mut self) {
@@ -1031,7 +1050,8 @@ impl Publisher {
             delivery,
         );
         let topic = self.topics.status.clone();
-        self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+        // A heartbeat that finds the window full is replaced by the next.
+        let _ = self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
     }
 
     fn housekeeping(&mut self) {
