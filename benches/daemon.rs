@@ -11,12 +11,15 @@
 //!
 //! Run: `cargo bench --bench daemon` (about 100 s).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serialport::TTYPort;
+
+#[path = "util/vigil.rs"]
+mod util;
 
 fn main() {
     println!("| monitors x rate | readings/s | p50 | p99 | p99.9 | max | CPU (% of a core) | RSS (peak) |");
@@ -54,40 +57,7 @@ fn run(monitors: usize, hz: u32, window: Duration) {
     let cfg_path = dir.join("vigil.toml");
     std::fs::write(&cfg_path, config).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "--log-format",
-            "json",
-            "--log",
-            "warn,vigil::io::driver=info",
-            "run",
-            "-c",
-        ])
-        .arg(&cfg_path)
-        .args(["--status-every", "1h"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vigil (release)");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let started = Instant::now();
-    while !rx
-        .recv_timeout(Duration::from_secs(10))
-        .map(|l| l.contains("vigil running"))
-        .unwrap_or(false)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "vigil did not start"
-        );
-    }
+    let (mut child, rx) = util::start(&cfg_path, None);
     std::thread::sleep(Duration::from_millis(500));
 
     // Warm up 2 s, then measure CPU over the window.
@@ -100,7 +70,7 @@ fn run(monitors: usize, hz: u32, window: Duration) {
     let mut tick = 0u64;
     while begin.elapsed() < total {
         if cpu_start.is_none() && begin.elapsed() >= Duration::from_secs(2) {
-            cpu_start = Some((cpu_ticks(child.id()), Instant::now()));
+            cpu_start = Some((util::cpu_ticks(child.id()), Instant::now()));
         }
         for (i, m) in masters.iter_mut().enumerate() {
             let mut lines = String::new();
@@ -117,7 +87,7 @@ fn run(monitors: usize, hz: u32, window: Duration) {
         }
     }
     let (cpu0, t0) = cpu_start.unwrap();
-    let cpu = Duration::from_millis((cpu_ticks(child.id()) - cpu0) * 10);
+    let cpu = Duration::from_millis((util::cpu_ticks(child.id()) - cpu0) * 10);
     let elapsed = t0.elapsed();
     let (rss, hwm) = memory(child.id());
 
@@ -156,14 +126,6 @@ fn run(monitors: usize, hz: u32, window: Duration) {
         hwm as f64 / 1024.0,
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// utime + stime of a process, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 /// (VmRSS, VmHWM) in kB.

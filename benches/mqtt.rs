@@ -15,6 +15,19 @@
 //! has the alarm message: it includes the TCP hop in, decoding, the engine,
 //! the MQTT thread's journal append + fdatasync, the publish, Mosquitto and
 //! the subscriber's decode.
+//!
+//! `cargo bench --bench mqtt -- floor [lines] [period-ms] [strace]`
+//! (defaults 2000 lines, 100 ms) measures vigil beside the floor instead:
+//! two release daemons (`vigil run`, recording on; outbox journal and
+//! recording on disk for one, on tmpfs (`/dev/shm`) for the other) and a
+//! minimal forwarder (raw `read` of its pty, one QoS 1 PUBLISH `write` per
+//! line: no engine, no journal), each reading its own pty, all publishing
+//! to one local Mosquitto. Every period each system gets one alarm line in
+//! turn (the order rotates), and the latency runs from just before the line
+//! is written to the pty until the subscriber has the message. With
+//! `strace`, the daemons run under `strace -f -c` and the bench prints
+//! their system calls per line (latencies under strace are not the
+//! figures to quote).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -25,11 +38,22 @@ use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
+#[path = "util/vigil.rs"]
+mod util;
+
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if words.iter().any(|w| w == "floor") {
+        let n: Vec<u64> = words.iter().filter_map(|a| a.parse().ok()).collect();
+        let strace = words.iter().any(|w| w == "strace");
+        floor::run(
+            n.first().copied().unwrap_or(2000) as usize,
+            Duration::from_millis(n.get(1).copied().unwrap_or(100)),
+            strace,
+        );
+        return;
+    }
+    let args: Vec<usize> = words.iter().filter_map(|a| a.parse().ok()).collect();
     let samples = args.first().copied().unwrap_or(5000);
     let rates: Vec<usize> = if args.len() > 1 {
         args[1..].to_vec()
@@ -57,36 +81,7 @@ fn main() {
 fn run(label: &str, dir: &std::path::Path, samples: usize, rates: &[usize]) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest none\nset_tcp_nodelay true\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
-        ),
-    )
-    .unwrap();
-    let mosquitto = ["/usr/sbin/mosquitto", "mosquitto"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("-h")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .expect("mosquitto is not installed: apt-get install mosquitto");
-    let mut broker = Command::new(mosquitto)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut broker, port) = start_broker(dir);
 
     let device = TcpListener::bind("127.0.0.1:0").unwrap();
     let config_text = format!(
@@ -135,7 +130,7 @@ outbox_max = 100000
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut arrivals = subscribe(port, "vigil/v1/bench/bed-1/alarms").await;
+        let mut arrivals = subscribe(port, &["vigil/v1/bench/bed-1/alarms"]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         // Warm up, then one event in flight at a time.
@@ -149,7 +144,8 @@ outbox_max = 100000
             let t1 = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
                 .await
                 .expect("alarm within 10 s")
-                .unwrap();
+                .unwrap()
+                .1;
             if i >= 200 {
                 h.record(t1.duration_since(t0).as_micros().max(1) as u64)
                     .unwrap();
@@ -186,7 +182,7 @@ outbox_max = 100000
                     }
                     t = tokio::time::timeout(Duration::from_secs(5), arrivals.recv()) => {
                         match t {
-                            Ok(Some(t)) => {
+                            Ok(Some((_, t))) => {
                                 if let Some(s) = sent.get(got) {
                                     h.record(t.duration_since(*s).as_micros().max(1) as u64).unwrap();
                                 }
@@ -218,6 +214,43 @@ outbox_max = 100000
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Starts a local Mosquitto (loopback, no persistence, TCP_NODELAY) with
+/// its configuration in `dir`; returns it and its port once it listens.
+fn start_broker(dir: &std::path::Path) -> (std::process::Child, u16) {
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest none\nset_tcp_nodelay true\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
+        ),
+    )
+    .unwrap();
+    let mosquitto = ["/usr/sbin/mosquitto", "mosquitto"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("-h")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .expect("mosquitto is not installed: apt-get install mosquitto");
+    let broker = Command::new(mosquitto)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    (broker, port)
+}
+
 async fn daemon(
     config: vigil::config::Config,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -241,8 +274,9 @@ async fn daemon(
     let _ = daemon.stop().await;
 }
 
-/// Arrival instants of messages on `topic`.
-async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Instant> {
+/// Arrival instants of messages on `topics` (exact names), with the index
+/// of the topic.
+async fn subscribe(port: u16, topics: &[&str]) -> mpsc::UnboundedReceiver<(usize, Instant)> {
     let mut opts = MqttOptions::new("bench-display", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -250,7 +284,11 @@ async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Instant> {
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
     eventloop.set_network_options(net);
-    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    for t in &topics {
+        client.subscribe(t, QoS::AtLeastOnce).await.unwrap();
+    }
+    let mut acks = topics.len();
     let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let mut ready = Some(ready_tx);
@@ -258,14 +296,21 @@ async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Instant> {
         let _keep = client;
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::Publish(_))) => {
-                    if tx.send(Instant::now()).is_err() {
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    let at = Instant::now();
+                    let Some(i) = topics.iter().position(|t| *t == p.topic) else {
+                        continue;
+                    };
+                    if tx.send((i, at)).is_err() {
                         return;
                     }
                 }
                 Ok(Event::Incoming(Incoming::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
+                    acks -= 1;
+                    if acks == 0 {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -283,4 +328,327 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// vigil beside the floor: the same pty -> Mosquitto -> subscriber path
+/// taken by the release daemon (journal on disk, and on tmpfs) and by a
+/// minimal forwarder, interleaved in one run.
+mod floor {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
+    use std::process::Child;
+    use std::time::{Duration, Instant};
+
+    use hdrhistogram::Histogram;
+    use serialport::TTYPort;
+
+    /// Where the systems' messages appear (the subscriber's topic order).
+    const TOPICS: [&str; 3] = [
+        "vigil/v1/bench/disk/alarms",
+        "vigil/v1/bench/tmpfs/alarms",
+        "bench/floor",
+    ];
+    const LABELS: [&str; 3] = ["vigil, journal on disk", "vigil, journal on tmpfs", "floor"];
+    const WARM_UP: usize = 50;
+
+    /// `rounds` rounds, one every `period`; each writes one line to each
+    /// system in turn (the order rotates) and waits for its message.
+    /// `strace`: the daemons run under `strace -f -c` and their system
+    /// calls per line are printed instead of latencies worth quoting.
+    pub fn run(rounds: usize, period: Duration, strace: bool) {
+        let base = std::env::temp_dir().join(format!("vigil-bench-floor-{}", std::process::id()));
+        let shm = Path::new("/dev/shm").join(format!("vigil-bench-floor-{}", std::process::id()));
+        for d in [&base, &shm] {
+            let _ = std::fs::remove_dir_all(d);
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let (mut broker, port) = super::start_broker(&base);
+        let mut daemons: Vec<Daemon> = [("disk", &base), ("tmpfs", &shm)]
+            .into_iter()
+            .map(|(bed, dir)| Daemon::start(bed, dir, port, strace))
+            .collect();
+        let (mut floor_line, floor_name) = pty();
+        let forwarder = std::thread::spawn(move || forward(&floor_name, port));
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let hist = rt.block_on(async {
+            let mut arrivals = super::subscribe(port, &TOPICS).await;
+            let mut hist: Vec<Histogram<u64>> = (0..3)
+                .map(|_| Histogram::new_with_bounds(1, 60_000_000, 3).unwrap())
+                .collect();
+            let mut lost = [0u64; 3];
+            let mut tick = tokio::time::interval(period);
+            let cpu0: Vec<u64> = daemons.iter().map(Daemon::cpu_ticks).collect();
+            for round in 0..rounds + WARM_UP {
+                tick.tick().await;
+                // SpO2 80 starts spo2.critical_low, 97 ends it: every line
+                // is one alarm event (and one vitals message).
+                let line: &[u8] = if round % 2 == 0 {
+                    b"spo2 80\n"
+                } else {
+                    b"spo2 97\n"
+                };
+                for k in 0..3 {
+                    let system = (round + k) % 3;
+                    while arrivals.try_recv().is_ok() {}
+                    let t0 = Instant::now();
+                    match system {
+                        2 => floor_line.write_all(line).unwrap(),
+                        d => daemons[d].line.write_all(line).unwrap(),
+                    }
+                    let wait = if round < WARM_UP { 30 } else { 5 };
+                    let got = loop {
+                        match tokio::time::timeout(Duration::from_secs(wait), arrivals.recv()).await
+                        {
+                            Ok(Some((i, t1))) if i == system => break Some(t1),
+                            Ok(Some(_)) => continue,
+                            _ => break None,
+                        }
+                    };
+                    match (got, round >= WARM_UP) {
+                        (Some(t1), true) => hist[system]
+                            .record(t1.duration_since(t0).as_micros().max(1) as u64)
+                            .unwrap(),
+                        (None, true) => lost[system] += 1,
+                        (None, false) => panic!("{}: no message within {wait} s", LABELS[system]),
+                        (Some(_), false) => {}
+                    }
+                }
+            }
+            for (d, c0) in daemons.iter_mut().zip(cpu0) {
+                d.cpu_used = d.cpu_ticks() - c0;
+            }
+            for (i, n) in lost.iter().enumerate() {
+                if *n > 0 {
+                    println!("{}: {n} line(s) without a message within 5 s", LABELS[i]);
+                }
+            }
+            hist
+        });
+        let lines = rounds as u64;
+        let calls: Vec<Option<String>> = daemons.iter_mut().map(|d| d.stop()).collect();
+        let _ = broker.kill();
+        let _ = broker.wait();
+        drop(forwarder);
+
+        println!(
+            "\npty -> Mosquitto (loopback) -> subscriber, {rounds} lines per system, one every {period:?} per system, interleaved\n"
+        );
+        println!("| system | p50 | p99 | p99.9 | max | p50 / floor | p99 / floor | p99.9 / floor | CPU per 1,000 lines |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
+        for (i, h) in hist.iter().enumerate() {
+            let cpu = daemons
+                .get(i)
+                .map(|d| format!("{} ms", d.cpu_used * 10 * 1000 / lines.max(1)))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {cpu} |",
+                LABELS[i],
+                us(q(h, 0.5)),
+                us(q(h, 0.99)),
+                us(q(h, 0.999)),
+                us(h.max() as f64),
+                q(h, 0.5) / q(&hist[2], 0.5),
+                q(h, 0.99) / q(&hist[2], 0.99),
+                q(h, 0.999) / q(&hist[2], 0.999),
+            );
+        }
+        for (i, c) in calls.iter().enumerate() {
+            if let Some(summary) = c {
+                println!(
+                    "\n{}: strace -f -c over the whole run ({lines} lines)\n",
+                    LABELS[i]
+                );
+                print_calls(summary, lines);
+            }
+        }
+        for d in [&base, &shm] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    fn us(v: f64) -> String {
+        if v >= 1000.0 {
+            format!("{:.2} ms", v / 1000.0)
+        } else {
+            format!("{v:.0} us")
+        }
+    }
+
+    /// The total and the busiest calls of an `strace -c` summary, per line.
+    fn print_calls(summary: &str, lines: u64) {
+        let rows: Vec<(u64, String)> = summary
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // % time, seconds, usecs/call, calls, [errors,] syscall
+                let calls = f.get(3)?.parse::<u64>().ok()?;
+                Some((calls, f.last()?.to_string()))
+            })
+            .collect();
+        let Some((total, _)) = rows.iter().find(|(_, n)| n == "total") else {
+            println!("(no strace summary)");
+            return;
+        };
+        println!(
+            "{:.1} system calls per line in all; the busiest:",
+            *total as f64 / lines as f64
+        );
+        let mut calls: Vec<_> = rows.iter().filter(|(_, n)| n != "total").collect();
+        calls.sort_by_key(|c| std::cmp::Reverse(c.0));
+        for (n, name) in calls.iter().take(10) {
+            println!("  {name}: {:.2} per line", *n as f64 / lines as f64);
+        }
+    }
+
+    /// A pty pair: the master (the bench writes the monitor's lines) and
+    /// the slave's path.
+    fn pty() -> (TTYPort, String) {
+        let (master, slave) = TTYPort::pair().expect("pty pair");
+        // SAFETY: fcntl on a descriptor we own; keeps children from inheriting it.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        let name = serialport::SerialPort::name(&slave).unwrap();
+        // The slave stays open (and raw) until the reader has opened it.
+        std::mem::forget(slave);
+        (master, name)
+    }
+
+    /// The floor: read the pty, publish each line (QoS 1, one write per
+    /// line, PUBACKs drained by a second thread). No engine, no journal.
+    fn forward(tty: &str, port: u16) {
+        let mut input = std::fs::File::open(tty).expect("open the floor's pty");
+        let mut out = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        out.set_nodelay(true).unwrap();
+        // CONNECT, MQTT 3.1.1, clean session, no keep-alive, id "bench-floor".
+        let id = b"bench-floor";
+        let mut connect = vec![0x10, (10 + 2 + id.len()) as u8, 0, 4];
+        connect.extend_from_slice(b"MQTT");
+        connect.extend_from_slice(&[4, 0x02, 0, 0, 0, id.len() as u8]);
+        connect.extend_from_slice(id);
+        out.write_all(&connect).unwrap();
+        let mut connack = [0u8; 4];
+        out.read_exact(&mut connack).unwrap();
+        assert_eq!(connack[3], 0, "the broker refused the floor's CONNECT");
+        let mut acks = out.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 4096];
+            while matches!(acks.read(&mut sink), Ok(n) if n > 0) {}
+        });
+        let topic = TOPICS[2].as_bytes();
+        let mut buf = [0u8; 4096];
+        let mut pending = Vec::new();
+        let mut packet = Vec::with_capacity(256);
+        let mut pkid: u16 = 0;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                pkid = pkid.wrapping_add(1).max(1);
+                packet.clear();
+                packet.push(0x32);
+                packet.push((2 + topic.len() + 2 + end) as u8);
+                packet.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+                packet.extend_from_slice(topic);
+                packet.extend_from_slice(&pkid.to_be_bytes());
+                packet.extend_from_slice(&pending[..end]);
+                if out.write_all(&packet).is_err() {
+                    return;
+                }
+                pending.drain(..=end);
+            }
+        }
+    }
+
+    /// One release daemon reading a pty.
+    struct Daemon {
+        child: Child,
+        /// The daemon's own pid (strace's child when traced).
+        pid: u32,
+        line: TTYPort,
+        strace_out: Option<PathBuf>,
+        cpu_used: u64,
+    }
+
+    impl Daemon {
+        fn start(bed: &str, dir: &Path, port: u16, strace: bool) -> Daemon {
+            let (line, tty) = pty();
+            let cfg = dir.join("vigil.toml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    r#"[site]
+site = "bench"
+bed = "{bed}"
+
+[[source]]
+name = "monitor"
+protocol = "vigil-line"
+serial = "{tty}"
+
+[alarms.spo2]
+low = "off"
+rate = "off"
+
+[recording]
+dir = "{rec}"
+
+[mqtt]
+embedded = false
+broker = "mqtt://127.0.0.1:{port}"
+state_dir = "{state}"
+"#,
+                    rec = dir.join("rec").display(),
+                    state = dir.join("state").display(),
+                ),
+            )
+            .unwrap();
+            let strace_out = strace.then(|| dir.join("strace.txt"));
+            let (child, _log) = super::util::start(&cfg, strace_out.as_deref());
+            let pid = if strace_out.is_some() {
+                traced_child(child.id())
+            } else {
+                child.id()
+            };
+            Daemon {
+                child,
+                pid,
+                line,
+                strace_out,
+                cpu_used: 0,
+            }
+        }
+
+        fn cpu_ticks(&self) -> u64 {
+            super::util::cpu_ticks(self.pid)
+        }
+
+        /// Stops the daemon (SIGTERM); the strace summary, when traced.
+        fn stop(&mut self) -> Option<String> {
+            // SAFETY: kill(2) on the pid of a process this bench started.
+            unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+            self.strace_out
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+        }
+    }
+
+    /// The pid of the process strace started (its only child).
+    fn traced_child(strace: u32) -> u32 {
+        let children = std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("strace's child")
+    }
 }

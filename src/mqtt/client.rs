@@ -377,6 +377,9 @@ struct Publisher {
     live: Option<watch::Receiver<LiveState>>,
     verdict_tx: mpsc::UnboundedSender<(String, &'static str, Result<(), String>)>,
     verdict_rx: mpsc::UnboundedReceiver<(String, &'static str, Result<(), String>)>,
+    /// Results of the journal syncs run off this thread (group commit).
+    sync_tx: mpsc::UnboundedSender<(u64, Result<(), JournalError>)>,
+    sync_rx: mpsc::UnboundedReceiver<(u64, Result<(), JournalError>)>,
 
     connected: bool,
     ever_connected: bool,
@@ -389,6 +392,15 @@ struct Publisher {
 
     session: SessionState,
     latest: Latest,
+    /// The latest vitals wait to be published: the `seq` and time of the
+    /// newest reading in them. Published after the alarms, once per input
+    /// (a batch from the driver), and held while the window is full.
+    vitals_due: Option<(u64, SystemTime)>,
+    /// The window was full when the vitals were due: readings coming
+    /// meanwhile are coalesced into the next vitals message.
+    vitals_waiting: bool,
+    /// Readings coalesced that way since start (in the heartbeat).
+    vitals_coalesced: u64,
     last_seq: u64,
     snapshot_version: u64,
     beat: u64,
@@ -445,6 +457,7 @@ impl Publisher {
         state_dir: PathBuf,
     ) -> Publisher {
         let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
+        let (sync_tx, sync_rx) = mpsc::unbounded_channel();
         let last_seq = seq.base();
         Publisher {
             cfg: s.config,
@@ -462,6 +475,8 @@ impl Publisher {
             live: s.live,
             verdict_tx,
             verdict_rx,
+            sync_tx,
+            sync_rx,
             connected: false,
             ever_connected: false,
             queued: VecDeque::new(),
@@ -469,6 +484,9 @@ impl Publisher {
             in_flight: HashMap::new(),
             session: SessionState::default(),
             latest: Latest::default(),
+            vitals_due: None,
+            vitals_waiting: false,
+            vitals_coalesced: 0,
             last_seq,
             snapshot_version: 0,
             beat: 0,
@@ -525,9 +543,17 @@ impl Publisher {
                     for msg in batch.drain(..) {
                         self.handle_event(msg);
                     }
-                    self.sync_and_pump();
+                    // Alarms first, then the vitals, then the group commit.
+                    self.pump();
+                    self.start_sync();
                 }
                 Some(n) = net.recv() => self.handle_net(n),
+                Some(done) = self.sync_rx.recv() => {
+                    if let Err(e) = self.outbox.handle_synced(done) {
+                        self.storage_failure(&e);
+                    }
+                    self.start_sync();
+                }
                 Some((id, key, verdict)) = self.verdict_rx.recv() => {
                     match &verdict {
                         Ok(()) => tracing::info!(command = key, request = %id, "display command accepted"),
@@ -599,9 +625,10 @@ impl Publisher {
             EventKind::Reading(r) => {
                 self.latest.apply(&r.measurement, msg.wall, r.source.0);
                 if self.connected {
-                    let body = payload::vitals(&self.ctx(), seq, msg.wall, &self.latest);
-                    let topic = self.topics.vitals.clone();
-                    self.publish_untracked(topic, QoS::AtMostOnce, true, body);
+                    if self.vitals_waiting {
+                        self.vitals_coalesced += 1;
+                    }
+                    self.vitals_due = Some((seq, msg.wall));
                 }
             }
             EventKind::Technical(_) | EventKind::Audio(_) => {}
@@ -689,14 +716,22 @@ impl Publisher {
         }
     }
 
-    /// Syncs the journal, then hands messages to the client.
-    fn sync_and_pump(&mut self) {
-        if let Err(e) = self.outbox.sync() {
-            self.storage_failure(&e);
+    /// Starts a group commit: an fdatasync of everything appended so far,
+    /// on a blocking thread (a slow disk never holds an alarm back). Its
+    /// result comes back through `sync_rx`; messages appended meanwhile
+    /// wait for the next one.
+    fn start_sync(&mut self) {
+        if let Some(job) = self.outbox.start_sync() {
+            let tx = self.sync_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(job.run());
+            });
         }
-        self.pump();
     }
 
+    /// Hands the outbox's messages to the client (alarms and session
+    /// events are appended, not yet synced: see [`Outbox::start_sync`]),
+    /// then the latest vitals when the window has room.
     fn pump(&mut self) {
         while self.connected && self.queued.len() + self.in_flight.len() < WINDOW {
             let Some(m) = self.outbox.next_unsent() else {
@@ -717,6 +752,27 @@ impl Publisher {
                 }
             }
         }
+        self.flush_vitals();
+    }
+
+    /// Publishes the latest vitals if due and the window has room; else
+    /// they stay due and the readings meanwhile are counted as coalesced.
+    fn flush_vitals(&mut self) {
+        let Some((seq, wall)) = self.vitals_due else {
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        if self.queued.len() + self.in_flight.len() >= WINDOW {
+            self.vitals_waiting = true;
+            return;
+        }
+        let body = payload::vitals(&self.ctx(), seq, wall, &self.latest);
+        let topic = self.topics.vitals.clone();
+        self.publish_untracked(topic, QoS::AtMostOnce, true, body);
+        self.vitals_due = None;
+        self.vitals_waiting = false;
     }
 
     fn publish_untracked(&mut self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) {
@@ -763,10 +819,7 @@ impl Publisher {
                 self.heartbeat();
                 self.snapshot(true);
                 if !self.latest.is_empty() {
-                    let body =
-                        payload::vitals(&self.ctx(), self.last_seq, self.vigil_now(), &self.latest);
-                    let topic = self.topics.vitals.clone();
-                    self.publish_untracked(topic, QoS::AtMostOnce, true, body);
+                    self.vitals_due = Some((self.last_seq, self.vigil_now()));
                 }
                 self.pump();
             }
@@ -923,6 +976,7 @@ impl Publisher {
             .push(Class::Result, Stream::None, false, topic, |_| body);
         self.after_push(pushed);
         self.pump();
+        self.start_sync();
     }
 
     /// Publishes `alarms/active` when the driver's snapshot changed (or always).
@@ -965,6 +1019,7 @@ impl Publisher {
             reconnects: self.reconnects,
             commands_rejected: self.commands_rejected,
             commands_oversized: self.commands_oversized,
+            vitals_coalesced: self.vitals_coalesced,
         };
         let seq = self.last_seq.max(self.seq.base() + state.last_seq);
         let body = payload::heartbeat(
@@ -1021,6 +1076,7 @@ impl Publisher {
         }
         self.report();
         self.pump();
+        self.start_sync();
     }
 
     /// Tells the driver about changed conditions (retried when its queue is full).
@@ -1059,7 +1115,11 @@ impl Publisher {
     /// Drains the outbox (bounded), says goodbye on `status`, disconnects.
     async fn shutdown(&mut self, net: &mut mpsc::Receiver<Net>) {
         let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
-        self.sync_and_pump();
+        // From here every PUBACK finds its message synced.
+        if let Err(e) = self.outbox.sync() {
+            self.storage_failure(&e);
+        }
+        self.pump();
         while self.connected && self.outbox.pending() > 0 {
             match tokio::time::timeout_at(deadline, net.recv()).await {
                 Ok(Some(n)) => self.handle_net(n),
@@ -1088,6 +1148,9 @@ impl Publisher {
         }
         if self.outbox.pending() == 0 {
             let _ = self.outbox.compact();
+        }
+        if let Err(e) = self.outbox.close() {
+            tracing::warn!("MQTT outbox journal: {e}");
         }
     }
 }

@@ -23,9 +23,9 @@
 //! its checksum does not match, or its body makes no sense) is either:
 //!
 //! - a **torn tail**, when no readable record follows it: a crash in the
-//!   middle of the last, unsynced append (never published, since vigil
-//!   publishes only after the sync). It is reported and cut off; the records
-//!   before it stand.
+//!   middle of the last append, or a power cut that lost part of the
+//!   appends not yet synced. It is reported and cut off; the records before
+//!   it stand.
 //! - **corruption**, when readable records follow it: something damaged
 //!   bytes that had been synced (a flipped bit, a bad sector, a hand edit).
 //!   Reading resynchronises on the next readable record, every readable
@@ -39,6 +39,23 @@
 //! crash during compaction leaves either the old or the new journal, never a
 //! mix.
 //!
+//! # Group commit
+//!
+//! Appends are plain writes: once `write` returns, the record is in the page
+//! cache and survives the daemon's crash or SIGKILL, so the outbox publishes
+//! a message as soon as it is appended. The fdatasync that makes it survive
+//! a power cut runs off the publisher's thread ([`SyncJob`]), covering every
+//! append made before it began.
+//!
+//! # The run file (`run`)
+//!
+//! Only a power cut or a system crash can lose appends not yet synced, and
+//! both reboot the machine. The file `run` holds `running <boot id>` while a
+//! daemon runs and `stopped <boot id>` after a clean stop (the kernel's
+//! boot id, `/proc/sys/kernel/random/boot_id`). A start that finds
+//! `running` with another boot id knows that the previous run may have lost
+//! its last group-commit window ([`PreviousRun::may_have_lost`]).
+//!
 //! The sequence reservation (`seq` file) lives here too: see [`SeqFile`].
 //!
 //! The same format, under the name `hl7.journal` ([`Journal::open_named`]),
@@ -50,6 +67,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::record::crc32;
 
@@ -277,6 +295,9 @@ pub struct LoadReport {
     pub damage: Vec<Damage>,
     /// Where the damaged journal was copied to (see [`DAMAGED_COPY`]).
     pub damaged_copy: Option<PathBuf>,
+    /// The previous run may have lost its last group-commit window (a
+    /// power cut or a system crash, see [`PreviousRun::may_have_lost`]).
+    pub power_cut: bool,
 }
 
 impl LoadReport {
@@ -359,9 +380,31 @@ fn record_at(data: &[u8], at: usize) -> Option<(Entry, usize)> {
 pub struct Journal {
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    /// Shared with a [`SyncJob`] running on another thread.
+    file: Arc<File>,
     len: u64,
     buf: Vec<u8>,
+}
+
+/// An fdatasync of the journal, to run on a thread that may block (the
+/// publisher never waits for the disk). It covers every append made before
+/// [`SyncJob::run`] began.
+pub struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+    /// The caller's mark of what the sync covers.
+    pub mark: u64,
+}
+
+impl SyncJob {
+    /// Syncs (blocking); returns the mark and the result.
+    pub fn run(self) -> (u64, Result<(), JournalError>) {
+        let r = self
+            .file
+            .sync_data()
+            .map_err(io("cannot sync journal", &self.path));
+        (self.mark, r)
+    }
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
@@ -440,7 +483,7 @@ impl Journal {
             Journal {
                 dir: dir.to_owned(),
                 path,
-                file,
+                file: Arc::new(file),
                 len: valid_len as u64,
                 buf: Vec::with_capacity(4096),
             },
@@ -494,7 +537,7 @@ impl Journal {
         Ok(Journal {
             dir: dir.to_owned(),
             path,
-            file,
+            file: Arc::new(file),
             len,
             buf: Vec::with_capacity(4096),
         })
@@ -506,18 +549,33 @@ impl Journal {
         for e in entries {
             e.encode(&mut self.buf);
         }
-        self.file
+        (&*self.file)
             .write_all(&self.buf)
             .map_err(io("cannot append to journal", &self.path))?;
         self.len += self.buf.len() as u64;
         Ok(())
     }
 
-    /// Makes everything appended so far durable (fdatasync).
+    /// Makes everything appended so far durable (fdatasync), on this thread.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.file
             .sync_data()
             .map_err(io("cannot sync journal", &self.path))
+    }
+
+    /// A sync of everything appended so far, to run on another thread;
+    /// `mark` is returned with its result.
+    pub fn sync_job(&self, mark: u64) -> SyncJob {
+        SyncJob {
+            file: Arc::clone(&self.file),
+            path: self.path.clone(),
+            mark,
+        }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file's length in bytes.
@@ -533,7 +591,7 @@ impl Journal {
     /// Replaces the journal by `entries` atomically (compaction).
     pub fn rewrite(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
         let (file, len) = replace(&self.dir, &self.path, entries)?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.len = len;
         Ok(())
     }
@@ -569,6 +627,81 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// What the `run` file says about the previous run (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreviousRun {
+    /// No `run` file: a new state directory, or one written by a vigil that
+    /// synced before publishing.
+    Unknown,
+    /// The previous run stopped cleanly, after a last sync.
+    Stopped,
+    /// The previous run did not stop cleanly; it ran in this boot (`None`:
+    /// the file could not be read as vigil writes it).
+    Running(Option<String>),
+}
+
+const RUN_FILE: &str = "run";
+
+impl PreviousRun {
+    /// Reads the `run` file in `dir`.
+    pub fn read(dir: &Path) -> Result<PreviousRun, JournalError> {
+        let path = dir.join(RUN_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PreviousRun::Unknown),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        Ok(match text.split_whitespace().collect::<Vec<_>>()[..] {
+            ["stopped", _] => PreviousRun::Stopped,
+            ["running", boot] => PreviousRun::Running(Some(boot.to_owned())),
+            _ => PreviousRun::Running(None),
+        })
+    }
+
+    /// Whether appends the previous run had not synced may be lost: it did
+    /// not stop cleanly and the machine rebooted since (a power cut or a
+    /// system crash; a daemon crash or SIGKILL leaves the page cache, and
+    /// so every append, intact). `boot`: this boot's id.
+    pub fn may_have_lost(&self, boot: &str) -> bool {
+        match self {
+            PreviousRun::Unknown | PreviousRun::Stopped => false,
+            PreviousRun::Running(b) => b.as_deref() != Some(boot) || boot.is_empty(),
+        }
+    }
+
+    /// Writes `running <boot>` (this run has started) into `dir`.
+    pub fn mark_running(dir: &Path, boot: &str) -> Result<(), JournalError> {
+        write_synced(
+            &dir.join(RUN_FILE),
+            &format!("running {}\n", or_unknown(boot)),
+        )
+    }
+
+    /// Writes `stopped <boot>` (call after the last sync of a clean stop).
+    pub fn mark_stopped(dir: &Path, boot: &str) -> Result<(), JournalError> {
+        write_synced(
+            &dir.join(RUN_FILE),
+            &format!("stopped {}\n", or_unknown(boot)),
+        )
+    }
+}
+
+fn or_unknown(boot: &str) -> &str {
+    if boot.is_empty() {
+        "unknown"
+    } else {
+        boot
+    }
+}
+
+/// This boot's id (empty when the system does not say: every unclean stop
+/// then counts as one that may have lost appends).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// The published sequence numbers' offset, kept monotonic across restarts.
@@ -922,6 +1055,38 @@ mod tests {
         drop(j);
         let (_, entries, _) = Journal::open(&dir).unwrap();
         assert_eq!(entries, vec![counters, msg(2), Entry::Delivered(2)]);
+    }
+
+    #[test]
+    fn only_an_unclean_stop_in_an_earlier_boot_may_have_lost_appends() {
+        let dir = temp("run");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(PreviousRun::read(&dir).unwrap(), PreviousRun::Unknown);
+        assert!(!PreviousRun::read(&dir).unwrap().may_have_lost("b1"));
+        PreviousRun::mark_running(&dir, "b1").unwrap();
+        let prev = PreviousRun::read(&dir).unwrap();
+        assert!(!prev.may_have_lost("b1"), "a crash or SIGKILL in this boot");
+        assert!(prev.may_have_lost("b2"), "a power cut or a system crash");
+        PreviousRun::mark_stopped(&dir, "b1").unwrap();
+        assert!(!PreviousRun::read(&dir).unwrap().may_have_lost("b2"));
+        // A boot id the system does not give, or a damaged file.
+        PreviousRun::mark_running(&dir, "").unwrap();
+        assert!(PreviousRun::read(&dir).unwrap().may_have_lost(""));
+        std::fs::write(dir.join(RUN_FILE), "runn").unwrap();
+        assert!(PreviousRun::read(&dir).unwrap().may_have_lost("b1"));
+    }
+
+    #[test]
+    fn a_sync_job_covers_what_was_appended_before_it() {
+        let dir = temp("sync-job");
+        let (mut j, _, _) = Journal::open(&dir).unwrap();
+        j.append(&[&msg(1)]).unwrap();
+        let job = j.sync_job(7);
+        let (mark, r) = std::thread::spawn(move || job.run()).join().unwrap();
+        assert_eq!(mark, 7);
+        r.unwrap();
+        drop(j);
+        assert_eq!(Journal::open(&dir).unwrap().1, vec![msg(1)]);
     }
 
     #[test]

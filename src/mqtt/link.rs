@@ -25,10 +25,7 @@ use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
-/// The first reconnect delay.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// The longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub use crate::backoff::{Backoff, BACKOFF_MAX, BACKOFF_MIN};
 /// The environment variable with the MQTT username (wins over the file).
 pub const ENV_USERNAME: &str = "VIGIL_MQTT_USERNAME";
 /// The environment variable with the MQTT password.
@@ -359,33 +356,6 @@ fn read_pem(key: &'static str, path: &Path, what: &str) -> Result<Vec<u8>, LinkE
     Ok(data)
 }
 
-/// The reconnect delay: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`],
-/// back to the start on every successful connection.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: BACKOFF_MIN }
-    }
-}
-
-impl Backoff {
-    /// The delay before the next attempt (and doubles the one after).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        d
-    }
-
-    /// Connected: start from the shortest delay again.
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-}
-
 /// A connection error as a sentence for the staff: what happened and what
 /// to check, without OS error numbers.
 pub fn explain(e: &rumqttc::ConnectionError, url: &BrokerUrl) -> String {
@@ -455,15 +425,6 @@ mod tests {
         assert!(parse_broker_lenient("mqtts://h").unwrap().tls);
         assert!(parse_broker_lenient("host:port").is_err());
         assert!(parse_broker_lenient("").is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::default();
-        let seq: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(seq, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next_delay(), BACKOFF_MIN);
     }
 
     #[test]

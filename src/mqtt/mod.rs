@@ -26,12 +26,21 @@
 //! - the publisher never awaits the client: it queues with `try_publish`
 //!   into a bounded request queue and keeps its own window;
 //! - fixed client id, persistent session, `tcp_nodelay`;
-//! - alarm and session messages go through the durable [`outbox`]: journaled
-//!   and synced before they are published, removed only on PUBACK (packet
-//!   ids are mapped to outbox entries through the client's `Outgoing::Publish`
-//!   notifications, which come in request order), and after every reconnect
-//!   or restart published again from the oldest, unchanged. The client's
-//!   own resend queue is emptied so nothing goes out twice in one session.
+//! - alarm and session messages go through the durable [`outbox`]: appended
+//!   to the journal (a plain write, which survives vigil's crash) and
+//!   published at once; the journal is fdatasynced in a group commit on a
+//!   blocking thread (power-cut durability, off the alarm's path); a message
+//!   is removed only when its PUBACK and a sync covering it are both in
+//!   (packet ids are mapped to outbox entries through the client's
+//!   `Outgoing::Publish` notifications, which come in request order), and
+//!   after every reconnect or restart published again from the oldest,
+//!   unchanged. The client's own resend queue is emptied so nothing goes out
+//!   twice in one session;
+//! - alarms before vitals: a batch of events from the driver publishes its
+//!   alarm and session messages first, then one `vitals` message with the
+//!   latest values; while the window is full the vitals wait and the
+//!   readings meanwhile are coalesced and counted (`vitals_coalesced` in
+//!   the heartbeat). Alarm and session messages are never coalesced.
 //!
 //! The MQTT side runs on its own thread with its own runtime: a slow disk
 //! sync or a slow broker never stalls the driver loop. It reports problems

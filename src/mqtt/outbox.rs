@@ -1,8 +1,28 @@
 //! The durable outbox: every alarm and session message waits here, written
-//! to the [`journal`](super::journal) and synced, until the broker's PUBACK
-//! says it arrived. After a reconnect or a restart every message still here
-//! is published again, in order, unchanged (same sequence numbers, same
-//! timestamps); displays drop the duplicates by `seq`.
+//! to the [`journal`](super::journal), until the broker's PUBACK says it
+//! arrived AND a sync of the journal covers it. After a reconnect or a
+//! restart every message still here is published again, in order,
+//! unchanged (same sequence numbers, same timestamps); displays drop the
+//! duplicates by `seq`.
+//!
+//! # Group commit
+//!
+//! [`Outbox::push`] appends with a plain write (the page cache: it survives
+//! the daemon's crash or SIGKILL), so the message can be published at once.
+//! [`Outbox::start_sync`] gives a [`SyncJob`] covering every message
+//! appended so far, for the caller to run off its thread; while one runs,
+//! new messages wait for the next one (a group commit).
+//! [`Outbox::handle_synced`] takes its result. A PUBACK that comes before
+//! its message's sync only marks the message acknowledged (it is not
+//! published again); it leaves the outbox, with a delivered mark in the
+//! journal, when the sync is in. At most [`UNSYNCED_MAX`] messages wait for
+//! a sync: the next push syncs on the caller's thread first.
+//!
+//! A power cut (or a system crash) can lose what no sync covered: at most
+//! [`UNSYNCED_MAX`] messages, some perhaps already published. A start that
+//! finds the previous run ended that way ([`PreviousRun::may_have_lost`])
+//! numbers both streams [`UNSYNCED_MAX`] above what the journal holds, so a
+//! `stream_seq` is never used twice and displays see the gap.
 //!
 //! # When the outbox is full
 //!
@@ -29,7 +49,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::journal::{
-    Class, Entry, Journal, JournalError, LoadReport, StoredMessage, Stream, MIN_MESSAGE_RECORD,
+    boot_id, Class, Entry, Journal, JournalError, LoadReport, PreviousRun, StoredMessage, Stream,
+    SyncJob, MIN_MESSAGE_RECORD,
 };
 
 /// Errors of the outbox are the journal's.
@@ -38,10 +59,19 @@ pub type OutboxError = JournalError;
 /// Compact when the journal has grown this much beyond its live content.
 const COMPACT_SLACK: u64 = 1 << 20;
 
+/// Messages appended and not yet covered by a sync, at most: what a power
+/// cut can lose, and how far a start after one numbers above the journal.
+pub const UNSYNCED_MAX: u64 = 256;
+
 struct Held {
     msg: StoredMessage,
     durable: bool,
     in_flight: bool,
+    /// The message's append number (see [`Outbox::synced`]); 0 when it
+    /// waits for no sync (not journaled).
+    written: u64,
+    /// The broker acknowledged it; it leaves when a sync covers it.
+    acked: bool,
 }
 
 /// The result of [`Outbox::push`].
@@ -64,25 +94,52 @@ pub struct Outbox {
     cursor: u64,
     evicted_total: u64,
     compacted_len: u64,
-    unsynced: bool,
+    /// Messages appended to the journal so far (this run).
+    written: u64,
+    /// Messages 1..=synced (by append number) are covered by a sync.
+    synced: u64,
+    /// A [`SyncJob`] is running (its mark: `written` when it began).
+    sync_running: bool,
+    /// Replacing or losing the journal file makes a running job's result
+    /// meaningless: its mark is below this.
+    sync_floor: u64,
+    /// Acknowledged messages waiting for their sync: (written, id).
+    acked: Vec<(u64, u64)>,
+    /// This boot's id, for the `run` file.
+    boot: String,
 }
 
 impl Outbox {
     /// Opens the journal in `dir` (or runs in memory when `dir` is `None`)
     /// and loads every undelivered message.
     pub fn open(dir: Option<&Path>, max: usize) -> Result<(Outbox, LoadReport), OutboxError> {
+        Outbox::open_at_boot(dir, max, &boot_id())
+    }
+
+    /// [`Outbox::open`] in the boot `boot` (tests play reboots).
+    fn open_at_boot(
+        dir: Option<&Path>,
+        max: usize,
+        boot: &str,
+    ) -> Result<(Outbox, LoadReport), OutboxError> {
         let mut ob = Outbox::memory(max);
+        ob.boot = boot.to_owned();
         let Some(dir) = dir else {
             return Ok((ob, LoadReport::default()));
         };
-        let (journal, entries, report) = Journal::open(dir)?;
+        let (mut journal, entries, mut report) = Journal::open(dir)?;
+        // What the previous run appended may still be only in the page
+        // cache (it was killed): durable before anything counts on it.
+        journal.sync()?;
+        report.power_cut = PreviousRun::read(dir)?.may_have_lost(boot);
         ob.load(entries, &report);
         ob.compacted_len = journal.len();
         ob.journal = Some(journal);
-        if report.corrupt() {
+        if report.corrupt() || report.power_cut {
             // A clean journal again, with the raised counters.
             ob.compact()?;
         }
+        PreviousRun::mark_running(dir, boot)?;
         Ok((ob, report))
     }
 
@@ -98,7 +155,12 @@ impl Outbox {
             cursor: 0,
             evicted_total: 0,
             compacted_len: 0,
-            unsynced: false,
+            written: 0,
+            synced: 0,
+            sync_running: false,
+            sync_floor: 0,
+            acked: Vec::new(),
+            boot: boot_id(),
         }
     }
 
@@ -107,7 +169,10 @@ impl Outbox {
     /// undelivered message; [`Outbox::reattach`] writes it out later.
     pub fn open_read_only(dir: &Path, max: usize) -> Result<(Outbox, LoadReport), OutboxError> {
         let mut ob = Outbox::memory(max);
-        let (entries, report) = Journal::read(dir)?;
+        let (entries, mut report) = Journal::read(dir)?;
+        report.power_cut = PreviousRun::read(dir)
+            .map(|p| p.may_have_lost(&ob.boot))
+            .unwrap_or(true);
         ob.load(entries, &report);
         Ok((ob, report))
     }
@@ -158,6 +223,11 @@ impl Outbox {
             // look alike), and a crash mid-write lost what it was writing:
             // skip its numbers as well, a gap where something was lost.
             ob.next_stream[s] += skip + report.torn_bytes.div_ceil(MIN_MESSAGE_RECORD);
+            // A power cut may have taken the last group-commit window with
+            // it, published or not: number above anything it can have held.
+            if report.power_cut {
+                ob.next_stream[s] += UNSYNCED_MAX;
+            }
         }
     }
 
@@ -167,10 +237,10 @@ impl Outbox {
     /// replaced).
     pub fn reattach(&mut self, dir: &Path, unread: bool) -> Result<(), OutboxError> {
         let journal = Journal::create(dir, &self.live_entries(), unread)?;
+        PreviousRun::mark_running(dir, &self.boot)?;
         self.compacted_len = journal.len();
         self.journal = Some(journal);
-        self.unsynced = false;
-        Ok(())
+        self.all_synced()
     }
 
     /// The counters (twice: one damaged record must not take the numbers
@@ -200,6 +270,8 @@ impl Outbox {
                 msg,
                 durable,
                 in_flight: false,
+                written: 0,
+                acked: false,
             },
         );
     }
@@ -242,14 +314,17 @@ impl Outbox {
         self.journal.is_some()
     }
 
-    /// Drops the journal after a storage failure: the outbox goes on in memory.
+    /// Drops the journal after a storage failure: the outbox goes on in
+    /// memory (acknowledged messages waiting for a sync leave it).
     pub fn lose_journal(&mut self) {
         self.journal = None;
+        let _ = self.all_synced();
     }
 
     /// Adds a message. `render` receives the message's stream number and
-    /// returns the payload. Durable messages are journaled (call
-    /// [`Outbox::sync`] before publishing them).
+    /// returns the payload. Durable messages are appended to the journal
+    /// (written, not synced) and may be published at once; see
+    /// [`Outbox::start_sync`].
     pub fn push(
         &mut self,
         class: Class,
@@ -279,14 +354,26 @@ impl Outbox {
             payload: render(stream_seq),
         };
         let mut result = Ok(());
-        if durable {
+        let mut written = 0;
+        if durable && self.journal.is_some() {
+            if self.written - self.synced >= UNSYNCED_MAX {
+                // The disk is far behind: bound what a power cut can take.
+                result = self.sync();
+            }
             if let Some(j) = &mut self.journal {
                 let entry = Entry::Message(msg.clone());
-                result = j.append(&[&entry]);
-                self.unsynced = true;
+                let r = j.append(&[&entry]);
+                if result.is_ok() {
+                    result = r;
+                }
+                self.written += 1;
+                written = self.written;
             }
         }
         self.insert(msg, durable);
+        if let Some(h) = self.held.get_mut(&id) {
+            h.written = written;
+        }
         let mut pushed = Pushed {
             id,
             evicted: Vec::new(),
@@ -314,28 +401,111 @@ impl Outbox {
         let lowest = self
             .held
             .iter()
-            .filter(|(_, h)| h.durable && h.msg.class != Class::High)
+            .filter(|(_, h)| h.durable && !h.acked && h.msg.class != Class::High)
             .min_by_key(|(id, h)| (h.msg.class, **id))
             .map(|(id, _)| *id);
         if lowest.is_some() {
             return lowest;
         }
         if self.durable_count > 2 * self.max {
-            return self.held.iter().find(|(_, h)| h.durable).map(|(id, _)| *id);
+            return self
+                .held
+                .iter()
+                .find(|(_, h)| h.durable && !h.acked)
+                .map(|(id, _)| *id);
         }
         None
     }
 
-    /// Makes every journaled message durable. Cheap when nothing is pending.
+    /// Makes every journaled message durable on this thread (shutdown, and
+    /// a disk far behind). Cheap when nothing waits for a sync.
     pub fn sync(&mut self) -> Result<(), OutboxError> {
-        if !self.unsynced {
+        if self.synced == self.written {
             return Ok(());
         }
-        self.unsynced = false;
-        match &mut self.journal {
-            Some(j) => j.sync(),
-            None => Ok(()),
+        if let Some(j) = &mut self.journal {
+            j.sync()?;
         }
+        self.all_synced()
+    }
+
+    /// A sync covering every message appended so far, to run off the
+    /// caller's thread and hand to [`Outbox::handle_synced`]; `None` when
+    /// nothing waits for one or one is running already (its result comes
+    /// first; the next covers what was appended meanwhile).
+    pub fn start_sync(&mut self) -> Option<SyncJob> {
+        if self.sync_running || self.synced == self.written {
+            return None;
+        }
+        let job = self.journal.as_ref()?.sync_job(self.written);
+        self.sync_running = true;
+        Some(job)
+    }
+
+    /// The result of a [`SyncJob`]: the messages it covers are durable, and
+    /// those of them already acknowledged leave the outbox.
+    pub fn handle_synced(
+        &mut self,
+        (mark, result): (u64, Result<(), OutboxError>),
+    ) -> Result<(), OutboxError> {
+        self.sync_running = false;
+        if mark < self.sync_floor {
+            // The file it synced was replaced or lost meanwhile.
+            return Ok(());
+        }
+        result?;
+        self.synced = self.synced.max(mark);
+        self.settle()
+    }
+
+    /// Messages 1..=synced (in append order) are durable.
+    pub fn synced(&self) -> u64 {
+        self.synced
+    }
+
+    /// Messages appended and not yet covered by a sync.
+    pub fn unsynced(&self) -> u64 {
+        self.written - self.synced
+    }
+
+    /// Everything appended is durable (synced, rewritten or no longer
+    /// journaled): a running job's result changes nothing.
+    fn all_synced(&mut self) -> Result<(), OutboxError> {
+        self.synced = self.written;
+        self.sync_floor = self.written + 1;
+        self.settle()
+    }
+
+    /// Removes the acknowledged messages a sync now covers, with one
+    /// append of their delivered marks.
+    fn settle(&mut self) -> Result<(), OutboxError> {
+        let synced = self.synced;
+        let mut done = Vec::new();
+        self.acked.retain(|&(written, id)| {
+            let covered = written <= synced;
+            if covered {
+                done.push(id);
+            }
+            !covered
+        });
+        let mut marks = Vec::with_capacity(done.len());
+        for id in done {
+            if self.remove(id).is_some_and(|h| h.durable) {
+                marks.push(Entry::Delivered(id));
+            }
+        }
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        j.append(&marks.iter().collect::<Vec<_>>())?;
+        let everything_delivered = self.durable_count == 0 && j.len() > 64 * 1024;
+        if everything_delivered || j.len() > self.compacted_len * 2 + COMPACT_SLACK {
+            self.compact()?;
+        }
+        Ok(())
     }
 
     /// The next message to publish, in order; it is marked in flight.
@@ -343,7 +513,7 @@ impl Outbox {
         let (&id, held) = self
             .held
             .range_mut(self.cursor..)
-            .find(|(_, h)| !h.in_flight)?;
+            .find(|(_, h)| !h.in_flight && !h.acked)?;
         held.in_flight = true;
         self.cursor = id + 1;
         Some(&held.msg)
@@ -351,7 +521,9 @@ impl Outbox {
 
     /// Whether a message waits to be published.
     pub fn has_unsent(&self) -> bool {
-        self.held.range(self.cursor..).any(|(_, h)| !h.in_flight)
+        self.held
+            .range(self.cursor..)
+            .any(|(_, h)| !h.in_flight && !h.acked)
     }
 
     /// A message that was handed to the client could not be queued: it is
@@ -364,7 +536,7 @@ impl Outbox {
     }
 
     /// The connection dropped: everything not acknowledged goes out again,
-    /// from the oldest.
+    /// from the oldest (acknowledged messages waiting for their sync do not).
     pub fn rewind(&mut self) {
         for h in self.held.values_mut() {
             h.in_flight = false;
@@ -372,23 +544,19 @@ impl Outbox {
         self.cursor = 0;
     }
 
-    /// The broker acknowledged message `id`.
+    /// The broker acknowledged message `id`: it leaves the outbox now if a
+    /// sync covers it, else when one does (it is not published again).
     pub fn delivered(&mut self, id: u64) -> Result<(), OutboxError> {
-        let Some(h) = self.remove(id) else {
+        let Some(h) = self.held.get_mut(&id) else {
             return Ok(());
         };
-        if !h.durable {
+        if h.acked {
             return Ok(());
         }
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        j.append(&[&Entry::Delivered(id)])?;
-        let everything_delivered = self.durable_count == 0 && j.len() > 64 * 1024;
-        if everything_delivered || j.len() > self.compacted_len * 2 + COMPACT_SLACK {
-            self.compact()?;
-        }
-        Ok(())
+        h.acked = true;
+        h.in_flight = false;
+        self.acked.push((h.written, id));
+        self.settle()
     }
 
     /// Rewrites the journal with only the undelivered messages.
@@ -402,8 +570,17 @@ impl Outbox {
         };
         j.rewrite(&entries)?;
         self.compacted_len = j.len();
-        self.unsynced = false;
-        Ok(())
+        self.all_synced()
+    }
+
+    /// A clean stop: syncs, and notes in the `run` file that nothing
+    /// appended was left unsynced.
+    pub fn close(&mut self) -> Result<(), OutboxError> {
+        self.sync()?;
+        match &self.journal {
+            Some(j) => PreviousRun::mark_stopped(j.dir(), &self.boot),
+            None => Ok(()),
+        }
     }
 
     /// Undelivered durable messages.
@@ -675,5 +852,150 @@ mod tests {
         assert_eq!(ob.pending(), 1);
         assert_eq!(ob.next_unsent().unwrap().stream_seq, 4);
         assert_eq!(push(&mut ob, Class::High).id, 5);
+    }
+
+    /// Runs a sync job as the publisher's blocking thread would.
+    fn run_sync(ob: &mut Outbox) {
+        let job = ob.start_sync().expect("something waits for a sync");
+        ob.handle_synced(job.run()).unwrap();
+    }
+
+    #[test]
+    fn a_puback_before_its_sync_keeps_the_message_until_the_sync() {
+        let dir = temp("puback-first");
+        let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+        let id = push(&mut ob, Class::High).id;
+        // Published at once, before any sync.
+        assert_eq!(ob.next_unsent().unwrap().id, id);
+        let job = ob.start_sync().unwrap();
+        assert!(ob.start_sync().is_none(), "one sync at a time");
+        ob.delivered(id).unwrap();
+        assert_eq!(ob.pending(), 1, "acknowledged, not yet synced: still held");
+        // Acknowledged: not published again after a reconnect.
+        ob.rewind();
+        assert!(ob.next_unsent().is_none());
+        assert!(!ob.has_unsent());
+        ob.handle_synced(job.run()).unwrap();
+        assert_eq!(ob.pending(), 0, "PUBACK and sync both in: delivered");
+        drop(ob);
+        let (ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+        assert_eq!(ob.pending(), 0, "the delivered mark was journaled");
+    }
+
+    #[test]
+    fn a_crash_between_the_puback_and_the_sync_delivers_the_message_again() {
+        let dir = temp("puback-crash");
+        {
+            let (mut ob, _) = Outbox::open(Some(&dir), 100).unwrap();
+            let id = push(&mut ob, Class::High).id;
+            ob.next_unsent();
+            ob.delivered(id).unwrap();
+            // SIGKILL here: no sync, no delivered mark.
+        }
+        let (mut ob, report) = Outbox::open(Some(&dir), 100).unwrap();
+        assert!(!report.power_cut, "a crash in this boot loses nothing");
+        assert_eq!(stream_seqs(&mut ob), vec![1], "at least once");
+        assert_eq!(next_stream_seq(&mut ob), 2, "no gap after a crash");
+    }
+
+    #[test]
+    fn a_sync_covers_only_what_was_appended_before_it_began() {
+        let (mut ob, _) = Outbox::open(Some(&temp("sync-cover")), 100).unwrap();
+        let a = push(&mut ob, Class::High).id;
+        let job = ob.start_sync().unwrap();
+        let b = push(&mut ob, Class::High).id;
+        ob.next_unsent();
+        ob.next_unsent();
+        ob.delivered(b).unwrap();
+        ob.delivered(a).unwrap();
+        ob.handle_synced(job.run()).unwrap();
+        assert_eq!(ob.pending(), 1, "the second message waits for its sync");
+        assert_eq!(ob.unsynced(), 1);
+        run_sync(&mut ob);
+        assert_eq!((ob.pending(), ob.unsynced()), (0, 0));
+        assert!(ob.start_sync().is_none(), "nothing left to sync");
+    }
+
+    #[test]
+    fn a_sync_of_a_replaced_journal_covers_nothing_new() {
+        let (mut ob, _) = Outbox::open(Some(&temp("sync-stale")), 100).unwrap();
+        push(&mut ob, Class::High);
+        let job = ob.start_sync().unwrap();
+        // Compaction rewrites and syncs the file: the first message is durable.
+        ob.compact().unwrap();
+        assert_eq!(ob.unsynced(), 0);
+        let b = push(&mut ob, Class::High).id;
+        ob.next_unsent();
+        ob.next_unsent();
+        ob.delivered(b).unwrap();
+        ob.handle_synced(job.run()).unwrap();
+        assert_eq!(
+            ob.unsynced(),
+            1,
+            "the old file's sync says nothing of the new one"
+        );
+        assert!(ob.held.contains_key(&b));
+        run_sync(&mut ob);
+        assert!(!ob.held.contains_key(&b));
+    }
+
+    #[test]
+    fn a_failed_sync_delivers_nothing() {
+        let (mut ob, _) = Outbox::open(Some(&temp("sync-fail")), 100).unwrap();
+        let id = push(&mut ob, Class::High).id;
+        ob.next_unsent();
+        ob.delivered(id).unwrap();
+        let job = ob.start_sync().unwrap();
+        let (mark, _) = job.run();
+        let failed = JournalError::Io {
+            what: "cannot sync journal",
+            path: "outbox.journal".into(),
+            cause: std::io::Error::other("EIO"),
+        };
+        assert!(ob.handle_synced((mark, Err(failed))).is_err());
+        assert_eq!(ob.pending(), 1, "not delivered on a failed sync");
+        // The caller then runs in memory: nothing is left to wait for.
+        ob.lose_journal();
+        assert_eq!(ob.pending(), 0);
+    }
+
+    #[test]
+    fn no_more_than_unsynced_max_messages_wait_for_a_sync() {
+        let (mut ob, _) = Outbox::open(Some(&temp("sync-bound")), 10_000).unwrap();
+        for _ in 0..UNSYNCED_MAX * 2 + 3 {
+            push(&mut ob, Class::High);
+            assert!(ob.unsynced() <= UNSYNCED_MAX);
+        }
+        assert!(
+            ob.synced() >= UNSYNCED_MAX * 2,
+            "synced on the caller's thread"
+        );
+    }
+
+    #[test]
+    fn a_power_cut_skips_a_window_of_stream_numbers_and_a_clean_stop_does_not() {
+        let dir = temp("power-cut");
+        {
+            let (mut ob, _) = Outbox::open_at_boot(Some(&dir), 100, "boot-1").unwrap();
+            push(&mut ob, Class::High);
+            push(&mut ob, Class::High);
+            // Lost power: no clean stop.
+        }
+        let (mut ob, report) = Outbox::open_at_boot(Some(&dir), 100, "boot-2").unwrap();
+        assert!(report.power_cut);
+        assert_eq!(stream_seqs(&mut ob), vec![1, 2]);
+        let after_cut = next_stream_seq(&mut ob);
+        assert_eq!(
+            after_cut,
+            3 + UNSYNCED_MAX,
+            "numbers the window may have held are skipped"
+        );
+        assert!(ob.next_stream[1] > UNSYNCED_MAX, "the session stream too");
+        ob.close().unwrap();
+        drop(ob);
+        // A clean stop, then a reboot: nothing skipped.
+        let (mut ob, report) = Outbox::open_at_boot(Some(&dir), 100, "boot-3").unwrap();
+        assert!(!report.power_cut);
+        assert_eq!(next_stream_seq(&mut ob), after_cut + 1);
     }
 }

@@ -327,6 +327,9 @@ pub struct Delivery {
     pub commands_rejected: u64,
     /// Of them, commands too large to read (over the size limit).
     pub commands_oversized: u64,
+    /// Readings whose own `vitals` message was coalesced into a later one
+    /// because the publish window was full (alarms first).
+    pub vitals_coalesced: u64,
 }
 
 /// `status` while running: the heartbeat (retained).
@@ -364,6 +367,7 @@ pub fn heartbeat(
         json!({"p50": p50, "p99": p99, "p999": p999, "max": max}),
     );
     m.insert("events_dropped".into(), json!(live.events_dropped));
+    m.insert("vitals_coalesced".into(), json!(delivery.vitals_coalesced));
     m.insert(
         "outbox".into(),
         json!({
