@@ -187,6 +187,11 @@ pub struct Hl7Config {
     pub interval: Duration,
     /// Connect and ACK timeout.
     pub timeout: Duration,
+    /// MLLP over TLS (`hl7.tls`).
+    pub tls: bool,
+    /// The CA certificates (PEM) that sign the receiver's certificate
+    /// (`hl7.ca_file`, required with TLS).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Hl7Config {
@@ -196,6 +201,8 @@ impl Hl7Config {
             to: to.to_owned(),
             interval: crate::record::chart::DEFAULT_INTERVAL,
             timeout: Duration::from_secs(10),
+            tls: false,
+            ca_file: None,
         }
     }
 }

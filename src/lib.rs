@@ -47,6 +47,8 @@
 //!   `{e}` is complete; the cause is therefore never also its `source()`
 //!   (no field named `source`, no `#[from]` beside a `{0}`), or main's
 //!   `{:#}` would print it twice.
+//! - [`backoff`] is the one reconnect delay of every link (serial ports,
+//!   the daemon's and the displays' broker links).
 //! - [`daemon`] is the one place the daemon is wired (sinks, channels,
 //!   recording, driver): `vigil run`, `vigil demo`, the tests and the
 //!   benchmarks all start it there.
@@ -54,6 +56,7 @@
 pub use vigil_core::{engine, pipeline, protocol, time, vitals};
 
 pub mod alarm_text;
+pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod display;

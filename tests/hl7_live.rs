@@ -2,10 +2,11 @@
 //! acknowledges, refuses (AR) and drops connections without an ACK: the
 //! session's chart arrives as PCD-01 ORU^R01 messages in order, and every
 //! failure raises `system.hl7_undelivered` until a message is accepted again;
-//! what the receiver did not take survives a restart of the daemon.
+//! what the receiver did not take survives a restart of the daemon; over
+//! TLS only a receiver whose certificate the configured CA signs gets it.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use vigil::io::hl7::Backlog;
 
 use crate::util::daemon::{start_with, temp_dir, Running};
 use crate::util::mqtt::free_port;
+use crate::util::tls::Pki;
 
 const ACK: u8 = 0;
 const NAK: u8 = 1;
@@ -33,6 +35,15 @@ struct Receiver {
 
 impl Receiver {
     fn listen(port: u16) -> Receiver {
+        Receiver::start(port, None)
+    }
+
+    /// The same over TLS with this server configuration.
+    fn listen_tls(port: u16, tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::start(port, Some(tls))
+    }
+
+    fn start(port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the MLLP port again");
         let mode = Arc::new(AtomicU8::new(ACK));
         let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -40,8 +51,16 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (m, a) = (m.clone(), a.clone());
-                std::thread::spawn(move || serve(stream, &m, &a));
+                let (m, a, tls) = (m.clone(), a.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &m, &a),
+                    Some(tls) => {
+                        let Ok(conn) = rustls::ServerConnection::new(tls) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(conn, stream), &m, &a);
+                    }
+                });
             }
         });
         Receiver { mode, accepted }
@@ -56,7 +75,7 @@ impl Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, mode: &AtomicU8, accepted: &Mutex<Vec<String>>) {
+fn serve(mut stream: impl Read + Write, mode: &AtomicU8, accepted: &Mutex<Vec<String>>) {
     let mut de = Deframer::default();
     let mut buf = [0u8; 8192];
     loop {
@@ -279,4 +298,80 @@ async fn live_hl7_keeps_undelivered_messages_across_a_restart_and_sends_each_onc
     );
     // Delivered: the backlog file holds nothing any more.
     assert_eq!(queued(), Vec::new());
+}
+
+/// A TLS server configuration from a certificate and key (PEM).
+fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .expect("the server certificate reads");
+    let key = PrivateKeyDer::from_pem_file(key).expect("the server key reads");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a server configuration");
+    Arc::new(config)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn live_hl7_over_tls_reaches_a_receiver_the_ca_signs_and_no_other() {
+    const SESSION: &str = "KT-79";
+    let dir = temp_dir("hl7-tls");
+    let ours = Pki::new(&dir.join("ours"));
+    let theirs = Pki::new(&dir.join("theirs"));
+    let within = Duration::from_secs(20);
+    let run = |port: u16, state: &str| {
+        let extra = format!(
+            "tls = true\n        ca_file = \"{}\"",
+            ours.dir.join("ca.pem").display()
+        );
+        let state = dir.join(state);
+        let cfg = config::parse(&config_text(port, &state, &extra), "test")
+            .expect("valid test configuration");
+        assert!(cfg.hl7.as_ref().is_some_and(|h| h.tls));
+        start_with(cfg, None, |_| Vec::new())
+    };
+
+    // A receiver whose certificate another CA signs: nothing is sent, and
+    // the alarm says the chart does not arrive.
+    let port = free_port();
+    let (cert, key) = theirs.server("ehr");
+    let impostor = Receiver::listen_tls(port, tls_server(&cert, &key));
+    let mut daemon = run(port, "state-impostor");
+    start_session(&daemon, SESSION).await;
+    daemon
+        .alarm("system.hl7_undelivered", Phase::Start, within)
+        .await;
+    daemon.stop().await;
+    assert_eq!(impostor.accepted(), Vec::<String>::new());
+
+    // The receiver our CA signs: the chart arrives over TLS, in order.
+    let port = free_port();
+    let (cert, key) = ours.server("ehr");
+    let receiver = Receiver::listen_tls(port, tls_server(&cert, &key));
+    let mut daemon = run(port, "state");
+    start_session(&daemon, SESSION).await;
+    assert!(
+        until(within, || receiver.accepted().len() >= 3).await,
+        "messages arrive over TLS: {:?}",
+        receiver.accepted()
+    );
+    let undelivered = daemon.alarms_during(Duration::from_millis(500)).await;
+    daemon.stop().await;
+    assert!(
+        !undelivered
+            .iter()
+            .any(|(id, _)| id == "system.hl7_undelivered"),
+        "{undelivered:?}"
+    );
+    let got = receiver.accepted();
+    assert!(got.iter().all(|m| m.starts_with("MSH|^~\\&|vigil|north|||")
+        && control_id(m).unwrap().starts_with("KT-79.")));
+    let n = numbers(&got);
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
 }

@@ -449,6 +449,8 @@ pub(super) struct RawHl7 {
     pub to: Opt<String>,
     pub interval: Opt<Duration>,
     pub timeout: Opt<Duration>,
+    pub tls: Opt<bool>,
+    pub ca_file: Opt<String>,
 }
 
 #[derive(serde::Deserialize)]

@@ -65,6 +65,9 @@ struct OutHl7 {
     to: String,
     interval: String,
     timeout: String,
+    tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -404,6 +407,8 @@ impl From<&Config> for Out {
                 to: h.to.clone(),
                 interval: dur(h.interval),
                 timeout: dur(h.timeout),
+                tls: h.tls,
+                ca_file: h.ca_file.as_deref().map(path),
             }),
         }
     }

@@ -78,6 +78,15 @@ fn hl7_takes_a_receiver_and_says_what_is_wrong() {
             "hl7.interval (0s) must be between 1s",
         ),
         ("[hl7]\nto = \"ehr:2575\"\nport = 1\n", "hl7.port"),
+        (
+            "[hl7]\nto = \"ehr:2575\"\ntls = true\n",
+            "hl7.ca_file: hl7.tls = true needs the CA certificate file",
+        ),
+        (
+            "[hl7]\nto = \"ehr:2575\"\nca_file = \"/etc/vigil/ehr-ca.pem\"\n",
+            "hl7.tls: hl7.ca_file is given but tls is off",
+        ),
+        ("[hl7]\nto = \"ehr:2575\"\ntls = \"yes\"\n", "hl7.tls"),
     ] {
         let err = parse(text, "x").unwrap_err().to_string();
         assert!(err.contains(needle), "{needle} in {err}");
@@ -98,6 +107,8 @@ fn rendered_configuration_parses_back_identically() {
     other.engine.escalate_after = None;
     other.hl7 = Some(Hl7Config {
         interval: Duration::from_secs(900),
+        tls: true,
+        ca_file: Some("/etc/vigil/ehr-ca.pem".into()),
         ..Hl7Config::to("ehr.example:2575")
     });
     other.sources.push(SourceConfig {

@@ -968,6 +968,23 @@ impl Check {
         if let Some(d) = self.dur_in(p, "timeout", &t.timeout, (MS, 2 * MIN), "") {
             h.timeout = d;
         }
+        if let Some(b) = self.val(p, "tls", &t.tls) {
+            h.tls = b;
+        }
+        if let Some(f) = self.text(p, "ca_file", &t.ca_file, MAX_PATH) {
+            h.ca_file = Some(PathBuf::from(f));
+        }
+        match (h.tls, &h.ca_file) {
+            (true, None) => self.err(
+                "hl7.ca_file",
+                "hl7.ca_file: hl7.tls = true needs the CA certificate file (PEM) that signs the receiver's certificate".into(),
+            ),
+            (false, Some(_)) => self.err(
+                "hl7.tls",
+                "hl7.tls: hl7.ca_file is given but tls is off: set tls = true to send over TLS, or remove ca_file".into(),
+            ),
+            _ => {}
+        }
         Some(h)
     }
 

@@ -28,6 +28,9 @@ pub enum DaemonError {
     /// The async runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The live HL7 sink could not start (its TLS settings).
+    #[error("cannot start the live HL7 sink: {0}")]
+    Hl7(crate::mqtt::link::LinkError),
     /// MQTT publishing could not start (the `[mqtt]` section).
     #[error("cannot start MQTT publishing (check the [mqtt] section)")]
     Mqtt(#[source] crate::mqtt::MqttError),
@@ -162,6 +165,12 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
             h.interval,
             h.to
         );
+        let tls = match (h.tls, &h.ca_file) {
+            (true, Some(ca)) => {
+                Some(crate::mqtt::link::tls_client("hl7.ca_file", ca).map_err(DaemonError::Hl7)?)
+            }
+            _ => None,
+        };
         sinks.push(crate::io::hl7::spawn(crate::io::hl7::Hl7Setup {
             config: h.clone(),
             site: config.site.clone(),
@@ -175,6 +184,7 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
                     .join(&config.site)
                     .join(&config.bed),
             ),
+            tls,
         }));
     }
     if config.mqtt.enabled {

@@ -30,6 +30,12 @@
 //! accepted again. A refused message is dropped (sending it again would be
 //! refused again) and logged with the receiver's reason.
 //!
+//! With `hl7.tls = true` the link is MLLP over TLS: the receiver's
+//! certificate must be signed by a CA of `hl7.ca_file` and name the host
+//! of `hl7.to` ([`crate::mqtt::link::tls_client`], the CA file read as the
+//! MQTT link reads `mqtt.ca_file`); a failed handshake counts as
+//! unreachable.
+//!
 //! Control ids (MSH-10) are `<session>.<n>`, `n` counting on from the
 //! sink's start time in Unix seconds or from above the last number the
 //! backlog file ever held, whichever is higher, so a restarted daemon does
@@ -41,6 +47,7 @@ pub use backlog::{Backlog, BacklogError, Pending, FILE as BACKLOG_FILE};
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -75,6 +82,8 @@ pub struct Hl7Setup {
     pub queue: usize,
     /// Where the backlog file lives (`mqtt.state_dir`); `None`: in memory.
     pub state_dir: Option<PathBuf>,
+    /// MLLP over TLS with this client configuration (`hl7.tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Starts the sink.
@@ -87,6 +96,7 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         system,
         queue,
         state_dir,
+        tls,
     } = setup;
     let backlog = open_backlog(state_dir.as_deref(), &config.to);
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(queue);
@@ -96,7 +106,7 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         let config = config.clone();
         std::thread::Builder::new()
             .name("vigil-hl7".into())
-            .spawn(move || send_loop(&config, backlog, &out_rx, &system))
+            .spawn(move || send_loop(&config, tls.as_ref(), backlog, &out_rx, &system))
             .expect("start the HL7 sender thread")
     };
     let interval = config.interval;
@@ -216,6 +226,7 @@ fn logged(r: Result<(), BacklogError>) {
 /// overflows, `system.queue_overflow`.
 fn send_loop(
     config: &Hl7Config,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     mut backlog: Backlog,
     messages: &std_mpsc::Receiver<(u64, String)>,
     system: &mpsc::Sender<(SystemCondition, bool)>,
@@ -238,7 +249,7 @@ fn send_loop(
     loop {
         // What is waiting goes out first, in order.
         while let Some(p) = backlog.front() {
-            match mllp::send_all(&config.to, std::slice::from_ref(&p.message), opts) {
+            match mllp::send_all_tls(&config.to, std::slice::from_ref(&p.message), opts, tls) {
                 Ok(_) => {
                     logged(backlog.delivered());
                     tell(&mut undelivered, SystemCondition::Hl7Undelivered, false);

@@ -190,36 +190,7 @@ fn describe_serial_error(path: &str, e: tokio_serial::Error) -> OpenError {
     }
 }
 
-/// Backoff between reconnection attempts.
-#[derive(Clone, Copy, Debug)]
-pub struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// Starts at `min`, doubles up to `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            next: min,
-            min,
-            max,
-        }
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    /// After a connection that delivered data.
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
+pub use crate::backoff::Backoff;
 
 /// Writes a source's queue holds; protocols send a few small messages per
 /// second at most.
@@ -400,15 +371,6 @@ impl Pump<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
-        let d: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(d, vec![250, 500, 1000, 1000, 1000]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(250));
-    }
 
     #[test]
     fn chunks_are_bounded() {

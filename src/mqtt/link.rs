@@ -6,6 +6,9 @@
 //!   variables `VIGIL_MQTT_USERNAME` / `VIGIL_MQTT_PASSWORD`), the CA that
 //!   signs the broker's certificate and an optional client certificate; it
 //!   builds the rumqttc options;
+//! - [`tls_client`]: a rustls client configuration trusting a CA file, for
+//!   other links over TLS (the HL7 MLLP link), read and checked as the
+//!   broker's CA file is;
 //! - [`Backoff`]: the reconnect delay, doubling from 100 ms to 5 s;
 //! - [`explain`]: a connection error in words a nurse can act on (no
 //!   "os error 111").
@@ -17,14 +20,12 @@
 //! Depends on nothing else in vigil.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
-/// The first reconnect delay.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// The longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub use crate::backoff::{Backoff, BACKOFF_MAX, BACKOFF_MIN};
 /// The environment variable with the MQTT username (wins over the file).
 pub const ENV_USERNAME: &str = "VIGIL_MQTT_USERNAME";
 /// The environment variable with the MQTT password.
@@ -303,6 +304,39 @@ pub fn read_credentials(path: &Path, key: &'static str) -> Result<(String, Strin
     Ok((user, password))
 }
 
+/// A rustls client configuration (ring, TLS 1.2 and 1.3, no client
+/// certificate) that trusts the CA certificates in `ca_path` (PEM): for a
+/// link over TLS other than the broker's (rumqttc builds that one from the
+/// same PEM file, [`LinkConfig::tls`]). `key` names the setting in errors
+/// (`hl7.ca_file`).
+pub fn tls_client(
+    key: &'static str,
+    ca_path: &Path,
+) -> Result<Arc<rustls::ClientConfig>, LinkError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let pem = read_pem(key, ca_path, "CERTIFICATE")?;
+    let bad = |problem: String| LinkError::Tls {
+        key,
+        path: ca_path.to_owned(),
+        problem,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("a certificate does not parse: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("a certificate cannot be trusted as a CA: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("no TLS version to use: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn read_pem(key: &'static str, path: &Path, what: &str) -> Result<Vec<u8>, LinkError> {
     let data = std::fs::read(path).map_err(|e| LinkError::Tls {
         key,
@@ -320,33 +354,6 @@ fn read_pem(key: &'static str, path: &Path, what: &str) -> Result<Vec<u8>, LinkE
         });
     }
     Ok(data)
-}
-
-/// The reconnect delay: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`],
-/// back to the start on every successful connection.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: BACKOFF_MIN }
-    }
-}
-
-impl Backoff {
-    /// The delay before the next attempt (and doubles the one after).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        d
-    }
-
-    /// Connected: start from the shortest delay again.
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
 }
 
 /// A connection error as a sentence for the staff: what happened and what
@@ -421,15 +428,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::default();
-        let seq: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(seq, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next_delay(), BACKOFF_MIN);
-    }
-
-    #[test]
     fn tls_errors_name_the_setting_as_the_user_spells_it() {
         let url = parse_broker_url("mqtts://b").unwrap();
         let e = LinkConfig::new(url.clone(), FLAG_KEYS).tls().unwrap_err();
@@ -438,6 +436,27 @@ mod tests {
         c.ca_file = Some("/nonexistent/ca.pem".into());
         let e = c.tls().unwrap_err();
         assert!(e.to_string().starts_with("mqtt.ca_file = "), "{e}");
+    }
+
+    #[test]
+    fn a_tls_client_names_the_ca_setting_it_was_given() {
+        let e = tls_client("hl7.ca_file", Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("hl7.ca_file = /nonexistent/ca.pem: cannot read"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("vigil-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("not-a-cert.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = tls_client("hl7.ca_file", &bad).unwrap_err();
+        assert!(e.to_string().starts_with("hl7.ca_file = "), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,9 +13,16 @@
 //! recognise repeats by MSH-10). An ACK of `AA`/`CA` moves on; `AE`/`AR`
 //! (`CE`/`CR`) stops with the receiver's reason: sending the same message
 //! again would be refused again.
+//!
+//! Over TLS ([`send_all_tls`], the live sink's `hl7.tls`): the same frames
+//! inside a TLS session (as MLLP over TLS receivers take them), the
+//! receiver's certificate checked against the configured CA for the host of
+//! `to` (its name or IP address); the handshake completes before the first
+//! message, so a certificate problem is reported as such.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 const START: u8 = 0x0B;
@@ -165,6 +172,74 @@ impl Default for SendOptions {
     }
 }
 
+/// A connection to the receiver, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Connects to `to`, and over TLS when `tls` is given (handshake done).
+fn open(
+    to: &str,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Conn> {
+    let tcp = connect(to, timeout)?;
+    let Some(config) = tls else {
+        return Ok(Conn::Plain(tcp));
+    };
+    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{host}` is not a TLS server name: {e}"),
+            )
+        })?
+        .to_owned();
+    let conn =
+        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the TLS handshake failed ({e}): check that the receiver speaks TLS and that its \
+                     certificate names {host} and is signed by the CA of hl7.ca_file"
+                ),
+            )
+        })?;
+    }
+    Ok(Conn::Tls(Box::new(s)))
+}
+
 fn connect(to: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
     for addr in to.to_socket_addrs()? {
@@ -181,7 +256,7 @@ fn connect(to: &str, timeout: Duration) -> std::io::Result<TcpStream> {
 }
 
 /// Sends one message on a stream and waits for its ACK.
-fn exchange(stream: &mut TcpStream, message: &str, id: &str) -> std::io::Result<Ack> {
+fn exchange(stream: &mut (impl Read + Write), message: &str, id: &str) -> std::io::Result<Ack> {
     stream.write_all(&frame(message))?;
     let mut de = Deframer::default();
     let mut buf = [0u8; 4096];
@@ -206,7 +281,18 @@ fn exchange(stream: &mut TcpStream, message: &str, id: &str) -> std::io::Result<
 /// Sends every message in order to `to` (`host:port`), each after the
 /// previous one was accepted; returns how many were sent.
 pub fn send_all(to: &str, messages: &[String], opts: SendOptions) -> Result<usize, MllpError> {
-    let mut stream: Option<TcpStream> = None;
+    send_all_tls(to, messages, opts, None)
+}
+
+/// Like [`send_all`], over TLS with this client configuration when given
+/// ([`crate::mqtt::link::tls_client`]).
+pub fn send_all_tls(
+    to: &str,
+    messages: &[String],
+    opts: SendOptions,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<usize, MllpError> {
+    let mut stream: Option<Conn> = None;
     for message in messages {
         let id = control_id(message).unwrap_or("").to_owned();
         let mut attempt = 0;
@@ -214,7 +300,7 @@ pub fn send_all(to: &str, messages: &[String], opts: SendOptions) -> Result<usiz
             attempt += 1;
             let result = match stream.take() {
                 Some(s) => Ok(s),
-                None => connect(to, opts.timeout),
+                None => open(to, opts.timeout, tls),
             }
             .and_then(|mut s| exchange(&mut s, message, &id).map(|a| (s, a)));
             match result {
