@@ -74,6 +74,7 @@ pub fn alarm_name(id: &str) -> AlarmName {
         "broker_unreachable" => ("cannot reach the displays", String::new()),
         "storage_failure" => ("cannot store alarms on disk", String::new()),
         "hl7_undelivered" => ("chart not reaching the EHR (HL7)", String::new()),
+        "hl7_backlog_failure" => ("cannot keep the unsent chart on disk (HL7)", String::new()),
         other => {
             return AlarmName {
                 text: format!("{subject} {}", other.replace('_', " "))

@@ -499,7 +499,7 @@ fn is_topic_safe(s: &str) -> bool {
 }
 
 /// The technical alarm priorities by their configuration name.
-fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 19] {
+fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 20] {
     [
         ("stale", &mut tp.stale),
         ("sensor_off", &mut tp.sensor_off),
@@ -520,6 +520,7 @@ fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priorit
         ("broker_link_unstable", &mut tp.broker_link_unstable),
         ("input_overload", &mut tp.input_overload),
         ("hl7_undelivered", &mut tp.hl7_undelivered),
+        ("hl7_backlog_failure", &mut tp.hl7_backlog_failure),
     ]
 }
 

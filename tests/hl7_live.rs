@@ -375,3 +375,29 @@ async fn live_hl7_over_tls_reaches_a_receiver_the_ca_signs_and_no_other() {
     let n = numbers(&got);
     assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
 }
+
+/// A backlog file that cannot be used (here the bed's state directory is a
+/// file) used to be a log line only: the chart went on in memory, to be lost
+/// at the next stop. Now `system.hl7_backlog_failure` is raised, and the
+/// chart still goes out.
+#[tokio::test(flavor = "current_thread")]
+async fn live_hl7_without_a_usable_backlog_file_raises_a_technical_alarm_and_still_sends() {
+    let state = temp_dir("hl7-no-backlog");
+    std::fs::create_dir_all(state.join("north")).unwrap();
+    std::fs::write(state.join("north").join("bed-4"), b"not a directory").unwrap();
+    let port = free_port();
+    let receiver = Receiver::listen(port);
+    let cfg =
+        config::parse(&config_text(port, &state, ""), "test").expect("valid test configuration");
+    let within = Duration::from_secs(20);
+    let mut daemon = start_with(cfg, None, |_| Vec::new());
+    start_session(&daemon, "KT-79").await;
+    daemon
+        .alarm("system.hl7_backlog_failure", Phase::Start, within)
+        .await;
+    assert!(
+        until(within, || !receiver.accepted().is_empty()).await,
+        "the chart goes out from memory"
+    );
+    daemon.stop().await;
+}

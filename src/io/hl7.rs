@@ -99,6 +99,7 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         tls,
     } = setup;
     let backlog = open_backlog(state_dir.as_deref(), &config.to);
+    let want_durable = state_dir.is_some();
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(queue);
     let (out_tx, out_rx) = std_mpsc::channel::<(u64, String)>();
     let first_number = backlog.next_number();
@@ -106,7 +107,16 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         let config = config.clone();
         std::thread::Builder::new()
             .name("vigil-hl7".into())
-            .spawn(move || send_loop(&config, tls.as_ref(), backlog, &out_rx, &system))
+            .spawn(move || {
+                send_loop(
+                    &config,
+                    tls.as_ref(),
+                    backlog,
+                    want_durable,
+                    &out_rx,
+                    &system,
+                )
+            })
             .expect("start the HL7 sender thread")
     };
     let interval = config.interval;
@@ -223,11 +233,13 @@ fn logged(r: Result<(), BacklogError>) {
 
 /// The sender thread: delivers messages in order, keeps the undelivered
 /// ones, raises and ends `system.hl7_undelivered` and, when the backlog
-/// overflows, `system.queue_overflow`.
+/// overflows, `system.queue_overflow`; `system.hl7_backlog_failure` while
+/// a backlog file was asked for (`want_durable`) and is not in use.
 fn send_loop(
     config: &Hl7Config,
     tls: Option<&Arc<rustls::ClientConfig>>,
     mut backlog: Backlog,
+    want_durable: bool,
     messages: &std_mpsc::Receiver<(u64, String)>,
     system: &mpsc::Sender<(SystemCondition, bool)>,
 ) {
@@ -238,6 +250,7 @@ fn send_loop(
     };
     let mut undelivered = false;
     let mut overflow = false;
+    let mut storage = false;
     let mut last_drop: Option<Instant> = None;
     let tell = |flag: &mut bool, cond: SystemCondition, on: bool| {
         if on != *flag {
@@ -247,6 +260,18 @@ fn send_loop(
     };
     let mut open = true;
     loop {
+        // A backlog file was asked for (a state directory) but cannot be
+        // used: what is undelivered would not survive a restart.
+        if want_durable && !backlog.durable() && !storage {
+            tracing::error!(
+                "hl7: the backlog file cannot be used: raising system.hl7_backlog_failure (check the state directory, mqtt.state_dir)"
+            );
+        }
+        tell(
+            &mut storage,
+            SystemCondition::Hl7BacklogFailure,
+            want_durable && !backlog.durable(),
+        );
         // What is waiting goes out first, in order.
         while let Some(p) = backlog.front() {
             match mllp::send_all_tls(&config.to, std::slice::from_ref(&p.message), opts, tls) {

@@ -174,6 +174,7 @@ pub fn encode_record(at: Instant, record: &Record, out: &mut Vec<u8>) {
                     SystemCondition::LinkUnstable => 5,
                     SystemCondition::InputOverload => 6,
                     SystemCondition::Hl7Undelivered => 7,
+                    SystemCondition::Hl7BacklogFailure => 8,
                 });
                 out.push(u8::from(*present));
             }
@@ -244,6 +245,7 @@ pub fn decode_record(data: &[u8]) -> Result<(Timed, usize), RecordError> {
                 5 => SystemCondition::LinkUnstable,
                 6 => SystemCondition::InputOverload,
                 7 => SystemCondition::Hl7Undelivered,
+                8 => SystemCondition::Hl7BacklogFailure,
                 _ => return Err(RecordError::Malformed("system condition")),
             };
             Record::Input(Input::System {

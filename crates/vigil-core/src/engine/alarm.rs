@@ -160,6 +160,9 @@ pub enum Condition {
     /// The chart does not reach the HL7 receiver (`[hl7]`): it is
     /// unreachable, does not acknowledge, or refuses the messages.
     Hl7Undelivered,
+    /// The HL7 backlog file cannot be written: undelivered chart messages
+    /// are held in memory only (lost if vigil stops).
+    Hl7BacklogFailure,
 }
 
 impl Condition {
@@ -167,7 +170,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 28] = [
+    pub const ALL: [Condition; 29] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -196,9 +199,10 @@ impl Condition {
         Condition::InputOverload,
         Condition::Questionable,
         Condition::Hl7Undelivered,
+        Condition::Hl7BacklogFailure,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -248,6 +252,7 @@ impl Condition {
             Condition::InputOverload => "input_overload",
             Condition::Questionable => "questionable",
             Condition::Hl7Undelivered => "hl7_undelivered",
+            Condition::Hl7BacklogFailure => "hl7_backlog_failure",
         }
     }
 

@@ -373,6 +373,9 @@ pub enum SystemCondition {
     /// The live HL7 sink's messages do not reach the receiver (unreachable,
     /// no ACK, or refused).
     Hl7Undelivered,
+    /// The live HL7 sink's backlog file cannot be written: undelivered
+    /// chart messages are held in memory only.
+    Hl7BacklogFailure,
 }
 
 /// Why a command was rejected.

@@ -435,6 +435,7 @@ impl Engine {
             SystemCondition::LinkUnstable => Condition::LinkUnstable,
             SystemCondition::InputOverload => Condition::InputOverload,
             SystemCondition::Hl7Undelivered => Condition::Hl7Undelivered,
+            SystemCondition::Hl7BacklogFailure => Condition::Hl7BacklogFailure,
         };
         let idx = self.index(AlarmId {
             subject: Subject::System,
@@ -1684,6 +1685,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::LinkUnstable => t.broker_link_unstable,
                 Condition::InputOverload => t.input_overload,
                 Condition::Hl7Undelivered => t.hl7_undelivered,
+                Condition::Hl7BacklogFailure => t.hl7_backlog_failure,
                 _ => Priority::Low,
             };
             // Damage found once, or a monitor that restarted, stays on the

@@ -178,7 +178,8 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
                     SystemCondition::LinkUnstable,
                     SystemCondition::InputOverload,
                     SystemCondition::Hl7Undelivered,
-                ][a as usize % 8];
+                    SystemCondition::Hl7BacklogFailure,
+                ][a as usize % 9];
                 e.handle_system(now, c, present);
             }
             Input::Timeout => {

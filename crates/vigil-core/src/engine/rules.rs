@@ -266,6 +266,8 @@ pub struct TechnicalPriorities {
     pub input_overload: Priority,
     /// The live HL7 sink's messages do not reach the receiver.
     pub hl7_undelivered: Priority,
+    /// The live HL7 sink's backlog file cannot be written.
+    pub hl7_backlog_failure: Priority,
 }
 
 /// Which side of the NIBP `low`/`high` tier needs a second measurement.
@@ -500,6 +502,7 @@ impl Default for EngineConfig {
                 broker_link_unstable: High,
                 input_overload: Medium,
                 hl7_undelivered: Low,
+                hl7_backlog_failure: Low,
             },
             technical_delay: secs(5),
             realert_after: mins(2),
