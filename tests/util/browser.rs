@@ -196,15 +196,17 @@ pub fn http_get(port: u16, path: &str) -> String {
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
         }
-        // Stop at Content-Length when the server keeps the connection.
-        let text = String::from_utf8_lossy(&out);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+        // Stop at Content-Length when the server keeps the connection. In
+        // bytes: a read may end inside a multi-byte character, which a lossy
+        // text conversion would count as three bytes and so stop early.
+        if let Some(at) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..at]);
             let len = head.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 k.eq_ignore_ascii_case("content-length")
                     .then(|| v.trim().parse::<usize>().ok())?
             });
-            if len.is_some_and(|n| body.len() >= n) {
+            if len.is_some_and(|n| out.len() - (at + 4) >= n) {
                 break;
             }
         }
