@@ -262,16 +262,13 @@ fn send_loop(
     loop {
         // A backlog file was asked for (a state directory) but cannot be
         // used: what is undelivered would not survive a restart.
-        if want_durable && !backlog.durable() && !storage {
+        let failing = want_durable && !backlog.durable();
+        if failing && !storage {
             tracing::error!(
                 "hl7: the backlog file cannot be used: raising system.hl7_backlog_failure (check the state directory, mqtt.state_dir)"
             );
         }
-        tell(
-            &mut storage,
-            SystemCondition::Hl7BacklogFailure,
-            want_durable && !backlog.durable(),
-        );
+        tell(&mut storage, SystemCondition::Hl7BacklogFailure, failing);
         // What is waiting goes out first, in order.
         while let Some(p) = backlog.front() {
             match mllp::send_all_tls(&config.to, std::slice::from_ref(&p.message), opts, tls) {
