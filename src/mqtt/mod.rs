@@ -64,6 +64,7 @@ pub mod journal;
 pub mod link;
 pub mod outbox;
 pub mod payload;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 
