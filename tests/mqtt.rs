@@ -790,3 +790,121 @@ async fn commands_are_answered_on_their_response_topic_and_bad_ones_refused() {
     );
     daemon.stop().await;
 }
+
+async fn display_link(
+    port: u16,
+    id: &str,
+    bed: &vigil::display::feed::BedKey,
+) -> std::sync::Arc<vigil::display::link::Shared> {
+    use vigil::display::{feed, link, state};
+    use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
+    let settings = link::LinkSettings {
+        link: LinkConfig::new(
+            parse_broker_url(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+            FLAG_KEYS,
+        ),
+        client_id: id.into(),
+        persistent: false,
+        topics: feed::Topics::new(feed::DEFAULT_PREFIX).unwrap(),
+        beds: vec![bed.clone()],
+        protocol: None,
+    };
+    let board = state::Board::new(state::Settings::default(), std::slice::from_ref(bed));
+    let (shared, _task) = link::spawn(settings, board).unwrap();
+    let deadline = tokio::time::Instant::now() + SECS(10);
+    while !shared.board().view(std::time::SystemTime::now()).beds[0].live {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the display never saw the bed live over MQTT {}: {:?}",
+            shared.protocol(),
+            shared.board().view(std::time::SystemTime::now()).banner
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shared
+}
+
+async fn wait_result(shared: &vigil::display::link::Shared, id: &str) -> &'static str {
+    let deadline = tokio::time::Instant::now() + SECS(10);
+    loop {
+        let view = shared.board().view(std::time::SystemTime::now());
+        if let Some(r) = view.beds[0]
+            .result
+            .as_ref()
+            .filter(|r| r.id == id && r.outcome != "pending")
+        {
+            return r.outcome;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result for {id}: {view:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The displays' link speaks MQTT 5 to Mosquitto: a command names the
+/// display's response topic and carries its request id as correlation
+/// data, and a result is matched by its correlation data (here one whose
+/// payload names another id). On the embedded broker (MQTT 3.1.1 only) the
+/// link falls back to 3.1.1 and commands still round trip on `cmd/result`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_display_link_speaks_mqtt_5_and_falls_back_to_3_1_1() {
+    use vigil::display::feed::{BedCommand, BedKey};
+    use vigil::mqtt::wire::Protocol;
+    let dir = temp_dir("mqtt-display-v5");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-dv5/";
+    let bed = BedKey::new("test-clinic", "bed-dv5");
+    let mut watcher =
+        Client5::connect(broker.port, "display-dv5-watch", &format!("{prefix}cmd")).await;
+    let tty = dir.join("ttyDV5");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-dv5", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let shared = display_link(broker.port, "station-dv5", &bed).await;
+    assert_eq!(shared.protocol(), Protocol::V5);
+    let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    let sent = watcher.next("/cmd", SECS(5), |_| true).await;
+    assert_eq!(
+        sent.response_topic.as_deref(),
+        Some(format!("{prefix}cmd/result/station-dv5").as_str()),
+        "{sent:?}"
+    );
+    assert_eq!(sent.correlation.as_deref(), Some(id.as_bytes()), "{sent:?}");
+    wait_result(&shared, &id).await;
+
+    // Matched by the correlation data, not the payload's id.
+    let id2 = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    daemon.stop().await;
+    let forged = json!({"schema_version": 1, "seq": 1, "time": now_rfc3339(), "id": "someone-else",
+        "command": "resume_audio", "result": "rejected", "reason": "matched by correlation"});
+    watcher
+        .request(
+            &format!("{prefix}cmd/result/station-dv5"),
+            &forged,
+            "unused",
+            id2.as_bytes(),
+        )
+        .await;
+    assert_eq!(wait_result(&shared, &id2).await, "rejected");
+
+    // The embedded broker speaks 3.1.1 only.
+    let port = crate::util::mqtt::free_port();
+    let tty = dir.join("ttyDV4");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        port,
+        &dir.join("state-emb"),
+        "bed-dv5",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("embedded = false", "embedded = true");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let shared = display_link(port, "station-dv4", &bed).await;
+    assert_eq!(shared.protocol(), Protocol::V311);
+    let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    wait_result(&shared, &id).await;
+    daemon.stop().await;
+}

@@ -243,8 +243,9 @@ pub struct Failure {
     pub explained: String,
     /// The broker sent a packet over the limit (its size).
     pub oversized: Option<usize>,
-    /// The broker answered in a way that says it does not speak this
-    /// protocol version (refused, or hung up on the CONNECT).
+    /// The broker answered in a way that says it may not speak this
+    /// protocol version (refused it, or hung up on the connection); the
+    /// caller trusts it only before the first CONNACK.
     pub wrong_protocol: bool,
 }
 
@@ -335,12 +336,25 @@ impl EventLoop {
                             }
                             _ => None,
                         };
-                        let wrong_protocol = matches!(
-                            e,
-                            C::ConnectionRefused(
-                                R::UnsupportedProtocolVersion | R::RefusedProtocolVersion
-                            ) | C::NotConnAck(_)
+                        // A 3.1.1-only broker refuses the version, or
+                        // hangs up on the CONNECT (rumqttd does).
+                        let hung_up = matches!(
+                            &e,
+                            C::Io(io) if matches!(
+                                io.kind(),
+                                std::io::ErrorKind::UnexpectedEof
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::ConnectionAborted
+                            )
                         );
+                        let wrong_protocol = hung_up
+                            || matches!(
+                                e,
+                                C::ConnectionRefused(
+                                    R::UnsupportedProtocolVersion | R::RefusedProtocolVersion
+                                ) | C::NotConnAck(_)
+                                    | C::MqttState(S::ConnectionAborted | S::Deserialization(_))
+                            );
                         Err(Failure {
                             detail: e.to_string(),
                             explained: explain_v5(&e, url),

@@ -754,6 +754,7 @@ pub struct Msg5 {
     pub json: Value,
     /// Message expiry interval left, seconds.
     pub expiry: Option<u32>,
+    pub response_topic: Option<String>,
     pub correlation: Option<Vec<u8>>,
 }
 
@@ -793,6 +794,7 @@ impl Client5 {
                             retained: p.retain,
                             json: serde_json::from_slice(&p.payload).unwrap_or(Value::Null),
                             expiry: props.message_expiry_interval,
+                            response_topic: props.response_topic,
                             correlation: props.correlation_data.map(|b| b.to_vec()),
                         };
                         if tx.send(msg).is_err() {
