@@ -250,11 +250,13 @@ pub struct Failure {
 }
 
 /// The event loop; poll it in a task of its own.
+// One per link, for the life of the process: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum EventLoop {
     /// MQTT 3.1.1.
     V311(rumqttc::EventLoop),
     /// MQTT 5.
-    V5(Box<five::EventLoop>),
+    V5(five::EventLoop),
 }
 
 impl EventLoop {
@@ -467,7 +469,7 @@ pub fn connect(
             net.set_connection_timeout(5);
             opts.set_network_options(net);
             let (client, eventloop) = five::AsyncClient::new(opts, session.request_queue);
-            Ok((Client::V5(client), EventLoop::V5(Box::new(eventloop))))
+            Ok((Client::V5(client), EventLoop::V5(eventloop)))
         }
     }
 }
