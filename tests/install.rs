@@ -99,6 +99,36 @@ fn check_config_refuses_what_run_refuses() {
         )),
         "{stderr}"
     );
+
+    // A valid file that names a CA file that is not there: start-up refuses
+    // it, and so does check-config now (it used to say "valid").
+    let missing = dir.join("no-such-ca.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "[site]\nsite = \"north-clinic\"\nbed = \"room-2\"\n\n[[source]]\nname = \"monitor\"\n\
+             protocol = \"vigil-line\"\nserial = \"/dev/ttyS0\"\n\n[mqtt]\nembedded = false\n\
+             broker = \"mqtts://127.0.0.1:8883\"\nca_file = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = vigil(&["check-config", path]);
+    let (stdout, checked) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{checked}");
+    assert!(!stdout.contains("valid"), "{stdout}");
+    assert!(checked.contains("not ready to run: 1 file(s)"), "{checked}");
+    assert!(
+        checked.contains("mqtt.ca_file") && checked.contains("no-such-ca.pem"),
+        "{checked}"
+    );
+    let out = vigil(&["run", "--config", path]);
+    let (_, ran) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{ran}");
+    assert!(
+        ran.contains("mqtt.ca_file") && ran.contains("no-such-ca.pem"),
+        "{ran}"
+    );
 }
 
 #[test]

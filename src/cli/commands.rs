@@ -198,6 +198,32 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             for w in &config::readiness(&cfg).warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }
+            // The files start-up reads and refuses to run without.
+            let mut unreadable = Vec::new();
+            if let Err(e) = vigil::mqtt::check_link_files(&cfg.mqtt) {
+                unreadable.push(e.to_string());
+            }
+            if let Some(ca) = cfg
+                .hl7
+                .as_ref()
+                .filter(|h| h.tls)
+                .and_then(|h| h.ca_file.as_ref())
+            {
+                if let Err(e) = vigil::mqtt::link::tls_client("hl7.ca_file", ca) {
+                    unreadable.push(e.to_string());
+                }
+            }
+            if !unreadable.is_empty() {
+                eprintln!(
+                    "{}: not ready to run: {} file(s) it names cannot be used:",
+                    file.display(),
+                    unreadable.len()
+                );
+                for e in &unreadable {
+                    eprintln!("  {e}");
+                }
+                return Ok(ExitCode::from(2));
+            }
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,

@@ -96,6 +96,51 @@ enum Net {
     Down(String, oneshot::Sender<()>),
 }
 
+/// The link to the external broker `mqtt.broker` names.
+fn broker_link(cfg: &MqttConfig) -> Result<LinkConfig, LinkError> {
+    let url = parse_broker_url(&cfg.broker).map_err(|why| LinkError::Broker {
+        key: CONFIG_KEYS.broker,
+        url: cfg.broker.clone(),
+        why,
+    })?;
+    Ok(LinkConfig {
+        url,
+        credentials_file: cfg.credentials_file.clone(),
+        ca_file: cfg.ca_file.clone(),
+        client_cert: cfg.client_cert.clone(),
+        client_key: cfg.client_key.clone(),
+        keys: CONFIG_KEYS,
+    })
+}
+
+/// Reads the files the broker link needs (credentials, CA, client
+/// certificate and key) as start-up does, without connecting: what
+/// `vigil check-config` adds to the configuration's own checks. Nothing
+/// to read for the embedded broker but the credentials file.
+pub fn check_link_files(cfg: &MqttConfig) -> Result<(), LinkError> {
+    if !cfg.enabled {
+        return Ok(());
+    }
+    let link = if cfg.embedded {
+        LinkConfig {
+            credentials_file: cfg.credentials_file.clone(),
+            ..LinkConfig::new(
+                BrokerUrl {
+                    tls: false,
+                    host: "127.0.0.1".into(),
+                    port: cfg.listen.port(),
+                },
+                CONFIG_KEYS,
+            )
+        }
+    } else {
+        broker_link(cfg)?
+    };
+    link.credentials()?;
+    link.tls()?;
+    Ok(())
+}
+
 /// Starts the MQTT thread (and the embedded broker when configured);
 /// returns the sink the driver feeds.
 pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
@@ -128,19 +173,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
             }
         }
     } else {
-        let url = parse_broker_url(&cfg.broker).map_err(|why| LinkError::Broker {
-            key: CONFIG_KEYS.broker,
-            url: cfg.broker.clone(),
-            why,
-        })?;
-        LinkConfig {
-            url,
-            credentials_file: cfg.credentials_file.clone(),
-            ca_file: cfg.ca_file.clone(),
-            client_cert: cfg.client_cert.clone(),
-            client_key: cfg.client_key.clone(),
-            keys: CONFIG_KEYS,
-        }
+        broker_link(cfg)?
     };
     let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
     let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);

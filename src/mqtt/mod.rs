@@ -78,7 +78,7 @@ pub mod wire;
 
 use std::path::{Path, PathBuf};
 
-pub use client::{spawn, MqttSetup, COMMAND_MAX_BYTES, LINK_MAX_PACKET};
+pub use client::{check_link_files, spawn, MqttSetup, COMMAND_MAX_BYTES, LINK_MAX_PACKET};
 
 use crate::config::StateDir;
 
