@@ -844,6 +844,172 @@ async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
     daemon.stop().await;
 }
 
+/// Every alarm event `sub` receives is added to `seen` as (epoch,
+/// stream_seq); returns the first one `pred` accepts.
+async fn record_alarms_until(
+    sub: &mut Subscriber,
+    seen: &mut Vec<(String, u64)>,
+    within: Duration,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let m = tokio::time::timeout_at(deadline, sub.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no matching alarm event within {within:?}"))
+            .expect("subscriber running");
+        if !m.topic.ends_with("/alarms") {
+            continue;
+        }
+        seen.push((
+            m.json["epoch"].as_str().unwrap_or_default().to_owned(),
+            m.json["stream_seq"].as_u64().unwrap_or_default(),
+        ));
+        if pred(&m.json) {
+            return m.json;
+        }
+    }
+}
+
+/// SpO2 80 then 97: waits for `spo2.critical_low` to start and end (every
+/// alarm event kept in `seen`); returns the start and whether
+/// `system.journal_failure` came meanwhile.
+async fn desaturate(
+    monitor: &mut Monitor,
+    display: &mut Subscriber,
+    seen: &mut Vec<(String, u64)>,
+) -> (Value, bool) {
+    let failed = std::cell::Cell::new(false);
+    let wait = |phase: &'static str| {
+        let failed = &failed;
+        move |j: &Value| {
+            if j["alarm"]["id"] == "system.journal_failure" {
+                failed.set(true);
+            }
+            j["alarm"]["id"] == "spo2.critical_low" && j["alarm"]["phase"] == phase
+        }
+    };
+    monitor.send(b"spo2 80\n");
+    let start = record_alarms_until(display, seen, SECS(10), wait("start")).await;
+    monitor.send(b"spo2 97\n");
+    record_alarms_until(display, seen, SECS(10), wait("end")).await;
+    (start, failed.get())
+}
+
+/// When the kernel remounts the state directory read-only at run time, the
+/// journal fails and the `epoch` file cannot be removed either. A restart in
+/// the same boot used to continue the epoch from the journal's counters and
+/// number its alarm events over the ones held in memory only, which a
+/// display drops as duplicates. Now the epoch is noted in the runtime
+/// directory and the restart starts a new one.
+///
+/// Linux refuses to remount a file system read-only while files are open
+/// for writing on it (the daemon's journal), which the kernel's own
+/// remount after errors does not. So the test plays it in two steps: the
+/// journal's disk fills (its writes fail), and a read-only copy of the
+/// bed's directory is mounted over it (removing `epoch` fails with EROFS).
+/// Unmounting the copy and freeing the space is the repair.
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_only_remount_at_run_time_never_lets_a_restart_reuse_stream_numbers() {
+    let dir = temp_dir("fault-ro-remount");
+    let disk = TmpFs::mount(&dir.join("state"), "size=1m");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-remount/";
+    let mut display =
+        Subscriber::connect(broker.port, "display-remount", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyREMOUNT");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &disk.path, "bed-remount", "");
+    let is = |id: &'static str, phase: &'static str| {
+        move |j: &Value| j["alarm"]["id"] == id && j["alarm"]["phase"] == phase
+    };
+    let mut before = Vec::new();
+
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    let (first, _) = desaturate(&mut monitor, &mut display, &mut before).await;
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+
+    // Read-only under the running daemon: what it raises now is numbered
+    // in memory only.
+    let bed_dir = disk.path.join("test-clinic/bed-remount");
+    let files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(&bed_dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    let filler = disk.fill();
+    let read_only = TmpFs::mount(&bed_dir, "size=1m");
+    for (name, bytes) in &files {
+        std::fs::write(bed_dir.join(name), bytes).unwrap();
+    }
+    read_only.remount("ro");
+    // Alarms until the journal's last page is full and its write fails,
+    // then a few more held in memory only.
+    let mut failed_at = None;
+    for i in 0..100 {
+        let (_, failed) = desaturate(&mut monitor, &mut display, &mut before).await;
+        if failed {
+            failed_at.get_or_insert(i);
+        }
+        if failed_at.is_some_and(|f| i >= f + 3) {
+            break;
+        }
+    }
+    assert!(
+        failed_at.is_some(),
+        "the journal never failed on a full disk"
+    );
+    assert!(
+        bed_dir.join("epoch").exists(),
+        "the epoch file of a read-only directory cannot go"
+    );
+    daemon.stop().await;
+    while let Ok(Some(m)) =
+        tokio::time::timeout(Duration::from_millis(300), display.rx.recv()).await
+    {
+        if m.topic.ends_with("/alarms") {
+            before.push((
+                m.json["epoch"].as_str().unwrap_or_default().to_owned(),
+                m.json["stream_seq"].as_u64().unwrap_or_default(),
+            ));
+        }
+    }
+
+    // Repaired before the journal could be reopened, and the daemon
+    // started again in the same boot.
+    drop(read_only);
+    std::fs::remove_file(filler).unwrap();
+    assert!(bed_dir.join("epoch").exists());
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    monitor.send(b"spo2 80\n");
+    let mut after = Vec::new();
+    let again = record_alarms_until(
+        &mut display,
+        &mut after,
+        SECS(10),
+        is("spo2.critical_low", "start"),
+    )
+    .await;
+    for key in &after {
+        assert!(
+            !before.contains(key),
+            "the restart reused {key:?}, already used by the run before it (numbers seen: {before:?})"
+        );
+    }
+    assert_ne!(
+        again["epoch"], epoch,
+        "a new epoch after the read-only stretch: {again}"
+    );
+    daemon.stop().await;
+}
+
 /// A byte flood that outruns the recorder used to raise
 /// `system.storage_failure` (which never ended) although the disk was fine.
 /// Now it raises `system.input_overload`, monitoring goes on, and no

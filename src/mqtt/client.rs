@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::journal::{Class, JournalError, SeqFile, SeqStart, Stream};
+use super::journal::{Class, EpochMarks, JournalError, SeqFile, SeqStart, Stream};
 use super::link::{
     parse_broker_url, Backoff, BrokerUrl, LinkConfig, LinkError, BACKOFF_MAX, CONFIG_KEYS,
 };
@@ -167,7 +167,8 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
             loaded
         }
     };
-    let (seq, start) = match SeqFile::open(&state_dir, outbox.seq_floor()) {
+    let marks = EpochMarks::from_env();
+    let (seq, start) = match SeqFile::open(&state_dir, outbox.seq_floor(), &marks) {
         Ok(x) => x,
         Err(e) => {
             let why = format!("the state directory cannot be written ({e})");
@@ -443,6 +444,9 @@ struct Publisher {
     /// Whether the journal on disk was read at start-up (else it is set
     /// aside, never overwritten, when the journal is reopened).
     journal_read: bool,
+    /// Where an epoch that cannot be withdrawn from a read-only state
+    /// directory is noted.
+    marks: EpochMarks,
 }
 
 /// A condition the publisher reports to the driver, retried until it fits
@@ -518,6 +522,7 @@ impl Publisher {
             journal_health: Health::default(),
             reopen_at: None,
             journal_read: true,
+            marks: EpochMarks::from_env(),
         }
     }
 
@@ -682,12 +687,22 @@ impl Publisher {
             // vigil stop before the journal is back, the next run must not
             // continue this epoch (it would number over them). Removing a
             // file works on a full disk; the reopen writes it back.
-            if let Err(e) = std::fs::remove_file(self.state_dir.join("epoch")) {
+            // On a read-only disk even that fails: the epoch is noted in
+            // the runtime directory instead (see EpochMarks).
+            let epoch_file = self.state_dir.join("epoch");
+            if let Err(e) = std::fs::remove_file(&epoch_file) {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(
-                        "cannot remove {} ({e}): a restart before the journal is back may number over messages held in memory",
-                        self.state_dir.join("epoch").display()
-                    );
+                    match self.marks.distrust(self.seq.epoch()) {
+                        Ok(note) => tracing::warn!(
+                            "cannot remove {} ({e}): noted in {} instead, so a restart in this boot starts a new epoch",
+                            epoch_file.display(),
+                            note.display()
+                        ),
+                        Err(why) => tracing::error!(
+                            "cannot remove {} ({e}) nor note the epoch in the runtime directory ({why}): a restart before the journal is back may number over messages held in memory",
+                            epoch_file.display()
+                        ),
+                    }
                 }
             }
             self.storage.want = true;
@@ -711,6 +726,9 @@ impl Publisher {
             .and_then(|()| self.seq.attach(&dir, self.last_seq + 1));
         match result {
             Ok(()) => {
+                // Journaled again, everything the outbox holds included:
+                // the epoch may be continued.
+                self.marks.clear(self.seq.epoch());
                 if !self.journal_read {
                     tracing::warn!(
                         "the outbox journal that could not be read at start-up is kept as {}",

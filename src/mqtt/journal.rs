@@ -56,7 +56,9 @@
 //! `running` with another boot id knows that the previous run may have lost
 //! its last group-commit window ([`PreviousRun::may_have_lost`]).
 //!
-//! The sequence reservation (`seq` file) lives here too: see [`SeqFile`].
+//! The sequence reservation (`seq` file) lives here too: see [`SeqFile`],
+//! and the note a run leaves outside a read-only state directory when its
+//! epoch can no longer be trusted: see [`EpochMarks`].
 //!
 //! The same format, under the name `hl7.journal` ([`Journal::open_named`]),
 //! keeps the live HL7 sink's undelivered messages across restarts
@@ -745,7 +747,14 @@ impl SeqFile {
     /// Reads the previous limit and epoch and reserves the first block of
     /// this run. `floor`: the first number above every `seq` still held in
     /// the outbox journal (the base never goes below it).
-    pub fn open(dir: &Path, floor: u64) -> Result<(SeqFile, SeqStart), JournalError> {
+    /// An epoch that `marks` distrusts (an earlier run in this boot numbered
+    /// messages in memory while the directory was read-only) is not
+    /// continued either.
+    pub fn open(
+        dir: &Path,
+        floor: u64,
+        marks: &EpochMarks,
+    ) -> Result<(SeqFile, SeqStart), JournalError> {
         std::fs::create_dir_all(dir).map_err(io("cannot create state directory", dir))?;
         let path = dir.join("seq");
         let epoch_path = dir.join("epoch");
@@ -757,8 +766,17 @@ impl SeqFile {
         let old_epoch = read(&epoch_path)?
             .map(|s| s.trim().to_owned())
             .filter(|s| valid_epoch(s));
+        let distrusted = old_epoch.as_deref().and_then(|e| marks.distrusted(e));
         let (base, start) = match (read(&path)?, &old_epoch) {
             (Some(text), _) => match text.trim().parse::<u64>() {
+                Ok(n) if distrusted.is_some() => (
+                    n,
+                    SeqStart::Untrusted(format!(
+                        "an earlier run numbered messages it could not journal while {} was read-only (noted in {})",
+                        dir.display(),
+                        distrusted.as_ref().map_or(String::new(), |p| p.display().to_string())
+                    )),
+                ),
                 Ok(n) if old_epoch.is_some() => (n, SeqStart::Continued),
                 Ok(n) => (
                     n,
@@ -781,9 +799,12 @@ impl SeqFile {
         };
         let epoch = match (&start, old_epoch) {
             (SeqStart::Continued, Some(e)) => e,
-            _ => {
+            (_, old) => {
                 let e = crate::random::hex(8)?;
                 write_synced(&epoch_path, &format!("{e}\n"))?;
+                if let Some(old) = old {
+                    marks.clear(&old);
+                }
                 e
             }
         };
@@ -864,6 +885,78 @@ impl SeqFile {
     }
 }
 
+/// Epochs that must not be continued, noted outside the state directory.
+///
+/// When the outbox journal fails, the messages numbered from then on exist
+/// in memory only, so the next run must not continue the epoch: it would
+/// number over them and displays would drop its messages as old. vigil
+/// removes the `epoch` file to say so, which works on a full disk but not
+/// on a read-only one. Then it notes the epoch here instead, in a directory
+/// on another file system that stays writable: systemd's runtime directory
+/// (`RuntimeDirectory=vigil`, `$RUNTIME_DIRECTORY`), else
+/// `$XDG_RUNTIME_DIR`, else `/dev/shm`. These are memory file systems,
+/// emptied at boot; a reboot instead counts as a possible power cut (see
+/// the run file), whose skip covers the unsynced appends but not a long
+/// read-only stretch: see docs/mqtt.md.
+#[derive(Clone, Debug)]
+pub struct EpochMarks {
+    dir: Option<PathBuf>,
+}
+
+impl EpochMarks {
+    /// The runtime directory of this process's environment.
+    pub fn from_env() -> EpochMarks {
+        let dir = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
+            .iter()
+            .filter_map(std::env::var_os)
+            // systemd may list several directories, separated by colons.
+            .filter_map(|v| {
+                v.to_str()
+                    .and_then(|v| v.split(':').next())
+                    .map(PathBuf::from)
+            })
+            .find(|p| p.is_absolute() && p.is_dir())
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
+        EpochMarks { dir }
+    }
+
+    /// Marks kept in `dir` (tests).
+    pub fn at(dir: &Path) -> EpochMarks {
+        EpochMarks {
+            dir: Some(dir.to_owned()),
+        }
+    }
+
+    fn path(&self, epoch: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        valid_epoch(epoch).then(|| dir.join(format!("vigil-epoch-{epoch}.untrusted")))
+    }
+
+    /// Notes that `epoch` must not be continued; returns where.
+    pub fn distrust(&self, epoch: &str) -> std::io::Result<PathBuf> {
+        let path = self.path(epoch).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no runtime directory (set RuntimeDirectory=vigil in the service unit)",
+            )
+        })?;
+        std::fs::write(&path, format!("{epoch}\n"))?;
+        Ok(path)
+    }
+
+    /// Where `epoch` is noted as not to be continued, if it is.
+    pub fn distrusted(&self, epoch: &str) -> Option<PathBuf> {
+        self.path(epoch).filter(|p| p.exists())
+    }
+
+    /// Forgets the note on `epoch` (its journal is back, or it was left).
+    pub fn clear(&self, epoch: &str) {
+        if let Some(p) = self.path(epoch) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// An epoch as vigil writes it: 16 lowercase hex digits.
 fn valid_epoch(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
@@ -892,6 +985,11 @@ mod tests {
         let d = std::env::temp_dir().join(format!("vigil-journal-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// Marks in a directory of their own (empty).
+    fn no_marks() -> EpochMarks {
+        EpochMarks { dir: None }
     }
 
     fn msg(id: u64) -> Entry {
@@ -1103,13 +1201,13 @@ mod tests {
     #[test]
     fn sequence_numbers_never_go_back_across_restarts() {
         let dir = temp("seq");
-        let (mut a, start) = SeqFile::open(&dir, 0).unwrap();
+        let (mut a, start) = SeqFile::open(&dir, 0, &no_marks()).unwrap();
         assert_eq!(start, SeqStart::Fresh);
         assert_eq!(a.publish(1).unwrap(), 1);
         let big = a.publish(SeqFile::BLOCK + 5).unwrap();
         let epoch = a.epoch().to_owned();
         drop(a);
-        let (mut b, start) = SeqFile::open(&dir, 0).unwrap();
+        let (mut b, start) = SeqFile::open(&dir, 0, &no_marks()).unwrap();
         assert_eq!(start, SeqStart::Continued);
         assert_eq!(b.epoch(), epoch, "the same stream goes on");
         assert!(b.publish(1).unwrap() > big);
@@ -1118,12 +1216,12 @@ mod tests {
     #[test]
     fn an_untrustworthy_seq_file_starts_a_new_epoch_never_a_silent_zero() {
         let dir = temp("seq-bad");
-        let (a, _) = SeqFile::open(&dir, 0).unwrap();
+        let (a, _) = SeqFile::open(&dir, 0, &no_marks()).unwrap();
         let first = a.epoch().to_owned();
         drop(a);
         // A byte flip in the seq file.
         std::fs::write(dir.join("seq"), "2O00000\n").unwrap();
-        let (b, start) = SeqFile::open(&dir, 0).unwrap();
+        let (b, start) = SeqFile::open(&dir, 0, &no_marks()).unwrap();
         assert!(
             matches!(&start, SeqStart::Untrusted(why) if why.contains("does not hold a number")),
             "{start:?}"
@@ -1133,7 +1231,7 @@ mod tests {
         drop(b);
         // The seq file deleted, the epoch kept.
         std::fs::remove_file(dir.join("seq")).unwrap();
-        let (c, start) = SeqFile::open(&dir, 7).unwrap();
+        let (c, start) = SeqFile::open(&dir, 7, &no_marks()).unwrap();
         assert!(
             matches!(&start, SeqStart::Untrusted(why) if why.contains("missing")),
             "{start:?}"
@@ -1141,8 +1239,39 @@ mod tests {
         assert_ne!(c.epoch(), second);
         assert_eq!(c.base(), 7, "never below what the journal still holds");
         // A new directory altogether.
-        let (d, start) = SeqFile::open(&temp("seq-new"), 0).unwrap();
+        let (d, start) = SeqFile::open(&temp("seq-new"), 0, &no_marks()).unwrap();
         assert_eq!(start, SeqStart::Fresh);
         assert_ne!(d.epoch(), c.epoch());
+    }
+
+    #[test]
+    fn an_epoch_noted_as_untrusted_is_not_continued() {
+        let dir = temp("seq-marked");
+        let marks_dir = temp("seq-marks");
+        std::fs::create_dir_all(&marks_dir).unwrap();
+        let marks = EpochMarks::at(&marks_dir);
+        let (a, _) = SeqFile::open(&dir, 0, &marks).unwrap();
+        let first = a.epoch().to_owned();
+        drop(a);
+        // Another epoch's note changes nothing.
+        marks.distrust("0123456789abcdef").unwrap();
+        let (b, start) = SeqFile::open(&dir, 0, &marks).unwrap();
+        assert_eq!((start, b.epoch()), (SeqStart::Continued, first.as_str()));
+        drop(b);
+        // The run's epoch noted (its journal failed on a read-only disk).
+        let note = marks.distrust(&first).unwrap();
+        let (c, start) = SeqFile::open(&dir, 0, &marks).unwrap();
+        assert!(
+            matches!(&start, SeqStart::Untrusted(why) if why.contains("read-only")),
+            "{start:?}"
+        );
+        assert_ne!(c.epoch(), first);
+        assert!(!note.exists(), "the note is spent once the epoch is left");
+        let second = c.epoch().to_owned();
+        drop(c);
+        let (d, start) = SeqFile::open(&dir, 0, &marks).unwrap();
+        assert_eq!((start, d.epoch()), (SeqStart::Continued, second.as_str()));
+        // Only what vigil writes names a note.
+        assert!(marks.distrust("../../etc/x").is_err());
     }
 }
