@@ -2351,7 +2351,8 @@ mod tests {
             70,
         );
         let h = &b.view(t(71)).beds[0].history;
-        let rows: Vec<(&str, &str, u64, Option<u64>, Vec<(&str, u64)>)> = h
+        type Row<'a> = (&'a str, &'a str, u64, Option<u64>, Vec<(&'a str, u64)>);
+        let rows: Vec<Row<'_>> = h
             .iter()
             .map(|r| {
                 (
