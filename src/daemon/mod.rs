@@ -150,7 +150,16 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
     let speed = driver::simulation_speed(&config).unwrap_or(1.0);
     let clock = Clock::start(speed);
     let (commands_tx, commands) = mpsc::channel(64);
+    // One queue of technical conditions per reporting component, so that a
+    // condition two of them report (a queue overflow) ends only when both
+    // have cleared it. `system_tx` is the embedder's (tests, extra sinks).
     let (system_tx, system) = mpsc::channel(64);
+    let mut system = vec![system];
+    let mut reporting = || {
+        let (tx, rx) = mpsc::channel(64);
+        system.push(rx);
+        tx
+    };
     let (live_tx, live_rx) = watch::channel(LiveState::default());
 
     // The caller's sinks first (a test's collecting sink sees an event no
@@ -176,7 +185,7 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
             site: config.site.clone(),
             bed: config.bed.clone(),
             sources: crate::record::chart::devices(&config),
-            system: system_tx.clone(),
+            system: reporting(),
             queue: sink_queue,
             // The bed's state directory, as the MQTT outbox's.
             state_dir: Some(
@@ -196,7 +205,7 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
                 source_names: config.engine.source_names.clone(),
                 clock,
                 commands: commands_tx.clone(),
-                system: system_tx.clone(),
+                system: reporting(),
                 live: Some(live_rx.clone()),
                 queue: sink_queue,
             })

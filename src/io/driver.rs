@@ -69,9 +69,11 @@ pub struct DriverSetup {
     /// at least once a second.
     pub live: Option<watch::Sender<LiveState>>,
     /// Problems of vigil itself reported by other tasks (the MQTT side's
-    /// broker unreachable, storage failure, outbox overflow): raised and
-    /// cleared as technical alarms.
-    pub system: mpsc::Receiver<(SystemCondition, bool)>,
+    /// broker unreachable, storage failure, outbox overflow), one queue per
+    /// reporting component: raised and cleared as technical alarms. A
+    /// condition that several components report (a queue overflow) stays
+    /// raised until every one of them has cleared it.
+    pub system: Vec<mpsc::Receiver<(SystemCondition, bool)>>,
     /// Where to record the session's inputs; `None` = no recording.
     pub recording: Option<RecorderSettings>,
 }
@@ -119,6 +121,7 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
 
     // Storage reports from the recorder's thread join the other system conditions.
     let (storage_tx, mut storage_rx) = mpsc::channel::<(SystemCondition, bool)>(16);
+    let mut reports = Reports::default();
     // A recording that cannot start (read-only or full recording.dir) is a
     // storage failure like a write that fails: raised, and retried.
     let mut recording_retry = None;
@@ -127,11 +130,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         match start_recorder(&settings, &config, &clock, start, storage_tx.clone(), false) {
             Some(r) => recorder = Some(r),
             None => {
-                let input = Input::System {
-                    condition: SystemCondition::StorageFailure,
-                    present: true,
-                };
-                let _ = feed(&mut pipeline, None, start, &input);
+                if let Some(input) = reports.report(RECORDER, SystemCondition::StorageFailure, true)
+                {
+                    let _ = feed(&mut pipeline, None, start, &input);
+                }
                 recording_retry = Some(settings);
             }
         }
@@ -245,9 +247,8 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     if let Some(tx) = &live { tx.send_replace(live_state.clone()); }
                 }
             }
-            cond = next_condition(&mut system, &mut storage_rx) => {
-                if let Some((condition, present)) = cond {
-                    let input = Input::System { condition, present };
+            (who, condition, present) = next_condition(&mut system, &mut storage_rx) => {
+                if let Some(input) = reports.report(who, condition, present) {
                     let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
                 }
             }
@@ -363,20 +364,16 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
         if dropped_now {
             if overflow_since.is_none() {
                 tracing::error!("a sink queue is full: events were dropped");
-                let input = Input::System {
-                    condition: SystemCondition::QueueOverflow,
-                    present: true,
-                };
-                let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
+                if let Some(input) = reports.report(DRIVER, SystemCondition::QueueOverflow, true) {
+                    let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
+                }
             }
             overflow_since = Some(std::time::Instant::now());
         } else if overflow_since.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
             overflow_since = None;
-            let input = Input::System {
-                condition: SystemCondition::QueueOverflow,
-                present: false,
-            };
-            let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
+            if let Some(input) = reports.report(DRIVER, SystemCondition::QueueOverflow, false) {
+                let _ = feed(&mut pipeline, recorder.as_ref(), clock.now(), &input);
+            }
         }
 
         // Write what the protocols want to send.
@@ -541,15 +538,65 @@ fn feed(
     pipeline.handle(at, input)
 }
 
-/// The next system condition from either queue; a closed queue is ignored.
+/// Who reports a technical condition: the driver itself, the recorder,
+/// or the component behind `DriverSetup::system[i]` (`FIRST_QUEUE + i`).
+type Reporter = usize;
+const DRIVER: Reporter = 0;
+const RECORDER: Reporter = 1;
+const FIRST_QUEUE: Reporter = 2;
+
+/// The next system condition from the components' queues and the
+/// recorder's, with who reported it; a closed queue is ignored.
 async fn next_condition(
-    a: &mut mpsc::Receiver<(SystemCondition, bool)>,
-    b: &mut mpsc::Receiver<(SystemCondition, bool)>,
-) -> Option<(SystemCondition, bool)> {
-    tokio::select! {
-        Some(x) = a.recv() => Some(x),
-        Some(x) = b.recv() => Some(x),
-        else => std::future::pending().await,
+    queues: &mut [mpsc::Receiver<(SystemCondition, bool)>],
+    recorder: &mut mpsc::Receiver<(SystemCondition, bool)>,
+) -> (Reporter, SystemCondition, bool) {
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(Some((c, p))) = recorder.poll_recv(cx) {
+            return std::task::Poll::Ready((RECORDER, c, p));
+        }
+        for (i, q) in queues.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(Some((c, p))) = q.poll_recv(cx) {
+                return std::task::Poll::Ready((FIRST_QUEUE + i, c, p));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Which components hold each technical condition. Several can report the
+/// same one (the driver, the MQTT outbox and the HL7 backlog each report a
+/// queue overflow): it is raised when the first reports it and ends only
+/// when the last has cleared it, so one component's recovery never hides
+/// another's drops.
+#[derive(Default)]
+struct Reports {
+    holders: std::collections::HashMap<SystemCondition, u64>,
+}
+
+impl Reports {
+    /// `who` says `condition` is present or gone; returns the input that
+    /// raises or ends it when its overall state changes.
+    fn report(
+        &mut self,
+        who: Reporter,
+        condition: SystemCondition,
+        present: bool,
+    ) -> Option<Input> {
+        let bit = 1u64 << who.min(63);
+        let held = self.holders.entry(condition).or_default();
+        let before = *held != 0;
+        if present {
+            *held |= bit;
+        } else {
+            *held &= !bit;
+        }
+        let after = *held != 0;
+        (before != after).then_some(Input::System {
+            condition,
+            present: after,
+        })
     }
 }
 
@@ -791,6 +838,50 @@ mod tests {
         assert_eq!(overload_present(o.check(9, at(40))), None);
         // A new burst starts it again.
         assert_eq!(overload_present(o.check(10, at(41))), Some(true));
+    }
+
+    fn present(input: Option<Input>) -> Option<bool> {
+        match input? {
+            Input::System {
+                condition: SystemCondition::QueueOverflow,
+                present,
+            } => Some(present),
+            other => panic!("not a queue overflow: {other:?}"),
+        }
+    }
+
+    /// The MQTT outbox and the HL7 backlog both report a queue overflow
+    /// through their own queues; one of them recovering used to end the
+    /// alarm while the other still dropped.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_condition_two_components_report_ends_when_both_cleared_it() {
+        let (mqtt_tx, mqtt) = mpsc::channel(4);
+        let (hl7_tx, hl7) = mpsc::channel(4);
+        let (_rec_tx, mut rec) = mpsc::channel(4);
+        let mut queues = vec![mqtt, hl7];
+        let mut reports = Reports::default();
+        // Sends on `tx`, then takes the next report as the driver does.
+        macro_rules! next {
+            ($tx:expr, $present:expr) => {{
+                $tx.send((SystemCondition::QueueOverflow, $present))
+                    .await
+                    .unwrap();
+                let (who, c, p) = next_condition(&mut queues, &mut rec).await;
+                present(reports.report(who, c, p))
+            }};
+        }
+        assert_eq!(next!(mqtt_tx, true), Some(true));
+        assert_eq!(next!(hl7_tx, true), None, "raised once");
+        assert_eq!(next!(mqtt_tx, false), None, "HL7 still drops");
+        assert_eq!(next!(mqtt_tx, false), None);
+        assert_eq!(next!(hl7_tx, false), Some(false));
+        assert_eq!(next!(hl7_tx, true), Some(true));
+        // The driver's own overflow counts as one more holder.
+        let driver =
+            |r: &mut Reports, p| present(r.report(DRIVER, SystemCondition::QueueOverflow, p));
+        assert_eq!(driver(&mut reports, true), None);
+        assert_eq!(next!(hl7_tx, false), None);
+        assert_eq!(driver(&mut reports, false), Some(false));
     }
 
     const READY: &str = r#"
