@@ -344,7 +344,10 @@ fn watch_session_keys_publish_session_and_audio_commands() {
     assert_valid("command", &cmd);
     assert_eq!(cmd["command"], "dose");
     assert_eq!(cmd["route"], "im");
-    assert_eq!(cmd["note"], "25 mg");
+    assert_eq!(
+        (&cmd["amount"], &cmd["unit"]),
+        (&serde_json::json!(25.0), &serde_json::json!("mg"))
+    );
 
     // Audio pause, bounded, and its end.
     for (k, expected) in [

@@ -321,6 +321,8 @@ pub struct Dose {
     pub number: u32,
     /// Route (`im`, `iv`, `nasal`, ...).
     pub route: String,
+    /// The amount with its unit (`25 mg`), when given.
+    pub amount: Option<String>,
     /// When.
     pub time: Option<SystemTime>,
 }
@@ -555,6 +557,10 @@ pub fn parse(
                     .map(|d| Dose {
                         number: d.number.unwrap_or(0),
                         route: d.route.unwrap_or_default(),
+                        amount: match (d.amount, d.unit) {
+                            (Some(a), Some(u)) => Some(format!("{a} {u}")),
+                            _ => None,
+                        },
                         time: d.time.as_deref().and_then(parse_rfc3339),
                     })
                     .collect(),
@@ -722,6 +728,8 @@ struct RawSession {
 struct RawDose {
     number: Option<u32>,
     route: Option<String>,
+    amount: Option<f64>,
+    unit: Option<String>,
     time: Option<String>,
 }
 
@@ -896,11 +904,20 @@ impl BedCommand {
             BedCommand::StartSession { session } => {
                 m.insert("session".into(), session.as_str().into());
             }
-            BedCommand::Dose { route, note, .. } => {
-                // The engine's dose has route and note only: amount and
-                // unit travel at the head of the note for now.
+            BedCommand::Dose {
+                route,
+                amount,
+                unit,
+                note,
+            } => {
                 m.insert("route".into(), route.as_str().into());
-                m.insert("note".into(), self.dose_parts(None, note).join("; ").into());
+                if let (Some(a), Some(u)) = (amount, unit) {
+                    m.insert("amount".into(), (*a).into());
+                    m.insert("unit".into(), u.as_str().into());
+                }
+                if !note.trim().is_empty() {
+                    m.insert("note".into(), note.trim().into());
+                }
             }
             BedCommand::PauseAudio { duration_s } => {
                 m.insert("duration_s".into(), (*duration_s).into());
@@ -990,7 +1007,9 @@ mod tests {
         assert_eq!(v["command"], "dose");
         assert_eq!(v["id"], "b-1");
         assert_eq!(v["route"], "im");
-        assert_eq!(v["note"], "25 mg; esketamine");
+        assert_eq!(v["amount"], 25.0);
+        assert_eq!(v["unit"], "mg");
+        assert_eq!(v["note"], "esketamine");
         let v: serde_json::Value = serde_json::from_slice(
             &BedCommand::PauseAudio { duration_s: 120 }.payload("b-2", at(1_000)),
         )
