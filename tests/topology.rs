@@ -40,6 +40,7 @@ fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
         persistent: true,
         topics: Topics::new(DEFAULT_PREFIX).unwrap(),
         beds: Vec::new(),
+        protocol: None,
     };
     let board = Board::new(
         Settings {

@@ -200,6 +200,7 @@ fn start_link_for(port: u16, beds: Vec<BedKey>) -> (Arc<Shared>, tokio::sync::on
         persistent: false,
         topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
         beds,
+        protocol: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -207,6 +207,23 @@ impl Topics {
         format!("{}cmd", self.bed_prefix(bed))
     }
 
+    /// The MQTT 5 response topic a display names in its commands to a
+    /// bed: `cmd/result/<client id>` under the bed's prefix (the daemon
+    /// answers only below its own `cmd/result`; see docs/mqtt.md).
+    pub fn reply(&self, bed: &BedKey, client_id: &str) -> String {
+        let id: String = client_id
+            .chars()
+            .map(|c| {
+                if matches!(c, '/' | '+' | '#') || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{}cmd/result/{id}", self.bed_prefix(bed))
+    }
+
     /// The site whose bridge notification this is: the layout with the bed
     /// segment `_bridge` and nothing after it (`vigil/v1/{site}/_bridge`, as
     /// `notification_topic` in config/mosquitto/room-broker.conf).
@@ -243,6 +260,13 @@ impl Topics {
             }
         }
         let rest = parts.next()?;
+        // A result on a display's MQTT 5 response topic (`cmd/result/ID`).
+        if rest
+            .strip_prefix("cmd/result/")
+            .is_some_and(|id| !id.is_empty())
+        {
+            return Some((BedKey::new(site?, bed?), TopicKind::CmdResult));
+        }
         let kind = TopicKind::ALL
             .iter()
             .find(|(_, s)| *s == rest)
@@ -1067,6 +1091,15 @@ mod tests {
         assert_eq!(t.filter(Some(&bed)), "vigil/v1/clinic-a/bed-2/#");
         assert_eq!(t.filter(None), "vigil/v1/+/+/#");
         assert_eq!(t.cmd(&bed), "vigil/v1/clinic-a/bed-2/cmd");
+        assert_eq!(
+            t.reply(&bed, "station/1+#"),
+            "vigil/v1/clinic-a/bed-2/cmd/result/station_1__"
+        );
+        assert_eq!(
+            t.parse("vigil/v1/clinic-a/bed-2/cmd/result/station-1"),
+            Some((bed.clone(), TopicKind::CmdResult))
+        );
+        assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/cmd/result/"), None);
         assert_eq!(
             t.parse("vigil/v1/clinic-a/bed-2/alarms/active"),
             Some((bed.clone(), TopicKind::Active))
