@@ -491,6 +491,8 @@ mod tests {
                 r.starts_with(&format!("field `{field}`: character ")),
                 "{body}: {r}"
             );
+            // The published contract refuses the same text.
+            assert!(!schema_accepts(body), "the schema accepts {body}");
             assert!(r.contains("not printable") && r.contains("at most"), "{r}");
             assert!(!r.chars().any(unprintable), "{r:?}");
         }
@@ -524,7 +526,24 @@ mod tests {
             );
         }
         // Plain accented text and spaces are printable.
-        assert!(cmd(r#""command":"acknowledge_all","by":"Zoë R.""#, now()).is_ok());
+        let fine = r#""command":"acknowledge_all","by":"Zoë R.""#;
+        assert!(cmd(fine, now()).is_ok());
+        assert!(schema_accepts(fine));
+        assert!(schema_accepts(
+            r#""command":"dose","route":"im","amount":0.5,"unit":"mg/kg","note":"racémique 0,5""#
+        ));
+    }
+
+    /// Whether schemas/command.schema.json accepts the command `body`.
+    fn schema_accepts(body: &str) -> bool {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/command.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = format!(
+            r#"{{"schema_version":1,"id":"r1","time":"{}",{body}}}"#,
+            rfc3339(now())
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        jsonschema::validator_for(&schema).unwrap().is_valid(&v)
     }
 
     #[test]
