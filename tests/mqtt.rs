@@ -584,6 +584,99 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
     daemon.stop().await;
 }
 
+/// A broker whose ACL does not let vigil write its alarms acknowledges
+/// and drops them: over MQTT 3.1.1 nothing tells. Over MQTT 5 the
+/// acknowledgement carries the refusal, and vigil raises
+/// `system.broker_refused` (high: the displays miss alarms), counts the
+/// refusals in the heartbeat and goes on with what follows instead of
+/// holding the refused messages for ever.
+#[tokio::test(flavor = "current_thread")]
+async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
+    let dir = temp_dir("mqtt-refused");
+    let passwd = dir.join("passwd");
+    crate::util::mqtt::password_file(
+        &passwd,
+        &[
+            ("vigil-test-clinic-bed-r", "daemon-secret"),
+            ("display", "display-secret"),
+        ],
+    );
+    // Status and vitals allowed, alarms forgotten: a typical ACL mistake.
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "user display\ntopic read vigil/v1/#\n\n\
+         user vigil-test-clinic-bed-r\n\
+         topic write vigil/v1/test-clinic/bed-r/status\n\
+         topic write vigil/v1/test-clinic/bed-r/vitals\n\
+         topic read vigil/v1/test-clinic/bed-r/cmd\n",
+    )
+    .unwrap();
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+    let mut display = Subscriber::connect_as(
+        broker.port,
+        "display-refused",
+        "vigil/v1/#",
+        Some(("display", "display-secret")),
+    )
+    .await;
+    std::fs::write(
+        dir.join("creds"),
+        "vigil-test-clinic-bed-r\ndaemon-secret\n",
+    )
+    .unwrap();
+    let tty = dir.join("ttyREFUSED");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        broker.port,
+        &dir.join("state"),
+        "bed-r",
+        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
+    );
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    monitor.send(b"spo2 80\n");
+    let deadline = std::time::Instant::now() + SECS(10);
+    let mut raised = Vec::new();
+    while !raised.iter().any(|(_, id, phase): &(u64, String, &str)| {
+        id == "system.broker_refused" && *phase == "start"
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no system.broker_refused: {raised:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raised.extend(daemon.alarms_so_far());
+    }
+    let beat = display
+        .next("/status", SECS(10), |j| {
+            j["outbox"]["refused"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(
+        beat.json["outbox"]["pending"], 0,
+        "nothing held: {}",
+        beat.json
+    );
+    // The broker really kept them from the display.
+    let got = display.drain(Duration::from_millis(300)).await;
+    assert!(
+        got.iter().all(|m| !m.topic.ends_with("/alarms")),
+        "an alarm reached the display: {got:?}"
+    );
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_embedded_broker_serves_a_display_with_no_other_software() {
     let dir = temp_dir("mqtt-embedded");

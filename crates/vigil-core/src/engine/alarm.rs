@@ -163,6 +163,9 @@ pub enum Condition {
     /// The HL7 backlog file cannot be written: undelivered chart messages
     /// are held in memory only (lost if vigil stops).
     Hl7BacklogFailure,
+    /// The MQTT broker refuses vigil's alarm or session messages: the
+    /// displays do not get them.
+    BrokerRefused,
 }
 
 impl Condition {
@@ -170,7 +173,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 29] = [
+    pub const ALL: [Condition; 30] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -200,9 +203,10 @@ impl Condition {
         Condition::Questionable,
         Condition::Hl7Undelivered,
         Condition::Hl7BacklogFailure,
+        Condition::BrokerRefused,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
 
     /// The physiological conditions (the first eight of the table).
     pub const PHYSIOLOGICAL: [Condition; 8] = [
@@ -253,6 +257,7 @@ impl Condition {
             Condition::Questionable => "questionable",
             Condition::Hl7Undelivered => "hl7_undelivered",
             Condition::Hl7BacklogFailure => "hl7_backlog_failure",
+            Condition::BrokerRefused => "broker_refused",
         }
     }
 
