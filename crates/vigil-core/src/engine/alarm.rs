@@ -163,6 +163,11 @@ pub enum Condition {
     /// The HL7 backlog file cannot be written: undelivered chart messages
     /// are held in memory only (lost if vigil stops).
     Hl7BacklogFailure,
+    /// No breath (apnoea), on the respiration rate: a valid rate below
+    /// 1 /min, or a capnograph that measures but reports no rate, for the
+    /// apnoea delay. Physiological: the patient is not breathing; a module
+    /// that is off or a sensor that is off is a technical condition instead.
+    Apnoea,
 }
 
 impl Condition {
@@ -170,7 +175,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 29] = [
+    pub const ALL: [Condition; 30] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -200,12 +205,14 @@ impl Condition {
         Condition::Questionable,
         Condition::Hl7Undelivered,
         Condition::Hl7BacklogFailure,
+        Condition::Apnoea,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
 
-    /// The physiological conditions (the first eight of the table).
-    pub const PHYSIOLOGICAL: [Condition; 8] = [
+    /// The physiological conditions: the first eight of the table, and
+    /// apnoea (appended later).
+    pub const PHYSIOLOGICAL: [Condition; 9] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -214,6 +221,7 @@ impl Condition {
         Condition::BaselineFall,
         Condition::RateRise,
         Condition::RateFall,
+        Condition::Apnoea,
     ];
 
     /// Position in [`Condition::ALL`].
@@ -253,12 +261,13 @@ impl Condition {
             Condition::Questionable => "questionable",
             Condition::Hl7Undelivered => "hl7_undelivered",
             Condition::Hl7BacklogFailure => "hl7_backlog_failure",
+            Condition::Apnoea => "apnoea",
         }
     }
 
     /// Physiological or technical.
     pub const fn kind(self) -> AlarmKind {
-        if self.index() < Condition::PHYSIOLOGICAL.len() {
+        if self.index() < 8 || matches!(self, Condition::Apnoea) {
             AlarmKind::Physiological
         } else {
             AlarmKind::Technical
@@ -499,7 +508,13 @@ mod tests {
             assert_eq!(c.kind(), AlarmKind::Physiological);
             assert_eq!(Condition::ALL[c.index()], c);
         }
+        let physiological = Condition::ALL
+            .iter()
+            .filter(|c| c.kind() == AlarmKind::Physiological)
+            .count();
+        assert_eq!(physiological, Condition::PHYSIOLOGICAL.len());
         assert_eq!(Condition::Low.kind(), AlarmKind::Physiological);
+        assert_eq!(Condition::Apnoea.kind(), AlarmKind::Physiological);
         assert_eq!(Condition::Stale.kind(), AlarmKind::Technical);
         assert_eq!(
             Condition::for_validity(Validity::UnderRange),
