@@ -149,6 +149,7 @@ fn dosed_engine() -> Engine {
         Instant::from_secs(600),
         Command::Dose {
             route: ShortText::new("im"),
+            amount: None,
             note: ShortText::empty(),
         },
     )

@@ -68,6 +68,7 @@ fn recording() -> PathBuf {
         900,
         Command::Dose {
             route: ShortText::new("im"),
+            amount: None,
             note: ShortText::new("bench"),
         },
     ));

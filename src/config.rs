@@ -266,6 +266,12 @@ pub struct MqttConfig {
     pub prefix: String,
     /// Fixed client id (persistent session); `{site}` and `{bed}` are replaced.
     pub client_id: String,
+    /// The MQTT version spoken to an external broker (the embedded one
+    /// speaks 3.1.1).
+    pub protocol: crate::mqtt::wire::Protocol,
+    /// MQTT 5 message expiry of `vitals`: the broker drops a retained or
+    /// queued vitals message older than this instead of delivering it.
+    pub vitals_expiry: Duration,
     /// File with the username on its first line and the password on its second.
     pub credentials_file: Option<PathBuf>,
     /// CA certificates (PEM) that sign the broker's certificate (mqtts).
@@ -295,6 +301,8 @@ impl Default for MqttConfig {
             broker: "mqtt://127.0.0.1:1883".into(),
             prefix: "vigil/v1/{site}/{bed}/".into(),
             client_id: "vigil-{site}-{bed}".into(),
+            protocol: crate::mqtt::wire::Protocol::V5,
+            vitals_expiry: Duration::from_secs(10),
             credentials_file: None,
             ca_file: None,
             client_cert: None,

@@ -199,6 +199,8 @@ pub enum Mark {
         number: u16,
         /// Route.
         route: String,
+        /// The amount with its unit (`0.5 mg/kg`), when recorded.
+        amount: Option<String>,
         /// Note.
         note: String,
     },
@@ -253,14 +255,22 @@ pub struct Analysis {
 
 impl Analysis {
     /// The doses: time, number, route and note.
-    pub fn doses(&self) -> impl Iterator<Item = (f64, u16, &str, &str)> {
+    /// Doses: time, number, route, amount, note.
+    pub fn doses(&self) -> impl Iterator<Item = (f64, u16, &str, Option<&str>, &str)> {
         self.marks.iter().filter_map(|m| match m {
             Mark::Dose {
                 t,
                 number,
                 route,
+                amount,
                 note,
-            } => Some((*t, *number, route.as_str(), note.as_str())),
+            } => Some((
+                *t,
+                *number,
+                route.as_str(),
+                amount.as_deref(),
+                note.as_str(),
+            )),
             _ => None,
         })
     }
@@ -338,13 +348,26 @@ pub fn analyse(session: &Session) -> Analysis {
                     SessionEvent::Dose {
                         number,
                         route,
+                        amount,
                         note,
-                    } => Mark::Dose {
-                        t,
-                        number,
-                        route: route.as_str().to_owned(),
-                        note: note.as_str().to_owned(),
-                    },
+                    } => {
+                        // Recordings made before doses had an amount field
+                        // carry it at the head of the note.
+                        let (amount, note) = match amount {
+                            Some(a) => (Some(a.to_string()), note.as_str().trim()),
+                            None => {
+                                let (a, rest) = dose_amount(note.as_str());
+                                (a.map(str::to_owned), rest)
+                            }
+                        };
+                        Mark::Dose {
+                            t,
+                            number,
+                            route: route.as_str().to_owned(),
+                            amount,
+                            note: note.to_owned(),
+                        }
+                    }
                     SessionEvent::Baseline { vital, value, .. } => {
                         Mark::Baseline { t, vital, value }
                     }
@@ -1319,14 +1342,19 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     }
 
     // Doses across every chart.
-    for (t, number, route, note) in a.doses() {
+    for (t, number, route, amount, note) in a.doses() {
         let x = c.axis.x(t);
+        let what = [amount.unwrap_or_default(), note]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             c.out,
             r#"<g class="dose"><title>Dose {number} at {} ({}) {}</title><line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="6,3"/><text x="{:.1}" y="{:.1}" class="dose-label" fill="{}">Dose {number} {}</text></g>"#,
             clock.at(t),
             esc(route),
-            esc(note),
+            esc(&what),
             phase_top - 14.0,
             lane_top + lane_height,
             colour::DOSE,
@@ -1652,9 +1680,8 @@ fn summary(a: &Analysis, clock: &Clock) -> String {
 
     o.push_str("<section><h2>Doses</h2><table class=\"doses\"><thead><tr><th>#</th><th>at</th><th>amount</th><th>route</th><th>note</th></tr></thead><tbody>\n");
     let mut any = false;
-    for (t, number, route, note) in a.doses() {
+    for (t, number, route, amount, rest) in a.doses() {
         any = true;
-        let (amount, rest) = dose_amount(note);
         let _ = writeln!(
             o,
             "<tr class=\"dose\"><td>{number}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -1833,11 +1860,15 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
                 t,
                 number,
                 route,
+                amount,
                 note,
             } => (
                 *t,
                 format!(
-                    "Dose {number}, route {}{}",
+                    "Dose {number}, {}route {}{}",
+                    amount
+                        .as_ref()
+                        .map_or(String::new(), |a| format!("{} ", esc(a))),
                     esc(route),
                     if note.is_empty() {
                         String::new()
@@ -2096,6 +2127,7 @@ mod tests {
             t,
             number,
             route: "im".into(),
+            amount: None,
             note: String::new(),
         };
         let mut a = Analysis {

@@ -837,7 +837,11 @@ heartbeat = "500ms"
     let (_, cmd) = cmds.next_json(Duration::from_secs(5));
     assert_eq!(cmd["command"], "dose");
     assert_eq!(cmd["route"], "im");
-    assert_eq!(cmd["note"], "25 mg");
+    assert_eq!(
+        (&cmd["amount"], &cmd["unit"]),
+        (&serde_json::json!(25.0), &serde_json::json!("mg"))
+    );
+    assert!(cmd.get("note").is_none(), "{cmd}");
     phase(&mut page, "dosing");
     page.wait_for(
         "document.querySelector('.bed .meta').innerText.includes('since dose')",

@@ -71,6 +71,7 @@ fn steady_state_handles_readings_without_allocating() {
         Instant::from_secs(600),
         Command::Dose {
             route: ShortText::new("im"),
+            amount: None,
             note: ShortText::empty(),
         },
     )

@@ -67,12 +67,24 @@ fn last_status(status: &mut Subscriber) -> Value {
 
 /// One message over vigil's packet limit used to cut vigil off for ever
 /// (a reconnect every 100 ms, commands never read, every undelivered alarm
-/// re-sent each time). Now: a command over 4 KiB is answered and counted,
-/// a 2 MiB retained one breaks the link once, is dropped and deleted, and
-/// commands work again.
+/// re-sent each time). Now, over MQTT 3.1.1: a command over 4 KiB is
+/// answered and counted, a 2 MiB retained one breaks the link once, is
+/// dropped and deleted, and commands work again.
 #[tokio::test(flavor = "current_thread")]
 async fn an_oversized_command_is_answered_and_cannot_cut_vigil_off() {
-    let dir = temp_dir("fault-big-cmd");
+    oversized_commands("3.1.1").await;
+}
+
+/// Over MQTT 5 vigil tells the broker its packet limit (Maximum Packet
+/// Size): the broker never sends it the 2 MiB message, so the link does
+/// not break at all.
+#[tokio::test(flavor = "current_thread")]
+async fn over_mqtt_5_the_broker_keeps_an_oversized_command_away_from_vigil() {
+    oversized_commands("5").await;
+}
+
+async fn oversized_commands(protocol: &str) {
+    let dir = temp_dir(&format!("fault-big-cmd-{protocol}"));
     // The broker has no packet limit: the worst case, not the shipped one.
     let broker = Mosquitto::start(&dir, "");
     let prefix = "vigil/v1/test-clinic/bed-big/";
@@ -83,7 +95,13 @@ async fn an_oversized_command_is_answered_and_cannot_cut_vigil_off() {
         Subscriber::connect(broker.port, "display-status", &format!("{prefix}status")).await;
     let tty = dir.join("ttyBIG");
     let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-big", "");
+    let text = daemon_config(
+        &tty,
+        broker.port,
+        &dir.join("state"),
+        "bed-big",
+        &format!("protocol = \"{protocol}\""),
+    );
     let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
     status
         .next("/status", SECS(10), |j| j["state"] == "online")
@@ -128,6 +146,12 @@ async fn an_oversized_command_is_answered_and_cannot_cut_vigil_off() {
     tokio::time::sleep(SECS(1)).await;
     let beat = last_status(&mut status);
     let reconnects = beat["outbox"]["reconnects"].as_u64().expect("a heartbeat");
+    if protocol == "5" {
+        assert_eq!(reconnects, 0, "the link broke: {beat}");
+        assert_eq!(beat["commands"]["oversized"].as_u64(), Some(1), "{beat}");
+        daemon.stop().await;
+        return;
+    }
     assert!(reconnects <= 2, "reconnect loop: {beat}");
     assert!(beat["commands"]["oversized"].as_u64() >= Some(2), "{beat}");
     // And the retained message is gone from the broker.

@@ -401,3 +401,62 @@ async fn live_hl7_without_a_usable_backlog_file_raises_a_technical_alarm_and_sti
     );
     daemon.stop().await;
 }
+
+/// A backlog file that failed used to stay in memory until a restart. Now
+/// it is tried again every few seconds: once the state directory works,
+/// what waits is written out (so a restart loses none of it), the
+/// technical alarm ends after the hold, and the messages still arrive in
+/// order when the receiver comes up.
+#[tokio::test(flavor = "current_thread")]
+async fn live_hl7_backlog_file_that_works_again_takes_what_waits_and_the_alarm_ends() {
+    const SESSION: &str = "KT-80";
+    let state = temp_dir("hl7-backlog-back");
+    std::fs::create_dir_all(state.join("north")).unwrap();
+    let bed = state.join("north").join("bed-4");
+    std::fs::write(&bed, b"not a directory").unwrap();
+    // Nobody listens yet: messages wait.
+    let port = free_port();
+    let cfg =
+        config::parse(&config_text(port, &state, ""), "test").expect("valid test configuration");
+    let within = Duration::from_secs(20);
+    let mut daemon = start_with(cfg, None, |_| Vec::new());
+    start_session(&daemon, SESSION).await;
+    daemon
+        .alarm("system.hl7_backlog_failure", Phase::Start, within)
+        .await;
+    daemon
+        .alarm("system.hl7_undelivered", Phase::Start, within)
+        .await;
+
+    // The directory can be made: within the retry period the backlog is
+    // on disk, with what waited in memory.
+    std::fs::remove_file(&bed).unwrap();
+    let queued = || Backlog::read(&bed).unwrap_or_default();
+    assert!(
+        until(within, || queued().len() >= 2).await,
+        "the waiting messages reach the file: {:?}",
+        queued()
+    );
+    // Ends once, after the hold (30 s).
+    daemon
+        .alarm(
+            "system.hl7_backlog_failure",
+            Phase::End,
+            Duration::from_secs(45),
+        )
+        .await;
+    let waited = queued().len();
+    let receiver = Receiver::listen(port);
+    daemon
+        .alarm("system.hl7_undelivered", Phase::End, within)
+        .await;
+    assert!(
+        until(within, || receiver.accepted().len() >= waited).await,
+        "what waited arrives: {:?}",
+        numbers(&receiver.accepted())
+    );
+    daemon.stop().await;
+    let n = numbers(&receiver.accepted());
+    assert!(n.windows(2).all(|w| w[1] > w[0]), "in order: {n:?}");
+    assert_eq!(queued(), Vec::new(), "delivered, so no longer in the file");
+}

@@ -1,7 +1,9 @@
 //! MQTT end to end against real Mosquitto processes: alarms reach a
 //! display and match their schemas, nothing is lost when the broker or the
 //! daemon is killed, the Last Will marks the bed offline, commands round
-//! trip, bad commands are rejected with reasons, and the example ACL holds.
+//! trip, bad commands are rejected with reasons, and the example ACL holds;
+//! over MQTT 5, vitals expire at the broker and commands are answered on
+//! their response topic with their correlation data.
 
 use std::time::Duration;
 
@@ -10,8 +12,8 @@ use vigil::config;
 
 use crate::util::daemon::{temp_dir, Monitor};
 use crate::util::mqtt::{
-    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, start_with_mqtt, Gate,
-    Mosquitto, Subscriber,
+    assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, start_with_mqtt,
+    Client5, Gate, Mosquitto, Subscriber,
 };
 use crate::util::process::Vigil;
 
@@ -666,5 +668,243 @@ async fn alarms_travel_over_tls_with_a_client_certificate() {
             is_alarm(j, "spo2.critical_low", "start")
         })
         .await;
+    daemon.stop().await;
+}
+
+/// MQTT 5 message expiry: a display that connects while the vitals are
+/// fresh gets them (with the expiry left); one that connects after
+/// `mqtt.vitals_expiry` without a new reading gets none (the broker dropped
+/// the retained copy, for 3.1.1 displays too), until the next reading.
+#[tokio::test(flavor = "current_thread")]
+async fn retained_vitals_expire_so_a_late_display_paints_no_stale_numbers() {
+    let dir = temp_dir("mqtt-expiry");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-exp/";
+    let vitals = format!("{prefix}vitals");
+    let mut status = Subscriber::connect(
+        broker.port,
+        "display-exp-status",
+        &format!("{prefix}status"),
+    )
+    .await;
+    let tty = dir.join("ttyEXP");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        broker.port,
+        &dir.join("state"),
+        "bed-exp",
+        "vitals_expiry = \"2s\"",
+    );
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    status
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    monitor.send(b"spo2 97\n");
+    // Wait until the broker holds the retained vitals.
+    let mut live = Client5::connect(broker.port, "display-exp-live", &vitals).await;
+    live.next("/vitals", SECS(5), |m| !m.json["vitals"].is_null())
+        .await;
+
+    let mut early = Client5::connect(broker.port, "display-exp-early", &vitals).await;
+    let fresh = early.next("/vitals", SECS(2), |_| true).await;
+    assert!(fresh.retained, "{fresh:?}");
+    assert!(
+        fresh.expiry.is_some_and(|s| (1..=2).contains(&s)),
+        "a fresh retained vitals message carries its expiry: {fresh:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let mut late = Subscriber::connect(broker.port, "display-exp-late", &vitals).await;
+    let stale = late.drain(SECS(1)).await;
+    assert!(
+        stale.is_empty(),
+        "a vitals message older than mqtt.vitals_expiry was delivered: {stale:?}"
+    );
+    monitor.send(b"spo2 96\n");
+    let again = late.next("/vitals", SECS(5), |_| true).await;
+    assert!(!again.retained, "{again:?}");
+    daemon.stop().await;
+}
+
+/// MQTT 5 request/response: a command with a response topic below the
+/// bed's `cmd/result` is answered there with its correlation data (and not
+/// on `cmd/result`); one naming any other topic is not carried out and is
+/// refused on `cmd/result`, with its correlation data and the reason.
+#[tokio::test(flavor = "current_thread")]
+async fn commands_are_answered_on_their_response_topic_and_bad_ones_refused() {
+    let dir = temp_dir("mqtt-reply");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-rt/";
+    let cmd = format!("{prefix}cmd");
+    let mut display = Client5::connect(broker.port, "display-rt", "vigil/v1/#").await;
+    let tty = dir.join("ttyRT");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-rt", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |m| m.json["state"] == "online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mine = format!("{prefix}cmd/result/display-rt");
+    let body = command("rt-1", json!({"command": "resume_audio"}));
+    display.request(&cmd, &body, &mine, b"corr-1").await;
+    let r = display
+        .next("/cmd/result/display-rt", SECS(5), |m| {
+            m.json["id"] == "rt-1"
+        })
+        .await;
+    assert_eq!(r.correlation.as_deref(), Some(&b"corr-1"[..]), "{r:?}");
+    assert_eq!(r.topic, mine);
+    assert_valid("command-result", &r.json);
+
+    for (n, bad) in [
+        "vigil/v1/test-clinic/other-bed/cmd/result".to_owned(),
+        format!("{prefix}status"),
+        format!("{prefix}cmd/resultx"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("rt-bad-{n}");
+        let body = command(&id, json!({"command": "resume_audio"}));
+        let corr = format!("corr-bad-{n}").into_bytes();
+        display.request(&cmd, &body, bad, &corr).await;
+        let r = display
+            .next("/cmd/result", SECS(5), |m| m.json["id"] == id.as_str())
+            .await;
+        assert_eq!(r.topic, format!("{prefix}cmd/result"), "{r:?}");
+        assert_eq!(r.json["result"], "rejected", "{r:?}");
+        let reason = r.json["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("response topic"), "{reason}");
+        assert_eq!(r.correlation.as_deref(), Some(&corr[..]), "{r:?}");
+    }
+    // Nothing went anywhere else: every result came on cmd/result or the
+    // display's own response topic.
+    let rest = display.drain(Duration::from_millis(500)).await;
+    assert!(
+        rest.iter()
+            .all(|m| !m.json["id"].as_str().is_some_and(|i| i.starts_with("rt-"))),
+        "{rest:?}"
+    );
+    daemon.stop().await;
+}
+
+async fn display_link(
+    port: u16,
+    id: &str,
+    bed: &vigil::display::feed::BedKey,
+) -> std::sync::Arc<vigil::display::link::Shared> {
+    use vigil::display::{feed, link, state};
+    use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
+    let settings = link::LinkSettings {
+        link: LinkConfig::new(
+            parse_broker_url(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+            FLAG_KEYS,
+        ),
+        client_id: id.into(),
+        persistent: false,
+        topics: feed::Topics::new(feed::DEFAULT_PREFIX).unwrap(),
+        beds: vec![bed.clone()],
+        protocol: None,
+    };
+    let board = state::Board::new(state::Settings::default(), std::slice::from_ref(bed));
+    let (shared, _task) = link::spawn(settings, board).unwrap();
+    let deadline = tokio::time::Instant::now() + SECS(10);
+    while !shared.board().view(std::time::SystemTime::now()).beds[0].live {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the display never saw the bed live over MQTT {}: {:?}",
+            shared.protocol(),
+            shared.board().view(std::time::SystemTime::now()).banner
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shared
+}
+
+async fn wait_result(shared: &vigil::display::link::Shared, id: &str) -> &'static str {
+    let deadline = tokio::time::Instant::now() + SECS(10);
+    loop {
+        let view = shared.board().view(std::time::SystemTime::now());
+        if let Some(r) = view.beds[0]
+            .result
+            .as_ref()
+            .filter(|r| r.id == id && r.outcome != "pending")
+        {
+            return r.outcome;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result for {id}: {view:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The displays' link speaks MQTT 5 to Mosquitto: a command names the
+/// display's response topic and carries its request id as correlation
+/// data, and a result is matched by its correlation data (here one whose
+/// payload names another id). On the embedded broker (MQTT 3.1.1 only) the
+/// link falls back to 3.1.1 and commands still round trip on `cmd/result`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_display_link_speaks_mqtt_5_and_falls_back_to_3_1_1() {
+    use vigil::display::feed::{BedCommand, BedKey};
+    use vigil::mqtt::wire::Protocol;
+    let dir = temp_dir("mqtt-display-v5");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-dv5/";
+    let bed = BedKey::new("test-clinic", "bed-dv5");
+    let mut watcher =
+        Client5::connect(broker.port, "display-dv5-watch", &format!("{prefix}cmd")).await;
+    let tty = dir.join("ttyDV5");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-dv5", "");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let shared = display_link(broker.port, "station-dv5", &bed).await;
+    assert_eq!(shared.protocol(), Protocol::V5);
+    let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    let sent = watcher.next("/cmd", SECS(5), |_| true).await;
+    assert_eq!(
+        sent.response_topic.as_deref(),
+        Some(format!("{prefix}cmd/result/station-dv5").as_str()),
+        "{sent:?}"
+    );
+    assert_eq!(sent.correlation.as_deref(), Some(id.as_bytes()), "{sent:?}");
+    wait_result(&shared, &id).await;
+
+    // Matched by the correlation data, not the payload's id.
+    let id2 = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    daemon.stop().await;
+    let forged = json!({"schema_version": 1, "seq": 1, "time": now_rfc3339(), "id": "someone-else",
+        "command": "resume_audio", "result": "rejected", "reason": "matched by correlation"});
+    watcher
+        .request(
+            &format!("{prefix}cmd/result/station-dv5"),
+            &forged,
+            "unused",
+            id2.as_bytes(),
+        )
+        .await;
+    assert_eq!(wait_result(&shared, &id2).await, "rejected");
+
+    // The embedded broker speaks 3.1.1 only.
+    let port = crate::util::mqtt::free_port();
+    let tty = dir.join("ttyDV4");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        port,
+        &dir.join("state-emb"),
+        "bed-dv5",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("embedded = false", "embedded = true");
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let shared = display_link(port, "station-dv4", &bed).await;
+    assert_eq!(shared.protocol(), Protocol::V311);
+    let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
+    wait_result(&shared, &id).await;
     daemon.stop().await;
 }

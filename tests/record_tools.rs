@@ -107,8 +107,8 @@ pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> Pa
                 300.5,
                 Command::Dose {
                     route: ShortText::new("im"),
-                    // The amount at the head of the note, as the displays send it.
-                    note: ShortText::new("0.5 mg/kg; racemic ketamine"),
+                    amount: vigil::engine::DoseAmount::new(0.5, vigil::engine::DoseUnit::MgPerKg),
+                    note: ShortText::new("racemic ketamine"),
                 },
             ),
             (642.0, ack(Vital::SpO2, Condition::Low, "RN")),
@@ -320,7 +320,14 @@ fn export_lists_alarm_and_session_events() {
     assert!(kinds.contains(&("phase", "recovery")) && kinds.contains(&("phase", "ended")));
     let dose = find("session", &|r| r[col("kind")] == "dose");
     assert_eq!(dose[0][col("time")], "300.500");
-    assert!(dose[0][col("detail")].contains("dose 1 route=im note=0.5 mg/kg; racemic ketamine"));
+    assert!(dose[0][col("detail")].contains("dose 1 route=im note=racemic ketamine"));
+    assert_eq!(
+        (
+            dose[0][col("value")].as_str(),
+            dose[0][col("unit")].as_str()
+        ),
+        ("0.5", "mg/kg")
+    );
     let hr_base = find("session", &|r| {
         r[col("kind")] == "baseline" && r[col("vital")] == "hr"
     });
@@ -383,7 +390,7 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     // Acknowledgements and the dose marker.
     assert!(html.contains("<title>spo2.low acknowledged at 09:40:42 by RN</title>"));
     assert!(html.contains("<title>spo2.sensor_off acknowledged at 09:55:12 by MD</title>"));
-    assert!(html.contains("<title>Dose 1 at 09:35:00 (im) 0.5 mg/kg; racemic ketamine</title>"));
+    assert!(html.contains("<title>Dose 1 at 09:35:00 (im) 0.5 mg/kg, racemic ketamine</title>"));
     assert!(html.contains(">Dose 1 im</text>"));
     // Baseline band and limits of the recorded configuration.
     assert!(html.contains("<title>hr baseline 72 (band 72–93.6)</title>"));
@@ -941,6 +948,7 @@ fn a_dose_on_a_short_baseline_is_exported_and_reported_as_incomplete() {
                 11.0,
                 Command::Dose {
                     route: ShortText::new("im"),
+                    amount: None,
                     note: ShortText::empty(),
                 },
             ),

@@ -115,6 +115,7 @@ async fn a_live_session_replays_to_identical_events() {
     daemon
         .command(Command::Dose {
             route: ShortText::new("im"),
+            amount: None,
             note: ShortText::new("test"),
         })
         .await

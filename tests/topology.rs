@@ -7,6 +7,7 @@
 //! seq) and in `stream_seq` order once placed by it (the bridge may reorder
 //! after a reconnect; displays place events as this test does), and the
 //! station says which site was blind, why and for how long. The central ACL keeps a room to its own prefix.
+//! Over MQTT 5 a station's command is answered on its response topic across the bridge.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,7 @@ fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
         persistent: true,
         topics: Topics::new(DEFAULT_PREFIX).unwrap(),
         beds: Vec::new(),
+        protocol: None,
     };
     let board = Board::new(
         Settings {
@@ -285,4 +287,70 @@ async fn the_central_acl_keeps_a_room_to_its_own_prefix() {
     // And the example ACL names no wildcard write for a room.
     let acl = std::fs::read_to_string(example("central.acl")).unwrap();
     assert!(!acl.contains("topic write vigil/v1/#"));
+}
+
+/// MQTT 5 across the bridge: the station's command to a bed in a room
+/// names its response topic and correlation data; the bridge carries both
+/// in, and vigil's result comes back out on the station's response topic
+/// (`cmd/result/station`, allowed by the shipped ACLs and bridge topics),
+/// where the station matches it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_station_command_is_answered_on_its_response_topic_across_the_bridge() {
+    use vigil::display::feed::{BedCommand, BedKey};
+    let dir = temp_dir("topology-reply");
+    let net = Topology::start(&dir);
+    let mut centre = Subscriber::connect_as(
+        net.central.port,
+        "centre-reply",
+        &format!("vigil/v1/{SITE}/#"),
+        Some(DISPLAY),
+    )
+    .await;
+    bridge_up(&mut centre, SECS(15)).await;
+    let station = station(net.central.port, &dir);
+    std::fs::write(dir.join("creds"), format!("{}\n{}\n", BED_1.0, BED_1.1)).unwrap();
+    let tty = dir.join("ttyREPLY");
+    let _monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        net.room.port,
+        &dir.join("state"),
+        "bed-1",
+        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
+    )
+    .replace("site = \"test-clinic\"", &format!("site = \"{SITE}\""));
+    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    centre
+        .next("bed-1/status", SECS(15), |j| j["state"] == "online")
+        .await;
+    assert_eq!(station.protocol(), vigil::mqtt::wire::Protocol::V5);
+    let bed = BedKey::new(SITE, "bed-1");
+    let deadline = Instant::now() + SECS(10);
+    let id = loop {
+        // The station must know the bed first (its retained status).
+        match station.command(&bed, BedCommand::ResumeAudio, "RN") {
+            Ok(id) => break id,
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let r = centre
+        .next("bed-1/cmd/result/station", SECS(10), |j| {
+            j["id"] == id.as_str()
+        })
+        .await;
+    assert!(r.json["result"].is_string(), "{:?}", r.json);
+    loop {
+        let view = station.board().view(SystemTime::now());
+        let bed_view = view.beds.iter().find(|b| b.key == bed.to_string());
+        if bed_view
+            .and_then(|b| b.result.as_ref())
+            .is_some_and(|r| r.id == id && r.outcome != "pending")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline + SECS(10), "{view:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
 }

@@ -162,6 +162,7 @@ fn start_link_for(port: u16, beds: Vec<BedKey>) -> (Arc<Shared>, tokio::sync::on
         persistent: false,
         topics: Topics::new(feed::DEFAULT_PREFIX).unwrap(),
         beds,
+        protocol: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -306,7 +307,10 @@ fn watch_session_keys_publish_session_and_audio_commands() {
     assert_valid("command", &cmd);
     assert_eq!(cmd["command"], "dose");
     assert_eq!(cmd["route"], "im");
-    assert_eq!(cmd["note"], "25 mg");
+    assert_eq!(
+        (&cmd["amount"], &cmd["unit"]),
+        (&serde_json::json!(25.0), &serde_json::json!("mg"))
+    );
 
     // Audio pause, bounded, and its end.
     for (k, expected) in [

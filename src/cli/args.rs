@@ -164,6 +164,23 @@ pub struct FeedArgs {
     /// Give each display its own.
     #[arg(long)]
     pub client_id: Option<String>,
+    /// MQTT version: auto (MQTT 5, or 3.1.1 when the broker does not speak
+    /// it), 5 or 3.1.1.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mqtt_protocol: MqttProtocol,
+}
+
+/// `--mqtt-protocol`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MqttProtocol {
+    /// MQTT 5, or 3.1.1 when the broker does not speak MQTT 5.
+    Auto,
+    /// MQTT 5.
+    #[value(name = "5")]
+    V5,
+    /// MQTT 3.1.1.
+    #[value(name = "3.1.1")]
+    V311,
 }
 
 impl FeedArgs {
@@ -178,6 +195,11 @@ impl FeedArgs {
             beds: self.beds,
             heartbeat_timeout: self.heartbeat_timeout,
             client_id: self.client_id,
+            protocol: match self.mqtt_protocol {
+                MqttProtocol::Auto => None,
+                MqttProtocol::V5 => Some(vigil::mqtt::wire::Protocol::V5),
+                MqttProtocol::V311 => Some(vigil::mqtt::wire::Protocol::V311),
+            },
         }
     }
 }

@@ -472,6 +472,8 @@ pub(super) struct RawMqtt {
     pub broker: Opt<String>,
     pub prefix: Opt<String>,
     pub client_id: Opt<String>,
+    pub protocol: Opt<String>,
+    pub vitals_expiry: Opt<Duration>,
     pub credentials_file: Opt<String>,
     pub ca_file: Opt<String>,
     pub client_cert: Opt<String>,

@@ -524,6 +524,8 @@ fn settings_are_bounded_and_the_message_names_the_range() {
         ("[recording]\nretention = \"100000d\"".into(), "recording.retention (100000d) must be between 1d and 3650d"),
         ("[mqtt]\nheartbeat = \"1h\"".into(), "mqtt.heartbeat (1h) must be between 100ms and 1min"),
         ("[mqtt]\ncommand_max_age = \"30d\"".into(), "mqtt.command_max_age (30d) must be between 1s and 1h"),
+        ("[mqtt]\nvitals_expiry = \"2h\"".into(), "mqtt.vitals_expiry (2h) must be between 1s and 1h"),
+        ("[mqtt]\nprotocol = \"4\"".into(), "mqtt.protocol: `4` must be \"5\" (MQTT 5, the default) or \"3.1.1\""),
         ("[mqtt]\nprefix = \"vigil/\\u0007/\"".into(), "mqtt.prefix: `vigil/\\u{7}/` must be a topic path"),
         ("[mqtt]\nstate_dir = \"state\\n\"".into(), "mqtt.state_dir: `state\\n` contains the control character U+000A"),
         ("[site]\nbed = \"bed/1\"".into(), "site.bed: `bed/1` must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)"),

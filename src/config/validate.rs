@@ -1123,6 +1123,21 @@ impl Check {
                 *slot = path;
             }
         }
+        if let Some(v) = self.val(p, "protocol", &t.protocol) {
+            match crate::mqtt::wire::Protocol::parse(&v) {
+                Some(proto) => m.protocol = proto,
+                None => self.err(
+                    "mqtt.protocol",
+                    format!(
+                        "mqtt.protocol: {} must be \"5\" (MQTT 5, the default) or \"3.1.1\" (for a broker that does not speak MQTT 5)",
+                        quoted(&v)
+                    ),
+                ),
+            }
+        }
+        if let Some(d) = self.dur_in(p, "vitals_expiry", &t.vitals_expiry, (SEC, HOUR), "") {
+            m.vitals_expiry = d;
+        }
         if let Some(d) = self.dur_in(p, "heartbeat", &t.heartbeat, (100 * MS, MIN), "") {
             m.heartbeat = d;
         }

@@ -103,6 +103,7 @@ pub fn prepare(
             dose.at,
             Command::Dose {
                 route: ShortText::new("im"),
+                amount: crate::engine::DoseAmount::new(0.5, crate::engine::DoseUnit::MgPerKg),
                 note: ShortText::new("ketamine (simulated)"),
             },
         ));

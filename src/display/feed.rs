@@ -202,6 +202,23 @@ impl Topics {
         format!("{}cmd", self.bed_prefix(bed))
     }
 
+    /// The MQTT 5 response topic a display names in its commands to a
+    /// bed: `cmd/result/<client id>` under the bed's prefix (the daemon
+    /// answers only below its own `cmd/result`; see docs/mqtt.md).
+    pub fn reply(&self, bed: &BedKey, client_id: &str) -> String {
+        let id: String = client_id
+            .chars()
+            .map(|c| {
+                if matches!(c, '/' | '+' | '#') || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{}cmd/result/{id}", self.bed_prefix(bed))
+    }
+
     /// The site whose bridge notification this is: the layout with the bed
     /// segment `_bridge` and nothing after it (`vigil/v1/{site}/_bridge`, as
     /// `notification_topic` in config/mosquitto/room-broker.conf).
@@ -238,6 +255,13 @@ impl Topics {
             }
         }
         let rest = parts.next()?;
+        // A result on a display's MQTT 5 response topic (`cmd/result/ID`).
+        if rest
+            .strip_prefix("cmd/result/")
+            .is_some_and(|id| !id.is_empty())
+        {
+            return Some((BedKey::new(site?, bed?), TopicKind::CmdResult));
+        }
         let kind = TopicKind::ALL
             .iter()
             .find(|(_, s)| *s == rest)
@@ -316,6 +340,8 @@ pub struct Dose {
     pub number: u32,
     /// Route (`im`, `iv`, `nasal`, ...).
     pub route: String,
+    /// The amount with its unit (`25 mg`), when given.
+    pub amount: Option<String>,
     /// When.
     pub time: Option<SystemTime>,
 }
@@ -495,6 +521,10 @@ pub fn parse(
                     .map(|d| Dose {
                         number: d.number.unwrap_or(0),
                         route: d.route.unwrap_or_default(),
+                        amount: match (d.amount, d.unit) {
+                            (Some(a), Some(u)) => Some(format!("{a} {u}")),
+                            _ => None,
+                        },
                         time: d.time.as_deref().and_then(parse_rfc3339),
                     })
                     .collect(),
@@ -640,6 +670,8 @@ struct RawSession {
 struct RawDose {
     number: Option<u32>,
     route: Option<String>,
+    amount: Option<f64>,
+    unit: Option<String>,
     time: Option<String>,
 }
 
@@ -814,11 +846,20 @@ impl BedCommand {
             BedCommand::StartSession { session } => {
                 m.insert("session".into(), session.as_str().into());
             }
-            BedCommand::Dose { route, note, .. } => {
-                // The engine's dose has route and note only: amount and
-                // unit travel at the head of the note for now.
+            BedCommand::Dose {
+                route,
+                amount,
+                unit,
+                note,
+            } => {
                 m.insert("route".into(), route.as_str().into());
-                m.insert("note".into(), self.dose_parts(None, note).join("; ").into());
+                if let (Some(a), Some(u)) = (amount, unit) {
+                    m.insert("amount".into(), (*a).into());
+                    m.insert("unit".into(), u.as_str().into());
+                }
+                if !note.trim().is_empty() {
+                    m.insert("note".into(), note.trim().into());
+                }
             }
             BedCommand::PauseAudio { duration_s } => {
                 m.insert("duration_s".into(), (*duration_s).into());
@@ -908,7 +949,9 @@ mod tests {
         assert_eq!(v["command"], "dose");
         assert_eq!(v["id"], "b-1");
         assert_eq!(v["route"], "im");
-        assert_eq!(v["note"], "25 mg; esketamine");
+        assert_eq!(v["amount"], 25.0);
+        assert_eq!(v["unit"], "mg");
+        assert_eq!(v["note"], "esketamine");
         let v: serde_json::Value = serde_json::from_slice(
             &BedCommand::PauseAudio { duration_s: 120 }.payload("b-2", at(1_000)),
         )
@@ -926,6 +969,15 @@ mod tests {
         assert_eq!(t.filter(Some(&bed)), "vigil/v1/clinic-a/bed-2/#");
         assert_eq!(t.filter(None), "vigil/v1/+/+/#");
         assert_eq!(t.cmd(&bed), "vigil/v1/clinic-a/bed-2/cmd");
+        assert_eq!(
+            t.reply(&bed, "station/1+#"),
+            "vigil/v1/clinic-a/bed-2/cmd/result/station_1__"
+        );
+        assert_eq!(
+            t.parse("vigil/v1/clinic-a/bed-2/cmd/result/station-1"),
+            Some((bed.clone(), TopicKind::CmdResult))
+        );
+        assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/cmd/result/"), None);
         assert_eq!(
             t.parse("vigil/v1/clinic-a/bed-2/alarms/active"),
             Some((bed.clone(), TopicKind::Active))

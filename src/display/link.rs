@@ -10,18 +10,26 @@
 //! certificates, credentials, the shared backoff); every failure marks the
 //! board blind at once, with a sentence a nurse can read.
 //!
+//! MQTT 5 where the broker speaks it ([`LinkSettings::protocol`] `None`:
+//! MQTT 5 first, 3.1.1 from the first refusal of it on): each command names
+//! a response topic (`cmd/result/<client id>` under the bed's prefix) and
+//! carries its request id as correlation data, and a result with
+//! correlation data is matched by it. Results on `cmd/result` (a 3.1.1
+//! daemon or display) are matched by the `id` in the payload, as before.
+//!
 //! Depends on [`super::feed`] and [`super::state`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::QoS;
 use tokio::sync::watch;
 
 use super::feed::{self, BedCommand, BedKey, Topics};
 use super::state::Board;
 use crate::mqtt::link as broker;
+use crate::mqtt::wire::{self, Client, Happened, Props, Protocol};
 
 /// Errors of the displays' MQTT link.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +67,15 @@ pub struct LinkSettings {
     pub topics: Topics,
     /// The beds to show; empty: every bed the broker has.
     pub beds: Vec<BedKey>,
+    /// The MQTT version; None: MQTT 5, or 3.1.1 when the broker refuses it.
+    pub protocol: Option<Protocol>,
 }
 
 /// The board, the client and change notifications, shared by the tasks.
 pub struct Shared {
     board: Mutex<Board>,
     changed: watch::Sender<u64>,
-    client: AsyncClient,
+    client: Mutex<Client>,
     topics: Topics,
     client_id: String,
     next_id: AtomicU64,
@@ -141,12 +151,18 @@ impl Shared {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.client_id);
         let now = SystemTime::now();
-        self.client
+        let props = Props {
+            response_topic: Some(self.topics.reply(bed, &self.client_id)),
+            correlation: Some(id.clone().into_bytes()),
+            ..Props::default()
+        };
+        self.client()
             .try_publish(
                 self.topics.cmd(bed),
                 QoS::AtLeastOnce,
                 false,
                 body(&id, now),
+                &props,
             )
             .map_err(|e| LinkError::Queue(e.to_string()))?;
         self.board().command_sent(bed, &id, what, now);
@@ -156,11 +172,34 @@ impl Shared {
 }
 
 impl Shared {
+    /// The client (poisoning is ignored).
+    fn client(&self) -> Client {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The MQTT version of the link now.
+    pub fn protocol(&self) -> Protocol {
+        self.client().protocol()
+    }
+
     /// Takes a cleanly stopped bed off the board.
     pub fn remove_bed(&self, bed: &BedKey) -> Result<(), &'static str> {
         let r = self.board().remove(bed);
         self.notify();
         r
+    }
+}
+
+fn session() -> wire::Session {
+    wire::Session {
+        persistent: false,
+        inflight: 100,
+        request_queue: 64,
+        max_packet: 1 << 20,
+        will: None,
     }
 }
 
@@ -170,15 +209,18 @@ pub fn spawn(
     settings: LinkSettings,
     board: Board,
 ) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>), LinkError> {
-    let mut opts = settings.link.options(&settings.client_id)?;
-    opts.set_clean_session(!settings.persistent);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let session = wire::Session {
+        persistent: settings.persistent,
+        ..session()
+    };
+    let mut protocol = settings.protocol.unwrap_or(Protocol::V5);
+    let (client, mut eventloop) =
+        wire::connect(&settings.link, &settings.client_id, protocol, &session)?;
     let (changed, _) = watch::channel(0);
     let shared = Arc::new(Shared {
         board: Mutex::new(board),
         changed,
-        client,
+        client: Mutex::new(client),
         topics: settings.topics.clone(),
         client_id: settings.client_id.clone(),
         next_id: AtomicU64::new(1),
@@ -198,25 +240,31 @@ pub fn spawn(
         let shared = task_shared;
         let mut backoff = broker::Backoff::default();
         let mut reported = false;
+        // Whether this protocol version ever got a CONNACK (then a refusal
+        // is not about the version).
+        let mut spoken = false;
         let url = settings.link.url.clone();
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            match eventloop.poll(&url).await {
+                Ok(Happened::ConnAck) => {
                     backoff.reset();
+                    spoken = true;
                     tracing::info!(
                         broker = %url,
+                        protocol = %protocol,
                         "connected to the MQTT broker"
                     );
                     reported = false;
+                    let client = shared.client();
                     for f in &filters {
-                        if let Err(e) = shared.client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                        if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
                             tracing::warn!("cannot subscribe to {f}: {e}");
                         }
                     }
                     shared.board().link_up();
                     shared.notify();
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
+                Ok(Happened::Publish(p)) => {
                     let now = SystemTime::now();
                     if let Some(site) = shared.topics.bridge_site(&p.topic) {
                         shared
@@ -232,7 +280,15 @@ pub fn spawn(
                         continue;
                     }
                     match feed::parse(&p.topic, kind, &p.payload) {
-                        Ok((env, msg)) => {
+                        Ok((env, mut msg)) => {
+                            // A result is matched by its correlation data
+                            // when it has some (MQTT 5).
+                            if let (feed::Message::Result(r), Some(c)) = (&mut msg, &p.correlation)
+                            {
+                                if let Ok(id) = std::str::from_utf8(c) {
+                                    r.id = Some(id.to_owned());
+                                }
+                            }
                             shared.board().apply(&bed, &env, msg, p.retain, now);
                             shared.notify();
                         }
@@ -241,16 +297,37 @@ pub fn spawn(
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if settings.protocol.is_none()
+                        && protocol == Protocol::V5
+                        && !spoken
+                        && e.wrong_protocol
+                    {
+                        tracing::info!(
+                            broker = %url,
+                            "the MQTT broker does not speak MQTT 5 ({}): using MQTT 3.1.1",
+                            e.detail
+                        );
+                        protocol = Protocol::V311;
+                        match wire::connect(&settings.link, &settings.client_id, protocol, &session)
+                        {
+                            Ok((client, el)) => {
+                                *shared.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
+                                eventloop = el;
+                                continue;
+                            }
+                            Err(err) => tracing::warn!("cannot set up MQTT 3.1.1: {err}"),
+                        }
+                    }
                     // The board shows the sentence; the log keeps the detail.
-                    let why = broker::explain(&e, &url);
                     if !reported {
                         tracing::warn!(
                             broker = %url,
-                            "MQTT broker unreachable: {e}; check --broker and that the broker runs (retrying)"
+                            "MQTT broker unreachable: {}; check --broker and that the broker runs (retrying)",
+                            e.detail
                         );
                         reported = true;
                     }
-                    shared.board().link_down(SystemTime::now(), &why);
+                    shared.board().link_down(SystemTime::now(), &e.explained);
                     shared.notify();
                     tokio::time::sleep(backoff.next_delay()).await;
                 }

@@ -12,7 +12,8 @@
 //!   the publisher's JSON);
 //! - [`state`]: the shared, pure state model and the NO DATA decision;
 //! - [`site`]: NO DATA per site (a room's broker bridged to the central one);
-//! - [`link`]: the MQTT client both displays use;
+//! - [`link`]: the MQTT client both displays use (MQTT 5 where the broker
+//!   speaks it: commands carry a response topic and correlation data);
 //! - [`web`]: the HTTP server, its page and access control.
 //!
 //! Depends on [`crate::engine`] (alarm vocabulary) and [`crate::time`] (RFC 3339).
@@ -68,6 +69,8 @@ pub struct FeedOptions {
     pub heartbeat_timeout: Duration,
     /// MQTT client id; default `vigil-<kind>-<pid>`.
     pub client_id: Option<String>,
+    /// MQTT version; None: MQTT 5, or 3.1.1 when the broker does not speak it.
+    pub protocol: Option<crate::mqtt::wire::Protocol>,
 }
 
 /// The link settings and an empty board for these options.
@@ -119,6 +122,7 @@ pub fn prepare(opts: &FeedOptions, kind: &str) -> Result<(LinkSettings, Board), 
                 .unwrap_or_else(|| format!("vigil-{kind}-{}", std::process::id())),
             topics,
             beds,
+            protocol: opts.protocol,
         },
         board,
     ))

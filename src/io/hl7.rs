@@ -56,6 +56,7 @@ use super::sink::{SinkHandle, SinkMsg};
 use crate::config::Hl7Config;
 use crate::engine::{EventKind, SessionEvent, SessionPhase, SystemCondition};
 use crate::record::chart::{Chart, Device, Point, Sampler, Sampling};
+use crate::record::health::{Change, Health};
 use crate::record::{hl7, mllp};
 
 /// Undelivered messages kept for a later attempt (a day of 5-minute
@@ -65,6 +66,8 @@ pub const BACKLOG: usize = 288;
 pub const RETRY_EVERY: Duration = Duration::from_secs(30);
 /// The queue-overflow alarm ends this long after the last dropped message.
 const OVERFLOW_CLEARS_AFTER: Duration = Duration::from_secs(60);
+/// How often a backlog file that failed is tried again.
+pub const REATTACH_EVERY: Duration = Duration::from_secs(5);
 
 /// What the sink needs.
 pub struct Hl7Setup {
@@ -99,7 +102,6 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         tls,
     } = setup;
     let backlog = open_backlog(state_dir.as_deref(), &config.to);
-    let want_durable = state_dir.is_some();
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(queue);
     let (out_tx, out_rx) = std_mpsc::channel::<(u64, String)>();
     let first_number = backlog.next_number();
@@ -112,7 +114,7 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
                     &config,
                     tls.as_ref(),
                     backlog,
-                    want_durable,
+                    state_dir.as_deref(),
                     &out_rx,
                     &system,
                 )
@@ -234,12 +236,15 @@ fn logged(r: Result<(), BacklogError>) {
 /// The sender thread: delivers messages in order, keeps the undelivered
 /// ones, raises and ends `system.hl7_undelivered` and, when the backlog
 /// overflows, `system.queue_overflow`; `system.hl7_backlog_failure` while
-/// a backlog file was asked for (`want_durable`) and is not in use.
+/// a backlog file was asked for (`state_dir`) and is not in use: it is
+/// tried again every [`REATTACH_EVERY`], and the condition ends once the
+/// file has worked for [`crate::record::health::RECOVERY_HOLD`] (a nearly
+/// full disk does not make it flap).
 fn send_loop(
     config: &Hl7Config,
     tls: Option<&Arc<rustls::ClientConfig>>,
     mut backlog: Backlog,
-    want_durable: bool,
+    state_dir: Option<&std::path::Path>,
     messages: &std_mpsc::Receiver<(u64, String)>,
     system: &mpsc::Sender<(SystemCondition, bool)>,
 ) {
@@ -258,17 +263,51 @@ fn send_loop(
             let _ = system.blocking_send((cond, on));
         }
     };
+    let mut health = Health::default();
+    let mut reattach_at: Option<Instant> = None;
     let mut open = true;
     loop {
         // A backlog file was asked for (a state directory) but cannot be
         // used: what is undelivered would not survive a restart.
-        let failing = want_durable && !backlog.durable();
-        if failing && !storage {
-            tracing::error!(
-                "hl7: the backlog file cannot be used: raising system.hl7_backlog_failure (check the state directory, mqtt.state_dir)"
-            );
+        let now = Instant::now();
+        if let (Some(dir), false) = (state_dir, backlog.durable()) {
+            if reattach_at.is_some_and(|t| now >= t) {
+                match backlog.reattach(dir) {
+                    Ok(older) => tracing::info!(
+                        "hl7: the backlog file {} works again: {} undelivered message(s) written out ({older} left there earlier); system.hl7_backlog_failure ends after {:?} without a failure",
+                        dir.join(BACKLOG_FILE).display(),
+                        backlog.len(),
+                        crate::record::health::RECOVERY_HOLD
+                    ),
+                    Err(e) => tracing::debug!("hl7: the backlog file still fails: {e}"),
+                }
+            }
         }
-        tell(&mut storage, SystemCondition::Hl7BacklogFailure, failing);
+        match (state_dir.is_some(), backlog.durable()) {
+            (true, false) => {
+                reattach_at = Some(
+                    reattach_at
+                        .filter(|t| *t > now)
+                        .unwrap_or(now + REATTACH_EVERY),
+                );
+                if health.failed() == Some(Change::Failed) {
+                    tracing::error!(
+                        "hl7: the backlog file cannot be used: raising system.hl7_backlog_failure, retrying every {REATTACH_EVERY:?} (check the state directory, mqtt.state_dir)"
+                    );
+                    tell(&mut storage, SystemCondition::Hl7BacklogFailure, true);
+                }
+            }
+            // Every write of the backlog is synced; durable means the last
+            // one worked.
+            (true, true) => {
+                reattach_at = None;
+                if health.synced(now) == Some(Change::Recovered) {
+                    tracing::info!("hl7: the backlog file has worked for {:?}: system.hl7_backlog_failure ends", crate::record::health::RECOVERY_HOLD);
+                    tell(&mut storage, SystemCondition::Hl7BacklogFailure, false);
+                }
+            }
+            (false, _) => {}
+        }
         // What is waiting goes out first, in order.
         while let Some(p) = backlog.front() {
             match mllp::send_all_tls(&config.to, std::slice::from_ref(&p.message), opts, tls) {
@@ -322,6 +361,13 @@ fn send_loop(
         };
         if let Some(t) = last_drop {
             wait = wait.min(OVERFLOW_CLEARS_AFTER.saturating_sub(t.elapsed()));
+        }
+        if let Some(t) = reattach_at {
+            wait = wait.min(t.saturating_duration_since(Instant::now()));
+        }
+        if storage && backlog.durable() {
+            // Wake up to end the condition when the hold is over.
+            wait = wait.min(Duration::from_secs(1));
         }
         let mut arrived = Vec::new();
         match messages.recv_timeout(wait) {

@@ -183,9 +183,11 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
             SessionEvent::Dose {
                 number,
                 route,
+                amount,
                 note,
             } => {
-                tracing::info!(seq = msg.event.seq, at = %when, "SESSION dose #{number} ({route}) {note}")
+                let amount = amount.map_or(String::new(), |a| format!("{a} "));
+                tracing::info!(seq = msg.event.seq, at = %when, "SESSION dose #{number} {amount}({route}) {note}")
             }
             SessionEvent::BaselineIncomplete { .. } => tracing::warn!(
                 seq = msg.event.seq,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS};
+use rumqttc::QoS;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::journal::{Class, EpochMarks, JournalError, SeqFile, SeqStart, Stream};
@@ -15,6 +15,7 @@ use super::link::{
 };
 use super::outbox::Outbox;
 use super::payload::{self, Ctx, Delivery, Latest, SessionState};
+use super::wire::{self, Client, EventLoop, Happened, Props, Protocol, SendError};
 use super::{command, MqttError, Topics};
 use crate::config::MqttConfig;
 use crate::engine::{EventKind, Priority, SystemCondition};
@@ -40,6 +41,10 @@ pub const LINK_MAX_PACKET: usize = 256 * 1024;
 /// The largest command payload vigil reads; a larger one is answered
 /// `rejected` on `cmd/result` and counted, never parsed.
 pub const COMMAND_MAX_BYTES: usize = 4096;
+/// The longest response topic a command may name (bytes).
+pub const RESPONSE_TOPIC_MAX: usize = 256;
+/// The longest correlation data a command may carry (bytes).
+pub const CORRELATION_MAX: usize = 256;
 /// A connection that lasted at least this long resets the backoff.
 const STABLE_LINK: Duration = Duration::from_secs(10);
 /// This many connections lost within [`LOOP_WINDOW`], each soon after it
@@ -80,7 +85,7 @@ enum Net {
     Sent(u16),
     Collision,
     PubAck(u16),
-    Message(String, Vec<u8>),
+    Message(wire::Message),
     /// The broker sent a packet over [`LINK_MAX_PACKET`] (its size); the
     /// connection is being dropped and comes back with a clean session.
     Oversized(usize),
@@ -135,11 +140,12 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     };
     let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
     let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);
-    let mut opts = link.options(&client_id)?;
-    opts.set_clean_session(false)
-        .set_inflight(INFLIGHT)
-        .set_request_channel_capacity(REQUEST_QUEUE)
-        .set_max_packet_size(LINK_MAX_PACKET, LINK_MAX_PACKET);
+    // The embedded broker (rumqttd) speaks MQTT 3.1.1 only.
+    let protocol = if cfg.embedded {
+        Protocol::V311
+    } else {
+        cfg.protocol
+    };
 
     // One directory per bed: two daemons never share a journal.
     let state_dir = super::resolve_state_dir(&cfg.state_dir)
@@ -213,12 +219,17 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
         names: &setup.source_names,
         epoch: seq.epoch(),
     };
-    opts.set_last_will(LastWill::new(
-        topics.status.clone(),
-        payload::offline(&ctx, 0, SystemTime::now(), "connection_lost"),
-        QoS::AtLeastOnce,
-        true,
-    ));
+    let session = wire::Session {
+        persistent: true,
+        inflight: INFLIGHT,
+        request_queue: REQUEST_QUEUE,
+        max_packet: LINK_MAX_PACKET,
+        will: Some(wire::Will {
+            topic: topics.status.clone(),
+            payload: payload::offline(&ctx, 0, SystemTime::now(), "connection_lost"),
+            retain: true,
+        }),
+    };
     if report.torn_bytes > 0 {
         tracing::warn!(
             "the outbox journal had a torn tail of {} byte(s) (a crash mid-write): cut off; the stream numbers it may have held are not used again",
@@ -241,16 +252,14 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     }
 
     let broker = link.url.to_string();
-    let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
-    let mut net = eventloop.network_options();
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(5);
-    eventloop.set_network_options(net);
+    let url = link.url.clone();
+    let (client, eventloop) = wire::connect(&link, &client_id, protocol, &session)?;
+    tracing::info!(broker = %broker, protocol = %protocol, "MQTT link");
 
     let queue = setup.queue.max(16);
     let (tx, rx) = mpsc::channel::<SinkMsg>(queue);
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let mut publisher = Publisher::new(setup, topics, client, outbox, seq, broker, state_dir);
+    let mut publisher = Publisher::new(setup, topics, client, outbox, seq, url, state_dir);
     // Latched in the engine: raised once, it stays until acknowledged.
     publisher.corrupt.want = report.corrupt();
     publisher.journal_read = journal_read;
@@ -278,7 +287,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
 
 async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::Receiver<SinkMsg>) {
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
-    let poller = tokio::spawn(poll(eventloop, net_tx, publisher.broker.clone()));
+    let poller = tokio::spawn(poll(eventloop, net_tx, publisher.url.clone()));
     publisher.serve(&mut events, &mut net_rx).await;
     publisher.shutdown(&mut net_rx).await;
     poller.abort();
@@ -298,45 +307,40 @@ async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::R
 /// uses a clean session (the queued copy is discarded; the outbox
 /// republishes what is undelivered anyway), and the publisher clears a
 /// retained `cmd` before it subscribes again.
-async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
+async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, url: BrokerUrl) {
     let mut backoff = Backoff::default();
     let mut failures: u64 = 0;
     let mut last_log: Option<Instant> = None;
     let mut up_since: Option<Instant> = None;
     loop {
-        let forwarded = match eventloop.poll().await {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+        let forwarded = match eventloop.poll(&url).await {
+            Ok(Happened::ConnAck) => {
                 // Back to a persistent session for the connects after a
                 // recovery from an oversized packet.
-                eventloop.mqtt_options.set_clean_session(false);
+                eventloop.set_clean(false);
                 up_since = Some(Instant::now());
                 failures = 0;
                 last_log = None;
                 Some(Net::Up)
             }
-            Ok(Event::Incoming(Incoming::PubAck(ack))) => Some(Net::PubAck(ack.pkid)),
-            Ok(Event::Incoming(Incoming::Publish(p))) => {
-                Some(Net::Message(p.topic.clone(), p.payload.to_vec()))
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(Net::Sent(pkid)),
-            Ok(Event::Outgoing(Outgoing::AwaitAck(_))) => Some(Net::Collision),
-            Ok(_) => None,
+            Ok(Happened::PubAck(pkid)) => Some(Net::PubAck(pkid)),
+            Ok(Happened::Publish(m)) => Some(Net::Message(m)),
+            Ok(Happened::Sent(pkid)) => Some(Net::Sent(pkid)),
+            Ok(Happened::AwaitAck) => Some(Net::Collision),
+            Ok(Happened::Other) => None,
             Err(e) => {
                 failures += 1;
                 if up_since.take().is_some_and(|t| t.elapsed() >= STABLE_LINK) {
                     backoff.reset();
                 }
-                if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
-                    rumqttc::Error::PayloadSizeLimitExceeded(size),
-                )) = &e
-                {
-                    eventloop.mqtt_options.set_clean_session(true);
-                    if tx.send(Net::Oversized(*size)).await.is_err() {
+                if let Some(size) = e.oversized {
+                    eventloop.set_clean(true);
+                    if tx.send(Net::Oversized(size)).await.is_err() {
                         return;
                     }
                 }
                 let (ack_tx, ack_rx) = oneshot::channel();
-                if tx.send(Net::Down(e.to_string(), ack_tx)).await.is_err() {
+                if tx.send(Net::Down(e.detail.clone(), ack_tx)).await.is_err() {
                     return;
                 }
                 // The publisher has stopped queueing; what it queued before
@@ -344,13 +348,13 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
                 let _ = ack_rx.await;
                 if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                     tracing::warn!(
-                        "MQTT broker {broker}: {e} (attempt {failures}); retrying with backoff up to {BACKOFF_MAX:?}"
+                        "MQTT broker {url}: {} (attempt {failures}); retrying with backoff up to {BACKOFF_MAX:?}",
+                        e.detail
                     );
                     last_log = Some(Instant::now());
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
-                eventloop.clean();
-                eventloop.pending.clear();
+                eventloop.forget_pending();
                 None
             }
         };
@@ -362,6 +366,17 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, broker: String) {
     }
 }
 
+/// Where a command's result goes: its MQTT 5 response topic and
+/// correlation data, or `cmd/result` (`topic` None).
+#[derive(Clone, Debug, Default)]
+struct Reply {
+    topic: Option<String>,
+    correlation: Option<Vec<u8>>,
+}
+
+/// A verdict of the engine on a command, with where it is answered.
+type Verdict = (Reply, String, &'static str, Result<(), String>);
+
 struct Publisher {
     cfg: MqttConfig,
     site: String,
@@ -369,15 +384,18 @@ struct Publisher {
     names: Vec<String>,
     topics: Topics,
     broker: String,
+    url: BrokerUrl,
     clock: Clock,
-    client: AsyncClient,
+    client: Client,
+    /// Correlation data of queued results, by outbox id.
+    correlations: HashMap<u64, Vec<u8>>,
     outbox: Outbox,
     seq: SeqFile,
     commands: mpsc::Sender<CommandMsg>,
     system: mpsc::Sender<(SystemCondition, bool)>,
     live: Option<watch::Receiver<LiveState>>,
-    verdict_tx: mpsc::UnboundedSender<(String, &'static str, Result<(), String>)>,
-    verdict_rx: mpsc::UnboundedReceiver<(String, &'static str, Result<(), String>)>,
+    verdict_tx: mpsc::UnboundedSender<Verdict>,
+    verdict_rx: mpsc::UnboundedReceiver<Verdict>,
     /// Results of the journal syncs run off this thread (group commit).
     sync_tx: mpsc::UnboundedSender<(u64, Result<(), JournalError>)>,
     sync_rx: mpsc::UnboundedReceiver<(u64, Result<(), JournalError>)>,
@@ -457,10 +475,10 @@ impl Publisher {
     fn new(
         s: MqttSetup,
         topics: Topics,
-        client: AsyncClient,
+        client: Client,
         outbox: Outbox,
         seq: SeqFile,
-        broker: String,
+        url: BrokerUrl,
         state_dir: PathBuf,
     ) -> Publisher {
         let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
@@ -472,9 +490,11 @@ impl Publisher {
             bed: s.bed,
             names: s.source_names,
             topics,
-            broker,
+            broker: url.to_string(),
+            url,
             clock: s.clock,
             client,
+            correlations: HashMap::new(),
             outbox,
             seq,
             commands: s.commands,
@@ -563,7 +583,7 @@ impl Publisher {
                     }
                     self.start_sync();
                 }
-                Some((id, key, verdict)) = self.verdict_rx.recv() => {
+                Some((reply, id, key, verdict)) = self.verdict_rx.recv() => {
                     match &verdict {
                         Ok(()) => tracing::info!(command = key, request = %id, "display command accepted"),
                         Err(e) => {
@@ -571,7 +591,7 @@ impl Publisher {
                             self.warn_rejected(Some(&id), &format!("{e} (engine)"));
                         }
                     }
-                    self.result(Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
+                    self.result(&reply, Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
                 r = changed(&mut live) => match r {
                     Ok(()) => self.snapshot(false),
@@ -760,14 +780,18 @@ impl Publisher {
                 break;
             };
             let (id, topic, retain, body) = (m.id, m.topic.clone(), m.retain, m.payload.clone());
+            let props = Props {
+                correlation: self.correlations.get(&id).cloned(),
+                ..Props::default()
+            };
             match self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, retain, body)
+                .try_publish(topic, QoS::AtLeastOnce, retain, body, &props)
             {
                 Ok(()) => self.queued.push_back(Some(id)),
                 Err(e) => {
                     self.outbox.unsend(id);
-                    if !matches!(e, ClientError::TryRequest(_)) {
+                    if !matches!(e, SendError::Full) {
                         tracing::debug!("MQTT request queue: {e}");
                     }
                     break;
@@ -795,7 +819,18 @@ impl Publisher {
         }
         let body = payload::vitals(&self.ctx(), seq, wall, &self.latest);
         let topic = self.topics.vitals.clone();
-        if self.publish_untracked(topic, QoS::AtMostOnce, true, body) {
+        // A retained vitals message older than this is dropped by the
+        // broker, not painted by a display that connects late.
+        let props = Props {
+            expiry: Some(
+                self.cfg
+                    .vitals_expiry
+                    .as_secs()
+                    .clamp(1, u64::from(u32::MAX)) as u32,
+            ),
+            ..Props::default()
+        };
+        if self.publish_with(topic, QoS::AtMostOnce, true, body, &props) {
             self.vitals_due = None;
             self.vitals_waiting = false;
         } else {
@@ -806,10 +841,25 @@ impl Publisher {
     /// Queues a message the outbox does not track; whether it was queued
     /// (not while disconnected or with the window full).
     fn publish_untracked(&mut self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) -> bool {
+        self.publish_with(topic, qos, retain, body, &Props::default())
+    }
+
+    /// [`Publisher::publish_untracked`] with MQTT 5 properties.
+    fn publish_with(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        body: Vec<u8>,
+        props: &Props,
+    ) -> bool {
         if !self.connected || self.queued.len() + self.in_flight.len() >= WINDOW {
             return false;
         }
-        let queued = self.client.try_publish(topic, qos, retain, body).is_ok();
+        let queued = self
+            .client
+            .try_publish(topic, qos, retain, body, props)
+            .is_ok();
         if queued {
             self.queued.push_back(None);
         }
@@ -842,6 +892,7 @@ impl Publisher {
                         QoS::AtLeastOnce,
                         true,
                         Vec::new(),
+                        &Props::default(),
                     );
                     self.queued.push_back(None);
                 }
@@ -869,16 +920,17 @@ impl Publisher {
             }
             Net::PubAck(pkid) => {
                 if let Some(Some(id)) = self.in_flight.remove(&pkid) {
+                    self.correlations.remove(&id);
                     if let Err(e) = self.outbox.delivered(id) {
                         self.storage_failure(&e);
                     }
                 }
                 self.pump();
             }
-            Net::Message(topic, body) => {
+            Net::Message(m) => {
                 // An empty message is how a retained command is deleted.
-                if topic == self.topics.cmd && !body.is_empty() {
-                    self.command(&body);
+                if m.topic == self.topics.cmd && !m.payload.is_empty() {
+                    self.command(m);
                 }
             }
             Net::Oversized(size) => {
@@ -928,7 +980,55 @@ impl Publisher {
         }
     }
 
-    fn command(&mut self, body: &[u8]) {
+    /// Where the result of a command goes: its MQTT 5 response topic when
+    /// it names one this bed answers on (`cmd/result` or below it), else
+    /// `cmd/result`; an unusable response topic or correlation data is the
+    /// reason to reject the command.
+    fn reply_to(&self, m: &wire::Message) -> (Reply, Result<(), String>) {
+        let mut reply = Reply {
+            topic: None,
+            correlation: m.correlation.clone(),
+        };
+        if m.correlation
+            .as_ref()
+            .is_some_and(|c| c.len() > CORRELATION_MAX)
+        {
+            reply.correlation = None;
+            return (
+                reply,
+                Err(format!(
+                    "correlation data over {CORRELATION_MAX} bytes: the command is not carried out"
+                )),
+            );
+        }
+        let Some(topic) = &m.response_topic else {
+            return (reply, Ok(()));
+        };
+        let base = &self.topics.cmd_result;
+        let below = topic
+            .strip_prefix(base.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        let clean = topic.len() <= RESPONSE_TOPIC_MAX
+            && !topic.contains(['+', '#', '\0'])
+            && !topic.contains("//")
+            && !topic.ends_with('/');
+        if below && clean {
+            reply.topic = Some(topic.clone());
+            (reply, Ok(()))
+        } else {
+            (
+                reply,
+                Err(format!(
+                    "response topic `{}` is not allowed: it must be {base} or a topic below it (at most {RESPONSE_TOPIC_MAX} bytes, no wildcards); the command is not carried out",
+                    topic.escape_debug()
+                )),
+            )
+        }
+    }
+
+    fn command(&mut self, m: wire::Message) {
+        let (reply, route) = self.reply_to(&m);
+        let body = &m.payload;
         if body.len() > COMMAND_MAX_BYTES {
             self.commands_rejected += 1;
             self.commands_oversized += 1;
@@ -937,7 +1037,7 @@ impl Publisher {
                 body.len()
             );
             self.warn_rejected(None, &reason);
-            self.result(None, None, Err(&reason));
+            self.result(&reply, None, None, Err(&reason));
             return;
         }
         let parsed = command::parse(
@@ -946,14 +1046,19 @@ impl Publisher {
             self.cfg.command_max_age,
             &self.names,
         );
-        match parsed {
-            Err(r) => {
+        match (parsed, route) {
+            (Err(r), _) => {
                 self.commands_rejected += 1;
                 let reason = r.reason.to_string();
                 self.warn_rejected(r.id.as_deref(), &reason);
-                self.result(r.id.as_deref(), r.command.as_deref(), Err(&reason));
+                self.result(&reply, r.id.as_deref(), r.command.as_deref(), Err(&reason));
             }
-            Ok(p) => {
+            (Ok(p), Err(reason)) => {
+                self.commands_rejected += 1;
+                self.warn_rejected(Some(&p.id), &reason);
+                self.result(&reply, Some(&p.id), Some(p.command.key()), Err(&reason));
+            }
+            (Ok(p), Ok(())) => {
                 let key = p.command.key();
                 let (tx, rx) = oneshot::channel();
                 match self.commands.try_send((p.command, tx)) {
@@ -969,17 +1074,21 @@ impl Publisher {
                                         .to_owned())
                                 }
                             };
-                            let _ = verdicts.send((id, key, verdict));
+                            let _ = verdicts.send((reply, id, key, verdict));
                         });
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => self.result(
+                        &reply,
                         Some(&p.id),
                         Some(key),
                         Err("vigil is busy (command queue full); send it again"),
                     ),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        self.result(Some(&p.id), Some(key), Err("vigil is shutting down"))
-                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => self.result(
+                        &reply,
+                        Some(&p.id),
+                        Some(key),
+                        Err("vigil is shutting down"),
+                    ),
                 }
             }
         }
@@ -992,8 +1101,15 @@ impl Publisher {
         }
     }
 
-    /// Queues a `cmd/result` (kept until acknowledged, in memory).
-    fn result(&mut self, id: Option<&str>, command: Option<&str>, verdict: Result<(), &str>) {
+    /// Queues a result on `cmd/result` or the command's response topic,
+    /// with its correlation data (kept until acknowledged, in memory).
+    fn result(
+        &mut self,
+        reply: &Reply,
+        id: Option<&str>,
+        command: Option<&str>,
+        verdict: Result<(), &str>,
+    ) {
         let body = payload::command_result(
             &self.ctx(),
             self.last_seq,
@@ -1002,10 +1118,16 @@ impl Publisher {
             command,
             verdict,
         );
-        let topic = self.topics.cmd_result.clone();
+        let topic = reply
+            .topic
+            .clone()
+            .unwrap_or_else(|| self.topics.cmd_result.clone());
         let pushed = self
             .outbox
             .push(Class::Result, Stream::None, false, topic, |_| body);
+        if let (Ok(p), Some(c)) = (&pushed, &reply.correlation) {
+            self.correlations.insert(p.id, c.clone());
+        }
         self.after_push(pushed);
         self.pump();
         self.start_sync();
@@ -1172,9 +1294,13 @@ impl Publisher {
         }
         if self.connected {
             let body = payload::offline(&self.ctx(), self.last_seq, self.vigil_now(), "shutdown");
-            let _ =
-                self.client
-                    .try_publish(self.topics.status.clone(), QoS::AtLeastOnce, true, body);
+            let _ = self.client.try_publish(
+                self.topics.status.clone(),
+                QoS::AtLeastOnce,
+                true,
+                body,
+                &Props::default(),
+            );
             let _ = self.client.try_disconnect();
             let until = tokio::time::Instant::now() + Duration::from_secs(1);
             while let Ok(Some(n)) = tokio::time::timeout_at(until, net.recv()).await {

@@ -11,7 +11,8 @@
 //! (`by`: every alarm of this bed that waits for an acknowledgement), `pause_audio`
 //! (`duration_s`), `resume_audio`, `start_session` (`session`: a
 //! pseudonymous code, never a name), `set_baseline` (`vital`, `value`),
-//! `dose` (`route`, optional `note`), `start_recovery`, `end_session`.
+//! `dose` (`route`, optional `amount` with `unit`, optional `note`),
+//! `start_recovery`, `end_session`.
 //! Every string field is printable text (no control character, no bidi
 //! override or zero-width mark) of a bounded length: `id` 64 bytes, `by`
 //! and `session` 32, `route` 16, `note` 64 (the [`ShortText`] sizes),
@@ -31,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use super::payload::SCHEMA_VERSION;
-use crate::engine::{AlarmId, Command};
+use crate::engine::{AlarmId, Command, DoseAmount, DoseUnit};
 use crate::time::parse_rfc3339;
 use crate::vitals::{ShortText, Vital};
 
@@ -189,7 +190,7 @@ fn validate(
         "resume_audio" | "start_recovery" | "end_session" => &[],
         "start_session" => &["session"],
         "set_baseline" => &["vital", "value"],
-        "dose" => &["route", "note"],
+        "dose" => &["route", "amount", "unit", "note"],
         other => return Err(CommandRejection::UnknownCommand(other.to_owned())),
     };
     for key in obj.keys() {
@@ -245,6 +246,7 @@ fn validate(
         }
         "dose" => Command::Dose {
             route: short(obj, "route", true)?,
+            amount: dose_amount(obj)?,
             note: if obj.contains_key("note") {
                 short(obj, "note", false)?
             } else {
@@ -254,6 +256,36 @@ fn validate(
         "start_recovery" => Command::StartRecovery,
         _ => Command::EndSession,
     })
+}
+
+/// A dose's `amount` and `unit`: both or neither; a number above 0 and
+/// below 10,000 in `mg` or `mg/kg`.
+fn dose_amount(obj: &Map<String, Value>) -> Result<Option<DoseAmount>, CommandRejection> {
+    match (obj.contains_key("amount"), obj.contains_key("unit")) {
+        (false, false) => Ok(None),
+        (true, false) => Err(CommandRejection::Invalid {
+            field: "unit",
+            problem: "an amount needs its unit, mg or mg/kg".into(),
+        }),
+        (false, true) => Err(CommandRejection::Invalid {
+            field: "amount",
+            problem: "a unit needs an amount".into(),
+        }),
+        (true, true) => {
+            let value = number(obj, "amount")?;
+            let unit = text(obj, "unit", 8)?;
+            let unit = DoseUnit::parse(unit).ok_or_else(|| CommandRejection::Invalid {
+                field: "unit",
+                problem: "must be mg or mg/kg".into(),
+            })?;
+            DoseAmount::new(value as f32, unit)
+                .map(Some)
+                .ok_or_else(|| CommandRejection::Invalid {
+                    field: "amount",
+                    problem: format!("{value} must be a number above 0 and below 10000"),
+                })
+        }
+    }
 }
 
 /// A character that must not reach a log line, a board or a recording:
@@ -459,6 +491,8 @@ mod tests {
                 r.starts_with(&format!("field `{field}`: character ")),
                 "{body}: {r}"
             );
+            // The published contract refuses the same text.
+            assert!(!schema_accepts(body), "the schema accepts {body}");
             assert!(r.contains("not printable") && r.contains("at most"), "{r}");
             assert!(!r.chars().any(unprintable), "{r:?}");
         }
@@ -492,7 +526,24 @@ mod tests {
             );
         }
         // Plain accented text and spaces are printable.
-        assert!(cmd(r#""command":"acknowledge_all","by":"Zoë R.""#, now()).is_ok());
+        let fine = r#""command":"acknowledge_all","by":"Zoë R.""#;
+        assert!(cmd(fine, now()).is_ok());
+        assert!(schema_accepts(fine));
+        assert!(schema_accepts(
+            r#""command":"dose","route":"im","amount":0.5,"unit":"mg/kg","note":"racémique 0,5""#
+        ));
+    }
+
+    /// Whether schemas/command.schema.json accepts the command `body`.
+    fn schema_accepts(body: &str) -> bool {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/command.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = format!(
+            r#"{{"schema_version":1,"id":"r1","time":"{}",{body}}}"#,
+            rfc3339(now())
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        jsonschema::validator_for(&schema).unwrap().is_valid(&v)
     }
 
     #[test]
@@ -521,6 +572,48 @@ mod tests {
         let huge = format!(r#"{{"id":"{}"}}"#, "i".repeat(1 << 20));
         let r = parse(huge.as_bytes(), now(), Duration::from_secs(30), &names()).unwrap_err();
         assert_eq!(r.id, None);
+    }
+
+    #[test]
+    fn a_dose_carries_its_amount_and_unit_both_or_neither() {
+        let p = cmd(
+            r#""command":"dose","route":"im","amount":0.5,"unit":"mg/kg","note":"racemic""#,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.command,
+            Command::Dose {
+                route: ShortText::new("im"),
+                amount: DoseAmount::new(0.5, DoseUnit::MgPerKg),
+                note: ShortText::new("racemic"),
+            }
+        );
+        let p = cmd(
+            r#""command":"dose","route":"sl","amount":25,"unit":"mg""#,
+            now(),
+        )
+        .unwrap();
+        assert!(matches!(
+            p.command,
+            Command::Dose { amount: Some(a), .. } if a == DoseAmount { value: 25.0, unit: DoseUnit::Mg }
+        ));
+        let reason = |body: &str| cmd(body, now()).unwrap_err().reason.to_string();
+        let dose = |rest: &str| reason(&format!(r#""command":"dose","route":"im",{rest}"#));
+        assert!(dose(r#""amount":25"#).contains("needs its unit"));
+        assert!(dose(r#""unit":"mg""#).contains("needs an amount"));
+        assert!(dose(r#""amount":25,"unit":"ml""#).contains("mg or mg/kg"));
+        assert!(dose(r#""amount":"25","unit":"mg""#).contains("expected a number"));
+        // The boundaries: above 0, below 10,000.
+        for bad in ["0", "-1", "10000", "1e9"] {
+            let r = dose(&format!(r#""amount":{bad},"unit":"mg""#));
+            assert!(r.contains("above 0 and below 10000"), "{bad}: {r}");
+        }
+        assert!(cmd(
+            r#""command":"dose","route":"im","amount":9999.5,"unit":"mg""#,
+            now()
+        )
+        .is_ok());
     }
 
     #[test]

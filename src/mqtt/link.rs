@@ -4,14 +4,14 @@
 //! - [`BrokerUrl`]: `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (TLS);
 //! - [`LinkConfig`]: the URL plus credentials (a file, or the environment
 //!   variables `VIGIL_MQTT_USERNAME` / `VIGIL_MQTT_PASSWORD`), the CA that
-//!   signs the broker's certificate and an optional client certificate; it
-//!   builds the rumqttc options;
+//!   signs the broker's certificate and an optional client certificate
+//!   ([`super::wire::connect`] builds the client from it);
 //! - [`tls_client`]: a rustls client configuration trusting a CA file, for
 //!   other links over TLS (the HL7 MLLP link), read and checked as the
 //!   broker's CA file is;
 //! - [`Backoff`]: the reconnect delay, doubling from 100 ms to 5 s;
-//! - [`explain`]: a connection error in words a nurse can act on (no
-//!   "os error 111").
+//! - [`explain`], [`explain_v5`]: a connection error (MQTT 3.1.1 or 5) in
+//!   words a nurse can act on (no "os error 111").
 //!
 //! Every error names the setting to fix, as the user spells it: a config
 //! key for the daemon (`mqtt.ca_file`), a command-line flag for the displays
@@ -21,9 +21,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::TlsConfiguration;
 
 pub use crate::backoff::{Backoff, BACKOFF_MAX, BACKOFF_MIN};
 /// The environment variable with the MQTT username (wins over the file).
@@ -269,20 +268,6 @@ impl LinkConfig {
             client_auth,
         }))
     }
-
-    /// rumqttc options for `client_id`: address, keep-alive, credentials
-    /// and transport. The caller adds session, inflight and will.
-    pub fn options(&self, client_id: &str) -> Result<MqttOptions, LinkError> {
-        let mut opts = MqttOptions::new(client_id, self.url.host.clone(), self.url.port);
-        opts.set_keep_alive(Duration::from_secs(5));
-        if let Some((user, password)) = self.credentials()? {
-            opts.set_credentials(user, password);
-        }
-        if let Some(tls) = self.tls()? {
-            opts.set_transport(Transport::Tls(tls));
-        }
-        Ok(opts)
-    }
 }
 
 /// Reads a credentials file: username on the first line, password on the second.
@@ -395,6 +380,43 @@ fn refusal(code: rumqttc::ConnectReturnCode) -> &'static str {
         R::ServiceUnavailable => "service unavailable",
         R::RefusedProtocolVersion => "protocol version refused",
         R::Success => "no reason given",
+    }
+}
+
+/// [`explain`] for the MQTT 5 client's errors.
+pub fn explain_v5(e: &rumqttc::v5::ConnectionError, url: &BrokerUrl) -> String {
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as R;
+    use rumqttc::v5::ConnectionError as C;
+    let at = format!("{}:{}", url.host, url.port);
+    match e {
+        C::Io(io) => explain(&rumqttc::ConnectionError::Io(std::io::Error::from(io.kind())), url),
+        C::Timeout(_) => format!("the message broker at {at} does not answer"),
+        C::ConnectionRefused(code) => {
+            let why = match code {
+                R::BadUserNamePassword => "wrong user name or password",
+                R::NotAuthorized => "not authorised",
+                R::ClientIdentifierNotValid | R::BadClientId => "client id rejected",
+                R::ServerUnavailable | R::ServiceUnavailable | R::ServerBusy => {
+                    "service unavailable"
+                }
+                R::UnsupportedProtocolVersion | R::RefusedProtocolVersion => {
+                    "it does not speak MQTT 5: set the protocol to 3.1.1"
+                }
+                R::Banned => "banned",
+                R::PacketTooLarge => "packet too large",
+                _ => "no reason given",
+            };
+            format!(
+                "the message broker at {at} refused this connection ({why}): check the MQTT user and password"
+            )
+        }
+        C::Tls(_) => format!(
+            "the secure connection to the message broker at {at} failed: check the CA and client certificates"
+        ),
+        C::MqttState(rumqttc::v5::StateError::ServerDisconnect { reason_code, .. }) => format!(
+            "the message broker at {at} closed the connection ({reason_code:?})"
+        ),
+        _ => format!("the connection to the message broker at {at} failed"),
     }
 }
 

@@ -4,15 +4,25 @@
 //!
 //! | topic           | QoS | retained | what                                         |
 //! |-----------------|-----|----------|----------------------------------------------|
-//! | `vitals`        | 0   | yes      | latest value and validity of every vital     |
+//! | `vitals`        | 0   | yes      | latest value and validity of every vital (MQTT 5: expires after `mqtt.vitals_expiry`) |
 //! | `alarms`        | 1   | no       | every alarm phase change (durable outbox)    |
 //! | `alarms/active` | 1   | yes      | the alarms present now                       |
 //! | `session`       | 1   | yes      | session event + state (durable outbox)       |
 //! | `status`        | 1   | yes      | heartbeat; `offline` by Last Will            |
 //! | `cmd`           | 1   | -        | inbound commands from displays               |
 //! | `cmd/result`    | 1   | no       | accepted / rejected, with the reason         |
+//! | `cmd/result/…`  | 1   | no       | the same, on a command's MQTT 5 response topic |
 //!
 //! Payloads: [`payload`], schemas in `schemas/`. Commands: [`command`].
+//!
+//! # MQTT 5
+//!
+//! [`wire`] puts rumqttc's MQTT 5 and 3.1.1 clients behind one face
+//! (`mqtt.protocol`; the embedded broker speaks 3.1.1). Over MQTT 5: vitals
+//! carry a message expiry, a command's result goes to its response topic
+//! when that is the bed's `cmd/result` or below it (any other is refused:
+//! a display cannot make vigil publish elsewhere) with its correlation
+//! data, and the broker is told vigil's packet limit.
 //!
 //! # Delivery
 //!
@@ -64,6 +74,7 @@ pub mod journal;
 pub mod link;
 pub mod outbox;
 pub mod payload;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::{AlarmEvent, SessionEvent, SessionId, SessionPhase};
+use crate::engine::{AlarmEvent, DoseAmount, SessionEvent, SessionId, SessionPhase};
 use crate::pipeline::LiveState;
 use crate::time::rfc3339;
 use crate::vitals::{Measurement, Sample, Validity, Vital};
@@ -144,8 +144,8 @@ pub struct SessionState {
     pub session: SessionId,
     /// Baselines by vital index.
     pub baselines: [Option<f32>; Vital::COUNT],
-    /// Doses: number, route, note, time.
-    pub doses: Vec<(u16, String, String, SystemTime)>,
+    /// Doses: number, route, amount, note, time.
+    pub doses: Vec<(u16, String, Option<DoseAmount>, String, SystemTime)>,
     /// Discharge readiness.
     pub discharge_ready: bool,
 }
@@ -167,10 +167,15 @@ impl SessionState {
             SessionEvent::Dose {
                 number,
                 route,
+                amount,
                 note,
-            } => self
-                .doses
-                .push((number, route.as_str().into(), note.as_str().into(), time)),
+            } => self.doses.push((
+                number,
+                route.as_str().into(),
+                amount,
+                note.as_str().into(),
+                time,
+            )),
             SessionEvent::DischargeReadiness { ready } => self.discharge_ready = ready,
             // Advisory: the event says it; the state holds the baselines set.
             SessionEvent::BaselineIncomplete { .. } => {}
@@ -203,9 +208,12 @@ pub fn session(
         SessionEvent::Dose {
             number,
             route,
+            amount,
             note,
         } => {
-            json!({"type": "dose", "number": number, "route": route.as_str(), "note": note.as_str()})
+            let mut d = json!({"type": "dose", "number": number, "route": route.as_str(), "note": note.as_str()});
+            put_amount(&mut d, amount);
+            d
         }
         SessionEvent::DischargeReadiness { ready } => {
             json!({"type": "discharge_readiness", "ready": ready})
@@ -232,8 +240,10 @@ pub fn session(
     let doses: Vec<Value> = state
         .doses
         .iter()
-        .map(|(n, route, note, t)| {
-            json!({"number": n, "route": route, "note": note, "time": rfc3339(*t)})
+        .map(|(n, route, amount, note, t)| {
+            let mut d = json!({"number": n, "route": route, "note": note, "time": rfc3339(*t)});
+            put_amount(&mut d, *amount);
+            d
         })
         .collect();
     m.insert(
@@ -247,6 +257,14 @@ pub fn session(
         }),
     );
     to_vec(m)
+}
+
+/// A dose's `amount` and `unit`, when it has them (absent otherwise).
+fn put_amount(dose: &mut Value, amount: Option<DoseAmount>) {
+    if let (Some(a), Some(m)) = (amount, dose.as_object_mut()) {
+        m.insert("amount".into(), json!(round(a.value)));
+        m.insert("unit".into(), json!(a.unit.key()));
+    }
 }
 
 /// The latest reading of each vital, as the MQTT side saw them.
@@ -523,12 +541,12 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
     }
 
-    fn check_schema(v: &Value, file: &str) {
+    fn check_schema(file: &str, v: &Value) {
         let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
         let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let validator = jsonschema::validator_for(&schema).unwrap();
         let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{file}: {errors:?}");
+        assert!(errors.is_empty(), "{file}: {errors:?}\n{v}");
     }
 
     #[test]
@@ -551,7 +569,7 @@ mod tests {
         assert_eq!(v["vitals"]["rr"]["unit"], "/min");
         assert_eq!(v["vitals"]["etco2"]["value"].as_f64(), Some(38.0));
         assert_eq!(v["vitals"]["etco2"]["unit"], "mm[Hg]");
-        check_schema(&v, "vitals.schema.json");
+        check_schema("vitals.schema.json", &v);
 
         let mut e = Engine::new(EngineConfig {
             source_names: names.clone(),
@@ -580,7 +598,59 @@ mod tests {
         assert_eq!(v["alarm"]["id"], "rr.apnoea");
         assert_eq!(v["alarm"]["priority"], "high");
         assert_eq!(v["alarm"]["value"].as_f64(), Some(0.0));
-        check_schema(&v, "alarm.schema.json");
+        check_schema("alarm.schema.json", &v);
+    }
+
+    #[test]
+    fn a_dose_publishes_its_amount_and_unit_when_it_has_them() {
+        use crate::engine::{DoseAmount, DoseUnit};
+        use crate::vitals::ShortText;
+        let names = vec!["m".to_owned()];
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "0123456789abcdef",
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
+        let mut state = SessionState::default();
+        let with = SessionEvent::Dose {
+            number: 1,
+            route: ShortText::new("im"),
+            amount: DoseAmount::new(0.5, DoseUnit::MgPerKg),
+            note: ShortText::new("racemic"),
+        };
+        state.apply(&with, t);
+        let v: Value = serde_json::from_slice(&session(&ctx, 3, 2, t, &with, &state)).unwrap();
+        assert_eq!(
+            (&v["event"]["amount"], &v["event"]["unit"]),
+            (&json!(0.5), &json!("mg/kg"))
+        );
+        assert_eq!(v["state"]["doses"][0]["amount"], 0.5);
+        check_schema("session.schema.json", &v);
+        let without = SessionEvent::Dose {
+            number: 2,
+            route: ShortText::new("sl"),
+            amount: None,
+            note: ShortText::empty(),
+        };
+        state.apply(&without, t);
+        let v: Value = serde_json::from_slice(&session(&ctx, 4, 3, t, &without, &state)).unwrap();
+        assert!(v["event"].get("amount").is_none() && v["event"].get("unit").is_none());
+        assert_eq!(v["state"]["doses"][1]["route"], "sl");
+        check_schema("session.schema.json", &v);
+        // The schema refuses an amount without its unit.
+        let mut half = v.clone();
+        half["event"]["amount"] = json!(25);
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/schemas/session.schema.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(!jsonschema::validator_for(&schema).unwrap().is_valid(&half));
     }
 
     #[test]

@@ -313,9 +313,12 @@ fn session_row(base: Row, s: &SessionEvent) -> Row {
         SessionEvent::Dose {
             number,
             route,
+            amount,
             note,
         } => Row {
             event_kind: Some("dose"),
+            value: amount.map(|a| a.value),
+            unit: amount.map(|a| a.unit.key()),
             detail: Some(format!(
                 "dose {number} route={} note={}",
                 route.as_str(),

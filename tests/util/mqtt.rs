@@ -745,3 +745,124 @@ pub fn password_file(path: &Path, users: &[(&str, &str)]) {
         );
     }
 }
+
+/// One message received over MQTT 5, with the properties the tests check.
+#[derive(Clone, Debug)]
+pub struct Msg5 {
+    pub topic: String,
+    pub retained: bool,
+    pub json: Value,
+    /// Message expiry interval left, seconds.
+    pub expiry: Option<u32>,
+    pub response_topic: Option<String>,
+    pub correlation: Option<Vec<u8>>,
+}
+
+/// An MQTT 5 client (a display that speaks MQTT 5): subscribes to one
+/// filter and publishes with response topic and correlation data.
+pub struct Client5 {
+    pub client: rumqttc::v5::AsyncClient,
+    pub rx: mpsc::UnboundedReceiver<Msg5>,
+}
+
+impl Client5 {
+    /// Connects with a clean session and waits for the subscription.
+    pub async fn connect(port: u16, id: &str, filter: &str) -> Client5 {
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        use rumqttc::v5::mqttbytes::QoS as Q5;
+        use rumqttc::v5::{AsyncClient as C5, Event as E5, MqttOptions as O5};
+        let mut opts = O5::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = C5::new(opts, 64);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (sub_tx, mut subscribed) = watch::channel(false);
+        let filter = filter.to_owned();
+        let c = client.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(E5::Incoming(Packet::ConnAck(_))) => {
+                        let _ = c.try_subscribe(filter.clone(), Q5::AtLeastOnce);
+                    }
+                    Ok(E5::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(true);
+                    }
+                    Ok(E5::Incoming(Packet::Publish(p))) => {
+                        let props = p.properties.clone().unwrap_or_default();
+                        let msg = Msg5 {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            retained: p.retain,
+                            json: serde_json::from_slice(&p.payload).unwrap_or(Value::Null),
+                            expiry: props.message_expiry_interval,
+                            response_topic: props.response_topic,
+                            correlation: props.correlation_data.map(|b| b.to_vec()),
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed.wait_for(|s| *s))
+            .await
+            .expect("subscribed within 10 s")
+            .expect("client running");
+        Client5 { client, rx }
+    }
+
+    /// The first message on a topic ending in `suffix` that satisfies `pred`.
+    pub async fn next(
+        &mut self,
+        suffix: &str,
+        within: Duration,
+        mut pred: impl FnMut(&Msg5) -> bool,
+    ) -> Msg5 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no message on …{suffix} within {within:?}"))
+                .expect("client running");
+            if m.topic.ends_with(suffix) && pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Every message arriving within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Msg5> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            out.push(m);
+        }
+        out
+    }
+
+    /// Publishes a command with MQTT 5 response topic and correlation data.
+    pub async fn request(&self, topic: &str, payload: &Value, response: &str, correlation: &[u8]) {
+        let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+            response_topic: Some(response.to_owned()),
+            correlation_data: Some(correlation.to_vec().into()),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_string(),
+                props,
+            )
+            .await
+            .expect("queue publish");
+    }
+}

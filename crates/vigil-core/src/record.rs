@@ -31,7 +31,7 @@
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{AlarmId, Command, Condition, Subject, SystemCondition};
+use crate::engine::{AlarmId, Command, Condition, DoseAmount, DoseUnit, Subject, SystemCondition};
 use crate::pipeline::Input;
 use crate::time::Instant;
 use crate::vitals::{ShortText, SourceId, Vital};
@@ -315,10 +315,28 @@ fn encode_command(c: &Command, out: &mut Vec<u8>) {
             out.push(4);
             put_text(out, session.as_str());
         }
-        Command::Dose { route, note } => {
+        // Kind 5 (route, note) is what recordings made before dose amounts
+        // hold; a dose with an amount is kind 10 (route, note, value f32,
+        // unit code).
+        Command::Dose {
+            route,
+            amount: None,
+            note,
+        } => {
             out.push(5);
             put_text(out, route.as_str());
             put_text(out, note.as_str());
+        }
+        Command::Dose {
+            route,
+            amount: Some(amount),
+            note,
+        } => {
+            out.push(10);
+            put_text(out, route.as_str());
+            put_text(out, note.as_str());
+            out.extend_from_slice(&amount.value.to_le_bytes());
+            out.push(amount.unit as u8);
         }
         Command::SetBaseline { vital, value } => {
             out.push(6);
@@ -374,7 +392,25 @@ fn decode_command(mut b: &[u8]) -> Result<Command, RecordError> {
         5 => {
             let route = ShortText::new(take_text(b)?);
             let note = ShortText::new(take_text(b)?);
-            Command::Dose { route, note }
+            Command::Dose {
+                route,
+                amount: None,
+                note,
+            }
+        }
+        10 => {
+            let route = ShortText::new(take_text(b)?);
+            let note = ShortText::new(take_text(b)?);
+            let value =
+                f32::from_le_bytes(take(b, 4)?.try_into().map_err(|_| RecordError::Truncated)?);
+            let unit = *DoseUnit::ALL
+                .get(take(b, 1)?[0] as usize)
+                .ok_or(RecordError::Malformed("dose unit"))?;
+            Command::Dose {
+                route,
+                amount: Some(DoseAmount { value, unit }),
+                note,
+            }
         }
         6 => {
             let vital = *Vital::ALL
@@ -543,7 +579,16 @@ mod tests {
                 at: t(21),
                 record: Record::Input(Input::Command(Command::Dose {
                     route: ShortText::new("im"),
+                    amount: None,
                     note: ShortText::new("0.75 mg/kg"),
+                })),
+            },
+            Timed {
+                at: t(21),
+                record: Record::Input(Input::Command(Command::Dose {
+                    route: ShortText::new("sl"),
+                    amount: DoseAmount::new(0.5, DoseUnit::MgPerKg),
+                    note: ShortText::new("racemic"),
                 })),
             },
             Timed {

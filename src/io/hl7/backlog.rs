@@ -25,7 +25,8 @@
 //! for the receiver to recognise).
 //!
 //! Without a usable state directory the backlog works in memory only (the
-//! caller logs why). Blocking file IO: the sender thread only.
+//! caller logs why) and [`Backlog::reattach`] writes it out once the
+//! directory works again. Blocking file IO: the sender thread only.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,9 @@ pub struct Opened {
 /// The undelivered messages, oldest first, at most `max`.
 pub struct Backlog {
     journal: Option<Journal>,
+    /// Whether the file's content is already in `held` (it was read at
+    /// start-up, or written since): else reattaching must read it first.
+    file_read: bool,
     held: VecDeque<Pending>,
     next_id: u64,
     next_number: u64,
@@ -95,6 +99,7 @@ impl Backlog {
     pub fn memory(max: usize) -> Backlog {
         Backlog {
             journal: None,
+            file_read: false,
             held: VecDeque::new(),
             next_id: 1,
             next_number: 0,
@@ -113,8 +118,41 @@ impl Backlog {
         }
         journal.rewrite(&b.snapshot())?;
         b.journal = Some(journal);
+        b.file_read = true;
         let restored = b.held.len();
         Ok((b, Opened { restored, report }))
+    }
+
+    /// Makes a backlog that runs in memory durable again in `dir` (the
+    /// state directory works again): the messages the file holds and this
+    /// backlog never read come first (they are older), then the ones held
+    /// here, all written out and synced. Returns how many came from the
+    /// file.
+    pub fn reattach(&mut self, dir: &Path) -> Result<usize, BacklogError> {
+        let (mut journal, entries, _) = Journal::open_named(dir, FILE)?;
+        let mut from_file = 0;
+        if !self.file_read {
+            let mut older = Backlog::memory(usize::MAX);
+            older.restore(entries);
+            from_file = older.held.len();
+            self.next_id = self.next_id.max(older.next_id);
+            self.next_number = self.next_number.max(older.next_number);
+            // Ids are the backlog's own: renumber the ones held here above
+            // the file's so that none collide.
+            for p in &mut self.held {
+                p.id = self.next_id;
+                self.next_id += 1;
+            }
+            let mine = std::mem::take(&mut self.held);
+            self.held = older.held;
+            // Beyond `max` now: the next push drops the oldest and says so.
+            self.held.extend(mine);
+        }
+        journal.rewrite(&self.snapshot())?;
+        self.journal = Some(journal);
+        self.file_read = true;
+        self.written = 0;
+        Ok(from_file)
     }
 
     /// The messages a backlog file in `dir` holds, without writing anything.
@@ -357,5 +395,40 @@ mod tests {
         let e = Backlog::open(&d, 10).err().unwrap().to_string();
         assert!(e.contains("hl7.journal is not a vigil HL7 backlog"), "{e}");
         assert!(e.contains("mqtt.state_dir"), "{e}");
+    }
+
+    #[test]
+    fn reattaching_puts_what_the_file_held_first_and_keeps_everything() {
+        let d = dir("reattach");
+        // A previous run left two messages in the file.
+        let (mut old, _) = Backlog::open(&d, 10).unwrap();
+        old.push(1, msg(1)).unwrap();
+        old.push(2, msg(2)).unwrap();
+        drop(old);
+        // This run could not open it: two more in memory.
+        let mut b = Backlog::memory(10);
+        b.push(3, msg(3)).unwrap();
+        b.push(4, msg(4)).unwrap();
+        assert!(!b.durable());
+        assert_eq!(b.reattach(&d).unwrap(), 2);
+        assert!(b.durable());
+        assert_eq!(numbers(&b), [1, 2, 3, 4]);
+        b.delivered().unwrap();
+        drop(b);
+        // On disk as held, and the ids did not collide (one delivery
+        // removed exactly one message).
+        let left: Vec<u64> = Backlog::read(&d)
+            .unwrap()
+            .iter()
+            .map(|p| p.number)
+            .collect();
+        assert_eq!(left, [2, 3, 4]);
+        // A backlog that read its file (it failed later) writes only what
+        // it holds: the file's stale content is not brought back.
+        let (mut c, _) = Backlog::open(&d, 10).unwrap();
+        c.delivered().unwrap();
+        c.journal = None;
+        assert_eq!(c.reattach(&d).unwrap(), 0);
+        assert_eq!(numbers(&c), [3, 4]);
     }
 }

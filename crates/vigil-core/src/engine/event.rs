@@ -76,7 +76,9 @@ pub enum SessionEvent {
         number: u16,
         /// Route (e.g. `im`, `iv`, `sl`, `in`).
         route: ShortText<16>,
-        /// Free text (dose, product); no patient identifiers.
+        /// The amount, when the nurse gave one.
+        amount: Option<DoseAmount>,
+        /// Free text (product, remarks); no patient identifiers.
         note: ShortText<64>,
     },
     /// A dose was accepted although some baselines are missing: the vitals
@@ -215,6 +217,8 @@ pub enum Command {
     Dose {
         /// Route.
         route: ShortText<16>,
+        /// The amount, when given (see [`DoseAmount::new`]).
+        amount: Option<DoseAmount>,
         /// Free-text note.
         note: ShortText<64>,
     },
@@ -229,6 +233,65 @@ pub enum Command {
     StartRecovery,
     /// End the session.
     EndSession,
+}
+
+/// How much was given in one dose: a number in a unit, as charted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DoseAmount {
+    /// The number, above 0 and below [`DoseAmount::MAX`].
+    pub value: f32,
+    /// Its unit.
+    pub unit: DoseUnit,
+}
+
+impl DoseAmount {
+    /// Amounts are below this (in either unit): anything larger is a typing
+    /// error, not a dose.
+    pub const MAX: f32 = 10_000.0;
+
+    /// An amount, if `value` is a number above 0 and below [`Self::MAX`].
+    pub fn new(value: f32, unit: DoseUnit) -> Option<DoseAmount> {
+        let amount = DoseAmount { value, unit };
+        amount.is_valid().then_some(amount)
+    }
+
+    /// Whether the value is a number above 0 and below [`Self::MAX`].
+    pub fn is_valid(&self) -> bool {
+        self.value.is_finite() && self.value > 0.0 && self.value < Self::MAX
+    }
+}
+
+impl core::fmt::Display for DoseAmount {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} {}", self.value, self.unit.key())
+    }
+}
+
+/// The unit of a [`DoseAmount`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DoseUnit {
+    /// Milligrams.
+    Mg,
+    /// Milligrams per kilogram of body weight.
+    MgPerKg,
+}
+
+impl DoseUnit {
+    /// Every unit, in the order of its recording code.
+    pub const ALL: [DoseUnit; 2] = [DoseUnit::Mg, DoseUnit::MgPerKg];
+
+    /// The unit as written: `mg`, `mg/kg`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            DoseUnit::Mg => "mg",
+            DoseUnit::MgPerKg => "mg/kg",
+        }
+    }
+
+    /// The unit written `key`, if any.
+    pub fn parse(key: &str) -> Option<DoseUnit> {
+        DoseUnit::ALL.into_iter().find(|u| u.key() == key)
+    }
 }
 
 impl Command {
@@ -423,4 +486,10 @@ pub enum CommandError {
     /// The session id is empty or too long.
     #[error("session id must be 1 to 32 bytes")]
     BadSessionId,
+    /// A dose amount that is not a number above 0 and below 10,000.
+    #[error("dose amount {value} must be a number above 0 and below 10000")]
+    BadDoseAmount {
+        /// The value given.
+        value: f32,
+    },
 }

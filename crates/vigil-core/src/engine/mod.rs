@@ -58,8 +58,9 @@ pub use alarm::{
     Subject,
 };
 pub use event::{
-    AudioEvent, Command, CommandError, DeviceInput, Event, EventKind, ResumeReason, SessionEvent,
-    SessionId, SessionPhase, SourceHealth, SystemCondition, TechnicalStatus,
+    AudioEvent, Command, CommandError, DeviceInput, DoseAmount, DoseUnit, Event, EventKind,
+    ResumeReason, SessionEvent, SessionId, SessionPhase, SourceHealth, SystemCondition,
+    TechnicalStatus,
 };
 pub use rules::{
     ApnoeaRule, BaselineMinimum, EngineConfig, Limit, NibpConfirm, QuestionablePolicy, VitalRules,
@@ -519,9 +520,16 @@ impl Engine {
                 self.clear_trend_alarms(now);
                 Ok(())
             }
-            Command::Dose { route, note } => {
+            Command::Dose {
+                route,
+                amount,
+                note,
+            } => {
                 if !matches!(phase, SessionPhase::Baseline | SessionPhase::Dosing) {
                     return Err(wrong_phase());
+                }
+                if let Some(a) = amount.filter(|a| !a.is_valid()) {
+                    return Err(CommandError::BadDoseAmount { value: a.value });
                 }
                 if phase == SessionPhase::Baseline {
                     self.fix_baselines(now);
@@ -535,6 +543,7 @@ impl Engine {
                     EventKind::Session(SessionEvent::Dose {
                         number,
                         route,
+                        amount,
                         note,
                     }),
                 );

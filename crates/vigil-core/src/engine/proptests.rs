@@ -109,6 +109,7 @@ fn command(a: u8, b: u8) -> Command {
         },
         5 => Command::Dose {
             route: ShortText::new("im"),
+            amount: None,
             note: ShortText::empty(),
         },
         6 => Command::SetBaseline {

@@ -370,7 +370,8 @@ fn dose(e: &mut Engine, t: u64) {
         ms(t),
         Command::Dose {
             route: ShortText::new("im"),
-            note: ShortText::new("ketamine 0.75 mg/kg"),
+            amount: DoseAmount::new(0.75, DoseUnit::MgPerKg),
+            note: ShortText::new("ketamine"),
         },
     )
     .unwrap();
@@ -404,6 +405,35 @@ fn baseline_is_the_median_of_the_baseline_phase_and_arms_trend_alarms() {
     assert!(
         a.contains(&key("hr.baseline_rise", Phase::Start, 71 * SEC)),
         "{a:?}"
+    );
+}
+
+#[test]
+fn a_dose_keeps_its_amount_and_a_nonsense_amount_is_refused() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    let bad = Command::Dose {
+        route: ShortText::new("im"),
+        amount: Some(DoseAmount {
+            value: f32::NAN,
+            unit: DoseUnit::Mg,
+        }),
+        note: ShortText::empty(),
+    };
+    assert!(matches!(
+        e.handle_command(ms(1_000), bad),
+        Err(CommandError::BadDoseAmount { .. })
+    ));
+    drain(&mut e);
+    dose(&mut e, 2_000);
+    let ev = drain(&mut e);
+    assert!(
+        ev.iter().any(|ev| matches!(
+            ev.kind,
+            EventKind::Session(SessionEvent::Dose { number: 1, amount: Some(a), .. })
+                if a == DoseAmount { value: 0.75, unit: DoseUnit::MgPerKg }
+        )),
+        "{ev:?}"
     );
 }
 
@@ -930,6 +960,7 @@ fn bad_commands_are_rejected_and_change_nothing() {
             ms(0),
             Command::Dose {
                 route: ShortText::new("im"),
+                amount: None,
                 note: ShortText::empty()
             }
         )
@@ -1574,6 +1605,7 @@ fn questionable_values_are_no_baseline() {
         ms(70 * SEC),
         Command::Dose {
             route: ShortText::new("in"),
+            amount: None,
             note: ShortText::empty(),
         },
     )
