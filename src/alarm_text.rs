@@ -75,6 +75,7 @@ pub fn alarm_name(id: &str) -> AlarmName {
         "storage_failure" => ("cannot store alarms on disk", String::new()),
         "hl7_undelivered" => ("chart not reaching the EHR (HL7)", String::new()),
         "hl7_backlog_failure" => ("cannot keep the unsent chart on disk (HL7)", String::new()),
+        "broker_refused" => ("the broker refuses alarms for the displays", String::new()),
         other => {
             return AlarmName {
                 text: format!("{subject} {}", other.replace('_', " "))

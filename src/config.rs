@@ -507,7 +507,7 @@ fn is_topic_safe(s: &str) -> bool {
 }
 
 /// The technical alarm priorities by their configuration name.
-fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 20] {
+fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priority); 21] {
     [
         ("stale", &mut tp.stale),
         ("sensor_off", &mut tp.sensor_off),
@@ -529,6 +529,7 @@ fn technical_slots(tp: &mut TechnicalPriorities) -> [(&'static str, &mut Priorit
         ("input_overload", &mut tp.input_overload),
         ("hl7_undelivered", &mut tp.hl7_undelivered),
         ("hl7_backlog_failure", &mut tp.hl7_backlog_failure),
+        ("broker_refused", &mut tp.broker_refused),
     ]
 }
 

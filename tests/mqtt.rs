@@ -434,26 +434,45 @@ async fn the_last_will_marks_the_bed_offline_when_the_daemon_dies() {
     assert_eq!(retained.json["state"], "offline");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
-    let dir = temp_dir("mqtt-acl");
-    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
+/// Mosquitto with logins and `acl`: the daemon's user `daemon` (password
+/// `daemon-secret`, written to `dir/creds` for `credentials_file`) and
+/// `display` (`display-secret`); a display subscribed to `vigil/v1/#`.
+async fn broker_with_acl(
+    dir: &std::path::Path,
+    acl: &std::path::Path,
+    daemon: &str,
+    display_id: &str,
+) -> (Mosquitto, Subscriber) {
     let passwd = dir.join("passwd");
     crate::util::mqtt::password_file(
         &passwd,
-        &[
-            ("vigil-demo-clinic-bed-1", "daemon-secret"),
-            ("display", "display-secret"),
-        ],
+        &[(daemon, "daemon-secret"), ("display", "display-secret")],
     );
+    std::fs::write(dir.join("creds"), format!("{daemon}\ndaemon-secret\n")).unwrap();
     let broker = Mosquitto::start(
-        &dir,
+        dir,
         &format!(
             "allow_anonymous false\npassword_file {}\nacl_file {}",
             passwd.display(),
             acl.display()
         ),
     );
+    let display = Subscriber::connect_as(
+        broker.port,
+        display_id,
+        "vigil/v1/#",
+        Some(("display", "display-secret")),
+    )
+    .await;
+    (broker, display)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
+    let dir = temp_dir("mqtt-acl");
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
+    let (broker, mut display) =
+        broker_with_acl(&dir, &acl, "vigil-demo-clinic-bed-1", "display-acl").await;
 
     // Anonymous: refused.
     let mut opts = rumqttc::MqttOptions::new("stranger", "127.0.0.1", broker.port);
@@ -469,18 +488,6 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
 
     // The daemon, with its own user, publishes under its prefix.
     let prefix = "vigil/v1/demo-clinic/bed-1/";
-    let mut display = Subscriber::connect_as(
-        broker.port,
-        "display-acl",
-        "vigil/v1/#",
-        Some(("display", "display-secret")),
-    )
-    .await;
-    std::fs::write(
-        dir.join("creds"),
-        "vigil-demo-clinic-bed-1\ndaemon-secret\n",
-    )
-    .unwrap();
     let tty = dir.join("ttyACL");
     let mut monitor = Monitor::plug_in(&tty);
     let text = daemon_config(
@@ -526,6 +533,73 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
     }
     assert!(!forged, "the broker forwarded a display's forged alarm");
     assert_eq!(result.unwrap()["result"], "accepted");
+    daemon.stop().await;
+}
+
+/// A broker whose ACL does not let vigil write its alarms acknowledges
+/// and drops them: over MQTT 3.1.1 nothing tells. Over MQTT 5 the
+/// acknowledgement carries the refusal, and vigil raises
+/// `system.broker_refused` (high: the displays miss alarms), counts the
+/// refusals in the heartbeat and goes on with what follows instead of
+/// holding the refused messages for ever.
+#[tokio::test(flavor = "current_thread")]
+async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
+    let dir = temp_dir("mqtt-refused");
+    // Status and vitals allowed, alarms forgotten: a typical ACL mistake.
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "user display\ntopic read vigil/v1/#\n\n\
+         user vigil-test-clinic-bed-r\n\
+         topic write vigil/v1/test-clinic/bed-r/status\n\
+         topic write vigil/v1/test-clinic/bed-r/vitals\n\
+         topic read vigil/v1/test-clinic/bed-r/cmd\n",
+    )
+    .unwrap();
+    let (broker, mut display) =
+        broker_with_acl(&dir, &acl, "vigil-test-clinic-bed-r", "display-refused").await;
+    let tty = dir.join("ttyREFUSED");
+    let mut monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        broker.port,
+        &dir.join("state"),
+        "bed-r",
+        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
+    );
+    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    display
+        .next("/status", SECS(10), |j| j["state"] == "online")
+        .await;
+    monitor.send(b"spo2 80\n");
+    let deadline = std::time::Instant::now() + SECS(10);
+    let mut raised = Vec::new();
+    while !raised.iter().any(|(_, id, phase): &(u64, String, &str)| {
+        id == "system.broker_refused" && *phase == "start"
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no system.broker_refused: {raised:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raised.extend(daemon.alarms_so_far());
+    }
+    let beat = display
+        .next("/status", SECS(10), |j| {
+            j["outbox"]["refused"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(
+        beat.json["outbox"]["pending"], 0,
+        "nothing held: {}",
+        beat.json
+    );
+    // The broker really kept them from the display.
+    let got = display.drain(Duration::from_millis(300)).await;
+    assert!(
+        got.iter().all(|m| !m.topic.ends_with("/alarms")),
+        "an alarm reached the display: {got:?}"
+    );
     daemon.stop().await;
 }
 

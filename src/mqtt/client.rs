@@ -54,6 +54,8 @@ const LOOP_DROPS: usize = 4;
 const LOOP_WINDOW: Duration = Duration::from_secs(60);
 /// How long the link must stay up before a reconnect loop is over.
 const LOOP_CLEARS_AFTER: Duration = Duration::from_secs(30);
+/// `system.broker_refused` ends when the broker has refused nothing for this long.
+const REFUSAL_CLEARS_AFTER: Duration = Duration::from_secs(60);
 /// How often a lost outbox journal is tried again.
 const REOPEN_EVERY: Duration = Duration::from_secs(5);
 
@@ -85,6 +87,8 @@ enum Net {
     Sent(u16),
     Collision,
     PubAck(u16),
+    /// The broker refused the publish with this packet id (the reason).
+    Refused(u16, String),
     Message(wire::Message),
     /// The broker sent a packet over [`LINK_MAX_PACKET`] (its size); the
     /// connection is being dropped and comes back with a clean session.
@@ -324,6 +328,7 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, url: BrokerUrl) {
                 Some(Net::Up)
             }
             Ok(Happened::PubAck(pkid)) => Some(Net::PubAck(pkid)),
+            Ok(Happened::Refused(pkid, reason)) => Some(Net::Refused(pkid, reason)),
             Ok(Happened::Publish(m)) => Some(Net::Message(m)),
             Ok(Happened::Sent(pkid)) => Some(Net::Sent(pkid)),
             Ok(Happened::AwaitAck) => Some(Net::Collision),
@@ -449,6 +454,10 @@ struct Publisher {
     /// then let go at once; it stays until acknowledged).
     corrupt: Reported,
     last_eviction: Option<Instant>,
+    /// The broker refused messages: how many, when last, and the condition.
+    refused: u64,
+    last_refusal: Option<Instant>,
+    refusal: Reported,
     /// The bed's state directory (journal, `seq`, `epoch`).
     state_dir: PathBuf,
     /// Whether the outbox journal works (see [`crate::record::health`]).
@@ -532,6 +541,9 @@ impl Publisher {
             unstable: Reported::default(),
             corrupt: Reported::default(),
             last_eviction: None,
+            refused: 0,
+            last_refusal: None,
+            refusal: Reported::default(),
             state_dir,
             journal_health: Health::default(),
             reopen_at: None,
@@ -927,6 +939,37 @@ impl Publisher {
                 }
                 self.pump();
             }
+            Net::Refused(pkid, reason) => {
+                // Sending it again would be refused again, and holding it
+                // would block what follows: it leaves the outbox, counted,
+                // and the nurses are told the displays miss alarms.
+                let topic = match self.in_flight.remove(&pkid) {
+                    Some(Some(id)) => {
+                        self.correlations.remove(&id);
+                        let topic = self.outbox.topic_of(id).unwrap_or_default();
+                        if let Err(e) = self.outbox.delivered(id) {
+                            self.storage_failure(&e);
+                        }
+                        self.refused += 1;
+                        topic
+                    }
+                    _ => String::new(),
+                };
+                if self.last_refusal.is_none() {
+                    tracing::error!(
+                        "MQTT broker {} refuses vigil's messages ({reason}{}): the displays do not get them; check the broker's ACL for vigil's user (it must write {}#): raising system.broker_refused",
+                        self.broker,
+                        if topic.is_empty() { String::new() } else { format!(" on {topic}") },
+                        self.topics.status.trim_end_matches("status")
+                    );
+                } else {
+                    tracing::debug!("MQTT broker refused a message: {reason} {topic}");
+                }
+                self.last_refusal = Some(Instant::now());
+                self.refusal.want = true;
+                self.report();
+                self.pump();
+            }
             Net::Message(m) => {
                 // An empty message is how a retained command is deleted.
                 if m.topic == self.topics.cmd && !m.payload.is_empty() {
@@ -1179,6 +1222,7 @@ impl Publisher {
             commands_rejected: self.commands_rejected,
             commands_oversized: self.commands_oversized,
             vitals_coalesced: self.vitals_coalesced,
+            refused: self.refused,
         };
         let seq = self.last_seq.max(self.seq.base() + state.last_seq);
         let body = payload::heartbeat(
@@ -1234,6 +1278,17 @@ impl Publisher {
             self.last_eviction = None;
             self.overflow.want = false;
         }
+        if self
+            .last_refusal
+            .is_some_and(|t| t.elapsed() > REFUSAL_CLEARS_AFTER)
+        {
+            tracing::info!(
+                "MQTT broker {} accepted vigil's messages for {REFUSAL_CLEARS_AFTER:?}: system.broker_refused ends",
+                self.broker
+            );
+            self.last_refusal = None;
+            self.refusal.want = false;
+        }
         self.report();
         self.pump();
         self.start_sync();
@@ -1246,6 +1301,7 @@ impl Publisher {
             (SystemCondition::QueueOverflow, &mut self.overflow),
             (SystemCondition::JournalFailure, &mut self.storage),
             (SystemCondition::LinkUnstable, &mut self.unstable),
+            (SystemCondition::BrokerRefused, &mut self.refusal),
         ] {
             if r.want != r.told && self.system.try_send((cond, r.want)).is_ok() {
                 r.told = r.want;

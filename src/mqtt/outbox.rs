@@ -143,6 +143,11 @@ impl Outbox {
         Ok((ob, report))
     }
 
+    /// The topic of the held message `id`, if it is held.
+    pub fn topic_of(&self, id: u64) -> Option<String> {
+        self.held.get(&id).map(|h| h.msg.topic.clone())
+    }
+
     /// An empty outbox without a journal.
     pub fn memory(max: usize) -> Outbox {
         Outbox {

@@ -350,6 +350,8 @@ pub struct Delivery {
     /// Readings whose own `vitals` message was coalesced into a later one
     /// because the publish window was full (alarms first).
     pub vitals_coalesced: u64,
+    /// Alarm and session messages the broker refused (MQTT 5 only tells).
+    pub refused: u64,
 }
 
 /// `status` while running: the heartbeat (retained).
@@ -393,6 +395,7 @@ pub fn heartbeat(
         json!({
             "pending": delivery.pending,
             "evicted": delivery.evicted,
+            "refused": delivery.refused,
             "max": delivery.max,
             "durable": delivery.durable,
             "reconnects": delivery.reconnects,

@@ -224,6 +224,9 @@ pub enum Happened {
     ConnAck,
     /// A QoS 1 publish was acknowledged (its packet id).
     PubAck(u16),
+    /// The broker acknowledged a QoS 1 publish with a failure reason (MQTT
+    /// 5: not authorised, quota exceeded, ...): it will not pass it on.
+    Refused(u16, String),
     /// A message arrived.
     Publish(Message),
     /// A publish went out with this packet id (0: QoS 0).
@@ -304,7 +307,13 @@ impl EventLoop {
                 use rumqttc::Outgoing;
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Happened::ConnAck),
-                    Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Happened::PubAck(a.pkid)),
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        use five::mqttbytes::v5::PubAckReason as R;
+                        Ok(match a.reason {
+                            R::Success | R::NoMatchingSubscribers => Happened::PubAck(a.pkid),
+                            reason => Happened::Refused(a.pkid, format!("{reason:?}")),
+                        })
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let (response_topic, correlation) = match p.properties {
                             Some(props) => (

@@ -175,6 +175,7 @@ pub fn encode_record(at: Instant, record: &Record, out: &mut Vec<u8>) {
                     SystemCondition::InputOverload => 6,
                     SystemCondition::Hl7Undelivered => 7,
                     SystemCondition::Hl7BacklogFailure => 8,
+                    SystemCondition::BrokerRefused => 9,
                 });
                 out.push(u8::from(*present));
             }
@@ -246,6 +247,7 @@ pub fn decode_record(data: &[u8]) -> Result<(Timed, usize), RecordError> {
                 6 => SystemCondition::InputOverload,
                 7 => SystemCondition::Hl7Undelivered,
                 8 => SystemCondition::Hl7BacklogFailure,
+                9 => SystemCondition::BrokerRefused,
                 _ => return Err(RecordError::Malformed("system condition")),
             };
             Record::Input(Input::System {

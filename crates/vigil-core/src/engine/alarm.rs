@@ -163,6 +163,9 @@ pub enum Condition {
     /// The HL7 backlog file cannot be written: undelivered chart messages
     /// are held in memory only (lost if vigil stops).
     Hl7BacklogFailure,
+    /// The MQTT broker refuses vigil's alarm or session messages: the
+    /// displays do not get them.
+    BrokerRefused,
     /// No breath (apnoea), on the respiration rate: a valid rate below
     /// 1 /min, or a capnograph that measures but reports no rate, for the
     /// apnoea delay. Physiological: the patient is not breathing; a module
@@ -175,7 +178,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 30] = [
+    pub const ALL: [Condition; 31] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -205,10 +208,11 @@ impl Condition {
         Condition::Questionable,
         Condition::Hl7Undelivered,
         Condition::Hl7BacklogFailure,
+        Condition::BrokerRefused,
         Condition::Apnoea,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 30;
+    pub const COUNT: usize = 31;
 
     /// The physiological conditions: the first eight of the table, and
     /// apnoea (appended later).
@@ -261,6 +265,7 @@ impl Condition {
             Condition::Questionable => "questionable",
             Condition::Hl7Undelivered => "hl7_undelivered",
             Condition::Hl7BacklogFailure => "hl7_backlog_failure",
+            Condition::BrokerRefused => "broker_refused",
             Condition::Apnoea => "apnoea",
         }
     }

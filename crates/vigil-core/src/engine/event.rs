@@ -439,6 +439,10 @@ pub enum SystemCondition {
     /// The live HL7 sink's backlog file cannot be written: undelivered
     /// chart messages are held in memory only.
     Hl7BacklogFailure,
+    /// The MQTT broker refuses vigil's alarm or session messages (an MQTT 5
+    /// acknowledgement with a failure reason, such as not authorised): the
+    /// displays do not get them.
+    BrokerRefused,
 }
 
 /// Why a command was rejected.

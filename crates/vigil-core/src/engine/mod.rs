@@ -439,6 +439,7 @@ impl Engine {
             SystemCondition::InputOverload => Condition::InputOverload,
             SystemCondition::Hl7Undelivered => Condition::Hl7Undelivered,
             SystemCondition::Hl7BacklogFailure => Condition::Hl7BacklogFailure,
+            SystemCondition::BrokerRefused => Condition::BrokerRefused,
         };
         let idx = self.index(AlarmId {
             subject: Subject::System,
@@ -1734,6 +1735,7 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::InputOverload => t.input_overload,
                 Condition::Hl7Undelivered => t.hl7_undelivered,
                 Condition::Hl7BacklogFailure => t.hl7_backlog_failure,
+                Condition::BrokerRefused => t.broker_refused,
                 _ => Priority::Low,
             };
             // Damage found once, or a monitor that restarted, stays on the

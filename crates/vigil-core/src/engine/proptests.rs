@@ -196,7 +196,8 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
                     SystemCondition::InputOverload,
                     SystemCondition::Hl7Undelivered,
                     SystemCondition::Hl7BacklogFailure,
-                ][a as usize % 9];
+                    SystemCondition::BrokerRefused,
+                ][a as usize % 10];
                 e.handle_system(now, c, present);
             }
             Input::Timeout => {

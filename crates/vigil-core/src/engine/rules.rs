@@ -271,6 +271,8 @@ pub struct TechnicalPriorities {
     pub hl7_undelivered: Priority,
     /// The live HL7 sink's backlog file cannot be written.
     pub hl7_backlog_failure: Priority,
+    /// The MQTT broker refuses vigil's alarm or session messages.
+    pub broker_refused: Priority,
 }
 
 /// Which side of the NIBP `low`/`high` tier needs a second measurement.
@@ -558,6 +560,7 @@ impl Default for EngineConfig {
                 input_overload: Medium,
                 hl7_undelivered: Low,
                 hl7_backlog_failure: Low,
+                broker_refused: High,
             },
             technical_delay: secs(5),
             realert_after: mins(2),
