@@ -489,26 +489,45 @@ async fn the_last_will_marks_the_bed_offline_when_the_daemon_dies() {
     assert_eq!(retained.json["state"], "offline");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
-    let dir = temp_dir("mqtt-acl");
-    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
+/// Mosquitto with logins and `acl`: the daemon's user `daemon` (password
+/// `daemon-secret`, written to `dir/creds` for `credentials_file`) and
+/// `display` (`display-secret`); a display subscribed to `vigil/v1/#`.
+async fn broker_with_acl(
+    dir: &std::path::Path,
+    acl: &std::path::Path,
+    daemon: &str,
+    display_id: &str,
+) -> (Mosquitto, Subscriber) {
     let passwd = dir.join("passwd");
     crate::util::mqtt::password_file(
         &passwd,
-        &[
-            ("vigil-demo-clinic-bed-1", "daemon-secret"),
-            ("display", "display-secret"),
-        ],
+        &[(daemon, "daemon-secret"), ("display", "display-secret")],
     );
+    std::fs::write(dir.join("creds"), format!("{daemon}\ndaemon-secret\n")).unwrap();
     let broker = Mosquitto::start(
-        &dir,
+        dir,
         &format!(
             "allow_anonymous false\npassword_file {}\nacl_file {}",
             passwd.display(),
             acl.display()
         ),
     );
+    let display = Subscriber::connect_as(
+        broker.port,
+        display_id,
+        "vigil/v1/#",
+        Some(("display", "display-secret")),
+    )
+    .await;
+    (broker, display)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
+    let dir = temp_dir("mqtt-acl");
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto/acl");
+    let (broker, mut display) =
+        broker_with_acl(&dir, &acl, "vigil-demo-clinic-bed-1", "display-acl").await;
 
     // Anonymous: refused.
     let mut opts = rumqttc::MqttOptions::new("stranger", "127.0.0.1", broker.port);
@@ -524,18 +543,6 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
 
     // The daemon, with its own user, publishes under its prefix.
     let prefix = "vigil/v1/demo-clinic/bed-1/";
-    let mut display = Subscriber::connect_as(
-        broker.port,
-        "display-acl",
-        "vigil/v1/#",
-        Some(("display", "display-secret")),
-    )
-    .await;
-    std::fs::write(
-        dir.join("creds"),
-        "vigil-demo-clinic-bed-1\ndaemon-secret\n",
-    )
-    .unwrap();
     let tty = dir.join("ttyACL");
     let mut monitor = Monitor::plug_in(&tty);
     let text = daemon_config(
@@ -593,14 +600,6 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
     let dir = temp_dir("mqtt-refused");
-    let passwd = dir.join("passwd");
-    crate::util::mqtt::password_file(
-        &passwd,
-        &[
-            ("vigil-test-clinic-bed-r", "daemon-secret"),
-            ("display", "display-secret"),
-        ],
-    );
     // Status and vitals allowed, alarms forgotten: a typical ACL mistake.
     let acl = dir.join("acl");
     std::fs::write(
@@ -612,26 +611,8 @@ async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
          topic read vigil/v1/test-clinic/bed-r/cmd\n",
     )
     .unwrap();
-    let broker = Mosquitto::start(
-        &dir,
-        &format!(
-            "allow_anonymous false\npassword_file {}\nacl_file {}",
-            passwd.display(),
-            acl.display()
-        ),
-    );
-    let mut display = Subscriber::connect_as(
-        broker.port,
-        "display-refused",
-        "vigil/v1/#",
-        Some(("display", "display-secret")),
-    )
-    .await;
-    std::fs::write(
-        dir.join("creds"),
-        "vigil-test-clinic-bed-r\ndaemon-secret\n",
-    )
-    .unwrap();
+    let (broker, mut display) =
+        broker_with_acl(&dir, &acl, "vigil-test-clinic-bed-r", "display-refused").await;
     let tty = dir.join("ttyREFUSED");
     let mut monitor = Monitor::plug_in(&tty);
     let text = daemon_config(

@@ -57,7 +57,7 @@ fn continuous(out: &[Output]) -> (Vec<[Option<f64>; 3]>, Vec<Validity>) {
             }
             Measurement::SpO2(s) => rows.last_mut().expect("HR first")[1] = valid(s),
             Measurement::PulseRate(s) => rows.last_mut().expect("HR first")[2] = valid(s),
-            Measurement::Nibp(_) => {}
+            Measurement::Nibp(_) | Measurement::RespRate(_) | Measurement::EtCo2(_) => {}
         }
     }
     (rows, hr)

@@ -324,6 +324,8 @@ impl Latest {
             Measurement::HeartRate(s) => put(Vital::HeartRate, s),
             Measurement::PulseRate(s) => put(Vital::PulseRate, s),
             Measurement::SpO2(s) => put(Vital::SpO2, s),
+            Measurement::RespRate(s) => put(Vital::RespRate, s),
+            Measurement::EtCo2(s) => put(Vital::EtCo2, s),
             Measurement::Nibp(n) => {
                 put(Vital::NibpSystolic, n.systolic);
                 put(Vital::NibpDiastolic, n.diastolic);
@@ -586,6 +588,58 @@ mod tests {
         let validator = jsonschema::validator_for(&schema).unwrap();
         let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{file}: {errors:?}\n{v}");
+    }
+
+    #[test]
+    fn breathing_vitals_and_the_apnoea_alarm_match_their_schemas() {
+        use crate::engine::{AlarmKind, Engine, EngineConfig, EventKind};
+        use crate::vitals::{Reading, SourceId};
+        let names = vec!["monitor".to_owned()];
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "0123456789abcdef",
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
+        let mut latest = Latest::default();
+        latest.apply(&Measurement::RespRate(Sample::valid(14.0)), t, 0);
+        latest.apply(&Measurement::EtCo2(Sample::valid(38.0)), t, 0);
+        let v: Value = serde_json::from_slice(&vitals(&ctx, 1, t, &latest)).unwrap();
+        assert_eq!(v["vitals"]["rr"]["value"].as_f64(), Some(14.0));
+        assert_eq!(v["vitals"]["rr"]["unit"], "/min");
+        assert_eq!(v["vitals"]["etco2"]["value"].as_f64(), Some(38.0));
+        assert_eq!(v["vitals"]["etco2"]["unit"], "mm[Hg]");
+        check_schema("vitals.schema.json", &v);
+
+        let mut e = Engine::new(EngineConfig {
+            source_names: names.clone(),
+            ..EngineConfig::default()
+        });
+        for s in 0..=20 {
+            let now = crate::time::Instant::from_secs(s);
+            e.handle_reading(
+                now,
+                Reading {
+                    source: SourceId(0),
+                    arrival: now,
+                    device_time: None,
+                    measurement: Measurement::RespRate(Sample::valid(0.0)),
+                },
+            );
+        }
+        let a = std::iter::from_fn(|| e.poll_event())
+            .find_map(|ev| match ev.kind {
+                EventKind::Alarm(a) => Some(a),
+                _ => None,
+            })
+            .expect("rr.apnoea");
+        assert_eq!(a.kind, AlarmKind::Physiological);
+        let v: Value = serde_json::from_slice(&alarm(&ctx, 1, 1, t, &a, |_| t)).unwrap();
+        assert_eq!(v["alarm"]["id"], "rr.apnoea");
+        assert_eq!(v["alarm"]["priority"], "high");
+        assert_eq!(v["alarm"]["value"].as_f64(), Some(0.0));
+        check_schema("alarm.schema.json", &v);
     }
 
     #[test]
