@@ -57,7 +57,7 @@ fn continuous(out: &[Output]) -> (Vec<[Option<f64>; 3]>, Vec<Validity>) {
             }
             Measurement::SpO2(s) => rows.last_mut().expect("HR first")[1] = valid(s),
             Measurement::PulseRate(s) => rows.last_mut().expect("HR first")[2] = valid(s),
-            Measurement::Nibp(_) => {}
+            Measurement::Nibp(_) | Measurement::RespRate(_) | Measurement::EtCo2(_) => {}
         }
     }
     (rows, hr)
@@ -247,5 +247,41 @@ fn ge_waveform_records_of_real_captures_are_ignored_not_errors() {
             expected(csv).len(),
             "{raw}: only the physiological records are data"
         );
+    }
+}
+
+/// Breathing in db02 (the monitor has a CO2 module, RR source CO2): the
+/// CO2 group of the first records as pycollect's own field table reads
+/// them (`headers.py` co2_group: et, fi, rr, amb_press after the 6-byte
+/// header; `measures.py`: et in 1/100 %, rr in 1/min, amb_press in
+/// 1/10 mmHg): et 4.87 % then 3.82 %, rr 15 then 16, 759.8 mmHg. pycollect
+/// shows etCO2 as a percentage; vigil gives mmHg (alarms.md: limits in
+/// mmHg), et x ambient pressure: 37.0 and 29.0 mmHg. pycollect's table
+/// calls status bit 2 "apnea"; db02 has it set in every record while RR is
+/// 15-17 and etCO2 about 30 mmHg, so vigil does not read it as apnoea.
+#[test]
+fn db02_breathing_is_the_co2_group_in_mmhg() {
+    let (out, _) = decode(&fixture("db02.raw"));
+    let mut rr = Vec::new();
+    let mut et = Vec::new();
+    for o in &out {
+        let Output::Reading(r) = o else { continue };
+        match r.measurement {
+            Measurement::RespRate(s) => rr.push(s),
+            Measurement::EtCo2(s) => et.push(s),
+            _ => {}
+        }
+    }
+    // One of each per physiological record, all valid.
+    assert_eq!((rr.len(), et.len()), (107, 107));
+    assert!(rr.iter().chain(&et).all(|s| s.validity == Validity::Valid));
+    assert_eq!((rr[0].value, rr[1].value), (15.0, 16.0));
+    assert!((et[0].value - 4.87 * 7.598).abs() < 0.01, "{:?}", et[0]);
+    assert!((et[1].value - 3.82 * 7.598).abs() < 0.01, "{:?}", et[1]);
+    for s in &rr {
+        assert!((15.0..=17.0).contains(&s.value), "{s:?}");
+    }
+    for s in &et {
+        assert!((20.0..45.0).contains(&s.value), "{s:?}");
     }
 }

@@ -24,9 +24,11 @@ fn drain(p: &mut impl Protocol, tx: &mut Vec<u8>) {
     while let Some(o) = p.poll_output() {
         if let Output::Reading(r) = o {
             match r.measurement {
-                Measurement::HeartRate(s) | Measurement::PulseRate(s) | Measurement::SpO2(s) => {
-                    check(s)
-                }
+                Measurement::HeartRate(s)
+                | Measurement::PulseRate(s)
+                | Measurement::SpO2(s)
+                | Measurement::RespRate(s)
+                | Measurement::EtCo2(s) => check(s),
                 Measurement::Nibp(n) => {
                     check(n.systolic);
                     check(n.diastolic);

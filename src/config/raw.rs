@@ -349,6 +349,9 @@ pub(super) struct RawAlarms {
     pub nibp_sys: Sub<RawVital>,
     pub nibp_dia: Sub<RawVital>,
     pub nibp_mean: Sub<RawVital>,
+    pub rr: Sub<RawVital>,
+    pub etco2: Sub<RawVital>,
+    pub apnoea: Sub<RawApnoea>,
     pub nibp: Sub<RawNibp>,
     /// By name (see `technical_slots`): `stale = "medium"`, ...
     pub technical: Sub<BTreeMap<String, Val<Priority>>>,
@@ -369,6 +372,7 @@ pub(super) struct RawVital {
     pub plausible: Opt<[f64; 2]>,
     pub baseline: Sub<RawBaseline>,
     pub questionable: Opt<String>,
+    pub discharge: Opt<bool>,
     pub delay: Opt<Duration>,
     pub stale_after: Opt<Duration>,
     pub rate: Sub<RawRate>,
@@ -398,6 +402,13 @@ pub(super) struct RawRate {
     pub window: Opt<Duration>,
     pub rise: Opt<f64>,
     pub fall: Opt<f64>,
+    pub priority: Opt<Priority>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RawApnoea {
+    pub enabled: Opt<bool>,
+    pub delay: Opt<Duration>,
     pub priority: Opt<Priority>,
 }
 

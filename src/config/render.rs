@@ -114,6 +114,9 @@ struct OutAlarms {
     nibp_sys: OutVital,
     nibp_dia: OutVital,
     nibp_mean: OutVital,
+    rr: OutVital,
+    etco2: OutVital,
+    apnoea: OutApnoea,
     nibp: OutNibp,
     technical: toml::Table,
     link: OutLink,
@@ -134,6 +137,7 @@ struct OutVital {
     latching: bool,
     plausible: [Num; 2],
     questionable: &'static str,
+    discharge: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<OutBaseline>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +182,13 @@ enum OutRate {
         fall: Option<Num>,
         priority: &'static str,
     },
+}
+
+#[derive(Serialize)]
+struct OutApnoea {
+    enabled: bool,
+    delay: String,
+    priority: &'static str,
 }
 
 #[derive(Serialize)]
@@ -291,6 +302,7 @@ fn vital(v: Vital, r: &VitalRules) -> OutVital {
         latching: r.latching,
         plausible: [num(r.plausible_min), num(r.plausible_max)],
         questionable: r.questionable.key(),
+        discharge: r.discharge,
         baseline: baseline(&r.baseline),
         rate: continuous.then(|| rate(r.rate)),
     }
@@ -354,6 +366,13 @@ impl From<&Config> for Out {
                 nibp_sys: v(Vital::NibpSystolic),
                 nibp_dia: v(Vital::NibpDiastolic),
                 nibp_mean: v(Vital::NibpMean),
+                rr: v(Vital::RespRate),
+                etco2: v(Vital::EtCo2),
+                apnoea: OutApnoea {
+                    enabled: e.apnoea.enabled,
+                    delay: dur(e.apnoea.delay),
+                    priority: e.apnoea.priority.key(),
+                },
                 nibp: OutNibp {
                     confirm: e.nibp.confirm.key(),
                     confirm_window: off_or(e.nibp.confirm_window),

@@ -223,6 +223,42 @@ fn limits_can_be_switched_off_and_overridden() {
 }
 
 #[test]
+fn breathing_sections_are_parsed_and_bounded() {
+    let cfg = parse(
+        r#"
+        [alarms.rr]
+        low = { limit = 6, priority = "high" }
+        discharge = true
+        [alarms.etco2]
+        high = { limit = 55, priority = "medium" }
+        [alarms.apnoea]
+        delay = "10s"
+        priority = "medium"
+        "#,
+        "x",
+    )
+    .unwrap();
+    let rr = cfg.engine.rules(Vital::RespRate);
+    assert_eq!(rr.low, Some(Limit::new(6.0, Priority::High)));
+    assert!(rr.discharge);
+    assert_eq!(
+        cfg.engine.rules(Vital::EtCo2).high,
+        Some(Limit::new(55.0, Priority::Medium))
+    );
+    assert_eq!(cfg.engine.apnoea.delay, Duration::from_secs(10));
+    assert_eq!(cfg.engine.apnoea.priority, Priority::Medium);
+    // The bound itself is accepted; defaults are the shipped ones.
+    let cfg = parse("[alarms.apnoea]\ndelay = \"40s\"\n", "x").unwrap();
+    assert_eq!(cfg.engine.apnoea.delay, Duration::from_secs(40));
+    let d = EngineConfig::default();
+    assert_eq!(d.apnoea.delay, Duration::from_secs(20));
+    assert_eq!(d.apnoea.priority, Priority::High);
+    assert!(!d.rules(Vital::RespRate).discharge && d.rules(Vital::HeartRate).discharge);
+    let e = errors("[alarms.apnoea]\nwait = \"20s\"\n");
+    assert!(e.iter().any(|m| m.contains("alarms.apnoea.wait")), "{e:?}");
+}
+
+#[test]
 fn sources_are_validated() {
     let errs = errors(
         r#"
@@ -476,6 +512,11 @@ fn settings_are_bounded_and_the_message_names_the_range() {
         ("[alarms.hr]\nbaseline = { rise_percent = 500, priority = \"low\" }".into(), "alarms.hr.baseline.rise_percent (500) must be greater than zero and at most 100"),
         ("[alarms.spo2]\nrate = { window = \"60s\", fall = 200, priority = \"low\" }".into(), "alarms.spo2.rate.fall (200) must be greater than zero and at most 70"),
         ("[alarms.nibp]\ncycle = \"1d\"".into(), "alarms.nibp.cycle (1d) must be between 1min and 2h"),
+        ("[alarms.apnoea]\ndelay = \"5s\"".into(), "alarms.apnoea.delay (5s) must be between 10s and 40s (the monitors' apnoea delay range)"),
+        ("[alarms.apnoea]\ndelay = \"41s\"".into(), "alarms.apnoea.delay (41s) must be between 10s and 40s"),
+        ("[alarms.apnoea]\npriority = \"urgent\"".into(), "alarms.apnoea.priority"),
+        ("[alarms.rr]\nplausible = [0, 300]".into(), "alarms.rr.plausible ([0, 300]) must be within [0, 200], the range of any rr reading"),
+        ("[alarms.etco2]\nhigh = { limit = 180, priority = \"low\" }".into(), "alarms.etco2.high (180) lies outside the plausible range [0, 150]"),
         ("[alarms.nibp]\nconfirm_window = \"10s\"".into(), "alarms.nibp.confirm_window (10s) must be between 1min and 2h (or \"off\")"),
         ("[alarms.link]\nmin_errors = 0".into(), "alarms.link.min_errors (0) must be a whole number from 1 to 10000"),
         ("[session.discharge]\nhold = \"1d\"".into(), "session.discharge.hold (1d) must be between 1min and 4h"),

@@ -23,8 +23,8 @@ use super::{
     MqttConfig, Parity, ProtocolKind, RecordingConfig, SourceConfig, StateDir,
 };
 use crate::engine::rules::{
-    BaselineRule, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules, QuestionablePolicy,
-    RateRule, TechnicalPriorities, VitalRules,
+    ApnoeaRule, BaselineRule, EngineConfig, Limit, LinkRules, NibpConfirm, NibpRules,
+    QuestionablePolicy, RateRule, TechnicalPriorities, VitalRules,
 };
 use crate::engine::Priority;
 use crate::vitals::Vital;
@@ -546,6 +546,8 @@ impl Check {
             (Vital::NibpSystolic, &t.nibp_sys),
             (Vital::NibpDiastolic, &t.nibp_dia),
             (Vital::NibpMean, &t.nibp_mean),
+            (Vital::RespRate, &t.rr),
+            (Vital::EtCo2, &t.etco2),
         ];
         for (vital, raw) in vitals {
             debug_assert_eq!(
@@ -556,6 +558,9 @@ impl Check {
                 let path = format!("alarms.{}", vital.key());
                 e.vitals[vital.index()] = self.vital(&path, vital, vt, e.vitals[vital.index()]);
             }
+        }
+        if let Some(at) = self.table(p, "apnoea", &t.apnoea) {
+            self.apnoea(at, &mut e.apnoea);
         }
         if let Some(nt) = self.table(p, "nibp", &t.nibp) {
             self.nibp(nt, &mut e.nibp);
@@ -666,6 +671,9 @@ impl Check {
         }
         if let Some(l) = self.val(path, "latching", &t.latching) {
             r.latching = l;
+        }
+        if let Some(b) = self.val(path, "discharge", &t.discharge) {
+            r.discharge = b;
         }
         if let Some(q) = self.val(path, "questionable", &t.questionable) {
             match [QuestionablePolicy::Alarm, QuestionablePolicy::Off]
@@ -830,6 +838,22 @@ impl Check {
                 let key = format!("{path}.{name}.delay");
                 self.err(&key, format!("{key}: the critical tier never has a delay"));
             }
+        }
+    }
+
+    /// `[alarms.apnoea]`: the delay stays within the monitors' own range
+    /// (10-40 s, alarms.md "Breathing").
+    fn apnoea(&mut self, t: &raw::RawApnoea, a: &mut ApnoeaRule) {
+        let p = "alarms.apnoea";
+        if let Some(b) = self.val(p, "enabled", &t.enabled) {
+            a.enabled = b;
+        }
+        let why = " (the monitors' apnoea delay range)";
+        if let Some(d) = self.dur_in(p, "delay", &t.delay, (10 * SEC, 40 * SEC), why) {
+            a.delay = d;
+        }
+        if let Some(pr) = self.val(p, "priority", &t.priority) {
+            a.priority = pr;
         }
     }
 
@@ -1183,5 +1207,7 @@ const fn reading_range(v: Vital) -> (f32, f32) {
         Vital::SpO2 => (0.0, 100.0),
         Vital::NibpSystolic => (0.0, 350.0),
         Vital::NibpDiastolic | Vital::NibpMean => (0.0, 300.0),
+        Vital::RespRate => (0.0, 200.0),
+        Vital::EtCo2 => (0.0, 200.0),
     }
 }

@@ -117,11 +117,18 @@ struct Latest {
     pr: Option<Sample>,
     spo2: Option<Sample>,
     nibp: Option<(Sample, Sample, Sample)>,
+    rr: Option<Sample>,
+    etco2: Option<Sample>,
 }
 
 impl Latest {
     fn any(&self) -> bool {
-        self.hr.is_some() || self.pr.is_some() || self.spo2.is_some() || self.nibp.is_some()
+        self.hr.is_some()
+            || self.pr.is_some()
+            || self.spo2.is_some()
+            || self.nibp.is_some()
+            || self.rr.is_some()
+            || self.etco2.is_some()
     }
 
     fn line(&self) -> String {
@@ -136,13 +143,22 @@ impl Latest {
             None => "-".to_owned(),
             Some((s, d, m)) => format!("{}/{} ({})", show(Some(s)), show(Some(d)), show(Some(m))),
         };
-        format!(
+        let mut line = format!(
             "HR {}  PR {}  SpO2 {}  NIBP {}",
             show(self.hr),
             show(self.pr),
             show(self.spo2),
             bp
-        )
+        );
+        // Breathing only where a monitor gives it.
+        if self.rr.is_some() || self.etco2.is_some() {
+            line.push_str(&format!(
+                "  RR {}  etCO2 {}",
+                show(self.rr),
+                show(self.etco2)
+            ));
+        }
+        line
     }
 }
 
@@ -192,6 +208,8 @@ fn log_event(msg: &SinkMsg, names: &[String], latest: &mut Latest) {
                 Measurement::PulseRate(s) => latest.pr = Some(s),
                 Measurement::SpO2(s) => latest.spo2 = Some(s),
                 Measurement::Nibp(n) => latest.nibp = Some((n.systolic, n.diastolic, n.mean)),
+                Measurement::RespRate(s) => latest.rr = Some(s),
+                Measurement::EtCo2(s) => latest.etco2 = Some(s),
             }
             tracing::debug!(
                 seq = msg.event.seq,

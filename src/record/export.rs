@@ -18,7 +18,7 @@
 //! | `time` | seconds since the recording started, millisecond resolution | same | same |
 //! | `wall_time` | RFC 3339 UTC, from the recording's `started` metadata | same | same |
 //! | `source` | configured source name | source name for source alarms | |
-//! | `vital` | `hr`, `pr`, `spo2`, `nibp_sys`, `nibp_dia`, `nibp_mean` | the vital, or `nibp` | the vital of a baseline |
+//! | `vital` | `hr`, `pr`, `spo2`, `nibp_sys`, `nibp_dia`, `nibp_mean`, `rr`, `etco2` | the vital, or `nibp` | the vital of a baseline |
 //! | `value` | the value (empty when the device gave none) | the value that triggered it | the baseline value |
 //! | `unit` | `/min`, `%`, `mm[Hg]` | the vital's unit | the vital's unit |
 //! | `validity` | `valid`, `sensor_off`, ... (`Validity::key`) | the validity behind a technical data alarm | |

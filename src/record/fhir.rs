@@ -59,6 +59,12 @@ pub fn loinc(v: Vital) -> (&'static str, &'static str) {
         Vital::NibpSystolic => ("8480-6", "Systolic blood pressure"),
         Vital::NibpDiastolic => ("8462-4", "Diastolic blood pressure"),
         Vital::NibpMean => ("8478-0", "Mean blood pressure"),
+        // alarms.md, "Breathing": LOINC 9279-1 and 19889-5.
+        Vital::RespRate => ("9279-1", "Respiratory rate"),
+        Vital::EtCo2 => (
+            "19889-5",
+            "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration",
+        ),
     }
 }
 
@@ -85,6 +91,7 @@ fn code(v: Vital) -> Json {
 fn quantity(v: Vital, value: f32) -> Json {
     let unit = v.unit().symbol();
     let human = match v.unit() {
+        crate::vitals::Unit::PerMinute if v == Vital::RespRate => "breaths/minute",
         crate::vitals::Unit::PerMinute => "beats/minute",
         crate::vitals::Unit::Percent => "%",
         crate::vitals::Unit::MmHg => "mmHg",

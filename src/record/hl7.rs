@@ -60,6 +60,18 @@ pub const fn mdc(v: Vital) -> (u32, &'static str) {
         Vital::NibpSystolic => (150_021, "MDC_PRESS_BLD_NONINV_SYS"),
         Vital::NibpDiastolic => (150_022, "MDC_PRESS_BLD_NONINV_DIA"),
         Vital::NibpMean => (150_023, "MDC_PRESS_BLD_NONINV_MEAN"),
+        // alarms.md, "Breathing": MDC_RESP_RATE 151562, MDC_AWAY_CO2_ET 151708.
+        Vital::RespRate => (151_562, "MDC_RESP_RATE"),
+        Vital::EtCo2 => (151_708, "MDC_AWAY_CO2_ET"),
+    }
+}
+
+/// MDC unit code and reference id of a vital's unit: breaths, not beats,
+/// per minute for the respiration rate (MDC_DIM_RESP_PER_MIN).
+pub const fn mdc_vital_unit(v: Vital) -> (u32, &'static str) {
+    match v {
+        Vital::RespRate => (264_928, "MDC_DIM_RESP_PER_MIN"),
+        _ => mdc_unit(v.unit()),
     }
 }
 
@@ -122,6 +134,8 @@ const fn containment(v: Vital) -> (u8, u8) {
         Vital::NibpSystolic => (3, 1),
         Vital::NibpDiastolic => (3, 2),
         Vital::NibpMean => (3, 3),
+        Vital::RespRate => (4, 1),
+        Vital::EtCo2 => (4, 2),
     }
 }
 
@@ -137,7 +151,7 @@ impl Message<'_> {
         self.obx += 1;
         let (code, name) = mdc(v);
         let (lc, ld) = loinc(v);
-        let (uc, un) = mdc_unit(v.unit());
+        let (uc, un) = mdc_vital_unit(v);
         let ucum = v.unit().symbol();
         let (vmd, metric) = containment(v);
         let value = q.value().map(|x| x.to_string()).unwrap_or_default();

@@ -9,7 +9,7 @@
 //! | column | content |
 //! |---|---|
 //! | `time` | seconds since the session started, decimal (`0`, `12.5`) |
-//! | `vital` | `hr`, `pr`, `spo2`, `nibp_sys`, `nibp_dia`, `nibp_mean`, or `nibp` |
+//! | `vital` | `hr`, `pr`, `spo2`, `nibp_sys`, `nibp_dia`, `nibp_mean`, `nibp`, `rr` or `etco2` |
 //! | `value` | a number, or empty for none; for `nibp`: `sys/dia/mean` or `sys/dia` |
 //! | `validity` | optional: a validity name (`valid`, `sensor_off`, `artifact`, ...); default `valid` (`unavailable` when the value is empty) |
 //!
@@ -281,7 +281,7 @@ fn parse_row(
     } else {
         let v: Vital = vital.to_ascii_lowercase().parse().map_err(|_| {
             format!(
-                "vital `{vital}` is not one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean, nibp"
+                "vital `{vital}` is not one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean, nibp, rr, etco2"
             )
         })?;
         RowValue::Single(v, sample(parse_value(value)?, validity)?)
@@ -304,11 +304,9 @@ fn group(rows: &[Row]) -> Result<Vec<(Duration, Vec<Measurement>)>, ImportError>
         while j < rows.len() && rows[j].time == time {
             let r = rows[j];
             match r.value {
-                RowValue::Single(v, s) if v.is_continuous() => measurements.push(match v {
-                    Vital::HeartRate => Measurement::HeartRate(s),
-                    Vital::PulseRate => Measurement::PulseRate(s),
-                    _ => Measurement::SpO2(s),
-                }),
+                RowValue::Single(v, s) if v.is_continuous() => {
+                    measurements.extend(Measurement::of_continuous(v, s));
+                }
                 RowValue::Single(v, s) => {
                     let k = v.index() - Vital::NibpSystolic.index();
                     if let Some((prev, _)) = nibp[k] {
@@ -561,6 +559,23 @@ mod tests {
         assert!(
             matches!(rows[3].value, RowValue::Single(Vital::SpO2, s) if s.validity == Validity::SensorOff)
         );
+    }
+
+    #[test]
+    fn breathing_rows_import_as_their_own_vitals() {
+        let rows = parse_csv("time,vital,value,validity\n1,rr,14\n1,etco2,38.5\n2,rr,,\n").unwrap();
+        let groups = group(&rows).unwrap();
+        assert_eq!(
+            groups[0].1,
+            vec![
+                Measurement::RespRate(Sample::valid(14.0)),
+                Measurement::EtCo2(Sample::valid(38.5))
+            ]
+        );
+        assert!(matches!(
+            groups[1].1[..],
+            [Measurement::RespRate(s)] if s.validity == Validity::Unavailable
+        ));
     }
 
     #[test]

@@ -33,20 +33,31 @@ pub enum Vital {
     NibpDiastolic,
     /// Non-invasive blood pressure, mean arterial.
     NibpMean,
+    /// Respiration rate (breaths per minute), from the capnograph (awRR) or
+    /// the impedance respiration. A valid 0 is "no breath detected" (see
+    /// the apnoea rule in the engine).
+    RespRate,
+    /// End-tidal CO2, mmHg (capnography).
+    EtCo2,
 }
 
 impl Vital {
     /// Every vital, in a fixed order used for table indexing.
-    pub const ALL: [Vital; 6] = [
+    ///
+    /// Recordings store a vital by its position here (a baseline command):
+    /// new vitals are appended, never inserted.
+    pub const ALL: [Vital; 8] = [
         Vital::HeartRate,
         Vital::PulseRate,
         Vital::SpO2,
         Vital::NibpSystolic,
         Vital::NibpDiastolic,
         Vital::NibpMean,
+        Vital::RespRate,
+        Vital::EtCo2,
     ];
     /// Number of vitals.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
 
     /// Position in [`Vital::ALL`].
     pub const fn index(self) -> usize {
@@ -62,22 +73,29 @@ impl Vital {
             Vital::NibpSystolic => "nibp_sys",
             Vital::NibpDiastolic => "nibp_dia",
             Vital::NibpMean => "nibp_mean",
+            Vital::RespRate => "rr",
+            Vital::EtCo2 => "etco2",
         }
     }
 
     /// The canonical unit values of this vital are stored in.
     pub const fn unit(self) -> Unit {
         match self {
-            Vital::HeartRate | Vital::PulseRate => Unit::PerMinute,
+            Vital::HeartRate | Vital::PulseRate | Vital::RespRate => Unit::PerMinute,
             Vital::SpO2 => Unit::Percent,
-            Vital::NibpSystolic | Vital::NibpDiastolic | Vital::NibpMean => Unit::MmHg,
+            Vital::NibpSystolic | Vital::NibpDiastolic | Vital::NibpMean | Vital::EtCo2 => {
+                Unit::MmHg
+            }
         }
     }
 
     /// Continuous vitals arrive as a stream (about once a second); NIBP
     /// arrives as intermittent measurements, each a decision of its own.
     pub const fn is_continuous(self) -> bool {
-        matches!(self, Vital::HeartRate | Vital::PulseRate | Vital::SpO2)
+        matches!(
+            self,
+            Vital::HeartRate | Vital::PulseRate | Vital::SpO2 | Vital::RespRate | Vital::EtCo2
+        )
     }
 
     /// Whether this vital is a component of an NIBP measurement.
@@ -94,7 +112,9 @@ impl fmt::Display for Vital {
 
 /// Error returned when a string names no vital.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown vital `{0}` (expected one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean)")]
+#[error(
+    "unknown vital `{0}` (expected one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean, rr, etco2)"
+)]
 pub struct UnknownVital(pub String);
 
 impl FromStr for Vital {
@@ -369,6 +389,10 @@ pub enum Measurement {
     SpO2(Sample),
     /// One NIBP measurement.
     Nibp(Nibp),
+    /// Respiration rate, per minute.
+    RespRate(Sample),
+    /// End-tidal CO2, mmHg.
+    EtCo2(Sample),
 }
 
 impl Measurement {
@@ -378,7 +402,22 @@ impl Measurement {
             Measurement::HeartRate(s) => Some((Vital::HeartRate, s)),
             Measurement::PulseRate(s) => Some((Vital::PulseRate, s)),
             Measurement::SpO2(s) => Some((Vital::SpO2, s)),
+            Measurement::RespRate(s) => Some((Vital::RespRate, s)),
+            Measurement::EtCo2(s) => Some((Vital::EtCo2, s)),
             Measurement::Nibp(_) => None,
+        }
+    }
+
+    /// The measurement of a continuous vital with this sample; `None` for
+    /// an NIBP component.
+    pub fn of_continuous(vital: Vital, sample: Sample) -> Option<Measurement> {
+        match vital {
+            Vital::HeartRate => Some(Measurement::HeartRate(sample)),
+            Vital::PulseRate => Some(Measurement::PulseRate(sample)),
+            Vital::SpO2 => Some(Measurement::SpO2(sample)),
+            Vital::RespRate => Some(Measurement::RespRate(sample)),
+            Vital::EtCo2 => Some(Measurement::EtCo2(sample)),
+            Vital::NibpSystolic | Vital::NibpDiastolic | Vital::NibpMean => None,
         }
     }
 }

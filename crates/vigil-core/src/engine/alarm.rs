@@ -166,6 +166,11 @@ pub enum Condition {
     /// The MQTT broker refuses vigil's alarm or session messages: the
     /// displays do not get them.
     BrokerRefused,
+    /// No breath (apnoea), on the respiration rate: a valid rate below
+    /// 1 /min, or a capnograph that measures but reports no rate, for the
+    /// apnoea delay. Physiological: the patient is not breathing; a module
+    /// that is off or a sensor that is off is a technical condition instead.
+    Apnoea,
 }
 
 impl Condition {
@@ -173,7 +178,7 @@ impl Condition {
     ///
     /// Recordings store a condition by its position here: new conditions
     /// are appended, never inserted.
-    pub const ALL: [Condition; 30] = [
+    pub const ALL: [Condition; 31] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -204,12 +209,14 @@ impl Condition {
         Condition::Hl7Undelivered,
         Condition::Hl7BacklogFailure,
         Condition::BrokerRefused,
+        Condition::Apnoea,
     ];
     /// Number of conditions.
-    pub const COUNT: usize = 30;
+    pub const COUNT: usize = 31;
 
-    /// The physiological conditions (the first eight of the table).
-    pub const PHYSIOLOGICAL: [Condition; 8] = [
+    /// The physiological conditions: the first eight of the table, and
+    /// apnoea (appended later).
+    pub const PHYSIOLOGICAL: [Condition; 9] = [
         Condition::Low,
         Condition::High,
         Condition::CriticalLow,
@@ -218,6 +225,7 @@ impl Condition {
         Condition::BaselineFall,
         Condition::RateRise,
         Condition::RateFall,
+        Condition::Apnoea,
     ];
 
     /// Position in [`Condition::ALL`].
@@ -258,12 +266,13 @@ impl Condition {
             Condition::Hl7Undelivered => "hl7_undelivered",
             Condition::Hl7BacklogFailure => "hl7_backlog_failure",
             Condition::BrokerRefused => "broker_refused",
+            Condition::Apnoea => "apnoea",
         }
     }
 
     /// Physiological or technical.
     pub const fn kind(self) -> AlarmKind {
-        if self.index() < Condition::PHYSIOLOGICAL.len() {
+        if self.index() < 8 || matches!(self, Condition::Apnoea) {
             AlarmKind::Physiological
         } else {
             AlarmKind::Technical
@@ -504,7 +513,13 @@ mod tests {
             assert_eq!(c.kind(), AlarmKind::Physiological);
             assert_eq!(Condition::ALL[c.index()], c);
         }
+        let physiological = Condition::ALL
+            .iter()
+            .filter(|c| c.kind() == AlarmKind::Physiological)
+            .count();
+        assert_eq!(physiological, Condition::PHYSIOLOGICAL.len());
         assert_eq!(Condition::Low.kind(), AlarmKind::Physiological);
+        assert_eq!(Condition::Apnoea.kind(), AlarmKind::Physiological);
         assert_eq!(Condition::Stale.kind(), AlarmKind::Technical);
         assert_eq!(
             Condition::for_validity(Validity::UnderRange),

@@ -63,7 +63,7 @@ pub use event::{
     TechnicalStatus,
 };
 pub use rules::{
-    BaselineMinimum, EngineConfig, Limit, NibpConfirm, QuestionablePolicy, VitalRules,
+    ApnoeaRule, BaselineMinimum, EngineConfig, Limit, NibpConfirm, QuestionablePolicy, VitalRules,
 };
 
 use crate::protocol::line::severity;
@@ -77,7 +77,7 @@ use window::{BaselineCollector, RateWindow};
 const EVENT_CAPACITY: usize = 1024;
 /// Values kept per vital for the baseline median.
 const BASELINE_CAPACITY: usize = 512;
-/// Subjects before the per-source ones: six vitals, NIBP, system.
+/// Subjects before the per-source ones: the vitals, NIBP, system.
 const FIXED_SUBJECTS: usize = Vital::COUNT + 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +350,8 @@ impl Engine {
             Measurement::HeartRate(s) => self.on_continuous(now, reading, Vital::HeartRate, s),
             Measurement::PulseRate(s) => self.on_continuous(now, reading, Vital::PulseRate, s),
             Measurement::SpO2(s) => self.on_continuous(now, reading, Vital::SpO2, s),
+            Measurement::RespRate(s) => self.on_continuous(now, reading, Vital::RespRate, s),
+            Measurement::EtCo2(s) => self.on_continuous(now, reading, Vital::EtCo2, s),
             Measurement::Nibp(n) => self.on_nibp(now, reading, n),
         }
         self.settle();
@@ -615,11 +617,41 @@ impl Engine {
         }
 
         let judged = self.judge(sample, &rules);
+        // Apnoea: a rate below 1 /min, or a module that measures but finds
+        // no rate (`unavailable`), is no breath (see `ApnoeaRule`).
+        let no_breath = vital == Vital::RespRate
+            && self.cfg.apnoea.enabled
+            && match rules.alarm_value(judged) {
+                Some(v) => below(v, ApnoeaRule::NO_BREATH_BELOW),
+                None => judged.validity == Validity::Unavailable,
+            };
         if current {
-            self.set_data_conditions(Subject::Vital(vital), now, judged, rules.questionable);
+            // "No rate" from a measuring module is physiology (apnoea),
+            // not missing data.
+            let data = if no_breath && judged.validity == Validity::Unavailable {
+                Sample::valid(0.0)
+            } else {
+                judged
+            };
+            self.set_data_conditions(Subject::Vital(vital), now, data, rules.questionable);
+        }
+        if vital == Vital::RespRate {
+            let idx = self.index(AlarmId::vital(vital, Condition::Apnoea));
+            if !self.cfg.apnoea.enabled {
+                // Turned off by a reload while present.
+                self.set_condition(idx, now, false, None, None, None);
+            } else if no_breath {
+                // The event's value is the rate: 0 when the module found none.
+                let value = rules.alarm_value(judged);
+                let doubt =
+                    (value.is_some() && !judged.validity.is_valid()).then_some(judged.validity);
+                self.set_condition(idx, now, true, Some(value.unwrap_or(0.0)), None, doubt);
+            } else if rules.alarm_value(judged).is_some() {
+                self.set_condition(idx, now, false, None, None, None);
+            }
         }
 
-        match rules.alarm_value(judged) {
+        match rules.alarm_value(judged).filter(|_| !no_breath) {
             Some(v) => {
                 // A questionable value drives the alarms (marked so) but is
                 // no baseline and no sign of recovery.
@@ -637,8 +669,12 @@ impl Engine {
             None => {
                 self.vitals[vi].last_valid = None;
                 // An invalid value neither confirms nor clears a physiological
-                // condition: pending ones restart, active ones stay.
+                // condition: pending ones restart, active ones stay. (A
+                // no-breath reading is judged by the apnoea rule alone.)
                 for c in Condition::PHYSIOLOGICAL {
+                    if no_breath && c == Condition::Apnoea {
+                        continue;
+                    }
                     let idx = self.index(AlarmId::vital(vital, c));
                     if let SlotState::Pending { .. } = self.slots[idx].state {
                         self.slots[idx].state = SlotState::Inactive;
@@ -647,12 +683,9 @@ impl Engine {
             }
         }
         let mut reading = reading;
-        reading.measurement = match reading.measurement {
-            Measurement::HeartRate(_) => Measurement::HeartRate(judged),
-            Measurement::PulseRate(_) => Measurement::PulseRate(judged),
-            Measurement::SpO2(_) => Measurement::SpO2(judged),
-            m => m,
-        };
+        if let Some(m) = Measurement::of_continuous(vital, judged) {
+            reading.measurement = m;
+        }
         self.emit(now, EventKind::Reading(reading));
         self.update_discharge(now);
     }
@@ -1220,7 +1253,10 @@ impl Engine {
         let pct = self.cfg.discharge.within_percent / 100.0;
         let mut any = false;
         let mut all = true;
-        for st in &self.vitals {
+        for (st, rules) in self.vitals.iter().zip(&self.cfg.vitals) {
+            if !rules.discharge {
+                continue;
+            }
             if let Some(base) = st.baseline {
                 any = true;
                 match st.last_valid {
@@ -1659,6 +1695,9 @@ fn new_slot(cfg: &EngineConfig, id: AlarmId) -> Slot {
                 Condition::Invalid => (t.invalid, cfg.technical_delay, false),
                 Condition::Artifact => (t.artifact, cfg.technical_delay, false),
                 Condition::Questionable => (t.invalid, cfg.technical_delay, false),
+                Condition::Apnoea if v == Vital::RespRate => {
+                    (cfg.apnoea.priority, cfg.apnoea.delay, r.latching)
+                }
                 _ => (Priority::Low, Duration::ZERO, false),
             }
         }

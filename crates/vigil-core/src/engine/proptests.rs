@@ -29,7 +29,7 @@ enum Input {
 fn input() -> impl Strategy<Value = (u64, Input)> {
     let dt = prop_oneof![0u64..2_000, 0u64..120_000, Just(0u64)];
     let inp = prop_oneof![
-        6 => (0usize..3, -50.0f32..450.0, 0usize..8)
+        6 => (0usize..5, -50.0f32..450.0, 0usize..8)
             .prop_map(|(vital, value, validity)| Input::Continuous { vital, value, validity }),
         2 => (40.0f32..260.0, 20.0f32..160.0, 0usize..8, any::<bool>())
             .prop_map(|(sys, dia, validity, new)| Input::Nibp { sys, dia, validity, new }),
@@ -39,6 +39,25 @@ fn input() -> impl Strategy<Value = (u64, Input)> {
         2 => Just(Input::Timeout),
     ];
     (dt, inp)
+}
+
+/// The continuous vitals.
+const CONTINUOUS: [Vital; 5] = [
+    Vital::HeartRate,
+    Vital::PulseRate,
+    Vital::SpO2,
+    Vital::RespRate,
+    Vital::EtCo2,
+];
+
+/// Readings of continuous vitals that must never start a physiological
+/// alarm: a value the device flags (every validity but valid; questionable
+/// with the policy off), or a "valid" value outside the plausible range (an
+/// artifact). For the respiration rate `unavailable` is excluded: from a
+/// measuring module it means no breath was found, the apnoea rule's input.
+fn flagged_continuous() -> impl Strategy<Value = Vec<(u64, usize, f32, usize)>> {
+    let one = (0u64..20_000, 0usize..5, -50.0f32..450.0, 0usize..9);
+    prop::collection::vec(one, 1..200)
 }
 
 fn validity(i: usize) -> Validity {
@@ -94,7 +113,7 @@ fn command(a: u8, b: u8) -> Command {
             note: ShortText::empty(),
         },
         6 => Command::SetBaseline {
-            vital: Vital::ALL[b as usize % 6],
+            vital: Vital::ALL[b as usize % Vital::COUNT],
             value: f32::from(b),
         },
         7 => Command::StartRecovery,
@@ -127,11 +146,8 @@ fn run(inputs: &[(u64, Input)], timeouts: bool) -> (Vec<Event>, Engine) {
                 validity: v,
             } => {
                 let s = Sample::new(value, validity(v));
-                let m = match vital {
-                    0 => Measurement::HeartRate(s),
-                    1 => Measurement::PulseRate(s),
-                    _ => Measurement::SpO2(s),
-                };
+                let m =
+                    Measurement::of_continuous(CONTINUOUS[vital], s).expect("a continuous vital");
                 e.handle_reading(now, reading(m));
             }
             Input::Nibp {
@@ -260,6 +276,54 @@ proptest! {
                 prop_assert!(
                     a.kind != AlarmKind::Physiological,
                     "a tainted measurement started {:?} at {:?}", a.id, a.value
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_flagged_or_implausible_continuous_value_alarms_physiologically(
+        stream in flagged_continuous()
+    ) {
+        let mut cfg = EngineConfig::default();
+        for r in &mut cfg.vitals {
+            r.questionable = QuestionablePolicy::Off;
+        }
+        let mut e = Engine::new(cfg.clone());
+        let mut clock = 1_000_000u64;
+        let mut events = Vec::new();
+        for (dt, vital, value, v) in stream {
+            clock += dt * 1_000_000;
+            let now = Instant::from_nanos(clock);
+            let vital = CONTINUOUS[vital];
+            let r = cfg.rules(vital);
+            let sample = match Validity::ALL[v] {
+                // Valid but implausible: beyond either end of the range.
+                Validity::Valid if value < 200.0 => {
+                    Sample::valid(r.plausible_min - 1.0 - value.abs())
+                }
+                Validity::Valid => Sample::valid(r.plausible_max + 1.0 + value.abs()),
+                Validity::Unavailable if vital == Vital::RespRate => {
+                    Sample::new(value, Validity::Invalid)
+                }
+                flag => Sample::new(value, flag),
+            };
+            e.handle_timeout(now);
+            e.handle_reading(now, Reading {
+                source: SourceId(0),
+                arrival: now,
+                device_time: None,
+                measurement: Measurement::of_continuous(vital, sample).expect("continuous"),
+            });
+            events.extend(std::iter::from_fn(|| e.poll_event()));
+        }
+        e.handle_timeout(Instant::from_nanos(clock + 60_000_000_000));
+        events.extend(std::iter::from_fn(|| e.poll_event()));
+        for ev in &events {
+            if let EventKind::Alarm(a) = ev.kind {
+                prop_assert!(
+                    a.kind != AlarmKind::Physiological,
+                    "a flagged value started {:?} at {:?}", a.id, a.value
                 );
             }
         }

@@ -180,6 +180,8 @@ pub struct VitalRules {
     pub rate: Option<RateRule>,
     /// What a questionable value does.
     pub questionable: QuestionablePolicy,
+    /// Whether this vital's baseline takes part in discharge readiness.
+    pub discharge: bool,
 }
 
 impl VitalRules {
@@ -206,6 +208,7 @@ impl VitalRules {
             },
             rate: None,
             questionable: QuestionablePolicy::Alarm,
+            discharge: true,
         }
     }
 
@@ -363,6 +366,35 @@ pub struct BaselineMinimum {
     pub continuous: Duration,
 }
 
+/// The apnoea (no breath) rule on the respiration rate.
+///
+/// A "no breath" reading is a respiration rate that may drive alarms and is
+/// BELOW [`ApnoeaRule::NO_BREATH_BELOW`] (a monitor sends 0), or an `rr`
+/// reading with validity `unavailable`: the capnograph or respiration
+/// module measures but finds no rate to report. The alarm starts when no
+/// breath has been seen for `delay` (from the first no-breath reading,
+/// every reading since being one); a rate of 1 /min or more ends it. A
+/// reading the device flags (sensor off, invalid, artifact) neither
+/// confirms nor clears it: a pending apnoea starts over, an active one
+/// stays. A module that is off or a sensor that is off is the technical
+/// `rr.sensor_off`, never apnoea. No-breath readings are not judged
+/// against the `rr` limits, baseline or rate rules (one alarm per
+/// condition: an RR of 0 is apnoea, not also "RR low").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ApnoeaRule {
+    /// Whether the apnoea alarm is raised at all.
+    pub enabled: bool,
+    /// How long no breath must last before the alarm starts.
+    pub delay: Duration,
+    /// Priority of the alarm.
+    pub priority: Priority,
+}
+
+impl ApnoeaRule {
+    /// A respiration rate below this (per minute) is no breath.
+    pub const NO_BREATH_BELOW: f32 = 1.0;
+}
+
 /// The whole engine configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
@@ -388,6 +420,8 @@ pub struct EngineConfig {
     pub discharge: DischargeRules,
     /// What a baseline needs.
     pub baseline_min: BaselineMinimum,
+    /// The apnoea rule on the respiration rate.
+    pub apnoea: ApnoeaRule,
     /// Names of the configured sources, indexed by `SourceId`.
     pub source_names: Vec<String>,
 }
@@ -474,8 +508,29 @@ impl Default for EngineConfig {
             hysteresis: 5.0,
             ..VitalRules::plain(30.0, 270.0)
         };
+        // Breathing: the monitors' adult defaults (alarms.md, "Breathing").
+        // Breathing numbers swing more than 15 % at rest, so they are no
+        // discharge criterion by default.
+        let rr = VitalRules {
+            low: Some(Limit::new(8.0, Medium)),
+            high: Some(Limit::new(30.0, Medium)),
+            delay: secs(10),
+            hysteresis: 2.0,
+            stale_after: secs(10),
+            discharge: false,
+            ..VitalRules::plain(0.0, 150.0)
+        };
+        let etco2 = VitalRules {
+            low: Some(Limit::new(30.0, Medium)),
+            high: Some(Limit::new(50.0, Medium)),
+            delay: secs(10),
+            hysteresis: 2.0,
+            stale_after: secs(10),
+            discharge: false,
+            ..VitalRules::plain(0.0, 150.0)
+        };
         EngineConfig {
-            vitals: [hr, pr, spo2, sys, dia, mean],
+            vitals: [hr, pr, spo2, sys, dia, mean, rr, etco2],
             nibp: NibpRules {
                 confirm: NibpConfirm::High,
                 confirm_window: Some(mins(15)),
@@ -523,6 +578,11 @@ impl Default for EngineConfig {
             baseline_min: BaselineMinimum {
                 nibp_readings: 2,
                 continuous: secs(60),
+            },
+            apnoea: ApnoeaRule {
+                enabled: true,
+                delay: secs(20),
+                priority: High,
             },
             source_names: Vec::new(),
         }

@@ -1113,11 +1113,7 @@ fn continuous(vital: Vital, t: u64, v: f32) -> Reading {
     let s = Sample::valid(v);
     reading(
         t,
-        match vital {
-            Vital::HeartRate => Measurement::HeartRate(s),
-            Vital::PulseRate => Measurement::PulseRate(s),
-            _ => Measurement::SpO2(s),
-        },
+        Measurement::of_continuous(vital, s).expect("a continuous vital"),
     )
 }
 
@@ -1141,6 +1137,10 @@ fn continuous_limits_alarm_beyond_the_limit_never_at_it() {
         ("pr.critical_high", Vital::PulseRate, 150.0, 0.5),
         ("spo2.low", Vital::SpO2, 90.0, -0.5),
         ("spo2.critical_low", Vital::SpO2, 85.0, -0.5),
+        ("rr.low", Vital::RespRate, 8.0, -0.5),
+        ("rr.high", Vital::RespRate, 30.0, 0.5),
+        ("etco2.low", Vital::EtCo2, 30.0, -0.5),
+        ("etco2.high", Vital::EtCo2, 50.0, 0.5),
     ] {
         assert!(
             !held(vital, limit).contains(&k.to_owned()),
@@ -1282,6 +1282,8 @@ fn old(r: Reading) -> Reading {
         Measurement::HeartRate(s) => Measurement::HeartRate(s.into_old()),
         Measurement::PulseRate(s) => Measurement::PulseRate(s.into_old()),
         Measurement::SpO2(s) => Measurement::SpO2(s.into_old()),
+        Measurement::RespRate(s) => Measurement::RespRate(s.into_old()),
+        Measurement::EtCo2(s) => Measurement::EtCo2(s.into_old()),
     };
     Reading { measurement, ..r }
 }
@@ -2142,4 +2144,198 @@ fn a_continuous_baseline_rise_is_covered_by_its_limit_alarm_of_higher_priority()
     drain(&mut e);
     every_second(&mut e, 60 * SEC, 80 * SEC, |t| hr(t, 125.0));
     assert_eq!(started(&mut e), ["hr.high", "hr.baseline_rise"]);
+}
+
+// ----- breathing: respiration rate, etCO2, apnoea ---------------------------
+
+fn rr(t: u64, v: f32) -> Reading {
+    reading(t, Measurement::RespRate(Sample::valid(v)))
+}
+
+fn rr_flag(t: u64, validity: Validity) -> Reading {
+    reading(t, Measurement::RespRate(Sample::missing(validity)))
+}
+
+#[test]
+fn breathing_limits_start_exactly_when_their_delay_elapses() {
+    // RR below 8 and etCO2 above 50, both held: each alarms 10 s after
+    // the first value beyond its limit, with priority medium.
+    let mut e = engine();
+    every_second(&mut e, 0, 10 * SEC, |t| rr(t, 7.0));
+    assert!(alarms(&mut e).is_empty());
+    feed(&mut e, rr(10 * SEC, 7.0));
+    assert_eq!(alarms(&mut e), vec![key("rr.low", Phase::Start, 10 * SEC)]);
+    assert_eq!(
+        e.present_alarms()[0].priority,
+        Priority::Medium,
+        "rr.low is medium"
+    );
+    let mut e = engine();
+    every_second(&mut e, 0, 11 * SEC, |t| {
+        reading(t, Measurement::EtCo2(Sample::valid(51.0)))
+    });
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("etco2.high", Phase::Start, 10 * SEC)]
+    );
+}
+
+#[test]
+fn apnoea_starts_exactly_when_no_breath_lasted_the_delay() {
+    // RR 0 every second: rr.apnoea (high, physiological) at 20 s, and not
+    // also rr.low (one alarm per condition).
+    let mut e = engine();
+    every_second(&mut e, 0, 20 * SEC, |t| rr(t, 0.0));
+    assert!(alarms(&mut e).is_empty());
+    assert_eq!(e.poll_timeout(), Some(ms(20 * SEC)));
+    e.handle_timeout(ms(20 * SEC - 1));
+    assert!(alarms(&mut e).is_empty());
+    e.handle_timeout(ms(20 * SEC));
+    let events = drain(&mut e);
+    let started: Vec<&AlarmEvent> = events
+        .iter()
+        .filter_map(|ev| match &ev.kind {
+            EventKind::Alarm(a) if a.phase == Phase::Start => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    let a = started[0];
+    assert_eq!(a.id, id("rr.apnoea"));
+    assert_eq!(a.kind, AlarmKind::Physiological);
+    assert_eq!(a.priority, Priority::High);
+    assert_eq!(a.value, Some(0.0));
+    assert_eq!(a.delay, Duration::from_secs(20));
+    every_second(&mut e, 21 * SEC, 60 * SEC, |t| rr(t, 0.0));
+    assert!(!started_any(&mut e, "rr.low"));
+    // A breath ends it.
+    feed(&mut e, rr(60 * SEC, 12.0));
+    assert_eq!(alarms(&mut e), vec![key("rr.apnoea", Phase::End, 60 * SEC)]);
+}
+
+fn started_any(e: &mut Engine, k: &str) -> bool {
+    started(e).iter().any(|s| s == k)
+}
+
+#[test]
+fn apnoea_boundary_is_below_one_breath_per_minute() {
+    // A rate of 1 /min is a (very slow) breath: rr.low, never apnoea;
+    // 0.9 is no breath.
+    let s = held(Vital::RespRate, 1.0);
+    assert_eq!(s, vec!["rr.low".to_owned()]);
+    let s = held(Vital::RespRate, 0.9);
+    assert_eq!(s, vec!["rr.apnoea".to_owned()]);
+}
+
+#[test]
+fn a_measuring_module_with_no_rate_is_apnoea_not_missing_data() {
+    // `unavailable` from a module that measures: no breath found. It is
+    // apnoea after the delay, and no technical rr.invalid.
+    let mut e = engine();
+    every_second(&mut e, 0, 40 * SEC, |t| rr_flag(t, Validity::Unavailable));
+    assert_eq!(started(&mut e), vec!["rr.apnoea".to_owned()]);
+    let a = e.present_alarms();
+    assert_eq!(a.len(), 1);
+    // Its value is the rate: none found is 0 /min.
+    assert_eq!(
+        (a[0].value, a[0].kind),
+        (Some(0.0), AlarmKind::Physiological)
+    );
+}
+
+#[test]
+fn a_module_or_sensor_that_is_off_is_technical_never_apnoea() {
+    for validity in [
+        Validity::SensorOff,
+        Validity::Invalid,
+        Validity::Artifact,
+        Validity::OverRange,
+    ] {
+        let mut e = engine();
+        every_second(&mut e, 0, 60 * SEC, |t| rr_flag(t, validity));
+        let s = started(&mut e);
+        let want = Condition::for_validity(validity).unwrap();
+        assert_eq!(s, vec![format!("rr.{}", want.key())], "{validity:?}");
+    }
+    // An implausible rate is an artifact, not a breath and not apnoea.
+    let s = held(Vital::RespRate, 400.0);
+    assert_eq!(s, vec!["rr.artifact".to_owned()]);
+}
+
+#[test]
+fn a_flagged_reading_restarts_a_pending_apnoea_and_keeps_an_active_one() {
+    let mut e = engine();
+    every_second(&mut e, 0, 10 * SEC, |t| rr(t, 0.0));
+    feed(&mut e, rr_flag(10 * SEC, Validity::SensorOff));
+    // No breath again from 11 s: the delay counts from there.
+    every_second(&mut e, 11 * SEC, 31 * SEC, |t| rr(t, 0.0));
+    assert!(!started_any(&mut e, "rr.apnoea"));
+    e.handle_timeout(ms(31 * SEC));
+    assert!(started_any(&mut e, "rr.apnoea"));
+    // Active: a sensor-off reading does not end it.
+    feed(&mut e, rr_flag(32 * SEC, Validity::SensorOff));
+    assert!(!alarms(&mut e)
+        .iter()
+        .any(|a| a.0 == "rr.apnoea" && a.1 == Phase::End));
+}
+
+#[test]
+fn apnoea_can_be_configured_and_switched_off() {
+    let mut cfg = config();
+    cfg.apnoea.delay = Duration::from_secs(10);
+    cfg.apnoea.priority = Priority::Medium;
+    let mut e = Engine::new(cfg.clone());
+    every_second(&mut e, 0, 11 * SEC, |t| rr(t, 0.0));
+    assert_eq!(
+        alarms(&mut e),
+        vec![key("rr.apnoea", Phase::Start, 10 * SEC)]
+    );
+    // Off: an RR of 0 is only below the low limit.
+    cfg.apnoea.enabled = false;
+    let mut e = Engine::new(cfg);
+    every_second(&mut e, 0, 40 * SEC, |t| rr(t, 0.0));
+    assert_eq!(started(&mut e), vec!["rr.low".to_owned()]);
+}
+
+#[test]
+fn breathing_baselines_are_taken_but_do_not_hold_off_discharge() {
+    let mut e = engine();
+    start_session(&mut e, 0);
+    for t in (0..61).map(|s| s * SEC) {
+        feed(&mut e, hr(t, 70.0));
+        feed(&mut e, rr(t + 500, 14.0));
+    }
+    dose(&mut e, 61 * SEC);
+    let events = drain(&mut e);
+    let baselines: Vec<(Vital, f32)> = events
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Session(SessionEvent::Baseline { vital, value, .. }) => Some((vital, value)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        baselines.contains(&(Vital::RespRate, 14.0)),
+        "{baselines:?}"
+    );
+    assert_eq!(e.baseline(Vital::RespRate), Some(14.0));
+    e.handle_command(ms(62 * SEC), Command::StartRecovery)
+        .unwrap();
+    // HR back at baseline, RR 20 (43 % above its baseline): ready anyway,
+    // since breathing is no discharge criterion by default.
+    let hold = e.config().discharge.hold.as_millis() as u64;
+    let end = 62 * SEC + hold + SEC;
+    let mut t = 62 * SEC;
+    while t < end {
+        feed(&mut e, hr(t, 70.0));
+        feed(&mut e, rr(t + 500, 20.0));
+        t += SEC;
+    }
+    let ready = drain(&mut e).iter().any(|ev| {
+        matches!(
+            ev.kind,
+            EventKind::Session(SessionEvent::DischargeReadiness { ready: true })
+        )
+    });
+    assert!(ready);
 }

@@ -1,6 +1,7 @@
 //! GE/Datex-Ohmeda S/5 Computer Interface (DRI records): framing, the host's
 //! request records, and decoding of the displayed physiological values
-//! (HR, SpO2, pulse rate, NIBP) a monitor sends back.
+//! (HR, SpO2, pulse rate, NIBP, respiration rate, end-tidal CO2) a monitor
+//! sends back.
 //!
 //! # Wire format
 //!
@@ -32,6 +33,20 @@
 //!   updated -> `Unavailable`, -32764 -> `UnderRange`, -32763 -> `OverRange`,
 //!   -32762 not calibrated -> `Questionable` (there is no number behind it),
 //!   any other -> `Invalid`. Other negative values are `Invalid`.
+//! - Breathing: the CO2 group (basic class, data offset 132: `et`, `fi` in
+//!   1/100 %, `rr` in 1/min, `amb_press` in 1/10 mmHg; its label bits 0..2
+//!   name the RR source, 1 CO2, 2 ECG impedance). When the CO2 module
+//!   exists, its `rr` is the respiration rate and etCO2 in mmHg is
+//!   `et / 100 % x amb_press / 10` (a percentage of the ambient pressure);
+//!   an ambient pressure that is no number makes etCO2 `Invalid`. Status
+//!   bits as for the other groups: module absent, nothing; not active,
+//!   `SensorOff`. An `rr` of "not updated" from an active module is
+//!   `Unavailable`: the module measures but reports no rate (the engine's
+//!   apnoea candidate). Status bit 2 is NOT read as apnoea: a real S/5
+//!   capture has it set while the patient breathes 16 /min at 30 mmHg.
+//!   Without a CO2 module the ECG group's impedance rate (`imp_rr`) is the
+//!   respiration rate when it is a number; otherwise no RR is sent (an ECG
+//!   without impedance respiration is not an RR problem).
 //! - NIBP: while the cuff is busy (label bits "measuring", "stasis" or
 //!   "calibrating") the numbers on screen are not a result, so no NIBP reading
 //!   is emitted. The reading carries `measured_at` from the latest auxiliary
@@ -125,6 +140,7 @@ const INVP_GROUPS: [usize; 4] = [SR_DATA + 16, SR_DATA + 30, SR_DATA + 44, SR_DA
 const NIBP_GROUP: usize = SR_DATA + 72;
 const TEMP_GROUPS: [usize; 4] = [SR_DATA + 86, SR_DATA + 94, SR_DATA + 102, SR_DATA + 110];
 const SPO2_GROUP: usize = SR_DATA + 118;
+const CO2_GROUP: usize = SR_DATA + 132;
 const SR_CLASS_WORD: usize = PHDB_SUBRECORD_LEN - 2;
 
 /// Errors of the GE request builders.
@@ -295,6 +311,18 @@ struct BasicRaw {
     spo2_status: u32,
     spo2: i16,
     pr: i16,
+    /// ECG impedance respiration rate, 1/min.
+    imp_rr: i16,
+    co2_status: u32,
+    co2_label: u16,
+    /// End-tidal CO2, 1/100 %.
+    co2_et: i16,
+    /// Inspired CO2, 1/100 % (carried, not a vital).
+    co2_fi: i16,
+    /// Respiration rate of the CO2 group's source, 1/min.
+    co2_rr: i16,
+    /// Ambient pressure, 1/10 mmHg.
+    co2_amb: i16,
 }
 
 impl BasicRaw {
@@ -310,6 +338,13 @@ impl BasicRaw {
             spo2_status: get_u32(sr, SPO2_GROUP)?,
             spo2: get_i16(sr, SPO2_GROUP + GROUP_HEADER)?,
             pr: get_i16(sr, SPO2_GROUP + GROUP_HEADER + 2)?,
+            imp_rr: get_i16(sr, ECG_GROUP + GROUP_HEADER + 8)?,
+            co2_status: get_u32(sr, CO2_GROUP)?,
+            co2_label: get_u16(sr, CO2_GROUP + 4)?,
+            co2_et: get_i16(sr, CO2_GROUP + GROUP_HEADER)?,
+            co2_fi: get_i16(sr, CO2_GROUP + GROUP_HEADER + 2)?,
+            co2_rr: get_i16(sr, CO2_GROUP + GROUP_HEADER + 4)?,
+            co2_amb: get_i16(sr, CO2_GROUP + GROUP_HEADER + 6)?,
         })
     }
 
@@ -322,9 +357,10 @@ impl BasicRaw {
         // ECG: hr, st1, st2, st3, imp_rr.
         put_u32(sr, ECG_GROUP, self.ecg_status);
         put_i16(sr, ECG_GROUP + GROUP_HEADER, self.hr);
-        for k in 1..5 {
+        for k in 1..4 {
             put_i16(sr, ECG_GROUP + GROUP_HEADER + 2 * k, DATA_INVALID);
         }
+        put_i16(sr, ECG_GROUP + GROUP_HEADER + 8, self.imp_rr);
         for g in INVP_GROUPS {
             for k in 0..4 {
                 put_i16(sr, g + GROUP_HEADER + 2 * k, DATA_INVALID);
@@ -344,6 +380,12 @@ impl BasicRaw {
         put_i16(sr, SPO2_GROUP + GROUP_HEADER + 2, self.pr);
         put_i16(sr, SPO2_GROUP + GROUP_HEADER + 4, DATA_INVALID);
         put_i16(sr, SPO2_GROUP + GROUP_HEADER + 6, DATA_INVALID);
+        put_u32(sr, CO2_GROUP, self.co2_status);
+        put_u16(sr, CO2_GROUP + 4, self.co2_label);
+        put_i16(sr, CO2_GROUP + GROUP_HEADER, self.co2_et);
+        put_i16(sr, CO2_GROUP + GROUP_HEADER + 2, self.co2_fi);
+        put_i16(sr, CO2_GROUP + GROUP_HEADER + 4, self.co2_rr);
+        put_i16(sr, CO2_GROUP + GROUP_HEADER + 6, self.co2_amb);
         // marker, reserved, then class (bits 8..11) and subtype.
         put_u16(
             sr,
@@ -390,6 +432,15 @@ impl BasicRaw {
             spo2_status,
             spo2: encode_value(s.spo2, 100.0),
             pr: encode_value(s.pulse_rate, 1.0),
+            // No breathing in the simulated snapshot: no CO2 module, no
+            // impedance rate (the bytes simulations have always sent).
+            imp_rr: DATA_INVALID,
+            co2_status: 0,
+            co2_label: 0,
+            co2_et: 0,
+            co2_fi: 0,
+            co2_rr: 0,
+            co2_amb: 0,
         }
     }
 }
@@ -452,6 +503,25 @@ fn decode_value(raw: i16, divisor: f32, status: u32, artifact: bool) -> Sample {
     } else {
         Sample::valid(value)
     }
+}
+
+/// The respiration rate and etCO2 of a basic subrecord (see the module
+/// doc): `None` where the monitor has no such measurement.
+fn breathing(b: &BasicRaw) -> (Option<Sample>, Option<Sample>) {
+    if b.co2_status & STATUS_EXISTS == 0 {
+        // No capnograph: the ECG impedance rate when it is a number.
+        let imp = decode_value(b.imp_rr, 1.0, b.ecg_status, false);
+        return (imp.validity.is_valid().then_some(imp), None);
+    }
+    let rr = decode_value(b.co2_rr, 1.0, b.co2_status, false);
+    let et = decode_value(b.co2_et, 100.0, b.co2_status, false);
+    let amb = decode_value(b.co2_amb, 10.0, b.co2_status, false);
+    let etco2 = match (et.get(), amb.get()) {
+        (Some(pct), Some(p)) if p > 0.0 => Sample::valid(pct / 100.0 * p),
+        (Some(_), _) => Sample::missing(Validity::Invalid),
+        (None, _) => et,
+    };
+    (Some(rr), Some(etco2))
 }
 
 /// What one record told us.
@@ -796,11 +866,19 @@ impl GeS5 {
             false,
         ))));
         let nibp = nibp.map(|n| reading(Measurement::Nibp(n)));
+        let (rr, etco2) = breathing(b);
         self.outputs.push_back(hr);
         self.outputs.push_back(spo2);
         self.outputs.push_back(pr);
         if let Some(n) = nibp {
             self.outputs.push_back(n);
+        }
+        if let Some(s) = rr {
+            self.outputs
+                .push_back(reading(Measurement::RespRate(aged(s))));
+        }
+        if let Some(s) = etco2 {
+            self.outputs.push_back(reading(Measurement::EtCo2(aged(s))));
         }
     }
 
@@ -1121,6 +1199,13 @@ mod tests {
             spo2_status: present(),
             spo2: 9_750,
             pr: 71,
+            imp_rr: DATA_INVALID,
+            co2_status: 0,
+            co2_label: 0,
+            co2_et: 0,
+            co2_fi: 0,
+            co2_rr: 0,
+            co2_amb: 0,
         }
     }
 
@@ -1220,6 +1305,70 @@ mod tests {
         assert_eq!(stats.bytes, bytes.len() as u64);
         // Requests carry no displayed values.
         assert!(outs.is_empty(), "{outs:?}");
+    }
+
+    fn breath(ms: &[Measurement]) -> (Option<Sample>, Option<Sample>) {
+        let rr = ms.iter().find_map(|m| match m {
+            Measurement::RespRate(s) => Some(*s),
+            _ => None,
+        });
+        let et = ms.iter().find_map(|m| match m {
+            Measurement::EtCo2(s) => Some(*s),
+            _ => None,
+        });
+        (rr, et)
+    }
+
+    #[test]
+    fn the_co2_group_gives_rr_and_etco2_in_mmhg_from_the_ambient_pressure() {
+        let mut raw = raw_ok();
+        // No CO2 module and no impedance rate: no breathing readings.
+        let (outs, _) = decode(&framed(&raw, 1_700_000_000, 0));
+        assert_eq!(breath(&measurements(&outs)), (None, None));
+        // 5.00 % of 760.0 mmHg is 38 mmHg; RR 14 from the CO2 source.
+        raw.co2_status = present();
+        raw.co2_label = 1;
+        raw.co2_et = 500;
+        raw.co2_fi = 0;
+        raw.co2_rr = 14;
+        raw.co2_amb = 7_600;
+        let (outs, _) = decode(&framed(&raw, 1_700_000_000, 0));
+        let (rr, et) = breath(&measurements(&outs));
+        assert_eq!(rr, Some(Sample::valid(14.0)));
+        let et = et.unwrap();
+        assert!(
+            (et.value - 38.0).abs() < 1e-3 && et.validity.is_valid(),
+            "{et:?}"
+        );
+        // RR 0 is a valid no-breath rate; "not updated" from an active
+        // module is no rate (unavailable); a bad ambient pressure makes
+        // etCO2 invalid.
+        raw.co2_rr = 0;
+        raw.co2_amb = DATA_INVALID;
+        let (outs, _) = decode(&framed(&raw, 1_700_000_010, 0));
+        let (rr, et) = breath(&measurements(&outs));
+        assert_eq!(rr, Some(Sample::valid(0.0)));
+        assert_eq!(et.unwrap().validity, Validity::Invalid);
+        raw.co2_rr = -32766;
+        let (outs, _) = decode(&framed(&raw, 1_700_000_020, 0));
+        assert_eq!(
+            breath(&measurements(&outs)).0.unwrap().validity,
+            Validity::Unavailable
+        );
+        // Module there but not measuring: sensor off, never apnoea.
+        raw.co2_status = STATUS_EXISTS;
+        let (outs, _) = decode(&framed(&raw, 1_700_000_030, 0));
+        let (rr, et) = breath(&measurements(&outs));
+        assert_eq!(rr.unwrap().validity, Validity::SensorOff);
+        assert_eq!(et.unwrap().validity, Validity::SensorOff);
+        // No CO2 module: the ECG impedance rate when it is a number.
+        raw.co2_status = 0;
+        raw.imp_rr = 12;
+        let (outs, _) = decode(&framed(&raw, 1_700_000_040, 0));
+        assert_eq!(
+            breath(&measurements(&outs)),
+            (Some(Sample::valid(12.0)), None)
+        );
     }
 
     #[test]

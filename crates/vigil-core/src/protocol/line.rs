@@ -11,6 +11,8 @@
 //! nibp 128/82/97 at=1700000000 mode=auto
 //! nibp 128/82 (97)                  # the same, as a monitor prints it
 //! nibp 128/82/- mean=invalid        # a validity per component
+//! rr 14                             # respiration rate, per minute
+//! etco2 38                          # end-tidal CO2, mmHg
 //! ```
 //!
 //! The full specification (grammar, validity keywords, versioning, error
@@ -62,7 +64,9 @@ pub enum LineError {
     #[error("the line is longer than {MAX_LINE} bytes")]
     TooLong,
     /// The first word names no vital and is not the header keyword.
-    #[error("unknown keyword `{0}`: a line starts with hr, pr, spo2, nibp or vigil-line")]
+    #[error(
+        "unknown keyword `{0}`: a line starts with hr, pr, spo2, nibp, rr, etco2 or vigil-line"
+    )]
     UnknownKeyword(Word),
     /// A vital without a value.
     #[error("`{0}` needs a value: a number, or - when there is none")]
@@ -159,6 +163,10 @@ pub fn parse_line(line: &str) -> Result<Option<Item>, LineError> {
         Kind::SpO2
     } else if keyword.eq_ignore_ascii_case("nibp") {
         Kind::Nibp
+    } else if keyword.eq_ignore_ascii_case("rr") {
+        Kind::RespRate
+    } else if keyword.eq_ignore_ascii_case("etco2") {
+        Kind::EtCo2
     } else {
         return Err(LineError::UnknownKeyword(Word::new(keyword)));
     };
@@ -186,6 +194,8 @@ enum Kind {
     PulseRate,
     SpO2,
     Nibp,
+    RespRate,
+    EtCo2,
 }
 
 impl Kind {
@@ -195,6 +205,8 @@ impl Kind {
             Kind::PulseRate => "pr",
             Kind::SpO2 => "spo2",
             Kind::Nibp => "nibp",
+            Kind::RespRate => "rr",
+            Kind::EtCo2 => "etco2",
         }
     }
 }
@@ -297,6 +309,8 @@ fn parse_reading<'a>(
         Kind::HeartRate => Measurement::HeartRate(first),
         Kind::PulseRate => Measurement::PulseRate(first),
         Kind::SpO2 => Measurement::SpO2(first),
+        Kind::RespRate => Measurement::RespRate(first),
+        Kind::EtCo2 => Measurement::EtCo2(first),
         Kind::Nibp => Measurement::Nibp(Nibp {
             systolic: first,
             diastolic,
@@ -427,10 +441,16 @@ pub fn encode_measurement(
     let mut w = ByteWriter(out);
     let mut components = [None; 3];
     let validity = match measurement {
-        Measurement::HeartRate(s) | Measurement::PulseRate(s) | Measurement::SpO2(s) => {
+        Measurement::HeartRate(s)
+        | Measurement::PulseRate(s)
+        | Measurement::SpO2(s)
+        | Measurement::RespRate(s)
+        | Measurement::EtCo2(s) => {
             let keyword = match measurement {
                 Measurement::HeartRate(_) => "hr",
                 Measurement::PulseRate(_) => "pr",
+                Measurement::RespRate(_) => "rr",
+                Measurement::EtCo2(_) => "etco2",
                 _ => "spo2",
             };
             let _ = write!(w, "{keyword} ");
@@ -867,6 +887,34 @@ mod tests {
         assert_eq!(d.stats().frames_ok, 3);
         assert_eq!(d.stats().dropped_total(), 0);
         assert_eq!(d.stats().bytes, 36);
+    }
+
+    #[test]
+    fn breathing_keywords_parse_and_round_trip() {
+        assert_eq!(measurement("rr 14"), Measurement::RespRate(valid(14.0)));
+        assert_eq!(measurement("EtCO2 38.5"), Measurement::EtCo2(valid(38.5)));
+        assert_eq!(measurement("rr 0"), Measurement::RespRate(valid(0.0)));
+        let Measurement::RespRate(s) = measurement("rr - sensor_off") else {
+            panic!("not rr")
+        };
+        assert_eq!(s.validity, Validity::SensorOff);
+        let Measurement::RespRate(s) = measurement("rr -") else {
+            panic!("not rr")
+        };
+        assert_eq!(s.validity, Validity::Unavailable);
+        assert_eq!(
+            parse_line("rr 14 at=1"),
+            Err(LineError::NibpOnlyOption("at"))
+        );
+        for m in [
+            Measurement::RespRate(valid(12.0)),
+            Measurement::EtCo2(Sample::new(41.0, Validity::Questionable)),
+        ] {
+            let mut out = Vec::new();
+            encode_measurement(&m, Some(DeviceTime(7)), &mut out);
+            let line = String::from_utf8(out).unwrap();
+            assert_eq!(measurement(line.trim_end()), m, "{line}");
+        }
     }
 
     #[test]

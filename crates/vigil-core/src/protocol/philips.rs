@@ -465,6 +465,12 @@ const NOM_PLETH_PULS_RATE: u16 = 0x4822;
 const NOM_PRESS_BLD_NONINV_SYS: u16 = 0x4A05;
 const NOM_PRESS_BLD_NONINV_DIA: u16 = 0x4A06;
 const NOM_PRESS_BLD_NONINV_MEAN: u16 = 0x4A07;
+/// Respiration rate (impedance), awRR (airway, from the capnograph) and
+/// etCO2: the nomenclature codes as xeonfusion/VSCaptureMP and other
+/// public IntelliVue clients list them (20490, 20498, 20656).
+const NOM_RESP_RATE: u16 = 0x500A;
+const NOM_AWAY_RESP_RATE: u16 = 0x5012;
+const NOM_AWAY_CO2_ET: u16 = 0x50B0;
 /// SpO2 (also the source of SpO2 technical alarms).
 pub const NOM_PULS_OXIM_SAT_O2: u16 = 0x4BB8;
 /// Event code: sensor disconnected (e.g. "SpO2 NO SENSOR").
@@ -475,6 +481,7 @@ pub const NOM_EVT_LEAD_DISCONN: u16 = 268;
 const NOM_DIM_PERCENT: u16 = 0x0220;
 const NOM_DIM_BEAT_PER_MIN: u16 = 0x0AA0;
 const NOM_DIM_MMHG: u16 = 0x0F20;
+const NOM_DIM_RESP_PER_MIN: u16 = 0x0AE0;
 const NOM_DIM_KILO_PASCAL: u16 = 0x0F03;
 const MMHG_PER_KPA: f64 = 7.500_616_827;
 
@@ -597,6 +604,7 @@ impl NuObs {
 
 const RATE_UNITS: &[(u16, f64)] = &[(NOM_DIM_BEAT_PER_MIN, 1.0)];
 const PERCENT_UNITS: &[(u16, f64)] = &[(NOM_DIM_PERCENT, 1.0)];
+const RESP_UNITS: &[(u16, f64)] = &[(NOM_DIM_RESP_PER_MIN, 1.0)];
 const PRESSURE_UNITS: &[(u16, f64)] = &[(NOM_DIM_MMHG, 1.0), (NOM_DIM_KILO_PASCAL, MMHG_PER_KPA)];
 
 /// One BCD byte as a number.
@@ -668,10 +676,16 @@ pub struct PollValues {
     /// The NIBP's relative measurement time (attribute `0x0991`) when it came
     /// without a usable absolute one.
     pub nibp_rel_time: Option<u32>,
-    /// The time stamps of the objects HR, pulse rate and SpO2 came from
-    /// (in that order), when the monitor sent one.
-    stamps: [Option<Stamp>; 3],
+    /// Respiration rate (awRR from the capnograph preferred over the
+    /// impedance RR: it is the breathing the CO2 module sees).
+    pub resp_rate: Option<Sample>,
+    /// End-tidal CO2, mmHg (kPa converted).
+    pub etco2: Option<Sample>,
+    /// The time stamps of the objects HR, pulse rate, SpO2, RR and etCO2
+    /// came from (in that order), when the monitor sent one.
+    stamps: [Option<Stamp>; 5],
     pulse_from_pleth: bool,
+    resp_from_airway: bool,
 }
 
 /// An observation's own time stamp.
@@ -687,6 +701,8 @@ enum Stamp {
 const HR: usize = 0;
 const PR: usize = 1;
 const SPO2: usize = 2;
+const RR: usize = 3;
+const ETCO2: usize = 4;
 
 impl PollValues {
     /// Whether no vital came with it (a closing or labels-only part).
@@ -695,6 +711,8 @@ impl PollValues {
             && self.pulse_rate.is_none()
             && self.spo2.is_none()
             && self.nibp.is_none()
+            && self.resp_rate.is_none()
+            && self.etco2.is_none()
     }
 
     /// Adds the vitals of a later part of the same linked result: a vital
@@ -718,6 +736,15 @@ impl PollValues {
             self.nibp = later.nibp;
             self.nibp_rel_time = later.nibp_rel_time;
         }
+        if (later.resp_from_airway && !self.resp_from_airway) || self.resp_rate.is_none() {
+            self.resp_rate = later.resp_rate;
+            self.resp_from_airway |= later.resp_from_airway;
+            self.stamps[RR] = later.stamps[RR];
+        }
+        if self.etco2.is_none() {
+            self.etco2 = later.etco2;
+            self.stamps[ETCO2] = later.stamps[ETCO2];
+        }
     }
 
     fn observation(&mut self, r: Reader<'_>) -> Option<()> {
@@ -729,7 +756,7 @@ impl PollValues {
         let mut nibp_time = None;
         let mut nibp_rel = None;
         // Which continuous vitals this object set (its stamp is theirs).
-        let mut set = [false; 3];
+        let mut set = [false; 5];
         for _ in 0..count {
             let id = attrs.u16()?;
             let len = attrs.u16()?;
@@ -783,7 +810,7 @@ impl PollValues {
         Some(())
     }
 
-    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3], set: &mut [bool; 3]) {
+    fn numeric(&mut self, o: NuObs, nibp: &mut [Option<NuObs>; 3], set: &mut [bool; 5]) {
         match o.physio_id {
             NOM_ECG_CARD_BEAT_RATE if self.heart_rate.is_none() => {
                 self.heart_rate = Some(o.sample(RATE_UNITS));
@@ -801,6 +828,19 @@ impl PollValues {
             NOM_PULS_OXIM_SAT_O2 if self.spo2.is_none() => {
                 self.spo2 = Some(o.sample(PERCENT_UNITS));
                 set[SPO2] = true;
+            }
+            NOM_AWAY_RESP_RATE if !self.resp_from_airway => {
+                self.resp_rate = Some(o.sample(RESP_UNITS));
+                self.resp_from_airway = true;
+                set[RR] = true;
+            }
+            NOM_RESP_RATE if self.resp_rate.is_none() => {
+                self.resp_rate = Some(o.sample(RESP_UNITS));
+                set[RR] = true;
+            }
+            NOM_AWAY_CO2_ET if self.etco2.is_none() => {
+                self.etco2 = Some(o.sample(PRESSURE_UNITS));
+                set[ETCO2] = true;
             }
             NOM_PRESS_BLD_NONINV_SYS => nibp[0] = Some(o),
             NOM_PRESS_BLD_NONINV_DIA => nibp[1] = Some(o),
@@ -2476,6 +2516,12 @@ impl Core {
         if let Some(s) = values.pulse_rate {
             push(Measurement::PulseRate(aged(s, PR)));
         }
+        if let Some(s) = values.resp_rate {
+            push(Measurement::RespRate(aged(s, RR)));
+        }
+        if let Some(s) = values.etco2 {
+            push(Measurement::EtCo2(aged(s, ETCO2)));
+        }
         if let Some(mut n) = values.nibp {
             let stamp = n
                 .measured_at
@@ -3441,6 +3487,49 @@ mod tests {
         assert_eq!(decode_float(0xFF00_0385), Ok(90.1));
         assert_eq!(decode_float(0xFFFF_FFFB), Ok(-0.5));
         assert_eq!(decode_float(0x0000_003C), Ok(60.0));
+    }
+
+    #[test]
+    fn breathing_numerics_prefer_airway_rr_and_convert_kpa() {
+        // awRR (airway) wins over the impedance RR in either order.
+        for order in [[0x5012u16, 0x500A], [0x500A, 0x5012]] {
+            let v = observe(&[
+                single(
+                    order[0],
+                    0,
+                    0x0AE0,
+                    if order[0] == 0x5012 { 14 } else { 16 },
+                ),
+                single(
+                    order[1],
+                    0,
+                    0x0AE0,
+                    if order[1] == 0x5012 { 14 } else { 16 },
+                ),
+            ]);
+            assert_eq!(v.resp_rate, Some(Sample::valid(14.0)), "{order:x?}");
+        }
+        // Impedance RR alone; a valid 0 is no breath, kept as 0.
+        let v = observe(&[single(0x500A, 0, 0x0AE0, 0)]);
+        assert_eq!(v.resp_rate, Some(Sample::valid(0.0)));
+        // etCO2 in mmHg, and in kPa (5.0 kPa = 37.5 mmHg).
+        let v = observe(&[single(0x50B0, 0, 0x0F20, 38)]);
+        assert_eq!(v.etco2, Some(Sample::valid(38.0)));
+        let kpa = observe(&[single(0x50B0, 0, 0x0F03, 0xFF00_0032)])
+            .etco2
+            .unwrap();
+        assert!(
+            (kpa.value - 37.503).abs() < 0.01 && kpa.validity.is_valid(),
+            "{kpa:?}"
+        );
+        // A unit that is no pressure is not taken as a number.
+        let pct = observe(&[single(0x50B0, 0, 0x0220, 5)]).etco2.unwrap();
+        assert!(!pct.validity.is_valid(), "{pct:?}");
+        // The monitor's invalid flag stays technical.
+        let bad = observe(&[single(0x500A, 0x8000, 0x0AE0, 12)])
+            .resp_rate
+            .unwrap();
+        assert_eq!(bad.validity, Validity::Invalid);
     }
 
     #[test]
