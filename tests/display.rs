@@ -1043,3 +1043,197 @@ fn sound_follows_the_priority_patterns_until_acknowledged_or_paused() {
         Duration::from_secs(3),
     );
 }
+
+/// Where the page drew it, in CSS pixels from the top of the viewport: the
+/// `index`-th vertex of the sparkline trace of `vital`, and its limit lines.
+fn trace_y(page: &mut Browser, vital: &str, index: usize) -> f64 {
+    page.eval(&format!(
+        "(() => {{ const p = document.querySelector('#beds [data-vital={vital}] svg.spark polyline.trace'); \
+           const v = p.points.getItem({index}); \
+           return new DOMPoint(v.x, v.y).matrixTransform(p.getScreenCTM()).y; }})()"
+    ))
+    .as_f64()
+    .expect("a trace vertex")
+}
+
+fn limit_line(page: &mut Browser, vital: &str, kind: &str) -> serde_json::Value {
+    page.eval(&format!(
+        "(() => {{ const l = document.querySelector('#beds [data-vital={vital}] svg.spark line.limit[data-limit={kind}]'); \
+           if (!l) return null; const r = l.getBoundingClientRect(); \
+           return {{y: r.top + r.height / 2, value: Number(l.dataset.value), cls: l.getAttribute('class'), \
+                    width: r.width, svg: l.ownerSVGElement.getBoundingClientRect().width}}; }})()"
+    ))
+}
+
+/// Issue #14: the sparklines draw the limits in force where their values
+/// lie, the trace beyond a limit takes its priority's colour, a reload's
+/// limits replace them; the bed panel lists this session's alarms and
+/// acknowledgements in order, and a new session clears it.
+#[test]
+fn sparklines_draw_the_limits_in_force_and_the_bed_panel_shows_the_sessions_history() {
+    use vigil::engine::{EngineConfig, Limit, Priority};
+    use vigil::vitals::Vital;
+    let dir = temp_dir("display-limits");
+    let broker = Broker::start(&dir);
+    let publisher = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
+    publisher.session("K-0142", "baseline");
+    // Defaults: SpO2 low 90 (medium), critical low 85 (high).
+    let mut rules = EngineConfig::default().vitals;
+    publisher.limits(&rules);
+    let board = Board::start(&broker.addr(), BED, &[]);
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.set_viewport(1920, 1080);
+    page.wait_for(
+        "document.querySelector('#beds [data-vital=spo2] .sparkrange')?.textContent.includes('limits low 90 %')",
+        Duration::from_secs(15),
+    );
+    // A desaturation over the last 12 min, one value a minute, the last now
+    // (the board keeps a trend from live messages, not from a retained one).
+    let spo2 = [
+        97.0, 96.0, 95.0, 93.0, 91.0, 90.0, 88.0, 86.0, 84.0, 87.0, 92.0, 95.0, 96.0,
+    ];
+    let now = SystemTime::now();
+    for (i, v) in spo2.iter().enumerate() {
+        let ago = Duration::from_secs(60 * (spo2.len() - 1 - i) as u64);
+        publisher.vitals_at(70.0 + i as f64, *v, now - ago);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    page.wait_for(
+        "document.querySelectorAll('#beds [data-vital=spo2] svg.spark polyline.trace').length === 1 \
+         && document.querySelector('#beds [data-vital=spo2] svg.spark polyline.trace').points.length === 13 \
+         && document.querySelector('#beds [data-vital=spo2] line.limit[data-limit=low]') !== null",
+        Duration::from_secs(15),
+    );
+    // The low limit's line lies where the trace is at 90, across the chart.
+    let low = limit_line(&mut page, "spo2", "low");
+    assert_eq!(low["value"], 90.0, "{low}");
+    assert_eq!(low["cls"], "limit medium", "{low}");
+    assert!(
+        low["width"].as_f64() >= low["svg"].as_f64().map(|w| w - 1.0),
+        "{low}"
+    );
+    let at_90 = trace_y(&mut page, "spo2", 5);
+    assert!(
+        (low["y"].as_f64().unwrap() - at_90).abs() < 1.0,
+        "line {low} vs trace {at_90}"
+    );
+    // Its number beside it.
+    let tag = page.eval(
+        "(() => { const t = document.querySelector('#beds [data-vital=spo2] .limittag[data-limit=low]'); \
+           const r = t.getBoundingClientRect(); return [t.textContent, r.top + r.height / 2]; })()",
+    );
+    assert_eq!(tag[0], "90", "{tag}");
+    assert!(
+        (tag[1].as_f64().unwrap() - at_90).abs() < 2.0,
+        "{tag} vs {at_90}"
+    );
+    // The critical low (85) halfway between the trace's 86 and 84.
+    let critical = limit_line(&mut page, "spo2", "critical_low");
+    assert_eq!(critical["cls"], "limit high", "{critical}");
+    let (at_86, at_84) = (trace_y(&mut page, "spo2", 7), trace_y(&mut page, "spo2", 8));
+    let mid = (at_86 + at_84) / 2.0;
+    assert!(
+        (critical["y"].as_f64().unwrap() - mid).abs() < 1.0,
+        "{critical} vs {mid}"
+    );
+    // Screen y grows downwards: 97 above the limits, 84 below both.
+    let top = trace_y(&mut page, "spo2", 0);
+    assert!(top < low["y"].as_f64().unwrap() - 10.0, "{top} vs {low}");
+    assert!(
+        at_84 > critical["y"].as_f64().unwrap(),
+        "{at_84} vs {critical}"
+    );
+    // Beyond the critical limit the trace is drawn in the high colour.
+    assert_eq!(
+        page.eval("getComputedStyle(document.querySelector('#beds [data-vital=spo2] polyline.inalarm.high')).stroke"),
+        "rgb(224, 32, 27)"
+    );
+    // HR 50-120: both lines, the text says so.
+    let hr = page.eval("document.querySelector('#beds [data-vital=hr] .sparkrange').textContent");
+    assert!(hr.as_str().unwrap().contains("limits 50-120 /min"), "{hr}");
+    assert!(limit_line(&mut page, "hr", "high")["value"] == 120.0);
+    page.screenshot(&artefact("board-limits-1920x1080.png"));
+
+    // A reload: the new limit replaces the old one where it belongs.
+    rules[Vital::SpO2.index()].low = Some(Limit::new(93.0, Priority::High));
+    publisher.limits(&rules);
+    page.wait_for(
+        "document.querySelector('#beds [data-vital=spo2] line.limit[data-limit=low]')?.dataset.value === '93'",
+        Duration::from_secs(5),
+    );
+    let low = limit_line(&mut page, "spo2", "low");
+    assert_eq!(low["cls"], "limit high", "{low}");
+    let at_93 = trace_y(&mut page, "spo2", 3);
+    assert!(
+        (low["y"].as_f64().unwrap() - at_93).abs() < 1.0,
+        "{low} vs {at_93}"
+    );
+
+    // The session's alarms and acknowledgements, in the bed panel.
+    let t = |s: u64| now - Duration::from_secs(600) + Duration::from_secs(s);
+    publisher.alarm("spo2.low", "medium", "start", "active", None, t(0));
+    publisher.alarm("hr.high", "medium", "start", "active", None, t(30));
+    publisher.alarm("spo2.low", "high", "escalate", "active", None, t(0));
+    publisher.alarm(
+        "spo2.low",
+        "high",
+        "acknowledge",
+        "acknowledged",
+        Some("JD"),
+        t(0),
+    );
+    publisher.alarm("spo2.low", "high", "end", "ended", Some("JD"), t(0));
+    page.wait_for(
+        "document.querySelectorAll('#beds li.alarm').length === 1",
+        Duration::from_secs(5),
+    );
+    page.eval("document.querySelector('#beds button.history').click()");
+    page.wait_for(
+        "!document.getElementById('detail').hidden && document.querySelectorAll('#detail .history tbody tr').length === 2",
+        Duration::from_secs(5),
+    );
+    let rows = page.eval(
+        "JSON.stringify([...document.querySelectorAll('#detail .history tbody tr')].map(r => [r.dataset.alarm, r.className, r.innerText]))",
+    );
+    let rows: Vec<(String, String, String)> = serde_json::from_str(rows.as_str().unwrap()).unwrap();
+    let hhmmss = |t: SystemTime| {
+        let s = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() % 86_400;
+        format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    };
+    assert_eq!(rows[0].0, "spo2.low", "oldest onset first: {rows:?}");
+    assert_eq!(rows[0].1, "high", "the priority it reached: {rows:?}");
+    assert!(rows[0].2.starts_with(&hhmmss(t(0))), "{rows:?}");
+    assert!(rows[0].2.contains("SpO2 low 86 % (limit 90 %)"), "{rows:?}");
+    assert!(rows[0].2.contains("JD at "), "who acknowledged: {rows:?}");
+    assert!(!rows[0].2.contains("still present"), "it ended: {rows:?}");
+    assert_eq!(rows[1].0, "hr.high", "{rows:?}");
+    assert!(rows[1].2.starts_with(&hhmmss(t(30))), "{rows:?}");
+    assert!(
+        rows[1].2.contains("not acknowledged") && rows[1].2.contains("still present"),
+        "{rows:?}"
+    );
+    page.screenshot(&artefact("board-history-1920x1080.png"));
+    page.set_viewport(768, 1024);
+    let overflow = page.eval("document.documentElement.scrollWidth > window.innerWidth || document.querySelector('#detail .panel').scrollWidth > document.querySelector('#detail .panel').clientWidth + 1");
+    assert_eq!(overflow, false, "the panel fits a tablet");
+    page.screenshot(&artefact("board-history-768x1024.png"));
+    page.eval("document.getElementById('detailclose').click()");
+    page.wait_for(
+        "document.getElementById('detail').hidden",
+        Duration::from_secs(3),
+    );
+    page.screenshot(&artefact("board-limits-768x1024.png"));
+
+    // A new session: its history starts empty.
+    publisher.session("K-0143", "baseline");
+    page.eval("document.querySelector('#beds button.history').click()");
+    page.wait_for(
+        "document.querySelector('#detail .history')?.innerText.includes('No alarms in this session yet') \
+         && document.querySelector('#detail .history h3').innerText.includes('K-0143')",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#detail .history tbody tr').length"),
+        0
+    );
+}

@@ -47,6 +47,12 @@ async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
         .await;
     assert!(online.retained || online.json["beat"].as_u64().is_some());
     assert_valid("status", &online.json);
+    // The limits in force, as configured (`low = "off"` for SpO2).
+    let limits = display.next("/limits", SECS(5), |_| true).await;
+    assert_valid("limits", &limits.json);
+    assert_eq!(limits.json["vitals"]["spo2"]["low"], Value::Null);
+    assert_eq!(limits.json["vitals"]["spo2"]["critical_low"]["value"], 85.0);
+    assert_eq!(limits.json["vitals"]["hr"]["high"]["value"], 120.0);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     monitor.send(b"hr 72\nspo2 80\n");
@@ -311,6 +317,55 @@ fn binary_config(
     let path = dir.join("vigil.toml");
     std::fs::write(&path, daemon_config(tty, port, &dir.join("state"), bed, "")).unwrap();
     path
+}
+
+/// Issue #14: the limits a display draws are those in force: published
+/// (retained) at start and again when SIGHUP applies a new file.
+#[tokio::test(flavor = "current_thread")]
+async fn the_limits_in_force_are_republished_when_sighup_reloads_them() {
+    let dir = temp_dir("mqtt-limits");
+    let broker = Mosquitto::start(&dir, "");
+    let prefix = "vigil/v1/test-clinic/bed-limits/";
+    let mut display =
+        Subscriber::connect(broker.port, "display-limits", &format!("{prefix}#")).await;
+    let tty = dir.join("ttyLIMITS");
+    let _monitor = Monitor::plug_in(&tty);
+    let config = binary_config(&dir, &tty, broker.port, "bed-limits");
+    let mut vigil = Vigil::run(&config, &[]);
+    let first = display.next("/limits", SECS(10), |_| true).await;
+    assert_valid("limits", &first.json);
+    assert_eq!(first.json["vitals"]["spo2"]["low"], Value::Null);
+
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("low = \"off\"", "low = { limit = 93, priority = \"high\" }");
+    std::fs::write(&config, text).unwrap();
+    vigil.signal("HUP");
+    let reloaded = display
+        .next("/limits", SECS(5), |j| {
+            !j["vitals"]["spo2"]["low"].is_null()
+        })
+        .await;
+    assert_valid("limits", &reloaded.json);
+    assert_eq!(
+        reloaded.json["vitals"]["spo2"]["low"],
+        json!({"value": 93.0, "priority": "high"})
+    );
+    assert_eq!(reloaded.json["epoch"], first.json["epoch"]);
+    assert!(reloaded.json["seq"].as_u64() >= first.json["seq"].as_u64());
+
+    // A display that joins later gets the reloaded limits from the broker.
+    let mut late = Subscriber::connect(
+        broker.port,
+        "display-limits-late",
+        &format!("{prefix}limits"),
+    )
+    .await;
+    let stored = late.next("/limits", SECS(5), |_| true).await;
+    assert!(stored.retained);
+    assert_eq!(stored.json["vitals"]["spo2"]["low"]["value"], 93.0);
+    vigil.signal("TERM");
+    vigil.wait_exit(SECS(10));
 }
 
 fn log_seq(line: &str) -> u64 {

@@ -82,6 +82,44 @@ fn fed_board(now: SystemTime) -> Board {
 }
 
 #[test]
+fn watch_shows_the_limits_in_force_in_the_bed() {
+    use vigil::engine::{EngineConfig, Limit, Priority};
+    use vigil::mqtt::payload::{limits, Ctx};
+    use vigil::vitals::Vital;
+    let now = SystemTime::now();
+    let mut board = fed_board(now);
+    let mut rules = EngineConfig::default().vitals;
+    rules[Vital::SpO2.index()].low = Some(Limit::new(92.0, Priority::High));
+    let ctx = Ctx {
+        site: "clinic-a",
+        bed: "bed-2",
+        names: &[],
+        epoch: "0123456789abcdef",
+    };
+    let body = limits(&ctx, 4, now, &rules);
+    let (env, msg) = feed::parse("t", TopicKind::Limits, &body).unwrap();
+    board.apply(&bed(), &env, msg, true, now);
+    let s = screen(&Ui::default(), &board.view(now));
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("watch-limits.txt"),
+        &s,
+    );
+    let line = s
+        .lines()
+        .find(|l| l.contains("limits "))
+        .unwrap_or_else(|| panic!("no limits line:\n{s}"));
+    assert!(line.contains("HR 50-120 /min"), "{line}");
+    assert!(line.contains("SpO2 low 92 %"), "the reloaded limit: {line}");
+    assert!(line.contains("NIBP sys 90-180, dia 50-110 mmHg"), "{line}");
+    // Under the vitals, above the alarms.
+    let at = |t: &str| s.find(t).unwrap_or_else(|| panic!("{t}:\n{s}"));
+    assert!(
+        at("HR 72") < at("limits ") && at("limits ") < at("HIGH   SpO2"),
+        "{s}"
+    );
+}
+
+#[test]
 fn watch_shows_alarms_by_priority_with_acknowledgement() {
     let now = SystemTime::now();
     let view = fed_board(now).view(now);

@@ -11,6 +11,8 @@
 //! - `alarms`: `stream_seq`, `alarm` = `{id, kind, priority, base_priority,
 //!   phase, state, value, limit, validity, delay_ms, onset, determined, ack}`;
 //! - `alarms/active`: `alarms` (the same objects), `audio_paused_until`;
+//! - `limits`: `vitals.{hr,...}` = `{enabled, unit, low, high, critical_low,
+//!   critical_high}`, each limit `{value, priority}` or null;
 //! - `session`: `event`, `state` = `{phase, session, baselines, doses, discharge_ready}`;
 //! - `status`: `state` = `online` (heartbeat: `beat`, `uptime_s`, `sources`,
 //!   `latency_us`) or `offline` (`reason`: `connection_lost` by Last Will, `shutdown`);
@@ -133,6 +135,8 @@ pub enum TopicKind {
     Alarms,
     /// `alarms/active`.
     Active,
+    /// `limits`: the alarm limits in force.
+    Limits,
     /// `session`.
     Session,
     /// `status`.
@@ -144,10 +148,11 @@ pub enum TopicKind {
 }
 
 impl TopicKind {
-    const ALL: [(TopicKind, &'static str); 7] = [
+    const ALL: [(TopicKind, &'static str); 8] = [
         (TopicKind::Vitals, "vitals"),
         (TopicKind::Alarms, "alarms"),
         (TopicKind::Active, "alarms/active"),
+        (TopicKind::Limits, "limits"),
         (TopicKind::Session, "session"),
         (TopicKind::Status, "status"),
         (TopicKind::Cmd, "cmd"),
@@ -424,6 +429,30 @@ pub struct CommandResult {
     pub reason: Option<String>,
 }
 
+/// One limit in force: the value and the priority of the alarm it raises.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitValue {
+    /// The limit, in the vital's unit.
+    pub value: f64,
+    /// The priority of its alarm.
+    pub priority: Priority,
+}
+
+/// The limits in force for one vital (`limits`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct VitalLimits {
+    /// Whether the vital is watched at all.
+    pub enabled: bool,
+    /// Low limit.
+    pub low: Option<LimitValue>,
+    /// High limit.
+    pub high: Option<LimitValue>,
+    /// Critical low limit.
+    pub critical_low: Option<LimitValue>,
+    /// Critical high limit.
+    pub critical_high: Option<LimitValue>,
+}
+
 /// One parsed message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -438,6 +467,8 @@ pub enum Message {
         /// Audio paused until.
         audio_paused_until: Option<SystemTime>,
     },
+    /// `limits`: by vital key.
+    Limits(BTreeMap<String, VitalLimits>),
     /// `session`.
     Session(Session),
     /// `status`.
@@ -506,6 +537,35 @@ pub fn parse(
                 .collect(),
             audio_paused_until: raw.audio_paused_until.as_deref().and_then(parse_rfc3339),
         },
+        TopicKind::Limits => {
+            let raw: RawLimits = serde_json::from_slice(payload).map_err(bad)?;
+            let limit = |l: Option<RawLimit>| {
+                l.map(|l| LimitValue {
+                    value: l.value,
+                    // An unknown priority reads as high: never under-alarm.
+                    priority: l
+                        .priority
+                        .as_deref()
+                        .and_then(Priority::parse)
+                        .unwrap_or(Priority::High),
+                })
+            };
+            Message::Limits(
+                raw.vitals
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let l = VitalLimits {
+                            enabled: v.enabled.unwrap_or(true),
+                            low: limit(v.low),
+                            high: limit(v.high),
+                            critical_low: limit(v.critical_low),
+                            critical_high: limit(v.critical_high),
+                        };
+                        (k, l)
+                    })
+                    .collect(),
+            )
+        }
         TopicKind::Session => {
             let s = match raw.state {
                 Some(RawState::Session(s)) => s,
@@ -617,6 +677,28 @@ struct RawMessage {
     id: Option<String>,
     command: Option<String>,
     result: Option<String>,
+}
+
+/// `limits`, read on its own: its `vitals` are not readings.
+#[derive(Deserialize)]
+struct RawLimits {
+    #[serde(default)]
+    vitals: BTreeMap<String, RawVitalLimits>,
+}
+
+#[derive(Deserialize)]
+struct RawVitalLimits {
+    enabled: Option<bool>,
+    low: Option<RawLimit>,
+    high: Option<RawLimit>,
+    critical_low: Option<RawLimit>,
+    critical_high: Option<RawLimit>,
+}
+
+#[derive(Deserialize)]
+struct RawLimit {
+    value: f64,
+    priority: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -960,6 +1042,46 @@ mod tests {
         // The board's JSON, as the page sends it.
         let parsed: BedCommand = serde_json::from_str(r#"{"command":"start_recovery"}"#).unwrap();
         assert_eq!(parsed, BedCommand::StartRecovery);
+    }
+
+    #[test]
+    fn reads_the_limits_the_daemon_publishes() {
+        use crate::engine::{EngineConfig, Limit};
+        use crate::mqtt::payload::{limits, Ctx};
+        use crate::vitals::Vital;
+        let t = Topics::new(DEFAULT_PREFIX).unwrap();
+        assert_eq!(
+            t.parse("vigil/v1/clinic-a/bed-2/limits"),
+            Some((BedKey::new("clinic-a", "bed-2"), TopicKind::Limits))
+        );
+        let mut rules = EngineConfig::default().vitals;
+        rules[Vital::SpO2.index()].low = Some(Limit::new(92.0, Priority::High));
+        rules[Vital::NibpMean.index()].enabled = false;
+        let ctx = Ctx {
+            site: "clinic-a",
+            bed: "bed-2",
+            names: &[],
+            epoch: "0123456789abcdef",
+        };
+        let body = limits(&ctx, 12, at(5_000), &rules);
+        let (env, msg) = parse("t", TopicKind::Limits, &body).unwrap();
+        assert_eq!((env.seq, env.time), (12, Some(at(5_000))));
+        let Message::Limits(l) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(l.len(), Vital::COUNT);
+        let spo2 = &l["spo2"];
+        assert_eq!(
+            spo2.low,
+            Some(LimitValue {
+                value: 92.0,
+                priority: Priority::High
+            })
+        );
+        assert_eq!(spo2.critical_low.map(|c| c.value), Some(85.0));
+        assert_eq!((spo2.high, spo2.enabled), (None, true));
+        assert_eq!(l["hr"].high.map(|h| h.priority), Some(Priority::Medium));
+        assert!(!l["nibp_mean"].enabled);
     }
 
     #[test]

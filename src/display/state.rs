@@ -17,10 +17,16 @@
 //! rate is estimated, so an accelerated demo clock or a skewed machine
 //! reads right ([`DaemonClock`]).
 //!
-//! Session hygiene: a new session clears the bed's feed lines and result
-//! line; a bed whose vigil stopped cleanly reads "stopped" (not NO DATA,
-//! not counted as blind) and can be removed ([`Board::remove`]); feed lines
-//! stay in time order.
+//! Session hygiene: a new session clears the bed's feed lines, history and
+//! result line; a bed whose vigil stopped cleanly reads "stopped" (not NO
+//! DATA, not counted as blind) and can be removed ([`Board::remove`]); feed
+//! lines stay in time order.
+//!
+//! Limits and history: each vital carries the alarm limits in force (the
+//! daemon's retained `limits`) for its sparkline, and each bed keeps this
+//! session's alarms, one row per occurrence (onset, end, highest priority,
+//! acknowledgements), in onset order on vigil's clock and bounded
+//! ([`HISTORY_MAX`]).
 //!
 //! Pure: `now` is an argument everywhere. Depends on [`super::feed`] and
 //! [`crate::engine`]'s alarm vocabulary.
@@ -30,7 +36,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::feed::{Alarm, BedKey, CommandResult, Envelope, Message, Session, Status, VitalReading};
+use super::feed::{
+    Alarm, BedKey, CommandResult, Envelope, LimitValue, Message, Session, Status, VitalLimits,
+    VitalReading,
+};
 use super::site::{Outage, SiteTrack, SiteView};
 use crate::alarm_text::{alarm_text, vital_name};
 use crate::engine::{AlarmState, Priority};
@@ -254,9 +263,81 @@ struct Bed {
     epoch: Option<String>,
     pending: Vec<Pending>,
     result: Option<ResultView>,
+    /// The limits in force by vital key, and the `seq` they came with.
+    limits: BTreeMap<String, VitalLimits>,
+    limits_seq: u64,
+    /// This session's alarms, one row per occurrence, in onset order.
+    history: VecDeque<HistoryRow>,
 }
 
+/// Occurrences of alarms a bed's history keeps at most (the oldest go).
+pub const HISTORY_MAX: usize = 100;
+/// Acknowledgements kept per occurrence at most.
+const ACKS_MAX: usize = 16;
+
 impl Bed {
+    /// Records an alarm event (or a snapshot's alarm, `snapshot`) in the
+    /// history: its occurrence is named by id and onset.
+    fn record(&mut self, a: &Alarm, when: SystemTime, snapshot: bool) {
+        let onset = a.onset.unwrap_or(when);
+        let key = (a.id.as_str(), ms(onset));
+        let at = match self
+            .history
+            .iter()
+            .position(|r| (r.id.as_str(), r.onset_ms) == key)
+        {
+            Some(i) => i,
+            None => {
+                let row = HistoryRow {
+                    id: a.id.clone(),
+                    label: alarm_label(a),
+                    priority: a.priority.key(),
+                    onset: clock(onset),
+                    onset_ms: ms(onset),
+                    ended: None,
+                    ended_ms: None,
+                    acks: Vec::new(),
+                };
+                let i = self.history.partition_point(|r| r.onset_ms <= row.onset_ms);
+                self.history.insert(i, row);
+                if self.history.len() > HISTORY_MAX {
+                    self.history.pop_front();
+                    if i == 0 {
+                        return;
+                    }
+                    i - 1
+                } else {
+                    i
+                }
+            }
+        };
+        let row = &mut self.history[at];
+        if rank(a.priority) > rank_key(row.priority) {
+            row.priority = a.priority.key();
+        }
+        if let Some(k) = &a.ack {
+            let t = k.at.unwrap_or(when);
+            let ack = AckRow {
+                by: k.by.clone(),
+                at: clock(t),
+                at_ms: ms(t),
+            };
+            // Every later event of the alarm repeats its acknowledgement.
+            let known = row
+                .acks
+                .iter()
+                .any(|x| x.by == ack.by && x.at_ms.abs_diff(ack.at_ms) < 1000);
+            if !known && row.acks.len() < ACKS_MAX {
+                let i = row.acks.partition_point(|x| x.at_ms <= ack.at_ms);
+                row.acks.insert(i, ack);
+            }
+        }
+        if !snapshot && a.state == AlarmState::Ended {
+            row.ended = Some(clock(when));
+            row.ended_ms = Some(ms(when));
+        }
+    }
+
     /// Forgets every per-topic `seq` high-water mark (a new epoch).
     fn restart_order(&mut self) {
         self.vitals_seq = 0;
@@ -265,6 +346,7 @@ impl Bed {
         self.alarms_stream = StreamOrder::default();
         self.alarm_seq.clear();
         self.session_seq = 0;
+        self.limits_seq = 0;
         if let Some(beat) = &mut self.beat {
             beat.seq = 0;
         }
@@ -649,6 +731,7 @@ impl Board {
                     priority: a.priority.key(),
                     by: a.ack.as_ref().map(|k| k.by.clone()),
                 };
+                b.record(&a, when, false);
                 if newer {
                     b.alarm_seq.insert(a.id.clone(), env.seq);
                     if a.state == AlarmState::Ended {
@@ -676,12 +759,25 @@ impl Board {
                 }
                 b.active_seq = env.seq;
                 b.alarm_seq.retain(|_, seq| *seq > env.seq);
+                // Alarms present before this board heard their start.
+                let when = env.time.unwrap_or_else(|| b.vigil_now(now));
+                for a in alarms.iter().filter(|a| a.state != AlarmState::Ended) {
+                    b.record(a, when, true);
+                }
                 b.alarms = alarms
                     .into_iter()
                     .filter(|a| a.state != AlarmState::Ended)
                     .map(|a| (a.id.clone(), a))
                     .collect();
                 b.audio_paused_until = audio_paused_until;
+            }
+            Message::Limits(l) => {
+                // Not below: a reload with no event since repeats the seq.
+                if env.seq < b.limits_seq {
+                    return;
+                }
+                b.limits_seq = env.seq;
+                b.limits = l;
             }
             Message::Session(s) => {
                 if env.seq < b.session_seq {
@@ -697,6 +793,7 @@ impl Board {
                     // The previous session's lines and result are history.
                     b.result = None;
                     b.pending.clear();
+                    b.history.clear();
                     let key = bed.to_string();
                     self.feed.retain(|l| l.bed != key);
                 }
@@ -892,9 +989,34 @@ impl Board {
                         v.spark = spark(&t.history, vnow);
                     }
                 }
+                // The limits hold whatever the bed's state: the tile says
+                // what would alarm (NIBP: the systolic's, as its sparkline).
+                let track = match v.key {
+                    "nibp" => "nibp_sys",
+                    "hr" if b.vitals.get("hr").is_none_or(|t| t.latest.is_none())
+                        && b.vitals.contains_key("pr") =>
+                    {
+                        "pr"
+                    }
+                    k => k,
+                };
+                if let Some(l) = b.limits.get(track) {
+                    v.limits = limit_views(l);
+                    v.limits_text = limits_text(l, v.unit);
+                    if v.key == "nibp" {
+                        let dia = b.limits.get("nibp_dia").and_then(|d| limits_text(d, ""));
+                        v.limits_text = match (limits_text(l, ""), dia) {
+                            (Some(s), Some(d)) => Some(format!("sys {s}, dia {d} mmHg")),
+                            (Some(s), None) => Some(format!("sys {s} mmHg")),
+                            (None, Some(d)) => Some(format!("dia {d} mmHg")),
+                            (None, None) => None,
+                        };
+                    }
+                }
                 v
             })
             .collect(),
+            history: b.history.iter().cloned().collect(),
             phase: b
                 .session
                 .as_ref()
@@ -1112,6 +1234,59 @@ fn vital_alarm(alarms: &[AlarmView], key: &str) -> Option<&'static str> {
         })
         .max_by_key(|a| a.rank)
         .map(|a| a.priority)
+}
+
+fn rank(p: Priority) -> u8 {
+    match p {
+        Priority::High => 3,
+        Priority::Medium => 2,
+        Priority::Low => 1,
+    }
+}
+
+fn rank_key(p: &str) -> u8 {
+    Priority::parse(p).map_or(0, rank)
+}
+
+/// The limits of a vital for its sparkline, lowest first.
+fn limit_views(l: &VitalLimits) -> Vec<LimitView> {
+    if !l.enabled {
+        return Vec::new();
+    }
+    let mut out: Vec<LimitView> = [
+        ("critical_low", l.critical_low),
+        ("low", l.low),
+        ("high", l.high),
+        ("critical_high", l.critical_high),
+    ]
+    .into_iter()
+    .filter_map(|(kind, v): (&'static str, Option<LimitValue>)| {
+        v.map(|v| LimitView {
+            kind,
+            value: v.value,
+            priority: v.priority.key(),
+        })
+    })
+    .collect();
+    out.sort_by(|a, b| a.value.total_cmp(&b.value));
+    out
+}
+
+/// The limits for people: `50-120 /min`, `low 90 %`, `high 180 mmHg`,
+/// `alarms off`; the low/high pair, else the critical ones.
+fn limits_text(l: &VitalLimits, unit: &str) -> Option<String> {
+    if !l.enabled {
+        return Some("alarms off".to_owned());
+    }
+    let lo = l.low.or(l.critical_low).map(|v| v.value);
+    let hi = l.high.or(l.critical_high).map(|v| v.value);
+    let text = match (lo, hi) {
+        (Some(lo), Some(hi)) => format!("{lo:.0}-{hi:.0} {unit}"),
+        (Some(lo), None) => format!("low {lo:.0} {unit}"),
+        (None, Some(hi)) => format!("high {hi:.0} {unit}"),
+        (None, None) => return None,
+    };
+    Some(text.trim_end().to_owned())
 }
 
 /// A vital's history as sparkline points: the last [`HISTORY`], thinned to
@@ -1344,6 +1519,51 @@ pub struct BedView {
     pub alarms: Vec<AlarmView>,
     /// The result of this display's last command.
     pub result: Option<ResultView>,
+    /// This session's alarms, one row per occurrence, oldest onset first.
+    pub history: Vec<HistoryRow>,
+}
+
+/// One alarm occurrence of the session, for the bed's history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HistoryRow {
+    /// Alarm id.
+    pub id: String,
+    /// Human text at its first event: `SpO2 low 86 % (limit 90 %)`.
+    pub label: String,
+    /// The highest priority it reached.
+    pub priority: &'static str,
+    /// `HH:MM:SS` UTC of its onset (vigil's clock).
+    pub onset: String,
+    /// The same, ms since the Unix epoch.
+    pub onset_ms: u64,
+    /// `HH:MM:SS` UTC of its end, if it ended.
+    pub ended: Option<String>,
+    /// The same, ms since the Unix epoch.
+    pub ended_ms: Option<u64>,
+    /// Who acknowledged it and when, in time order.
+    pub acks: Vec<AckRow>,
+}
+
+/// One acknowledgement in the history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AckRow {
+    /// Name or initials.
+    pub by: String,
+    /// `HH:MM:SS` UTC (vigil's clock).
+    pub at: String,
+    /// The same, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// One limit in force, for a sparkline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LimitView {
+    /// `critical_low`, `low`, `high`, `critical_high`.
+    pub kind: &'static str,
+    /// The limit, in the vital's unit.
+    pub value: f64,
+    /// The priority of its alarm.
+    pub priority: &'static str,
 }
 
 /// A source's state.
@@ -1385,6 +1605,11 @@ pub struct VitalView {
     /// The trend of the last 45 min: `[seconds before now, value]`, oldest
     /// first, about 90 points (for NIBP, the systolic values).
     pub spark: Vec<[f64; 2]>,
+    /// The alarm limits in force for the sparkline's vital, lowest first
+    /// (empty before the daemon published them, or with alarms off).
+    pub limits: Vec<LimitView>,
+    /// The limits for people: `50-120 /min`, `sys 90-180, dia 50-110 mmHg`.
+    pub limits_text: Option<String>,
 }
 
 impl VitalView {
@@ -1401,6 +1626,8 @@ impl VitalView {
             age_s: None,
             alarm: None,
             spark: Vec::new(),
+            limits: Vec::new(),
+            limits_text: None,
         }
     }
 
@@ -1978,6 +2205,269 @@ mod tests {
         let v = b.view(t(4));
         assert!(v.feed.is_empty(), "{:?}", v.feed);
         assert!(v.beds[0].result.is_none());
+    }
+
+    /// One `alarms` event with its own onset, event time and acknowledgement.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        id: &str,
+        priority: &str,
+        phase: &str,
+        state: &str,
+        seq: u64,
+        onset: SystemTime,
+        at: SystemTime,
+        ack: Option<(&str, SystemTime)>,
+    ) -> String {
+        let rfc = crate::time::rfc3339;
+        let ack = ack.map_or("null".into(), |(by, t)| {
+            format!(r#"{{"by":"{by}","at":"{}"}}"#, rfc(t))
+        });
+        format!(
+            r#"{{"schema_version":1,"seq":{seq},"stream_seq":{seq},"time":"{}","alarm":{{"id":"{id}","kind":"physiological","priority":"{priority}","phase":"{phase}","state":"{state}","value":86,"limit":90,"onset":"{}","determined":"{}","ack":{ack}}}}}"#,
+            rfc(at),
+            rfc(onset),
+            rfc(onset)
+        )
+    }
+
+    #[test]
+    fn the_history_lists_the_sessions_alarms_in_order_and_a_new_session_clears_it() {
+        let mut b = live_board();
+        let session = |seq: u64, code: &str| {
+            format!(
+                r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
+                crate::time::rfc3339(t(seq))
+            )
+        };
+        feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
+        let mut push =
+            |json: String, now: u64| feed(&mut b, TopicKind::Alarms, &json, false, t(now));
+        push(
+            event(
+                "spo2.low",
+                "medium",
+                "start",
+                "active",
+                1,
+                t(10),
+                t(10),
+                None,
+            ),
+            10,
+        );
+        push(
+            event(
+                "hr.high",
+                "medium",
+                "start",
+                "active",
+                2,
+                t(20),
+                t(20),
+                None,
+            ),
+            20,
+        );
+        push(
+            event(
+                "spo2.low",
+                "high",
+                "escalate",
+                "active",
+                3,
+                t(10),
+                t(30),
+                None,
+            ),
+            30,
+        );
+        push(
+            event(
+                "spo2.low",
+                "high",
+                "acknowledge",
+                "acknowledged",
+                4,
+                t(10),
+                t(40),
+                Some(("JD", t(40))),
+            ),
+            40,
+        );
+        push(
+            event(
+                "spo2.low",
+                "high",
+                "end",
+                "ended",
+                6,
+                t(10),
+                t(60),
+                Some(("JD", t(40))),
+            ),
+            60,
+        );
+        // Reordered on the way: the hr.high acknowledgement comes last.
+        push(
+            event(
+                "hr.high",
+                "medium",
+                "acknowledge",
+                "acknowledged",
+                5,
+                t(20),
+                t(50),
+                Some(("AB", t(50))),
+            ),
+            61,
+        );
+        // A repeat changes nothing.
+        push(
+            event(
+                "hr.high",
+                "medium",
+                "start",
+                "active",
+                2,
+                t(20),
+                t(20),
+                None,
+            ),
+            62,
+        );
+        // The same alarm again later is a new occurrence.
+        push(
+            event(
+                "spo2.low",
+                "medium",
+                "start",
+                "active",
+                7,
+                t(70),
+                t(70),
+                None,
+            ),
+            70,
+        );
+        let h = &b.view(t(71)).beds[0].history;
+        type Row<'a> = (&'a str, &'a str, u64, Option<u64>, Vec<(&'a str, u64)>);
+        let rows: Vec<Row<'_>> = h
+            .iter()
+            .map(|r| {
+                (
+                    r.id.as_str(),
+                    r.priority,
+                    r.onset_ms,
+                    r.ended_ms,
+                    r.acks.iter().map(|a| (a.by.as_str(), a.at_ms)).collect(),
+                )
+            })
+            .collect();
+        let ms = |s| super::ms(t(s));
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "spo2.low",
+                    "high",
+                    ms(10),
+                    Some(ms(60)),
+                    vec![("JD", ms(40))]
+                ),
+                ("hr.high", "medium", ms(20), None, vec![("AB", ms(50))]),
+                ("spo2.low", "medium", ms(70), None, vec![]),
+            ]
+        );
+        assert_eq!(h[0].label, "SpO2 low 86 % (limit 90 %)");
+        assert_eq!(h[0].onset, super::clock(t(10)));
+
+        // A new session starts a new history.
+        feed(&mut b, TopicKind::Session, &session(8, "S-2"), false, t(80));
+        assert!(b.view(t(80)).beds[0].history.is_empty());
+        // Bounded: the oldest occurrences go.
+        for i in 0..(HISTORY_MAX as u64 + 20) {
+            let n = 100 + i;
+            feed(
+                &mut b,
+                TopicKind::Alarms,
+                &event("hr.high", "medium", "start", "active", n, t(n), t(n), None),
+                false,
+                t(n),
+            );
+        }
+        let h = &b.view(t(300)).beds[0].history;
+        assert_eq!(h.len(), HISTORY_MAX);
+        assert_eq!(h[0].onset_ms, super::ms(t(120)));
+        assert!(h.windows(2).all(|w| w[0].onset_ms < w[1].onset_ms));
+    }
+
+    #[test]
+    fn the_limits_in_force_go_with_their_vitals() {
+        use crate::engine::{EngineConfig, Limit};
+        use crate::mqtt::payload::{limits, Ctx};
+        use crate::vitals::Vital;
+        let mut b = live_board();
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &[],
+            epoch: "0123456789abcdef",
+        };
+        let mut rules = EngineConfig::default().vitals;
+        let body = |seq, rules: &[crate::engine::VitalRules; Vital::COUNT]| {
+            String::from_utf8(limits(&ctx, seq, t(5), rules)).unwrap()
+        };
+        feed(&mut b, TopicKind::Limits, &body(5, &rules), true, t(5));
+        let v = b.view(t(5));
+        let by = |key: &str| {
+            v.beds[0]
+                .vitals
+                .iter()
+                .find(|x| x.key == key)
+                .unwrap()
+                .clone()
+        };
+        let spo2 = by("spo2");
+        let kinds: Vec<(&str, f64, &str)> = spo2
+            .limits
+            .iter()
+            .map(|l| (l.kind, l.value, l.priority))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![("critical_low", 85.0, "high"), ("low", 90.0, "medium")]
+        );
+        assert_eq!(spo2.limits_text.as_deref(), Some("low 90 %"));
+        assert_eq!(by("hr").limits_text.as_deref(), Some("50-120 /min"));
+        assert_eq!(by("hr").limits.len(), 4);
+        let nibp = by("nibp");
+        assert_eq!(
+            nibp.limits_text.as_deref(),
+            Some("sys 90-180, dia 50-110 mmHg")
+        );
+        assert_eq!(
+            nibp.limits[1].value, 180.0,
+            "the systolic's, as its sparkline"
+        );
+
+        // A reload: the same seq (no event since) is taken, an older one not.
+        rules[Vital::SpO2.index()].low = Some(Limit::new(93.0, crate::engine::Priority::High));
+        feed(&mut b, TopicKind::Limits, &body(5, &rules), false, t(6));
+        let spo2 = b.view(t(6)).beds[0].vitals[1].clone();
+        assert_eq!(spo2.limits[1].value, 93.0);
+        assert_eq!(spo2.limits[1].priority, "high");
+        rules[Vital::SpO2.index()].enabled = false;
+        feed(&mut b, TopicKind::Limits, &body(4, &rules), false, t(7));
+        assert_eq!(
+            b.view(t(7)).beds[0].vitals[1].limits.len(),
+            2,
+            "older: dropped"
+        );
+        feed(&mut b, TopicKind::Limits, &body(9, &rules), false, t(8));
+        let spo2 = b.view(t(8)).beds[0].vitals[1].clone();
+        assert!(spo2.limits.is_empty());
+        assert_eq!(spo2.limits_text.as_deref(), Some("alarms off"));
     }
 
     #[test]

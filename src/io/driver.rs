@@ -198,6 +198,9 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 ..SourceState::default()
             })
             .collect(),
+        // The limits in force, published at start and after every reload.
+        limits: Some(config.engine.vitals),
+        limits_version: 1,
         ..LiveState::default()
     };
 
@@ -239,6 +242,9 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                     if let Some(r) = &recorder {
                         r.record(now, Record::Config(config::render(&config)));
                     }
+                    live_state.limits = Some(config.engine.vitals);
+                    live_state.limits_version += 1;
+                    if let Some(tx) = &live { tx.send_replace(live_state.clone()); }
                 }
             }
             (who, condition, present) = next_condition(&mut system, &mut storage_rx) => {

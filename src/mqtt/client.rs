@@ -430,6 +430,10 @@ struct Publisher {
     snapshot_due: bool,
     last_seq: u64,
     snapshot_version: u64,
+    /// The `limits` version last published (see [`Publisher::limits`]).
+    limits_version: u64,
+    /// The `limits` message could not be queued: it goes out when there is room.
+    limits_due: bool,
     beat: u64,
     reconnects: u64,
 
@@ -526,6 +530,8 @@ impl Publisher {
             snapshot_due: false,
             last_seq,
             snapshot_version: 0,
+            limits_version: 0,
+            limits_due: false,
             beat: 0,
             reconnects: 0,
             down_since: Some(Instant::now()),
@@ -606,7 +612,10 @@ impl Publisher {
                     self.result(&reply, Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
                 r = changed(&mut live) => match r {
-                    Ok(()) => self.snapshot(false),
+                    Ok(()) => {
+                        self.snapshot(false);
+                        self.limits(false);
+                    }
                     // The driver is gone: stop watching.
                     Err(_) => live = None,
                 },
@@ -813,6 +822,9 @@ impl Publisher {
         if self.snapshot_due {
             self.snapshot(true);
         }
+        if self.limits_due {
+            self.limits(true);
+        }
         self.flush_vitals();
     }
 
@@ -913,6 +925,7 @@ impl Publisher {
                     .try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce);
                 self.heartbeat();
                 self.snapshot(true);
+                self.limits(true);
                 if !self.latest.is_empty() {
                     self.vitals_due = Some((self.last_seq, self.vigil_now()));
                 }
@@ -1200,6 +1213,31 @@ impl Publisher {
         self.snapshot_due = !self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
         if !self.snapshot_due {
             self.snapshot_version = state.snapshot_version;
+        }
+    }
+
+    /// Publishes `limits` (retained) when the driver's limits changed (a
+    /// reload) or always (a connect): the limits in force, never journaled.
+    fn limits(&mut self, always: bool) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let (rules, version, last) = {
+            let state = live.borrow();
+            (state.limits, state.limits_version, state.last_seq)
+        };
+        let Some(rules) = rules else {
+            return;
+        };
+        if (!always && version == self.limits_version) || !self.connected {
+            return;
+        }
+        let seq = self.seq.base() + last;
+        let body = payload::limits(&self.ctx(), seq, self.vigil_now(), &rules);
+        let topic = self.topics.limits.clone();
+        self.limits_due = !self.publish_untracked(topic, QoS::AtLeastOnce, true, body);
+        if !self.limits_due {
+            self.limits_version = version;
         }
     }
 

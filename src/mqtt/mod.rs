@@ -112,6 +112,8 @@ pub struct Topics {
     pub alarms: String,
     /// `alarms/active`.
     pub active: String,
+    /// `limits`: the alarm limits in force.
+    pub limits: String,
     /// `session`.
     pub session: String,
     /// `status`.
@@ -130,6 +132,7 @@ impl Topics {
             vitals: format!("{p}vitals"),
             alarms: format!("{p}alarms"),
             active: format!("{p}alarms/active"),
+            limits: format!("{p}limits"),
             session: format!("{p}session"),
             status: format!("{p}status"),
             cmd: format!("{p}cmd"),

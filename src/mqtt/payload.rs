@@ -1,8 +1,8 @@
 //! The JSON payloads vigil publishes, one function per topic, and the RFC
 //! 3339 parser commands need. Every payload carries `schema_version`, the
-//! site and bed, the event sequence number `seq` and RFC 3339 UTC times;
-//! `schemas/*.schema.json` describe each one (a test validates what the
-//! daemon sends against them).
+//! site and bed, the stream epoch, the event sequence number `seq` and RFC
+//! 3339 UTC times; `schemas/*.schema.json` describe each one (a test
+//! validates what the daemon sends against them).
 //!
 //! `seq` is monotonic across restarts (see [`super::journal::SeqFile`]):
 //! displays keep the highest `seq` seen per topic and drop anything not
@@ -17,7 +17,9 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::{AlarmEvent, DoseAmount, SessionEvent, SessionId, SessionPhase};
+use crate::engine::{
+    AlarmEvent, DoseAmount, Limit, SessionEvent, SessionId, SessionPhase, VitalRules,
+};
 use crate::pipeline::LiveState;
 use crate::time::rfc3339;
 use crate::vitals::{Measurement, Sample, Validity, Vital};
@@ -132,6 +134,42 @@ pub fn active(
         live.audio_paused_until
             .map_or(Value::Null, |t| json!(rfc3339(wall(t)))),
     );
+    to_vec(m)
+}
+
+/// `limits`: the alarm limits in force per vital (retained), published at
+/// start-up and after every configuration reload.
+pub fn limits(
+    ctx: &Ctx<'_>,
+    seq: u64,
+    time: SystemTime,
+    rules: &[VitalRules; Vital::COUNT],
+) -> Vec<u8> {
+    let mut m = head(ctx, seq, time);
+    let limit = |l: Option<Limit>| {
+        l.map_or(
+            Value::Null,
+            |l| json!({"value": round(l.value), "priority": l.priority.key()}),
+        )
+    };
+    let vitals: Map<String, Value> = Vital::ALL
+        .iter()
+        .map(|v| {
+            let r = &rules[v.index()];
+            let o = json!({
+                "enabled": r.enabled,
+                "unit": v.unit().symbol(),
+                "low": limit(r.low),
+                "high": limit(r.high),
+                "critical_low": limit(r.critical_low),
+                "critical_high": limit(r.critical_high),
+                "delay_ms": r.delay.as_millis() as u64,
+                "hysteresis": round(r.hysteresis),
+            });
+            (v.key().to_owned(), o)
+        })
+        .collect();
+    m.insert("vitals".into(), Value::Object(vitals));
     to_vec(m)
 }
 
@@ -654,6 +692,41 @@ mod tests {
         )
         .unwrap();
         assert!(!jsonschema::validator_for(&schema).unwrap().is_valid(&half));
+    }
+
+    #[test]
+    fn the_limits_in_force_carry_every_vital_and_match_their_schema() {
+        use crate::engine::{EngineConfig, Priority};
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &[],
+            epoch: "0123456789abcdef",
+        };
+        let mut rules = EngineConfig::default().vitals;
+        rules[Vital::SpO2.index()].low = Some(Limit::new(92.0, Priority::High));
+        rules[Vital::NibpMean.index()].enabled = false;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
+        let v: Value = serde_json::from_slice(&limits(&ctx, 7, t, &rules)).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["epoch"], "0123456789abcdef");
+        let spo2 = &v["vitals"]["spo2"];
+        assert_eq!(spo2["low"], json!({"value": 92.0, "priority": "high"}));
+        assert_eq!(
+            spo2["critical_low"],
+            json!({"value": 85.0, "priority": "high"})
+        );
+        assert_eq!(spo2["high"], Value::Null);
+        assert_eq!(spo2["unit"], "%");
+        assert_eq!(spo2["delay_ms"], 15_000);
+        assert_eq!(v["vitals"]["hr"]["high"]["value"], 120.0);
+        assert_eq!(v["vitals"]["nibp_mean"]["enabled"], false);
+        assert_eq!(v["vitals"].as_object().unwrap().len(), Vital::COUNT);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/limits.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

@@ -484,9 +484,26 @@ fn compact_line(b: &BedView, current: bool, pick: Option<usize>, now_ms: u64) ->
 }
 
 fn bed_height(b: &BedView) -> u16 {
-    // Border (2) + vitals + meta + alarms (at least one line) + result.
+    // Border (2) + vitals + limits + meta + alarms (at least one line) + result.
     let alarms = b.alarms.len().max(1) as u16;
-    2 + 1 + 1 + alarms + u16::from(b.result.is_some()) + u16::from(!b.live)
+    let limits = u16::from(b.vitals.iter().any(|v| v.limits_text.is_some()));
+    2 + 1 + limits + 1 + alarms + u16::from(b.result.is_some()) + u16::from(!b.live)
+}
+
+/// The alarm limits in force, one line: `limits HR 50-120 /min  SpO2 low 90 %`.
+fn limits_line(bed: &BedView) -> Option<Line<'static>> {
+    let parts: Vec<String> = bed
+        .vitals
+        .iter()
+        .filter_map(|v| v.limits_text.as_ref().map(|t| format!("{} {t}", v.label)))
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(Line::from(Span::styled(
+        format!("limits  {}", parts.join("   ")),
+        Style::default().fg(Color::DarkGray),
+    )))
 }
 
 fn banner(view: &BoardView) -> Line<'static> {
@@ -588,6 +605,9 @@ fn render_bed(
         vitals.push(Span::raw("   "));
     }
     lines.push(Line::from(vitals));
+    if let Some(l) = limits_line(bed) {
+        lines.push(l);
+    }
     let mut meta = vec![Span::styled(
         format!("phase {}", bed.phase.as_deref().unwrap_or("-")),
         dim,

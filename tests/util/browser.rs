@@ -148,6 +148,19 @@ impl Browser {
         }
     }
 
+    /// Emulates a screen of `width` x `height` CSS pixels and waits until
+    /// the page has taken it.
+    pub fn set_viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        self.wait_for(
+            &format!("window.innerWidth === {width} && window.innerHeight === {height}"),
+            Duration::from_secs(3),
+        );
+    }
+
     /// The browser's main process id (its renderers are its descendants).
     pub fn pid(&self) -> u32 {
         self.child.id()

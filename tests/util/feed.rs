@@ -343,6 +343,43 @@ impl Publisher {
         self.publish("vitals", true, Value::Object(m));
     }
 
+    /// `vitals` with HR and SpO2 only, measured at `at` (for a trend).
+    pub fn vitals_at(&self, hr: f64, spo2: f64, at: SystemTime) {
+        let t = rfc3339(at);
+        let v = |value: f64, unit: &str| json!({"value": value, "validity": "valid", "unit": unit, "time": t, "source": "monitor"});
+        let mut m = head(&self.site, &self.bed, self.next_seq());
+        m.insert(
+            "vitals".into(),
+            json!({"hr": v(hr, "/min"), "spo2": v(spo2, "%")}),
+        );
+        self.publish("vitals", true, Value::Object(m));
+    }
+
+    /// The retained `limits`, as the daemon's publisher writes them.
+    pub fn limits(&self, rules: &[vigil::engine::VitalRules; vigil::vitals::Vital::COUNT]) {
+        let ctx = vigil::mqtt::payload::Ctx {
+            site: &self.site,
+            bed: &self.bed,
+            names: &[],
+            epoch: "0123456789abcdef",
+        };
+        let body = vigil::mqtt::payload::limits(&ctx, self.next_seq(), SystemTime::now(), rules);
+        self.publish("limits", true, serde_json::from_slice(&body).unwrap());
+    }
+
+    /// `session`: a session `code` in `phase` (no dose).
+    pub fn session(&self, code: &str, phase: &str) {
+        let mut m = head(&self.site, &self.bed, self.next_seq());
+        m.insert("stream_seq".into(), json!(1));
+        m.insert("event".into(), json!({"type": "phase", "phase": phase}));
+        m.insert(
+            "state".into(),
+            json!({"phase": phase, "session": code, "baselines": {},
+                   "doses": [], "discharge_ready": false}),
+        );
+        self.publish("session", true, Value::Object(m));
+    }
+
     /// `session`: dosing, one dose `since` ago.
     pub fn session_dosing(&self, since: Duration) {
         let mut m = head(&self.site, &self.bed, self.next_seq());

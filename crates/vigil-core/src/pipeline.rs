@@ -658,6 +658,11 @@ pub struct LiveState {
     pub audio_paused_until: Option<crate::time::Instant>,
     /// Bumped whenever `present_alarms` or `session` changed.
     pub snapshot_version: u64,
+    /// The alarm rules in force per vital, indexed by `Vital::index` (the
+    /// published `limits`); `None` until the driver sets them.
+    pub limits: Option<[crate::engine::VitalRules; crate::vitals::Vital::COUNT]>,
+    /// Bumped whenever `limits` changed (start-up, a configuration reload).
+    pub limits_version: u64,
 }
 
 /// What the pipeline needs to know of a configured source (implemented by

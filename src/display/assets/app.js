@@ -187,7 +187,7 @@ function renderDetail() {
   const d = $("detail");
   const b = detailBed && view && view.beds.find((x) => x.key === detailBed);
   if (!b) { d.hidden = true; detailBed = null; return; }
-  const html = bedHtml(b);
+  const html = bedHtml(b, true);
   if (html !== d.dataset.html) { $("detailbody").innerHTML = html; d.dataset.html = html; }
   d.hidden = false;
 }
@@ -203,8 +203,16 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && detailBed && $("ackdialog").hidden && $("cmddialog").hidden) { detailBed = null; renderDetail(); }
 });
 $("detailclose").addEventListener("click", () => { detailBed = null; renderDetail(); });
+// A whole bed on the board opens the same panel for its history.
+document.addEventListener("click", (e) => {
+  const btn = e.target.closest("button.history");
+  if (!btn) return;
+  detailBed = btn.dataset.bed;
+  renderDetail();
+});
 
-function bedHtml(b) {
+// The bed's whole view; `detail`: in the bed panel, with its history.
+function bedHtml(b, detail = false) {
   const top = b.alarms.find((a) => !a.acknowledged);
   const cls = ["bed"];
   if (b.stopped) cls.push("stopped");
@@ -226,17 +234,41 @@ function bedHtml(b) {
       b.alarms.map((a) => alarmHtml(b, a)).join("");
   const result = b.result
     ? `<div class="result ${esc(b.result.outcome)}" data-id="${esc(b.result.id)}">${esc(b.result.text)}</div>` : "";
+  const history = detail
+    ? historyHtml(b)
+    : `<button type="button" class="history" data-bed="${esc(b.key)}">History</button>`;
   return `<section class="${cls.join(" ")}" data-bed="${esc(b.key)}">
-    <h2>${esc(b.key)} ${b.session ? `<span class="session">session ${esc(b.session)}</span>` : ""}</h2>
+    <h2>${esc(b.key)} ${b.session ? `<span class="session">session ${esc(b.session)}</span>` : ""}${detail ? "" : history}</h2>
     ${b.stopped
       ? `<div class="stopped-label">stopped: vigil was shut down on this bed
           <button class="remove" data-bed="${esc(b.key)}">Remove from board</button></div>`
       : `<div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>`}
-    <div class="vitals">${b.vitals.map(vitalHtml).join("")}</div>
+    <div class="vitals">${b.vitals.map((v) => vitalHtml(v, (detail ? "d-" : "b-") + b.key)).join("")}</div>
     <div class="meta">${meta.join("")}</div>
     ${controlsHtml(b)}
     <ul class="alarms">${alarms}</ul>
     ${result}
+    ${detail ? history : ""}
+  </section>`;
+}
+
+// This session's alarms, one row per occurrence in onset order (vigil's
+// clock): priority reached, who acknowledged and when, when it ended.
+function historyHtml(b) {
+  const rows = (b.history || []).map((r) => {
+    const acks = r.acks.length
+      ? r.acks.map((a) => `${esc(a.by)} at ${esc(a.at)}`).join(", ")
+      : "not acknowledged";
+    return `<tr class="${esc(r.priority)}" data-alarm="${esc(r.id)}" data-onset="${esc(r.onset_ms)}">
+      <td class="t">${esc(r.onset)}</td><td><span class="prio">${esc(r.priority.toUpperCase())}</span></td>
+      <td>${esc(r.label)}</td><td class="ack">${acks}</td>
+      <td class="t end">${r.ended ? esc(r.ended) : "<b>still present</b>"}</td></tr>`;
+  }).join("");
+  return `<section class="history" aria-label="this session's alarms">
+    <h3>This session's alarms${b.session ? " (" + esc(b.session) + ")" : ""}</h3>
+    ${rows
+      ? `<table><thead><tr><th>Onset</th><th>Priority</th><th>Alarm</th><th>Acknowledged</th><th>Ended</th></tr></thead><tbody>${rows}</tbody></table>`
+      : `<p class="noalarms">No alarms in this session yet.</p>`}
   </section>`;
 }
 
@@ -262,7 +294,7 @@ function controlsHtml(b) {
   return `<div class="controls">${out.join("")}</div>`;
 }
 
-function vitalHtml(v) {
+function vitalHtml(v, id) {
   // An old measurement keeps its number, marked old (state and note).
   const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
@@ -271,22 +303,57 @@ function vitalHtml(v) {
   return `<div class="vital ${esc(v.state)}${alarm}" data-vital="${esc(v.key)}">
     <div class="label">${esc(v.label)}</div>
     <div class="value">${shown}${arrow}<span class="unit">${esc(v.unit)}</span></div>
-    <div class="note">${note}</div>${sparkHtml(v.spark)}</div>`;
+    <div class="note">${note}</div>${sparkHtml(v, id)}</div>`;
 }
 
-// The last 45 min of a vital as a line (newest at the right edge).
+// The last 45 min of a vital as a line (newest at the right edge), with the
+// alarm limits in force: a dashed line per limit, the zone beyond it tinted
+// in its priority's colour, and the part of the trace inside that zone drawn
+// in that colour. The range takes in the low and high limits, so a value
+// near a limit is seen to be near it.
 const SPAN_S = 45 * 60;
-function sparkHtml(points) {
-  if (!points || points.length < 2) return "";
+function sparkHtml(v, id) {
+  const points = v.spark;
+  const limits = v.limits || [];
+  const text = v.limits_text ? `limits ${esc(v.limits_text)}` : "";
+  if (!points || points.length < 2) {
+    return text ? `<div class="sparkrange limits">${text}</div>` : "";
+  }
   const ys = points.map((p) => p[1]);
   let lo = Math.min(...ys), hi = Math.max(...ys);
+  const side = (low) => limits.filter((l) => l.kind === (low ? "low" : "high"))[0]
+    || limits.filter((l) => l.kind === (low ? "critical_low" : "critical_high"))[0];
+  const low = side(true), high = side(false);
+  if (low) lo = Math.min(lo, low.value);
+  if (high) hi = Math.max(hi, high.value);
   if (hi - lo < 4) { lo -= 2; hi += 2; }
-  const x = (s) => (100 * (SPAN_S + s) / SPAN_S).toFixed(1);
-  const y = (v) => (28 - 26 * (v - lo) / (hi - lo)).toFixed(1);
+  const pad = (hi - lo) * 0.06;
+  lo -= pad; hi += pad;
+  const x = (s) => (100 * (SPAN_S + s) / SPAN_S).toFixed(2);
+  const y = (val) => (28 - 26 * (val - lo) / (hi - lo)).toFixed(2);
   const line = points.map((p) => `${x(p[0])},${y(p[1])}`).join(" ");
-  return `<svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-label="last 45 min: ${lo.toFixed(0)} to ${hi.toFixed(0)}">
-    <polyline points="${line}" vector-effect="non-scaling-stroke"/></svg>
-    <div class="sparkrange">${Math.round(lo)}-${Math.round(hi)} · 45 min</div>`;
+  const key = String(id + "-" + v.key).replace(/[^A-Za-z0-9_-]/g, "_");
+  // Lowest first: the outer (critical) zones are drawn over the inner ones.
+  const shown = limits.filter((l) => l.value >= lo && l.value <= hi);
+  const order = shown.slice().sort((a, b) => (a.kind.startsWith("critical") ? 1 : 0) - (b.kind.startsWith("critical") ? 1 : 0));
+  const zones = order.map((l) => {
+    const ly = Number(y(l.value));
+    const [top, h] = l.kind.endsWith("low") ? [ly, 30 - ly] : [0, ly];
+    const clip = `${key}-${l.kind}`;
+    return `<clipPath id="${clip}"><rect x="0" y="${top.toFixed(2)}" width="100" height="${h.toFixed(2)}"/></clipPath>
+      <rect class="zone ${esc(l.priority)}" x="0" y="${top.toFixed(2)}" width="100" height="${h.toFixed(2)}"/>
+      <polyline class="inalarm ${esc(l.priority)}" clip-path="url(#${clip})" points="${line}" vector-effect="non-scaling-stroke"/>`;
+  }).join("");
+  const lines = shown.map((l) =>
+    `<line class="limit ${esc(l.priority)}" data-limit="${esc(l.kind)}" data-value="${esc(l.value)}" x1="0" x2="100" y1="${y(l.value)}" y2="${y(l.value)}" vector-effect="non-scaling-stroke"/>`).join("");
+  // Each limit's number at the left end of its line (HTML: the SVG is
+  // stretched, its text would be too).
+  const tags = shown.map((l) =>
+    `<span class="limittag ${esc(l.priority)}" data-limit="${esc(l.kind)}" style="top:${(100 * Number(y(l.value)) / 30).toFixed(2)}%">${esc(Math.round(l.value))}</span>`).join("");
+  const label = `last 45 min: ${Math.min(...ys).toFixed(0)} to ${Math.max(...ys).toFixed(0)}`;
+  return `<div class="sparkbox"><svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-label="${esc(label)}">
+    <polyline class="trace" points="${line}" vector-effect="non-scaling-stroke"/>${zones}${lines}</svg>${tags}</div>
+    <div class="sparkrange">${Math.round(Math.min(...ys))}-${Math.round(Math.max(...ys))} · 45 min${text ? " · " + text : ""}</div>`;
 }
 
 function alarmHtml(b, a) {
