@@ -868,6 +868,14 @@ async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
     daemon.stop().await;
 }
 
+/// An alarm event's place in its stream: (epoch, stream_seq).
+fn stream_key(j: &Value) -> (String, u64) {
+    (
+        j["epoch"].as_str().unwrap_or_default().to_owned(),
+        j["stream_seq"].as_u64().unwrap_or_default(),
+    )
+}
+
 /// Every alarm event `sub` receives is added to `seen` as (epoch,
 /// stream_seq); returns the first one `pred` accepts.
 async fn record_alarms_until(
@@ -885,10 +893,7 @@ async fn record_alarms_until(
         if !m.topic.ends_with("/alarms") {
             continue;
         }
-        seen.push((
-            m.json["epoch"].as_str().unwrap_or_default().to_owned(),
-            m.json["stream_seq"].as_u64().unwrap_or_default(),
-        ));
+        seen.push(stream_key(&m.json));
         if pred(&m.json) {
             return m.json;
         }
@@ -996,10 +1001,7 @@ async fn a_read_only_remount_at_run_time_never_lets_a_restart_reuse_stream_numbe
         tokio::time::timeout(Duration::from_millis(300), display.rx.recv()).await
     {
         if m.topic.ends_with("/alarms") {
-            before.push((
-                m.json["epoch"].as_str().unwrap_or_default().to_owned(),
-                m.json["stream_seq"].as_u64().unwrap_or_default(),
-            ));
+            before.push(stream_key(&m.json));
         }
     }
 

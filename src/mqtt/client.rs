@@ -217,7 +217,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
             let why = format!("the state directory cannot be written ({e})");
             failure.get_or_insert(e);
             (
-                SeqFile::memory(outbox.seq_floor()),
+                SeqFile::memory(outbox.seq_floor(), &marks),
                 SeqStart::Untrusted(why),
             )
         }
@@ -504,9 +504,6 @@ struct Publisher {
     /// Whether the journal on disk was read at start-up (else it is set
     /// aside, never overwritten, when the journal is reopened).
     journal_read: bool,
-    /// Where an epoch that cannot be withdrawn from a read-only state
-    /// directory is noted.
-    marks: EpochMarks,
 }
 
 /// A condition the publisher reports to the driver, retried until it fits
@@ -587,7 +584,6 @@ impl Publisher {
             journal_health: Health::default(),
             reopen_at: None,
             journal_read: true,
-            marks: EpochMarks::from_env(),
         }
     }
 
@@ -757,7 +753,7 @@ impl Publisher {
             let epoch_file = self.state_dir.join("epoch");
             if let Err(e) = std::fs::remove_file(&epoch_file) {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    match self.marks.distrust(self.seq.epoch()) {
+                    match self.seq.distrust() {
                         Ok(note) => tracing::warn!(
                             "cannot remove {} ({e}): noted in {} instead, so a restart in this boot starts a new epoch",
                             epoch_file.display(),
@@ -793,7 +789,7 @@ impl Publisher {
             Ok(()) => {
                 // Journaled again, everything the outbox holds included:
                 // the epoch may be continued.
-                self.marks.clear(self.seq.epoch());
+                self.seq.trust();
                 if !self.journal_read {
                     tracing::warn!(
                         "the outbox journal that could not be read at start-up is kept as {}",

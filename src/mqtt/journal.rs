@@ -727,6 +727,8 @@ pub struct SeqFile {
     base: u64,
     reserved: u64,
     epoch: String,
+    /// Where this stream's epoch is noted when it must not be continued.
+    marks: EpochMarks,
 }
 
 /// How this run's numbering started.
@@ -814,6 +816,7 @@ impl SeqFile {
             base,
             reserved: base,
             epoch,
+            marks: marks.clone(),
         };
         f.reserve(base + Self::BLOCK)?;
         Ok((f, start))
@@ -822,11 +825,12 @@ impl SeqFile {
     /// A base for memory-only operation (the state directory cannot be
     /// written): a new epoch, numbers from `floor` (see [`SeqFile::open`]).
     /// [`SeqFile::attach`] makes it durable once the directory works again.
-    pub fn memory(floor: u64) -> SeqFile {
+    pub fn memory(floor: u64, marks: &EpochMarks) -> SeqFile {
         SeqFile {
             path: PathBuf::new(),
             base: floor,
             reserved: u64::MAX,
+            marks: marks.clone(),
             epoch: crate::random::hex(8).unwrap_or_else(|_| {
                 let t = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -861,6 +865,17 @@ impl SeqFile {
     /// This stream's epoch.
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// Notes that this stream's epoch must not be continued (its `epoch`
+    /// file cannot be removed); returns where (see [`EpochMarks`]).
+    pub fn distrust(&self) -> std::io::Result<PathBuf> {
+        self.marks.distrust(&self.epoch)
+    }
+
+    /// Withdraws that note: the stream is journaled again.
+    pub fn trust(&self) {
+        self.marks.clear(&self.epoch);
     }
 
     fn reserve(&mut self, limit: u64) -> Result<(), JournalError> {

@@ -527,12 +527,7 @@ mod tests {
         use crate::engine::{Engine, EngineConfig, EventKind, NibpConfirm};
         use crate::vitals::{DeviceTime, Nibp, NibpMode, Reading, SourceId};
         let names = vec!["monitor".to_owned()];
-        let ctx = Ctx {
-            site: "s",
-            bed: "b",
-            names: &names,
-            epoch: "0123456789abcdef",
-        };
+        let ctx = test_ctx(&names);
         let mut cfg = EngineConfig {
             source_names: names.clone(),
             ..EngineConfig::default()
@@ -575,19 +570,29 @@ mod tests {
             json!({"nibp_sys": {"value": 187.0, "limit": 180.0},
                    "nibp_dia": {"value": 114.0, "limit": 110.0}})
         );
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/alarm.schema.json");
+        check_schema("alarm.schema.json", &v);
+    }
+
+    /// The validator of `schemas/{file}`.
+    fn schema(file: &str) -> jsonschema::Validator {
+        let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
         let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{errors:?}");
+        jsonschema::validator_for(&schema).unwrap()
     }
 
     fn check_schema(file: &str, v: &Value) {
-        let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = schema(file).iter_errors(v).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{file}: {errors:?}\n{v}");
+    }
+
+    /// A publishing context for bed `s`/`b` with a fixed epoch.
+    fn test_ctx(names: &[String]) -> Ctx<'_> {
+        Ctx {
+            site: "s",
+            bed: "b",
+            names,
+            epoch: "0123456789abcdef",
+        }
     }
 
     #[test]
@@ -595,12 +600,7 @@ mod tests {
         use crate::engine::{AlarmKind, Engine, EngineConfig, EventKind};
         use crate::vitals::{Reading, SourceId};
         let names = vec!["monitor".to_owned()];
-        let ctx = Ctx {
-            site: "s",
-            bed: "b",
-            names: &names,
-            epoch: "0123456789abcdef",
-        };
+        let ctx = test_ctx(&names);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
         let mut latest = Latest::default();
         latest.apply(&Measurement::RespRate(Sample::valid(14.0)), t, 0);
@@ -647,12 +647,7 @@ mod tests {
         use crate::engine::{DoseAmount, DoseUnit};
         use crate::vitals::ShortText;
         let names = vec!["m".to_owned()];
-        let ctx = Ctx {
-            site: "s",
-            bed: "b",
-            names: &names,
-            epoch: "0123456789abcdef",
-        };
+        let ctx = test_ctx(&names);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
         let mut state = SessionState::default();
         let with = SessionEvent::Dose {
@@ -683,26 +678,13 @@ mod tests {
         // The schema refuses an amount without its unit.
         let mut half = v.clone();
         half["event"]["amount"] = json!(25);
-        let schema: Value = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/schemas/session.schema.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        assert!(!jsonschema::validator_for(&schema).unwrap().is_valid(&half));
+        assert!(!schema("session.schema.json").is_valid(&half));
     }
 
     #[test]
     fn the_limits_in_force_carry_every_vital_and_match_their_schema() {
         use crate::engine::{EngineConfig, Priority};
-        let ctx = Ctx {
-            site: "s",
-            bed: "b",
-            names: &[],
-            epoch: "0123456789abcdef",
-        };
+        let ctx = test_ctx(&[]);
         let mut rules = EngineConfig::default().vitals;
         rules[Vital::SpO2.index()].low = Some(Limit::new(92.0, Priority::High));
         rules[Vital::NibpMean.index()].enabled = false;
@@ -722,11 +704,7 @@ mod tests {
         assert_eq!(v["vitals"]["hr"]["high"]["value"], 120.0);
         assert_eq!(v["vitals"]["nibp_mean"]["enabled"], false);
         assert_eq!(v["vitals"].as_object().unwrap().len(), Vital::COUNT);
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/limits.schema.json");
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{errors:?}");
+        check_schema("limits.schema.json", &v);
     }
 
     #[test]
