@@ -524,16 +524,10 @@ mod tests {
 
     #[test]
     fn the_combined_nibp_high_carries_both_components_and_matches_its_schema() {
-        use crate::engine::{Engine, EngineConfig, EventKind, NibpConfirm};
-        use crate::vitals::{DeviceTime, Nibp, NibpMode, Reading, SourceId};
+        use crate::vitals::{DeviceTime, Nibp, NibpMode};
         let names = vec!["monitor".to_owned()];
         let ctx = test_ctx(&names);
-        let mut cfg = EngineConfig {
-            source_names: names.clone(),
-            ..EngineConfig::default()
-        };
-        cfg.nibp.confirm = NibpConfirm::Off;
-        let mut e = Engine::new(cfg);
+        let mut e = nibp_engine(&names);
         let now = crate::time::Instant::from_secs(1);
         let n = Nibp {
             systolic: Sample::valid(187.0),
@@ -542,21 +536,8 @@ mod tests {
             measured_at: Some(DeviceTime(1)),
             mode: NibpMode::Auto,
         };
-        e.handle_reading(
-            now,
-            Reading {
-                source: SourceId(0),
-                arrival: now,
-                device_time: None,
-                measurement: Measurement::Nibp(n),
-            },
-        );
-        let a = std::iter::from_fn(|| e.poll_event())
-            .find_map(|ev| match ev.kind {
-                EventKind::Alarm(a) => Some(a),
-                _ => None,
-            })
-            .expect("nibp.high");
+        feed_nibp(&mut e, now, n);
+        let a = alarms_of(&mut e).into_iter().next().expect("nibp.high");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_645);
         let v: Value = serde_json::from_slice(&alarm(&ctx, 1, 1, t, &a, |_| t)).unwrap();
         let o = &v["alarm"];
@@ -571,6 +552,39 @@ mod tests {
                    "nibp_dia": {"value": 114.0, "limit": 110.0}})
         );
         check_schema("alarm.schema.json", &v);
+    }
+
+    /// An engine for `names` that raises NIBP alarms at once (no
+    /// confirmation by a second measurement).
+    fn nibp_engine(names: &[String]) -> crate::engine::Engine {
+        let mut cfg = crate::engine::EngineConfig {
+            source_names: names.to_vec(),
+            ..crate::engine::EngineConfig::default()
+        };
+        cfg.nibp.confirm = crate::engine::NibpConfirm::Off;
+        crate::engine::Engine::new(cfg)
+    }
+
+    fn feed_nibp(e: &mut crate::engine::Engine, now: crate::time::Instant, n: crate::vitals::Nibp) {
+        e.handle_reading(
+            now,
+            crate::vitals::Reading {
+                source: crate::vitals::SourceId(0),
+                arrival: now,
+                device_time: None,
+                measurement: Measurement::Nibp(n),
+            },
+        );
+    }
+
+    /// The alarm events the engine has queued.
+    fn alarms_of(e: &mut crate::engine::Engine) -> Vec<AlarmEvent> {
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev.kind {
+                crate::engine::EventKind::Alarm(a) => Some(a),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The validator of `schemas/{file}`.
@@ -732,6 +746,194 @@ mod tests {
             "1969-12-31T23:59:59Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    /// Every kind of payload, built from fixed inputs: (name, bytes).
+    fn every_payload() -> Vec<(String, Vec<u8>)> {
+        use crate::engine::{Command, DoseUnit, EngineConfig, SessionId, SourceHealth};
+        use crate::pipeline::SourceState;
+        use crate::time::Instant;
+        use crate::vitals::{DeviceTime, Nibp, NibpMode, ShortText};
+        let names = vec!["monitor".to_owned()];
+        let ctx = test_ctx(&names);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_460_645_123);
+        let wall = move |i: Instant| t + (i - Instant::ZERO);
+        let mut out = Vec::new();
+
+        let mut latest = Latest::default();
+        latest.apply(&Measurement::HeartRate(Sample::valid(72.0)), t, 0);
+        latest.apply(
+            &Measurement::SpO2(Sample::new(88.0, Validity::Artifact)),
+            t,
+            0,
+        );
+        latest.apply(
+            &Measurement::PulseRate(Sample::valid(71.0).into_old()),
+            t,
+            0,
+        );
+        latest.apply(
+            &Measurement::RespRate(Sample::new(13.5, Validity::Questionable)),
+            t,
+            0,
+        );
+        latest.apply(&Measurement::EtCo2(Sample::valid(36.6)), t, 0);
+        let nibp = Nibp {
+            systolic: Sample::valid(187.0),
+            diastolic: Sample::valid(114.0),
+            mean: Sample::missing(Validity::Unavailable),
+            measured_at: Some(DeviceTime(1)),
+            mode: NibpMode::Auto,
+        };
+        latest.apply(&Measurement::Nibp(nibp), t, 1);
+        out.push(("vitals".into(), vitals(&ctx, 1, t, &latest)));
+
+        let mut e = nibp_engine(&names);
+        let nibp = Nibp {
+            mean: Sample::valid(138.0),
+            ..nibp
+        };
+        feed_nibp(&mut e, Instant::from_secs(1), nibp);
+        let start = alarms_of(&mut e).remove(0);
+        e.handle_command(
+            Instant::from_secs(2),
+            Command::Acknowledge {
+                alarm: start.id,
+                by: ShortText::new("RN"),
+            },
+        )
+        .unwrap();
+        let acked = alarms_of(&mut e).remove(0);
+        out.push(("alarm start".into(), alarm(&ctx, 2, 1, t, &start, wall)));
+        out.push((
+            "alarm acknowledge".into(),
+            alarm(&ctx, 3, 2, t, &acked, wall),
+        ));
+
+        let live = LiveState {
+            uptime: Duration::from_secs(3600),
+            sources: vec![SourceState {
+                name: "monitor".into(),
+                up: true,
+                health: SourceHealth::Ok,
+                associated: Some(true),
+                frames_ok: 1000,
+                frames_ignored: 20,
+                frames_dropped: 3,
+            }],
+            latency_us: [40, 120, 300, 900],
+            events_dropped: 1,
+            present_alarms: vec![acked, start],
+            audio_paused_until: Some(Instant::from_secs(120)),
+            ..LiveState::default()
+        };
+        out.push(("active".into(), active(&ctx, 4, t, &live, wall)));
+        let empty = LiveState::default();
+        out.push(("active empty".into(), active(&ctx, 5, t, &empty, wall)));
+        let rules = EngineConfig::default().vitals;
+        out.push(("limits".into(), limits(&ctx, 6, t, &rules)));
+
+        let session_id = SessionId::new("K-0142");
+        let events = [
+            SessionEvent::Phase {
+                phase: SessionPhase::Baseline,
+                session: session_id,
+            },
+            SessionEvent::Baseline {
+                vital: Vital::HeartRate,
+                value: 72.5,
+                readings: 30,
+            },
+            SessionEvent::Dose {
+                number: 1,
+                route: ShortText::new("im"),
+                amount: DoseAmount::new(0.5, DoseUnit::MgPerKg),
+                note: ShortText::new("racemic, \"left\" arm"),
+            },
+            SessionEvent::Dose {
+                number: 2,
+                route: ShortText::new("iv"),
+                amount: None,
+                note: ShortText::empty(),
+            },
+            SessionEvent::BaselineIncomplete {
+                missing: core::array::from_fn(|i| {
+                    i == Vital::SpO2.index() || i == Vital::NibpMean.index()
+                }),
+            },
+            SessionEvent::Phase {
+                phase: SessionPhase::Recovery,
+                session: session_id,
+            },
+            SessionEvent::DischargeReadiness { ready: true },
+        ];
+        let mut state = SessionState::default();
+        for (i, ev) in events.iter().enumerate() {
+            state.apply(ev, t + Duration::from_secs(i as u64));
+            let n = i as u64;
+            out.push((
+                format!("session {n}"),
+                session(&ctx, 7 + n, 3 + n, t, ev, &state),
+            ));
+        }
+
+        let delivery = Delivery {
+            pending: 2,
+            evicted: 1,
+            max: 1000,
+            durable: true,
+            reconnects: 4,
+            commands_rejected: 5,
+            commands_oversized: 1,
+            vitals_coalesced: 7,
+            refused: 0,
+        };
+        out.push((
+            "heartbeat".into(),
+            heartbeat(&ctx, 20, t, 9, &live, delivery),
+        ));
+        out.push(("offline".into(), offline(&ctx, 21, t, "connection_lost")));
+        out.push((
+            "result accepted".into(),
+            command_result(&ctx, 22, t, Some("d-1"), Some("acknowledge"), Ok(())),
+        ));
+        out.push((
+            "result rejected".into(),
+            command_result(&ctx, 23, t, None, None, Err("not JSON")),
+        ));
+        out
+    }
+
+    /// The payloads' bytes as they go on the wire today, one `name: json`
+    /// line each: a change in any of them (a key's order, a number's form)
+    /// shows here, and must be one the schemas and the displays allow.
+    /// `VIGIL_BLESS=1` rewrites the file after a deliberate change.
+    #[test]
+    fn every_payload_keeps_its_bytes_on_the_wire() {
+        let path = format!("{}/tests/fixtures/payloads.txt", env!("CARGO_MANIFEST_DIR"));
+        let got: String = every_payload()
+            .into_iter()
+            .map(|(name, bytes)| format!("{name}: {}\n", String::from_utf8(bytes).unwrap()))
+            .collect();
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.lines().count(), want.lines().count());
+        // And every one matches its schema.
+        for (name, bytes) in every_payload() {
+            let file = match name.split(' ').next().unwrap() {
+                "alarm" => "alarm.schema.json",
+                "active" => "alarms-active.schema.json",
+                "result" => "command-result.schema.json",
+                "heartbeat" | "offline" => "status.schema.json",
+                other => &format!("{other}.schema.json"),
+            };
+            check_schema(file, &serde_json::from_slice(&bytes).unwrap());
         }
     }
 }
