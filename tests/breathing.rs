@@ -122,3 +122,91 @@ async fn a_simulated_capnograph_raises_apnoea_and_depression_alarms_and_replays(
     assert_same_events(&live, &replayed);
     assert_eq!(alarms(&replayed, &names), seen);
 }
+
+/// A 20-minute recording, one reading a second, from a monitor with a
+/// capnograph: RR 14 and etCO2 38, no breath (RR 0) for 45 s from 5 min,
+/// RR 5 and etCO2 56 from 10 min for 200 s; HR and SpO2 steady.
+fn breathing_csv() -> String {
+    let mut rows = vec!["time,vital,value,validity".to_owned()];
+    for s in 0..1200u32 {
+        let (rr, etco2) = match s {
+            300..345 => (0, 38),
+            600..800 => (5, 56),
+            _ => (14, 38 + s % 3),
+        };
+        rows.push(format!("{s},hr,72,"));
+        rows.push(format!("{s},spo2,97,"));
+        rows.push(format!("{s},rr,{rr},"));
+        rows.push(format!("{s},etco2,{etco2},"));
+    }
+    rows.join("\n") + "\n"
+}
+
+#[test]
+fn the_report_shows_rr_etco2_their_limits_and_the_apnoea() {
+    use vigil::record::export::parse_rfc3339;
+    use vigil::record::file;
+    use vigil::record::import::{self, ImportOptions};
+    use vigil::report::{self, ReportOptions};
+
+    let dir = temp_dir("report-breathing");
+    let rows = import::parse_csv(&breathing_csv()).unwrap();
+    let options = ImportOptions {
+        start: parse_rfc3339("2026-03-01T09:30:00Z").unwrap(),
+        ..ImportOptions::default()
+    };
+    let records = crate::record_tools::with_commands(
+        import::build(&rows, &options).unwrap(),
+        &[
+            (
+                0.5,
+                vigil::engine::Command::StartSession {
+                    session: vigil::vitals::ShortText::new("KT-0077"),
+                },
+            ),
+            (1190.5, vigil::engine::Command::EndSession),
+        ],
+    );
+    let vrec = dir.join("session.vrec");
+    file::write_all(&vrec, &records).unwrap();
+    let html_path = dir.join("session.html");
+    let a = report::report(&vrec, &html_path, &ReportOptions::default()).unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(a.has_breathing());
+    assert_eq!((a.series[3].len(), a.series[4].len()), (1200, 1200));
+
+    // The chart: a breathing panel with both series and the default
+    // limits (alarms.md: RR 8-30 /min, etCO2 30-50 mmHg).
+    for needle in [
+        "Breathing: respiration rate (RR), /min, and end-tidal CO2 (etCO2), mmHg",
+        "class=\"series rr\"",
+        "class=\"series etco2\"",
+        "<title>RR low limit 8</title>",
+        "<title>RR high limit 30</title>",
+        "<title>etCO2 low limit 30</title>",
+        "<title>etCO2 high limit 50</title>",
+        // The apnoea 20 s after the last breath, ended by the next one;
+        // the depression's alarms after their 10 s delays, escalated to
+        // high when nobody acknowledged them for 2 min.
+        "<title>rr.apnoea (high physiological) 09:35:20–09:35:45</title>",
+        "<title>rr.low (medium physiological) 09:40:10–09:42:10</title>",
+        "<title>rr.low (high physiological) 09:42:10–09:43:20</title>",
+        "<title>etco2.high (medium physiological) 09:40:10–09:42:10</title>",
+        // Peaks, the readings count, the vitals table's columns.
+        "<tr id=\"peak-rr\"><td>Lowest RR</td><td>0 /min</td><td>09:35:00</td></tr>",
+        "<tr id=\"peak-etco2\"><td>Highest etCO2</td><td>56 mmHg</td><td>09:40:00</td></tr>",
+        "RR 1200, etCO2 1200, NIBP 0",
+        "<th>RR /min</th><th>etCO2 mmHg</th>",
+        // Time outside the limits: RR below 8 in the apnoea and the
+        // depression (45 s + 200 s), etCO2 above 50 in the depression.
+        "<tr data-vital=\"rr\"><td>rr (/min)</td><td>8</td><td>4 min 05 s</td><td>30</td><td>0 s</td><td>19 min 59 s</td></tr>",
+        "<tr data-vital=\"etco2\"><td>etco2 (mmHg)</td><td>30</td><td>0 s</td><td>50</td><td>3 min 20 s</td><td>19 min 59 s</td></tr>",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    // The list of alarms names the apnoea.
+    assert!(
+        html.contains("<td title=\"rr.apnoea\">"),
+        "in the list of alarms"
+    );
+}
