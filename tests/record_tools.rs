@@ -125,8 +125,11 @@ pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> Pa
 }
 
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .map(|l| import::split_csv_line(l).unwrap())
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
         .collect()
 }
 
