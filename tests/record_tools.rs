@@ -52,7 +52,7 @@ fn scenario_csv() -> String {
 }
 
 /// Inserts commands into imported records, in time order, before the end record.
-fn with_commands(mut records: Vec<Timed>, commands: &[(f64, Command)]) -> Vec<Timed> {
+pub(crate) fn with_commands(mut records: Vec<Timed>, commands: &[(f64, Command)]) -> Vec<Timed> {
     for &(secs, command) in commands {
         let at = Instant::from_nanos((secs * 1e9) as u64);
         let pos = records
@@ -380,6 +380,10 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     assert!(html.contains("mmHg"));
     assert!(html.contains(">09:40<"), "a clock tick on the time axis");
     assert!(html.contains("class=\"legend\""));
+    // No capnograph in this recording: no breathing panel, peaks or rows.
+    for absent in ["Breathing:", "peak-rr", "data-vital=\"rr\"", "RR 0,"] {
+        assert!(!html.contains(absent), "{absent}");
+    }
 
     // Alarm spans: the desaturation (medium, physiological) from 09:40:15 to
     // 09:41:40; the tachycardia in medium then high after escalation; the

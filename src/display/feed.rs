@@ -7,8 +7,9 @@
 //! daemon's MQTT publisher (`schemas/*.schema.json` there):
 //!
 //! - every payload: `schema_version` (1), `site`, `bed`, `seq`, `time` (RFC 3339 UTC);
-//! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean}` =
-//!   `{value, validity, unit, time, source}`;
+//! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean,rr,etco2}` =
+//!   `{value, validity, unit, time, source}` (`validity` per NIBP
+//!   component: the mean may be missing, one component questionable);
 //! - `alarms`: `stream_seq`, `alarm` = `{id, kind, priority, base_priority,
 //!   phase, state, value, limit, validity, delay_ms, onset, determined, ack}`;
 //! - `alarms/active`: `alarms` (the same objects), `audio_paused_until`;
@@ -781,9 +782,43 @@ pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> 
 pub use crate::time::parse_rfc3339;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::vitals::{Measurement, Nibp, NibpMode, Sample, Validity};
     use std::time::Duration;
+
+    /// The daemon's own `vitals` payload (its publisher's function) after
+    /// these measurements arrived at `at`; `latest` keeps every vital seen,
+    /// as the daemon does.
+    pub(in crate::display) fn daemon_vitals(
+        latest: &mut crate::mqtt::payload::Latest,
+        seq: u64,
+        at: SystemTime,
+        readings: &[Measurement],
+    ) -> Vec<u8> {
+        for m in readings {
+            latest.apply(m, at, 0);
+        }
+        let names = ["monitor".to_owned()];
+        let ctx = crate::mqtt::payload::Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "0123456789abcdef",
+        };
+        crate::mqtt::payload::vitals(&ctx, seq, at, latest)
+    }
+
+    /// One NIBP measurement of these components.
+    pub(in crate::display) fn nibp_of(sys: Sample, dia: Sample, mean: Sample) -> Measurement {
+        Measurement::Nibp(Nibp {
+            systolic: sys,
+            diastolic: dia,
+            mean,
+            measured_at: None,
+            mode: NibpMode::Auto,
+        })
+    }
 
     fn at(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -883,6 +918,47 @@ mod tests {
         assert_eq!((spo2.high, spo2.enabled), (None, true));
         assert_eq!(l["hr"].high.map(|h| h.priority), Some(Priority::Medium));
         assert!(!l["nibp_mean"].enabled);
+    }
+
+    #[test]
+    fn reads_breathing_questionable_values_and_nibp_components_as_published() {
+        let mut latest = crate::mqtt::payload::Latest::default();
+        let body = daemon_vitals(
+            &mut latest,
+            3,
+            at(1_000),
+            &[
+                Measurement::RespRate(Sample::valid(14.0)),
+                Measurement::EtCo2(Sample::valid(38.0)),
+                Measurement::SpO2(Sample::new(82.0, Validity::Questionable)),
+                nibp_of(
+                    Sample::valid(120.0),
+                    Sample::new(79.0, Validity::Questionable),
+                    Sample::missing(Validity::Unavailable),
+                ),
+            ],
+        );
+        let (_, Message::Vitals(v)) = parse("t", TopicKind::Vitals, &body).unwrap() else {
+            panic!()
+        };
+        let get = |k: &str| (v[k].value, v[k].validity.as_str());
+        assert_eq!(get("rr"), (Some(14.0), "valid"));
+        assert_eq!(get("etco2"), (Some(38.0), "valid"));
+        assert_eq!(v["rr"].unit, "/min");
+        assert_eq!(v["rr"].time, Some(at(1_000)));
+        // vigil sends a questionable value's validity without its number.
+        assert_eq!(get("spo2"), (None, "questionable"));
+        assert_eq!(get("nibp_sys"), (Some(120.0), "valid"));
+        assert_eq!(get("nibp_dia"), (None, "questionable"));
+        assert_eq!(get("nibp_mean"), (None, "unavailable"));
+
+        let alarm = br#"{"schema_version":1,"seq":4,"alarm":{"id":"spo2.critical_low","kind":"physiological",
+            "priority":"high","phase":"start","state":"active","value":82,"limit":85,"validity":"questionable"}}"#;
+        let (_, Message::Alarm(a)) = parse("t", TopicKind::Alarms, alarm).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.validity.as_deref(), Some("questionable"));
+        assert_eq!((a.value, a.limit), (Some(82.0), Some(85.0)));
     }
 
     #[test]
