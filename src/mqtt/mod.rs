@@ -73,6 +73,7 @@ mod client;
 pub mod command;
 pub mod journal;
 pub mod link;
+pub mod messages;
 pub mod outbox;
 pub mod payload;
 pub mod topics;

@@ -1,8 +1,9 @@
-//! The JSON payloads vigil publishes, one function per topic, and the RFC
-//! 3339 parser commands need. Every payload carries `schema_version`, the
-//! site and bed, the stream epoch, the event sequence number `seq` and RFC
-//! 3339 UTC times; `schemas/*.schema.json` describe each one (a test
-//! validates what the daemon sends against them).
+//! The JSON payloads vigil publishes, one function per topic: each fills
+//! in its type of [`super::messages`] (the types the displays parse) and
+//! serialises it. Every payload carries `schema_version`, the site and bed,
+//! the stream epoch, the event sequence number `seq` and RFC 3339 UTC
+//! times; `schemas/*.schema.json` describe each one (a test validates what
+//! the daemon sends against them, and pins its bytes).
 //!
 //! `seq` is monotonic across restarts (see [`super::journal::SeqFile`]):
 //! displays keep the highest `seq` seen per topic and drop anything not
@@ -15,7 +16,9 @@
 
 use std::time::SystemTime;
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use super::messages::{self as m, Keyed};
 
 use crate::engine::{
     AlarmEvent, DoseAmount, Limit, SessionEvent, SessionId, SessionPhase, VitalRules,
@@ -24,8 +27,7 @@ use crate::pipeline::LiveState;
 use crate::time::rfc3339;
 use crate::vitals::{Measurement, Sample, Validity, Vital};
 
-/// The payloads' schema version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use super::messages::SCHEMA_VERSION;
 
 /// What every payload names.
 pub struct Ctx<'a> {
@@ -40,22 +42,29 @@ pub struct Ctx<'a> {
     pub epoch: &'a str,
 }
 
-fn head(ctx: &Ctx<'_>, seq: u64, time: SystemTime) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    m.insert("site".into(), json!(ctx.site));
-    m.insert("bed".into(), json!(ctx.bed));
-    m.insert("epoch".into(), json!(ctx.epoch));
-    m.insert("seq".into(), json!(seq));
-    m.insert("time".into(), json!(rfc3339(time)));
-    m
+fn head<'a>(ctx: &'a Ctx<'_>, seq: u64, time: SystemTime) -> m::Head<'a> {
+    m::Head {
+        schema_version: SCHEMA_VERSION,
+        site: Cow::Borrowed(ctx.site),
+        bed: Cow::Borrowed(ctx.bed),
+        epoch: Some(Cow::Borrowed(ctx.epoch)),
+        seq,
+        time: Some(Cow::Owned(rfc3339(time))),
+        stream_seq: None,
+    }
 }
 
-fn finite(v: Option<f32>) -> Value {
-    match v {
-        Some(v) if v.is_finite() => json!(round(v)),
-        _ => Value::Null,
-    }
+/// A finite value, rounded; `None` (null) otherwise.
+fn finite(v: Option<f32>) -> Option<f64> {
+    v.filter(|v| v.is_finite()).map(round)
+}
+
+fn text(s: &str) -> m::Text<'_> {
+    Cow::Borrowed(s)
+}
+
+fn time(t: SystemTime) -> Option<m::Text<'static>> {
+    Some(Cow::Owned(rfc3339(t)))
 }
 
 /// f32 to a short decimal (82.0 stays 82, 36.6 does not become 36.599998).
@@ -64,39 +73,45 @@ fn round(v: f32) -> f64 {
     (d * 1000.0).round() / 1000.0
 }
 
-/// One alarm as an object (used by `alarms` and `alarms/active`).
-/// `wall` maps a core instant to wall-clock time.
-pub fn alarm_object(
+/// One alarm (in `alarms` and `alarms/active`). `wall` maps a core
+/// instant to wall-clock time.
+pub fn alarm_object<'a>(
     ctx: &Ctx<'_>,
-    a: &AlarmEvent,
+    a: &'a AlarmEvent,
     wall: impl Fn(crate::time::Instant) -> SystemTime,
-) -> Value {
-    let mut o = json!({
-        "id": a.id.key(ctx.names),
-        "kind": a.kind.key(),
-        "priority": a.priority.key(),
-        "base_priority": a.base_priority.key(),
-        "phase": a.phase.key(),
-        "state": a.state.key(),
-        "value": finite(a.value),
-        "limit": finite(a.limit),
-        "validity": a.validity.map(|v| v.key()),
-        "delay_ms": a.delay.as_millis() as u64,
-        "onset": rfc3339(wall(a.onset)),
-        "determined": rfc3339(wall(a.determined)),
-        "ack": a.ack.map(|k| json!({"by": k.by.as_str(), "at": rfc3339(wall(k.at))})),
-    });
-    if let (Some(parts), Some(m)) = (a.components, o.as_object_mut()) {
-        let parts: Map<String, Value> = parts
-            .iter()
-            .map(|c| {
-                let v = json!({"value": finite(c.value), "limit": finite(c.limit)});
-                (c.vital.key().to_owned(), v)
-            })
-            .collect();
-        m.insert("components".into(), Value::Object(parts));
+) -> m::Alarm<'a> {
+    m::Alarm {
+        id: Cow::Owned(a.id.key(ctx.names)),
+        kind: text(a.kind.key()),
+        priority: text(a.priority.key()),
+        base_priority: text(a.base_priority.key()),
+        phase: text(a.phase.key()),
+        state: text(a.state.key()),
+        value: finite(a.value),
+        limit: finite(a.limit),
+        validity: a.validity.map(|v| text(v.key())),
+        delay_ms: a.delay.as_millis() as u64,
+        onset: time(wall(a.onset)),
+        determined: time(wall(a.determined)),
+        ack: a.ack.as_ref().map(|k| m::Ack {
+            by: text(k.by.as_str()),
+            at: time(wall(k.at)),
+        }),
+        components: a.components.map(|parts| {
+            Keyed(
+                parts
+                    .iter()
+                    .map(|c| {
+                        let part = m::Component {
+                            value: finite(c.value),
+                            limit: finite(c.limit),
+                        };
+                        (text(c.vital.key()), part)
+                    })
+                    .collect(),
+            )
+        }),
     }
-    o
 }
 
 /// `alarms`: one alarm phase change.
@@ -108,10 +123,13 @@ pub fn alarm(
     a: &AlarmEvent,
     wall: impl Fn(crate::time::Instant) -> SystemTime,
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    m.insert("stream_seq".into(), json!(stream_seq));
-    m.insert("alarm".into(), alarm_object(ctx, a, wall));
-    to_vec(m)
+    m::to_vec(&m::AlarmChange {
+        head: m::Head {
+            stream_seq: Some(stream_seq),
+            ..head(ctx, seq, time)
+        },
+        alarm: alarm_object(ctx, a, wall),
+    })
 }
 
 /// `alarms/active`: every alarm present now (retained).
@@ -122,19 +140,15 @@ pub fn active(
     live: &LiveState,
     wall: impl Fn(crate::time::Instant) -> SystemTime + Copy,
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    let alarms: Vec<Value> = live
-        .present_alarms
-        .iter()
-        .map(|a| alarm_object(ctx, a, wall))
-        .collect();
-    m.insert("alarms".into(), Value::Array(alarms));
-    m.insert(
-        "audio_paused_until".into(),
-        live.audio_paused_until
-            .map_or(Value::Null, |t| json!(rfc3339(wall(t)))),
-    );
-    to_vec(m)
+    m::to_vec(&m::Active {
+        head: head(ctx, seq, time),
+        alarms: live
+            .present_alarms
+            .iter()
+            .map(|a| alarm_object(ctx, a, wall))
+            .collect(),
+        audio_paused_until: live.audio_paused_until.and_then(|t| self::time(wall(t))),
+    })
 }
 
 /// `limits`: the alarm limits in force per vital (retained), published at
@@ -145,32 +159,33 @@ pub fn limits(
     time: SystemTime,
     rules: &[VitalRules; Vital::COUNT],
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
     let limit = |l: Option<Limit>| {
-        l.map_or(
-            Value::Null,
-            |l| json!({"value": round(l.value), "priority": l.priority.key()}),
-        )
+        l.map(|l| m::Limit {
+            value: round(l.value),
+            priority: text(l.priority.key()),
+        })
     };
-    let vitals: Map<String, Value> = Vital::ALL
+    let vitals = Vital::ALL
         .iter()
         .map(|v| {
             let r = &rules[v.index()];
-            let o = json!({
-                "enabled": r.enabled,
-                "unit": v.unit().symbol(),
-                "low": limit(r.low),
-                "high": limit(r.high),
-                "critical_low": limit(r.critical_low),
-                "critical_high": limit(r.critical_high),
-                "delay_ms": r.delay.as_millis() as u64,
-                "hysteresis": round(r.hysteresis),
-            });
-            (v.key().to_owned(), o)
+            let o = m::VitalLimits {
+                enabled: r.enabled,
+                unit: text(v.unit().symbol()),
+                low: limit(r.low),
+                high: limit(r.high),
+                critical_low: limit(r.critical_low),
+                critical_high: limit(r.critical_high),
+                delay_ms: r.delay.as_millis() as u64,
+                hysteresis: round(r.hysteresis),
+            };
+            (text(v.key()), o)
         })
         .collect();
-    m.insert("vitals".into(), Value::Object(vitals));
-    to_vec(m)
+    m::to_vec(&m::Limits {
+        head: head(ctx, seq, time),
+        vitals: Keyed(vitals),
+    })
 }
 
 /// The session's state as the MQTT side tracks it from session events.
@@ -230,78 +245,80 @@ pub fn session(
     e: &SessionEvent,
     state: &SessionState,
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    m.insert("stream_seq".into(), json!(stream_seq));
-    let event = match *e {
-        SessionEvent::Phase { phase, session } => {
-            json!({"type": "phase", "phase": phase.key(), "session": session.as_str()})
-        }
+    let event = match e {
+        SessionEvent::Phase { phase, session } => m::SessionEvent::Phase {
+            phase: text(phase.key()),
+            session: text(session.as_str()),
+        },
         SessionEvent::Baseline {
             vital,
             value,
             readings,
-        } => {
-            json!({"type": "baseline", "vital": vital.key(), "value": round(value), "readings": readings})
-        }
+        } => m::SessionEvent::Baseline {
+            vital: text(vital.key()),
+            value: round(*value),
+            readings: *readings,
+        },
         SessionEvent::Dose {
             number,
             route,
             amount,
             note,
-        } => {
-            let mut d = json!({"type": "dose", "number": number, "route": route.as_str(), "note": note.as_str()});
-            put_amount(&mut d, amount);
-            d
-        }
+        } => m::SessionEvent::Dose(dose(*number, route.as_str(), note.as_str(), None, *amount)),
         SessionEvent::DischargeReadiness { ready } => {
-            json!({"type": "discharge_readiness", "ready": ready})
+            m::SessionEvent::DischargeReadiness { ready: *ready }
         }
         SessionEvent::BaselineIncomplete { .. } => {
             let missing: Vec<&str> = e.missing_baselines().map(|v| v.key()).collect();
-            json!({
-                "type": "baseline_incomplete",
-                "missing": missing,
-                "text": format!(
+            m::SessionEvent::BaselineIncomplete {
+                text: Cow::Owned(format!(
                     "baseline incomplete: no baseline for {} (too few readings before the dose); their trend alarms are not armed",
                     missing.join(", ")
-                ),
-            })
+                )),
+                missing: missing.into_iter().map(text).collect(),
+            }
         }
     };
-    m.insert("event".into(), event);
-    let mut baselines = Map::new();
-    for v in Vital::ALL {
-        if let Some(b) = state.baselines[v.index()] {
-            baselines.insert(v.key().into(), json!(round(b)));
-        }
-    }
-    let doses: Vec<Value> = state
+    let baselines = Vital::ALL
+        .iter()
+        .filter_map(|v| state.baselines[v.index()].map(|b| (text(v.key()), round(b))))
+        .collect();
+    let doses = state
         .doses
         .iter()
-        .map(|(n, route, amount, note, t)| {
-            let mut d = json!({"number": n, "route": route, "note": note, "time": rfc3339(*t)});
-            put_amount(&mut d, *amount);
-            d
-        })
+        .map(|(n, route, amount, note, t)| dose(*n, route, note, Some(*t), *amount))
         .collect();
-    m.insert(
-        "state".into(),
-        json!({
-            "phase": state.phase.key(),
-            "session": state.session.as_str(),
-            "baselines": baselines,
-            "doses": doses,
-            "discharge_ready": state.discharge_ready,
-        }),
-    );
-    to_vec(m)
+    m::to_vec(&m::Session {
+        head: m::Head {
+            stream_seq: Some(stream_seq),
+            ..head(ctx, seq, time)
+        },
+        event,
+        state: m::SessionState {
+            phase: text(state.phase.key()),
+            session: text(state.session.as_str()),
+            baselines: Keyed(baselines),
+            doses,
+            discharge_ready: state.discharge_ready,
+        },
+    })
 }
 
-/// A dose's `amount` and `unit`, when it has them (absent otherwise).
-fn put_amount(dose: &mut Value, amount: Option<DoseAmount>) {
-    if let (Some(a), Some(m)) = (amount, dose.as_object_mut()) {
-        m.insert("amount".into(), json!(round(a.value)));
-        m.insert("unit".into(), json!(a.unit.key()));
+/// A dose, with its `amount` and `unit` when it has them (absent otherwise).
+fn dose<'a>(
+    number: u16,
+    route: &'a str,
+    note: &'a str,
+    at: Option<SystemTime>,
+    amount: Option<DoseAmount>,
+) -> m::Dose<'a> {
+    m::Dose {
+        number: u32::from(number),
+        route: text(route),
+        note: text(note),
+        time: at.and_then(time),
+        amount: amount.map(|a| round(a.value)),
+        unit: amount.map(|a| text(a.unit.key())),
     }
 }
 
@@ -337,35 +354,34 @@ impl Latest {
 
 /// `vitals`: the latest value and validity of every vital seen (retained, QoS 0).
 pub fn vitals(ctx: &Ctx<'_>, seq: u64, time: SystemTime, latest: &Latest) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    let mut vitals = Map::new();
-    for v in Vital::ALL {
-        if let Some((s, t, src)) = latest.slots[v.index()] {
-            let source = ctx
-                .names
-                .get(src as usize)
-                .cloned()
-                .unwrap_or_else(|| src.to_string());
+    let vitals = Vital::ALL
+        .iter()
+        .filter_map(|v| {
+            let (s, t, src) = latest.slots[v.index()]?;
+            let source = match ctx.names.get(src as usize) {
+                Some(name) => text(name),
+                None => Cow::Owned(src.to_string()),
+            };
             // An old measurement keeps its number, to be shown as old.
             let value = if s.validity == Validity::Old {
                 Some(s.value)
             } else {
                 s.get()
             };
-            vitals.insert(
-                v.key().into(),
-                json!({
-                    "value": finite(value),
-                    "validity": s.validity.key(),
-                    "unit": v.unit().symbol(),
-                    "time": rfc3339(t),
-                    "source": source,
-                }),
-            );
-        }
-    }
-    m.insert("vitals".into(), Value::Object(vitals));
-    to_vec(m)
+            let reading = m::VitalValue {
+                value: finite(value),
+                validity: text(s.validity.key()),
+                unit: text(v.unit().symbol()),
+                time: self::time(t),
+                source: Some(source),
+            };
+            Some((text(v.key()), reading))
+        })
+        .collect();
+    m::to_vec(&m::Vitals {
+        head: head(ctx, seq, time),
+        vitals: Keyed(vitals),
+    })
 }
 
 /// Outbox and connection figures for the heartbeat.
@@ -401,61 +417,59 @@ pub fn heartbeat(
     live: &LiveState,
     delivery: Delivery,
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    m.insert("state".into(), json!("online"));
-    m.insert("beat".into(), json!(beat));
-    m.insert("uptime_s".into(), json!(live.uptime.as_secs()));
-    let sources: Vec<Value> = live
-        .sources
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "up": s.up,
-                "health": s.health.key(),
-                "associated": s.associated,
-                "frames_ok": s.frames_ok,
-                "frames_ignored": s.frames_ignored,
-                "frames_dropped": s.frames_dropped,
-            })
-        })
-        .collect();
-    m.insert("sources".into(), Value::Array(sources));
     let [p50, p99, p999, max] = live.latency_us;
-    m.insert(
-        "latency_us".into(),
-        json!({"p50": p50, "p99": p99, "p999": p999, "max": max}),
-    );
-    m.insert("events_dropped".into(), json!(live.events_dropped));
-    m.insert("vitals_coalesced".into(), json!(delivery.vitals_coalesced));
-    m.insert(
-        "outbox".into(),
-        json!({
-            "pending": delivery.pending,
-            "evicted": delivery.evicted,
-            "refused": delivery.refused,
-            "max": delivery.max,
-            "durable": delivery.durable,
-            "reconnects": delivery.reconnects,
+    let beat = m::Heartbeat {
+        beat,
+        uptime_s: live.uptime.as_secs(),
+        sources: live
+            .sources
+            .iter()
+            .map(|s| m::Source {
+                name: text(&s.name),
+                up: s.up,
+                health: Some(text(s.health.key())),
+                associated: s.associated,
+                frames_ok: s.frames_ok,
+                frames_ignored: s.frames_ignored,
+                frames_dropped: s.frames_dropped,
+            })
+            .collect(),
+        latency_us: Some(m::Latency {
+            p50,
+            p99,
+            p999,
+            max,
         }),
-    );
-    m.insert(
-        "commands".into(),
-        json!({
-            "rejected": delivery.commands_rejected,
-            "oversized": delivery.commands_oversized,
+        events_dropped: live.events_dropped,
+        vitals_coalesced: delivery.vitals_coalesced,
+        outbox: Some(m::Outbox {
+            pending: delivery.pending,
+            evicted: delivery.evicted,
+            refused: delivery.refused,
+            max: delivery.max,
+            durable: delivery.durable,
+            reconnects: delivery.reconnects,
         }),
-    );
-    to_vec(m)
+        commands: Some(m::Commands {
+            rejected: delivery.commands_rejected,
+            oversized: delivery.commands_oversized,
+        }),
+    };
+    m::to_vec(&m::Status {
+        head: head(ctx, seq, time),
+        state: m::StatusState::Online(beat),
+    })
 }
 
 /// `status` when vigil is gone: the Last Will (`reason` = `connection_lost`,
 /// set when connecting) or the goodbye on a clean shutdown (`shutdown`).
 pub fn offline(ctx: &Ctx<'_>, seq: u64, time: SystemTime, reason: &str) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    m.insert("state".into(), json!("offline"));
-    m.insert("reason".into(), json!(reason));
-    to_vec(m)
+    m::to_vec(&m::Status {
+        head: head(ctx, seq, time),
+        state: m::StatusState::Offline {
+            reason: Some(text(reason)),
+        },
+    })
 }
 
 /// `cmd/result`: the verdict on one command.
@@ -467,30 +481,23 @@ pub fn command_result(
     command: Option<&str>,
     verdict: Result<(), &str>,
 ) -> Vec<u8> {
-    let mut m = head(ctx, seq, time);
-    m.insert("id".into(), id.map_or(Value::Null, |s| json!(s)));
-    m.insert("command".into(), command.map_or(Value::Null, |s| json!(s)));
-    match verdict {
-        Ok(()) => {
-            m.insert("result".into(), json!("accepted"));
-            m.insert("reason".into(), Value::Null);
-        }
-        Err(reason) => {
-            m.insert("result".into(), json!("rejected"));
-            m.insert("reason".into(), json!(reason));
-        }
-    }
-    to_vec(m)
-}
-
-fn to_vec(m: Map<String, Value>) -> Vec<u8> {
-    // Serialising a Value to a Vec cannot fail.
-    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+    m::to_vec(&m::CommandResult {
+        head: head(ctx, seq, time),
+        id: id.map(text),
+        command: command.map(text),
+        result: text(if verdict.is_ok() {
+            "accepted"
+        } else {
+            "rejected"
+        }),
+        reason: verdict.err().map(text),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
     use crate::time::parse_rfc3339;
     use std::time::Duration;
 
