@@ -2,9 +2,10 @@
 //! publishes (parsed tolerantly) and the commands a display sends; the topic
 //! layout is the daemon's own ([`crate::mqtt::topics`], re-exported here).
 //!
-//! ALL payload knowledge of the displays lives here, so that this one
-//! module changes when the publisher's shapes change. The shapes follow the
-//! daemon's MQTT publisher (`schemas/*.schema.json` there):
+//! The payloads are read into the very types the daemon writes them from
+//! ([`crate::mqtt::messages`]), then turned into the displays' own model
+//! here, so this one module changes when the publisher's shapes change.
+//! The shapes (`schemas/*.schema.json`):
 //!
 //! - every payload: `schema_version` (1), `site`, `bed`, `seq`, `time` (RFC 3339 UTC);
 //! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean,rr,etco2}` =
@@ -25,18 +26,20 @@
 //! than 1 is refused (the display cannot know what it means).
 //!
 //! Pure: times come in as arguments. Depends on [`crate::engine`] (the
-//! alarm vocabulary) and [`crate::time::rfc3339`].
+//! alarm vocabulary), [`crate::mqtt::messages`] and [`crate::time::rfc3339`].
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use crate::mqtt::messages as m;
 
 use crate::engine::{AlarmState, Priority};
 use crate::time::rfc3339;
 
 /// The payload schema version this display understands.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = m::SCHEMA_VERSION as u64;
 
 // The topic layout, shared with the daemon.
 pub use crate::mqtt::topics::{BedKey, TopicKind, Topics, BRIDGE_SEGMENT, DEFAULT_PREFIX};
@@ -281,7 +284,8 @@ pub enum Message {
     Command,
 }
 
-/// Parses the payload of one topic kind.
+/// Parses the payload of one topic kind, into the daemon's own payload
+/// types ([`crate::mqtt::messages`]) and from them into the display's.
 pub fn parse(
     topic: &str,
     kind: TopicKind,
@@ -291,285 +295,176 @@ pub fn parse(
         topic: topic.to_owned(),
         problem: e.to_string(),
     };
-    let raw: RawMessage = serde_json::from_slice(payload).map_err(bad)?;
-    let version = raw.schema_version.unwrap_or(SCHEMA_VERSION);
-    if version != SCHEMA_VERSION {
+    // The version first: a payload of another version may have another shape.
+    let head: m::Head = serde_json::from_slice(payload).map_err(bad)?;
+    if head.schema_version != m::SCHEMA_VERSION {
         return Err(FeedError::Version {
             topic: topic.to_owned(),
-            found: version,
+            found: u64::from(head.schema_version),
         });
     }
     let env = Envelope {
-        seq: raw.seq.unwrap_or(0),
-        epoch: raw.epoch,
-        time: raw.time.as_deref().and_then(parse_rfc3339),
-        stream_seq: raw.stream_seq,
+        seq: head.seq,
+        epoch: head.epoch.map(Cow::into_owned),
+        time: time(&head.time),
+        stream_seq: head.stream_seq,
     };
     let missing = |field: &str| FeedError::Malformed {
         topic: topic.to_owned(),
         problem: format!("missing field `{field}`"),
     };
     let msg = match kind {
-        TopicKind::Vitals => Message::Vitals(
-            raw.vitals
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        VitalReading {
+        TopicKind::Vitals => {
+            let v: m::Vitals = serde_json::from_slice(payload).map_err(bad)?;
+            Message::Vitals(
+                v.vitals
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let reading = VitalReading {
                             value: v.value,
-                            validity: v.validity.unwrap_or_else(|| "valid".into()),
-                            unit: v.unit.unwrap_or_default(),
-                            time: v.time.as_deref().and_then(parse_rfc3339),
-                        },
-                    )
-                })
-                .collect(),
-        ),
-        TopicKind::Alarms => {
-            let a = raw.alarm.ok_or_else(|| missing("alarm"))?;
-            Message::Alarm(alarm(a).ok_or_else(|| missing("alarm.id"))?)
+                            validity: v.validity.into_owned(),
+                            unit: v.unit.into_owned(),
+                            time: time(&v.time),
+                        };
+                        (k.into_owned(), reading)
+                    })
+                    .collect(),
+            )
         }
-        TopicKind::Active => Message::Active {
-            alarms: raw
-                .alarms
-                .ok_or_else(|| missing("alarms"))?
-                .into_iter()
-                .filter_map(alarm)
-                .collect(),
-            audio_paused_until: raw.audio_paused_until.as_deref().and_then(parse_rfc3339),
-        },
+        TopicKind::Alarms => {
+            let a: m::AlarmChange = serde_json::from_slice(payload).map_err(bad)?;
+            Message::Alarm(alarm(a.alarm).ok_or_else(|| missing("alarm.id"))?)
+        }
+        TopicKind::Active => {
+            let a: m::Active = serde_json::from_slice(payload).map_err(bad)?;
+            Message::Active {
+                alarms: a.alarms.into_iter().filter_map(alarm).collect(),
+                audio_paused_until: time(&a.audio_paused_until),
+            }
+        }
         TopicKind::Limits => {
-            let raw: RawLimits = serde_json::from_slice(payload).map_err(bad)?;
-            let limit = |l: Option<RawLimit>| {
+            let l: m::Limits = serde_json::from_slice(payload).map_err(bad)?;
+            let limit = |l: Option<m::Limit>| {
                 l.map(|l| LimitValue {
                     value: l.value,
                     // An unknown priority reads as high: never under-alarm.
-                    priority: l
-                        .priority
-                        .as_deref()
-                        .and_then(Priority::parse)
-                        .unwrap_or(Priority::High),
+                    priority: Priority::parse(&l.priority).unwrap_or(Priority::High),
                 })
             };
             Message::Limits(
-                raw.vitals
+                l.vitals
+                    .0
                     .into_iter()
                     .map(|(k, v)| {
                         let l = VitalLimits {
-                            enabled: v.enabled.unwrap_or(true),
+                            enabled: v.enabled,
                             low: limit(v.low),
                             high: limit(v.high),
                             critical_low: limit(v.critical_low),
                             critical_high: limit(v.critical_high),
                         };
-                        (k, l)
+                        (k.into_owned(), l)
                     })
                     .collect(),
             )
         }
         TopicKind::Session => {
-            let s = match raw.state {
-                Some(RawState::Session(s)) => s,
-                _ => return Err(missing("state")),
-            };
+            let s: m::Session = serde_json::from_slice(payload).map_err(bad)?;
+            let s = s.state;
             Message::Session(Session {
-                phase: s.phase.unwrap_or_default(),
-                session: s.session.unwrap_or_default(),
-                baselines: s.baselines,
+                phase: s.phase.into_owned(),
+                session: s.session.into_owned(),
+                baselines: s
+                    .baselines
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v))
+                    .collect(),
                 doses: s
                     .doses
                     .into_iter()
                     .map(|d| Dose {
-                        number: d.number.unwrap_or(0),
-                        route: d.route.unwrap_or_default(),
+                        number: d.number,
+                        route: d.route.into_owned(),
                         amount: match (d.amount, d.unit) {
                             (Some(a), Some(u)) => Some(format!("{a} {u}")),
                             _ => None,
                         },
-                        time: d.time.as_deref().and_then(parse_rfc3339),
+                        time: time(&d.time),
                     })
                     .collect(),
-                discharge_ready: s.discharge_ready.unwrap_or(false),
+                discharge_ready: s.discharge_ready,
             })
         }
-        TopicKind::Status => match raw.state {
-            Some(RawState::Text(s)) if s == "online" => Message::Status(Status::Online {
-                beat: raw.beat.unwrap_or(0),
-                uptime_s: raw.uptime_s.unwrap_or(0),
-                sources: raw
-                    .sources
-                    .into_iter()
-                    .map(|s| {
-                        let up = s.up.unwrap_or(false);
-                        SourceState {
-                            status: source_status(s.health.as_deref(), up),
-                            name: s.name.unwrap_or_default(),
-                            up,
-                        }
-                    })
-                    .collect(),
-                latency_us: raw.latency_us.map(|l| (l.p50, l.p99)),
-            }),
-            Some(RawState::Text(s)) if s == "offline" => Message::Status(Status::Offline {
-                reason: raw.reason.unwrap_or_else(|| "unknown".into()),
-            }),
-            _ => return Err(missing("state (online or offline)")),
-        },
-        TopicKind::CmdResult => Message::Result(CommandResult {
-            id: raw.id,
-            command: raw.command,
-            accepted: raw.result.as_deref() == Some("accepted"),
-            reason: raw.reason,
-        }),
+        TopicKind::Status => {
+            let s: m::Status = serde_json::from_slice(payload)
+                .map_err(|_| missing("state (online or offline)"))?;
+            Message::Status(match s.state {
+                m::StatusState::Online(b) => Status::Online {
+                    beat: b.beat,
+                    uptime_s: b.uptime_s,
+                    sources: b
+                        .sources
+                        .into_iter()
+                        .map(|s| SourceState {
+                            status: source_status(s.health.as_deref(), s.up),
+                            name: s.name.into_owned(),
+                            up: s.up,
+                        })
+                        .collect(),
+                    latency_us: b.latency_us.map(|l| (l.p50, l.p99)),
+                },
+                m::StatusState::Offline { reason } => Status::Offline {
+                    reason: reason.map_or_else(|| "unknown".into(), Cow::into_owned),
+                },
+            })
+        }
+        TopicKind::CmdResult => {
+            let r: m::CommandResult = serde_json::from_slice(payload).map_err(bad)?;
+            Message::Result(CommandResult {
+                id: r.id.map(Cow::into_owned),
+                command: r.command.map(Cow::into_owned),
+                accepted: r.result == "accepted",
+                reason: r.reason.map(Cow::into_owned),
+            })
+        }
         TopicKind::Cmd => Message::Command,
     };
     Ok((env, msg))
 }
 
-fn alarm(a: RawAlarm) -> Option<Alarm> {
-    let id = a.id?;
+/// An RFC 3339 time as written; `None` when absent or not one.
+fn time(t: &Option<m::Text<'_>>) -> Option<SystemTime> {
+    t.as_deref().and_then(parse_rfc3339)
+}
+
+fn alarm(a: m::Alarm) -> Option<Alarm> {
+    if a.id.is_empty() {
+        return None;
+    }
     Some(Alarm {
-        id,
-        kind: a.kind.unwrap_or_else(|| "technical".into()),
+        onset: time(&a.onset),
+        determined: time(&a.determined),
+        id: a.id.into_owned(),
+        kind: a.kind.into_owned(),
         // An unknown priority is shown as high: never under-alarm.
-        priority: a
-            .priority
-            .as_deref()
-            .and_then(Priority::parse)
-            .unwrap_or(Priority::High),
-        phase: a.phase.unwrap_or_default(),
-        state: match a.state.as_deref() {
-            Some("acknowledged") => AlarmState::Acknowledged,
-            Some("latched") => AlarmState::Latched,
-            Some("ended") => AlarmState::Ended,
+        priority: Priority::parse(&a.priority).unwrap_or(Priority::High),
+        phase: a.phase.into_owned(),
+        state: match &*a.state {
+            "acknowledged" => AlarmState::Acknowledged,
+            "latched" => AlarmState::Latched,
+            "ended" => AlarmState::Ended,
             _ => AlarmState::Active,
         },
         value: a.value,
         limit: a.limit,
-        validity: a.validity,
-        onset: a.onset.as_deref().and_then(parse_rfc3339),
-        determined: a.determined.as_deref().and_then(parse_rfc3339),
+        validity: a.validity.map(Cow::into_owned),
         ack: a.ack.map(|k| AckInfo {
-            by: k.by.unwrap_or_default(),
-            at: k.at.as_deref().and_then(parse_rfc3339),
+            at: time(&k.at),
+            by: k.by.into_owned(),
         }),
     })
-}
-
-#[derive(Deserialize)]
-struct RawMessage {
-    schema_version: Option<u64>,
-    seq: Option<u64>,
-    epoch: Option<String>,
-    stream_seq: Option<u64>,
-    time: Option<String>,
-    #[serde(default)]
-    vitals: BTreeMap<String, RawVital>,
-    alarm: Option<RawAlarm>,
-    alarms: Option<Vec<RawAlarm>>,
-    audio_paused_until: Option<String>,
-    state: Option<RawState>,
-    reason: Option<String>,
-    beat: Option<u64>,
-    uptime_s: Option<u64>,
-    #[serde(default)]
-    sources: Vec<RawSource>,
-    latency_us: Option<RawLatency>,
-    id: Option<String>,
-    command: Option<String>,
-    result: Option<String>,
-}
-
-/// `limits`, read on its own: its `vitals` are not readings.
-#[derive(Deserialize)]
-struct RawLimits {
-    #[serde(default)]
-    vitals: BTreeMap<String, RawVitalLimits>,
-}
-
-#[derive(Deserialize)]
-struct RawVitalLimits {
-    enabled: Option<bool>,
-    low: Option<RawLimit>,
-    high: Option<RawLimit>,
-    critical_low: Option<RawLimit>,
-    critical_high: Option<RawLimit>,
-}
-
-#[derive(Deserialize)]
-struct RawLimit {
-    value: f64,
-    priority: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawState {
-    Text(String),
-    Session(RawSession),
-}
-
-#[derive(Deserialize)]
-struct RawVital {
-    value: Option<f64>,
-    validity: Option<String>,
-    unit: Option<String>,
-    time: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawAlarm {
-    id: Option<String>,
-    kind: Option<String>,
-    priority: Option<String>,
-    phase: Option<String>,
-    state: Option<String>,
-    value: Option<f64>,
-    limit: Option<f64>,
-    validity: Option<String>,
-    onset: Option<String>,
-    determined: Option<String>,
-    ack: Option<RawAck>,
-}
-
-#[derive(Deserialize)]
-struct RawAck {
-    by: Option<String>,
-    at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawSession {
-    phase: Option<String>,
-    session: Option<String>,
-    #[serde(default)]
-    baselines: BTreeMap<String, f64>,
-    #[serde(default)]
-    doses: Vec<RawDose>,
-    discharge_ready: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct RawDose {
-    number: Option<u32>,
-    route: Option<String>,
-    amount: Option<f64>,
-    unit: Option<String>,
-    time: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawSource {
-    name: Option<String>,
-    up: Option<bool>,
-    health: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawLatency {
-    p50: u64,
-    p99: u64,
 }
 
 /// Checks a staff name or initials for an acknowledgement.

@@ -294,24 +294,30 @@ pub struct Session<'a> {
     pub state: SessionState<'a>,
 }
 
-/// A session event, tagged by `type`.
+/// A session event, tagged by `type` (a display reads the state, not the
+/// event: every field may be missing).
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionEvent<'a> {
     /// The phase changed.
     Phase {
         /// Phase key.
+        #[serde(default)]
         phase: Text<'a>,
         /// Pseudonymous session code.
+        #[serde(default)]
         session: Text<'a>,
     },
     /// A baseline was set.
     Baseline {
         /// Vital key.
+        #[serde(default)]
         vital: Text<'a>,
         /// The baseline.
+        #[serde(default)]
         value: f64,
         /// Readings behind it (0: set by command).
+        #[serde(default)]
         readings: u32,
     },
     /// A dose was given.
@@ -319,13 +325,16 @@ pub enum SessionEvent<'a> {
     /// Discharge readiness changed.
     DischargeReadiness {
         /// Ready or not.
+        #[serde(default)]
         ready: bool,
     },
     /// A dose on an incomplete baseline.
     BaselineIncomplete {
         /// Vital keys without a baseline.
+        #[serde(default)]
         missing: Vec<Text<'a>>,
         /// The advisory, for people.
+        #[serde(default)]
         text: Text<'a>,
     },
     /// An event type this display does not know (a newer daemon's).

@@ -497,8 +497,8 @@ pub fn command_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
     use crate::time::parse_rfc3339;
+    use serde_json::{json, Value};
     use std::time::Duration;
 
     #[test]
