@@ -295,14 +295,23 @@ pub fn parse(
         topic: topic.to_owned(),
         problem: e.to_string(),
     };
-    // The version first: a payload of another version may have another shape.
-    let head: m::Head = serde_json::from_slice(payload).map_err(bad)?;
-    if head.schema_version != m::SCHEMA_VERSION {
-        return Err(FeedError::Version {
-            topic: topic.to_owned(),
-            found: u64::from(head.schema_version),
-        });
+    // The version first: a payload of another version may have another
+    // shape, even in its head.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: Option<u64>,
     }
+    let version: Version = serde_json::from_slice(payload).map_err(bad)?;
+    match version.schema_version {
+        None | Some(SCHEMA_VERSION) => {}
+        Some(found) => {
+            return Err(FeedError::Version {
+                topic: topic.to_owned(),
+                found,
+            })
+        }
+    }
+    let head: m::Head = serde_json::from_slice(payload).map_err(bad)?;
     let env = Envelope {
         seq: head.seq,
         epoch: head.epoch.map(Cow::into_owned),
@@ -898,6 +907,12 @@ pub(super) mod tests {
         assert_eq!(s.phase, "dosing");
         assert_eq!(s.doses[0].time, parse_rfc3339("2026-11-23T19:00:00Z"));
 
+        // Another version is refused as such, whatever its shape.
+        let v2 = br#"{"schema_version":2,"seq":"one","alarms":{"all":[]}}"#;
+        assert!(matches!(
+            parse("t", TopicKind::Active, v2),
+            Err(FeedError::Version { found: 2, .. })
+        ));
         let v2 = br#"{"schema_version":2,"seq":1,"alarms":[]}"#;
         assert!(matches!(
             parse("t", TopicKind::Active, v2),

@@ -531,3 +531,81 @@ pub struct CommandResult<'a> {
 pub fn to_vec(message: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(message).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_tolerates_what_a_newer_daemon_may_send() {
+        let s: Session = serde_json::from_str(
+            r#"{"schema_version":1,"seq":3,"event":{"type":"future_thing","x":1},
+               "state":{"phase":"dosing","baselines":{"spo2":97,"hr":70.5},"extra":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.event, SessionEvent::Other);
+        assert_eq!(s.head.seq, 3);
+        // Keys keep the order they came in.
+        let keys: Vec<&str> = s.state.baselines.0.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["spo2", "hr"]);
+        assert_eq!(s.state.session, "");
+
+        let st: Status = serde_json::from_str(r#"{"seq":1,"state":"online"}"#).unwrap();
+        assert_eq!(st.head.schema_version, SCHEMA_VERSION);
+        assert!(matches!(
+            st.state,
+            StatusState::Online(Heartbeat { beat: 0, .. })
+        ));
+        let gone: Status = serde_json::from_str(r#"{"state":"offline"}"#).unwrap();
+        assert_eq!(gone.state, StatusState::Offline { reason: None });
+        assert!(serde_json::from_str::<Status>(r#"{"state":"asleep"}"#).is_err());
+    }
+
+    #[test]
+    fn what_is_written_reads_back_the_same() {
+        let a = Active {
+            head: Head {
+                schema_version: SCHEMA_VERSION,
+                site: "s".into(),
+                bed: "b".into(),
+                epoch: Some("e".into()),
+                seq: 9,
+                time: Some("2026-11-23T19:04:05.123Z".into()),
+                stream_seq: None,
+            },
+            alarms: vec![Alarm {
+                id: "nibp.high".into(),
+                kind: "physiological".into(),
+                priority: "high".into(),
+                base_priority: "medium".into(),
+                phase: "start".into(),
+                state: "active".into(),
+                value: Some(187.0),
+                limit: Some(180.0),
+                validity: None,
+                delay_ms: 0,
+                onset: None,
+                determined: None,
+                ack: Some(Ack {
+                    by: "RN".into(),
+                    at: None,
+                }),
+                components: Some(Keyed(vec![(
+                    "nibp_sys".into(),
+                    Component {
+                        value: Some(187.0),
+                        limit: Some(180.0),
+                    },
+                )])),
+            }],
+            audio_paused_until: None,
+        };
+        let bytes = to_vec(&a);
+        let back: Active = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, a);
+        // Absent when there are none; null where the schema has null.
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("stream_seq"), "{text}");
+        assert!(text.contains(r#""validity":null"#), "{text}");
+    }
+}
