@@ -10,7 +10,7 @@ use divan::counter::BytesCount;
 use divan::Bencher;
 use vigil::protocol::{ge, line, masimo, nonin, philips, Output, Protocol, Snapshot};
 use vigil::time::Instant;
-use vigil::vitals::{DeviceTime, Nibp, NibpMode, Sample, SourceId};
+use vigil::vitals::{DeviceTime, Nibp, NibpMode, Sample, SourceId, Validity};
 
 fn main() {
     divan::main();
@@ -31,6 +31,8 @@ fn snapshot(i: usize) -> Snapshot {
             measured_at: Some(DeviceTime(1_795_000_000 + (i as i64 / 300) * 300)),
             mode: NibpMode::Auto,
         }),
+        resp_rate: Sample::missing(Validity::Unavailable),
+        etco2: Sample::missing(Validity::Unavailable),
         device_time: DeviceTime(1_795_000_000 + i as i64),
     }
 }

@@ -8,8 +8,9 @@
 //! It shows:
 //!
 //! - charts over the session's clock time: heart rate and pulse rate, SpO2,
-//!   and NIBP (systolic to diastolic as a bar with end ticks, the mean as a
-//!   dot); the baseline band of each vital (from the session's baseline
+//!   breathing (respiration rate and etCO2, when the recording has them: a
+//!   monitor with a capnograph), and NIBP (systolic to diastolic as a bar
+//!   with end ticks, the mean as a dot); the baseline band of each vital (from the session's baseline
 //!   events and the recorded configuration's baseline rules) and the alarm
 //!   limits of the recorded configuration as lines;
 //! - every alarm from start to end on an alarm lane, coloured by priority
@@ -23,7 +24,7 @@
 //!   discharge readiness (counted only in recovery: readiness reached while
 //!   still dosing is not discharge, and the events table says so);
 //! - a summary: the peaks (highest NIBP by systolic, highest HR, lowest
-//!   SpO2) with their times, the doses with amount and route, and time to
+//!   SpO2, and with breathing the lowest RR and highest etCO2) with their times, the doses with amount and route, and time to
 //!   acknowledge (median and maximum) per FINAL priority (an alarm
 //!   escalated to high before anyone acknowledged it counts as high);
 //! - tables: the vitals as a clinic charts them (the session's readings at
@@ -93,6 +94,10 @@ pub mod colour {
     pub const SPO2: &str = "#0b63b6";
     /// NIBP.
     pub const NIBP: &str = "#5b3f99";
+    /// Respiration rate.
+    pub const RR: &str = "#00838f";
+    /// End-tidal CO2.
+    pub const ETCO2: &str = "#6d4c41";
     /// Dose markers.
     pub const DOSE: &str = "#c2185b";
     /// Baseline band and line.
@@ -241,8 +246,9 @@ pub enum Mark {
 /// Everything the report shows, gathered by one replay.
 #[derive(Clone, Debug, Default)]
 pub struct Analysis {
-    /// Continuous series (HR, PR, SpO2): seconds, value when valid.
-    pub series: [Vec<(f64, Option<f32>)>; 3],
+    /// Continuous series (HR, PR, SpO2, RR, etCO2, in [`CONTINUOUS`]
+    /// order): seconds, value when valid.
+    pub series: [Vec<(f64, Option<f32>)>; 5],
     /// NIBP measurements.
     pub nibp: Vec<NibpPoint>,
     /// Alarms in order of start.
@@ -254,7 +260,6 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// The doses: time, number, route and note.
     /// Doses: time, number, route, amount, note.
     pub fn doses(&self) -> impl Iterator<Item = (f64, u16, &str, Option<&str>, &str)> {
         self.marks.iter().filter_map(|m| match m {
@@ -276,7 +281,24 @@ impl Analysis {
     }
 }
 
-const CONTINUOUS: [Vital; 3] = [Vital::HeartRate, Vital::PulseRate, Vital::SpO2];
+/// The continuous vitals of [`Analysis::series`], in its order.
+pub const CONTINUOUS: [Vital; 5] = [
+    Vital::HeartRate,
+    Vital::PulseRate,
+    Vital::SpO2,
+    Vital::RespRate,
+    Vital::EtCo2,
+];
+const RR: usize = 3;
+const ETCO2: usize = 4;
+
+impl Analysis {
+    /// Whether the recording has breathing (a capnograph sent RR or
+    /// etCO2): only then are its chart, peaks and rows shown.
+    pub fn has_breathing(&self) -> bool {
+        !self.series[RR].is_empty() || !self.series[ETCO2].is_empty()
+    }
+}
 
 /// Replays the session and gathers what the report shows.
 pub fn analyse(session: &Session) -> Analysis {
@@ -443,6 +465,10 @@ pub struct Peaks {
     pub hr: Option<Peak>,
     /// The lowest SpO2.
     pub spo2: Option<Peak>,
+    /// The lowest respiration rate (0: an apnoea).
+    pub rr: Option<Peak>,
+    /// The highest etCO2.
+    pub etco2: Option<Peak>,
 }
 
 /// The first reading of a series that beats every other one by `better`.
@@ -470,6 +496,8 @@ pub fn peaks(a: &Analysis) -> Peaks {
         nibp,
         hr: extreme(&a.series[0], |v, best| v > best),
         spo2: extreme(&a.series[2], |v, best| v < best),
+        rr: extreme(&a.series[RR], |v, best| v < best),
+        etco2: extreme(&a.series[ETCO2], |v, best| v > best),
     }
 }
 
@@ -1110,6 +1138,21 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             hi: f64::from(hi),
         }
     };
+    // Breathing, only for a recording that has it.
+    let breath = a.has_breathing().then(|| {
+        let data: Vec<f32> = a.series[RR]
+            .iter()
+            .chain(&a.series[ETCO2])
+            .filter_map(|s| s.1)
+            .collect();
+        let (lo, hi) = c.range(&[Vital::RespRate, Vital::EtCo2], &data, 3.0, 10.0);
+        Panel {
+            top: spo2.bottom() + 32.0,
+            height: 120.0,
+            lo,
+            hi,
+        }
+    });
     let nibp = {
         let data: Vec<f32> = a.nibp.iter().flat_map(|n| n.values).flatten().collect();
         let (lo, hi) = c.range(
@@ -1119,7 +1162,7 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
             20.0,
         );
         Panel {
-            top: spo2.bottom() + 32.0,
+            top: breath.as_ref().unwrap_or(&spo2).bottom() + 32.0,
             height: 170.0,
             lo,
             hi,
@@ -1224,6 +1267,37 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
         "series spo2",
     );
     right_labels(&mut c.out, labels);
+
+    // Breathing: RR and etCO2 share a panel, as HR and PR do.
+    if let Some(p) = &breath {
+        c.panel_frame(
+            p,
+            "Breathing: respiration rate (RR), /min, and end-tidal CO2 (etCO2), mmHg",
+            nice_step(p.hi - p.lo, 5.0),
+        );
+        c.vertical_grid(p.top, p.bottom());
+        c.alarm_shading(p, &[Vital::RespRate, Vital::EtCo2]);
+        let mut labels = Vec::new();
+        c.baseline_band(p, Vital::RespRate, &mut labels);
+        c.baseline_band(p, Vital::EtCo2, &mut labels);
+        c.limits(p, Vital::RespRate, "RR ", &mut labels);
+        c.limits(p, Vital::EtCo2, "etCO2 ", &mut labels);
+        c.line(
+            p,
+            &a.series[ETCO2],
+            rules(Vital::EtCo2),
+            colour::ETCO2,
+            "series etco2",
+        );
+        c.line(
+            p,
+            &a.series[RR],
+            rules(Vital::RespRate),
+            colour::RR,
+            "series rr",
+        );
+        right_labels(&mut c.out, labels);
+    }
 
     // NIBP.
     c.panel_frame(
@@ -1390,7 +1464,7 @@ fn svg_chart(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     c.out
 }
 
-fn legend() -> String {
+fn legend(breathing: bool) -> String {
     let mut o = String::from(r#"<div class="legend">"#);
     let item = |o: &mut String, svg: String, text: &str| {
         let _ = write!(
@@ -1407,6 +1481,10 @@ fn legend() -> String {
     item(&mut o, line(colour::HR, ""), "HR");
     item(&mut o, line(colour::PR, ""), "PR");
     item(&mut o, line(colour::SPO2, ""), "SpO2");
+    if breathing {
+        item(&mut o, line(colour::RR, ""), "RR");
+        item(&mut o, line(colour::ETCO2, ""), "etCO2");
+    }
     item(
         &mut o,
         format!(
@@ -1526,6 +1604,8 @@ fn vital_label(v: Vital) -> &'static str {
         Vital::HeartRate => "HR",
         Vital::PulseRate => "PR",
         Vital::SpO2 => "SpO2",
+        Vital::RespRate => "RR",
+        Vital::EtCo2 => "etCO2",
         v => v.key(),
     }
 }
@@ -1676,6 +1756,20 @@ fn summary(a: &Analysis, clock: &Clock) -> String {
         "Lowest SpO2",
         p.spo2.map(|s| (format!("{} %", s.value), s.t)),
     );
+    if a.has_breathing() {
+        row(
+            &mut o,
+            "rr",
+            "Lowest RR",
+            p.rr.map(|s| (format!("{} /min", s.value), s.t)),
+        );
+        row(
+            &mut o,
+            "etco2",
+            "Highest etCO2",
+            p.etco2.map(|s| (format!("{} mmHg", s.value), s.t)),
+        );
+    }
     o.push_str("</tbody></table></section>\n");
 
     o.push_str("<section><h2>Doses</h2><table class=\"doses\"><thead><tr><th>#</th><th>at</th><th>amount</th><th>route</th><th>note</th></tr></thead><tbody>\n");
@@ -1740,6 +1834,9 @@ fn summary_tables(a: &Analysis, cfg: &Config, clock: &Clock) -> String {
     // Time outside limits.
     o.push_str("<section><h2>Time outside the alarm limits</h2><table class=\"outside\"><thead><tr><th>vital</th><th>low limit</th><th>below it</th><th>high limit</th><th>above it</th><th>monitored</th></tr></thead><tbody>\n");
     for (i, v) in CONTINUOUS.into_iter().enumerate() {
+        if i >= RR && !a.has_breathing() {
+            continue;
+        }
         let r = cfg.engine.rules(v);
         let (below, above, monitored) = time_outside(&a.series[i], r, a.duration);
         let low = r
@@ -2024,7 +2121,7 @@ pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> Strin
     );
     let _ = writeln!(
         o,
-        "<p class=\"facts\"><b>Site</b> {} &nbsp; <b>Bed</b> {} &nbsp; <b>Start</b> {} &nbsp; <b>Duration</b> {} &nbsp; <b>Doses</b> {} &nbsp; <b>Alarms</b> {} &nbsp; <b>Readings</b> HR {}, PR {}, SpO2 {}, NIBP {}</p>",
+        "<p class=\"facts\"><b>Site</b> {} &nbsp; <b>Bed</b> {} &nbsp; <b>Start</b> {} &nbsp; <b>Duration</b> {} &nbsp; <b>Doses</b> {} &nbsp; <b>Alarms</b> {} &nbsp; <b>Readings</b> HR {}, PR {}, SpO2 {}, {}NIBP {}</p>",
         esc(session.meta("site").unwrap_or(&cfg.site)),
         esc(session.meta("bed").unwrap_or(&cfg.bed)),
         esc(&start_text),
@@ -2034,12 +2131,21 @@ pub fn render(session: &Session, a: &Analysis, options: &ReportOptions) -> Strin
         a.series[0].len(),
         a.series[1].len(),
         a.series[2].len(),
+        if a.has_breathing() {
+            format!(
+                "RR {}, etCO2 {}, ",
+                a.series[RR].len(),
+                a.series[ETCO2].len()
+            )
+        } else {
+            String::new()
+        },
         a.nibp.len()
     );
     o.push_str("<div class=\"summary\">\n");
     o.push_str(&summary(a, &clock));
     o.push_str("</div>\n");
-    o.push_str(&legend());
+    o.push_str(&legend(a.has_breathing()));
     o.push_str(&svg_chart(a, cfg, &clock));
     o.push_str("</div>\n<div class=\"grid\">\n");
     o.push_str(&vitals_table(session, &clock, options.interval));
@@ -2221,6 +2327,21 @@ mod tests {
             })
         );
         assert_eq!(p.nibp.map(|n| n.t), Some(300.0));
+        assert_eq!((p.rr, p.etco2), (None, None));
+        assert!(!a.has_breathing());
+        // Breathing: the first lowest RR (an apnoea's 0), the highest etCO2.
+        a.series[RR] = vec![(0.0, Some(14.0)), (2.0, Some(0.0)), (3.0, Some(0.0))];
+        a.series[ETCO2] = vec![(0.0, Some(38.0)), (7.0, Some(55.0)), (8.0, None)];
+        let p = peaks(&a);
+        assert_eq!(p.rr, Some(Peak { t: 2.0, value: 0.0 }));
+        assert_eq!(
+            p.etco2,
+            Some(Peak {
+                t: 7.0,
+                value: 55.0
+            })
+        );
+        assert!(a.has_breathing());
         assert_eq!(peaks(&Analysis::default()), Peaks::default());
     }
 

@@ -241,6 +241,8 @@ async fn ge_monitor_answers_the_request_record_the_daemon_writes() {
             measured_at: Some(DeviceTime(1_795_460_000)),
             mode: NibpMode::Auto,
         }),
+        resp_rate: Sample::missing(Validity::Unavailable),
+        etco2: Sample::missing(Validity::Unavailable),
         device_time: DeviceTime(1_795_460_005),
     };
     let mut frame = Vec::new();

@@ -1237,3 +1237,288 @@ fn sparklines_draw_the_limits_in_force_and_the_bed_panel_shows_the_sessions_hist
         0
     );
 }
+
+/// Issue #13: RR and EtCO2 tiles with their limits on a bed whose monitor
+/// sends breathing values (none on a bed without capnography), the apnoea
+/// alarm like any high alarm, questionable values marked, NIBP components
+/// as measured (no fake mean, a questionable component marked on its own).
+/// The vitals are the daemon's own payloads.
+#[test]
+fn breathing_questionable_values_and_nibp_components_on_the_board() {
+    use vigil::engine::{EngineConfig, Limit, Priority};
+    use vigil::mqtt::payload::Latest;
+    use vigil::vitals::{Measurement, Sample, Validity, Vital};
+    let dir = temp_dir("display-breathing");
+    let broker = Broker::start(&dir);
+    let capno = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
+    let plain = Publisher::start(broker.port, "clinic-a", "bed-3", Duration::from_millis(300));
+    let mut rules = EngineConfig::default().vitals;
+    rules[Vital::RespRate.index()].low = Some(Limit::new(8.0, Priority::Medium));
+    rules[Vital::RespRate.index()].high = Some(Limit::new(30.0, Priority::Medium));
+    rules[Vital::EtCo2.index()].low = Some(Limit::new(20.0, Priority::Medium));
+    rules[Vital::EtCo2.index()].high = Some(Limit::new(55.0, Priority::High));
+    capno.limits(&rules);
+    plain.limits(&rules);
+    let board = Board::start(&broker.addr(), BED, &["--bed", "clinic-a/bed-3"]);
+    // A board of bed-2 alone (for its wall layout at the end), live from now.
+    let single = Board::start(&broker.addr(), BED, &[]);
+    let mut page = Browser::open(&board.url, &dir.join("chromium"));
+    page.set_viewport(1920, 1080);
+    page.wait_for(
+        "document.querySelectorAll('section.bed:not(.nodata)').length === 2",
+        Duration::from_secs(15),
+    );
+
+    use crate::util::feed::nibp;
+    let ok = Sample::valid;
+    let now = SystemTime::now();
+    let mut plain_latest = Latest::default();
+    plain.daemon_vitals(
+        &mut plain_latest,
+        &[
+            (Measurement::HeartRate(ok(64.0)), now),
+            (Measurement::SpO2(ok(98.0)), now),
+            (nibp(ok(120.0), ok(80.0), ok(93.0)), now),
+        ],
+    );
+    // Ten minutes of breathing, one value a minute, the last now.
+    let mut latest = Latest::default();
+    for i in 0..=10u32 {
+        let at = now - Duration::from_secs(60 * u64::from(10 - i));
+        capno.daemon_vitals(
+            &mut latest,
+            &[
+                (Measurement::HeartRate(ok(80.0)), at),
+                (Measurement::SpO2(ok(96.0)), at),
+                (Measurement::RespRate(ok(16.0 - i as f32)), at),
+                (Measurement::EtCo2(ok(36.0 + 2.0 * i as f32)), at),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    capno.daemon_vitals(&mut latest, &[(nibp(ok(120.0), ok(80.0), ok(93.0)), now)]);
+    let bed2 = "#beds section.bed[data-bed='clinic-a/bed-2']";
+    let bed3 = "#beds section.bed[data-bed='clinic-a/bed-3']";
+    page.wait_for(
+        &format!(
+            "document.querySelector(\"{bed2} [data-vital=rr] svg.spark polyline.trace\")?.points.length === 11 \
+             && document.querySelector(\"{bed2} [data-vital=nibp] .value\")?.textContent.startsWith('120/80 (93)')"
+        ),
+        Duration::from_secs(15),
+    );
+    let text = |page: &mut Browser, sel: &str| -> String {
+        page.eval(&format!(
+            "document.querySelector(\"{sel}\")?.textContent ?? null"
+        ))
+        .as_str()
+        .unwrap_or("(absent)")
+        .to_owned()
+    };
+    assert!(text(&mut page, &format!("{bed2} [data-vital=rr] .value")).starts_with("6"));
+    assert!(text(&mut page, &format!("{bed2} [data-vital=rr] .value")).ends_with("/min"));
+    assert!(text(&mut page, &format!("{bed2} [data-vital=etco2] .value")).starts_with("56"));
+    assert!(text(&mut page, &format!("{bed2} [data-vital=etco2] .value")).ends_with("mmHg"));
+    assert_eq!(
+        text(&mut page, &format!("{bed2} [data-vital=rr] .label")),
+        "RR"
+    );
+    // Their limits in force, drawn on the sparklines where the values lie.
+    let limits = page.eval(&format!(
+        "[...document.querySelectorAll(\"{bed2} [data-vital=rr] line.limit, {bed2} [data-vital=etco2] line.limit\")]\
+           .map(l => l.closest('.vital').dataset.vital + ':' + l.dataset.limit + ':' + l.dataset.value + ':' + l.getAttribute('class')).join(' ')"
+    ));
+    assert_eq!(
+        limits,
+        "rr:low:8:limit medium rr:high:30:limit medium etco2:low:20:limit medium etco2:high:55:limit high"
+    );
+    // 56 mmHg is above the high limit of 55: that part of the trace in its colour.
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelectorAll(\"{bed2} [data-vital=etco2] polyline.inalarm.high\").length"
+        )),
+        1
+    );
+    // A bed without capnography has no breathing tiles at all.
+    assert_eq!(
+        page.eval(&format!(
+            "[...document.querySelectorAll(\"{bed3} .vital\")].map(v => v.dataset.vital).join(' ')"
+        )),
+        "hr spo2 nibp"
+    );
+
+    // NIBP without its mean: no mean shown (not the previous one).
+    capno.daemon_vitals(
+        &mut latest,
+        &[(
+            nibp(ok(124.0), ok(82.0), Sample::missing(Validity::Unavailable)),
+            SystemTime::now(),
+        )],
+    );
+    page.wait_for(
+        &format!("document.querySelector(\"{bed2} [data-vital=nibp] .value\")?.textContent.startsWith('124/82\u{2192}mmHg')"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelector(\"{bed2} [data-vital=nibp] .mean\")"
+        )),
+        serde_json::Value::Null
+    );
+
+    // A questionable diastolic, marked on its own; a questionable SpO2 (vigil
+    // sends the validity without the number: the mark alone, never a number).
+    let t = SystemTime::now();
+    capno.daemon_vitals(
+        &mut latest,
+        &[
+            (
+                nibp(
+                    ok(126.0),
+                    Sample::new(79.0, Validity::Questionable),
+                    ok(95.0),
+                ),
+                t,
+            ),
+            (
+                Measurement::SpO2(Sample::new(82.0, Validity::Questionable)),
+                t,
+            ),
+            (Measurement::RespRate(ok(0.0)), t),
+        ],
+    );
+    page.wait_for(
+        &format!(
+            "document.querySelector(\"{bed2} [data-vital=nibp] .part.questionable\") !== null"
+        ),
+        Duration::from_secs(5),
+    );
+    let parts = page.eval(&format!(
+        "[...document.querySelectorAll(\"{bed2} [data-vital=nibp] .value .part\")]\
+           .map(p => p.dataset.part + '=' + p.textContent + (p.classList.contains('questionable') ? ':q' : '')).join(' ')"
+    ));
+    assert_eq!(parts, "sys=126 dia=?:q mean=95");
+    let spo2 = page.eval(&format!(
+        "(() => {{ const v = document.querySelector(\"{bed2} [data-vital=spo2]\"); const p = v.querySelector('.part'); \
+           return [v.className, p.textContent, p.className, p.title, v.querySelector('.note').textContent]; }})()"
+    ));
+    assert_eq!(spo2[0], "vital questionable", "{spo2}");
+    assert_eq!(spo2[1], "?", "{spo2}");
+    assert_eq!(spo2[2], "part questionable", "{spo2}");
+    assert!(
+        spo2[3].as_str().unwrap().contains("signal quality"),
+        "{spo2}"
+    );
+    assert!(spo2[4].as_str().unwrap().contains("questionable"), "{spo2}");
+    // The hatch: a background pattern the eye sees as "not a clean value".
+    let hatch = page.eval(&format!(
+        "getComputedStyle(document.querySelector(\"{bed2} [data-vital=spo2] .part\")).backgroundImage"
+    ));
+    assert!(
+        hatch
+            .as_str()
+            .unwrap()
+            .contains("repeating-linear-gradient"),
+        "{hatch}"
+    );
+
+    // Apnoea: a high alarm like any other, the RR value in its colour; a
+    // desaturation alarm on a questionable value says so.
+    let onset = SystemTime::now();
+    let mut apnoea =
+        crate::util::feed::alarm_object("rr.apnoea", "high", "start", "active", None, onset);
+    apnoea["value"] = serde_json::json!(0);
+    apnoea["delay_ms"] = serde_json::json!(20_000);
+    capno.alarm_event(apnoea);
+    let mut desat = crate::util::feed::alarm_object(
+        "spo2.critical_low",
+        "high",
+        "start",
+        "active",
+        None,
+        onset,
+    );
+    desat["value"] = serde_json::json!(82);
+    desat["limit"] = serde_json::json!(85);
+    desat["validity"] = serde_json::json!("questionable");
+    capno.alarm_event(desat);
+    page.wait_for(
+        &format!("document.querySelectorAll(\"{bed2} li.alarm.high.flash-fast\").length === 2"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelector(\"{bed2} [data-vital=rr]\").classList.contains('alarm-high')"
+        )),
+        true
+    );
+    let desat = page.eval(&format!(
+        "(() => {{ const a = document.querySelector(\"{bed2} li.alarm[data-alarm='spo2.critical_low']\"); \
+           return [a.className, a.querySelector('.text').textContent, a.querySelector('.text').title]; }})()"
+    ));
+    assert!(
+        desat[0].as_str().unwrap().contains("questionable"),
+        "{desat}"
+    );
+    assert!(
+        desat[1]
+            .as_str()
+            .unwrap()
+            .starts_with("SpO2 critically low 82 % (limit 85 %) ? questionable signal"),
+        "{desat}"
+    );
+    assert!(
+        desat[2].as_str().unwrap().contains("signal quality"),
+        "{desat}"
+    );
+    let feed = page.eval("document.getElementById('feed').textContent");
+    assert!(
+        feed.as_str()
+            .unwrap()
+            .contains("? questionable signal started"),
+        "{feed}"
+    );
+    assert!(text(
+        &mut page,
+        &format!("{bed2} li.alarm[data-alarm='rr.apnoea'] .text")
+    )
+    .contains("apnoea"));
+
+    // Wall screen and tablet: nothing spills sideways; the wall shows the
+    // five tiles of a bed in rows that fit.
+    for (w, h, name) in [
+        (1920, 1080, "board-breathing-1920x1080.png"),
+        (768, 1024, "board-breathing-768x1024.png"),
+    ] {
+        page.set_viewport(w, h);
+        page.wait_for(
+            &format!("window.innerWidth === {w}"),
+            Duration::from_secs(3),
+        );
+        let overflow = page.eval(
+            "[...document.querySelectorAll('.vital')].some(v => v.scrollWidth > v.clientWidth + 1) || document.documentElement.scrollWidth > window.innerWidth",
+        );
+        let sizes = page.eval("JSON.stringify([...document.querySelectorAll('.vital')].map(v => [v.dataset.vital, v.scrollWidth, v.clientWidth]))");
+        assert_eq!(overflow, false, "{w}x{h}: a tile overflows: {sizes}");
+        page.screenshot(&artefact(name));
+    }
+    // One bed on the wall: its five tiles in one row, numerals to read
+    // across the room.
+    page.call("Page.navigate", serde_json::json!({"url": single.url}));
+    page.set_viewport(1920, 1080);
+    page.wait_for(
+        "document.querySelectorAll('#beds section.bed').length === 1 \
+         && document.querySelectorAll('#beds .vital').length === 5 \
+         && document.querySelector('#beds [data-vital=etco2] svg.spark') !== null \
+         && document.querySelectorAll('#beds li.alarm').length === 2",
+        Duration::from_secs(15),
+    );
+    let rows = page.eval(
+        "new Set([...document.querySelectorAll('#beds .vital')].map(v => Math.round(v.getBoundingClientRect().top))).size",
+    );
+    assert_eq!(rows, 1, "five tiles in one row");
+    let px = page.eval(
+        "parseFloat(getComputedStyle(document.querySelector('#beds [data-vital=rr] .value')).fontSize)",
+    );
+    assert!(px.as_f64().unwrap() >= 80.0, "numerals {px} px");
+    page.screenshot(&artefact("board-breathing-one-bed-1920x1080.png"));
+}

@@ -1,6 +1,7 @@
 //! vigil's integration tests, compiled as ONE binary (faster builds, one
 //! place for shared helpers in `util`). Each module covers one area.
 
+mod breathing;
 mod chart_export;
 mod daemon;
 mod display;

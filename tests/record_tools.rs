@@ -52,7 +52,7 @@ fn scenario_csv() -> String {
 }
 
 /// Inserts commands into imported records, in time order, before the end record.
-fn with_commands(mut records: Vec<Timed>, commands: &[(f64, Command)]) -> Vec<Timed> {
+pub(crate) fn with_commands(mut records: Vec<Timed>, commands: &[(f64, Command)]) -> Vec<Timed> {
     for &(secs, command) in commands {
         let at = Instant::from_nanos((secs * 1e9) as u64);
         let pos = records
@@ -125,8 +125,11 @@ pub(crate) fn scenario_recording_with(dir: &Path, options: &ImportOptions) -> Pa
 }
 
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .map(|l| import::split_csv_line(l).unwrap())
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
         .collect()
 }
 
@@ -377,6 +380,10 @@ fn report_shows_alarm_spans_doses_limits_and_summary() {
     assert!(html.contains("mmHg"));
     assert!(html.contains(">09:40<"), "a clock tick on the time axis");
     assert!(html.contains("class=\"legend\""));
+    // No capnograph in this recording: no breathing panel, peaks or rows.
+    for absent in ["Breathing:", "peak-rr", "data-vital=\"rr\"", "RR 0,"] {
+        assert!(!html.contains(absent), "{absent}");
+    }
 
     // Alarm spans: the desaturation (medium, physiological) from 09:40:15 to
     // 09:41:40; the tachycardia in medium then high after escalation; the

@@ -11,7 +11,7 @@ use vigil::vitals::ShortText;
 
 use crate::util::daemon::{start_recording, temp_dir, Monitor, Running};
 
-fn recording_in(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn recording_in(dir: &std::path::Path) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -80,7 +80,7 @@ async fn finish(mut daemon: Running, live: &mut Vec<Event>) -> vigil::io::driver
 
 /// Live and replayed events equal field by field, timing included. (Debug
 /// form: invalid values are NaN, which never compare equal as floats.)
-fn assert_same_events(live: &[Event], replayed: &[Event]) -> Vec<String> {
+pub(crate) fn assert_same_events(live: &[Event], replayed: &[Event]) -> Vec<String> {
     let show = |v: &[Event]| v.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>();
     let (l, r) = (show(live), show(replayed));
     for (i, (a, b)) in l.iter().zip(&r).enumerate() {

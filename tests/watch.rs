@@ -159,6 +159,75 @@ fn watch_shows_an_old_measurement_with_its_number_marked_old() {
     assert!(s.contains("NIBP 182/95 mmHg (old measurement)"), "{s}");
 }
 
+/// Issue #13: RR and EtCO2 on a line of their own, questionable values
+/// and NIBP components marked `?`, an alarm on a questionable value says so;
+/// the vitals are the daemon's own payload.
+#[test]
+fn watch_shows_breathing_and_marks_questionable_values() {
+    use vigil::mqtt::payload::Latest;
+    use vigil::vitals::{Measurement, Sample, Validity};
+    let now = SystemTime::now();
+    let mut board = fed_board(now);
+    let s = screen(&Ui::default(), &board.view(now));
+    assert!(
+        !s.contains("RR ") && !s.contains("EtCO2"),
+        "no capnography:\n{s}"
+    );
+
+    let mut latest = Latest::default();
+    let nibp = crate::util::feed::nibp(
+        Sample::valid(126.0),
+        Sample::new(79.0, Validity::Questionable),
+        Sample::missing(Validity::Unavailable),
+    );
+    for m in [
+        Measurement::HeartRate(Sample::valid(72.0)),
+        Measurement::SpO2(Sample::new(82.0, Validity::Questionable)),
+        Measurement::RespRate(Sample::valid(14.0)),
+        Measurement::EtCo2(Sample::valid(38.0)),
+        nibp,
+    ] {
+        latest.apply(&m, now, 0);
+    }
+    let body = crate::util::feed::vitals_body("clinic-a", "bed-2", 5, &latest);
+    let (env, msg) = feed::parse("t", TopicKind::Vitals, &body).unwrap();
+    board.apply(&bed(), &env, msg, false, now);
+    let t = rfc3339(now);
+    let alarm = format!(
+        r#"{{"schema_version":1,"seq":6,"time":"{t}","alarm":{{"id":"spo2.critical_low","kind":"physiological","priority":"high","phase":"start","state":"active","value":82,"limit":85,"validity":"questionable","onset":"{t}","determined":"{t}","ack":null}}}}"#
+    );
+    let (env, msg) = feed::parse("t", TopicKind::Alarms, alarm.as_bytes()).unwrap();
+    board.apply(&bed(), &env, msg, false, now);
+    let s = screen(&Ui::default(), &board.view(now));
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("watch-breathing.txt"),
+        &s,
+    );
+    let line = |t: &str| {
+        s.lines()
+            .find(|l| l.contains(t))
+            .unwrap_or_else(|| panic!("no {t:?}:\n{s}"))
+            .to_owned()
+    };
+    let first = line("HR 72");
+    assert!(
+        first.contains("SpO2 ? % (? questionable signal)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("NIBP 126/? mmHg (? dia questionable signal, 0 s ago)"),
+        "no fake mean: {first}"
+    );
+    let breathing = line("RR 14");
+    assert!(breathing.contains("RR 14 /min"), "{breathing}");
+    assert!(breathing.contains("EtCO2 38 mmHg"), "{breathing}");
+    assert!(!breathing.contains("HR "), "a line of its own: {breathing}");
+    assert!(
+        s.contains("HIGH   SpO2 critically low 82 % (limit 85 %) ? questionable signal"),
+        "{s}"
+    );
+}
+
 #[test]
 fn watch_shows_no_data_when_the_heartbeat_is_late_or_the_broker_lost() {
     let now = SystemTime::now();

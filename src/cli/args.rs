@@ -230,7 +230,7 @@ pub enum Cmd {
     /// session (60x accelerated), alarms within a minute.
     Demo {
         /// Scenario: demo, typical, hypertensive, desaturation,
-        /// sensor-problems, comm-loss, or a scenario file.
+        /// sensor-problems, comm-loss, apnoea, or a scenario file.
         #[arg(long, default_value = "demo")]
         scenario: String,
         /// Protocol the simulated monitor speaks (ge-s5, philips-intellivue,

@@ -1,13 +1,15 @@
-//! The MQTT feed as the displays read it: topic layout, every payload the
-//! daemon publishes (parsed tolerantly), and the commands a display sends.
+//! The MQTT feed as the displays read it: every payload the daemon
+//! publishes (parsed tolerantly) and the commands a display sends; the topic
+//! layout is the daemon's own ([`crate::mqtt::topics`], re-exported here).
 //!
 //! ALL payload knowledge of the displays lives here, so that this one
 //! module changes when the publisher's shapes change. The shapes follow the
 //! daemon's MQTT publisher (`schemas/*.schema.json` there):
 //!
 //! - every payload: `schema_version` (1), `site`, `bed`, `seq`, `time` (RFC 3339 UTC);
-//! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean}` =
-//!   `{value, validity, unit, time, source}`;
+//! - `vitals`: `vitals.{hr,pr,spo2,nibp_sys,nibp_dia,nibp_mean,rr,etco2}` =
+//!   `{value, validity, unit, time, source}` (`validity` per NIBP
+//!   component: the mean may be missing, one component questionable);
 //! - `alarms`: `stream_seq`, `alarm` = `{id, kind, priority, base_priority,
 //!   phase, state, value, limit, validity, delay_ms, onset, determined, ack}`;
 //! - `alarms/active`: `alarms` (the same objects), `audio_paused_until`;
@@ -26,7 +28,6 @@
 //! alarm vocabulary) and [`crate::time::rfc3339`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::SystemTime;
 
 use serde::Deserialize;
@@ -37,11 +38,8 @@ use crate::time::rfc3339;
 /// The payload schema version this display understands.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// The bed segment of a site's bridge notification topic (no bed is named so).
-pub const BRIDGE_SEGMENT: &str = "_bridge";
-
-/// The daemon's default topic prefix.
-pub const DEFAULT_PREFIX: &str = "vigil/v1/{site}/{bed}/";
+// The topic layout, shared with the daemon.
+pub use crate::mqtt::topics::{BedKey, TopicKind, Topics, BRIDGE_SEGMENT, DEFAULT_PREFIX};
 
 /// Why a feed message could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -65,14 +63,6 @@ pub enum FeedError {
     /// A topic outside the feed's layout.
     #[error("topic {0} is not one of the feed's topics")]
     Topic(String),
-    /// The prefix template lacks a placeholder.
-    #[error("prefix {0:?} must contain {{site}} and {{bed}} and end with '/' (e.g. vigil/v1/{{site}}/{{bed}}/)")]
-    Prefix(String),
-    /// A `site/bed` argument that is not one.
-    #[error(
-        "bed {0:?} must be written SITE/BED with letters, digits, '-' or '_' (e.g. clinic-a/bed-2)"
-    )]
-    Bed(String),
     /// The staff name or initials for an acknowledgement.
     #[error("name or initials must be 1 to 32 characters without control characters")]
     By,
@@ -85,194 +75,6 @@ pub enum FeedError {
     /// An audio pause of no time, or too long for a display to ask.
     #[error("an audio pause lasts 1 to {MAX_PAUSE_S} s")]
     Pause,
-}
-
-/// One bed: site and bed name as in the topic.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BedKey {
-    /// Site.
-    pub site: String,
-    /// Bed.
-    pub bed: String,
-}
-
-impl BedKey {
-    /// A key from its parts.
-    pub fn new(site: &str, bed: &str) -> BedKey {
-        BedKey {
-            site: site.to_owned(),
-            bed: bed.to_owned(),
-        }
-    }
-
-    /// Parses `SITE/BED`.
-    pub fn parse(s: &str) -> Result<BedKey, FeedError> {
-        let ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        match s.split_once('/') {
-            Some((site, bed)) if ok(site) && ok(bed) => Ok(BedKey::new(site, bed)),
-            _ => Err(FeedError::Bed(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for BedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.site, self.bed)
-    }
-}
-
-/// Which topic of a bed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TopicKind {
-    /// `vitals`.
-    Vitals,
-    /// `alarms`.
-    Alarms,
-    /// `alarms/active`.
-    Active,
-    /// `limits`: the alarm limits in force.
-    Limits,
-    /// `session`.
-    Session,
-    /// `status`.
-    Status,
-    /// `cmd` (commands, also those of other displays).
-    Cmd,
-    /// `cmd/result`.
-    CmdResult,
-}
-
-impl TopicKind {
-    const ALL: [(TopicKind, &'static str); 8] = [
-        (TopicKind::Vitals, "vitals"),
-        (TopicKind::Alarms, "alarms"),
-        (TopicKind::Active, "alarms/active"),
-        (TopicKind::Limits, "limits"),
-        (TopicKind::Session, "session"),
-        (TopicKind::Status, "status"),
-        (TopicKind::Cmd, "cmd"),
-        (TopicKind::CmdResult, "cmd/result"),
-    ];
-}
-
-/// The topic layout: a prefix template with `{site}` and `{bed}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topics {
-    prefix: String,
-}
-
-impl Topics {
-    /// Checks the template (`vigil/v1/{site}/{bed}/` by default).
-    pub fn new(prefix: &str) -> Result<Topics, FeedError> {
-        let segs: Vec<&str> = prefix.split('/').collect();
-        let whole = |p: &str| segs.iter().filter(|s| **s == p).count() == 1;
-        if !prefix.ends_with('/')
-            || !whole("{site}")
-            || !whole("{bed}")
-            || segs.iter().any(|s| s.contains(['+', '#']))
-        {
-            return Err(FeedError::Prefix(prefix.to_owned()));
-        }
-        Ok(Topics {
-            prefix: prefix.to_owned(),
-        })
-    }
-
-    /// The prefix of one bed.
-    pub fn bed_prefix(&self, bed: &BedKey) -> String {
-        self.prefix
-            .replace("{site}", &bed.site)
-            .replace("{bed}", &bed.bed)
-    }
-
-    /// The subscription filter for the displays: every topic of one bed, or
-    /// of every bed when `bed` is `None`.
-    pub fn filter(&self, bed: Option<&BedKey>) -> String {
-        match bed {
-            Some(b) => format!("{}#", self.bed_prefix(b)),
-            None => format!(
-                "{}#",
-                self.prefix.replace("{site}", "+").replace("{bed}", "+")
-            ),
-        }
-    }
-
-    /// The command topic of a bed.
-    pub fn cmd(&self, bed: &BedKey) -> String {
-        format!("{}cmd", self.bed_prefix(bed))
-    }
-
-    /// The MQTT 5 response topic a display names in its commands to a
-    /// bed: `cmd/result/<client id>` under the bed's prefix (the daemon
-    /// answers only below its own `cmd/result`; see docs/mqtt.md).
-    pub fn reply(&self, bed: &BedKey, client_id: &str) -> String {
-        let id: String = client_id
-            .chars()
-            .map(|c| {
-                if matches!(c, '/' | '+' | '#') || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        format!("{}cmd/result/{id}", self.bed_prefix(bed))
-    }
-
-    /// The site whose bridge notification this is: the layout with the bed
-    /// segment `_bridge` and nothing after it (`vigil/v1/{site}/_bridge`, as
-    /// `notification_topic` in config/mosquitto/room-broker.conf).
-    pub fn bridge_site(&self, topic: &str) -> Option<String> {
-        let tmpl: Vec<&str> = self.prefix.trim_end_matches('/').split('/').collect();
-        let parts: Vec<&str> = topic.split('/').collect();
-        if parts.len() != tmpl.len() {
-            return None;
-        }
-        let mut site = None;
-        for (t, p) in tmpl.iter().zip(&parts) {
-            match *t {
-                "{site}" => site = Some(*p),
-                "{bed}" if *p == BRIDGE_SEGMENT => {}
-                lit if lit == *p => {}
-                _ => return None,
-            }
-        }
-        site.map(str::to_owned)
-    }
-
-    /// Which bed and which topic, or `None` for a topic outside the layout.
-    pub fn parse(&self, topic: &str) -> Option<(BedKey, TopicKind)> {
-        let tmpl: Vec<&str> = self.prefix.trim_end_matches('/').split('/').collect();
-        let mut parts = topic.splitn(tmpl.len() + 1, '/');
-        let (mut site, mut bed) = (None, None);
-        for t in &tmpl {
-            let p = parts.next()?;
-            match *t {
-                "{site}" => site = Some(p),
-                "{bed}" => bed = Some(p),
-                lit if lit == p => {}
-                _ => return None,
-            }
-        }
-        let rest = parts.next()?;
-        // A result on a display's MQTT 5 response topic (`cmd/result/ID`).
-        if rest
-            .strip_prefix("cmd/result/")
-            .is_some_and(|id| !id.is_empty())
-        {
-            return Some((BedKey::new(site?, bed?), TopicKind::CmdResult));
-        }
-        let kind = TopicKind::ALL
-            .iter()
-            .find(|(_, s)| *s == rest)
-            .map(|(k, _)| *k)?;
-        Some((BedKey::new(site?, bed?), kind))
-    }
 }
 
 /// What every payload carries.
@@ -980,9 +782,43 @@ pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> 
 pub use crate::time::parse_rfc3339;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::vitals::{Measurement, Nibp, NibpMode, Sample, Validity};
     use std::time::Duration;
+
+    /// The daemon's own `vitals` payload (its publisher's function) after
+    /// these measurements arrived at `at`; `latest` keeps every vital seen,
+    /// as the daemon does.
+    pub(in crate::display) fn daemon_vitals(
+        latest: &mut crate::mqtt::payload::Latest,
+        seq: u64,
+        at: SystemTime,
+        readings: &[Measurement],
+    ) -> Vec<u8> {
+        for m in readings {
+            latest.apply(m, at, 0);
+        }
+        let names = ["monitor".to_owned()];
+        let ctx = crate::mqtt::payload::Ctx {
+            site: "s",
+            bed: "b",
+            names: &names,
+            epoch: "0123456789abcdef",
+        };
+        crate::mqtt::payload::vitals(&ctx, seq, at, latest)
+    }
+
+    /// One NIBP measurement of these components.
+    pub(in crate::display) fn nibp_of(sys: Sample, dia: Sample, mean: Sample) -> Measurement {
+        Measurement::Nibp(Nibp {
+            systolic: sys,
+            diastolic: dia,
+            mean,
+            measured_at: None,
+            mode: NibpMode::Auto,
+        })
+    }
 
     fn at(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -1085,42 +921,44 @@ mod tests {
     }
 
     #[test]
-    fn topics_round_trip_and_reject_others() {
-        let t = Topics::new(DEFAULT_PREFIX).unwrap();
-        let bed = BedKey::new("clinic-a", "bed-2");
-        assert_eq!(t.filter(Some(&bed)), "vigil/v1/clinic-a/bed-2/#");
-        assert_eq!(t.filter(None), "vigil/v1/+/+/#");
-        assert_eq!(t.cmd(&bed), "vigil/v1/clinic-a/bed-2/cmd");
-        assert_eq!(
-            t.reply(&bed, "station/1+#"),
-            "vigil/v1/clinic-a/bed-2/cmd/result/station_1__"
+    fn reads_breathing_questionable_values_and_nibp_components_as_published() {
+        let mut latest = crate::mqtt::payload::Latest::default();
+        let body = daemon_vitals(
+            &mut latest,
+            3,
+            at(1_000),
+            &[
+                Measurement::RespRate(Sample::valid(14.0)),
+                Measurement::EtCo2(Sample::valid(38.0)),
+                Measurement::SpO2(Sample::new(82.0, Validity::Questionable)),
+                nibp_of(
+                    Sample::valid(120.0),
+                    Sample::new(79.0, Validity::Questionable),
+                    Sample::missing(Validity::Unavailable),
+                ),
+            ],
         );
-        assert_eq!(
-            t.parse("vigil/v1/clinic-a/bed-2/cmd/result/station-1"),
-            Some((bed.clone(), TopicKind::CmdResult))
-        );
-        assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/cmd/result/"), None);
-        assert_eq!(
-            t.parse("vigil/v1/clinic-a/bed-2/alarms/active"),
-            Some((bed.clone(), TopicKind::Active))
-        );
-        assert_eq!(
-            t.parse("vigil/v1/clinic-a/bed-2/cmd/result"),
-            Some((bed, TopicKind::CmdResult))
-        );
-        assert_eq!(t.parse("vigil/v2/clinic-a/bed-2/alarms"), None);
-        assert_eq!(t.parse("vigil/v1/clinic-a/bed-2/other"), None);
-        assert_eq!(
-            t.bridge_site("vigil/v1/room-1/_bridge").as_deref(),
-            Some("room-1")
-        );
-        assert_eq!(t.bridge_site("vigil/v1/room-1/bed-1"), None);
-        assert_eq!(t.bridge_site("vigil/v1/room-1/_bridge/x"), None);
-        assert_eq!(t.parse("vigil/v1/room-1/_bridge"), None);
-        assert!(Topics::new("vigil/{site}/").is_err());
-        assert!(Topics::new("vigil/{site}/{bed}").is_err());
-        assert!(BedKey::parse("a/b c").is_err());
-        assert_eq!(BedKey::parse("a/b").unwrap().to_string(), "a/b");
+        let (_, Message::Vitals(v)) = parse("t", TopicKind::Vitals, &body).unwrap() else {
+            panic!()
+        };
+        let get = |k: &str| (v[k].value, v[k].validity.as_str());
+        assert_eq!(get("rr"), (Some(14.0), "valid"));
+        assert_eq!(get("etco2"), (Some(38.0), "valid"));
+        assert_eq!(v["rr"].unit, "/min");
+        assert_eq!(v["rr"].time, Some(at(1_000)));
+        // vigil sends a questionable value's validity without its number.
+        assert_eq!(get("spo2"), (None, "questionable"));
+        assert_eq!(get("nibp_sys"), (Some(120.0), "valid"));
+        assert_eq!(get("nibp_dia"), (None, "questionable"));
+        assert_eq!(get("nibp_mean"), (None, "unavailable"));
+
+        let alarm = br#"{"schema_version":1,"seq":4,"alarm":{"id":"spo2.critical_low","kind":"physiological",
+            "priority":"high","phase":"start","state":"active","value":82,"limit":85,"validity":"questionable"}}"#;
+        let (_, Message::Alarm(a)) = parse("t", TopicKind::Alarms, alarm).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.validity.as_deref(), Some("questionable"));
+        assert_eq!((a.value, a.limit), (Some(82.0), Some(85.0)));
     }
 
     #[test]

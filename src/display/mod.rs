@@ -36,7 +36,7 @@ use state::{Board, Settings};
 pub enum DisplayError {
     /// A feed argument (prefix, bed) is wrong.
     #[error(transparent)]
-    Feed(#[from] feed::FeedError),
+    Topics(#[from] crate::mqtt::topics::TopicsError),
     /// The MQTT link cannot be set up.
     #[error(transparent)]
     Link(#[from] link::LinkError),

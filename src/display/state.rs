@@ -22,6 +22,11 @@
 //! DATA, not counted as blind) and can be removed ([`Board::remove`]); feed
 //! lines stay in time order.
 //!
+//! Values: a value the monitor flags questionable is shown marked `?`
+//! (NIBP: each component on its own), an alarm on one says so; an invalid
+//! or unavailable value is never a number, and an NIBP without its mean
+//! shows none. RR and EtCO2 get tiles only on beds whose monitor sends them.
+//!
 //! Limits and history: each vital carries the alarm limits in force (the
 //! daemon's retained `limits`) for its sparkline, and each bed keeps this
 //! session's alarms, one row per occurrence (onset, end, highest priority,
@@ -971,12 +976,20 @@ impl Board {
             live,
             stopped,
             no_data: no_data.map(|n| n.text(now)),
-            vitals: vec![
+            vitals: [
                 self.continuous(b, "hr", "HR", "/min", Some("pr"), 5.0, live, vnow),
                 self.continuous(b, "spo2", "SpO2", "%", None, 2.0, live, vnow),
                 nibp(b, live, vnow),
             ]
             .into_iter()
+            .chain(
+                BREATHING
+                    .iter()
+                    .filter(|(key, ..)| breathing_seen(b, key))
+                    .map(|&(key, label, unit, step)| {
+                        self.continuous(b, key, label, unit, None, step, live, vnow)
+                    }),
+            )
             .map(|mut v| {
                 if live {
                     v.alarm = vital_alarm(&alarms, v.key);
@@ -1105,15 +1118,23 @@ impl Board {
         }
         match (r.value, r.validity.as_str()) {
             (Some(x), "valid") => {
-                v.text = format!("{x:.0}");
+                v.set_parts(vec![PartView::new(key, Some(x), false)]);
                 v.state = "ok";
                 v.trend = trend(&t.history, step);
             }
             (Some(x), "old") => {
                 // Measured long before it was sent: the number, marked old.
-                v.text = format!("{x:.0}");
+                v.set_parts(vec![PartView::new(key, Some(x), false)]);
                 v.state = "old";
                 v.note = Some(OLD_NOTE.to_owned());
+            }
+            // Shown, marked: a value read through a poor signal may still
+            // be a real change. Its number when vigil sends one, else the
+            // mark alone; never in the trend or the sparkline.
+            (x, "questionable") => {
+                v.set_parts(vec![PartView::new(key, x, true)]);
+                v.state = "questionable";
+                v.note = Some(questionable_note(""));
             }
             (_, validity) => {
                 v.state = "invalid";
@@ -1149,6 +1170,14 @@ fn apply_result(b: &mut Bed, r: CommandResult) {
 /// The note of a value the device measured long before it sent it.
 const OLD_NOTE: &str = "old measurement";
 
+/// Why a value is marked `?` (the note under it, the board's tooltip).
+pub const QUESTIONABLE_WHY: &str = "the monitor flagged the signal quality";
+
+/// The note of a value marked `?`; `what`: its questionable NIBP components.
+fn questionable_note(what: &str) -> String {
+    format!("? {what}questionable: {QUESTIONABLE_WHY}")
+}
+
 fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
     let mut v = VitalView::empty("nibp", "NIBP", "mmHg");
     let get = |k: &str| b.vitals.get(k).and_then(|t| t.latest.as_ref());
@@ -1160,42 +1189,91 @@ fn nibp(b: &Bed, live: bool, now: SystemTime) -> VitalView {
     let when = sys.time.unwrap_or(now);
     v.age = Some(format!("{} ago", human(age(now, when))));
     v.age_s = Some(age(now, when).as_secs_f64());
-    let val = |r: Option<&VitalReading>| {
-        r.filter(|r| r.validity == "valid")
-            .and_then(|r| r.value)
-            .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
-    };
     if let ("old", Some(x)) = (sys.validity.as_str(), sys.value) {
         // The monitor's last result, taken long ago: shown as such. Its age
         // is unknown here (the time is when vigil got it), so none is shown.
         let dia = get("nibp_dia")
             .filter(|r| r.validity == "old")
-            .and_then(|r| r.value)
-            .map_or_else(|| "-".to_owned(), |d| format!("{d:.0}"));
-        v.text = format!("{x:.0}/{dia}");
+            .and_then(|r| r.value);
+        let mut parts = vec![PartView::new("sys", Some(x), false)];
+        parts.push(match dia {
+            Some(d) => PartView::new("dia", Some(d), false),
+            None => PartView::absent("dia"),
+        });
+        v.set_parts(parts);
         v.state = "old";
         v.note = Some(OLD_NOTE.to_owned());
         v.age = None;
         v.age_s = None;
         return v;
     }
-    if sys.validity != "valid" || sys.value.is_none() {
+    // Each component on its own: a number, a number (or the mark alone)
+    // flagged questionable, or none.
+    let part = |key: &'static str, r: Option<&VitalReading>| match r {
+        Some(r) if r.validity == "valid" && r.value.is_some() => {
+            Some(PartView::new(key, r.value, false))
+        }
+        Some(r) if r.validity == "questionable" => Some(PartView::new(key, r.value, true)),
+        _ => None,
+    };
+    let dia = get("nibp_dia");
+    let (Some(s), Some(d)) = (part("sys", Some(sys)), part("dia", dia)) else {
+        // Without a systolic and a diastolic there is no pressure to show
+        // (vigil takes such a measurement for an artefact as a whole).
         v.state = "invalid";
-        v.note = Some(sys.validity.replace('_', " "));
+        let why: Vec<String> = [("systolic", Some(sys)), ("diastolic", dia)]
+            .into_iter()
+            .filter(|(_, r)| part("", *r).is_none())
+            .map(|(name, r)| {
+                let validity = r.map_or("missing", |r| r.validity.as_str());
+                format!("{name} {}", validity.replace('_', " "))
+            })
+            .collect();
+        v.note = Some(why.join(", "));
         return v;
+    };
+    // The mean of this measurement only (the monitor may not give one: then
+    // none is shown, never one from an earlier measurement).
+    let mean = part("mean", get("nibp_mean").filter(|m| m.time == sys.time));
+    let doubt: Vec<&str> = [Some(&s), Some(&d), mean.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.questionable)
+        .map(|p| match p.key {
+            "sys" => "systolic",
+            "dia" => "diastolic",
+            _ => "mean",
+        })
+        .collect();
+    v.set_parts([Some(s), Some(d), mean].into_iter().flatten().collect());
+    if doubt.is_empty() {
+        v.state = "ok";
+    } else {
+        v.state = "questionable";
+        v.note = Some(questionable_note(&format!("{} ", doubt.join(", "))));
     }
-    v.text = format!("{}/{}", val(Some(sys)), val(get("nibp_dia")));
-    if let Some(m) = get("nibp_mean").filter(|r| r.validity == "valid") {
-        v.text.push_str(&format!(" ({})", val(Some(m))));
-    }
-    v.state = "ok";
     // NIBP is intermittent: compare with the previous measurement.
     let h = &b.vitals["nibp_sys"].history;
-    if h.len() >= 2 {
+    if h.len() >= 2 && sys.validity == "valid" {
         let d = h[h.len() - 1].1 - h[h.len() - 2].1;
         v.trend = arrow(d, 10.0);
     }
     v
+}
+
+/// The breathing vitals: key, label, unit, the change a trend arrow needs.
+const BREATHING: [(&str, &str, &str, f64); 2] =
+    [("rr", "RR", "/min", 3.0), ("etco2", "EtCO2", "mmHg", 3.0)];
+
+/// Whether a bed has a breathing vital to show: its monitor sent one, or an
+/// alarm about it is present. A bed without capnography gets no empty
+/// tiles; once seen, a tile stays (a value that stops is shown as stale or
+/// invalid, never silently dropped).
+fn breathing_seen(b: &Bed, key: &str) -> bool {
+    b.vitals.get(key).is_some_and(|t| t.latest.is_some())
+        || b.alarms
+            .keys()
+            .any(|id| id.rsplit_once('.').is_some_and(|(s, _)| s == key))
 }
 
 /// How urgently a bed needs a look, for the station's order (worst first):
@@ -1358,6 +1436,7 @@ fn alarm_view(a: &Alarm, live: bool, now: SystemTime) -> AlarmView {
         } else {
             "technical"
         },
+        questionable: questionable(a),
         state: a.state.key(),
         acknowledged,
         ack_by: a.ack.as_ref().map(|k| k.by.clone()),
@@ -1379,7 +1458,17 @@ fn alarm_view(a: &Alarm, live: bool, now: SystemTime) -> AlarmView {
 /// An alarm for people, with units: `SpO2 low 86 % (limit 90 %)`,
 /// `SpO2 falling fast 5 %/min (limit 4 %/min)`, `monitor bedside disconnected`.
 fn alarm_label(a: &Alarm) -> String {
-    alarm_text(&a.id, a.value, a.limit)
+    let text = alarm_text(&a.id, a.value, a.limit);
+    if questionable(a) {
+        format!("{text} ? questionable signal")
+    } else {
+        text
+    }
+}
+
+/// A physiological alarm on a value the monitor flagged questionable.
+fn questionable(a: &Alarm) -> bool {
+    a.kind == "physiological" && a.validity.as_deref() == Some("questionable")
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -1492,7 +1581,8 @@ pub struct BedView {
     pub stopped: bool,
     /// Why NO DATA.
     pub no_data: Option<String>,
-    /// HR (or pulse rate), SpO2, NIBP.
+    /// HR (or pulse rate), SpO2, NIBP; then RR and EtCO2 when the bed's
+    /// monitor sends them (a bed without capnography has no empty tiles).
     pub vitals: Vec<VitalView>,
     /// Session phase.
     pub phase: Option<String>,
@@ -1580,19 +1670,24 @@ pub struct SourceView {
 /// One vital.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VitalView {
-    /// `hr`, `spo2`, `nibp`.
+    /// `hr`, `spo2`, `nibp`, `rr`, `etco2`.
     pub key: &'static str,
-    /// `HR`, `SpO2`, `NIBP`.
+    /// `HR`, `SpO2`, `NIBP`, `RR`, `EtCO2`.
     pub label: &'static str,
-    /// The value to show; empty when none may be shown.
+    /// The value to show (`72`, `120/80 (93)`, `82?`, `120/?`); empty when
+    /// none may be shown.
     pub text: String,
     /// Unit.
     pub unit: &'static str,
     /// `up`, `down`, `steady`, or empty.
     pub trend: &'static str,
     /// `ok`, `old` (an old measurement: `text` shows it, never as current),
+    /// `questionable` (shown, each questionable part marked `?`),
     /// `invalid`, `stale`, `nodata`, `none`.
     pub state: &'static str,
+    /// The value's parts (NIBP: `sys`, `dia` and `mean` when measured),
+    /// each marked when questionable; empty when no value is shown.
+    pub parts: Vec<PartView>,
     /// Validity or staleness note.
     pub note: Option<String>,
     /// NIBP: age of the reading (`4 min ago`).
@@ -1621,6 +1716,7 @@ impl VitalView {
             unit,
             trend: "",
             state: "none",
+            parts: Vec::new(),
             note: None,
             age: None,
             age_s: None,
@@ -1631,6 +1727,22 @@ impl VitalView {
         }
     }
 
+    /// Sets the parts and the text they make: `120/80 (93)`, `82?`.
+    fn set_parts(&mut self, parts: Vec<PartView>) {
+        let text = |p: &PartView| format!("{}{}", p.text, if p.questionable { "?" } else { "" });
+        self.text = match parts.as_slice() {
+            [sys, dia, rest @ ..] if self.key == "nibp" => {
+                let mut t = format!("{}/{}", text(sys), text(dia));
+                if let Some(mean) = rest.first() {
+                    t.push_str(&format!(" ({})", text(mean)));
+                }
+                t
+            }
+            _ => parts.iter().map(text).collect(),
+        };
+        self.parts = parts;
+    }
+
     /// The arrow for the trend.
     pub fn arrow(&self) -> &'static str {
         match self.trend {
@@ -1638,6 +1750,36 @@ impl VitalView {
             "down" => "↓",
             "steady" => "→",
             _ => "",
+        }
+    }
+}
+
+/// One part of a shown value: the number of a vital, or one NIBP component.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PartView {
+    /// `sys`, `dia`, `mean`, or the vital's key.
+    pub key: &'static str,
+    /// The number; empty for a questionable value vigil sent without one,
+    /// `-` for a component an old measurement lacks.
+    pub text: String,
+    /// The monitor flagged it questionable: shown with a `?`.
+    pub questionable: bool,
+}
+
+impl PartView {
+    fn new(key: &'static str, value: Option<f64>, questionable: bool) -> PartView {
+        PartView {
+            key,
+            text: value.map_or_else(String::new, |x| format!("{x:.0}")),
+            questionable,
+        }
+    }
+
+    fn absent(key: &'static str) -> PartView {
+        PartView {
+            key,
+            text: "-".into(),
+            questionable: false,
         }
     }
 }
@@ -1655,6 +1797,8 @@ pub struct AlarmView {
     pub rank: u8,
     /// `physiological` or `technical`.
     pub kind: &'static str,
+    /// Its value was flagged questionable by the monitor (the label says so).
+    pub questionable: bool,
     /// `active`, `acknowledged`, `latched`.
     pub state: &'static str,
     /// Acknowledged (signal silenced by a person).
@@ -2468,6 +2612,219 @@ mod tests {
         let spo2 = b.view(t(8)).beds[0].vitals[1].clone();
         assert!(spo2.limits.is_empty());
         assert_eq!(spo2.limits_text.as_deref(), Some("alarms off"));
+    }
+
+    use super::super::feed::tests::{daemon_vitals as payload, nibp_of};
+    use crate::vitals::{Measurement, Sample, Validity};
+
+    /// The daemon's own `vitals` payload, as text.
+    fn daemon_vitals(
+        latest: &mut crate::mqtt::payload::Latest,
+        seq: u64,
+        at: SystemTime,
+        readings: &[Measurement],
+    ) -> String {
+        String::from_utf8(payload(latest, seq, at, readings)).unwrap()
+    }
+
+    #[test]
+    fn breathing_tiles_only_on_beds_whose_monitor_sends_breathing() {
+        use crate::engine::{EngineConfig, Limit};
+        use crate::mqtt::payload::{limits, Ctx, Latest};
+        use crate::vitals::Vital;
+        let mut b = live_board();
+        // Limits for every vital arrive whatever the monitor measures.
+        let mut rules = EngineConfig::default().vitals;
+        rules[Vital::RespRate.index()].low = Some(Limit::new(8.0, Priority::Medium));
+        rules[Vital::RespRate.index()].high = Some(Limit::new(30.0, Priority::Medium));
+        rules[Vital::EtCo2.index()].low = Some(Limit::new(20.0, Priority::Medium));
+        rules[Vital::EtCo2.index()].high = Some(Limit::new(55.0, Priority::Medium));
+        let ctx = Ctx {
+            site: "s",
+            bed: "b",
+            names: &[],
+            epoch: "0123456789abcdef",
+        };
+        let body = String::from_utf8(limits(&ctx, 2, t(0), &rules)).unwrap();
+        feed(&mut b, TopicKind::Limits, &body, true, t(0));
+        let mut latest = Latest::default();
+        let hr = Measurement::HeartRate(Sample::valid(72.0));
+        let body = daemon_vitals(&mut latest, 3, t(1), &[hr]);
+        feed(&mut b, TopicKind::Vitals, &body, false, t(1));
+        let keys = |b: &Board, at| -> Vec<&'static str> {
+            b.view(at).beds[0].vitals.iter().map(|v| v.key).collect()
+        };
+        assert_eq!(keys(&b, t(1)), ["hr", "spo2", "nibp"], "no capnography");
+
+        // Capnography: RR and EtCO2 tiles with their units, trend and limits.
+        for i in 0..4 {
+            let body = daemon_vitals(
+                &mut latest,
+                4 + i,
+                t(2 + 20 * i),
+                &[
+                    Measurement::RespRate(Sample::valid(14.0 - i as f32)),
+                    Measurement::EtCo2(Sample::valid(38.0 + 2.0 * i as f32)),
+                ],
+            );
+            feed(&mut b, TopicKind::Vitals, &body, false, t(2 + 20 * i));
+        }
+        heartbeat(&mut b, 9, t(62));
+        let v = b.view(t(62));
+        let bed = &v.beds[0];
+        assert_eq!(
+            bed.vitals.iter().map(|v| v.key).collect::<Vec<_>>(),
+            ["hr", "spo2", "nibp", "rr", "etco2"]
+        );
+        let (rr, co2) = (&bed.vitals[3], &bed.vitals[4]);
+        assert_eq!((rr.label, rr.text.as_str(), rr.unit), ("RR", "11", "/min"));
+        assert_eq!(
+            (co2.label, co2.text.as_str(), co2.unit),
+            ("EtCO2", "44", "mmHg")
+        );
+        assert_eq!((rr.state, rr.trend, co2.trend), ("ok", "down", "up"));
+        assert_eq!(rr.spark.len(), 4);
+        assert_eq!(rr.limits_text.as_deref(), Some("8-30 /min"));
+        assert_eq!(co2.limits_text.as_deref(), Some("20-55 mmHg"));
+        assert_eq!(
+            rr.limits.iter().map(|l| l.value).collect::<Vec<_>>(),
+            [8.0, 30.0]
+        );
+
+        // Apnoea: a high alarm like any other, the RR tile in its colour.
+        let apnoea = format!(
+            r#"{{"schema_version":1,"seq":10,"time":"{0}","alarm":{{"id":"rr.apnoea","kind":"physiological","priority":"high","phase":"start","state":"active","value":0,"limit":null,"validity":null,"onset":"{0}","determined":"{0}","ack":null}}}}"#,
+            crate::time::rfc3339(t(63))
+        );
+        feed(&mut b, TopicKind::Alarms, &apnoea, false, t(63));
+        let v = b.view(t(63));
+        assert_eq!(v.beds[0].urgency, 7);
+        assert_eq!(v.beds[0].vitals[3].alarm, Some("high"));
+        assert_eq!(v.beds[0].alarms[0].flash, "fast");
+        assert_eq!(v.beds[0].vitals[4].alarm, None);
+
+        // The capnograph stops sending: the tiles stay, without numbers.
+        heartbeat(&mut b, 11, t(120));
+        let v = b.view(t(120));
+        assert_eq!(v.beds[0].vitals[3].state, "stale");
+        assert_eq!(v.beds[0].vitals[3].text, "");
+        assert_eq!(v.beds[0].vitals.len(), 5);
+    }
+
+    #[test]
+    fn questionable_values_are_marked_and_invalid_ones_are_never_numbers() {
+        let mut b = live_board();
+        let json = |seq: u64, spo2: &str| {
+            format!(r#"{{"schema_version":1,"seq":{seq},"vitals":{{"spo2":{spo2}}}}}"#)
+        };
+        let at = crate::time::rfc3339(t(1));
+        // What vigil sends today: the validity, no number.
+        let q = format!(r#"{{"value":null,"validity":"questionable","unit":"%","time":"{at}"}}"#);
+        feed(&mut b, TopicKind::Vitals, &json(2, &q), false, t(1));
+        let spo2 = b.view(t(1)).beds[0].vitals[1].clone();
+        assert_eq!((spo2.state, spo2.text.as_str()), ("questionable", "?"));
+        assert_eq!(
+            spo2.note.as_deref(),
+            Some("? questionable: the monitor flagged the signal quality")
+        );
+        assert!(spo2.parts[0].questionable);
+        // With its number (a publisher that sends it): the number, marked.
+        let q = format!(r#"{{"value":82,"validity":"questionable","unit":"%","time":"{at}"}}"#);
+        feed(&mut b, TopicKind::Vitals, &json(3, &q), false, t(1));
+        let spo2 = b.view(t(1)).beds[0].vitals[1].clone();
+        assert_eq!((spo2.state, spo2.text.as_str()), ("questionable", "82?"));
+        assert!(spo2.spark.is_empty(), "not a trusted value for the trend");
+        assert_eq!(spo2.trend, "");
+        // Invalid or unavailable: never a number, even when one is sent.
+        for validity in ["invalid", "unavailable", "artifact", "sensor_off"] {
+            let bad = format!(r#"{{"value":50,"validity":"{validity}","unit":"%","time":"{at}"}}"#);
+            feed(&mut b, TopicKind::Vitals, &json(4, &bad), false, t(1));
+            let spo2 = b.view(t(1)).beds[0].vitals[1].clone();
+            assert_eq!(spo2.state, "invalid", "{validity}");
+            assert!(spo2.text.is_empty() && spo2.parts.is_empty(), "{validity}");
+            b.beds.get_mut(&bed()).unwrap().vitals_seq = 0;
+        }
+
+        // An alarm on a questionable value says so, in the list and the feed.
+        let alarm = format!(
+            r#"{{"schema_version":1,"seq":5,"time":"{at}","alarm":{{"id":"spo2.critical_low","kind":"physiological","priority":"high","phase":"start","state":"active","value":82,"limit":85,"validity":"questionable","onset":"{at}","determined":"{at}","ack":null}}}}"#
+        );
+        feed(&mut b, TopicKind::Alarms, &alarm, false, t(1));
+        let v = b.view(t(2));
+        let a = &v.beds[0].alarms[0];
+        assert!(a.questionable);
+        assert_eq!(
+            a.label,
+            "SpO2 critically low 82 % (limit 85 %) ? questionable signal"
+        );
+        assert_eq!(
+            v.feed[0].text,
+            "SpO2 critically low 82 % (limit 85 %) ? questionable signal started"
+        );
+        assert_eq!(v.beds[0].history[0].label, a.label);
+        // The technical alarm that says why carries no such mark.
+        let why = alarm
+            .replace("seq\":5", "seq\":6")
+            .replace("spo2.critical_low", "spo2.questionable")
+            .replace("\"physiological\"", "\"technical\"")
+            .replace("\"value\":82,\"limit\":85", "\"value\":null,\"limit\":null");
+        feed(&mut b, TopicKind::Alarms, &why, false, t(1));
+        let v = b.view(t(2));
+        let tech = v.beds[0]
+            .alarms
+            .iter()
+            .find(|a| a.kind == "technical")
+            .unwrap();
+        assert!(!tech.questionable);
+        assert!(!tech.label.contains('?'), "{}", tech.label);
+    }
+
+    #[test]
+    fn nibp_shows_its_components_as_measured() {
+        use crate::mqtt::payload::Latest;
+        let mut b = live_board();
+        let mut latest = Latest::default();
+        let mut seq = 1;
+        let mut show = |b: &mut Board, m: Measurement| {
+            seq += 1;
+            let body = daemon_vitals(&mut latest, seq, t(seq), &[m]);
+            feed(b, TopicKind::Vitals, &body, false, t(seq));
+            b.view(t(seq)).beds[0].vitals[2].clone()
+        };
+        let ok = Sample::valid;
+        let v = show(&mut b, nibp_of(ok(120.0), ok(80.0), ok(93.0)));
+        assert_eq!((v.state, v.text.as_str()), ("ok", "120/80 (93)"));
+        assert_eq!(
+            v.parts.iter().map(|p| p.key).collect::<Vec<_>>(),
+            ["sys", "dia", "mean"]
+        );
+        // The mean missing: no mean, and not the previous one.
+        let none = Sample::missing(Validity::Unavailable);
+        let v = show(&mut b, nibp_of(ok(122.0), ok(81.0), none));
+        assert_eq!((v.state, v.text.as_str()), ("ok", "122/81"));
+        assert_eq!(v.parts.len(), 2);
+        assert_eq!(v.note, None);
+        // One component questionable: that one marked, the others not.
+        let q = Sample::new(79.0, Validity::Questionable);
+        let v = show(&mut b, nibp_of(ok(118.0), q, ok(92.0)));
+        assert_eq!((v.state, v.text.as_str()), ("questionable", "118/? (92)"));
+        let marks: Vec<(&str, bool)> = v.parts.iter().map(|p| (p.key, p.questionable)).collect();
+        assert_eq!(marks, [("sys", false), ("dia", true), ("mean", false)]);
+        assert_eq!(
+            v.note.as_deref(),
+            Some("? diastolic questionable: the monitor flagged the signal quality")
+        );
+        // A questionable mean alone.
+        let v = show(&mut b, nibp_of(ok(118.0), ok(78.0), q));
+        assert_eq!(v.text, "118/78 (?)");
+        // An implausible component: no pressure at all, the reason named.
+        let v = show(
+            &mut b,
+            nibp_of(ok(40.0), Sample::missing(Validity::Artifact), none),
+        );
+        assert_eq!((v.state, v.text.as_str()), ("invalid", ""));
+        assert!(v.parts.is_empty());
+        assert_eq!(v.note.as_deref(), Some("diastolic artifact"));
     }
 
     #[test]

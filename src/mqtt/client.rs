@@ -15,8 +15,9 @@ use super::link::{
 };
 use super::outbox::Outbox;
 use super::payload::{self, Ctx, Delivery, Latest, SessionState};
+use super::topics::BedTopics;
 use super::wire::{self, Client, EventLoop, Happened, Props, Protocol, SendError};
-use super::{command, MqttError, Topics};
+use super::{command, MqttError};
 use crate::config::MqttConfig;
 use crate::engine::{EventKind, Priority, SystemCondition};
 use crate::io::clock::Clock;
@@ -175,7 +176,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     } else {
         broker_link(cfg)?
     };
-    let topics = Topics::new(&cfg.prefix, &setup.site, &setup.bed);
+    let topics = BedTopics::new(&cfg.prefix, &setup.site, &setup.bed);
     let client_id = super::expand(&cfg.client_id, &setup.site, &setup.bed);
     // The embedded broker (rumqttd) speaks MQTT 3.1.1 only.
     let protocol = if cfg.embedded {
@@ -420,7 +421,7 @@ struct Publisher {
     site: String,
     bed: String,
     names: Vec<String>,
-    topics: Topics,
+    topics: BedTopics,
     broker: String,
     url: BrokerUrl,
     clock: Clock,
@@ -517,7 +518,7 @@ struct Reported {
 impl Publisher {
     fn new(
         s: MqttSetup,
-        topics: Topics,
+        topics: BedTopics,
         client: Client,
         outbox: Outbox,
         seq: SeqFile,

@@ -13,7 +13,8 @@
 //! | `cmd/result`    | 1   | no       | accepted / rejected, with the reason         |
 //! | `cmd/result/…`  | 1   | no       | the same, on a command's MQTT 5 response topic |
 //!
-//! Payloads: [`payload`], schemas in `schemas/`. Commands: [`command`].
+//! The layout, shared with the displays: [`topics`]. Payloads: [`payload`],
+//! schemas in `schemas/`. Commands: [`command`].
 //!
 //! # MQTT 5
 //!
@@ -74,11 +75,14 @@ pub mod journal;
 pub mod link;
 pub mod outbox;
 pub mod payload;
+pub mod topics;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
 
 pub use client::{check_link_files, spawn, MqttSetup, COMMAND_MAX_BYTES, LINK_MAX_PACKET};
+
+pub use topics::expand;
 
 use crate::config::StateDir;
 
@@ -101,49 +105,6 @@ pub enum MqttError {
     /// The MQTT thread could not be started.
     #[error("cannot start the MQTT thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// Every topic of one bed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topics {
-    /// `vitals`.
-    pub vitals: String,
-    /// `alarms`.
-    pub alarms: String,
-    /// `alarms/active`.
-    pub active: String,
-    /// `limits`: the alarm limits in force.
-    pub limits: String,
-    /// `session`.
-    pub session: String,
-    /// `status`.
-    pub status: String,
-    /// `cmd`.
-    pub cmd: String,
-    /// `cmd/result`.
-    pub cmd_result: String,
-}
-
-impl Topics {
-    /// The topics under `prefix` (with `{site}` and `{bed}` replaced).
-    pub fn new(prefix: &str, site: &str, bed: &str) -> Topics {
-        let p = expand(prefix, site, bed);
-        Topics {
-            vitals: format!("{p}vitals"),
-            alarms: format!("{p}alarms"),
-            active: format!("{p}alarms/active"),
-            limits: format!("{p}limits"),
-            session: format!("{p}session"),
-            status: format!("{p}status"),
-            cmd: format!("{p}cmd"),
-            cmd_result: format!("{p}cmd/result"),
-        }
-    }
-}
-
-/// Replaces `{site}` and `{bed}`.
-pub fn expand(template: &str, site: &str, bed: &str) -> String {
-    template.replace("{site}", site).replace("{bed}", bed)
 }
 
 /// The state directory to use for `mqtt.state_dir`.
@@ -188,17 +149,4 @@ fn writable(dir: &Path) -> bool {
     let ok = std::fs::write(&probe, b"").is_ok();
     let _ = std::fs::remove_file(&probe);
     ok
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topics_expand_the_prefix() {
-        let t = Topics::new("vigil/v1/{site}/{bed}/", "clinic-a", "bed-2");
-        assert_eq!(t.alarms, "vigil/v1/clinic-a/bed-2/alarms");
-        assert_eq!(t.active, "vigil/v1/clinic-a/bed-2/alarms/active");
-        assert_eq!(t.cmd_result, "vigil/v1/clinic-a/bed-2/cmd/result");
-    }
 }

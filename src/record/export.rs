@@ -5,8 +5,9 @@
 //! rows are exactly what the daemon saw and decided. Two formats:
 //!
 //! - CSV: a header row, then one row per record, with every column below
-//!   (empty where a column does not apply). Fields holding a comma, a quote
-//!   or a line break are quoted (RFC 4180).
+//!   (empty where a column does not apply), written with the `csv` crate:
+//!   fields holding a comma, a quote or a line break are quoted (RFC 4180),
+//!   lines end in LF.
 //! - JSONL: one JSON object per line with the same names; columns that do
 //!   not apply are left out; numbers are JSON numbers.
 //!
@@ -358,34 +359,9 @@ pub fn rows(session: &Session) -> Vec<Row> {
     out
 }
 
-/// Quotes a CSV field when it needs it.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 /// A JSON string literal.
 pub fn json_string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+    serde_json::Value::from(s).to_string()
 }
 
 /// Writes rows in a format.
@@ -396,12 +372,14 @@ pub fn write_rows(
 ) -> std::io::Result<()> {
     match format {
         Format::Csv => {
-            writeln!(out, "{}", COLUMNS.join(","))?;
+            // Quotes a field only when it holds a comma, a quote or a line
+            // break; lines end in LF.
+            let mut csv = csv::Writer::from_writer(&mut *out);
+            csv.write_record(COLUMNS)?;
             for r in rows {
-                let f = r.fields();
-                let line: Vec<String> = f.iter().map(|s| csv_field(s)).collect();
-                writeln!(out, "{}", line.join(","))?;
+                csv.write_record(r.fields())?;
             }
+            csv.flush()?;
         }
         Format::Jsonl => {
             for r in rows {
@@ -512,9 +490,26 @@ mod tests {
 
     #[test]
     fn csv_and_json_quote_what_they_must() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        let row = Row {
+            kind: "session",
+            ack_by: Some("plain".to_owned()),
+            alarm: Some("a,b".to_owned()),
+            detail: Some("say \"hi\"\nand go".to_owned()),
+            ..Row::default()
+        };
+        let mut out = Vec::new();
+        write_rows(std::slice::from_ref(&row), Format::Csv, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "session,0.000,,,,,,,\"a,b\",,,,,,plain,\"say \"\"hi\"\"",
+            "{text}"
+        );
+        assert!(text.ends_with("\nand go\"\n"), "{text}");
+        // It reads back as it was written.
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let back = reader.records().next().unwrap().unwrap();
+        assert_eq!(back.iter().collect::<Vec<_>>(), row.fields());
         assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
     }
 

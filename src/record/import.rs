@@ -4,7 +4,11 @@
 //!
 //! # Input
 //!
-//! A header row naming the columns, in any order (other columns are ignored):
+//! CSV as RFC 4180 has it (read with the `csv` crate): fields holding a
+//! comma, a quote or a line break are quoted, a quote inside doubled
+//! (`"say ""hi"""`); lines may end in CRLF; a UTF-8 byte-order mark is
+//! skipped. A header row names the columns, in any order (other columns are
+//! ignored):
 //!
 //! | column | content |
 //! |---|---|
@@ -15,7 +19,9 @@
 //!
 //! If there is a `type` column (as in `vigil record export` output), only
 //! rows of type `reading` are read, so an export re-imports as it is.
-//! Blank lines are skipped. Every bad row is reported with its line number.
+//! Blank lines are skipped. Every bad row is reported with its line (where
+//! the row starts) and the column at fault; a row may be shorter than the
+//! header when it ends before optional columns only.
 //!
 //! # The recording
 //!
@@ -103,52 +109,6 @@ pub enum RowValue {
     Nibp([Sample; 3]),
 }
 
-/// Splits one CSV line into fields (RFC 4180 quoting, no line breaks inside fields).
-pub fn split_csv_line(line: &str) -> Result<Vec<String>, &'static str> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                    if !matches!(chars.peek(), None | Some(',')) {
-                        return Err("text after a closing quote");
-                    }
-                }
-            } else {
-                field.push(c);
-            }
-            continue;
-        }
-        match c {
-            '"' if at_start => {
-                quoted = true;
-                at_start = false;
-            }
-            ',' => {
-                fields.push(core::mem::take(&mut field));
-                at_start = true;
-            }
-            c => {
-                field.push(c);
-                at_start = false;
-            }
-        }
-    }
-    if quoted {
-        return Err("unclosed quote (fields cannot span lines)");
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
 fn parse_value(text: &str) -> Result<Option<f32>, String> {
     let t = text.trim();
     if t.is_empty() || t == "-" {
@@ -172,61 +132,143 @@ fn sample(value: Option<f32>, validity: Option<Validity>) -> Result<Sample, Stri
     }
 }
 
-/// Parses the CSV text into rows, sorted by time (stable: rows of one time
-/// keep their order). Every bad row is reported.
-pub fn parse_csv(text: &str) -> Result<Vec<Row>, ImportError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-    let header = loop {
-        match lines.next() {
-            None => return Err(ImportError::Empty),
-            Some((_, l)) if l.trim().is_empty() => continue,
-            Some((n, l)) => break (n, l),
-        }
-    };
-    let names: Vec<String> = split_csv_line(header.1.trim_start_matches('\u{feff}'))
-        .map_err(|e| ImportError::Rows(vec![format!("line {}: {e}", header.0)]))?
-        .into_iter()
-        .map(|s| s.trim().to_ascii_lowercase())
-        .collect();
-    let col = |name: &'static str| names.iter().position(|n| n == name);
-    let time_col = col("time").ok_or(ImportError::MissingColumn("time"))?;
-    let vital_col = col("vital").ok_or(ImportError::MissingColumn("vital"))?;
-    let value_col = col("value").ok_or(ImportError::MissingColumn("value"))?;
-    let validity_col = col("validity");
-    let type_col = col("type");
+/// The columns an import reads, by position in the header.
+struct Columns {
+    /// The header's names, trimmed and lower-cased.
+    names: Vec<String>,
+    time: usize,
+    vital: usize,
+    value: usize,
+    validity: Option<usize>,
+    kind: Option<usize>,
+}
 
+impl Columns {
+    fn from_header(line: usize, header: &csv::StringRecord) -> Result<Columns, ImportError> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        let col = |name: &'static str| -> Result<Option<usize>, ImportError> {
+            let mut at = names.iter().enumerate().filter(|(_, n)| *n == name);
+            match (at.next(), at.next()) {
+                (Some((first, _)), Some((second, _))) => Err(ImportError::Rows(vec![format!(
+                    "line {line}: the header names `{name}` twice (columns {} and {}): keep one",
+                    first + 1,
+                    second + 1
+                )])),
+                (first, _) => Ok(first.map(|(i, _)| i)),
+            }
+        };
+        let required = |name| col(name)?.ok_or(ImportError::MissingColumn(name));
+        Ok(Columns {
+            time: required("time")?,
+            vital: required("vital")?,
+            value: required("value")?,
+            validity: col("validity")?,
+            kind: col("type")?,
+            names,
+        })
+    }
+
+    /// Where column `i` is, for a message: `column 3, value`.
+    fn describe(&self, i: usize) -> String {
+        format!("column {}, {}", i + 1, self.names[i])
+    }
+}
+
+/// Ends the input so that a quote still open at its end shows: when every
+/// quote is closed this is a row of its own, else it lands inside the open
+/// field. (CSV readers accept an unclosed quote and read the rest of the
+/// file into it; an import would lose those rows without a word.)
+const END_MARK: &str = "\n\u{0}end of input\u{0}\n";
+
+/// Parses the CSV text into rows, sorted by time (stable: rows of one time
+/// keep their order). Every bad row is reported, with its line and column.
+pub fn parse_csv(text: &str) -> Result<Vec<Row>, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::Read::chain(text.as_bytes(), END_MARK.as_bytes()));
+    let end_mark = END_MARK.trim_matches('\n');
+    let mut lines = LineCounter {
+        text: text.as_bytes(),
+        byte: 0,
+        line: 1,
+    };
+    let mut columns = None;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (n, l) in lines {
-        if l.trim().is_empty() {
-            continue;
-        }
-        let fields = match split_csv_line(l) {
-            Ok(f) => f,
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
             Err(e) => {
-                errors.push(format!("line {n}: {e}"));
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(format!("line {line}: {e}"));
                 continue;
             }
         };
-        let get = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
-        if let Some(t) = type_col {
-            if get(t) != "reading" {
+        let n = lines.at(record.position().map_or(0, |p| p.byte() as usize));
+        if record.len() == 1 && &record[0] == end_mark {
+            break;
+        }
+        if let Some(i) = record.iter().position(|f| f.contains(end_mark)) {
+            let at = columns
+                .as_ref()
+                .filter(|c: &&Columns| i < c.names.len())
+                .map_or(format!("column {}", i + 1), |c| c.describe(i));
+            errors.push(format!(
+                "line {n}: a quote opens a field ({at}) and nothing closes it: close it, or double a quote meant as text (\"\")"
+            ));
+            break;
+        }
+        if record.iter().all(|f| f.trim().is_empty()) && record.len() == 1 {
+            continue;
+        }
+        let Some(cols) = &columns else {
+            columns = Some(Columns::from_header(n, &record)?);
+            continue;
+        };
+        let get = |i: usize| record.get(i).map(str::trim);
+        if let Some(t) = cols.kind {
+            if get(t) != Some("reading") {
                 continue;
             }
         }
-        match parse_row(
-            n,
-            get(time_col),
-            get(vital_col),
-            get(value_col),
-            validity_col.map(get),
-        ) {
+        let required = [cols.time, cols.vital, cols.value];
+        if let Some(&missing) = required.iter().find(|&&i| i >= record.len()) {
+            errors.push(format!(
+                "line {n}: the row ends after {} field(s), before {} (a field is missing)",
+                record.len(),
+                cols.describe(missing)
+            ));
+            continue;
+        }
+        let fields = RowFields {
+            time: get(cols.time).unwrap_or(""),
+            vital: get(cols.vital).unwrap_or(""),
+            value: get(cols.value).unwrap_or(""),
+            validity: cols.validity.and_then(get),
+        };
+        match parse_row(n, fields) {
             Ok(r) => rows.push(r),
-            Err(e) => errors.push(format!("line {n}: {e}")),
+            Err((column, e)) => {
+                let i = match column {
+                    Column::Time => cols.time,
+                    Column::Vital => cols.vital,
+                    Column::Value => cols.value,
+                    Column::Validity => cols.validity.unwrap_or(cols.value),
+                };
+                errors.push(format!("line {n}: {e} ({})", cols.describe(i)));
+            }
         }
     }
     if !errors.is_empty() {
         return Err(ImportError::Rows(errors));
+    }
+    if columns.is_none() {
+        return Err(ImportError::Empty);
     }
     if rows.is_empty() {
         return Err(ImportError::NoReadings);
@@ -235,56 +277,111 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, ImportError> {
     Ok(rows)
 }
 
-fn parse_row(
+/// The line a record starts on. (The reader's own line count is off after
+/// CRLF line ends and blank lines: a record's position is where the reader
+/// began looking for it, before the line ends it skipped.)
+struct LineCounter<'a> {
+    text: &'a [u8],
+    /// Counted up to here.
+    byte: usize,
+    /// The line of `byte`.
     line: usize,
-    time: &str,
-    vital: &str,
-    value: &str,
-    validity: Option<&str>,
-) -> Result<Row, String> {
+}
+
+impl LineCounter<'_> {
+    /// The line of the first byte at or after `start` that is not a line end
+    /// (offsets only grow from one record to the next).
+    fn at(&mut self, start: usize) -> usize {
+        let text = self.text;
+        let mut end = start.clamp(self.byte, text.len());
+        while end < text.len() && matches!(text[end], b'\r' | b'\n') {
+            end += 1;
+        }
+        self.line += text[self.byte..end].iter().filter(|&&b| b == b'\n').count();
+        self.byte = end;
+        self.line
+    }
+}
+
+/// The fields of one row that an import reads, trimmed.
+struct RowFields<'a> {
+    time: &'a str,
+    vital: &'a str,
+    value: &'a str,
+    validity: Option<&'a str>,
+}
+
+/// The column a row's error is about.
+#[derive(Clone, Copy)]
+enum Column {
+    Time,
+    Vital,
+    Value,
+    Validity,
+}
+
+fn parse_row(line: usize, fields: RowFields) -> Result<Row, (Column, String)> {
+    let RowFields {
+        time,
+        vital,
+        value,
+        validity,
+    } = fields;
+    let at = |column: Column| move |e: String| (column, e);
     let secs: f64 = time
         .parse()
         .ok()
         .filter(|t: &f64| t.is_finite() && *t >= 0.0 && *t < 1e9)
         .ok_or_else(|| {
-            format!("time `{time}` is not a number of seconds from the start (e.g. 12.5)")
+            (
+                Column::Time,
+                format!("time `{time}` is not a number of seconds from the start (e.g. 12.5)"),
+            )
         })?;
     let time = Duration::from_nanos((secs * 1e9).round() as u64);
     let validity = match validity.unwrap_or("") {
         "" => None,
         v => Some(v.parse::<Validity>().map_err(|_| {
             let names: Vec<&str> = Validity::ALL.iter().map(|v| v.key()).collect();
-            format!("validity `{v}` is not one of {}", names.join(", "))
+            (
+                Column::Validity,
+                format!("validity `{v}` is not one of {}", names.join(", ")),
+            )
         })?),
     };
     let value = if vital.eq_ignore_ascii_case("nibp") {
         let parts: Vec<&str> = value.split('/').collect();
         if !(2..=3).contains(&parts.len()) {
-            return Err(format!(
-                "nibp value `{value}` must be sys/dia/mean or sys/dia (e.g. 124/80/95)"
+            return Err((
+                Column::Value,
+                format!("nibp value `{value}` must be sys/dia/mean or sys/dia (e.g. 124/80/95)"),
             ));
         }
         let mut s = [Sample::missing(Validity::Unavailable); 3];
         let mut any = false;
         for (slot, part) in s.iter_mut().zip(&parts) {
-            let v = parse_value(part).map_err(|e| format!("nibp {e}"))?;
+            let v = parse_value(part).map_err(|e| (Column::Value, format!("nibp {e}")))?;
             any |= v.is_some();
             *slot = match (v, validity) {
                 (None, Some(Validity::Valid) | None) => Sample::missing(Validity::Unavailable),
-                _ => sample(v, validity)?,
+                _ => sample(v, validity).map_err(at(Column::Validity))?,
             };
         }
         if !any && validity.is_none_or(|v| v.is_valid()) {
-            return Err("an nibp row needs at least one number, or a validity".into());
+            return Err((
+                Column::Value,
+                "an nibp row needs at least one number, or a validity".into(),
+            ));
         }
         RowValue::Nibp(s)
     } else {
         let v: Vital = vital.to_ascii_lowercase().parse().map_err(|_| {
-            format!(
+            (Column::Vital, format!(
                 "vital `{vital}` is not one of hr, pr, spo2, nibp_sys, nibp_dia, nibp_mean, nibp, rr, etco2"
-            )
+            ))
         })?;
-        RowValue::Single(v, sample(parse_value(value)?, validity)?)
+        let number = parse_value(value).map_err(at(Column::Value))?;
+        RowValue::Single(v, sample(number, validity).map_err(at(Column::Validity))?)
     };
     Ok(Row { line, time, value })
 }
@@ -531,15 +628,86 @@ pub fn import(csv: &Path, out: &Path, options: &ImportOptions) -> Result<usize, 
 mod tests {
     use super::*;
 
+    fn error(text: &str) -> String {
+        parse_csv(text).unwrap_err().to_string()
+    }
+
     #[test]
-    fn csv_lines_split_with_quotes() {
-        assert_eq!(split_csv_line("a,b,,c").unwrap(), ["a", "b", "", "c"]);
+    fn quoted_fields_keep_commas_quotes_and_line_breaks() {
+        // A note column (ignored) with a comma, doubled quotes and a line
+        // break inside quotes; quoted values are read like plain ones.
+        let rows = parse_csv(
+            "time,vital,value,note\n1,hr,72,\"calm, \"\"asleep\"\"\"\n\"2\",\"spo2\",\"97\",\"moved\nthe probe\"\n3,hr,70,\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
         assert_eq!(
-            split_csv_line("\"a,b\",\"say \"\"x\"\"\",c").unwrap(),
-            ["a,b", "say \"x\"", "c"]
+            rows[1].value,
+            RowValue::Single(Vital::SpO2, Sample::valid(97.0))
         );
-        assert!(split_csv_line("\"open").is_err());
-        assert!(split_csv_line("\"a\"b").is_err());
+        // The row after a two-line field starts on line 5.
+        assert_eq!((rows[1].line, rows[2].line), (3, 5));
+        assert_eq!(
+            rows[2].value,
+            RowValue::Single(Vital::HeartRate, Sample::valid(70.0))
+        );
+    }
+
+    #[test]
+    fn crlf_a_bom_and_blank_lines_are_read() {
+        let rows =
+            parse_csv("\u{feff}time,vital,value\r\n\r\n0,hr,72\r\n  \r\n1,hr,73\r\n").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line, rows[1].line), (3, 5));
+        assert_eq!(
+            rows[1].value,
+            RowValue::Single(Vital::HeartRate, Sample::valid(73.0))
+        );
+        // A field with a CR line end is not a value with a CR in it.
+        assert!(parse_csv("time,vital,value\r\n0,hr,72\r").is_ok());
+    }
+
+    #[test]
+    fn a_quote_left_open_is_reported_where_it_opens() {
+        // Without the check, rows 3 and 4 would vanish into the note.
+        let text = error("time,vital,value,note\n1,hr,72,\"moved\n2,hr,73,\n3,hr,74,\n");
+        assert!(
+            text.contains("line 2: a quote opens a field (column 4, note) and nothing closes it"),
+            "{text}"
+        );
+        let text = error("time,vital,value\n\"open");
+        assert!(
+            text.contains("line 2: a quote opens a field (column 1, time)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_column() {
+        let text = error("value,vital,time,validity\n72,hr,x,\n,hr,1,valid\n72,bp,2,\n");
+        for needle in [
+            "line 2: time `x` is not a number of seconds from the start (e.g. 12.5) (column 3, time)",
+            "line 3: an empty value cannot be valid: give a number or another validity (column 4, validity)",
+            "line 4: vital `bp` is not one of",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(text.ends_with("(column 2, vital)"), "{text}");
+        // A short row: the required field it lacks, by name and position.
+        let text = error("time,vital,value,validity\n1,hr,72\n2,hr\n");
+        assert!(
+            text.contains("line 3: the row ends after 2 field(s), before column 3, value"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("line 2"),
+            "a row without its optional validity is whole"
+        );
+        let text = error("time,vital,value,Time\n1,hr,72,2\n");
+        assert!(
+            text.contains("line 1: the header names `time` twice (columns 1 and 4)"),
+            "{text}"
+        );
     }
 
     #[test]

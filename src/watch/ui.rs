@@ -15,7 +15,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::display::feed::{BedCommand, BedKey};
-use crate::display::state::{AlarmView, BedView, BoardView};
+use crate::display::state::{AlarmView, BedView, BoardView, VitalView};
 
 /// What the user is doing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -435,7 +435,7 @@ fn compact_line(b: &BedView, current: bool, pick: Option<usize>, now_ms: u64) ->
     )];
     for v in &b.vitals {
         let text = match v.state {
-            "ok" | "old" => v.text.split(" (").next().unwrap_or("").to_owned(),
+            "ok" | "old" | "questionable" => v.text.split(" (").next().unwrap_or("").to_owned(),
             "none" => "-".to_owned(),
             _ => "--".to_owned(),
         };
@@ -446,10 +446,17 @@ fn compact_line(b: &BedView, current: bool, pick: Option<usize>, now_ms: u64) ->
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
             _ if v.state == "ok" => Style::default().add_modifier(Modifier::BOLD),
+            _ if v.state == "questionable" => questionable_style(),
             _ => dim,
         };
         spans.push(Span::styled(format!(" {} ", v.label), dim));
-        spans.push(Span::styled(format!("{text:<7}"), style));
+        // Breathing values are short: less room, so the alarm stays in sight.
+        let width = if v.key == "rr" || v.key == "etco2" {
+            4
+        } else {
+            7
+        };
+        spans.push(Span::styled(format!("{text:<width$}"), style));
     }
     spans.push(Span::raw(" "));
     if b.stopped {
@@ -484,26 +491,42 @@ fn compact_line(b: &BedView, current: bool, pick: Option<usize>, now_ms: u64) ->
 }
 
 fn bed_height(b: &BedView) -> u16 {
-    // Border (2) + vitals + limits + meta + alarms (at least one line) + result.
+    // Border (2) + vitals (breathing on a line of its own) + limits + meta
+    // + alarms (at least one line) + result.
     let alarms = b.alarms.len().max(1) as u16;
-    let limits = u16::from(b.vitals.iter().any(|v| v.limits_text.is_some()));
-    2 + 1 + limits + 1 + alarms + u16::from(b.result.is_some()) + u16::from(!b.live)
+    let vitals = b.vitals.len().div_ceil(MAIN_VITALS).max(1) as u16;
+    let limits = limits_lines(b).len() as u16;
+    2 + vitals + limits + 1 + alarms + u16::from(b.result.is_some()) + u16::from(!b.live)
 }
 
-/// The alarm limits in force, one line: `limits HR 50-120 /min  SpO2 low 90 %`.
-fn limits_line(bed: &BedView) -> Option<Line<'static>> {
-    let parts: Vec<String> = bed
-        .vitals
-        .iter()
-        .filter_map(|v| v.limits_text.as_ref().map(|t| format!("{} {t}", v.label)))
-        .collect();
-    if parts.is_empty() {
-        return None;
-    }
-    Some(Line::from(Span::styled(
-        format!("limits  {}", parts.join("   ")),
-        Style::default().fg(Color::DarkGray),
-    )))
+/// HR, SpO2 and NIBP: the first line of a bed; RR and EtCO2 (beds with
+/// capnography) go on the next.
+const MAIN_VITALS: usize = 3;
+
+/// A value the monitor flagged questionable: yellow, not bold, its parts
+/// marked `?` in the text.
+fn questionable_style() -> Style {
+    Style::default().fg(Color::Yellow)
+}
+
+/// The alarm limits in force, a line per line of vitals that has any:
+/// `limits  HR 50-120 /min   SpO2 low 90 %`.
+fn limits_lines(bed: &BedView) -> Vec<Line<'static>> {
+    bed.vitals
+        .chunks(MAIN_VITALS)
+        .filter_map(|group| {
+            let parts: Vec<String> = group
+                .iter()
+                .filter_map(|v| v.limits_text.as_ref().map(|t| format!("{} {t}", v.label)))
+                .collect();
+            (!parts.is_empty()).then(|| {
+                Line::from(Span::styled(
+                    format!("limits  {}", parts.join("   ")),
+                    Style::default().fg(Color::DarkGray),
+                ))
+            })
+        })
+        .collect()
 }
 
 fn banner(view: &BoardView) -> Line<'static> {
@@ -575,39 +598,10 @@ fn render_bed(
                 .add_modifier(Modifier::BOLD),
         )));
     }
-    let mut vitals = Vec::new();
-    for v in &bed.vitals {
-        vitals.push(Span::styled(format!("{} ", v.label), dim));
-        let shown = match v.state {
-            "ok" => format!("{}{}", v.text, v.arrow()),
-            // An old measurement: the number, dim, with its note.
-            "old" => v.text.clone(),
-            "none" => "-".to_owned(),
-            _ => "--".to_owned(),
-        };
-        let style = if v.state == "ok" {
-            Style::default().add_modifier(Modifier::BOLD)
-        } else {
-            dim
-        };
-        vitals.push(Span::styled(shown, style));
-        vitals.push(Span::styled(format!(" {}", v.unit), dim));
-        let note: Vec<&str> = [v.note.as_deref(), v.age.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        if !note.is_empty() && bed.live {
-            vitals.push(Span::styled(
-                format!(" ({})", note.join(", ")),
-                Style::default().fg(Color::Yellow),
-            ));
-        }
-        vitals.push(Span::raw("   "));
+    for group in bed.vitals.chunks(MAIN_VITALS) {
+        lines.push(vitals_line(group, bed.live));
     }
-    lines.push(Line::from(vitals));
-    if let Some(l) = limits_line(bed) {
-        lines.push(l);
-    }
+    lines.extend(limits_lines(bed));
     let mut meta = vec![Span::styled(
         format!("phase {}", bed.phase.as_deref().unwrap_or("-")),
         dim,
@@ -678,6 +672,55 @@ fn render_bed(
         )));
     }
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Vitals on one line: `HR 72→ /min   SpO2 82? % (? questionable: ...)`.
+fn vitals_line(vitals: &[VitalView], live: bool) -> Line<'static> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut spans = Vec::new();
+    for v in vitals {
+        spans.push(Span::styled(format!("{} ", v.label), dim));
+        let (shown, style) = match v.state {
+            "ok" => (
+                format!("{}{}", v.text, v.arrow()),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+            // Questionable: the number (or the mark alone) with its `?`.
+            "questionable" => (v.text.clone(), questionable_style()),
+            // An old measurement: the number, dim, with its note.
+            "old" => (v.text.clone(), dim),
+            "none" => ("-".to_owned(), dim),
+            _ => ("--".to_owned(), dim),
+        };
+        spans.push(Span::styled(shown, style));
+        spans.push(Span::styled(format!(" {}", v.unit), dim));
+        // A terminal line is short: the board's note on a questionable
+        // value, in few words (NIBP: which components).
+        let doubt = (v.state == "questionable").then(|| {
+            let parts: Vec<&str> = v
+                .parts
+                .iter()
+                .filter(|p| p.questionable && v.key == "nibp")
+                .map(|p| p.key)
+                .collect();
+            format!(
+                "? {}questionable signal",
+                parts.iter().map(|p| format!("{p} ")).collect::<String>()
+            )
+        });
+        let note: Vec<&str> = [doubt.as_deref().or(v.note.as_deref()), v.age.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !note.is_empty() && live {
+            spans.push(Span::styled(
+                format!(" ({})", note.join(", ")),
+                Style::default().fg(Color::Yellow),
+            ));
+        }
+        spans.push(Span::raw("   "));
+    }
+    Line::from(spans)
 }
 
 fn alarm_line(a: &AlarmView, mark: &'static str, live: bool, now_ms: u64) -> Line<'static> {

@@ -355,6 +355,21 @@ impl Publisher {
         self.publish("vitals", true, Value::Object(m));
     }
 
+    /// `vitals` as the daemon's publisher writes them (its own function)
+    /// after `readings`, each arriving at its time; `latest` keeps every
+    /// vital seen, as the daemon does.
+    pub fn daemon_vitals(
+        &self,
+        latest: &mut vigil::mqtt::payload::Latest,
+        readings: &[(vigil::vitals::Measurement, SystemTime)],
+    ) {
+        for (m, at) in readings {
+            latest.apply(m, *at, 0);
+        }
+        let body = vitals_body(&self.site, &self.bed, self.next_seq(), latest);
+        self.publish("vitals", true, serde_json::from_slice(&body).unwrap());
+    }
+
     /// The retained `limits`, as the daemon's publisher writes them.
     pub fn limits(&self, rules: &[vigil::engine::VitalRules; vigil::vitals::Vital::COUNT]) {
         let ctx = vigil::mqtt::payload::Ctx {
@@ -407,13 +422,15 @@ impl Publisher {
         ack_by: Option<&str>,
         onset: SystemTime,
     ) {
+        self.alarm_event(alarm_object(id, priority, phase, state, ack_by, onset));
+    }
+
+    /// One `alarms` event carrying this alarm object.
+    pub fn alarm_event(&self, alarm: Value) {
         let mut m = head(&self.site, &self.bed, self.next_seq());
         let stream = self.alarms_stream.fetch_add(1, Ordering::Relaxed) + 1;
         m.insert("stream_seq".into(), json!(stream));
-        m.insert(
-            "alarm".into(),
-            alarm_object(id, priority, phase, state, ack_by, onset),
-        );
+        m.insert("alarm".into(), alarm);
         self.publish("alarms", false, Value::Object(m));
     }
 
@@ -466,6 +483,39 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The daemon's `vitals` payload (its publisher's function, sent now) of
+/// the latest readings of one monitor.
+pub fn vitals_body(
+    site: &str,
+    bed: &str,
+    seq: u64,
+    latest: &vigil::mqtt::payload::Latest,
+) -> Vec<u8> {
+    let names = ["monitor".to_owned()];
+    let ctx = vigil::mqtt::payload::Ctx {
+        site,
+        bed,
+        names: &names,
+        epoch: "0123456789abcdef",
+    };
+    vigil::mqtt::payload::vitals(&ctx, seq, SystemTime::now(), latest)
+}
+
+/// One NIBP measurement of these components (automatic cycle).
+pub fn nibp(
+    sys: vigil::vitals::Sample,
+    dia: vigil::vitals::Sample,
+    mean: vigil::vitals::Sample,
+) -> vigil::vitals::Measurement {
+    vigil::vitals::Measurement::Nibp(vigil::vitals::Nibp {
+        systolic: sys,
+        diastolic: dia,
+        mean,
+        measured_at: None,
+        mode: vigil::vitals::NibpMode::Auto,
+    })
 }
 
 pub fn heartbeat_body(site: &str, bed: &str, seq: u64, beat: u64) -> Vec<u8> {

@@ -171,14 +171,12 @@ function tileHtml(b) {
   } else if (b.alarms.length) line = `<div class="top acked">${b.alarms.length} acknowledged</div>`;
   else line = `<div class="top calm">${esc(b.phase ?? "idle")}${b.since_dose ? " · dose " + esc(b.since_dose) : ""}</div>`;
   const vitals = b.vitals.map((v) => {
-    const text = v.key === "nibp" ? String(v.text).split(" (")[0] : v.text;
-    const shown = v.state === "ok" || v.state === "old" ? esc(text) : (v.state === "none" ? "" : "--");
     const alarm = v.alarm ? ` alarm-${esc(v.alarm)}` : "";
-    return `<div class="vital ${esc(v.state)}${alarm}" data-vital="${esc(v.key)}"><span class="label">${esc(v.label)}</span><span class="value">${shown}</span></div>`;
+    return `<div class="vital ${esc(v.state)}${alarm}" data-vital="${esc(v.key)}"><span class="label">${esc(v.label)}</span><span class="value">${valueHtml(v, false)}</span></div>`;
   }).join("");
   return `<section class="${cls.join(" ")}" data-bed="${esc(b.key)}" data-urgency="${esc(b.urgency)}" tabindex="0" title="${esc(b.key)}: click for the whole bed">
     <h2>${esc(b.key)}${b.session ? ` <span class="session">${esc(b.session)}</span>` : ""}</h2>
-    <div class="vitals">${vitals}</div>${line}</section>`;
+    <div class="vitals${vitalsClass(b)}">${vitals}</div>${line}</section>`;
 }
 
 // The whole bed in a panel, from a compact tile.
@@ -243,7 +241,7 @@ function bedHtml(b, detail = false) {
       ? `<div class="stopped-label">stopped: vigil was shut down on this bed
           <button class="remove" data-bed="${esc(b.key)}">Remove from board</button></div>`
       : `<div class="nodata-label">NO DATA${b.no_data ? ": " + esc(b.no_data) : ""}</div>`}
-    <div class="vitals">${b.vitals.map((v) => vitalHtml(v, (detail ? "d-" : "b-") + b.key)).join("")}</div>
+    <div class="vitals${vitalsClass(b)}">${b.vitals.map((v) => vitalHtml(v, (detail ? "d-" : "b-") + b.key)).join("")}</div>
     <div class="meta">${meta.join("")}</div>
     ${controlsHtml(b)}
     <ul class="alarms">${alarms}</ul>
@@ -294,9 +292,28 @@ function controlsHtml(b) {
   return `<div class="controls">${out.join("")}</div>`;
 }
 
+// A bed whose monitor sends breathing values has five tiles, not three.
+function vitalsClass(b) { return b.vitals.length > 3 ? " breathing" : ""; }
+
+// The value as its parts (NIBP: sys/dia (mean), the mean only when
+// measured), each part the monitor flagged questionable marked "?" and
+// hatched, with the reason in its tooltip. An old measurement keeps its
+// number, marked old (state and note); an invalid value is never a number.
+const QUESTIONABLE = "questionable: the monitor flagged the signal quality";
+function valueHtml(v, withMean = true) {
+  if (v.state !== "ok" && v.state !== "old" && v.state !== "questionable") return v.state === "none" ? "" : "--";
+  const parts = v.parts || [];
+  if (!parts.length) return esc(v.text);
+  const part = (p) => p.questionable
+    ? `<span class="part questionable" data-part="${esc(p.key)}" title="${esc(QUESTIONABLE)}">${esc(p.text)}<span class="qmark">?</span></span>`
+    : `<span class="part" data-part="${esc(p.key)}">${esc(p.text)}</span>`;
+  if (v.key !== "nibp") return parts.map(part).join("");
+  const [sys, dia, mean] = parts;
+  return part(sys) + "/" + part(dia) + (mean && withMean ? ` <span class="mean">(${part(mean)})</span>` : "");
+}
+
 function vitalHtml(v, id) {
-  // An old measurement keeps its number, marked old (state and note).
-  const shown = v.state === "ok" || v.state === "old" ? esc(v.text) : (v.state === "none" ? "" : "--");
+  const shown = valueHtml(v);
   const arrow = v.state === "ok" && ARROWS[v.trend] ? `<span class="arrow">${ARROWS[v.trend]}</span>` : "";
   const note = [v.note, v.age].filter(Boolean).map(esc).join(", ");
   const alarm = v.alarm ? ` alarm-${esc(v.alarm)}` : "";
@@ -358,6 +375,7 @@ function sparkHtml(v, id) {
 
 function alarmHtml(b, a) {
   const cls = ["alarm", a.priority];
+  if (a.questionable) cls.push("questionable");
   if (a.acknowledged) cls.push("acknowledged");
   if (a.flash === "fast") cls.push("flash-fast");
   if (a.flash === "slow") cls.push("flash-slow");
@@ -368,7 +386,7 @@ function alarmHtml(b, a) {
     ? `<button type="button" class="ack" data-bed="${esc(b.key)}" data-alarm="${esc(a.id)}" data-label="${esc(a.label)}">Acknowledge</button>` : "";
   return `<li class="${cls.join(" ")}" data-alarm="${esc(a.id)}" data-priority="${esc(a.priority)}">
     <span class="prio">${esc(a.priority.toUpperCase())}</span>
-    <span class="text">${esc(a.label)} <span class="since">${esc(a.since)}</span></span>
+    <span class="text"${a.questionable ? ` title="the alarm's value is ${esc(QUESTIONABLE)}"` : ""}>${esc(a.label)} <span class="since">${esc(a.since)}</span></span>
     ${state}${button}</li>`;
 }
 

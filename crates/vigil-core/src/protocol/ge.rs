@@ -141,6 +141,12 @@ const NIBP_GROUP: usize = SR_DATA + 72;
 const TEMP_GROUPS: [usize; 4] = [SR_DATA + 86, SR_DATA + 94, SR_DATA + 102, SR_DATA + 110];
 const SPO2_GROUP: usize = SR_DATA + 118;
 const CO2_GROUP: usize = SR_DATA + 132;
+/// CO2 group label bits 0..2: the respiration rate comes from the CO2
+/// module.
+const CO2_LABEL_RR_FROM_CO2: u16 = 1;
+/// The ambient pressure a simulated monitor reports, mmHg (sea level; the
+/// real capture db02 has 759.8).
+const MONITOR_AMBIENT_MMHG: f32 = 760.0;
 const SR_CLASS_WORD: usize = PHDB_SUBRECORD_LEN - 2;
 
 /// Errors of the GE request builders.
@@ -299,7 +305,7 @@ fn get_u32(buf: &[u8], at: usize) -> Option<u32> {
 }
 
 /// The raw basic-class fields this decoder uses, as they are on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct BasicRaw {
     ecg_status: u32,
     hr: i16,
@@ -432,16 +438,42 @@ impl BasicRaw {
             spo2_status,
             spo2: encode_value(s.spo2, 100.0),
             pr: encode_value(s.pulse_rate, 1.0),
-            // No breathing in the simulated snapshot: no CO2 module, no
-            // impedance rate (the bytes simulations have always sent).
+            // No impedance respiration: a monitor with a CO2 module shows
+            // the capnograph's rate, and one without sends nothing.
             imp_rr: DATA_INVALID,
-            co2_status: 0,
-            co2_label: 0,
-            co2_et: 0,
-            co2_fi: 0,
-            co2_rr: 0,
-            co2_amb: 0,
+            ..BasicRaw::co2_group(s)
         }
+    }
+
+    /// The CO2 group fields for `s`: absent (all zero, the bytes
+    /// simulations have always sent) without breathing; otherwise laid out
+    /// as the real capture db02 has them (module present and active, RR
+    /// source CO2, `et` in 1/100 % of the ambient pressure, `fi` 0 for room
+    /// air, `rr` in 1/min, `amb_press` in 1/10 mmHg). The other status and
+    /// label bits db02 sets (status 0x104, label 0x08) are undocumented in
+    /// the decoder's sources and left clear.
+    fn co2_group(s: &Snapshot) -> BasicRaw {
+        let mut raw = BasicRaw::default();
+        if !s.has_breathing() {
+            return raw;
+        }
+        let off =
+            s.resp_rate.validity == Validity::SensorOff || s.etco2.validity == Validity::SensorOff;
+        raw.co2_status = if off {
+            STATUS_EXISTS
+        } else {
+            STATUS_EXISTS | STATUS_ACTIVE
+        };
+        raw.co2_label = CO2_LABEL_RR_FROM_CO2;
+        // etCO2 in % of the ambient pressure, as the module measures it.
+        let percent = Sample {
+            value: s.etco2.value / MONITOR_AMBIENT_MMHG * 100.0,
+            validity: s.etco2.validity,
+        };
+        raw.co2_et = encode_value(percent, 100.0);
+        raw.co2_rr = encode_value(s.resp_rate, 1.0);
+        raw.co2_amb = encode_value(Sample::valid(MONITOR_AMBIENT_MMHG), 10.0);
+        raw
     }
 }
 
@@ -646,7 +678,10 @@ fn device_time_u32(t: Option<DeviceTime>) -> u32 {
 /// non-valid samples become the closest special value. GE has no per-value
 /// artifact flag outside ECG, so an SpO2 or pulse-rate artifact is sent as
 /// invalid; sensor-off of SpO2 or pulse rate clears the shared SpO2 group's
-/// "active" bit.
+/// "active" bit. Breathing (RR, etCO2) goes in the CO2 group when the
+/// snapshot has any, with etCO2 as a percentage of a 760.0 mmHg ambient
+/// pressure (0.01 % resolution: about 0.08 mmHg); without it the CO2 group
+/// is absent, as from a monitor with no capnograph.
 pub fn encode_displayed_values(snapshot: &Snapshot, out: &mut Vec<u8>) {
     let raw = BasicRaw::from_snapshot(snapshot);
     let nibp_time = device_time_u32(snapshot.nibp.and_then(|n| n.measured_at));
@@ -2014,18 +2049,32 @@ mod tests {
             sample(10_000, 100.0),
             proptest::option::of(nibp),
             2_000..=u32::MAX,
+            (
+                prop_oneof![1 => Just(None), 3 => sample(150, 1.0).prop_map(Some)],
+                sample(1_500, 10.0),
+            ),
         )
-            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t)| {
+            .prop_map(|(heart_rate, pulse_rate, spo2, nibp, t, (rr, etco2))| {
                 let device_time = DeviceTime(i64::from(t));
                 let nibp = nibp.map(|n| Nibp {
                     measured_at: n.measured_at.map(|age| DeviceTime(device_time.0 - age.0)),
                     ..n
                 });
+                // None: no capnograph at all.
+                let (resp_rate, etco2) = match rr {
+                    None => (
+                        Sample::missing(Validity::Unavailable),
+                        Sample::missing(Validity::Unavailable),
+                    ),
+                    Some(rr) => (rr, etco2),
+                };
                 Snapshot {
                     heart_rate,
                     pulse_rate,
                     spo2,
                     nibp,
+                    resp_rate,
+                    etco2,
                     device_time,
                 }
             })
@@ -2049,6 +2098,17 @@ mod tests {
             prop_assert!(same(hr(&ms), s.heart_rate));
             prop_assert!(same(pr(&ms), s.pulse_rate));
             prop_assert!(same(spo2(&ms), s.spo2));
+            let (rr, etco2) = breath(&ms);
+            if s.has_breathing() {
+                prop_assert!(same(rr.unwrap(), s.resp_rate), "{:?}", rr);
+                // etCO2 travels as 1/100 % of 760 mmHg.
+                let (got, want) = (etco2.unwrap(), s.etco2);
+                prop_assert_eq!(got.validity, want.validity);
+                prop_assert!(!want.validity.is_valid() || (got.value - want.value).abs() <= 0.04,
+                    "{:?} for {:?}", got, want);
+            } else {
+                prop_assert_eq!((rr, etco2), (None, None));
+            }
             let n = nibps(&ms);
             match s.nibp {
                 None => prop_assert!(n.is_empty()),

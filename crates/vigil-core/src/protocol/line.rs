@@ -505,12 +505,15 @@ pub fn encode_measurement(
 /// Appends the lines for everything `snapshot` shows: one line per vital that
 /// carries a value or a reason (a vital that is simply unavailable is left
 /// out), and the NIBP measurement if any, each with `t=` from the snapshot.
+/// Breathing goes as `rr` and `etco2` lines after SpO2 (`rr 0` is no breath).
 pub fn encode_snapshot(snapshot: &Snapshot, out: &mut Vec<u8>) {
     let t = Some(snapshot.device_time);
     for m in [
         Measurement::HeartRate(snapshot.heart_rate),
         Measurement::PulseRate(snapshot.pulse_rate),
         Measurement::SpO2(snapshot.spo2),
+        Measurement::RespRate(snapshot.resp_rate),
+        Measurement::EtCo2(snapshot.etco2),
     ] {
         if let Some((_, s)) = m.continuous() {
             if is_unmeasured(s) {
@@ -1305,12 +1308,15 @@ mod tests {
             arb_sample(),
             proptest::option::of(prop_oneof![arb_nibp(), arb_nibp_mixed()]),
             -10i64..5_000_000_000,
+            (arb_sample(), arb_sample()),
         )
-            .prop_map(|(hr, pr, spo2, nibp, t)| Snapshot {
+            .prop_map(|(hr, pr, spo2, nibp, t, (resp_rate, etco2))| Snapshot {
                 heart_rate: hr,
                 pulse_rate: pr,
                 spo2,
                 nibp,
+                resp_rate,
+                etco2,
                 device_time: DeviceTime(t),
             })
     }
@@ -1323,6 +1329,8 @@ mod tests {
             Measurement::HeartRate(snapshot.heart_rate),
             Measurement::PulseRate(snapshot.pulse_rate),
             Measurement::SpO2(snapshot.spo2),
+            Measurement::RespRate(snapshot.resp_rate),
+            Measurement::EtCo2(snapshot.etco2),
         ] {
             v.push((m, t));
         }

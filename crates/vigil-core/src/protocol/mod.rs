@@ -301,6 +301,9 @@ pub enum Output {
 /// protocol's encoder to get the bytes a real device of that family would
 /// send. A vital the device does not measure is [`Sample::missing`] with
 /// [`Validity::Unavailable`]; `nibp` is the latest NIBP measurement, if any.
+/// Encoders leave out what a device without that module would not send
+/// (no capnograph: no RR or etCO2 at all), so a snapshot without breathing
+/// encodes to the bytes it always did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Snapshot {
     /// Heart rate (ECG), per minute.
@@ -311,6 +314,11 @@ pub struct Snapshot {
     pub spo2: Sample,
     /// The latest NIBP measurement.
     pub nibp: Option<Nibp>,
+    /// Respiration rate (capnograph awRR), per minute; a valid 0 is "no
+    /// breath detected".
+    pub resp_rate: Sample,
+    /// End-tidal CO2, mmHg.
+    pub etco2: Sample,
     /// The device's clock.
     pub device_time: DeviceTime,
 }
@@ -323,8 +331,18 @@ impl Snapshot {
             pulse_rate: Sample::missing(Validity::Unavailable),
             spo2: Sample::missing(Validity::Unavailable),
             nibp: None,
+            resp_rate: Sample::missing(Validity::Unavailable),
+            etco2: Sample::missing(Validity::Unavailable),
             device_time,
         }
+    }
+
+    /// Whether the device shows breathing at all (has a capnograph): RR or
+    /// etCO2 is anything but "not measured".
+    pub fn has_breathing(&self) -> bool {
+        [self.resp_rate, self.etco2]
+            .iter()
+            .any(|s| s.value.is_finite() || s.validity != Validity::Unavailable)
     }
 }
 

@@ -1975,7 +1975,11 @@ fn finish_reply(mut w: Writer, slots: [usize; 3], out: &mut Vec<u8>) {
 /// time), with the absolute time stamp set. `linked` makes it one part of a
 /// linked result.
 ///
-/// Resolution: rates 1/min, SpO2 0.1 %, NIBP 1 mmHg. Sensor-off is sent as
+/// With breathing in the snapshot, awRR and etCO2 follow as single
+/// numerics (etCO2 in mmHg); without, they are left out as by a monitor
+/// without a capnograph.
+///
+/// Resolution: rates 1/min, SpO2 0.1 %, NIBP 1 mmHg, etCO2 1 mmHg. Sensor-off is sent as
 /// unavailable and artifact as questionable (the export has no such states);
 /// an old value is sent as a plain value (its age is its time stamp).
 pub fn encode_poll_result(
@@ -2024,7 +2028,9 @@ pub fn encode_poll_result_with(
     w.u16(1);
     let contexts = w.len_slot();
     w.u16(0); // context id
-    let observations: u16 = if snapshot.nibp.is_some() { 4 } else { 3 };
+              // A monitor with a capnograph adds awRR and etCO2 (mmHg) numerics.
+    let breathing = snapshot.has_breathing();
+    let observations: u16 = 3 + 2 * u16::from(breathing) + u16::from(snapshot.nibp.is_some());
     w.u16(observations);
     let polls = w.len_slot();
     let singles = [
@@ -2051,6 +2057,24 @@ pub fn encode_poll_result_with(
             nu_obs(NOM_PULS_OXIM_SAT_O2, NOM_DIM_PERCENT, snapshot.spo2, -1),
         ),
     ];
+    let airway = [
+        (
+            0x0014,
+            nu_obs(
+                NOM_AWAY_RESP_RATE,
+                NOM_DIM_RESP_PER_MIN,
+                snapshot.resp_rate,
+                0,
+            ),
+        ),
+        (
+            0x0015,
+            nu_obs(NOM_AWAY_CO2_ET, NOM_DIM_MMHG, snapshot.etco2, 0),
+        ),
+    ];
+    let singles = singles
+        .into_iter()
+        .chain(airway.into_iter().filter(|_| breathing));
     let label = |w: &mut Writer, physio: u16| {
         w.u16(NOM_ATTR_ID_LABEL);
         w.u16(4);
@@ -3764,6 +3788,8 @@ mod tests {
                 measured_at: Some(DeviceTime(1_700_000_000)),
                 mode: NibpMode::Unknown,
             }),
+            resp_rate: Sample::missing(Validity::Unavailable),
+            etco2: Sample::missing(Validity::Unavailable),
             device_time: DeviceTime(1_700_000_060),
         }
     }
@@ -4312,6 +4338,8 @@ mod tests {
 
         fn snapshot_at(&self, now: Instant) -> Snapshot {
             Snapshot {
+                resp_rate: Sample::missing(Validity::Unavailable),
+                etco2: Sample::missing(Validity::Unavailable),
                 device_time: DeviceTime(self.clock.0 + now.since_origin().as_secs() as i64),
                 ..self.snapshot
             }
@@ -4977,14 +5005,22 @@ mod tests {
             sample(1000, 10.0),
             proptest::option::of(nibp),
             device_time(),
+            proptest::option::of((sample(150, 1.0), sample(150, 1.0))),
         )
             .prop_map(
-                |(heart_rate, pulse_rate, spo2, nibp, device_time)| Snapshot {
-                    heart_rate,
-                    pulse_rate,
-                    spo2,
-                    nibp,
-                    device_time,
+                |(heart_rate, pulse_rate, spo2, nibp, device_time, breath)| {
+                    // None: no capnograph.
+                    let none = Sample::missing(Validity::Unavailable);
+                    let (resp_rate, etco2) = breath.unwrap_or((none, none));
+                    Snapshot {
+                        heart_rate,
+                        pulse_rate,
+                        spo2,
+                        nibp,
+                        resp_rate,
+                        etco2,
+                        device_time,
+                    }
                 },
             )
     }
@@ -5010,6 +5046,12 @@ mod tests {
             prop_assert!(same(values.heart_rate.unwrap(), s.heart_rate));
             prop_assert!(same(values.pulse_rate.unwrap(), s.pulse_rate));
             prop_assert!(same(values.spo2.unwrap(), s.spo2));
+            if s.has_breathing() {
+                prop_assert!(same(values.resp_rate.unwrap(), s.resp_rate));
+                prop_assert!(same(values.etco2.unwrap(), s.etco2));
+            } else {
+                prop_assert_eq!((values.resp_rate, values.etco2), (None, None));
+            }
             match (values.nibp, s.nibp) {
                 (None, None) => {}
                 (Some(got), Some(want)) => {

@@ -507,6 +507,53 @@ mod tests {
     }
 
     #[test]
+    fn capnograph_monitors_send_breathing_and_the_host_reads_the_apnoea() {
+        let s = builtin("apnoea");
+        let e = *s.events_of("apnoea").next().unwrap();
+        for kind in [ProtocolKind::Line, ProtocolKind::Ge, ProtocolKind::Philips] {
+            let (_, outputs) = converse(&s, kind, 5, e.end() + Duration::from_secs(30));
+            let (mut rr, mut et) = (Vec::new(), Vec::new());
+            for o in &outputs {
+                let Output::Reading(r) = o else { continue };
+                let t = r.arrival.since_origin();
+                match r.measurement {
+                    Measurement::RespRate(s) => rr.push((t, s)),
+                    Measurement::EtCo2(s) => et.push((t, s)),
+                    _ => {}
+                }
+            }
+            assert!(rr.len() > 20 && et.len() == rr.len(), "{kind:?}: {rr:?}");
+            for (t, s) in &rr {
+                let v = s
+                    .get()
+                    .unwrap_or_else(|| panic!("{kind:?}: {s:?} at {t:?}"));
+                if e.contains(*t) {
+                    assert_eq!(v, 0.0, "{kind:?}: no breath at {t:?}");
+                } else {
+                    assert!((9.0..=19.0).contains(&v), "{kind:?}: RR {v} at {t:?}");
+                }
+            }
+            assert!(rr.iter().any(|(t, _)| e.contains(*t)), "{kind:?}");
+            assert!(rr.iter().any(|(t, _)| *t > e.end()), "{kind:?}");
+            for (t, s) in &et {
+                let v = s
+                    .get()
+                    .unwrap_or_else(|| panic!("{kind:?}: {s:?} at {t:?}"));
+                // Whole mmHg, through GE's 1/100 % of 760 mmHg.
+                assert!((34.5..=41.5).contains(&v), "{kind:?}: etCO2 {v} at {t:?}");
+                assert!((v - v.round()).abs() < 0.04, "{kind:?}: {v}");
+            }
+        }
+        // Monitors of the oximeter protocols have no capnograph to send.
+        for kind in [ProtocolKind::Masimo, ProtocolKind::NoninDf2] {
+            let (_, outputs) = converse(&s, kind, 5, Duration::from_secs(30));
+            assert!(readings(&outputs)
+                .iter()
+                .all(|m| !matches!(m, Measurement::RespRate(_) | Measurement::EtCo2(_))));
+        }
+    }
+
+    #[test]
     fn same_seed_same_bytes_different_seed_different_bytes() {
         let s = builtin("sensor-problems");
         // 40 simulated minutes cover sensor off, artifact, noise and the reboot.

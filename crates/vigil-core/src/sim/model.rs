@@ -13,6 +13,13 @@
 //!   and let it recover, brady- and tachycardia move the heart rate to a
 //!   target; sensor-off and probe artifact change what the oximeter shows
 //!   and how it flags it.
+//! - Breathing, when the scenario gives the patient a capnograph
+//!   (`patient.rr`): the resting rate and etCO2 plus the dose's share, a
+//!   respiratory depression moves both to their targets (slower breathing,
+//!   CO2 accumulating) and back, an apnoea shows RR 0 with etCO2 held at
+//!   the last breath until breathing resumes. Reference values: the
+//!   breathing section of the shared alarm reference (alarms.md: RR low 8,
+//!   high 30 /min; etCO2 low 30, high 50 mmHg; apnoea after 20 s).
 //!
 //! # Noise, deterministically
 //!
@@ -24,7 +31,10 @@
 //! and the same seed always gives the same values. Heart rate gets a slow
 //! wander plus beat-to-beat jitter, SpO2 a slow wander (oximeters average
 //! over several seconds), both quantised to whole numbers as monitors
-//! display them; each NIBP reading gets its own error. Every draw is cut at
+//! display them; each NIBP reading gets its own error; RR and etCO2 a slow
+//! wander each (a capnograph averages over breaths), quantised to whole
+//! numbers too. Breathing has streams of its own, so a scenario with a
+//! capnograph shows the same HR, SpO2 and NIBP as without. Every draw is cut at
 //! 2.5 standard deviations so a scenario's margins to alarm limits hold.
 //!
 //! # NIBP
@@ -52,6 +62,8 @@ const STREAM_SPO2: u64 = 4;
 const STREAM_BP_SYS: u64 = 5;
 const STREAM_BP_DIA: u64 = 6;
 const STREAM_ARTIFACT: u64 = 7;
+const STREAM_RR: u64 = 8;
+const STREAM_ETCO2: u64 = 9;
 
 /// Draws are cut at this many standard deviations.
 const CUT: f64 = 2.5;
@@ -59,6 +71,8 @@ const CUT: f64 = 2.5;
 const HR_WANDER_S: f64 = 6.0;
 /// Seconds between the control points of SpO2's wander (oximeter averaging).
 const SPO2_WANDER_S: f64 = 8.0;
+/// Seconds between the control points of the breathing values' wander.
+const BREATH_WANDER_S: f64 = 10.0;
 
 /// Noise-free vitals at one moment (what the patient "really" has).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,6 +85,10 @@ pub struct Truth {
     pub sys: f32,
     /// Diastolic pressure, mmHg.
     pub dia: f32,
+    /// Respiration rate, /min (0 without a capnograph, and in an apnoea).
+    pub rr: f32,
+    /// End-tidal CO2, mmHg (0 without a capnograph).
+    pub etco2: f32,
 }
 
 /// A simulated patient following a scenario. See the module documentation.
@@ -154,8 +172,16 @@ impl Patient {
             sys += k * f64::from(d.sys_rise);
             dia += k * f64::from(d.dia_rise);
         }
+        let (mut rr, mut etco2) = r
+            .breathing
+            .map_or((0.0, 0.0), |b| (f64::from(b.rr), f64::from(b.etco2)));
+        if let (Some(d), Some(_)) = (s.dose, r.breathing) {
+            rr += k * f64::from(d.rr_rise);
+            etco2 += k * f64::from(d.etco2_rise);
+        }
         let m = minutes(t);
         let mut drop = 0.0;
+        let mut apnoea = false;
         for e in &s.events {
             let (start, end) = (minutes(e.start), minutes(e.end()));
             match e.kind {
@@ -188,6 +214,16 @@ impl Patient {
                         (fall(end - start) - (m - end) * f64::from(recover_per_min)).max(0.0)
                     };
                 }
+                EventKind::RespiratoryDepression {
+                    rr: to_rr,
+                    etco2: to_etco2,
+                    ramp,
+                } => {
+                    let w = envelope(m, start, end, minutes(ramp));
+                    rr += w * (f64::from(to_rr) - rr);
+                    etco2 += w * (f64::from(to_etco2) - etco2);
+                }
+                EventKind::Apnoea => apnoea |= e.contains(t),
                 _ => {}
             }
         }
@@ -196,6 +232,8 @@ impl Patient {
             spo2: (f64::from(r.spo2) - drop) as f32,
             sys: sys as f32,
             dia: dia as f32,
+            rr: if apnoea { 0.0 } else { rr.max(0.0) as f32 },
+            etco2: etco2.max(0.0) as f32,
         }
     }
 
@@ -264,6 +302,43 @@ impl Patient {
         })
     }
 
+    /// What the capnograph shows at `t`: RR and etCO2, both unavailable
+    /// without one. Outside an apnoea the patient breathes: the rate shown
+    /// is at least 1 /min. In an apnoea the rate is 0 and etCO2 stays what
+    /// the last breath (the apnoea's start) gave.
+    fn breathing(&self, t: Duration) -> (Sample, Sample) {
+        let none = Sample::missing(Validity::Unavailable);
+        if self.scenario.resting.breathing.is_none() {
+            return (none, none);
+        }
+        let apnoea = self
+            .scenario
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::Apnoea && e.contains(t));
+        if let Some(e) = apnoea {
+            let last_breath = e.start.saturating_sub(Duration::from_secs(1));
+            let (_, etco2) = self.breathing_shown(last_breath);
+            return (Sample::valid(0.0), etco2);
+        }
+        self.breathing_shown(t)
+    }
+
+    /// RR and etCO2 with their noise at `t`, as if the patient breathed.
+    fn breathing_shown(&self, t: Duration) -> (Sample, Sample) {
+        let truth = self.truth(t);
+        let noise = self.scenario.noise;
+        let secs = t.as_secs_f64();
+        let rr = f64::from(truth.rr.max(1.0))
+            + f64::from(noise.rr) * self.wander(STREAM_RR, secs, BREATH_WANDER_S);
+        let etco2 = f64::from(truth.etco2)
+            + f64::from(noise.etco2) * self.wander(STREAM_ETCO2, secs, BREATH_WANDER_S);
+        (
+            Sample::valid(rr.round().max(1.0) as f32),
+            Sample::valid(etco2.round().max(0.0) as f32),
+        )
+    }
+
     /// The monitor's clock at `t` (whole seconds).
     pub fn device_time(&self, t: Duration) -> DeviceTime {
         DeviceTime(self.scenario.device_clock.0 + t.as_secs() as i64)
@@ -298,11 +373,14 @@ impl Patient {
             spo2 = Sample::missing(Validity::SensorOff);
             pulse_rate = Sample::missing(Validity::SensorOff);
         }
+        let (resp_rate, etco2) = self.breathing(t);
         Snapshot {
             heart_rate,
             pulse_rate,
             spo2,
             nibp: self.nibp(t),
+            resp_rate,
+            etco2,
             device_time: self.device_time(t),
         }
     }
@@ -373,18 +451,95 @@ mod tests {
             Patient::new(&s, 7),
             Patient::new(&s, 8),
         );
-        let series = |p: &Patient| -> Vec<Snapshot> {
+        // Debug form: a vital not measured is NaN, never equal as a float.
+        let series = |p: &Patient| -> Vec<String> {
             (0..600)
-                .map(|i| p.snapshot(Duration::from_secs(i * 7)))
+                .map(|i| format!("{:?}", p.snapshot(Duration::from_secs(i * 7))))
                 .collect()
         };
         assert_eq!(series(&a), series(&b));
         assert_ne!(series(&a), series(&c));
         // Pure in t: asking in another order changes nothing.
         let t = Duration::from_millis(1_234_567);
-        let first = a.snapshot(t);
+        let first = format!("{:?}", a.snapshot(t));
         let _ = a.snapshot(Duration::from_secs(5000));
-        assert_eq!(a.snapshot(t), first);
+        assert_eq!(format!("{:?}", a.snapshot(t)), first);
+    }
+
+    #[test]
+    fn breathing_is_opt_in_and_leaves_the_other_vitals_as_they_were() {
+        // Without patient.rr: no capnograph.
+        let s = builtin("typical");
+        let snap = Patient::new(&s, 4).snapshot(min(3));
+        assert!(!snap.has_breathing(), "{snap:?}");
+        // The same scenario with a capnograph: HR, SpO2 and NIBP draw
+        // from their own streams, unchanged second by second.
+        let text = Scenario::builtin_text("typical")
+            .unwrap()
+            .replace("dia = 78", "dia = 78\nrr = 14\netco2 = 38");
+        let with = Scenario::parse(&text, "typical+co2").unwrap();
+        assert!(with.resting.breathing.is_some(), "the edit took");
+        let (p, q) = (Patient::new(&s, 4), Patient::new(&with, 4));
+        for i in 0..(30 * 60) {
+            let t = Duration::from_secs(i * 3);
+            let (a, b) = (p.snapshot(t), q.snapshot(t));
+            assert_eq!(
+                (a.heart_rate, a.pulse_rate, a.spo2, a.nibp),
+                (b.heart_rate, b.pulse_rate, b.spo2, b.nibp),
+                "at {t:?}"
+            );
+            let (rr, et) = (b.resp_rate.get().unwrap(), b.etco2.get().unwrap());
+            assert_eq!((rr.fract(), et.fract()), (0.0, 0.0));
+            assert!((14.0 - rr).abs() <= 2.5 * with.noise.rr + 0.5, "{rr}");
+            assert!((38.0 - et).abs() <= 2.5 * with.noise.etco2 + 0.5, "{et}");
+        }
+    }
+
+    #[test]
+    fn apnoea_shows_no_breath_and_the_last_etco2_then_breathing_resumes() {
+        let s = builtin("apnoea");
+        let p = Patient::new(&s, 1);
+        let e = *s.events_of("apnoea").next().unwrap();
+        let before = p.snapshot(e.start - Duration::from_secs(1));
+        assert!(before.resp_rate.get().unwrap() >= 8.0, "{before:?}");
+        for i in 0..e.duration.as_secs() {
+            let snap = p.snapshot(e.start + Duration::from_secs(i));
+            assert_eq!(snap.resp_rate, Sample::valid(0.0), "no breath at +{i} s");
+            assert_eq!(snap.etco2, before.etco2, "the last breath's etCO2");
+            assert!(
+                snap.spo2.get().unwrap() >= 94.0,
+                "oxygen on: no desaturation"
+            );
+        }
+        let after = p.snapshot(e.end());
+        assert!(after.resp_rate.get().unwrap() >= 8.0, "{after:?}");
+    }
+
+    #[test]
+    fn respiratory_depression_slows_breathing_and_raises_etco2_and_recovers() {
+        let s = builtin("apnoea");
+        let p = Patient::new(&s, 1);
+        let e = *s.events_of("respiratory-depression").next().unwrap();
+        let EventKind::RespiratoryDepression { rr, etco2, ramp } = e.kind else {
+            unreachable!()
+        };
+        let b = s.resting.breathing.unwrap();
+        let t = p.truth(e.start + ramp);
+        assert!(
+            (t.rr - rr).abs() < 1e-3 && (t.etco2 - etco2).abs() < 1e-3,
+            "{t:?}"
+        );
+        let mid = p.truth(e.start + ramp / 2);
+        assert!(mid.rr < b.rr && mid.rr > rr, "ramping: {mid:?}");
+        let back = p.truth(e.end() + ramp);
+        assert!((back.rr - b.rr).abs() < 1e-3 && (back.etco2 - b.etco2).abs() < 1e-3);
+        // Shown, noise and all: beyond the default limits (RR < 8,
+        // etCO2 > 50) all through the hold.
+        for i in 0..(e.duration - ramp).as_secs() {
+            let snap = p.snapshot(e.start + ramp + Duration::from_secs(i));
+            assert!(snap.resp_rate.get().unwrap() < 8.0, "{snap:?}");
+            assert!(snap.etco2.get().unwrap() > 50.0, "{snap:?}");
+        }
     }
 
     #[test]

@@ -20,17 +20,23 @@
 //! spo2 = 97
 //! sys = 124
 //! dia = 78
+//! rr = 14                     # optional: a capnograph (awRR, /min); none without
+//! etco2 = 38                  # optional with rr: end-tidal CO2, mmHg (default 38)
 //!
 //! [noise]                     # optional: standard deviations
 //! hr = 2.5                    # /min, beat to beat
 //! spo2 = 0.7                  # %
 //! bp = 4                      # mmHg systolic, reading to reading (diastolic ~0.7 x)
+//! rr = 1                      # /min, slow wander (default 1)
+//! etco2 = 1                   # mmHg, slow wander (default 1)
 //!
 //! [dose]                      # optional: no dose, no ketamine response
 //! at_min = 10
 //! sys_rise = 16               # mmHg at the peak
 //! dia_rise = 11
 //! hr_rise = 8                 # /min at the peak
+//! rr_rise = 0                 # optional: /min at the peak (default 0)
+//! etco2_rise = 0              # optional: mmHg at the peak (default 0)
 //! peak_after_min = 40         # peak this long after the dose
 //! settle_by_min = 90          # down to a tenth of the peak this long after the dose
 //!
@@ -44,6 +50,10 @@
 //! duration_min = 3
 //! target = 82
 //! ```
+//!
+//! Breathing is opt-in: a scenario without `patient.rr` has no capnograph,
+//! and its monitors send exactly what they always did. The breathing
+//! events (`respiratory-depression`, `apnoea`) need it.
 //!
 //! Unknown keys and unknown event kinds are refused with a message naming
 //! them; values are range-checked with the key at fault in the message.
@@ -59,7 +69,7 @@ use serde::Deserialize;
 use crate::vitals::DeviceTime;
 
 /// The built-in scenarios: name and file text.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 7] = [
     (
         "typical",
         include_str!("../../../../simulators/scenarios/typical.toml"),
@@ -84,7 +94,15 @@ const BUILTIN: [(&str, &str); 6] = [
         "demo",
         include_str!("../../../../simulators/scenarios/demo.toml"),
     ),
+    (
+        "apnoea",
+        include_str!("../../../../simulators/scenarios/apnoea.toml"),
+    ),
 ];
+
+/// etCO2 when a scenario gives `patient.rr` but no `patient.etco2`, mmHg
+/// (the middle of the usual 35-45 mmHg).
+const DEFAULT_ETCO2: f64 = 38.0;
 
 /// The monitor's clock at the start when a scenario does not set it:
 /// 2026-11-23T09:00:00Z.
@@ -134,6 +152,17 @@ pub struct Resting {
     pub sys: f32,
     /// Diastolic blood pressure, mmHg.
     pub dia: f32,
+    /// Breathing as a capnograph shows it; `None`: no capnograph.
+    pub breathing: Option<Breathing>,
+}
+
+/// Resting breathing, as a capnograph measures it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Breathing {
+    /// Respiration rate (awRR), /min.
+    pub rr: f32,
+    /// End-tidal CO2, mmHg.
+    pub etco2: f32,
 }
 
 /// Standard deviations of the measurement noise.
@@ -145,6 +174,10 @@ pub struct Noise {
     pub spo2: f32,
     /// Systolic pressure, mmHg, per NIBP reading (diastolic gets about 0.7 x).
     pub bp: f32,
+    /// Respiration rate, /min.
+    pub rr: f32,
+    /// End-tidal CO2, mmHg.
+    pub etco2: f32,
 }
 
 /// The dose and the ketamine response it causes.
@@ -158,6 +191,10 @@ pub struct Dose {
     pub dia_rise: f32,
     /// Heart rate rise at the peak, /min.
     pub hr_rise: f32,
+    /// Respiration rate change at the peak, /min.
+    pub rr_rise: f32,
+    /// etCO2 change at the peak, mmHg.
+    pub etco2_rise: f32,
     /// Time from the dose to the peak.
     pub peak_after: Duration,
     /// Time from the dose until the response is down to a tenth of its peak.
@@ -237,6 +274,22 @@ pub enum EventKind {
     Reboot,
     /// `stat-nibp`: a STAT NIBP measurement completes at `at_min` (no duration).
     StatNibp,
+    /// `respiratory-depression`: breathing slows to `rr` /min and etCO2
+    /// rises to `etco2` mmHg (hypoventilation: CO2 accumulates) over
+    /// `ramp_min` (default 2), and back at the end. Needs `patient.rr`.
+    RespiratoryDepression {
+        /// Respiration rate during the event, /min.
+        rr: f32,
+        /// etCO2 during the event, mmHg.
+        etco2: f32,
+        /// Time to get there and back.
+        ramp: Duration,
+    },
+    /// `apnoea`: no breath for the event's duration: the capnograph's rate
+    /// is 0 and its etCO2 stays at the last breath's value (there is no new
+    /// end-tidal value to show); breathing resumes at the end. Needs
+    /// `patient.rr`.
+    Apnoea,
 }
 
 impl EventKind {
@@ -253,6 +306,8 @@ impl EventKind {
             EventKind::Garbage { .. } => "garbage",
             EventKind::Reboot => "reboot",
             EventKind::StatNibp => "stat-nibp",
+            EventKind::RespiratoryDepression { .. } => "respiratory-depression",
+            EventKind::Apnoea => "apnoea",
         }
     }
 }
@@ -380,6 +435,10 @@ struct RawPatient {
     spo2: f64,
     sys: f64,
     dia: f64,
+    #[serde(default)]
+    rr: Option<f64>,
+    #[serde(default)]
+    etco2: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +450,10 @@ struct RawNoise {
     spo2: f64,
     #[serde(default = "default_bp_noise")]
     bp: f64,
+    #[serde(default = "default_rr_noise")]
+    rr: f64,
+    #[serde(default = "default_etco2_noise")]
+    etco2: f64,
 }
 
 fn default_hr_noise() -> f64 {
@@ -402,6 +465,12 @@ fn default_spo2_noise() -> f64 {
 fn default_bp_noise() -> f64 {
     4.0
 }
+fn default_rr_noise() -> f64 {
+    1.0
+}
+fn default_etco2_noise() -> f64 {
+    1.0
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +479,10 @@ struct RawDose {
     sys_rise: f64,
     dia_rise: f64,
     hr_rise: f64,
+    #[serde(default)]
+    rr_rise: f64,
+    #[serde(default)]
+    etco2_rise: f64,
     #[serde(default = "default_peak")]
     peak_after_min: f64,
     #[serde(default = "default_settle")]
@@ -444,6 +517,24 @@ enum RawEvent {
     Garbage(RawGarbage),
     Reboot(RawSpan),
     StatNibp(RawAt),
+    RespiratoryDepression(RawDepression),
+    Apnoea(RawSpan),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDepression {
+    at_min: f64,
+    duration_min: Option<f64>,
+    duration_s: Option<f64>,
+    rr: f64,
+    etco2: f64,
+    #[serde(default = "default_depression_ramp")]
+    ramp_min: f64,
+}
+
+fn default_depression_ramp() -> f64 {
+    2.0
 }
 
 #[derive(Deserialize)]
@@ -629,11 +720,26 @@ impl RawScenario {
             }),
         };
         let p = &self.patient;
+        let breathing = match (p.rr, p.etco2) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                c.fail(
+                    "patient.etco2",
+                    "needs patient.rr too (a capnograph gives both)".into(),
+                );
+                None
+            }
+            (Some(rr), etco2) => Some(Breathing {
+                rr: c.range("patient.rr", rr, 4.0, 60.0),
+                etco2: c.range("patient.etco2", etco2.unwrap_or(DEFAULT_ETCO2), 15.0, 80.0),
+            }),
+        };
         let resting = Resting {
             hr: c.range("patient.hr", p.hr, 20.0, 250.0),
             spo2: c.range("patient.spo2", p.spo2, 50.0, 100.0),
             sys: c.range("patient.sys", p.sys, 50.0, 260.0),
             dia: c.range("patient.dia", p.dia, 20.0, 200.0),
+            breathing,
         };
         if resting.dia >= resting.sys {
             c.fail(
@@ -649,11 +755,15 @@ impl RawScenario {
                 hr: default_hr_noise() as f32,
                 spo2: default_spo2_noise() as f32,
                 bp: default_bp_noise() as f32,
+                rr: default_rr_noise() as f32,
+                etco2: default_etco2_noise() as f32,
             },
             Some(n) => Noise {
                 hr: c.range("noise.hr", n.hr, 0.0, 20.0),
                 spo2: c.range("noise.spo2", n.spo2, 0.0, 10.0),
                 bp: c.range("noise.bp", n.bp, 0.0, 30.0),
+                rr: c.range("noise.rr", n.rr, 0.0, 10.0),
+                etco2: c.range("noise.etco2", n.etco2, 0.0, 10.0),
             },
         };
         let dose = self.dose.as_ref().map(|d| {
@@ -679,6 +789,8 @@ impl RawScenario {
                 sys_rise: c.range("dose.sys_rise", d.sys_rise, -60.0, 120.0),
                 dia_rise: c.range("dose.dia_rise", d.dia_rise, -40.0, 80.0),
                 hr_rise: c.range("dose.hr_rise", d.hr_rise, -40.0, 80.0),
+                rr_rise: c.range("dose.rr_rise", d.rr_rise, -20.0, 30.0),
+                etco2_rise: c.range("dose.etco2_rise", d.etco2_rise, -20.0, 40.0),
                 peak_after: c.minutes("dose.peak_after_min", f64::from(peak), 1.0, 240.0),
                 settle_by: c.minutes("dose.settle_by_min", f64::from(settle), 1.0, 600.0),
             }
@@ -706,6 +818,21 @@ impl RawScenario {
             events,
         }
     }
+}
+
+/// The resting breathing a breathing event needs (a failure naming `key`
+/// without it).
+fn breathing(key: &str, resting: &Resting, c: &mut Checker<'_>) -> Breathing {
+    resting.breathing.unwrap_or_else(|| {
+        c.fail(
+            key,
+            "a breathing event needs a capnograph: set patient.rr (and patient.etco2)".into(),
+        );
+        Breathing {
+            rr: 0.0,
+            etco2: 0.0,
+        }
+    })
 }
 
 fn validate_event(
@@ -785,6 +912,26 @@ fn validate_event(
             EventKind::Reboot,
         ),
         RawEvent::StatNibp(s) => (at(c, s.at_min), Duration::ZERO, EventKind::StatNibp),
+        RawEvent::RespiratoryDepression(d) => {
+            let b = breathing(key, resting, c);
+            (
+                at(c, d.at_min),
+                c.span(key, d.duration_min, d.duration_s, duration_min),
+                EventKind::RespiratoryDepression {
+                    rr: c.range(&k("rr"), d.rr, 2.0, f64::from(b.rr)),
+                    etco2: c.range(&k("etco2"), d.etco2, f64::from(b.etco2), 100.0),
+                    ramp: c.minutes(&k("ramp_min"), d.ramp_min, 0.0, 30.0),
+                },
+            )
+        }
+        RawEvent::Apnoea(s) => {
+            breathing(key, resting, c);
+            (
+                at(c, s.at_min),
+                c.span(key, s.duration_min, s.duration_s, duration_min),
+                EventKind::Apnoea,
+            )
+        }
     };
     ScriptedEvent {
         start,
@@ -823,7 +970,8 @@ mod tests {
                 "desaturation",
                 "sensor-problems",
                 "comm-loss",
-                "demo"
+                "demo",
+                "apnoea"
             ]
         );
         for name in names {
@@ -903,6 +1051,76 @@ mod tests {
         assert_eq!(s.events[1].kind, EventKind::Reboot);
         assert_eq!(s.events[2].start, Duration::from_secs(750));
         assert_eq!(s.events_of("reboot").count(), 1);
+    }
+
+    #[test]
+    fn breathing_is_opt_in_with_its_keys_and_defaults() {
+        assert_eq!(with("").unwrap().resting.breathing, None);
+        let s = Scenario::parse(&MINIMAL.replace("dia = 80", "dia = 80\nrr = 12"), "t").unwrap();
+        assert_eq!(
+            s.resting.breathing,
+            Some(Breathing {
+                rr: 12.0,
+                etco2: 38.0
+            })
+        );
+        assert_eq!((s.noise.rr, s.noise.etco2), (1.0, 1.0));
+        let s = Scenario::parse(
+            &MINIMAL.replace("dia = 80", "dia = 80\nrr = 12\netco2 = 41"),
+            "t",
+        )
+        .unwrap();
+        let text = format!(
+            "{}\n[[event]]\nkind = \"apnoea\"\nat_min = 3\nduration_s = 30\n\
+             [[event]]\nkind = \"respiratory-depression\"\nat_min = 10\nduration_min = 5\nrr = 6\netco2 = 55",
+            MINIMAL.replace("dia = 80", "dia = 80\nrr = 12\netco2 = 41")
+        );
+        assert_eq!(s.resting.breathing.unwrap().etco2, 41.0);
+        let s = Scenario::parse(&text, "t").unwrap();
+        assert_eq!(s.events[0].kind, EventKind::Apnoea);
+        assert_eq!(s.events[0].duration, Duration::from_secs(30));
+        assert_eq!(
+            s.events[1].kind,
+            EventKind::RespiratoryDepression {
+                rr: 6.0,
+                etco2: 55.0,
+                ramp: Duration::from_secs(120)
+            }
+        );
+    }
+
+    #[test]
+    fn breathing_needs_a_capnograph_and_sane_targets() {
+        let e = Scenario::parse(&MINIMAL.replace("dia = 80", "dia = 80\netco2 = 40"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("patient.etco2") && e.contains("patient.rr"),
+            "{e}"
+        );
+        let e = with("[[event]]\nkind = \"apnoea\"\nat_min = 1\nduration_s = 30")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("event[0]") && e.contains("patient.rr"), "{e}");
+        let breathing = MINIMAL.replace("dia = 80", "dia = 80\nrr = 12");
+        let depression = |rr: f64, etco2: f64| {
+            Scenario::parse(
+                &format!(
+                    "{breathing}\n[[event]]\nkind = \"respiratory-depression\"\nat_min = 1\n\
+                     duration_min = 2\nrr = {rr}\netco2 = {etco2}"
+                ),
+                "t",
+            )
+        };
+        assert!(depression(6.0, 55.0).is_ok());
+        let e = depression(14.0, 55.0).unwrap_err().to_string();
+        assert!(e.contains("event[0].rr"), "faster than resting: {e}");
+        let e = depression(6.0, 30.0).unwrap_err().to_string();
+        assert!(e.contains("event[0].etco2"), "CO2 falls: {e}");
+        let e = Scenario::parse(&MINIMAL.replace("dia = 80", "dia = 80\nrr = 90"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("patient.rr"), "{e}");
     }
 
     #[test]
