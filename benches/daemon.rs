@@ -6,8 +6,10 @@
 //! returns the reading's last byte to the emission of its events, HDR
 //! histogram), and its CPU use and memory from /proc over the measured window.
 //!
-//! The last row is a flood: one monitor at 5,000 Hz (10,000 readings/s),
-//! written 100 times a second in full buffers.
+//! The last rows are floods: one monitor at 5,000 and at 25,000 Hz (10,000
+//! and 50,000 readings/s), written 100 times a second in full buffers. The
+//! `dropped` column is the daemon's own count of events a sink queue could
+//! not take (its status line); it must stay 0.
 //!
 //! Run: `cargo bench --bench daemon` (about 100 s).
 
@@ -22,9 +24,14 @@ use serialport::TTYPort;
 mod util;
 
 fn main() {
-    println!("| monitors x rate | readings/s | p50 | p99 | p99.9 | max | CPU (% of a core) | RSS (peak) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (monitors, hz, secs) in [(4usize, 1u32, 30u64), (32, 10, 30), (1, 5000, 20)] {
+    println!("| monitors x rate | readings/s | p50 | p99 | p99.9 | max | dropped | CPU (% of a core) | CPU per 1,000 readings/s | RSS (peak) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (monitors, hz, secs) in [
+        (4usize, 1u32, 30u64),
+        (32, 10, 30),
+        (1, 5000, 20),
+        (1, 25000, 20),
+    ] {
         run(monitors, hz, Duration::from_secs(secs));
     }
 }
@@ -96,8 +103,11 @@ fn run(monitors: usize, hz: u32, window: Duration) {
         .arg(child.id().to_string())
         .status();
     let mut status_line = String::new();
+    let mut behind = false;
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
         let stopped = line.contains("vigil stopped");
+        // The recorder's queue overflowed: system.input_overload.
+        behind |= line.contains("fell behind the input");
         if line.contains("latency us") {
             status_line = line;
         }
@@ -114,14 +124,26 @@ fn run(monitors: usize, hz: u32, window: Duration) {
             .map(|v| format!("{v} µs"))
             .unwrap_or_else(|| "?".into())
     };
+    let dropped = status_line
+        .split("events dropped: ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or("?")
+        .to_owned()
+        + if behind {
+            " (recording fell behind)"
+        } else {
+            ""
+        };
+    let readings = monitors as u32 * hz * 2;
+    let cpu_pct = cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0;
     println!(
-        "| {monitors} x {hz} Hz | {} | {} | {} | {} | {} | {:.2} % | {:.1} MB ({:.1} MB) |",
-        monitors as u32 * hz * 2,
+        "| {monitors} x {hz} Hz | {readings} | {} | {} | {} | {} | {dropped} | {cpu_pct:.2} % | {:.2} % | {:.1} MB ({:.1} MB) |",
         lat("p50"),
         lat("p99"),
         lat("p99.9"),
         lat("max"),
-        cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0,
+        cpu_pct / (readings as f64 / 1000.0),
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
     );

@@ -16,7 +16,7 @@
 //! the MQTT thread's journal append + fdatasync, the publish, Mosquitto and
 //! the subscriber's decode.
 //!
-//! `cargo bench --bench mqtt -- floor [lines] [period-ms] [strace]`
+//! `cargo bench --bench mqtt -- floor [lines] [period-ms] [strace] [steady] [mqtt3]`
 //! (defaults 2000 lines, 100 ms) measures vigil beside the floor instead:
 //! two release daemons (`vigil run`, recording on; outbox journal and
 //! recording on disk for one, on tmpfs (`/dev/shm`) for the other) and a
@@ -27,7 +27,9 @@
 //! is written to the pty until the subscriber has the message. With
 //! `strace`, the daemons run under `strace -f -c` and the bench prints
 //! their system calls per line (latencies under strace are not the
-//! figures to quote).
+//! figures to quote). `steady`: every line is a steady reading (SpO2 96-98,
+//! no alarm) and the latency runs to the daemons' `vitals` message.
+//! `mqtt3`: the daemons speak MQTT 3.1.1 (`mqtt.protocol`) instead of 5.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -45,11 +47,15 @@ fn main() {
     let words: Vec<String> = std::env::args().skip(1).collect();
     if words.iter().any(|w| w == "floor") {
         let n: Vec<u64> = words.iter().filter_map(|a| a.parse().ok()).collect();
-        let strace = words.iter().any(|w| w == "strace");
+        let has = |w: &str| words.iter().any(|a| a == w);
         floor::run(
             n.first().copied().unwrap_or(2000) as usize,
             Duration::from_millis(n.get(1).copied().unwrap_or(100)),
-            strace,
+            floor::Options {
+                strace: has("strace"),
+                steady: has("steady"),
+                mqtt3: has("mqtt3"),
+            },
         );
         return;
     }
@@ -256,14 +262,14 @@ async fn daemon(
     mut stop: tokio::sync::watch::Receiver<bool>,
     live: std::sync::mpsc::Sender<tokio::sync::watch::Receiver<vigil::io::driver::LiveState>>,
 ) {
-    use vigil::io::sink::{SinkHandle, SinkMsg};
+    use vigil::io::sink::SinkHandle;
     // A sink that only drains, standing in for the log sink's queue.
-    let (tx, mut rx) = mpsc::channel::<SinkMsg>(8192);
+    let (tx, mut rx) = vigil::io::sink::queue(8192);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let options = vigil::daemon::Options {
         status_every: Duration::from_secs(3600),
         log: false,
-        sinks: vec![SinkHandle::new("drain", tx, 8192, drain)],
+        sinks: vec![SinkHandle::new("drain", tx, drain)],
         recording: vigil::daemon::Recording::Off,
         sink_queue: 8192,
         ..vigil::daemon::Options::default()
@@ -343,10 +349,25 @@ mod floor {
     use hdrhistogram::Histogram;
     use serialport::TTYPort;
 
+    /// What to run.
+    pub struct Options {
+        /// The daemons under `strace -f -c`.
+        pub strace: bool,
+        /// Steady readings (vitals only) instead of alarm lines.
+        pub steady: bool,
+        /// The daemons speak MQTT 3.1.1.
+        pub mqtt3: bool,
+    }
+
     /// Where the systems' messages appear (the subscriber's topic order).
     const TOPICS: [&str; 3] = [
         "vigil/v1/bench/disk/alarms",
         "vigil/v1/bench/tmpfs/alarms",
+        "bench/floor",
+    ];
+    const STEADY_TOPICS: [&str; 3] = [
+        "vigil/v1/bench/disk/vitals",
+        "vigil/v1/bench/tmpfs/vitals",
         "bench/floor",
     ];
     const LABELS: [&str; 3] = ["vigil, journal on disk", "vigil, journal on tmpfs", "floor"];
@@ -356,7 +377,13 @@ mod floor {
     /// system in turn (the order rotates) and waits for its message.
     /// `strace`: the daemons run under `strace -f -c` and their system
     /// calls per line are printed instead of latencies worth quoting.
-    pub fn run(rounds: usize, period: Duration, strace: bool) {
+    pub fn run(rounds: usize, period: Duration, opts: Options) {
+        let Options {
+            strace,
+            steady,
+            mqtt3,
+        } = opts;
+        let topics = if steady { STEADY_TOPICS } else { TOPICS };
         let base = std::env::temp_dir().join(format!("vigil-bench-floor-{}", std::process::id()));
         let shm = Path::new("/dev/shm").join(format!("vigil-bench-floor-{}", std::process::id()));
         for d in [&base, &shm] {
@@ -366,7 +393,7 @@ mod floor {
         let (mut broker, port) = super::start_broker(&base);
         let mut daemons: Vec<Daemon> = [("disk", &base), ("tmpfs", &shm)]
             .into_iter()
-            .map(|(bed, dir)| Daemon::start(bed, dir, port, strace))
+            .map(|(bed, dir)| Daemon::start(bed, dir, port, strace, mqtt3))
             .collect();
         let (mut floor_line, floor_name) = pty();
         let forwarder = std::thread::spawn(move || forward(&floor_name, port));
@@ -376,7 +403,7 @@ mod floor {
             .build()
             .unwrap();
         let hist = rt.block_on(async {
-            let mut arrivals = super::subscribe(port, &TOPICS).await;
+            let mut arrivals = super::subscribe(port, &topics).await;
             let mut hist: Vec<Histogram<u64>> = (0..3)
                 .map(|_| Histogram::new_with_bounds(1, 60_000_000, 3).unwrap())
                 .collect();
@@ -387,10 +414,12 @@ mod floor {
                 tick.tick().await;
                 // SpO2 80 starts spo2.critical_low, 97 ends it: every line
                 // is one alarm event (and one vitals message).
-                let line: &[u8] = if round % 2 == 0 {
-                    b"spo2 80\n"
-                } else {
-                    b"spo2 97\n"
+                let line: &[u8] = match (steady, round % 3) {
+                    (true, 0) => b"spo2 96\n",
+                    (true, 1) => b"spo2 97\n",
+                    (true, _) => b"spo2 98\n",
+                    (false, _) if round % 2 == 0 => b"spo2 80\n",
+                    (false, _) => b"spo2 97\n",
                 };
                 for k in 0..3 {
                     let system = (round + k) % 3;
@@ -436,7 +465,9 @@ mod floor {
         drop(forwarder);
 
         println!(
-            "\npty -> Mosquitto (loopback) -> subscriber, {rounds} lines per system, one every {period:?} per system, interleaved\n"
+            "\npty -> Mosquitto (loopback) -> subscriber, {rounds} {} lines per system, one every {period:?} per system, interleaved, daemons on MQTT {}\n",
+            if steady { "steady (vitals)" } else { "alarm" },
+            if mqtt3 { "3.1.1" } else { "5" },
         );
         println!("| system | p50 | p99 | p99.9 | max | p50 / floor | p99 / floor | p99.9 / floor | CPU per 1,000 lines |");
         println!("|---|---|---|---|---|---|---|---|---|");
@@ -539,7 +570,7 @@ mod floor {
             let mut sink = [0u8; 4096];
             while matches!(acks.read(&mut sink), Ok(n) if n > 0) {}
         });
-        let topic = TOPICS[2].as_bytes();
+        let topic = b"bench/floor";
         let mut buf = [0u8; 4096];
         let mut pending = Vec::new();
         let mut packet = Vec::with_capacity(256);
@@ -578,7 +609,7 @@ mod floor {
     }
 
     impl Daemon {
-        fn start(bed: &str, dir: &Path, port: u16, strace: bool) -> Daemon {
+        fn start(bed: &str, dir: &Path, port: u16, strace: bool, mqtt3: bool) -> Daemon {
             let (line, tty) = pty();
             let cfg = dir.join("vigil.toml");
             std::fs::write(
@@ -604,7 +635,9 @@ dir = "{rec}"
 embedded = false
 broker = "mqtt://127.0.0.1:{port}"
 state_dir = "{state}"
+protocol = "{protocol}"
 "#,
+                    protocol = if mqtt3 { "3.1.1" } else { "5" },
                     rec = dir.join("rec").display(),
                     state = dir.join("state").display(),
                 ),

@@ -1366,7 +1366,7 @@ fn breathing_questionable_values_and_nibp_components_on_the_board() {
     );
 
     // A questionable diastolic, marked on its own; a questionable SpO2 (vigil
-    // sends the validity without the number: the mark alone, never a number).
+    // sends its number with the validity: the number with its mark).
     let t = SystemTime::now();
     capno.daemon_vitals(
         &mut latest,
@@ -1396,13 +1396,13 @@ fn breathing_questionable_values_and_nibp_components_on_the_board() {
         "[...document.querySelectorAll(\"{bed2} [data-vital=nibp] .value .part\")]\
            .map(p => p.dataset.part + '=' + p.textContent + (p.classList.contains('questionable') ? ':q' : '')).join(' ')"
     ));
-    assert_eq!(parts, "sys=126 dia=?:q mean=95");
+    assert_eq!(parts, "sys=126 dia=79?:q mean=95");
     let spo2 = page.eval(&format!(
         "(() => {{ const v = document.querySelector(\"{bed2} [data-vital=spo2]\"); const p = v.querySelector('.part'); \
            return [v.className, p.textContent, p.className, p.title, v.querySelector('.note').textContent]; }})()"
     ));
     assert_eq!(spo2[0], "vital questionable", "{spo2}");
-    assert_eq!(spo2[1], "?", "{spo2}");
+    assert_eq!(spo2[1], "82?", "{spo2}");
     assert_eq!(spo2[2], "part questionable", "{spo2}");
     assert!(
         spo2[3].as_str().unwrap().contains("signal quality"),

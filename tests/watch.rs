@@ -211,11 +211,11 @@ fn watch_shows_breathing_and_marks_questionable_values() {
     };
     let first = line("HR 72");
     assert!(
-        first.contains("SpO2 ? % (? questionable signal)"),
+        first.contains("SpO2 82? % (? questionable signal)"),
         "{first}"
     );
     assert!(
-        first.contains("NIBP 126/? mmHg (? dia questionable signal, 0 s ago)"),
+        first.contains("NIBP 126/79? mmHg (? dia questionable signal, 0 s ago)"),
         "no fake mean: {first}"
     );
     let breathing = line("RR 14");

@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 /// Starts the release `vigil run -c cfg` (JSON log on stderr, the driver's
 /// info lines included), under `strace -f -c -o FILE` when `strace` names
 /// the file; returns it with its log lines once it logs "vigil running".
+/// `VIGIL_BENCH_BIN` names another binary to run instead (an earlier
+/// build, to measure before and after side by side on the same machine).
 pub fn start(cfg: &Path, strace: Option<&Path>) -> (Child, Receiver<String>) {
+    let bin =
+        std::env::var_os("VIGIL_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vigil").into());
     let mut cmd = match strace {
         Some(out) => {
             let mut c = Command::new("strace");
-            c.args(["-f", "-c", "-o"])
-                .arg(out)
-                .arg(env!("CARGO_BIN_EXE_vigil"));
+            c.args(["-f", "-c", "-o"]).arg(out).arg(&bin);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_vigil")),
+        None => Command::new(&bin),
     };
     let mut child = cmd
         .args([

@@ -850,10 +850,10 @@ pub(super) mod tests {
         assert_eq!(get("etco2"), (Some(38.0), "valid"));
         assert_eq!(v["rr"].unit, "/min");
         assert_eq!(v["rr"].time, Some(at(1_000)));
-        // vigil sends a questionable value's validity without its number.
-        assert_eq!(get("spo2"), (None, "questionable"));
+        // vigil sends a questionable value with its number.
+        assert_eq!(get("spo2"), (Some(82.0), "questionable"));
         assert_eq!(get("nibp_sys"), (Some(120.0), "valid"));
-        assert_eq!(get("nibp_dia"), (None, "questionable"));
+        assert_eq!(get("nibp_dia"), (Some(79.0), "questionable"));
         assert_eq!(get("nibp_mean"), (None, "unavailable"));
 
         let alarm = br#"{"schema_version":1,"seq":4,"alarm":{"id":"spo2.critical_low","kind":"physiological",

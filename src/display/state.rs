@@ -2807,7 +2807,7 @@ mod tests {
         // One component questionable: that one marked, the others not.
         let q = Sample::new(79.0, Validity::Questionable);
         let v = show(&mut b, nibp_of(ok(118.0), q, ok(92.0)));
-        assert_eq!((v.state, v.text.as_str()), ("questionable", "118/? (92)"));
+        assert_eq!((v.state, v.text.as_str()), ("questionable", "118/79? (92)"));
         let marks: Vec<(&str, bool)> = v.parts.iter().map(|p| (p.key, p.questionable)).collect();
         assert_eq!(marks, [("sys", false), ("dia", true), ("mean", false)]);
         assert_eq!(
@@ -2816,7 +2816,7 @@ mod tests {
         );
         // A questionable mean alone.
         let v = show(&mut b, nibp_of(ok(118.0), ok(78.0), q));
-        assert_eq!(v.text, "118/78 (?)");
+        assert_eq!(v.text, "118/78 (79?)");
         // An implausible component: no pressure at all, the reason named.
         let v = show(
             &mut b,

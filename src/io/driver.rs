@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
 use super::notify;
-use super::sink::{SinkHandle, SinkMsg};
+use super::sink::{Batch, SinkHandle, SinkMsg};
 use super::source::{self, SourceEvent, SourceMsg};
 use crate::config::{self, Config, Link};
 use crate::engine::{Command, CommandError, SystemCondition};
@@ -176,6 +176,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     overload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut overflow_since: Option<std::time::Instant> = None;
     let mut transmit = Vec::with_capacity(1024);
+    // This iteration's events and the arrival times of the inputs that made them.
+    let mut out: Vec<SinkMsg> = Vec::with_capacity(256);
+    let mut arrivals: Vec<std::time::Instant> = Vec::with_capacity(MAX_BURST);
+    let mut state_changed = false;
     let mut scratch = Vec::with_capacity(source::CHUNK);
     let mut status_tick = tokio::time::interval(status_every);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,31 +257,34 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
                 }
             }
             msg = src_rx.recv() => {
-                let Some(msg) = msg else { break };
-                status.inputs += 1;
-                match msg.event {
-                    SourceEvent::Bytes(chunk) => {
-                        // The input owns its bytes; the buffer is reused.
-                        let mut data = std::mem::take(&mut scratch);
-                        data.clear();
-                        data.extend_from_slice(chunk.as_slice());
-                        let input = Input::Bytes { source: msg.source, data };
-                        let _ = feed(&mut pipeline, recorder.as_ref(), msg.at, &input);
-                        if let Input::Bytes { data, .. } = input {
-                            scratch = data;
-                        }
-                        if let Some(r) = rejects.get_mut(msg.source.index()) {
-                            r.check(&pipeline, msg.source, &names, msg.real);
-                        }
-                        input_real = Some(msg.real);
+                let Some(mut msg) = msg else { break };
+                // Take every source message already waiting (a burst of
+                // monitors at once), up to MAX_BURST: their events leave in
+                // one hand-off below, not one wake-up of each sink per input.
+                let mut taken = 0;
+                loop {
+                    status.inputs += 1;
+                    let real = source_input(
+                        msg,
+                        &mut pipeline,
+                        recorder.as_ref(),
+                        &mut scratch,
+                        &mut rejects,
+                        &mut connection,
+                        &names,
+                    );
+                    let before = out.len();
+                    state_changed |= drain(&mut pipeline, &clock, &mut out, &mut live_state);
+                    if let (Some(real), true) = (real, out.len() > before) {
+                        arrivals.push(real);
                     }
-                    SourceEvent::Up | SourceEvent::Down => {
-                        let up = matches!(msg.event, SourceEvent::Up);
-                        if up {
-                            connection[msg.source.index()] += 1;
-                        }
-                        let input = Input::Link { source: msg.source, up };
-                        let _ = feed(&mut pipeline, recorder.as_ref(), msg.at, &input);
+                    taken += 1;
+                    if taken == MAX_BURST {
+                        break;
+                    }
+                    match src_rx.try_recv() {
+                        Ok(m) => msg = m,
+                        Err(_) => break,
                     }
                 }
             }
@@ -329,37 +336,37 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             }
         }
 
-        // Drain every event into the sinks.
-        let mut emitted = false;
-        let mut dropped_now = false;
-        let mut state_changed = false;
-        while let Some(event) = pipeline.poll_event() {
-            emitted = true;
-            live_state.last_seq = event.seq;
-            state_changed |= matches!(
-                event.kind,
-                crate::engine::EventKind::Alarm(_)
-                    | crate::engine::EventKind::Session(_)
-                    | crate::engine::EventKind::Audio(_)
-            );
-            let msg = SinkMsg {
-                event,
-                wall: clock.wall(event.at),
-            };
-            for sink in &sinks {
-                if !sink.offer(msg) {
-                    status.dropped += 1;
-                    dropped_now = true;
-                }
-            }
+        // Every event of this iteration, then one hand-off: the live state
+        // first (its watch is how the MQTT side learns of a new snapshot),
+        // then the events, so each sink is woken once per iteration.
+        let before = out.len();
+        state_changed |= drain(&mut pipeline, &clock, &mut out, &mut live_state);
+        if let (true, Some(real)) = (out.len() > before, input_real) {
+            arrivals.push(real);
         }
         if let (true, Some(tx)) = (state_changed, &live) {
             refresh_live(&mut live_state, &pipeline, &status, &clock, start, true);
             tx.send_replace(live_state.clone());
         }
-        if let (true, Some(real)) = (emitted, input_real) {
-            let us = real.elapsed().as_micros().max(1) as u64;
-            let _ = latency.record(us.min(60_000_000));
+        state_changed = false;
+        let mut dropped_now = false;
+        if !out.is_empty() {
+            let batch: Batch = out.as_slice().into();
+            out.clear();
+            for sink in &sinks {
+                let dropped = sink.offer(&batch);
+                if dropped > 0 {
+                    status.dropped += dropped as u64;
+                    dropped_now = true;
+                }
+            }
+        }
+        if !arrivals.is_empty() {
+            let now = std::time::Instant::now();
+            for real in arrivals.drain(..) {
+                let us = now.saturating_duration_since(real).as_micros().max(1) as u64;
+                let _ = latency.record(us.min(60_000_000));
+            }
         }
         if dropped_now {
             if overflow_since.is_none() {
@@ -399,14 +406,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
     // Shutdown: stop reading, flush every sink, report.
     notify::stopping();
     let _ = shutdown_tx.send(true);
-    let final_events: Vec<_> = std::iter::from_fn(|| pipeline.poll_event()).collect();
-    for event in final_events {
-        for sink in &sinks {
-            sink.offer(SinkMsg {
-                event,
-                wall: clock.wall(event.at),
-            });
-        }
+    drain(&mut pipeline, &clock, &mut out, &mut live_state);
+    let batch: Batch = out.as_slice().into();
+    for sink in &sinks {
+        sink.offer(&batch);
     }
     for sink in sinks {
         sink.close(Duration::from_secs(5)).await;
@@ -521,6 +524,81 @@ impl RejectLog {
             );
         }
     }
+}
+
+/// Source messages taken in one driver iteration at most.
+const MAX_BURST: usize = 64;
+
+/// One message from a source into the pipeline (recorded first); returns
+/// the bytes' arrival time on the real clock (latency), `None` for a link
+/// change.
+fn source_input(
+    msg: SourceMsg,
+    pipeline: &mut Pipeline,
+    recorder: Option<&Recorder>,
+    scratch: &mut Vec<u8>,
+    rejects: &mut [RejectLog],
+    connection: &mut [u64],
+    names: &[String],
+) -> Option<std::time::Instant> {
+    match msg.event {
+        SourceEvent::Bytes(chunk) => {
+            // The input owns its bytes; the buffer is reused.
+            let mut data = std::mem::take(scratch);
+            data.clear();
+            data.extend_from_slice(chunk.as_slice());
+            let input = Input::Bytes {
+                source: msg.source,
+                data,
+            };
+            let _ = feed(pipeline, recorder, msg.at, &input);
+            if let Input::Bytes { data, .. } = input {
+                *scratch = data;
+            }
+            if let Some(r) = rejects.get_mut(msg.source.index()) {
+                r.check(pipeline, msg.source, names, msg.real);
+            }
+            Some(msg.real)
+        }
+        SourceEvent::Up | SourceEvent::Down => {
+            let up = matches!(msg.event, SourceEvent::Up);
+            if up {
+                connection[msg.source.index()] += 1;
+            }
+            let input = Input::Link {
+                source: msg.source,
+                up,
+            };
+            let _ = feed(pipeline, recorder, msg.at, &input);
+            None
+        }
+    }
+}
+
+/// Moves the pipeline's events into `out` with their wall-clock times;
+/// true when one of them changes the published snapshot (an alarm, a
+/// session or an audio event).
+fn drain(
+    pipeline: &mut Pipeline,
+    clock: &Clock,
+    out: &mut Vec<SinkMsg>,
+    live: &mut LiveState,
+) -> bool {
+    let mut changed = false;
+    while let Some(event) = pipeline.poll_event() {
+        live.last_seq = event.seq;
+        changed |= matches!(
+            event.kind,
+            crate::engine::EventKind::Alarm(_)
+                | crate::engine::EventKind::Session(_)
+                | crate::engine::EventKind::Audio(_)
+        );
+        out.push(SinkMsg {
+            event,
+            wall: clock.wall(event.at),
+        });
+    }
+    changed
 }
 
 /// The one way an input enters the pipeline: recorded first, then handled,

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::sink::{SinkHandle, SinkMsg};
+use super::sink::{self, SinkHandle};
 use crate::config::Hl7Config;
 use crate::engine::{EventKind, SessionEvent, SessionPhase, SystemCondition};
 use crate::record::chart::{Chart, Device, Point, Sampler, Sampling};
@@ -102,7 +102,7 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
         tls,
     } = setup;
     let backlog = open_backlog(state_dir.as_deref(), &config.to);
-    let (tx, mut rx) = mpsc::channel::<SinkMsg>(queue);
+    let (tx, mut rx) = sink::queue(queue);
     let (out_tx, out_rx) = std_mpsc::channel::<(u64, String)>();
     let first_number = backlog.next_number();
     let sender = {
@@ -151,8 +151,8 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
             }
         };
         loop {
-            let msg = match tokio::time::timeout(interval, rx.recv()).await {
-                Ok(Some(msg)) => msg,
+            let batch = match tokio::time::timeout(interval, rx.recv()).await {
+                Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(_) => {
                     // Nothing arrived for a whole interval: what is complete
@@ -162,29 +162,31 @@ pub fn spawn(setup: Hl7Setup) -> SinkHandle {
                     continue;
                 }
             };
-            let was_in_session = sampler.in_session();
-            sampler.push(since_epoch(msg.wall), msg.wall, &msg.event.kind);
-            let ended = was_in_session
-                && matches!(
-                    msg.event.kind,
-                    EventKind::Session(SessionEvent::Phase {
-                        phase: SessionPhase::Ended | SessionPhase::Idle,
-                        ..
-                    })
-                );
-            let points = if ended {
-                sampler.take_all()
-            } else {
-                sampler.take_complete(since_epoch(msg.wall))
-            };
-            emit(points, msg.wall);
+            for msg in batch.iter() {
+                let was_in_session = sampler.in_session();
+                sampler.push(since_epoch(msg.wall), msg.wall, &msg.event.kind);
+                let ended = was_in_session
+                    && matches!(
+                        msg.event.kind,
+                        EventKind::Session(SessionEvent::Phase {
+                            phase: SessionPhase::Ended | SessionPhase::Idle,
+                            ..
+                        })
+                    );
+                let points = if ended {
+                    sampler.take_all()
+                } else {
+                    sampler.take_complete(since_epoch(msg.wall))
+                };
+                emit(points, msg.wall);
+            }
         }
         // Shutting down: the interval in progress goes out too.
         emit(sampler.take_all(), SystemTime::now());
         drop(out_tx);
         let _ = tokio::task::spawn_blocking(move || sender.join()).await;
     });
-    SinkHandle::new("hl7", tx, queue, task)
+    SinkHandle::new("hl7", tx, task)
 }
 
 fn since_epoch(t: SystemTime) -> Duration {

@@ -341,6 +341,11 @@ impl Pump<'_> {
                         if self.out.send(msg).await.is_err() {
                             return Pumped { got_data, reason: "driver stopped".into() };
                         }
+                        // Let the driver take these bytes before this task
+                        // reads again: that read usually finds nothing
+                        // (EAGAIN), a system call that would otherwise sit
+                        // between the bytes' arrival and their alarms.
+                        tokio::task::yield_now().await;
                     }
                     Err(e) => break format!("read error: {e}"),
                 },

@@ -22,7 +22,7 @@ use crate::config::MqttConfig;
 use crate::engine::{EventKind, Priority, SystemCondition};
 use crate::io::clock::Clock;
 use crate::io::driver::{CommandMsg, LiveState};
-use crate::io::sink::{SinkHandle, SinkMsg};
+use crate::io::sink::{self, Batch, SinkHandle, SinkMsg, SinkRx};
 use crate::log_limit::{suppressed_note, LogLimit};
 use crate::record::health::{Change, Health, RECOVERY_HOLD};
 
@@ -295,7 +295,7 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     tracing::info!(broker = %broker, protocol = %protocol, "MQTT link");
 
     let queue = setup.queue.max(16);
-    let (tx, rx) = mpsc::channel::<SinkMsg>(queue);
+    let (tx, rx) = sink::queue(queue);
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let mut publisher = Publisher::new(setup, topics, client, outbox, seq, url, state_dir);
     // Latched in the engine: raised once, it stays until acknowledged.
@@ -320,10 +320,10 @@ pub fn spawn(setup: MqttSetup) -> Result<SinkHandle, MqttError> {
     let task = tokio::spawn(async move {
         let _ = done_rx.await;
     });
-    Ok(SinkHandle::new("mqtt", tx, queue, task))
+    Ok(SinkHandle::new("mqtt", tx, task))
 }
 
-async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: mpsc::Receiver<SinkMsg>) {
+async fn run(mut publisher: Publisher, eventloop: EventLoop, mut events: SinkRx) {
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let poller = tokio::spawn(poll(eventloop, net_tx, publisher.url.clone()));
     publisher.serve(&mut events, &mut net_rx).await;
@@ -605,24 +605,23 @@ impl Publisher {
     }
 
     /// Runs until the driver closes the sink queue.
-    async fn serve(&mut self, events: &mut mpsc::Receiver<SinkMsg>, net: &mut mpsc::Receiver<Net>) {
+    async fn serve(&mut self, events: &mut SinkRx, net: &mut mpsc::Receiver<Net>) {
         let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         let mut live = self.live.clone();
-        let mut batch = Vec::with_capacity(256);
         loop {
             tokio::select! {
-                n = events.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        return;
+                batch = events.recv() => {
+                    let Some(batch) = batch else { return };
+                    self.take(&batch);
+                    // The driver updates its live state before it hands
+                    // over the iteration's events: a new snapshot goes out
+                    // right after the alarm that made it, with no wake-up
+                    // of its own.
+                    if live.as_ref().is_some_and(|l| l.has_changed().unwrap_or(false)) {
+                        self.live_changed(&mut live);
                     }
-                    for msg in batch.drain(..) {
-                        self.handle_event(msg);
-                    }
-                    // Alarms first, then the vitals, then the group commit.
-                    self.pump();
-                    self.start_sync();
                 }
                 Some(n) = net.recv() => self.handle_net(n),
                 Some(done) = self.sync_rx.recv() => {
@@ -641,17 +640,39 @@ impl Publisher {
                     }
                     self.result(&reply, Some(&id), Some(key), verdict.as_ref().map_err(String::as_str).copied());
                 }
-                r = changed(&mut live) => match r {
-                    Ok(()) => {
-                        self.snapshot(false);
-                        self.limits(false);
-                    }
-                    // The driver is gone: stop watching.
-                    Err(_) => live = None,
-                },
                 _ = heartbeat.tick() => self.heartbeat(),
-                _ = housekeeping.tick() => self.housekeeping(),
+                _ = housekeeping.tick() => {
+                    // A change that came with no event (a reload's limits).
+                    self.live_changed(&mut live);
+                    self.housekeeping();
+                }
             }
+        }
+    }
+
+    /// One hand-off of the driver's events: alarms first, then the
+    /// vitals, then the group commit.
+    fn take(&mut self, batch: &Batch) {
+        for msg in batch.iter() {
+            self.handle_event(*msg);
+        }
+        self.pump();
+        self.start_sync();
+    }
+
+    /// Publishes the snapshot and the limits if the driver's live state
+    /// changed them; stops watching once the driver is gone.
+    fn live_changed(&mut self, live: &mut Option<watch::Receiver<LiveState>>) {
+        match live.as_mut().map(|l| l.has_changed()) {
+            Some(Ok(true)) => {
+                if let Some(l) = live.as_mut() {
+                    l.mark_unchanged();
+                }
+                self.snapshot(false);
+                self.limits(false);
+            }
+            Some(Err(_)) => *live = None,
+            _ => {}
         }
     }
 
@@ -1440,14 +1461,5 @@ impl Publisher {
         if let Err(e) = self.outbox.close() {
             tracing::warn!("MQTT outbox journal: {e}");
         }
-    }
-}
-
-async fn changed(
-    live: &mut Option<watch::Receiver<LiveState>>,
-) -> Result<(), watch::error::RecvError> {
-    match live {
-        Some(rx) => rx.changed().await,
-        None => std::future::pending().await,
     }
 }

@@ -362,8 +362,10 @@ pub fn vitals(ctx: &Ctx<'_>, seq: u64, time: SystemTime, latest: &Latest) -> Vec
                 Some(name) => text(name),
                 None => Cow::Owned(src.to_string()),
             };
-            // An old measurement keeps its number, to be shown as old.
-            let value = if s.validity == Validity::Old {
+            // An old measurement keeps its number, to be shown as old; a
+            // questionable one keeps it too, to be shown with its doubt (it
+            // drives alarms by default, so a nurse must see what it is).
+            let value = if matches!(s.validity, Validity::Old | Validity::Questionable) {
                 Some(s.value)
             } else {
                 s.get()
@@ -502,7 +504,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn an_old_value_is_published_with_its_number_other_non_valid_ones_without() {
+    fn old_and_questionable_values_keep_their_number_other_non_valid_ones_do_not() {
         let names = vec!["monitor".to_owned()];
         let ctx = Ctx {
             site: "s",
@@ -522,9 +524,16 @@ mod tests {
             t,
             0,
         );
+        latest.apply(
+            &Measurement::PulseRate(Sample::new(131.0, Validity::Questionable)),
+            t,
+            0,
+        );
         let v: Value = serde_json::from_slice(&vitals(&ctx, 1, t, &latest)).unwrap();
         assert_eq!(v["vitals"]["hr"]["validity"], "old");
         assert_eq!(v["vitals"]["hr"]["value"].as_f64(), Some(72.0));
+        assert_eq!(v["vitals"]["pr"]["validity"], "questionable");
+        assert_eq!(v["vitals"]["pr"]["value"].as_f64(), Some(131.0));
         assert_eq!(v["vitals"]["spo2"]["validity"], "artifact");
         assert!(v["vitals"]["spo2"]["value"].is_null());
     }
