@@ -94,6 +94,7 @@ async fn trial<D: Device + Send + 'static>(kind: ProtocolKind, device: D) -> Dur
             sync_every: Duration::from_millis(100),
             retention: Duration::from_secs(3600),
             queue: 8192,
+            wake_when_half_full: true,
         }),
     );
     let (socket, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())

@@ -64,6 +64,7 @@ async fn a_simulated_capnograph_raises_apnoea_and_depression_alarms_and_replays(
             sync_every: Duration::from_millis(50),
             retention: Duration::from_secs(86_400),
             queue: 8192,
+            wake_when_half_full: true,
         }),
     );
     // Until the depression has ended (its ramp back included) and a

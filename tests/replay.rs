@@ -44,6 +44,7 @@ fn recording_daemon(dir: &std::path::Path, alarms: &str) -> (Running, Monitor) {
             sync_every: Duration::from_millis(50),
             retention: Duration::from_secs(86_400),
             queue: 8192,
+            wake_when_half_full: true,
         }),
     );
     (daemon, monitor)

@@ -233,6 +233,7 @@ pub fn start(config: Config, options: Options) -> Result<Daemon, DaemonError> {
             sync_every: config.recording.sync_every,
             retention: config.recording.retention,
             queue: 8192,
+            wake_when_half_full: true,
         }),
     };
     let (stop_tx, stop) = watch::channel(false);

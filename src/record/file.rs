@@ -53,12 +53,12 @@ pub fn write_all(path: &Path, records: &[Timed]) -> Result<(), FileError> {
 /// Inline bytes for the recorder queue (no allocation per chunk).
 const INLINE: usize = 512;
 
-/// How often the writer thread drains the queue when nobody wakes it. A
-/// daemon killed in between loses at most this much recording beyond what
-/// its write buffer held anyway (the period of `recording.sync_every` is
-/// what a power cut can lose); alarm events never depend on it (they live
-/// in the MQTT outbox journal).
-pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the writer thread drains the queue when nobody wakes it (an
+/// idle daemon wakes it five times a second; a flood wakes it at half a
+/// queue). A daemon killed in between loses what its write buffer held
+/// anyway (up to `recording.sync_every`, as before); alarm events never
+/// depend on it (they live in the MQTT outbox journal).
+pub const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
 // Inline on purpose: recording a chunk must not allocate on the driver's thread.
 #[allow(clippy::large_enum_variant)]
@@ -81,8 +81,8 @@ pub struct Recorder {
     tx: SyncSender<Msg>,
     /// Messages queued and not yet taken by the writer.
     queued: Arc<AtomicUsize>,
-    /// The queue's capacity: the writer is woken when half of it is used.
-    capacity: usize,
+    /// Queued messages that wake the writer (half the capacity, or never).
+    wake_at: usize,
     dropped: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -101,6 +101,10 @@ pub struct RecorderSettings {
     pub retention: Duration,
     /// Queue length between the driver and the writer thread.
     pub queue: usize,
+    /// Whether the driver wakes the writer once its queue is half full
+    /// (the daemon always does; a test turns it off to model a writer that
+    /// a slow disk holds up, so that a flood outruns it).
+    pub wake_when_half_full: bool,
 }
 
 impl Recorder {
@@ -187,7 +191,11 @@ impl Recorder {
         Ok(Recorder {
             tx,
             queued,
-            capacity,
+            wake_at: if settings.wake_when_half_full {
+                capacity / 2
+            } else {
+                usize::MAX
+            },
             dropped,
             thread: Some(thread),
             path,
@@ -238,7 +246,7 @@ impl Recorder {
             Ok(()) => {
                 // The writer sleeps on its timer; wake it only when the
                 // queue is filling faster than it drains.
-                if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == self.capacity / 2 {
+                if self.queued.fetch_add(1, Ordering::Relaxed).wrapping_add(1) == self.wake_at {
                     self.wake();
                 }
                 true
@@ -437,6 +445,7 @@ mod tests {
             sync_every: Duration::from_secs(3600),
             retention: Duration::from_secs(3600),
             queue: 256,
+            wake_when_half_full: true,
         };
         let rec =
             Recorder::start(&settings, SystemTime::now(), Vec::new(), Box::new(|_| {})).unwrap();
@@ -448,8 +457,8 @@ mod tests {
                 "input {i} dropped"
             );
             if i % 100 == 99 {
-                // Time for the woken writer to drain; five of these pauses
-                // are one DRAIN_EVERY, in which 500 inputs came.
+                // Time for the woken writer to drain; all ten pauses are
+                // half a DRAIN_EVERY, in which 1,024 inputs came.
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -475,6 +484,7 @@ mod tests {
             sync_every: Duration::from_millis(10),
             retention: Duration::from_secs(3600),
             queue: 64,
+            wake_when_half_full: true,
         };
         let failed = Arc::new(AtomicBool::new(false));
         let f = failed.clone();
