@@ -619,9 +619,7 @@ impl Publisher {
                     // over the iteration's events: a new snapshot goes out
                     // right after the alarm that made it, with no wake-up
                     // of its own.
-                    if live.as_ref().is_some_and(|l| l.has_changed().unwrap_or(false)) {
-                        self.live_changed(&mut live);
-                    }
+                    self.live_changed(&mut live);
                 }
                 Some(n) = net.recv() => self.handle_net(n),
                 Some(done) = self.sync_rx.recv() => {
