@@ -1179,42 +1179,15 @@ pub fn parse_host_request(frame: &[u8]) -> Option<PhdbRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testkit::*;
     use proptest::prelude::*;
 
     const REQ_DISPLAYED_10S: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 0a 00 0e 00 00 00 00 00 49 7e";
     const REQ_STOP: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 31 7e";
     const REQ_TREND_60S: &str = "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 03 3c 00 0e 00 00 00 00 00 7d 5d 7e";
 
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect()
-    }
-
     fn decoder() -> GeS5 {
         GeS5::new(SourceId(3), 10).unwrap()
-    }
-
-    fn drain(p: &mut GeS5) -> Vec<Output> {
-        std::iter::from_fn(|| p.poll_output()).collect()
-    }
-
-    fn measurements(outs: &[Output]) -> Vec<Measurement> {
-        outs.iter()
-            .filter_map(|o| match o {
-                Output::Reading(r) => Some(r.measurement),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn drops(outs: &[Output]) -> Vec<DropReason> {
-        outs.iter()
-            .filter_map(|o| match o {
-                Output::Dropped(r) => Some(*r),
-                _ => None,
-            })
-            .collect()
     }
 
     fn present() -> u32 {
@@ -2001,26 +1974,17 @@ mod tests {
         assert!(nibps(&ms).is_empty());
     }
 
-    fn round_trip_validity() -> impl Strategy<Value = Validity> {
-        prop_oneof![
-            6 => Just(Validity::Valid),
-            1 => Just(Validity::Invalid),
-            1 => Just(Validity::Unavailable),
-            1 => Just(Validity::UnderRange),
-            1 => Just(Validity::OverRange),
-            1 => Just(Validity::Questionable),
-        ]
-    }
+    /// The validities besides valid that GE carries through a round trip.
+    const ROUND_TRIP: &[Validity] = &[
+        Validity::Invalid,
+        Validity::Unavailable,
+        Validity::UnderRange,
+        Validity::OverRange,
+        Validity::Questionable,
+    ];
 
-    /// A sample whose valid value is `k / divisor`, k in `0..=max`.
     fn sample(max: u16, divisor: f32) -> impl Strategy<Value = Sample> {
-        (0..=max, round_trip_validity()).prop_map(move |(k, v)| {
-            if v.is_valid() {
-                Sample::valid(f32::from(k) / divisor)
-            } else {
-                Sample::missing(v)
-            }
-        })
+        stepped_sample(max, divisor, ROUND_TRIP)
     }
 
     fn snapshot() -> impl Strategy<Value = Snapshot> {
@@ -2061,27 +2025,9 @@ mod tests {
                     ..n
                 });
                 // None: no capnograph at all.
-                let (resp_rate, etco2) = match rr {
-                    None => (
-                        Sample::missing(Validity::Unavailable),
-                        Sample::missing(Validity::Unavailable),
-                    ),
-                    Some(rr) => (rr, etco2),
-                };
-                Snapshot {
-                    heart_rate,
-                    pulse_rate,
-                    spo2,
-                    nibp,
-                    resp_rate,
-                    etco2,
-                    device_time,
-                }
+                let breath = rr.map(|rr| (rr, etco2));
+                snapshot_of([heart_rate, pulse_rate, spo2], nibp, device_time, breath)
             })
-    }
-
-    fn same(a: Sample, b: Sample) -> bool {
-        a.validity == b.validity && (!a.validity.is_valid() || (a.value - b.value).abs() < 1e-3)
     }
 
     proptest! {
@@ -2139,18 +2085,7 @@ mod tests {
             for s in &snaps {
                 encode_displayed_values(s, &mut bytes);
             }
-            let (whole, whole_stats) = decode(&bytes);
-            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            at.sort_unstable();
-            let mut p = decoder();
-            let mut prev = 0;
-            for &c in at.iter().chain(std::iter::once(&bytes.len())) {
-                p.handle_bytes(Instant::from_secs(1), &bytes[prev..c]);
-                prev = c;
-            }
-            let chunked = drain(&mut p);
-            prop_assert_eq!(format!("{whole:?}"), format!("{chunked:?}"));
-            prop_assert_eq!(whole_stats, p.stats());
+            let whole = cut_anywhere(decoder, Instant::from_secs(1), &bytes, &cuts)?;
             // The last snapshot always decodes, whatever noise came first.
             prop_assert!(measurements(&whole).len() >= 3);
         }
@@ -2162,13 +2097,7 @@ mod tests {
             let mut p = decoder();
             p.handle_bytes(Instant::from_secs(1), &bytes);
             p.handle_timeout(Instant::from_secs(100));
-            for o in drain(&mut p) {
-                if let Output::Reading(r) = o {
-                    if let Some((_, s)) = r.measurement.continuous() {
-                        prop_assert!(!s.validity.is_valid() || s.value.is_finite());
-                    }
-                }
-            }
+            valid_values_are_finite(&drain(&mut p), Checked::Continuous)?;
             prop_assert_eq!(p.stats().bytes, bytes.len() as u64);
         }
     }

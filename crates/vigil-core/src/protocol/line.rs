@@ -835,18 +835,14 @@ impl Monitor for LineMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testkit::*;
     use proptest::prelude::*;
 
     const SRC: SourceId = SourceId(3);
 
-    fn decode_all(decoder: &mut VigilLine, now: Instant, bytes: &[u8]) -> Vec<Output> {
-        decoder.handle_bytes(now, bytes);
-        std::iter::from_fn(|| decoder.poll_output()).collect()
-    }
-
     fn decode(text: &str) -> (Vec<Output>, VigilLine) {
         let mut d = VigilLine::new(SRC);
-        let out = decode_all(&mut d, Instant::from_secs(5), text.as_bytes());
+        let out = feed(&mut d, Instant::from_secs(5), text.as_bytes());
         (out, d)
     }
 
@@ -1128,7 +1124,7 @@ mod tests {
     #[test]
     fn non_utf8_and_binary_garbage_never_decode() {
         let mut d = VigilLine::new(SRC);
-        let out = decode_all(
+        let out = feed(
             &mut d,
             Instant::ZERO,
             b"hr \xff\xfe72\n\x00\x01\x02\nhr 72\n",
@@ -1143,7 +1139,7 @@ mod tests {
         let mut d = VigilLine::new(SRC);
         let mut input = vec![b'x'; MAX_LINE * 3];
         input.extend_from_slice(b"\nhr 61\n");
-        let out = decode_all(&mut d, Instant::ZERO, &input);
+        let out = feed(&mut d, Instant::ZERO, &input);
         assert_eq!(out.first(), Some(&Output::Dropped(DropReason::Oversized)));
         assert_eq!(out.len(), 2);
         assert_eq!(d.stats().dropped[DropReason::Oversized.index()], 1);
@@ -1153,7 +1149,7 @@ mod tests {
         let mut line = b"hr 62".to_vec();
         line.resize(MAX_LINE, b' ');
         line.push(b'\n');
-        let out = decode_all(&mut d, Instant::ZERO, &line);
+        let out = feed(&mut d, Instant::ZERO, &line);
         assert!(matches!(out.as_slice(), [Output::Reading(_)]));
     }
 
@@ -1161,15 +1157,8 @@ mod tests {
     fn versions_are_checked() {
         let (out, d) =
             decode("vigil-line 1\nhr 60\nvigil-line 2\nhr 61\nspo2 99\nvigil-line 1\nhr 62\n");
-        let readings: Vec<_> = out
-            .iter()
-            .filter_map(|o| match o {
-                Output::Reading(r) => Some(r.measurement),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            readings,
+            measurements(&out),
             vec![
                 Measurement::HeartRate(valid(60.0)),
                 Measurement::HeartRate(valid(62.0))
@@ -1310,14 +1299,8 @@ mod tests {
             -10i64..5_000_000_000,
             (arb_sample(), arb_sample()),
         )
-            .prop_map(|(hr, pr, spo2, nibp, t, (resp_rate, etco2))| Snapshot {
-                heart_rate: hr,
-                pulse_rate: pr,
-                spo2,
-                nibp,
-                resp_rate,
-                etco2,
-                device_time: DeviceTime(t),
+            .prop_map(|(hr, pr, spo2, nibp, t, breath)| {
+                snapshot_of([hr, pr, spo2], nibp, DeviceTime(t), Some(breath))
             })
     }
 
@@ -1359,7 +1342,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode_snapshot(&snap, &mut bytes);
             let mut d = VigilLine::new(SRC);
-            let out = decode_all(&mut d, Instant::ZERO, &bytes);
+            let out = feed(&mut d, Instant::ZERO, &bytes);
             prop_assert_eq!(decoded(&out), expected(&snap));
             prop_assert_eq!(d.stats().dropped_total(), 0);
         }
@@ -1376,20 +1359,7 @@ mod tests {
             for s in &snaps {
                 encode_snapshot(s, &mut bytes);
             }
-            let mut whole = VigilLine::new(SRC);
-            let expect = decode_all(&mut whole, Instant::ZERO, &bytes);
-
-            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut split = VigilLine::new(SRC);
-            let mut got = Vec::new();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([bytes.len()]) {
-                got.extend(decode_all(&mut split, Instant::ZERO, &bytes[start..cut]));
-                start = cut;
-            }
-            prop_assert_eq!(format!("{got:?}"), format!("{expect:?}"));
-            prop_assert_eq!(split.stats(), whole.stats());
+            cut_anywhere(|| VigilLine::new(SRC), Instant::ZERO, &bytes, &cuts)?;
         }
 
         #[test]
@@ -1397,17 +1367,7 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..2000)
         ) {
             let mut d = VigilLine::new(SRC);
-            for o in decode_all(&mut d, Instant::ZERO, &bytes) {
-                if let Output::Reading(r) = o {
-                    let samples = match r.measurement {
-                        Measurement::Nibp(n) => vec![n.systolic, n.diastolic, n.mean],
-                        m => m.continuous().map(|(_, s)| s).into_iter().collect(),
-                    };
-                    for s in samples {
-                        prop_assert!(!s.validity.is_valid() || s.value.is_finite());
-                    }
-                }
-            }
+            valid_values_are_finite(&feed(&mut d, Instant::ZERO, &bytes), Checked::WithNibp)?;
             prop_assert_eq!(d.stats().bytes, bytes.len() as u64);
         }
     }

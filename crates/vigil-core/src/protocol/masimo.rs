@@ -565,6 +565,7 @@ impl Monitor for MasimoMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testkit::*;
     use proptest::prelude::*;
 
     const SRC: SourceId = SourceId(1);
@@ -572,25 +573,10 @@ mod tests {
     const VECTOR_2: &str = "12/01/05 11:56:29 SN=0123456789 SPO2=098% BPM=240 PI=20.00% SPCO=01.0% SPMET=00.5% DESAT=01 PIDELTA=-02 PVI=027 ALARM=0000 EXC=000820";
     const VECTOR_3: &str = "09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800";
 
-    fn feed(d: &mut Masimo, now: Instant, bytes: &[u8]) -> Vec<Output> {
-        d.handle_bytes(now, bytes);
-        std::iter::from_fn(|| d.poll_output()).collect()
-    }
-
     fn line(text: &str) -> Vec<u8> {
         let mut v = text.as_bytes().to_vec();
         v.extend_from_slice(b"\r\n");
         v
-    }
-
-    fn readings(outputs: &[Output]) -> Vec<Reading> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Reading(r) => Some(*r),
-                _ => None,
-            })
-            .collect()
     }
 
     fn sample_of(r: &Reading) -> Sample {
@@ -660,18 +646,10 @@ mod tests {
     #[test]
     fn alarm_and_battery_notes_on_change_only() {
         let mut d = Masimo::new(SRC);
-        let notes = |out: Vec<Output>| -> Vec<DeviceNote> {
-            out.into_iter()
-                .filter_map(|o| match o {
-                    Output::Note(n) => Some(n),
-                    _ => None,
-                })
-                .collect()
-        };
         let l = |alarm: &str| line(&format!("SPO2=097% BPM=064 ALARM={alarm} EXC=800"));
-        assert!(notes(feed(&mut d, Instant::ZERO, &l("0000"))).is_empty());
+        assert!(notes(&feed(&mut d, Instant::ZERO, &l("0000"))).is_empty());
         assert_eq!(
-            notes(feed(&mut d, Instant::ZERO, &l("0052"))),
+            notes(&feed(&mut d, Instant::ZERO, &l("0052"))),
             vec![
                 DeviceNote::DeviceAlarm {
                     active: true,
@@ -680,9 +658,9 @@ mod tests {
                 DeviceNote::LowBattery(true)
             ]
         );
-        assert!(notes(feed(&mut d, Instant::ZERO, &l("0053"))).is_empty());
+        assert!(notes(&feed(&mut d, Instant::ZERO, &l("0053"))).is_empty());
         assert_eq!(
-            notes(feed(&mut d, Instant::ZERO, &l("0"))),
+            notes(&feed(&mut d, Instant::ZERO, &l("0"))),
             vec![
                 DeviceNote::DeviceAlarm {
                     active: false,
@@ -907,38 +885,7 @@ mod tests {
             // 2000-01-01 .. 2099-12-31
             946_684_800i64..4_102_444_799,
         )
-            .prop_map(|(spo2, pr, cond, t)| {
-                let s = |v: Option<f32>| match v {
-                    Some(x) => Sample::new(x, cond),
-                    None => Sample::missing(Validity::Unavailable),
-                };
-                let mut snap = Snapshot::empty(DeviceTime(t));
-                snap.spo2 = s(spo2);
-                snap.pulse_rate = s(pr);
-                snap
-            })
-    }
-
-    fn check_sample(got: Sample, want: Sample, cond: Validity) -> Result<(), TestCaseError> {
-        if want.value.is_finite() {
-            prop_assert_eq!(got.validity, want.validity);
-            prop_assert!(
-                (got.value - want.value).abs() <= 0.5,
-                "{:?} vs {:?}",
-                got,
-                want
-            );
-        } else {
-            prop_assert!(got.value.is_nan());
-            // Dashes carry the line's condition when there is one.
-            let expect = if cond.is_valid() {
-                Validity::Unavailable
-            } else {
-                cond
-            };
-            prop_assert_eq!(got.validity, expect);
-        }
-        Ok(())
+            .prop_map(|(spo2, pr, cond, t)| oximeter_snapshot(DeviceTime(t), spo2, pr, cond))
     }
 
     proptest! {
@@ -949,15 +896,11 @@ mod tests {
             let mut d = Masimo::new(SRC);
             let r = readings(&feed(&mut d, Instant::ZERO, &bytes));
             prop_assert_eq!(r.len(), 2);
-            let cond = [snap.spo2, snap.pulse_rate]
-                .iter()
-                .map(|s| s.validity)
-                .find(|v| *v != Validity::Unavailable)
-                .unwrap_or(Validity::Valid);
+            let cond = shared_condition(&[snap.spo2, snap.pulse_rate]);
             prop_assert!(matches!(r[0].measurement, Measurement::SpO2(_)));
             prop_assert!(matches!(r[1].measurement, Measurement::PulseRate(_)));
-            check_sample(sample_of(&r[0]), snap.spo2, cond)?;
-            check_sample(sample_of(&r[1]), snap.pulse_rate, cond)?;
+            check_oximeter_sample(sample_of(&r[0]), snap.spo2, cond)?;
+            check_oximeter_sample(sample_of(&r[1]), snap.pulse_rate, cond)?;
             for reading in &r {
                 prop_assert_eq!(reading.device_time, Some(snap.device_time));
             }
@@ -974,21 +917,8 @@ mod tests {
             for s in &snaps {
                 encode_line(s, &mut bytes);
             }
-            let mut whole = Masimo::new(SRC);
-            let expect = feed(&mut whole, Instant::ZERO, &bytes);
+            let expect = cut_anywhere(|| Masimo::new(SRC), Instant::ZERO, &bytes, &cuts)?;
             prop_assert!(readings(&expect).len() >= 2 * snaps.len());
-
-            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut split = Masimo::new(SRC);
-            let mut got = Vec::new();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([bytes.len()]) {
-                got.extend(feed(&mut split, Instant::ZERO, &bytes[start..cut]));
-                start = cut;
-            }
-            prop_assert_eq!(format!("{got:?}"), format!("{expect:?}"));
-            prop_assert_eq!(split.stats(), whole.stats());
         }
 
         #[test]
@@ -996,12 +926,8 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..3000)
         ) {
             let mut d = Masimo::new(SRC);
-            for o in feed(&mut d, Instant::ZERO, &bytes) {
-                if let Output::Reading(r) = o {
-                    let s = sample_of(&r);
-                    prop_assert!(!s.validity.is_valid() || s.value.is_finite());
-                }
-            }
+            let outs = feed(&mut d, Instant::ZERO, &bytes);
+            valid_values_are_finite(&outs, Checked::ContinuousOnly)?;
         }
     }
 }

@@ -25,6 +25,8 @@ pub mod masimo;
 pub mod nonin;
 pub mod philips;
 pub mod registry;
+#[cfg(test)]
+mod testkit;
 
 pub use registry::{
     BoxedProtocol, Entry, Monitor, MonitorIo, Parity, ProtocolKind, SerialSettings, REGISTRY,

@@ -767,16 +767,12 @@ impl Monitor for NoninMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testkit::*;
     use crate::vitals::DeviceTime;
     use proptest::prelude::*;
 
     const SRC: SourceId = SourceId(2);
     const T: Instant = Instant::from_secs(7);
-
-    fn feed(d: &mut Nonin, now: Instant, bytes: &[u8]) -> Vec<Output> {
-        d.handle_bytes(now, bytes);
-        std::iter::from_fn(|| d.poll_output()).collect()
-    }
 
     fn samples(outputs: &[Output]) -> Vec<(Measurement, Instant)> {
         outputs
@@ -821,12 +817,6 @@ mod tests {
             out.extend(df2(status | sync, 0x11, d));
         }
         out
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect()
     }
 
     #[test]
@@ -1197,37 +1187,7 @@ mod tests {
                 Validity::Questionable,
             ]),
         )
-            .prop_map(|(pr, spo2, cond)| {
-                let s = |v: Option<f32>| match v {
-                    Some(x) => Sample::new(x, cond),
-                    None => Sample::missing(Validity::Unavailable),
-                };
-                let mut snap = Snapshot::empty(DeviceTime(0));
-                snap.pulse_rate = s(pr);
-                snap.spo2 = s(spo2);
-                snap
-            })
-    }
-
-    fn check(got: Sample, want: Sample, cond: Validity) -> Result<(), TestCaseError> {
-        if want.value.is_finite() {
-            prop_assert_eq!(got.validity, want.validity);
-            prop_assert!(
-                (got.value - want.value).abs() <= 0.5,
-                "{:?} vs {:?}",
-                got,
-                want
-            );
-        } else {
-            prop_assert!(got.value.is_nan());
-            let expect = if cond.is_valid() {
-                Validity::Unavailable
-            } else {
-                cond
-            };
-            prop_assert_eq!(got.validity, expect);
-        }
-        Ok(())
+            .prop_map(|(pr, spo2, cond)| oximeter_snapshot(DeviceTime(0), spo2, pr, cond))
     }
 
     proptest! {
@@ -1240,13 +1200,9 @@ mod tests {
             prop_assert_eq!(d.stats().dropped_total(), 0);
             let got = pr_spo2(&out);
             prop_assert_eq!(got.len(), 1);
-            let cond = [snap.pulse_rate, snap.spo2]
-                .iter()
-                .map(|s| s.validity)
-                .find(|v| *v != Validity::Unavailable)
-                .unwrap_or(Validity::Valid);
-            check(got[0].0, snap.pulse_rate, cond)?;
-            check(got[0].1, snap.spo2, cond)?;
+            let cond = shared_condition(&[snap.pulse_rate, snap.spo2]);
+            check_oximeter_sample(got[0].0, snap.pulse_rate, cond)?;
+            check_oximeter_sample(got[0].1, snap.spo2, cond)?;
         }
 
         #[test]
@@ -1260,22 +1216,9 @@ mod tests {
             for s in &snaps {
                 encode(format, s, &mut bytes);
             }
-            let mut whole = Nonin::new(SRC, format);
-            let expect = feed(&mut whole, T, &bytes);
+            let expect = cut_anywhere(|| Nonin::new(SRC, format), T, &bytes, &cuts)?;
             // Noise may swallow at most the first packet.
             prop_assert!(pr_spo2(&expect).len() + 1 >= snaps.len());
-
-            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut split = Nonin::new(SRC, format);
-            let mut got = Vec::new();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([bytes.len()]) {
-                got.extend(feed(&mut split, T, &bytes[start..cut]));
-                start = cut;
-            }
-            prop_assert_eq!(format!("{got:?}"), format!("{expect:?}"));
-            prop_assert_eq!(split.stats(), whole.stats());
         }
 
         #[test]
@@ -1285,12 +1228,7 @@ mod tests {
         ) {
             let mut d = Nonin::new(SRC, format);
             d.request_format(Instant::ZERO, NoninFormat::Df8);
-            for o in feed(&mut d, T, &bytes) {
-                if let Output::Reading(r) = o {
-                    let (_, s) = r.measurement.continuous().expect("continuous");
-                    prop_assert!(!s.validity.is_valid() || s.value.is_finite());
-                }
-            }
+            valid_values_are_finite(&feed(&mut d, T, &bytes), Checked::ContinuousOnly)?;
             d.handle_timeout(Instant::from_secs(100));
             prop_assert_eq!(d.poll_timeout(), None);
         }

@@ -2184,26 +2184,18 @@ pub fn encode_alert_result(
     alarms: &[TechAlarm],
     out: &mut Vec<u8>,
 ) {
-    let mut w = Writer::new();
-    let slots = poll_reply_header(
-        &mut w,
-        invoke_id,
-        poll_number,
-        None,
-        rel_time,
-        [0xFF; 8],
-        NOM_MOC_VMO_AL_MON,
-    );
-    w.u16(1);
-    let contexts = w.len_slot();
-    w.u16(0); // context id
-    w.u16(1);
-    let polls = w.len_slot();
-    w.u16(0x0001); // the alert monitor's handle
-    w.u16(1);
-    let attrs = w.len_slot();
-    w.u16(NOM_ATTR_AL_MON_T_AL_LIST);
-    let list = w.len_slot();
+    let alert_monitor = Observed {
+        object: NOM_MOC_VMO_AL_MON,
+        handle: 0x0001,
+        attribute: NOM_ATTR_AL_MON_T_AL_LIST,
+    };
+    alert_monitor.encode_result(invoke_id, poll_number, rel_time, out, |w| {
+        encode_alarm_list(alarms, w)
+    });
+}
+
+/// The technical alarm list: its first [`MAX_TECH_ALARMS`] `alarms`.
+fn encode_alarm_list(alarms: &[TechAlarm], w: &mut Writer) {
     let alarms = &alarms[..alarms.len().min(MAX_TECH_ALARMS)];
     w.u16(alarms.len() as u16);
     let entries = w.len_slot();
@@ -2217,7 +2209,7 @@ pub fn encode_alert_result(
             context: 0,
             handle: 0x0012,
         }
-        .write(&mut w);
+        .write(w);
         w.u16(if a.text.is_empty() {
             GEN_ALMON_INFO
         } else {
@@ -2239,47 +2231,75 @@ pub fn encode_alert_result(
         w.fill(info);
     }
     w.fill(entries);
-    w.fill(list);
-    w.fill(attrs);
-    w.fill(polls);
-    w.fill(contexts);
-    finish_reply(w, slots, out);
 }
 
 /// Monitor: a wave (real-time sample array) poll result with a few pleth
 /// samples: what a monitor sends other hosts, or after a wave poll.
 pub fn encode_wave_result(invoke_id: u16, poll_number: u16, rel_time: u32, out: &mut Vec<u8>) {
-    let mut w = Writer::new();
-    let slots = poll_reply_header(
-        &mut w,
-        invoke_id,
-        poll_number,
-        None,
-        rel_time,
-        [0xFF; 8],
-        NOM_MOC_VMO_METRIC_SA_RT,
-    );
-    w.u16(1);
-    let contexts = w.len_slot();
-    w.u16(0);
-    w.u16(1);
-    let polls = w.len_slot();
-    w.u16(0x0020);
-    w.u16(1);
-    let attrs = w.len_slot();
-    w.u16(NOM_ATTR_SA_VAL_OBS);
-    let sa = w.len_slot();
-    w.u16(0x4BB4); // pleth
-    w.u16(0);
-    w.u16(32);
-    for i in 0..16u16 {
-        w.u16(0x0800 + i * 64);
+    let pleth_wave = Observed {
+        object: NOM_MOC_VMO_METRIC_SA_RT,
+        handle: 0x0020,
+        attribute: NOM_ATTR_SA_VAL_OBS,
+    };
+    pleth_wave.encode_result(invoke_id, poll_number, rel_time, out, |w| {
+        w.u16(0x4BB4); // pleth
+        w.u16(0);
+        w.u16(32);
+        for i in 0..16u16 {
+            w.u16(0x0800 + i * 64);
+        }
+    });
+}
+
+/// The one attribute of the one object a monitor-side poll result
+/// reports (an alert monitor's alarm list, a wave's samples).
+struct Observed {
+    /// The polled object type.
+    object: u16,
+    /// The object's handle.
+    handle: u16,
+    /// The attribute's id.
+    attribute: u16,
+}
+
+impl Observed {
+    /// Monitor: a poll result (absolute time unspecified) of one context
+    /// holding this object with this attribute, whose value `value` writes.
+    fn encode_result(
+        &self,
+        invoke_id: u16,
+        poll_number: u16,
+        rel_time: u32,
+        out: &mut Vec<u8>,
+        value: impl FnOnce(&mut Writer),
+    ) {
+        let mut w = Writer::new();
+        let slots = poll_reply_header(
+            &mut w,
+            invoke_id,
+            poll_number,
+            None,
+            rel_time,
+            [0xFF; 8],
+            self.object,
+        );
+        w.u16(1);
+        let contexts = w.len_slot();
+        w.u16(0); // context id
+        w.u16(1);
+        let polls = w.len_slot();
+        w.u16(self.handle);
+        w.u16(1);
+        let attrs = w.len_slot();
+        w.u16(self.attribute);
+        let attr = w.len_slot();
+        value(&mut w);
+        w.fill(attr);
+        w.fill(attrs);
+        w.fill(polls);
+        w.fill(contexts);
+        finish_reply(w, slots, out);
     }
-    w.fill(sa);
-    w.fill(attrs);
-    w.fill(polls);
-    w.fill(contexts);
-    finish_reply(w, slots, out);
 }
 
 // -------------------------------------------------------------- decoders
@@ -3358,6 +3378,7 @@ pub fn parse_host_frame(frame: &[u8]) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testkit::*;
     use proptest::prelude::*;
 
     const MX800_FRAME: &str = "c0 11 01 00 20 e1 00 00 02 00 02 00 18 00 00 00 03 00 12 00 21 00 00 00 00 00 01 00 08 f2 3a 00 04 00 00 00 00 7b d2 c1";
@@ -3367,34 +3388,6 @@ mod tests {
     /// The association request of the programming guide's example; also
     /// VSCaptureMP's `aarq_msg_ext_poll2`, byte for byte.
     const ASSOC_REQUEST: &str = "0d ec 05 08 13 01 00 16 01 02 80 00 14 02 00 02 c1 dc 31 80 a0 80 80 01 01 00 00 a2 80 a0 03 00 00 01 a4 80 30 80 02 01 01 06 04 52 01 00 01 30 80 06 02 51 01 00 00 00 00 30 80 02 01 02 06 0c 2a 86 48 ce 14 02 01 00 00 00 01 01 30 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 02 01 00 00 00 00 00 00 61 80 30 80 02 01 01 a0 80 60 80 a1 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 03 01 00 00 be 80 28 80 06 0c 2a 86 48 ce 14 02 01 00 00 00 01 01 02 01 02 81 48 80 00 00 00 40 00 00 00 00 00 00 00 80 00 00 00 20 00 00 00 00 00 00 00 00 01 00 2c 00 01 00 28 80 00 00 00 00 00 03 e8 00 00 09 c4 00 00 03 e8 ff ff ff ff 60 00 00 00 00 01 00 0c f0 01 00 08 8c 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00";
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect()
-    }
-
-    fn drain(p: &mut impl Protocol) -> Vec<Output> {
-        std::iter::from_fn(|| p.poll_output()).collect()
-    }
-
-    fn measurements(outs: &[Output]) -> Vec<Measurement> {
-        outs.iter()
-            .filter_map(|o| match o {
-                Output::Reading(r) => Some(r.measurement),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn notes(outs: &[Output]) -> Vec<DeviceNote> {
-        outs.iter()
-            .filter_map(|o| match o {
-                Output::Note(n) => Some(*n),
-                _ => None,
-            })
-            .collect()
-    }
 
     /// Deframes `bytes` and parses every good frame.
     fn messages(bytes: &[u8]) -> Vec<Message> {
@@ -4960,24 +4953,17 @@ mod tests {
         assert_eq!(host.stats().ignored, 1);
     }
 
-    fn round_trip_validity() -> impl Strategy<Value = Validity> {
-        prop_oneof![
-            6 => Just(Validity::Valid),
-            1 => Just(Validity::Invalid),
-            1 => Just(Validity::Unavailable),
-            1 => Just(Validity::UnderRange),
-            1 => Just(Validity::OverRange),
-        ]
-    }
+    /// The validities besides valid that a poll result carries through a
+    /// round trip.
+    const ROUND_TRIP: &[Validity] = &[
+        Validity::Invalid,
+        Validity::Unavailable,
+        Validity::UnderRange,
+        Validity::OverRange,
+    ];
 
     fn sample(max: u16, divisor: f32) -> impl Strategy<Value = Sample> {
-        (0..=max, round_trip_validity()).prop_map(move |(k, v)| {
-            if v.is_valid() {
-                Sample::valid(f32::from(k) / divisor)
-            } else {
-                Sample::missing(v)
-            }
-        })
+        stepped_sample(max, divisor, ROUND_TRIP)
     }
 
     /// Device times from 2000 to 2099 (AbsoluteTime is BCD).
@@ -5010,23 +4996,9 @@ mod tests {
             .prop_map(
                 |(heart_rate, pulse_rate, spo2, nibp, device_time, breath)| {
                     // None: no capnograph.
-                    let none = Sample::missing(Validity::Unavailable);
-                    let (resp_rate, etco2) = breath.unwrap_or((none, none));
-                    Snapshot {
-                        heart_rate,
-                        pulse_rate,
-                        spo2,
-                        nibp,
-                        resp_rate,
-                        etco2,
-                        device_time,
-                    }
+                    snapshot_of([heart_rate, pulse_rate, spo2], nibp, device_time, breath)
                 },
             )
-    }
-
-    fn same(a: Sample, b: Sample) -> bool {
-        a.validity == b.validity && (!a.validity.is_valid() || (a.value - b.value).abs() < 1e-3)
     }
 
     proptest! {
@@ -5074,21 +5046,9 @@ mod tests {
             for (i, s) in snaps.iter().enumerate() {
                 encode_poll_result(i as u16, i as u16, s, None, &mut bytes);
             }
-            let mut whole = IntelliVueMonitorStream::new(SourceId(1));
-            whole.handle_bytes(Instant::from_secs(3), &bytes);
-            let whole_out = drain(&mut whole);
-            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            at.sort_unstable();
-            let mut chunked = IntelliVueMonitorStream::new(SourceId(1));
-            let mut prev = 0;
-            for &c in at.iter().chain(std::iter::once(&bytes.len())) {
-                chunked.handle_bytes(Instant::from_secs(3), &bytes[prev..c]);
-                prev = c;
-            }
-            let chunked_out = drain(&mut chunked);
-            prop_assert_eq!(format!("{whole_out:?}"), format!("{chunked_out:?}"));
-            prop_assert_eq!(whole.stats(), chunked.stats());
-            prop_assert!(measurements(&whole_out).len() >= 3);
+            let open = || IntelliVueMonitorStream::new(SourceId(1));
+            let whole = cut_anywhere(open, Instant::from_secs(3), &bytes, &cuts)?;
+            prop_assert!(measurements(&whole).len() >= 3);
         }
 
         #[test]
@@ -5103,13 +5063,7 @@ mod tests {
             stream.handle_bytes(Instant::from_secs(1), &bytes);
             let mut outs = drain(&mut host);
             outs.extend(drain(&mut stream));
-            for o in outs {
-                if let Output::Reading(r) = o {
-                    if let Some((_, s)) = r.measurement.continuous() {
-                        prop_assert!(!s.validity.is_valid() || s.value.is_finite());
-                    }
-                }
-            }
+            valid_values_are_finite(&outs, Checked::Continuous)?;
             prop_assert_eq!(stream.stats().bytes, bytes.len() as u64);
         }
     }
