@@ -1,28 +1,17 @@
 //! Fuzz target for the Masimo ASCII decoder: arbitrary bytes, fed in a few
 //! chunks with increasing arrival times (some gaps longer than the partial
 //! line timeout), must never panic, and no valid reading may carry a
-//! non-finite value. Depends on `vigil` and `libfuzzer-sys` only.
+//! non-finite value. Depends on `vigil`, `libfuzzer-sys` and this crate's
+//! checks.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vigil::protocol::masimo::Masimo;
-use vigil::protocol::{Output, Protocol};
+use vigil::protocol::Protocol;
 use vigil::time::Instant;
-use vigil::vitals::{Measurement, SourceId};
-
-fn drain(decoder: &mut Masimo, tx: &mut Vec<u8>) {
-    while let Some(output) = decoder.poll_output() {
-        if let Output::Reading(r) = output {
-            if let Some((_, s)) = r.measurement.continuous() {
-                assert!(!s.validity.is_valid() || s.value.is_finite(), "{r:?}");
-            }
-            assert!(!matches!(r.measurement, Measurement::Nibp(_)), "{r:?}");
-        }
-    }
-    while decoder.poll_transmit(tx) {}
-    tx.clear();
-}
+use vigil::vitals::SourceId;
+use vigil_fuzz::{drain, Nibp};
 
 fuzz_target!(|data: &[u8]| {
     let mut decoder = Masimo::new(SourceId(0));
@@ -33,13 +22,13 @@ fuzz_target!(|data: &[u8]| {
     for (w, ms) in cuts.windows(2).zip(times_ms) {
         let now = Instant::from_millis(ms);
         decoder.handle_bytes(now, data.get(w[0]..w[1]).unwrap_or(&[]));
-        drain(&mut decoder, &mut tx);
+        drain(&mut decoder, &mut tx, Nibp::Never);
         if let Some(t) = decoder.poll_timeout() {
             assert!(t > now);
         }
     }
     decoder.handle_timeout(Instant::from_secs(60));
-    drain(&mut decoder, &mut tx);
+    drain(&mut decoder, &mut tx, Nibp::Never);
     assert_eq!(decoder.poll_timeout(), None);
     assert_eq!(decoder.stats().bytes, n as u64);
 });

@@ -2,27 +2,17 @@
 //! decoder for each data format (one of them with a format select request
 //! pending, so ACK/NAK handling and the format switch are exercised), fed in a
 //! few chunks with increasing arrival times. Nothing may panic, and no valid
-//! reading may carry a non-finite value. Depends on `vigil` and
-//! `libfuzzer-sys` only.
+//! reading may carry a non-finite value. Depends on `vigil`,
+//! `libfuzzer-sys` and this crate's checks.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vigil::protocol::nonin::{Nonin, NoninFormat};
-use vigil::protocol::{Output, Protocol};
+use vigil::protocol::Protocol;
 use vigil::time::Instant;
 use vigil::vitals::SourceId;
-
-fn drain(decoder: &mut Nonin, tx: &mut Vec<u8>) {
-    while let Some(output) = decoder.poll_output() {
-        if let Output::Reading(r) = output {
-            let (_, s) = r.measurement.continuous().expect("Nonin sends no NIBP");
-            assert!(!s.validity.is_valid() || s.value.is_finite(), "{r:?}");
-        }
-    }
-    while decoder.poll_transmit(tx) {}
-    tx.clear();
-}
+use vigil_fuzz::{drain, Nibp};
 
 fn run(data: &[u8], format: NoninFormat, request: Option<NoninFormat>) {
     let mut decoder = Nonin::new(SourceId(0), format);
@@ -38,10 +28,10 @@ fn run(data: &[u8], format: NoninFormat, request: Option<NoninFormat>) {
             Instant::from_millis(ms),
             data.get(w[0]..w[1]).unwrap_or(&[]),
         );
-        drain(&mut decoder, &mut tx);
+        drain(&mut decoder, &mut tx, Nibp::Never);
     }
     decoder.handle_timeout(Instant::from_secs(60));
-    drain(&mut decoder, &mut tx);
+    drain(&mut decoder, &mut tx, Nibp::Never);
     assert_eq!(decoder.poll_timeout(), None);
     assert_eq!(decoder.stats().bytes, n as u64);
 }

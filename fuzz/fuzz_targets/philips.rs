@@ -3,55 +3,23 @@
 //! host session and the monitor-stream decoder. Nothing may panic, no valid
 //! reading may carry a non-finite value, and the transmit queue must run dry.
 //!
-//! Depends on the `vigil` library and `libfuzzer-sys` only.
+//! Depends on the `vigil` library, `libfuzzer-sys` and this crate's checks.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vigil::protocol::philips::{IntelliVueHost, IntelliVueMonitorStream};
-use vigil::protocol::{Output, Protocol};
+use vigil::protocol::Protocol;
 use vigil::time::Instant;
-use vigil::vitals::{Measurement, Sample, SourceId};
-
-fn check(s: Sample) {
-    assert!(
-        !s.validity.is_valid() || s.value.is_finite(),
-        "valid sample with non-finite value: {s:?}"
-    );
-}
-
-fn drain(p: &mut impl Protocol, tx: &mut Vec<u8>) {
-    while let Some(o) = p.poll_output() {
-        if let Output::Reading(r) = o {
-            match r.measurement {
-                Measurement::HeartRate(s)
-                | Measurement::PulseRate(s)
-                | Measurement::SpO2(s)
-                | Measurement::RespRate(s)
-                | Measurement::EtCo2(s) => check(s),
-                Measurement::Nibp(n) => {
-                    check(n.systolic);
-                    check(n.diastolic);
-                    check(n.mean);
-                }
-            }
-        }
-    }
-    for _ in 0..16 {
-        tx.clear();
-        if !p.poll_transmit(tx) {
-            return;
-        }
-    }
-    panic!("transmit queue does not run dry");
-}
+use vigil::vitals::SourceId;
+use vigil_fuzz::{drain, Nibp};
 
 fuzz_target!(|data: &[u8]| {
     let mut host = IntelliVueHost::new(SourceId(0));
     let mut stream = IntelliVueMonitorStream::new(SourceId(1));
     let mut tx = Vec::new();
     host.handle_timeout(Instant::ZERO);
-    drain(&mut host, &mut tx);
+    drain(&mut host, &mut tx, Nibp::Checked);
     let chunk = (data.len() / 4).max(1);
     for (i, c) in data.chunks(chunk).enumerate() {
         let now = Instant::from_millis(400 * (i as u64 + 1));
@@ -60,10 +28,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(t) = host.poll_timeout() {
             host.handle_timeout(t.max(now));
         }
-        drain(&mut host, &mut tx);
-        drain(&mut stream, &mut tx);
+        drain(&mut host, &mut tx, Nibp::Checked);
+        drain(&mut stream, &mut tx, Nibp::Checked);
     }
     host.handle_timeout(Instant::from_secs(3_600));
-    drain(&mut host, &mut tx);
+    drain(&mut host, &mut tx, Nibp::Checked);
     assert_eq!(stream.stats().bytes, data.len() as u64);
 });
