@@ -65,6 +65,7 @@ use vigil::protocol::philips::{self, MdsInfo, Message};
 use vigil::protocol::{ge, NoteText};
 use vigil::record::{file as recfile, Record};
 use vigil::sim::device::{parse_ge_request, parse_philips_frame, PHILIPS_KEEPALIVE};
+use vigil::sim::Device;
 use vigil::time::Instant;
 
 /// Errors loading a capture.
@@ -677,70 +678,6 @@ impl CaptureDevice {
         &self.capture
     }
 
-    /// Time passed: sends what is due by `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self.capture.kind {
-            ProtocolKind::Ge => {
-                while let Some(t) = self.next.filter(|&t| t <= now) {
-                    self.ge_send_group(t);
-                }
-            }
-            _ => {
-                if let PhilipsState::Associated { last_poll } = self.philips {
-                    if now >= last_poll + PHILIPS_KEEPALIVE {
-                        self.philips = PhilipsState::Idle;
-                        let mut out = Vec::new();
-                        philips::encode_abort(&mut out);
-                        self.send(out);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Bytes from the host arrived at `now`.
-    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        self.handle_timeout(now);
-        for &b in bytes {
-            let Some((_, content)) = self.rx.push(b) else {
-                continue;
-            };
-            match self.capture.kind {
-                ProtocolKind::Ge => {
-                    if let Some(req) = parse_ge_request(&content) {
-                        self.ge_request(now, req);
-                    }
-                }
-                _ => {
-                    if let Some(m) = parse_philips_frame(&content) {
-                        self.philips_message(now, m);
-                    }
-                }
-            }
-        }
-        self.handle_timeout(now);
-    }
-
-    /// Appends the next frame to send to `out`; false when there is none.
-    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        match self.tx.pop_front() {
-            Some(f) => {
-                out.extend_from_slice(&f);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// When to call [`CaptureDevice::handle_timeout`] next; `None` while
-    /// waiting for the host (or at the end of the capture).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.philips {
-            PhilipsState::Associated { last_poll } => Some(last_poll + PHILIPS_KEEPALIVE),
-            PhilipsState::Idle => self.next,
-        }
-    }
-
     fn send(&mut self, frame: Vec<u8>) {
         self.stats.frames += 1;
         self.tx.push_back(frame);
@@ -905,6 +842,72 @@ impl CaptureDevice {
             })?;
         self.cursor[pos].1 = found + 1;
         Some(self.results[found].clone())
+    }
+}
+
+impl Device for CaptureDevice {
+    /// Time passed: sends what is due by `now`.
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.capture.kind {
+            ProtocolKind::Ge => {
+                while let Some(t) = self.next.filter(|&t| t <= now) {
+                    self.ge_send_group(t);
+                }
+            }
+            _ => {
+                if let PhilipsState::Associated { last_poll } = self.philips {
+                    if now >= last_poll + PHILIPS_KEEPALIVE {
+                        self.philips = PhilipsState::Idle;
+                        let mut out = Vec::new();
+                        philips::encode_abort(&mut out);
+                        self.send(out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes from the host arrived at `now`.
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.handle_timeout(now);
+        for &b in bytes {
+            let Some((_, content)) = self.rx.push(b) else {
+                continue;
+            };
+            match self.capture.kind {
+                ProtocolKind::Ge => {
+                    if let Some(req) = parse_ge_request(&content) {
+                        self.ge_request(now, req);
+                    }
+                }
+                _ => {
+                    if let Some(m) = parse_philips_frame(&content) {
+                        self.philips_message(now, m);
+                    }
+                }
+            }
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Appends the next frame to send to `out`; false when there is none.
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.tx.pop_front() {
+            Some(f) => {
+                out.extend_from_slice(&f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When to call `handle_timeout` next; `None` while
+    /// waiting for the host (or at the end of the capture).
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.philips {
+            PhilipsState::Associated { last_poll } => Some(last_poll + PHILIPS_KEEPALIVE),
+            PhilipsState::Idle => self.next,
+        }
     }
 }
 

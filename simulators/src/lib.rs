@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use vigil::config::ProtocolKind;
 use vigil::io::clock::Clock;
+use vigil::sim::link::{exchange, next_deadline};
 use vigil::sim::{Scenario, SimDevice};
 use vigil::time::Instant;
 
@@ -35,51 +36,10 @@ use vigil::sim::ScenarioError;
 pub mod capture;
 
 pub use capture::{Capture, CaptureDevice};
-
 /// The monitor side of a link, sans-IO: what the runners drive. Implemented
 /// by the scenario devices ([`SimDevice`]) and the capture emulator
 /// ([`CaptureDevice`]).
-pub trait Device {
-    /// Time passed: build what is due by `now`.
-    fn handle_timeout(&mut self, now: Instant);
-    /// Bytes from the host arrived at `now`.
-    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]);
-    /// Appends the next chunk to send to `out`; false when there is none.
-    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool;
-    /// When to call `handle_timeout` next; `None`: only host bytes can make
-    /// the device send (a GE monitor not yet asked).
-    fn poll_timeout(&self) -> Option<Instant>;
-}
-
-impl Device for SimDevice {
-    fn handle_timeout(&mut self, now: Instant) {
-        SimDevice::handle_timeout(self, now)
-    }
-    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        SimDevice::handle_bytes(self, now, bytes)
-    }
-    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        SimDevice::poll_transmit(self, out)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        SimDevice::poll_timeout(self)
-    }
-}
-
-impl Device for CaptureDevice {
-    fn handle_timeout(&mut self, now: Instant) {
-        CaptureDevice::handle_timeout(self, now)
-    }
-    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        CaptureDevice::handle_bytes(self, now, bytes)
-    }
-    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        CaptureDevice::poll_transmit(self, out)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        CaptureDevice::poll_timeout(self)
-    }
-}
+pub use vigil::sim::Device;
 
 /// Errors of the runners and outputs.
 #[derive(Debug, thiserror::Error)]
@@ -201,34 +161,17 @@ pub fn converse(
     loop {
         device.handle_timeout(now);
         host.handle_timeout(now);
-        loop {
-            let mut moved = false;
-            while device.poll_transmit(&mut buf) {
-                host.handle_bytes(now, &buf);
-                c.sent.push((now, core::mem::take(&mut buf)));
-                moved = true;
-            }
-            while host.poll_transmit(&mut buf) {
-                device.handle_bytes(now, &buf);
-                buf.clear();
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        exchange(device, host, now, &mut buf, |chunk| {
+            c.sent.push((now, core::mem::take(chunk)));
+        });
         c.outputs
             .extend(std::iter::from_fn(|| host.poll_output()).map(|o| (now, o)));
         if now >= end {
             return c;
         }
-        now = [device.poll_timeout(), host.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .chain([now + step])
-            .min()
-            .unwrap_or(now + step)
+        let step_end = now + step;
+        now = next_deadline(now, [device.poll_timeout(), host.poll_timeout()])
+            .map_or(step_end, |t| t.min(step_end))
             .min(end);
     }
 }
@@ -487,15 +430,20 @@ mod tests {
             .count()
     }
 
-    #[tokio::test]
-    async fn fast_mode_writes_a_whole_session_that_decodes() {
-        let s = scenario("typical");
+    /// What a device of `kind` seeded `seed` writes in fast mode, with no
+    /// host, for the first `secs` of `scenario`.
+    async fn fast_run(
+        scenario: &Scenario,
+        kind: ProtocolKind,
+        seed: u64,
+        secs: u64,
+    ) -> (Summary, Vec<u8>) {
         let mut bytes = Vec::new();
         let opts = RunOptions {
-            until: Some(Instant::ZERO + Duration::from_secs(600)),
+            until: Some(Instant::ZERO + Duration::from_secs(secs)),
             ..RunOptions::default()
         };
-        let device = SimDevice::new(&s, ProtocolKind::Masimo, 1);
+        let device = SimDevice::new(scenario, kind, seed);
         let summary = run(
             device,
             None::<tokio::io::Empty>,
@@ -505,6 +453,13 @@ mod tests {
         )
         .await
         .unwrap();
+        (summary, bytes)
+    }
+
+    #[tokio::test]
+    async fn fast_mode_writes_a_whole_session_that_decodes() {
+        let s = scenario("typical");
+        let (summary, bytes) = fast_run(&s, ProtocolKind::Masimo, 1, 600).await;
         assert_eq!(summary.ending, Ending::Until);
         assert_eq!(summary.written, bytes.len() as u64);
         let mut host = open_protocol(ProtocolKind::Masimo, SourceId(0));
@@ -516,23 +471,9 @@ mod tests {
     #[tokio::test]
     async fn fast_mode_same_seed_same_bytes() {
         let s = scenario("sensor-problems");
-        let opts = RunOptions {
-            until: Some(Instant::ZERO + Duration::from_secs(40 * 60)),
-            ..RunOptions::default()
-        };
         let mut outs = Vec::new();
         for seed in [5, 5, 6] {
-            let mut bytes = Vec::new();
-            let device = SimDevice::new(&s, ProtocolKind::NoninDf7, seed);
-            run(
-                device,
-                None::<tokio::io::Empty>,
-                &mut bytes,
-                Pace::Fast,
-                opts,
-            )
-            .await
-            .unwrap();
+            let (_, bytes) = fast_run(&s, ProtocolKind::NoninDf7, seed, 40 * 60).await;
             outs.push(bytes);
         }
         assert_eq!(outs[0], outs[1]);

@@ -61,6 +61,7 @@ use core::time::Duration;
 use std::any::Any;
 use std::collections::VecDeque;
 
+use super::link::Device;
 use super::model::Patient;
 use super::rng::Rng;
 use super::scenario::{EventKind, Scenario, ScriptedEvent};
@@ -425,6 +426,21 @@ impl SimDevice {
     }
 }
 
+impl Device for SimDevice {
+    fn handle_timeout(&mut self, now: Instant) {
+        SimDevice::handle_timeout(self, now)
+    }
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        SimDevice::handle_bytes(self, now, bytes)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        SimDevice::poll_transmit(self, out)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        SimDevice::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +449,7 @@ mod tests {
     use crate::protocol::masimo::BOOT_NULS as MASIMO_BOOT_NULS;
     use crate::protocol::philips::{self, Message};
     use crate::protocol::{nonin, Output, Protocol};
+    use crate::sim::link::{exchange, next_deadline};
     use crate::vitals::{Measurement, SourceId};
 
     fn builtin(name: &str) -> Scenario {
@@ -462,29 +479,11 @@ mod tests {
         loop {
             device.handle_timeout(now);
             host.handle_timeout(now);
-            loop {
-                let mut moved = false;
-                while device.poll_transmit(&mut buf) {
-                    host.handle_bytes(now, &buf);
-                    sent.push((now, core::mem::take(&mut buf)));
-                    moved = true;
-                }
-                while host.poll_transmit(&mut buf) {
-                    device.handle_bytes(now, &buf);
-                    buf.clear();
-                    moved = true;
-                }
-                if !moved {
-                    break;
-                }
-            }
+            exchange(&mut device, &mut *host, now, &mut buf, |chunk| {
+                sent.push((now, core::mem::take(chunk)));
+            });
             outputs.extend(std::iter::from_fn(|| host.poll_output()));
-            let next = [device.poll_timeout(), host.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .filter(|t| *t > now)
-                .min();
-            match next {
+            match next_deadline(now, [device.poll_timeout(), host.poll_timeout()]) {
                 Some(t) if t < end => now = t,
                 _ => break,
             }

@@ -9,6 +9,7 @@
 use core::time::Duration;
 
 use super::device::SimDevice;
+use super::link::{exchange, next_deadline, Host};
 use super::model::Patient;
 use super::scenario::{EventKind, Scenario};
 use crate::engine::{AlarmEvent, AlarmKind, EngineConfig, Event, EventKind as Out, Phase};
@@ -35,6 +36,17 @@ struct Alarm {
     key: String,
     phase: Phase,
     event: AlarmEvent,
+}
+
+/// The pipeline's source as the host end of a device's link.
+impl Host for (&mut Pipeline, SourceId) {
+    fn receive(&mut self, now: Instant, bytes: &[u8]) {
+        self.0.handle_bytes(now, self.1, bytes);
+    }
+
+    fn transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        self.0.poll_transmit(self.1, out)
+    }
 }
 
 /// Runs `scenario` on a device of `kind` into a pipeline until `until`;
@@ -69,29 +81,15 @@ fn run(
     loop {
         device.handle_timeout(now);
         pipeline.handle_timeout(now);
-        loop {
-            let mut moved = false;
-            while device.poll_transmit(&mut buf) {
-                pipeline.handle_bytes(now, src, &buf);
-                buf.clear();
-                moved = true;
-            }
-            while pipeline.poll_transmit(src, &mut buf) {
-                device.handle_bytes(now, &buf);
-                buf.clear();
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        exchange(
+            &mut device,
+            &mut (&mut pipeline, src),
+            now,
+            &mut buf,
+            |_| {},
+        );
         events.extend(std::iter::from_fn(|| pipeline.poll_event()));
-        let next = [device.poll_timeout(), pipeline.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min();
-        match next {
+        match next_deadline(now, [device.poll_timeout(), pipeline.poll_timeout()]) {
             Some(t) if t < end => now = t,
             _ => break,
         }

@@ -5,7 +5,9 @@
 //! - [`scenario`]: the scenario file format and the built-in scenarios;
 //! - [`model`]: the patient: what a monitor shows at any moment;
 //! - [`device`]: a monitor of one protocol family: bytes out on the
-//!   protocol's own timing, host requests in.
+//!   protocol's own timing, host requests in;
+//! - [`link`]: the monitor side as a trait, and an in-memory link that
+//!   steps a device and a host together.
 //!
 //! Pure like the rest of the core: no tokio, no clock reads, no unseeded
 //! randomness: a scenario is parsed from text the caller read (`vigil::sim`
@@ -15,6 +17,7 @@
 //! [`crate::vitals`] and [`crate::time`].
 
 pub mod device;
+pub mod link;
 pub mod model;
 pub mod rng;
 pub mod scenario;
@@ -23,5 +26,6 @@ pub mod scenario;
 mod golden;
 
 pub use device::SimDevice;
+pub use link::Device;
 pub use model::Patient;
 pub use scenario::{Scenario, ScenarioError};
