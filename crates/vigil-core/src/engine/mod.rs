@@ -1119,25 +1119,25 @@ impl Engine {
         // back by the vital's hysteresis: whole-percent SpO2 hovering at the
         // threshold must not flap.
         let h = rules.hysteresis;
-        if let Some(limit) = rule.rise {
-            let idx = self.index(AlarmId::vital(vital, Condition::RateRise));
-            let rise = v - lo;
+        for (limit, condition, change) in [
+            (rule.rise, Condition::RateRise, v - lo),
+            (rule.fall, Condition::RateFall, hi - v),
+        ] {
+            let Some(limit) = limit else { continue };
+            let idx = self.index(AlarmId::vital(vital, condition));
             let bound = if self.slots[idx].engaged() {
                 limit - h
             } else {
                 limit
             };
-            self.set_condition(idx, now, above(rise, bound), Some(rise), Some(limit), doubt);
-        }
-        if let Some(limit) = rule.fall {
-            let idx = self.index(AlarmId::vital(vital, Condition::RateFall));
-            let fall = hi - v;
-            let bound = if self.slots[idx].engaged() {
-                limit - h
-            } else {
-                limit
-            };
-            self.set_condition(idx, now, above(fall, bound), Some(fall), Some(limit), doubt);
+            self.set_condition(
+                idx,
+                now,
+                above(change, bound),
+                Some(change),
+                Some(limit),
+                doubt,
+            );
         }
     }
 
