@@ -546,6 +546,87 @@ mod tests {
         jsonschema::validator_for(&schema).unwrap().is_valid(&v)
     }
 
+    /// Every command a display sends, as `name: json` lines.
+    fn what_the_displays_send() -> Vec<(&'static str, Vec<u8>)> {
+        use crate::display::feed::{self, BedCommand};
+        let t = now() + Duration::from_millis(123);
+        let dose = |amount: Option<f64>, unit: Option<&str>, note: &str| BedCommand::Dose {
+            amount,
+            unit: unit.map(str::to_owned),
+            route: "im".into(),
+            note: note.into(),
+        };
+        let session = BedCommand::StartSession {
+            session: "K-0142".into(),
+        };
+        vec![
+            (
+                "acknowledge",
+                feed::acknowledge("d-1", "spo2.low", "RN JD", t),
+            ),
+            ("acknowledge_all", feed::acknowledge_all("d-2", "Zoë R.", t)),
+            ("start_session", session.payload("d-3", t)),
+            (
+                "dose",
+                dose(Some(0.5), Some("mg/kg"), " racémique, \"left\" arm ").payload("d-4", t),
+            ),
+            ("dose bare", dose(None, None, "  ").payload("d-5", t)),
+            (
+                "dose amount",
+                dose(Some(25.0), Some("mg"), "").payload("d-6", t),
+            ),
+            (
+                "start_recovery",
+                BedCommand::StartRecovery.payload("d-7", t),
+            ),
+            ("end_session", BedCommand::EndSession.payload("d-8", t)),
+            (
+                "pause_audio",
+                BedCommand::PauseAudio { duration_s: 120 }.payload("d-9", t),
+            ),
+            ("resume_audio", BedCommand::ResumeAudio.payload("d-10", t)),
+        ]
+    }
+
+    /// The commands' bytes as the displays send them today, one
+    /// `name: json` line each (`VIGIL_BLESS=1` rewrites the file after a
+    /// deliberate change): each matches the schema and vigil accepts it.
+    #[test]
+    fn what_the_displays_send_keeps_its_bytes_and_is_accepted() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/commands.txt");
+        let sent = what_the_displays_send();
+        let got: String = sent
+            .iter()
+            .map(|(name, bytes)| format!("{name}: {}\n", std::str::from_utf8(bytes).unwrap()))
+            .collect();
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.lines().count(), want.lines().count());
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/schemas/command.schema.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let schema = jsonschema::validator_for(&schema).unwrap();
+        for (name, bytes) in sent {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(schema.is_valid(&v), "{name}: {v}");
+            let p = parse(&bytes, now(), Duration::from_secs(30), &names());
+            assert_eq!(
+                p.map(|p| p.command.key()),
+                Ok(name.split(' ').next().unwrap())
+            );
+        }
+    }
+
     #[test]
     fn unprintable_ids_and_bytes_that_are_not_utf8_are_never_echoed() {
         let at = rfc3339(now());
