@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::util::board::Board;
 use crate::util::browser::{http_get, Browser};
-use crate::util::daemon::temp_dir;
+use crate::util::daemon::{temp_dir, write_config};
 use crate::util::feed::{Broker, Publisher, Subscriber};
 
 const BED: &str = "clinic-a/bed-2";
@@ -25,6 +25,35 @@ fn banner_shows(text: &str) -> String {
         "(() => {{ const b = document.getElementById('banner'); \
          return !!b && b.classList.contains('show') && b.textContent.startsWith('NO DATA') && b.textContent.includes({text:?}); }})()"
     )
+}
+
+/// Emulates a `w` x `h` screen and asserts that no vital tile, nor the
+/// page, spills sideways.
+fn assert_nothing_spills(page: &mut Browser, w: u32, h: u32) {
+    page.set_viewport(w, h);
+    let overflow = page.eval(
+        "[...document.querySelectorAll('.vital')].some(v => v.scrollWidth > v.clientWidth + 1) || document.documentElement.scrollWidth > window.innerWidth",
+    );
+    let sizes = page.eval("JSON.stringify([...document.querySelectorAll('.vital')].map(v => [v.dataset.vital, v.scrollWidth, v.clientWidth]).concat([[document.documentElement.scrollWidth, window.innerWidth]]))");
+    assert_eq!(
+        overflow, false,
+        "{w}x{h}: a tile or the page overflows: {sizes}"
+    );
+}
+
+/// Clicks the acknowledge button of `alarm` and gives `by` as the initials
+/// the dialog asks for.
+fn acknowledge_on_board(page: &mut Browser, alarm: &str, by: &str) {
+    page.eval(&format!(
+        "document.querySelector('li.alarm[data-alarm=\"{alarm}\"] button.ack').click()"
+    ));
+    page.wait_for(
+        "!document.getElementById('ackdialog').hidden",
+        Duration::from_secs(2),
+    );
+    page.eval(&format!(
+        "document.getElementById('ackby').value = '{by}'; document.getElementById('ackconfirm').click()"
+    ));
 }
 
 #[test]
@@ -94,22 +123,7 @@ fn board_shows_alarms_acknowledges_and_goes_blind() {
         (1920, 1080, "board-wall-1920x1080.png"),
         (768, 1024, "board-tablet-768x1024.png"),
     ] {
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            serde_json::json!({"width": w, "height": h, "deviceScaleFactor": 1, "mobile": false}),
-        );
-        page.wait_for(
-            &format!("window.innerWidth === {w}"),
-            Duration::from_secs(3),
-        );
-        let overflow = page.eval(
-            "[...document.querySelectorAll('.vital')].some(v => v.scrollWidth > v.clientWidth + 1) || document.documentElement.scrollWidth > window.innerWidth",
-        );
-        let sizes = page.eval("JSON.stringify([...document.querySelectorAll('.vital')].map(v => [v.dataset.vital, v.scrollWidth, v.clientWidth]).concat([[document.documentElement.scrollWidth, window.innerWidth]]))");
-        assert_eq!(
-            overflow, false,
-            "{w}x{h}: a tile or the page overflows: {sizes}"
-        );
+        assert_nothing_spills(&mut page, w, h);
         let px = page.eval("parseFloat(getComputedStyle(document.querySelector('[data-vital=hr] .value')).fontSize)");
         let px = px.as_f64().unwrap();
         assert!(
@@ -125,12 +139,7 @@ fn board_shows_alarms_acknowledges_and_goes_blind() {
 
     // Acknowledge: the button asks for initials, the command goes out on MQTT.
     let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
-    page.eval("document.querySelector('li.alarm[data-alarm=\"spo2.low\"] button.ack').click()");
-    page.wait_for(
-        "!document.getElementById('ackdialog').hidden",
-        Duration::from_secs(2),
-    );
-    page.eval("document.getElementById('ackby').value = 'JD'; document.getElementById('ackconfirm').click()");
+    acknowledge_on_board(&mut page, "spo2.low", "JD");
     let (topic, cmd) = cmds.next_json(Duration::from_secs(5));
     assert_eq!(topic, "vigil/v1/clinic-a/bed-2/cmd");
     assert_eq!(cmd["command"], "acknowledge");
@@ -144,14 +153,7 @@ fn board_shows_alarms_acknowledges_and_goes_blind() {
     );
     // The daemon accepts it and reports the acknowledged alarm.
     publisher.result(&id, true, None);
-    publisher.alarm(
-        "spo2.low",
-        "high",
-        "acknowledge",
-        "acknowledged",
-        Some("JD"),
-        t0,
-    );
+    publisher.acknowledged("spo2.low", "high", "JD", t0);
     page.wait_for(
         "document.querySelector('li.alarm[data-alarm=\"spo2.low\"]')?.innerText.includes('acknowledged by JD')",
         Duration::from_secs(5),
@@ -208,6 +210,12 @@ fn display_refuses_other_addresses_without_a_token() {
 }
 
 /// One raw HTTP/1.1 request on loopback; returns the whole response.
+/// `GET /view` with `token` as the bearer token.
+fn get_view(port: u16, token: &str) -> String {
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    request(port, "GET", "/view", &auth, "")
+}
+
 fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -253,13 +261,7 @@ fn wrong_tokens_are_throttled_per_client_with_retry_after() {
     for r in [
         login("wrong-token-0123456789abcdef"),
         login(TOKEN),
-        request(
-            board.port,
-            "GET",
-            "/view",
-            &format!("Authorization: Bearer {TOKEN}\r\n"),
-            "",
-        ),
+        get_view(board.port, TOKEN),
     ] {
         assert!(r.starts_with("HTTP/1.1 429"), "{r}");
         let retry: u64 = r
@@ -324,13 +326,7 @@ fn weak_tokens_are_refused_and_new_token_writes_a_strong_one() {
         BED,
         &["--token-file", file.to_str().unwrap()],
     );
-    let ok = request(
-        board.port,
-        "GET",
-        "/view",
-        &format!("Authorization: Bearer {token}\r\n"),
-        "",
-    );
+    let ok = get_view(board.port, token);
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
 
@@ -370,13 +366,7 @@ fn other_addresses_need_tls_unless_insecure_listen_is_given() {
     let allowed = args(&["--insecure-listen"]);
     let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
     let board = Board::start_args(&allowed).expect("--insecure-listen serves");
-    let ok = request(
-        board.port,
-        "GET",
-        "/view",
-        &format!("Authorization: Bearer {TOKEN}\r\n"),
-        "",
-    );
+    let ok = get_view(board.port, TOKEN);
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
 
@@ -652,14 +642,7 @@ fn the_board_works_against_the_shipped_mosquitto_configuration() {
         "document.querySelector('li.alarm[data-alarm=\"spo2.critical_low\"] button.ack') !== null",
         Duration::from_secs(10),
     );
-    page.eval(
-        "document.querySelector('li.alarm[data-alarm=\"spo2.critical_low\"] button.ack').click()",
-    );
-    page.wait_for(
-        "!document.getElementById('ackdialog').hidden",
-        Duration::from_secs(2),
-    );
-    page.eval("document.getElementById('ackby').value = 'RN'; document.getElementById('ackconfirm').click()");
+    acknowledge_on_board(&mut page, "spo2.critical_low", "RN");
     page.wait_for(
         "document.querySelector('.result.accepted') !== null",
         Duration::from_secs(10),
@@ -689,14 +672,7 @@ fn a_stopped_bed_is_not_blind_and_can_be_removed() {
     let gone = Publisher::start(broker.port, "clinic-a", "bed-2", Duration::from_millis(300));
     live.vitals(72.0, 97.0, 120.0, 80.0, Duration::from_secs(60));
     gone.vitals(70.0, 98.0, 120.0, 80.0, Duration::from_secs(60));
-    let board = Board::start_args(&[
-        "display",
-        "--broker",
-        &broker.addr(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .unwrap();
+    let board = Board::station(&broker.addr(), &[]);
     let mut page = Browser::open(&board.url, &dir.join("chromium"));
     page.wait_for(
         "document.querySelectorAll('section.bed').length === 2",
@@ -759,10 +735,9 @@ fn a_session_runs_from_the_board_against_the_real_daemon() {
 
     let dir = temp_dir("display-session");
     let broker = Broker::start(&dir);
-    let config = dir.join("vigil.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        &dir,
+        &format!(
             r#"
 [site]
 site = "clinic-a"
@@ -784,8 +759,7 @@ heartbeat = "500ms"
             broker.addr(),
             dir.join("state").display()
         ),
-    )
-    .unwrap();
+    );
     let mut daemon = Vigil::run(&config, &[]);
     let board = Board::start(&broker.addr(), BED, &[]);
     let cmds = Subscriber::start(broker.port, "vigil/v1/clinic-a/bed-2/cmd");
@@ -973,14 +947,7 @@ fn sound_follows_the_priority_patterns_until_acknowledged_or_paused() {
     );
 
     // Acknowledged: the signal stops.
-    publisher.alarm(
-        "spo2.low",
-        "high",
-        "acknowledge",
-        "acknowledged",
-        Some("JD"),
-        t0,
-    );
+    publisher.acknowledged("spo2.low", "high", "JD", t0);
     page.wait_for("window.vigilSoundTarget === null", Duration::from_secs(5));
     let after_ack = tones(&mut page, 880).len();
     std::thread::sleep(Duration::from_secs(3));
@@ -1174,14 +1141,7 @@ fn sparklines_draw_the_limits_in_force_and_the_bed_panel_shows_the_sessions_hist
     publisher.alarm("spo2.low", "medium", "start", "active", None, t(0));
     publisher.alarm("hr.high", "medium", "start", "active", None, t(30));
     publisher.alarm("spo2.low", "high", "escalate", "active", None, t(0));
-    publisher.alarm(
-        "spo2.low",
-        "high",
-        "acknowledge",
-        "acknowledged",
-        Some("JD"),
-        t(0),
-    );
+    publisher.acknowledged("spo2.low", "high", "JD", t(0));
     publisher.alarm("spo2.low", "high", "end", "ended", Some("JD"), t(0));
     page.wait_for(
         "document.querySelectorAll('#beds li.alarm').length === 1",
@@ -1489,16 +1449,7 @@ fn breathing_questionable_values_and_nibp_components_on_the_board() {
         (1920, 1080, "board-breathing-1920x1080.png"),
         (768, 1024, "board-breathing-768x1024.png"),
     ] {
-        page.set_viewport(w, h);
-        page.wait_for(
-            &format!("window.innerWidth === {w}"),
-            Duration::from_secs(3),
-        );
-        let overflow = page.eval(
-            "[...document.querySelectorAll('.vital')].some(v => v.scrollWidth > v.clientWidth + 1) || document.documentElement.scrollWidth > window.innerWidth",
-        );
-        let sizes = page.eval("JSON.stringify([...document.querySelectorAll('.vital')].map(v => [v.dataset.vital, v.scrollWidth, v.clientWidth]))");
-        assert_eq!(overflow, false, "{w}x{h}: a tile overflows: {sizes}");
+        assert_nothing_spills(&mut page, w, h);
         page.screenshot(&artefact(name));
     }
     // One bed on the wall: its five tiles in one row, numerals to read

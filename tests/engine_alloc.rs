@@ -1,12 +1,13 @@
 //! The engine's steady state allocates nothing per reading, even while
 //! alarms start, escalate and end.
 
-use vigil::engine::{Command, Engine, EngineConfig, EventKind};
+use vigil::engine::{Engine, EventKind};
 use vigil::time::Instant;
-use vigil::vitals::{Measurement, Reading, Sample, ShortText, Validity};
+use vigil::vitals::{Measurement, Reading, Sample, Validity};
 
 use crate::util::alloc::count_allocations;
 use crate::util::readings::{hr, nibp, pr, spo2};
+use crate::util::session;
 
 /// One second of input: HR, PR and SpO2 wandering across their limits, an
 /// invalid SpO2 now and then, and an NIBP measurement every 5 minutes.
@@ -51,31 +52,14 @@ fn drain(e: &mut Engine, alarms: &mut u64) {
 
 #[test]
 fn steady_state_handles_readings_without_allocating() {
-    let mut e = Engine::new(EngineConfig {
-        source_names: vec!["monitor".into()],
-        ..EngineConfig::default()
-    });
+    let mut e = Engine::new(session::one_monitor());
     let mut sink = 0u64;
     // Warm up: a session with a baseline and a dose, then an hour of data.
-    e.handle_command(
-        Instant::ZERO,
-        Command::StartSession {
-            session: ShortText::new("S-1"),
-        },
-    )
-    .unwrap();
+    session::start(&mut e, "S-1");
     for s in 0..600 {
         second(&mut e, s, &mut sink);
     }
-    e.handle_command(
-        Instant::from_secs(600),
-        Command::Dose {
-            route: ShortText::new("im"),
-            amount: None,
-            note: ShortText::empty(),
-        },
-    )
-    .unwrap();
+    session::dose(&mut e, Instant::from_secs(600));
     for s in 600..3600 {
         second(&mut e, s, &mut sink);
     }

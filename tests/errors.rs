@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::process::Output;
 
-use crate::util::daemon::temp_dir;
+use crate::util::daemon::{temp_dir, write_config};
 use crate::util::process::vigil;
 
 /// The `vigil: error:` line names `cause` exactly once.
@@ -54,10 +54,9 @@ fn a_taken_board_address_names_the_os_error_once() {
 fn a_taken_embedded_broker_address_names_the_os_error_once() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = temp_dir("errors-broker");
-    let config = dir.join("vigil.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        &dir,
+        &format!(
             r#"
 [site]
 site = "test-clinic"
@@ -80,8 +79,7 @@ state_dir = "{}"
             taken.local_addr().unwrap(),
             dir.join("state").display()
         ),
-    )
-    .unwrap();
+    );
     let out = vigil(&["run", "-c", config.to_str().unwrap()]);
     assert_names_once(&out, &os_message(libc::EADDRINUSE));
 }

@@ -103,9 +103,7 @@ async fn oversized_commands(protocol: &str) {
         &format!("protocol = \"{protocol}\""),
     );
     let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    status.online(SECS(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (attacker, _) = big_client(broker.port, "display-attacker").await;
 
@@ -186,9 +184,7 @@ async fn a_reconnect_loop_raises_broker_link_unstable() {
     let _monitor = Monitor::plug_in(&tty);
     let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-loop", "");
     let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    display.online(SECS(10)).await;
 
     let port = broker.port;
     let rogue = tokio::spawn(async move {
@@ -361,9 +357,7 @@ async fn online_then_broker_killed(
     mut status: Subscriber,
 ) -> crate::util::mqtt::MqttDaemon {
     let daemon = start_with_mqtt(config::parse(config, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    status.online(SECS(10)).await;
     drop(status);
     broker.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -621,9 +615,7 @@ async fn a_full_state_disk_raises_journal_failure_once_and_the_journal_comes_bac
     let monitor = Monitor::plug_in(&tty);
     let text = daemon_config(&tty, broker.port, &disk.path, "bed-full", "");
     let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    display.online(SECS(10)).await;
     let (running, producer) = produce_alarms(monitor);
     tokio::time::sleep(SECS(1)).await;
 
@@ -843,9 +835,7 @@ async fn a_read_only_state_directory_at_start_up_keeps_monitoring() {
             j["alarm"]["id"] == "system.journal_failure" && j["alarm"]["phase"] == "start"
         })
         .await;
-    let beat = display
-        .next("/status", SECS(5), |j| j["state"] == "online")
-        .await;
+    let beat = display.online(SECS(5)).await;
     assert_eq!(beat.json["outbox"]["durable"], false, "{}", beat.json);
     // Monitoring and publishing go on.
     monitor.send(b"spo2 80\n");
@@ -956,9 +946,7 @@ async fn a_read_only_remount_at_run_time_never_lets_a_restart_reuse_stream_numbe
     let mut before = Vec::new();
 
     let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    display.online(SECS(10)).await;
     let (first, _) = desaturate(&mut monitor, &mut display, &mut before).await;
     let epoch = first["epoch"].as_str().unwrap().to_owned();
 
@@ -1012,9 +1000,7 @@ async fn a_read_only_remount_at_run_time_never_lets_a_restart_reuse_stream_numbe
     std::fs::remove_file(filler).unwrap();
     assert!(bed_dir.join("epoch").exists());
     let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    display.online(SECS(10)).await;
     monitor.send(b"spo2 80\n");
     let mut after = Vec::new();
     let again = record_alarms_until(

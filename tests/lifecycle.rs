@@ -1,19 +1,16 @@
 //! The real binary: signals, reload, and no busy loop when a port is gone.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::util::daemon::{temp_dir, Monitor};
+use crate::util::daemon::{temp_dir, write_config, Monitor};
 use crate::util::process::Vigil;
 
-fn write_config(
-    dir: &std::path::Path,
-    port: &std::path::Path,
-    spo2_low: u32,
-) -> std::path::PathBuf {
-    let path = dir.join("vigil.toml");
-    std::fs::write(
-        &path,
-        format!(
+/// `dir/vigil.toml`: a vigil-line monitor on `port`, SpO2 low at `spo2_low`.
+fn configure(dir: &Path, port: &Path, spo2_low: u32) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
             r#"
 [site]
 site = "test-clinic"
@@ -38,20 +35,46 @@ enabled = false
             dir.join("recordings").display()
         ),
     )
-    .unwrap();
-    path
+}
+
+/// A monitor on a pty in a fresh directory, and the configuration of a
+/// vigil binary reading it.
+struct Bed {
+    monitor: Monitor,
+    dir: PathBuf,
+    port: PathBuf,
+    config: PathBuf,
+}
+
+impl Bed {
+    /// In the directory `tag`, with SpO2's low limit at `spo2_low`.
+    fn plug_in(tag: &str, spo2_low: u32) -> Bed {
+        let dir = temp_dir(tag);
+        let port = dir.join("ttyS");
+        let monitor = Monitor::plug_in(&port);
+        let config = configure(&dir, &port, spo2_low);
+        Bed {
+            monitor,
+            dir,
+            port,
+            config,
+        }
+    }
+
+    /// Starts vigil on the configuration and waits until it runs and settles.
+    fn start(&self) -> Vigil {
+        let mut vigil = Vigil::run(&self.config, &[]);
+        vigil.wait_for("vigil running", Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(300));
+        vigil
+    }
 }
 
 /// A monitor on a pty and the vigil binary reading it, running and settled.
 fn running(tag: &str) -> (Monitor, Vigil) {
-    let dir = temp_dir(tag);
-    let port = dir.join("ttyS");
-    let monitor = Monitor::plug_in(&port);
-    let config = write_config(&dir, &port, 90);
-    let mut vigil = Vigil::run(&config, &[]);
-    vigil.wait_for("vigil running", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
-    (monitor, vigil)
+    let bed = Bed::plug_in(tag, 90);
+    let vigil = bed.start();
+    (bed.monitor, vigil)
 }
 
 #[test]
@@ -72,37 +95,27 @@ fn sigterm_flushes_and_exits_zero_quickly() {
 
 #[test]
 fn sigint_exits_zero_too() {
-    let dir = temp_dir("sigint");
-    let port = dir.join("ttyS");
-    let _monitor = Monitor::plug_in(&port);
-    let config = write_config(&dir, &port, 90);
-    let mut vigil = Vigil::run(&config, &[]);
-    vigil.wait_for("vigil running", Duration::from_secs(10));
+    let (_monitor, mut vigil) = running("sigint");
     vigil.signal("INT");
     assert!(vigil.wait_exit(Duration::from_secs(10)).success());
 }
 
 #[test]
 fn sighup_rejects_a_bad_configuration_and_applies_a_good_one() {
-    let dir = temp_dir("sighup");
-    let port = dir.join("ttyS");
-    let mut monitor = Monitor::plug_in(&port);
-    let config = write_config(&dir, &port, 90);
-    let mut vigil = Vigil::run(&config, &[]);
-    vigil.wait_for("vigil running", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut bed = Bed::plug_in("sighup", 90);
+    let mut vigil = bed.start();
 
-    std::fs::write(&config, "[alarms.spo2]\nlow = { limit = 95 }\n").unwrap();
+    std::fs::write(&bed.config, "[alarms.spo2]\nlow = { limit = 95 }\n").unwrap();
     vigil.signal("HUP");
     let line = vigil.wait_for("new configuration rejected", Duration::from_secs(5));
     assert!(line.contains("alarms.spo2.low.priority: missing"), "{line}");
 
     // Still monitoring with the old limits.
-    monitor.send(b"spo2 80\n");
+    bed.monitor.send(b"spo2 80\n");
     vigil.wait_for("spo2.critical_low", Duration::from_secs(5));
 
     // A valid file with a stricter low limit applies without a restart.
-    write_config(&dir, &port, 96);
+    configure(&bed.dir, &bed.port, 96);
     vigil.signal("HUP");
     vigil.wait_for("configuration reloaded", Duration::from_secs(5));
     vigil.signal("TERM");
@@ -114,19 +127,15 @@ fn sighup_rejects_a_bad_configuration_and_applies_a_good_one() {
 /// running alarm settings stay (no silent return to the defaults).
 #[test]
 fn sighup_refuses_what_start_up_refuses_and_keeps_the_alarm_settings() {
-    let dir = temp_dir("sighup-ready");
-    let port = dir.join("ttyS");
-    let mut monitor = Monitor::plug_in(&port);
     // 96 instead of the default 90: SpO2 94 alarms only with the running settings.
     // A 1 s condition delay keeps the test short.
-    let config = write_config(&dir, &port, 96);
+    let mut bed = Bed::plug_in("sighup-ready", 96);
+    let config = bed.config.clone();
     let good = std::fs::read_to_string(&config)
         .unwrap()
         .replace("[alarms.spo2]\n", "[alarms.spo2]\ndelay = \"1s\"\n");
     std::fs::write(&config, &good).unwrap();
-    let mut vigil = Vigil::run(&config, &[]);
-    vigil.wait_for("vigil running", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut vigil = bed.start();
 
     std::fs::write(&config, "").unwrap();
     vigil.signal("HUP");
@@ -143,9 +152,9 @@ fn sighup_refuses_what_start_up_refuses_and_keeps_the_alarm_settings() {
     assert!(line.contains("no [[source]] configured"), "{line}");
 
     // The low limit is still 96, not the default 90.
-    monitor.send(b"spo2 94\n");
+    bed.monitor.send(b"spo2 94\n");
     std::thread::sleep(Duration::from_millis(700));
-    monitor.send(b"spo2 94\n");
+    bed.monitor.send(b"spo2 94\n");
     let line = vigil.wait_for("ALARM START spo2.low", Duration::from_secs(5));
     assert!(!line.contains("critical"), "{line}");
     vigil.signal("TERM");
@@ -156,13 +165,7 @@ fn sighup_refuses_what_start_up_refuses_and_keeps_the_alarm_settings() {
 
 #[test]
 fn a_vanished_port_is_retried_with_backoff_not_a_busy_loop() {
-    let dir = temp_dir("spin");
-    let port = dir.join("ttyS");
-    let mut monitor = Monitor::plug_in(&port);
-    let config = write_config(&dir, &port, 90);
-    let mut vigil = Vigil::run(&config, &[]);
-    vigil.wait_for("vigil running", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut monitor, mut vigil) = running("spin");
     monitor.send(b"hr 72\n");
     std::thread::sleep(Duration::from_millis(200));
     monitor.unplug();

@@ -5,15 +5,16 @@
 //! over MQTT 5, vitals expire at the broker and commands are answered on
 //! their response topic with their correlation data.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use vigil::config;
 
-use crate::util::daemon::{temp_dir, Monitor};
+use crate::util::daemon::{temp_dir, write_config, Monitor};
 use crate::util::mqtt::{
     assert_alarms_once_in_order, assert_valid, daemon_config, now_rfc3339, start_with_mqtt,
-    Client5, Gate, Mosquitto, Subscriber,
+    Client5, Gate, Mosquitto, MqttDaemon, Msg, Subscriber,
 };
 use crate::util::process::Vigil;
 
@@ -21,6 +22,62 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn is_alarm(j: &Value, id: &str, phase: &str) -> bool {
     j["alarm"]["id"] == id && j["alarm"]["phase"] == phase
+}
+
+/// A vigil-line monitor plugged in at `dir/tty{tag}`, and the configuration
+/// of a daemon that reads it for `bed` and publishes to the broker on
+/// `port`, its state in `dir/state` (`extra` goes in `[mqtt]`).
+fn plug_in(dir: &Path, tag: &str, port: u16, bed: &str, extra: &str) -> (Monitor, String) {
+    let tty = dir.join(format!("tty{tag}"));
+    let monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(&tty, port, &dir.join("state"), bed, extra);
+    (monitor, text)
+}
+
+/// [`plug_in`] for a daemon serving its own embedded broker (MQTT 3.1.1)
+/// on a free port, its state in `dir/state-{tag}`.
+fn on_embedded_broker(dir: &Path, tag: &str, bed: &str) -> (Monitor, u16, String) {
+    let port = crate::util::mqtt::free_port();
+    let tty = dir.join(format!("tty{tag}"));
+    let monitor = Monitor::plug_in(&tty);
+    let listen = format!("listen = \"127.0.0.1:{port}\"");
+    let text = daemon_config(&tty, port, &dir.join(format!("state-{tag}")), bed, &listen)
+        .replace("embedded = false", "embedded = true");
+    (monitor, port, text)
+}
+
+/// The daemon in-process on the configuration `text`.
+fn start(text: &str) -> MqttDaemon {
+    start_with_mqtt(config::parse(text, "test").unwrap())
+}
+
+/// Lets the daemon settle, sends `lines` from the monitor, and waits for
+/// the start of SpO2's critical low alarm on the display.
+async fn desaturate(monitor: &mut Monitor, display: &mut Subscriber, lines: &[u8]) -> Msg {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.send(lines);
+    display
+        .next("/alarms", SECS(5), |j| {
+            is_alarm(j, "spo2.critical_low", "start")
+        })
+        .await
+}
+
+/// Waits until the daemon raised the alarm `id`; fails after `within`.
+async fn until_started(daemon: &mut MqttDaemon, id: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let mut raised = Vec::new();
+    while !raised
+        .iter()
+        .any(|(_, i, phase): &(u64, String, &str)| i == id && *phase == "start")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {id} within {within:?}: {raised:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raised.extend(daemon.alarms_so_far());
+    }
 }
 
 fn command(id: &str, body: Value) -> Value {
@@ -37,14 +94,10 @@ async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
     let broker = Mosquitto::start(&dir, "");
     let prefix = "vigil/v1/test-clinic/bed-e2e/";
     let mut display = Subscriber::connect(broker.port, "display-e2e", &format!("{prefix}#")).await;
-    let tty = dir.join("ttyE2E");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-e2e", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (mut monitor, text) = plug_in(&dir, "E2E", broker.port, "bed-e2e", "");
+    let daemon = start(&text);
 
-    let online = display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    let online = display.online(SECS(10)).await;
     assert!(online.retained || online.json["beat"].as_u64().is_some());
     assert_valid("status", &online.json);
     // The limits in force, as configured (`low = "off"` for SpO2).
@@ -54,13 +107,7 @@ async fn an_alarm_reaches_a_display_and_every_payload_matches_its_schema() {
     assert_eq!(limits.json["vitals"]["spo2"]["critical_low"]["value"], 85.0);
     assert_eq!(limits.json["vitals"]["hr"]["high"]["value"], 120.0);
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    monitor.send(b"hr 72\nspo2 80\n");
-    let alarm = display
-        .next("/alarms", SECS(5), |j| {
-            is_alarm(j, "spo2.critical_low", "start")
-        })
-        .await;
+    let alarm = desaturate(&mut monitor, &mut display, b"hr 72\nspo2 80\n").await;
     assert_valid("alarm", &alarm.json);
     assert_eq!(alarm.json["alarm"]["value"], 80.0);
     assert_eq!(alarm.json["alarm"]["limit"], 85.0);
@@ -136,20 +183,10 @@ async fn acknowledging_round_trips_and_bad_commands_are_rejected_with_reasons() 
     let prefix = "vigil/v1/test-clinic/bed-ack/";
     let cmd_topic = format!("{prefix}cmd");
     let mut display = Subscriber::connect(broker.port, "display-ack", &format!("{prefix}#")).await;
-    let tty = dir.join("ttyACK");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-ack", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    monitor.send(b"spo2 80\n");
-    display
-        .next("/alarms", SECS(5), |j| {
-            is_alarm(j, "spo2.critical_low", "start")
-        })
-        .await;
+    let (mut monitor, text) = plug_in(&dir, "ACK", broker.port, "bed-ack", "");
+    let daemon = start(&text);
+    display.online(SECS(10)).await;
+    desaturate(&mut monitor, &mut display, b"spo2 80\n").await;
 
     // Each bad command gets a reason; none reaches or disturbs the engine.
     let stale = vigil::time::rfc3339(std::time::SystemTime::now() - SECS(600));
@@ -265,10 +302,8 @@ async fn a_broker_killed_five_times_loses_no_alarm_event() {
     let prefix = "vigil/v1/test-clinic/bed-kill/";
     let mut display =
         Subscriber::connect(broker.port, "display-kill", &format!("{prefix}alarms")).await;
-    let tty = dir.join("ttyKILL");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, gate.port, &dir.join("state"), "bed-kill", "");
-    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (mut monitor, text) = plug_in(&dir, "KILL", gate.port, "bed-kill", "");
+    let mut daemon = start(&text);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Alarms raised and ended every 40 ms in the background.
@@ -308,17 +343,6 @@ async fn a_broker_killed_five_times_loses_no_alarm_event() {
     daemon.stop().await;
 }
 
-fn binary_config(
-    dir: &std::path::Path,
-    tty: &std::path::Path,
-    port: u16,
-    bed: &str,
-) -> std::path::PathBuf {
-    let path = dir.join("vigil.toml");
-    std::fs::write(&path, daemon_config(tty, port, &dir.join("state"), bed, "")).unwrap();
-    path
-}
-
 /// Issue #14: the limits a display draws are those in force: published
 /// (retained) at start and again when SIGHUP applies a new file.
 #[tokio::test(flavor = "current_thread")]
@@ -328,9 +352,8 @@ async fn the_limits_in_force_are_republished_when_sighup_reloads_them() {
     let prefix = "vigil/v1/test-clinic/bed-limits/";
     let mut display =
         Subscriber::connect(broker.port, "display-limits", &format!("{prefix}#")).await;
-    let tty = dir.join("ttyLIMITS");
-    let _monitor = Monitor::plug_in(&tty);
-    let config = binary_config(&dir, &tty, broker.port, "bed-limits");
+    let (_monitor, text) = plug_in(&dir, "LIMITS", broker.port, "bed-limits", "");
+    let config = write_config(&dir, &text);
     let mut vigil = Vigil::run(&config, &[]);
     let first = display.next("/limits", SECS(10), |_| true).await;
     assert_valid("limits", &first.json);
@@ -383,14 +406,11 @@ async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
     let prefix = "vigil/v1/test-clinic/bed-crash/";
     let mut display =
         Subscriber::connect(broker.port, "display-crash", &format!("{prefix}#")).await;
-    let tty = dir.join("ttyCRASH");
-    let mut monitor = Monitor::plug_in(&tty);
-    let config = binary_config(&dir, &tty, broker.port, "bed-crash");
+    let (mut monitor, text) = plug_in(&dir, "CRASH", broker.port, "bed-crash", "");
+    let config = write_config(&dir, &text);
     let mut vigil = Vigil::run(&config, &[]);
     vigil.wait_for("MQTT connected", SECS(10));
-    display
-        .next("/status", SECS(5), |j| j["state"] == "online")
-        .await;
+    display.online(SECS(5)).await;
 
     broker.kill();
     vigil.wait_for("MQTT connection lost", SECS(5));
@@ -435,9 +455,7 @@ async fn events_journaled_before_a_daemon_crash_arrive_after_the_restart() {
     );
     // The new run numbers above everything the old one could have used.
     display.drain(Duration::ZERO).await;
-    let beat = display
-        .next("/status", SECS(5), |j| j["state"] == "online")
-        .await;
+    let beat = display.online(SECS(5)).await;
     assert!(
         beat.json["seq"].as_u64().unwrap() >= 1_000_000,
         "{}",
@@ -454,16 +472,11 @@ async fn the_last_will_marks_the_bed_offline_when_the_daemon_dies() {
     let prefix = "vigil/v1/test-clinic/bed-will/";
     let mut display =
         Subscriber::connect(broker.port, "display-will", &format!("{prefix}status")).await;
-    let tty = dir.join("ttyWILL");
-    let _monitor = Monitor::plug_in(&tty);
-    let config = binary_config(&dir, &tty, broker.port, "bed-will");
+    let (_monitor, text) = plug_in(&dir, "WILL", broker.port, "bed-will", "");
+    let config = write_config(&dir, &text);
     let mut vigil = Vigil::run(&config, &[]);
-    let first = display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    let next = display
-        .next("/status", SECS(5), |j| j["state"] == "online")
-        .await;
+    let first = display.online(SECS(10)).await;
+    let next = display.online(SECS(5)).await;
     assert!(
         next.json["beat"].as_u64() > first.json["beat"].as_u64(),
         "heartbeats count up"
@@ -543,27 +556,17 @@ async fn the_example_acl_keeps_displays_to_commands_and_strangers_out() {
 
     // The daemon, with its own user, publishes under its prefix.
     let prefix = "vigil/v1/demo-clinic/bed-1/";
-    let tty = dir.join("ttyACL");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
+    let (mut monitor, text) = plug_in(
+        &dir,
+        "ACL",
         broker.port,
-        &dir.join("state"),
         "bed-1",
         &format!("credentials_file = \"{}\"", dir.join("creds").display()),
-    )
-    .replace("site = \"test-clinic\"", "site = \"demo-clinic\"");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    monitor.send(b"spo2 80\n");
-    display
-        .next("/alarms", SECS(5), |j| {
-            is_alarm(j, "spo2.critical_low", "start")
-        })
-        .await;
+    );
+    let text = text.replace("site = \"test-clinic\"", "site = \"demo-clinic\"");
+    let daemon = start(&text);
+    display.online(SECS(10)).await;
+    desaturate(&mut monitor, &mut display, b"spo2 80\n").await;
 
     // A display may not publish alarms, but may send commands.
     let fake = json!({"schema_version": 1, "forged": true});
@@ -613,32 +616,17 @@ async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
     .unwrap();
     let (broker, mut display) =
         broker_with_acl(&dir, &acl, "vigil-test-clinic-bed-r", "display-refused").await;
-    let tty = dir.join("ttyREFUSED");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
+    let (mut monitor, text) = plug_in(
+        &dir,
+        "REFUSED",
         broker.port,
-        &dir.join("state"),
         "bed-r",
         &format!("credentials_file = \"{}\"", dir.join("creds").display()),
     );
-    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    let mut daemon = start(&text);
+    display.online(SECS(10)).await;
     monitor.send(b"spo2 80\n");
-    let deadline = std::time::Instant::now() + SECS(10);
-    let mut raised = Vec::new();
-    while !raised.iter().any(|(_, id, phase): &(u64, String, &str)| {
-        id == "system.broker_refused" && *phase == "start"
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no system.broker_refused: {raised:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        raised.extend(daemon.alarms_so_far());
-    }
+    until_started(&mut daemon, "system.broker_refused", SECS(10)).await;
     let beat = display
         .next("/status", SECS(10), |j| {
             j["outbox"]["refused"].as_u64() >= Some(1)
@@ -661,30 +649,12 @@ async fn a_broker_that_refuses_vigils_alarms_raises_broker_refused() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_embedded_broker_serves_a_display_with_no_other_software() {
     let dir = temp_dir("mqtt-embedded");
-    let port = crate::util::mqtt::free_port();
-    let tty = dir.join("ttyEMB");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
-        port,
-        &dir.join("state"),
-        "bed-emb",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    )
-    .replace("embedded = false", "embedded = true");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (mut monitor, port, text) = on_embedded_broker(&dir, "EMB", "bed-emb");
+    let daemon = start(&text);
     let prefix = "vigil/v1/test-clinic/bed-emb/";
     let mut display = Subscriber::connect(port, "display-emb", &format!("{prefix}#")).await;
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    monitor.send(b"spo2 80\n");
-    let alarm = display
-        .next("/alarms", SECS(5), |j| {
-            is_alarm(j, "spo2.critical_low", "start")
-        })
-        .await;
+    display.online(SECS(10)).await;
+    let alarm = desaturate(&mut monitor, &mut display, b"spo2 80\n").await;
     assert_valid("alarm", &alarm.json);
     daemon.stop().await;
 }
@@ -697,29 +667,16 @@ async fn an_unreachable_broker_raises_a_technical_alarm_that_is_delivered_later(
     // display is subscribed.
     let gate = Gate::start(port).await;
     gate.close();
-    let tty = dir.join("ttyUNR");
-    let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
+    let (_monitor, text) = plug_in(
+        &dir,
+        "UNR",
         gate.port,
-        &dir.join("state"),
         "bed-unr",
         "unreachable_after = \"1s\"",
     );
-    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let mut daemon = start(&text);
     let started = std::time::Instant::now();
-    let mut raised = Vec::new();
-    while !raised
-        .iter()
-        .any(|(_, id, p): &(u64, String, &str)| id == "system.broker_unreachable" && *p == "start")
-    {
-        assert!(
-            started.elapsed() < SECS(6),
-            "no broker_unreachable alarm: {raised:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        raised.extend(daemon.alarms_so_far());
-    }
+    until_started(&mut daemon, "system.broker_unreachable", SECS(6)).await;
     assert!(
         started.elapsed() >= SECS(1),
         "raised only after mqtt.unreachable_after"
@@ -771,12 +728,10 @@ async fn alarms_travel_over_tls_with_a_client_certificate() {
     );
     let prefix = "vigil/v1/test-clinic/bed-tls/";
     let mut display = Subscriber::connect(broker.port, "display-tls", &format!("{prefix}#")).await;
-    let tty = dir.join("ttyTLS");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
+    let (mut monitor, text) = plug_in(
+        &dir,
+        "TLS",
         tls_port,
-        &dir.join("state"),
         "bed-tls",
         &format!(
             "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
@@ -784,19 +739,11 @@ async fn alarms_travel_over_tls_with_a_client_certificate() {
             p("client.pem"),
             p("client.key")
         ),
-    )
-    .replace("mqtt://127.0.0.1", "mqtts://127.0.0.1");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    monitor.send(b"spo2 80\n");
-    display
-        .next("/alarms", SECS(5), |j| {
-            is_alarm(j, "spo2.critical_low", "start")
-        })
-        .await;
+    );
+    let text = text.replace("mqtt://127.0.0.1", "mqtts://127.0.0.1");
+    let daemon = start(&text);
+    display.online(SECS(10)).await;
+    desaturate(&mut monitor, &mut display, b"spo2 80\n").await;
     daemon.stop().await;
 }
 
@@ -816,19 +763,15 @@ async fn retained_vitals_expire_so_a_late_display_paints_no_stale_numbers() {
         &format!("{prefix}status"),
     )
     .await;
-    let tty = dir.join("ttyEXP");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
+    let (mut monitor, text) = plug_in(
+        &dir,
+        "EXP",
         broker.port,
-        &dir.join("state"),
         "bed-exp",
         "vitals_expiry = \"2s\"",
     );
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    status
-        .next("/status", SECS(10), |j| j["state"] == "online")
-        .await;
+    let daemon = start(&text);
+    status.online(SECS(10)).await;
     monitor.send(b"spo2 97\n");
     // Wait until the broker holds the retained vitals.
     let mut live = Client5::connect(broker.port, "display-exp-live", &vitals).await;
@@ -867,13 +810,9 @@ async fn commands_are_answered_on_their_response_topic_and_bad_ones_refused() {
     let prefix = "vigil/v1/test-clinic/bed-rt/";
     let cmd = format!("{prefix}cmd");
     let mut display = Client5::connect(broker.port, "display-rt", "vigil/v1/#").await;
-    let tty = dir.join("ttyRT");
-    let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-rt", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
-    display
-        .next("/status", SECS(10), |m| m.json["state"] == "online")
-        .await;
+    let (_monitor, text) = plug_in(&dir, "RT", broker.port, "bed-rt", "");
+    let daemon = start(&text);
+    display.online(SECS(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mine = format!("{prefix}cmd/result/display-rt");
@@ -987,10 +926,8 @@ async fn the_display_link_speaks_mqtt_5_and_falls_back_to_3_1_1() {
     let bed = BedKey::new("test-clinic", "bed-dv5");
     let mut watcher =
         Client5::connect(broker.port, "display-dv5-watch", &format!("{prefix}cmd")).await;
-    let tty = dir.join("ttyDV5");
-    let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(&tty, broker.port, &dir.join("state"), "bed-dv5", "");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (_monitor, text) = plug_in(&dir, "DV5", broker.port, "bed-dv5", "");
+    let daemon = start(&text);
     let shared = display_link(broker.port, "station-dv5", &bed).await;
     assert_eq!(shared.protocol(), Protocol::V5);
     let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();
@@ -1019,18 +956,8 @@ async fn the_display_link_speaks_mqtt_5_and_falls_back_to_3_1_1() {
     assert_eq!(wait_result(&shared, &id2).await, "rejected");
 
     // The embedded broker speaks 3.1.1 only.
-    let port = crate::util::mqtt::free_port();
-    let tty = dir.join("ttyDV4");
-    let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
-        port,
-        &dir.join("state-emb"),
-        "bed-dv5",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    )
-    .replace("embedded = false", "embedded = true");
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (_monitor, port, text) = on_embedded_broker(&dir, "DV4", "bed-dv5");
+    let daemon = start(&text);
     let shared = display_link(port, "station-dv4", &bed).await;
     assert_eq!(shared.protocol(), Protocol::V311);
     let id = shared.command(&bed, BedCommand::ResumeAudio, "RN").unwrap();

@@ -705,17 +705,8 @@ fn check_chart_colours(pixels: &[[u8; 3]], scale: f64) {
 fn run_chromium(browser: &Path, dir: &Path, args: &[String], html: &Path) {
     let profile = dir.join("chromium-profile");
     let mut child = Process::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
+        .args(crate::util::browser::HEADLESS)
+        .arg("--hide-scrollbars")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(format!("file://{}", html.canonicalize().unwrap().display()))

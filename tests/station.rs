@@ -26,21 +26,9 @@ fn sixty_four_beds_fit_one_screen_worst_first_and_filter_by_site() {
     let broker = Broker::start(&dir);
     let mut ward = Ward::start(Plan::on_one_broker(broker.port, &SITES, 16));
     assert_eq!(ward.beds.len(), 64);
-    let board = Board::start_args(&[
-        "display",
-        "--broker",
-        &broker.addr(),
-        "--listen",
-        "127.0.0.1:0",
-        "--heartbeat-timeout",
-        "3s",
-    ])
-    .expect("vigil display started");
+    let board = Board::station(&broker.addr(), &["--heartbeat-timeout", "3s"]);
     let mut page = Browser::open(&board.url, &dir.join("chromium"));
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        serde_json::json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
-    );
+    page.set_viewport(1920, 1080);
     page.wait_for(
         "document.querySelectorAll('section.bed.tile:not(.nodata)').length === 64",
         Duration::from_secs(20),

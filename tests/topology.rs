@@ -9,6 +9,7 @@
 //! station says which site was blind, why and for how long. The central ACL keeps a room to its own prefix.
 //! Over MQTT 5 a station's command is answered on its response topic across the bridge.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,13 +22,15 @@ use vigil::display::state::{Board, Settings, GAP_WAIT};
 use vigil::mqtt::link::{parse_broker_url, LinkConfig, FLAG_KEYS};
 
 use crate::util::daemon::{temp_dir, Monitor};
-use crate::util::mqtt::{assert_alarms_once, daemon_config, start_with_mqtt, Order, Subscriber};
+use crate::util::mqtt::{
+    assert_alarms_once, daemon_config, start_with_mqtt, MqttDaemon, Order, Subscriber,
+};
 use crate::util::topology::{example, Topology, BED_1, BRIDGE_TOPIC, DISPLAY, SITE};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// The station: vigil display's MQTT link and board, in-process.
-fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
+fn station(port: u16, dir: &Path) -> Arc<link::Shared> {
     let creds = dir.join("station-creds");
     std::fs::write(&creds, format!("{}\n{}\n", DISPLAY.0, DISPLAY.1)).unwrap();
     let mut link = LinkConfig::new(
@@ -55,6 +58,26 @@ fn station(port: u16, dir: &std::path::Path) -> Arc<link::Shared> {
         .0
 }
 
+/// Bed 1's monitor at `dir/tty{tag}` and its daemon, logging in as bed 1
+/// to the room broker on `port`.
+fn bed_1_in_room(dir: &Path, tag: &str, port: u16) -> (Monitor, MqttDaemon) {
+    std::fs::write(dir.join("creds"), format!("{}\n{}\n", BED_1.0, BED_1.1)).unwrap();
+    let tty = dir.join(format!("tty{tag}"));
+    let monitor = Monitor::plug_in(&tty);
+    let text = daemon_config(
+        &tty,
+        port,
+        &dir.join("state"),
+        "bed-1",
+        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
+    )
+    .replace("site = \"test-clinic\"", &format!("site = \"{SITE}\""));
+    (
+        monitor,
+        start_with_mqtt(config::parse(&text, "test").unwrap()),
+    )
+}
+
 /// Waits until the bridge notification says "connected" on the centre.
 async fn bridge_up(centre: &mut Subscriber, within: Duration) {
     centre
@@ -79,18 +102,7 @@ async fn alarms_cross_the_bridge_once_in_order_while_each_broker_is_killed() {
     bridge_up(&mut centre, SECS(15)).await;
     let station = station(net.central.port, &dir);
 
-    std::fs::write(dir.join("creds"), format!("{}\n{}\n", BED_1.0, BED_1.1)).unwrap();
-    let tty = dir.join("ttyROOM");
-    let mut monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
-        net.room.port,
-        &dir.join("state"),
-        "bed-1",
-        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
-    )
-    .replace("site = \"test-clinic\"", &format!("site = \"{SITE}\""));
-    let mut daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (mut monitor, mut daemon) = bed_1_in_room(&dir, "ROOM", net.room.port);
     centre
         .next("bed-1/status", SECS(15), |j| j["state"] == "online")
         .await;
@@ -308,18 +320,7 @@ async fn a_station_command_is_answered_on_its_response_topic_across_the_bridge()
     .await;
     bridge_up(&mut centre, SECS(15)).await;
     let station = station(net.central.port, &dir);
-    std::fs::write(dir.join("creds"), format!("{}\n{}\n", BED_1.0, BED_1.1)).unwrap();
-    let tty = dir.join("ttyREPLY");
-    let _monitor = Monitor::plug_in(&tty);
-    let text = daemon_config(
-        &tty,
-        net.room.port,
-        &dir.join("state"),
-        "bed-1",
-        &format!("credentials_file = \"{}\"", dir.join("creds").display()),
-    )
-    .replace("site = \"test-clinic\"", &format!("site = \"{SITE}\""));
-    let daemon = start_with_mqtt(config::parse(&text, "test").unwrap());
+    let (_monitor, daemon) = bed_1_in_room(&dir, "REPLY", net.room.port);
     centre
         .next("bed-1/status", SECS(15), |j| j["state"] == "online")
         .await;

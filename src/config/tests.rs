@@ -527,6 +527,9 @@ fn settings_are_bounded_and_the_message_names_the_range() {
         ("[mqtt]\nvitals_expiry = \"2h\"".into(), "mqtt.vitals_expiry (2h) must be between 1s and 1h"),
         ("[mqtt]\nprotocol = \"4\"".into(), "mqtt.protocol: `4` must be \"5\" (MQTT 5, the default) or \"3.1.1\""),
         ("[mqtt]\nprefix = \"vigil/\\u0007/\"".into(), "mqtt.prefix: `vigil/\\u{7}/` must be a topic path"),
+        // The displays find the bed at {site} and {bed}: without them no display reads it.
+        ("[mqtt]\nprefix = \"vigil/v1/bed-1/\"".into(), "mqtt.prefix: `vigil/v1/bed-1/` must be a topic path of at most 200 printable characters ending in '/', with {site} and {bed} each once as a level of its own (e.g. vigil/v1/{site}/{bed}/)"),
+        ("[mqtt]\nprefix = \"vigil/{site}-{bed}/\"".into(), "mqtt.prefix: `vigil/{site}-{bed}/` must be a topic path"),
         ("[mqtt]\nstate_dir = \"state\\n\"".into(), "mqtt.state_dir: `state\\n` contains the control character U+000A"),
         ("[site]\nbed = \"bed/1\"".into(), "site.bed: `bed/1` must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)"),
     ] {

@@ -623,64 +623,65 @@ impl BedCommand {
 
     /// The `cmd` payload.
     pub fn payload(&self, request_id: &str, now: SystemTime) -> Vec<u8> {
-        let mut v = serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "id": request_id,
-            "time": rfc3339(now),
-            "command": self.key(),
-        });
-        let m = v.as_object_mut().expect("an object");
-        match self {
-            BedCommand::StartSession { session } => {
-                m.insert("session".into(), session.as_str().into());
-            }
+        let kind = match self {
+            BedCommand::StartSession { session } => m::CommandKind::StartSession {
+                session: session.into(),
+            },
             BedCommand::Dose {
                 route,
                 amount,
                 unit,
                 note,
             } => {
-                m.insert("route".into(), route.as_str().into());
-                if let (Some(a), Some(u)) = (amount, unit) {
-                    m.insert("amount".into(), (*a).into());
-                    m.insert("unit".into(), u.as_str().into());
-                }
-                if !note.trim().is_empty() {
-                    m.insert("note".into(), note.trim().into());
+                let (amount, unit) = match (amount, unit) {
+                    (Some(a), Some(u)) => (Some(*a), Some(u.into())),
+                    _ => (None, None),
+                };
+                let note = Some(note.trim()).filter(|n| !n.is_empty());
+                m::CommandKind::Dose {
+                    route: route.into(),
+                    amount,
+                    unit,
+                    note: note.map(Cow::Borrowed),
                 }
             }
-            BedCommand::PauseAudio { duration_s } => {
-                m.insert("duration_s".into(), (*duration_s).into());
-            }
-            BedCommand::StartRecovery | BedCommand::EndSession | BedCommand::ResumeAudio => {}
-        }
-        serde_json::to_vec(&v).unwrap_or_default()
+            BedCommand::PauseAudio { duration_s } => m::CommandKind::PauseAudio {
+                duration_s: (*duration_s).into(),
+            },
+            BedCommand::StartRecovery => m::CommandKind::StartRecovery,
+            BedCommand::EndSession => m::CommandKind::EndSession,
+            BedCommand::ResumeAudio => m::CommandKind::ResumeAudio,
+        };
+        command(request_id, now, kind)
     }
 }
 
 /// The `acknowledge_all` command payload for `cmd`.
 pub fn acknowledge_all(request_id: &str, by: &str, now: SystemTime) -> Vec<u8> {
-    let v = serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "id": request_id,
-        "time": rfc3339(now),
-        "command": "acknowledge_all",
-        "by": by,
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    command(
+        request_id,
+        now,
+        m::CommandKind::AcknowledgeAll { by: by.into() },
+    )
 }
 
 /// The `acknowledge` command payload for `cmd`.
 pub fn acknowledge(request_id: &str, alarm: &str, by: &str, now: SystemTime) -> Vec<u8> {
-    let v = serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "id": request_id,
-        "time": rfc3339(now),
-        "command": "acknowledge",
-        "alarm": alarm,
-        "by": by,
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    let kind = m::CommandKind::Acknowledge {
+        alarm: alarm.into(),
+        by: by.into(),
+    };
+    command(request_id, now, kind)
+}
+
+/// One `cmd` payload.
+fn command(request_id: &str, now: SystemTime, kind: m::CommandKind<'_>) -> Vec<u8> {
+    m::to_vec(&m::Command {
+        schema_version: m::SCHEMA_VERSION,
+        id: request_id.into(),
+        time: rfc3339(now).into(),
+        kind,
+    })
 }
 
 pub use crate::time::parse_rfc3339;

@@ -1840,8 +1840,33 @@ mod tests {
     }
 
     fn feed(board: &mut Board, kind: TopicKind, json: &str, retained: bool, now: SystemTime) {
+        feed_to(board, &bed(), kind, json, retained, now);
+    }
+
+    /// [`feed`] for the bed `key`.
+    fn feed_to(
+        board: &mut Board,
+        key: &BedKey,
+        kind: TopicKind,
+        json: &str,
+        retained: bool,
+        now: SystemTime,
+    ) {
         let (env, msg) = feed::parse("t", kind, json.as_bytes()).unwrap();
-        board.apply(&bed(), &env, msg, retained, now);
+        board.apply(key, &env, msg, retained, now);
+    }
+
+    /// A `session` payload: phase baseline, session `code`, no doses.
+    fn session(seq: u64, code: &str) -> String {
+        format!(
+            r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
+            crate::time::rfc3339(t(seq))
+        )
+    }
+
+    /// A live (not retained) `alarms` event.
+    fn push_alarm(board: &mut Board, json: &str, now: SystemTime) {
+        feed(board, TopicKind::Alarms, json, false, now);
     }
 
     fn heartbeat(board: &mut Board, seq: u64, now: SystemTime) {
@@ -2026,32 +2051,16 @@ mod tests {
     #[test]
     fn alarms_sort_by_priority_and_show_acknowledgement() {
         let mut b = live_board();
-        feed(
+        push_alarm(&mut b, &alarm("hr.high", "medium", "active", 2, t(1)), t(1));
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
-            &alarm("hr.high", "medium", "active", 2, t(1)),
-            false,
-            t(1),
-        );
-        feed(
-            &mut b,
-            TopicKind::Alarms,
             &alarm("nibp.cycle_overdue", "low", "active", 3, t(2)),
-            false,
             t(2),
         );
-        feed(
+        push_alarm(&mut b, &alarm("spo2.low", "high", "active", 4, t(3)), t(3));
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
-            &alarm("spo2.low", "high", "active", 4, t(3)),
-            false,
-            t(3),
-        );
-        feed(
-            &mut b,
-            TopicKind::Alarms,
             &alarm("spo2.critical_low", "high", "acknowledged", 5, t(4)),
-            false,
             t(4),
         );
         let v = b.view(t(5));
@@ -2078,21 +2087,9 @@ mod tests {
         assert_eq!(v.feed.len(), 4);
 
         // A duplicate (same seq) is dropped; an end removes the alarm.
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &alarm("hr.high", "medium", "ended", 5, t(6)),
-            false,
-            t(6),
-        );
+        push_alarm(&mut b, &alarm("hr.high", "medium", "ended", 5, t(6)), t(6));
         assert_eq!(b.view(t(6)).beds[0].alarms.len(), 4);
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &alarm("hr.high", "medium", "ended", 6, t(6)),
-            false,
-            t(6),
-        );
+        push_alarm(&mut b, &alarm("hr.high", "medium", "ended", 6, t(6)), t(6));
         assert_eq!(b.view(t(6)).beds[0].alarms.len(), 3);
 
         // The retained snapshot replaces the list.
@@ -2126,13 +2123,7 @@ mod tests {
                 1,
             )
         };
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream("hr.high", "active", 8, 4),
-            false,
-            t(1),
-        );
+        push_alarm(&mut b, &with_stream("hr.high", "active", 8, 4), t(1));
         // Snapshot seq 10: hr.high has already ended, spo2.low is present.
         feed(
             &mut b,
@@ -2142,33 +2133,15 @@ mod tests {
             t(1),
         );
         // The events behind the snapshot arrive: spo2.low starts (9), hr.high ends (10).
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream("spo2.low", "active", 9, 5),
-            false,
-            t(1),
-        );
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream("hr.high", "ended", 10, 6),
-            false,
-            t(1),
-        );
+        push_alarm(&mut b, &with_stream("spo2.low", "active", 9, 5), t(1));
+        push_alarm(&mut b, &with_stream("hr.high", "ended", 10, 6), t(1));
         let v = b.view(t(1));
         assert!(v.feed.iter().all(|f| f.phase != "gap"), "{:?}", v.feed);
         assert_eq!(v.feed.len(), 3, "every event is in the feed");
         let present: Vec<_> = v.beds[0].alarms.iter().map(|a| a.id.clone()).collect();
         assert_eq!(present, vec!["spo2.low".to_owned()]);
         // A duplicate (at-least-once delivery) is dropped.
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream("hr.high", "ended", 10, 6),
-            false,
-            t(1),
-        );
+        push_alarm(&mut b, &with_stream("hr.high", "ended", 10, 6), t(1));
         assert_eq!(b.view(t(1)).feed.len(), 3);
         // An older snapshot than the events applied is ignored.
         feed(
@@ -2229,7 +2202,7 @@ mod tests {
         }
         let onset = start + Duration::from_secs(60);
         let json = alarm("spo2.low", "high", "active", 20, onset);
-        feed(&mut b, TopicKind::Alarms, &json, false, t(5));
+        push_alarm(&mut b, &json, t(5));
         // One more second of ours: vigil is at start + 5 min, the alarm
         // began 4 min earlier on its clock.
         let v = b.view(t(6));
@@ -2288,9 +2261,7 @@ mod tests {
         b.link_up();
         heartbeat(&mut b, 1, t(0));
         let stop = r#"{"schema_version":1,"seq":9,"time":"1970-01-01T00:00:01Z","state":"offline","reason":"shutdown"}"#;
-        let (env, msg) =
-            super::super::feed::parse("x/status", TopicKind::Status, stop.as_bytes()).unwrap();
-        b.apply(&other, &env, msg, true, t(1));
+        feed_to(&mut b, &other, TopicKind::Status, stop, true, t(1));
         let v = b.view(t(2));
         assert!(v.beds[1].stopped && !v.beds[1].live);
         assert_eq!(v.blind, 0, "a stopped bed is not blind");
@@ -2300,26 +2271,20 @@ mod tests {
         b.remove(&other).unwrap();
         assert_eq!(b.view(t(2)).beds.len(), 1);
         // Its retained status (after a reconnect) does not bring it back…
-        let (env, msg) =
-            super::super::feed::parse("x/status", TopicKind::Status, stop.as_bytes()).unwrap();
-        b.apply(&other, &env, msg, true, t(3));
+        feed_to(&mut b, &other, TopicKind::Status, stop, true, t(3));
         assert_eq!(b.view(t(3)).beds.len(), 1);
         // …a live message does.
         let json = format!(
             r#"{{"schema_version":1,"seq":10,"time":"{}","state":"online","beat":1,"uptime_s":1,"sources":[]}}"#,
             crate::time::rfc3339(t(4))
         );
-        let (env, msg) =
-            super::super::feed::parse("x/status", TopicKind::Status, json.as_bytes()).unwrap();
-        b.apply(&other, &env, msg, false, t(4));
+        feed_to(&mut b, &other, TopicKind::Status, &json, false, t(4));
         assert_eq!(b.view(t(4)).beds.len(), 2);
         // A crashed vigil (Last Will) stays NO DATA.
         let will = stop
             .replace("shutdown", "connection_lost")
             .replace("\"seq\":9", "\"seq\":11");
-        let (env, msg) =
-            super::super::feed::parse("x/status", TopicKind::Status, will.as_bytes()).unwrap();
-        b.apply(&other, &env, msg, false, t(5));
+        feed_to(&mut b, &other, TopicKind::Status, &will, false, t(5));
         let v = b.view(t(5));
         assert!(!v.beds[1].stopped);
         assert_eq!(v.blind, 1);
@@ -2329,20 +2294,8 @@ mod tests {
     #[test]
     fn a_new_session_clears_the_previous_ones_lines_and_result() {
         let mut b = live_board();
-        let session = |seq: u64, code: &str| {
-            format!(
-                r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
-                crate::time::rfc3339(t(seq))
-            )
-        };
         feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &alarm("hr.high", "medium", "active", 3, t(3)),
-            false,
-            t(3),
-        );
+        push_alarm(&mut b, &alarm("hr.high", "medium", "active", 3, t(3)), t(3));
         b.command_sent(&bed(), "d-1", "acknowledge hr.high by JD", t(3));
         assert_eq!(b.view(t(3)).feed.len(), 1);
         feed(&mut b, TopicKind::Session, &session(4, "S-2"), false, t(4));
@@ -2378,122 +2331,27 @@ mod tests {
     #[test]
     fn the_history_lists_the_sessions_alarms_in_order_and_a_new_session_clears_it() {
         let mut b = live_board();
-        let session = |seq: u64, code: &str| {
-            format!(
-                r#"{{"schema_version":1,"seq":{seq},"time":"{}","state":{{"phase":"baseline","session":"{code}","doses":[]}}}}"#,
-                crate::time::rfc3339(t(seq))
-            )
-        };
         feed(&mut b, TopicKind::Session, &session(2, "S-1"), false, t(2));
-        let mut push =
-            |json: String, now: u64| feed(&mut b, TopicKind::Alarms, &json, false, t(now));
-        push(
-            event(
-                "spo2.low",
-                "medium",
-                "start",
-                "active",
-                1,
-                t(10),
-                t(10),
-                None,
-            ),
-            10,
-        );
-        push(
-            event(
-                "hr.high",
-                "medium",
-                "start",
-                "active",
-                2,
-                t(20),
-                t(20),
-                None,
-            ),
-            20,
-        );
-        push(
-            event(
-                "spo2.low",
-                "high",
-                "escalate",
-                "active",
-                3,
-                t(10),
-                t(30),
-                None,
-            ),
-            30,
-        );
-        push(
-            event(
-                "spo2.low",
-                "high",
-                "acknowledge",
-                "acknowledged",
-                4,
-                t(10),
-                t(40),
-                Some(("JD", t(40))),
-            ),
-            40,
-        );
-        push(
-            event(
-                "spo2.low",
-                "high",
-                "end",
-                "ended",
-                6,
-                t(10),
-                t(60),
-                Some(("JD", t(40))),
-            ),
-            60,
-        );
-        // Reordered on the way: the hr.high acknowledgement comes last.
-        push(
-            event(
-                "hr.high",
-                "medium",
-                "acknowledge",
-                "acknowledged",
-                5,
-                t(20),
-                t(50),
-                Some(("AB", t(50))),
-            ),
-            61,
-        );
-        // A repeat changes nothing.
-        push(
-            event(
-                "hr.high",
-                "medium",
-                "start",
-                "active",
-                2,
-                t(20),
-                t(20),
-                None,
-            ),
-            62,
-        );
-        // The same alarm again later is a new occurrence.
-        push(
-            event(
-                "spo2.low",
-                "medium",
-                "start",
-                "active",
-                7,
-                t(70),
-                t(70),
-                None,
-            ),
-            70,
-        );
+        // id, priority, phase, state, seq, onset, time, ack (by, at), received
+        #[rustfmt::skip]
+        let events = [
+            ("spo2.low", "medium", "start", "active", 1, 10, 10, None, 10),
+            ("hr.high", "medium", "start", "active", 2, 20, 20, None, 20),
+            ("spo2.low", "high", "escalate", "active", 3, 10, 30, None, 30),
+            ("spo2.low", "high", "acknowledge", "acknowledged", 4, 10, 40, Some(("JD", 40)), 40),
+            ("spo2.low", "high", "end", "ended", 6, 10, 60, Some(("JD", 40)), 60),
+            // Reordered on the way: the hr.high acknowledgement comes last.
+            ("hr.high", "medium", "acknowledge", "acknowledged", 5, 20, 50, Some(("AB", 50)), 61),
+            // A repeat changes nothing.
+            ("hr.high", "medium", "start", "active", 2, 20, 20, None, 62),
+            // The same alarm again later is a new occurrence.
+            ("spo2.low", "medium", "start", "active", 7, 70, 70, None, 70),
+        ];
+        for (id, priority, phase, state, seq, onset, at, ack, now) in events {
+            let ack = ack.map(|(by, s)| (by, t(s)));
+            let json = event(id, priority, phase, state, seq, t(onset), t(at), ack);
+            push_alarm(&mut b, &json, t(now));
+        }
         let h = &b.view(t(71)).beds[0].history;
         type Row<'a> = (&'a str, &'a str, u64, Option<u64>, Vec<(&'a str, u64)>);
         let rows: Vec<Row<'_>> = h
@@ -2532,11 +2390,9 @@ mod tests {
         // Bounded: the oldest occurrences go.
         for i in 0..(HISTORY_MAX as u64 + 20) {
             let n = 100 + i;
-            feed(
+            push_alarm(
                 &mut b,
-                TopicKind::Alarms,
                 &event("hr.high", "medium", "start", "active", n, t(n), t(n), None),
-                false,
                 t(n),
             );
         }
@@ -2696,7 +2552,7 @@ mod tests {
             r#"{{"schema_version":1,"seq":10,"time":"{0}","alarm":{{"id":"rr.apnoea","kind":"physiological","priority":"high","phase":"start","state":"active","value":0,"limit":null,"validity":null,"onset":"{0}","determined":"{0}","ack":null}}}}"#,
             crate::time::rfc3339(t(63))
         );
-        feed(&mut b, TopicKind::Alarms, &apnoea, false, t(63));
+        push_alarm(&mut b, &apnoea, t(63));
         let v = b.view(t(63));
         assert_eq!(v.beds[0].urgency, 7);
         assert_eq!(v.beds[0].vitals[3].alarm, Some("high"));
@@ -2749,7 +2605,7 @@ mod tests {
         let alarm = format!(
             r#"{{"schema_version":1,"seq":5,"time":"{at}","alarm":{{"id":"spo2.critical_low","kind":"physiological","priority":"high","phase":"start","state":"active","value":82,"limit":85,"validity":"questionable","onset":"{at}","determined":"{at}","ack":null}}}}"#
         );
-        feed(&mut b, TopicKind::Alarms, &alarm, false, t(1));
+        push_alarm(&mut b, &alarm, t(1));
         let v = b.view(t(2));
         let a = &v.beds[0].alarms[0];
         assert!(a.questionable);
@@ -2768,7 +2624,7 @@ mod tests {
             .replace("spo2.critical_low", "spo2.questionable")
             .replace("\"physiological\"", "\"technical\"")
             .replace("\"value\":82,\"limit\":85", "\"value\":null,\"limit\":null");
-        feed(&mut b, TopicKind::Alarms, &why, false, t(1));
+        push_alarm(&mut b, &why, t(1));
         let v = b.view(t(2));
         let tech = v.beds[0]
             .alarms
@@ -2830,19 +2686,15 @@ mod tests {
     #[test]
     fn feed_lines_stay_in_time_order() {
         let mut b = live_board();
-        feed(
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
             &alarm("hr.high", "medium", "active", 5, t(50)),
-            false,
             t(60),
         );
         // A journaled event replayed after a reconnect: older, later seq.
-        feed(
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
             &alarm("spo2.low", "high", "active", 6, t(20)),
-            false,
             t(61),
         );
         let ids: Vec<String> = b.view(t(61)).feed.iter().map(|l| l.id.clone()).collect();
@@ -2859,10 +2711,10 @@ mod tests {
                 1,
             )
         };
-        feed(&mut b, TopicKind::Alarms, &with_stream(2, 7), false, t(1));
-        feed(&mut b, TopicKind::Alarms, &with_stream(3, 8), false, t(1));
+        push_alarm(&mut b, &with_stream(2, 7), t(1));
+        push_alarm(&mut b, &with_stream(3, 8), t(1));
         assert_eq!(b.view(t(1)).feed.len(), 2);
-        feed(&mut b, TopicKind::Alarms, &with_stream(6, 11), false, t(1));
+        push_alarm(&mut b, &with_stream(6, 11), t(1));
         // Not at once: the missing events may only be late.
         assert_eq!(b.view(t(2)).feed.len(), 3);
         let f = b.view(t(1) + GAP_WAIT).feed;
@@ -2871,7 +2723,7 @@ mod tests {
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].id, "2 alarm event(s) lost on the way from vigil");
         // One of them turns up after all: one is still missing.
-        feed(&mut b, TopicKind::Alarms, &with_stream(4, 9), false, t(7));
+        push_alarm(&mut b, &with_stream(4, 9), t(7));
         let f = b.view(t(7)).feed;
         assert_eq!(f.len(), 5);
         assert_eq!(f.iter().filter(|l| l.phase == "gap").count(), 1);
@@ -2879,22 +2731,10 @@ mod tests {
             .iter()
             .any(|l| l.id == "1 alarm event(s) lost on the way from vigil"));
         // After ten minutes the gap is settled into the feed for good.
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream(7, 12),
-            false,
-            t(700),
-        );
+        push_alarm(&mut b, &with_stream(7, 12), t(700));
         let f = b.view(t(700)).feed;
         assert_eq!(f.iter().filter(|l| l.phase == "gap").count(), 1);
-        feed(
-            &mut b,
-            TopicKind::Alarms,
-            &with_stream(5, 10),
-            false,
-            t(701),
-        );
+        push_alarm(&mut b, &with_stream(5, 10), t(701));
         assert_eq!(
             b.view(t(701)).feed.len(),
             6,
@@ -2923,7 +2763,7 @@ mod tests {
         ];
         for (id, state, seq, stream, at, received) in arrivals {
             let json = ev(id, state, seq, stream, at);
-            feed(&mut b, TopicKind::Alarms, &json, false, t(received));
+            push_alarm(&mut b, &json, t(received));
         }
         let v = b.view(t(60));
         let phases: Vec<(String, String)> = v
@@ -2953,8 +2793,7 @@ mod tests {
         let mut b = Board::new(Settings::default(), &keys);
         b.link_up();
         let on = |b: &mut Board, k: &BedKey, kind: TopicKind, json: &str| {
-            let (env, msg) = feed::parse("t", kind, json.as_bytes()).unwrap();
-            b.apply(k, &env, msg, false, t(1));
+            feed_to(b, k, kind, json, false, t(1));
         };
         let beat = format!(
             r#"{{"schema_version":1,"seq":1,"time":"{}","state":"online","beat":1}}"#,
@@ -3101,19 +2940,15 @@ mod tests {
         assert!(spark.windows(2).all(|w| w[0][0] < w[1][0]), "oldest first");
         assert_eq!(v.beds[0].vitals[0].alarm, None);
         // An HR alarm colours the HR tile; a technical one does not.
-        feed(
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
             &alarm("hr.high", "high", "active", 40_000, t(3600)),
-            false,
             t(3600),
         );
-        feed(
+        push_alarm(
             &mut b,
-            TopicKind::Alarms,
             &alarm("spo2.sensor_off", "medium", "active", 40_001, t(3600))
                 .replace("physiological", "technical"),
-            false,
             t(3600),
         );
         let v = b.view(t(3600));

@@ -1022,7 +1022,7 @@ impl Publisher {
                         "MQTT broker {} refuses vigil's messages ({reason}{}): the displays do not get them; check the broker's ACL for vigil's user (it must write {}#): raising system.broker_refused",
                         self.broker,
                         if topic.is_empty() { String::new() } else { format!(" on {topic}") },
-                        self.topics.status.trim_end_matches("status")
+                        self.topics.prefix
                     );
                 } else {
                     tracing::debug!("MQTT broker refused a message: {reason} {topic}");

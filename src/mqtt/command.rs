@@ -24,14 +24,20 @@
 //! (or that far in the future) are rejected with a reason that says what to
 //! fix. `schemas/command.schema.json` is the same contract.
 //!
+//! The fields are checked one by one first, so that a rejection names its
+//! field and bound in words a display's author can act on; then the payload
+//! is read into [`m::Command`], the type the displays write it from
+//! ([`crate::display::feed`]), and that into the engine's [`Command`].
+//! `tests/fixtures/commands.txt` pins the bytes the displays send.
+//!
 //! Pure: the current time is an argument. Depends on [`crate::engine`],
-//! [`crate::vitals`] and [`crate::time::parse_rfc3339`].
+//! [`crate::vitals`], [`super::messages`] and [`crate::time::parse_rfc3339`].
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::payload::SCHEMA_VERSION;
+use super::messages::{self as m, CommandKind, SCHEMA_VERSION};
 use crate::engine::{AlarmId, Command, DoseAmount, DoseUnit};
 use crate::time::parse_rfc3339;
 use crate::vitals::{ShortText, Vital};
@@ -125,21 +131,24 @@ pub fn parse(
     // Echoed in the result and the log only when printable and bounded.
     let id = echoable(obj.get("id"), 64);
     let name = echoable(obj.get("command"), 32);
-    let reject = |reason| Rejected {
-        id: id.clone(),
-        command: name.clone(),
-        reason,
-    };
-    validate(&obj, now, max_age, source_names)
-        .map(|command| Parsed {
-            id: id.clone().unwrap_or_default(),
+    match validate(obj, now, max_age, source_names) {
+        Ok(command) => Ok(Parsed {
+            id: id.unwrap_or_default(),
             command,
-        })
-        .map_err(reject)
+        }),
+        Err(reason) => Err(Rejected {
+            id,
+            command: name,
+            reason,
+        }),
+    }
 }
 
+/// Checks the fields one by one (so that a rejection names the field),
+/// then reads them into [`m::Command`], the type the displays write, and
+/// that into the engine's [`Command`].
 fn validate(
-    obj: &Map<String, Value>,
+    obj: Map<String, Value>,
     now: SystemTime,
     max_age: Duration,
     names: &[String],
@@ -156,14 +165,13 @@ fn validate(
             })
         }
     }
-    let id = text(obj, "id", 64)?;
-    if id.is_empty() {
+    if text(&obj, "id")?.is_empty() {
         return Err(CommandRejection::Invalid {
             field: "id",
             problem: "must not be empty".into(),
         });
     }
-    let time = text(obj, "time", 64)?;
+    let time = text(&obj, "time")?;
     let sent = parse_rfc3339(time).ok_or_else(|| CommandRejection::Invalid {
         field: "time",
         problem: format!("`{time}` is not an RFC 3339 time such as 2026-11-23T19:04:05.123Z"),
@@ -182,8 +190,8 @@ fn validate(
         }
         _ => {}
     }
-    let name = text(obj, "command", 32)?;
-    let allowed: &[&str] = match name {
+    let name = text(&obj, "command")?;
+    let fields: &[&'static str] = match name {
         "acknowledge" => &["alarm", "by"],
         "acknowledge_all" => &["by"],
         "pause_audio" => &["duration_s"],
@@ -195,28 +203,33 @@ fn validate(
     };
     for key in obj.keys() {
         let common = ["schema_version", "id", "time", "command"].contains(&key.as_str());
-        if !common && !allowed.contains(&key.as_str()) {
+        if !common && !fields.contains(&key.as_str()) {
             return Err(CommandRejection::UnknownField {
                 field: key.clone(),
                 command: name.to_owned(),
             });
         }
     }
-    Ok(match name {
-        "acknowledge" => {
-            let alarm = text(obj, "alarm", 96)?;
-            let alarm = AlarmId::parse(alarm, names)
-                .ok_or_else(|| CommandRejection::UnknownAlarm(alarm.to_owned()))?;
-            Command::Acknowledge {
-                alarm,
-                by: short(obj, "by", true)?,
-            }
+    for &field in fields {
+        // A dose's amount, unit and note are optional.
+        if obj.contains_key(field) || !matches!(field, "amount" | "unit" | "note") {
+            checked(&obj, field)?;
         }
-        "acknowledge_all" => Command::AcknowledgeAll {
-            by: short(obj, "by", true)?,
+    }
+    // Every field is there and of its type: reading cannot fail.
+    let read: m::Command = serde_json::from_value(Value::Object(obj))
+        .map_err(|e| CommandRejection::Malformed(e.to_string()))?;
+    Ok(match read.kind {
+        CommandKind::Acknowledge { alarm, by } => Command::Acknowledge {
+            alarm: AlarmId::parse(&alarm, names)
+                .ok_or_else(|| CommandRejection::UnknownAlarm(alarm.into_owned()))?,
+            by: named("by", &by)?,
         },
-        "pause_audio" => {
-            let secs = number(obj, "duration_s")?;
+        CommandKind::AcknowledgeAll { by } => Command::AcknowledgeAll {
+            by: named("by", &by)?,
+        },
+        CommandKind::PauseAudio { duration_s } => {
+            let secs = duration_s.as_f64().unwrap_or_default();
             if !(secs > 0.0 && secs <= 86_400.0) {
                 return Err(CommandRejection::Invalid {
                     field: "duration_s",
@@ -227,62 +240,58 @@ fn validate(
                 duration: Duration::from_secs_f64(secs),
             }
         }
-        "resume_audio" => Command::ResumeAudio,
-        "start_session" => Command::StartSession {
-            session: short(obj, "session", true)?,
+        CommandKind::ResumeAudio => Command::ResumeAudio,
+        CommandKind::StartSession { session } => Command::StartSession {
+            session: named("session", &session)?,
         },
-        "set_baseline" => {
-            let v = text(obj, "vital", 16)?;
-            let vital: Vital =
-                v.parse()
-                    .map_err(|e: crate::vitals::UnknownVital| CommandRejection::Invalid {
-                        field: "vital",
-                        problem: e.to_string(),
-                    })?;
-            Command::SetBaseline {
-                vital,
-                value: number(obj, "value")? as f32,
-            }
-        }
-        "dose" => Command::Dose {
-            route: short(obj, "route", true)?,
-            amount: dose_amount(obj)?,
-            note: if obj.contains_key("note") {
-                short(obj, "note", false)?
-            } else {
-                ShortText::empty()
-            },
+        CommandKind::SetBaseline { vital, value } => Command::SetBaseline {
+            vital: vital
+                .parse::<Vital>()
+                .map_err(|e| CommandRejection::Invalid {
+                    field: "vital",
+                    problem: e.to_string(),
+                })?,
+            value: value as f32,
         },
-        "start_recovery" => Command::StartRecovery,
-        _ => Command::EndSession,
+        CommandKind::Dose {
+            route,
+            amount,
+            unit,
+            note,
+        } => Command::Dose {
+            route: named("route", &route)?,
+            amount: dose_amount(amount, unit.as_deref())?,
+            note: ShortText::new(note.as_deref().unwrap_or_default()),
+        },
+        CommandKind::StartRecovery => Command::StartRecovery,
+        CommandKind::EndSession => Command::EndSession,
     })
 }
 
 /// A dose's `amount` and `unit`: both or neither; a number above 0 and
 /// below 10,000 in `mg` or `mg/kg`.
-fn dose_amount(obj: &Map<String, Value>) -> Result<Option<DoseAmount>, CommandRejection> {
-    match (obj.contains_key("amount"), obj.contains_key("unit")) {
-        (false, false) => Ok(None),
-        (true, false) => Err(CommandRejection::Invalid {
-            field: "unit",
-            problem: "an amount needs its unit, mg or mg/kg".into(),
-        }),
-        (false, true) => Err(CommandRejection::Invalid {
-            field: "amount",
-            problem: "a unit needs an amount".into(),
-        }),
-        (true, true) => {
-            let value = number(obj, "amount")?;
-            let unit = text(obj, "unit", 8)?;
-            let unit = DoseUnit::parse(unit).ok_or_else(|| CommandRejection::Invalid {
-                field: "unit",
-                problem: "must be mg or mg/kg".into(),
-            })?;
+fn dose_amount(
+    amount: Option<f64>,
+    unit: Option<&str>,
+) -> Result<Option<DoseAmount>, CommandRejection> {
+    let invalid = |field, problem: String| CommandRejection::Invalid { field, problem };
+    match (amount, unit) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid(
+            "unit",
+            "an amount needs its unit, mg or mg/kg".into(),
+        )),
+        (None, Some(_)) => Err(invalid("amount", "a unit needs an amount".into())),
+        (Some(value), Some(unit)) => {
+            let unit = DoseUnit::parse(unit)
+                .ok_or_else(|| invalid("unit", "must be mg or mg/kg".into()))?;
             DoseAmount::new(value as f32, unit)
                 .map(Some)
-                .ok_or_else(|| CommandRejection::Invalid {
-                    field: "amount",
-                    problem: format!("{value} must be a number above 0 and below 10000"),
+                .ok_or_else(|| {
+                    invalid(
+                        "amount",
+                        format!("{value} must be a number above 0 and below 10000"),
+                    )
                 })
         }
     }
@@ -305,66 +314,63 @@ fn echoable(v: Option<&Value>, max: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Field `field` as a printable string of at most `max` bytes; a rejection
-/// names the field and the bound (and never repeats the bad text).
-fn text<'a>(
-    obj: &'a Map<String, Value>,
-    field: &'static str,
-    max: usize,
-) -> Result<&'a str, CommandRejection> {
-    match obj.get(field) {
-        None => Err(CommandRejection::Missing(field)),
-        Some(Value::String(s)) if s.len() > max => Err(CommandRejection::Invalid {
-            field,
-            problem: format!(
-                "{} bytes is longer than the {max} allowed (printable text of at most {max} bytes)",
-                s.len()
-            ),
-        }),
-        Some(Value::String(s)) => match s.chars().position(unprintable) {
-            None => Ok(s),
-            Some(at) => Err(CommandRejection::Invalid {
-                field,
-                problem: format!(
-                    "character {} is U+{:04X}, not printable (printable text of at most {max} bytes)",
-                    at + 1,
-                    u32::from(s.chars().nth(at).unwrap_or_default())
-                ),
-            }),
-        },
-        Some(other) => Err(CommandRejection::Invalid {
-            field,
-            problem: format!("expected a string, found {other}"),
-        }),
+/// The bound of a text field in bytes (the [`ShortText`] sizes), or `None`
+/// for a number.
+fn bound(field: &str) -> Option<usize> {
+    match field {
+        "alarm" => Some(96),
+        "id" | "time" | "note" => Some(64),
+        "command" | "by" | "session" => Some(32),
+        "route" | "vital" => Some(16),
+        "unit" => Some(8),
+        // duration_s, value, amount
+        _ => None,
     }
 }
 
-fn short<const N: usize>(
-    obj: &Map<String, Value>,
+/// Field `field`, present and of its type: a number, or printable text
+/// within its bound. A rejection names the field and the bound (and never
+/// repeats the bad text).
+fn checked<'a>(
+    obj: &'a Map<String, Value>,
     field: &'static str,
-    required: bool,
-) -> Result<ShortText<N>, CommandRejection> {
-    let s = text(obj, field, N)?;
-    if required && s.trim().is_empty() {
+) -> Result<&'a Value, CommandRejection> {
+    let v = obj.get(field).ok_or(CommandRejection::Missing(field))?;
+    let problem = match (bound(field), v) {
+        (None, v) if v.as_f64().is_some_and(f64::is_finite) => return Ok(v),
+        (None, v) => format!("expected a number, found {v}"),
+        (Some(max), Value::String(s)) if s.len() > max => format!(
+            "{} bytes is longer than the {max} allowed (printable text of at most {max} bytes)",
+            s.len()
+        ),
+        (Some(max), Value::String(s)) => match s.chars().enumerate().find(|(_, c)| unprintable(*c))
+        {
+            None => return Ok(v),
+            Some((at, c)) => format!(
+                "character {} is U+{:04X}, not printable (printable text of at most {max} bytes)",
+                at + 1,
+                u32::from(c)
+            ),
+        },
+        (Some(_), other) => format!("expected a string, found {other}"),
+    };
+    Err(CommandRejection::Invalid { field, problem })
+}
+
+/// Text field `field`, checked.
+fn text<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, CommandRejection> {
+    Ok(checked(obj, field)?.as_str().unwrap_or_default())
+}
+
+/// A name, code or route: not blank.
+fn named<const N: usize>(field: &'static str, s: &str) -> Result<ShortText<N>, CommandRejection> {
+    if s.trim().is_empty() {
         return Err(CommandRejection::Invalid {
             field,
             problem: "must not be empty".into(),
         });
     }
     Ok(ShortText::new(s))
-}
-
-fn number(obj: &Map<String, Value>, field: &'static str) -> Result<f64, CommandRejection> {
-    match obj.get(field) {
-        None => Err(CommandRejection::Missing(field)),
-        Some(v) => v
-            .as_f64()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| CommandRejection::Invalid {
-                field,
-                problem: format!("expected a number, found {v}"),
-            }),
-    }
 }
 
 #[cfg(test)]
@@ -544,6 +550,110 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&text).unwrap();
         jsonschema::validator_for(&schema).unwrap().is_valid(&v)
+    }
+
+    /// Every command a display sends, as `name: json` lines.
+    fn what_the_displays_send() -> Vec<(&'static str, Vec<u8>)> {
+        use crate::display::feed::{self, BedCommand};
+        let t = now() + Duration::from_millis(123);
+        let dose = |amount: Option<f64>, unit: Option<&str>, note: &str| BedCommand::Dose {
+            amount,
+            unit: unit.map(str::to_owned),
+            route: "im".into(),
+            note: note.into(),
+        };
+        let session = BedCommand::StartSession {
+            session: "K-0142".into(),
+        };
+        vec![
+            (
+                "acknowledge",
+                feed::acknowledge("d-1", "spo2.low", "RN JD", t),
+            ),
+            ("acknowledge_all", feed::acknowledge_all("d-2", "Zoë R.", t)),
+            ("start_session", session.payload("d-3", t)),
+            (
+                "dose",
+                dose(Some(0.5), Some("mg/kg"), " racémique, \"left\" arm ").payload("d-4", t),
+            ),
+            ("dose bare", dose(None, None, "  ").payload("d-5", t)),
+            (
+                "dose amount",
+                dose(Some(25.0), Some("mg"), "").payload("d-6", t),
+            ),
+            (
+                "start_recovery",
+                BedCommand::StartRecovery.payload("d-7", t),
+            ),
+            ("end_session", BedCommand::EndSession.payload("d-8", t)),
+            (
+                "pause_audio",
+                BedCommand::PauseAudio { duration_s: 120 }.payload("d-9", t),
+            ),
+            ("resume_audio", BedCommand::ResumeAudio.payload("d-10", t)),
+        ]
+    }
+
+    /// The commands' bytes as the displays send them today, one
+    /// `name: json` line each (`VIGIL_BLESS=1` rewrites the file after a
+    /// deliberate change): each matches the schema and vigil accepts it.
+    #[test]
+    fn what_the_displays_send_keeps_its_bytes_and_is_accepted() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/commands.txt");
+        let sent = what_the_displays_send();
+        let got: String = sent
+            .iter()
+            .map(|(name, bytes)| format!("{name}: {}\n", std::str::from_utf8(bytes).unwrap()))
+            .collect();
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.lines().count(), want.lines().count());
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/schemas/command.schema.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let schema = jsonschema::validator_for(&schema).unwrap();
+        for (name, bytes) in sent {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(schema.is_valid(&v), "{name}: {v}");
+            let p = parse(&bytes, now(), Duration::from_secs(30), &names());
+            assert_eq!(
+                p.map(|p| p.command.key()),
+                Ok(name.split(' ').next().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn a_baseline_written_with_the_displays_type_is_read_back() {
+        let sent = m::Command {
+            schema_version: SCHEMA_VERSION,
+            id: "r1".into(),
+            time: rfc3339(now()).into(),
+            kind: CommandKind::SetBaseline {
+                vital: "nibp_sys".into(),
+                value: 128.0,
+            },
+        };
+        let bytes = m::to_vec(&sent);
+        assert_eq!(serde_json::from_slice::<m::Command>(&bytes).unwrap(), sent);
+        let p = parse(&bytes, now(), Duration::from_secs(30), &names()).unwrap();
+        assert_eq!(
+            p.command,
+            Command::SetBaseline {
+                vital: Vital::NibpSystolic,
+                value: 128.0,
+            }
+        );
     }
 
     #[test]

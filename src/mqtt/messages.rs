@@ -1,7 +1,8 @@
 //! The payloads vigil publishes, as types: the daemon serialises them
 //! ([`super::payload`] fills them in) and the displays deserialise the same
 //! types ([`crate::display::feed`] reads them), so the two sides cannot
-//! drift apart. `schemas/*.schema.json` describe the same shapes; a test
+//! drift apart. Commands ([`Command`]) go the other way: the displays
+//! write them, the daemon ([`super::command`]) reads them. `schemas/*.schema.json` describe the same shapes; a test
 //! validates what the daemon sends against them.
 //!
 //! Field order is the order on the wire. Strings are `Cow`: borrowed when
@@ -525,6 +526,78 @@ pub struct CommandResult<'a> {
     /// Why not.
     #[serde(default)]
     pub reason: Option<Text<'a>>,
+}
+
+/// `cmd`: one command from a display. Here the displays write and the
+/// daemon reads: [`crate::mqtt::command`] checks the fields before it reads
+/// them into this type (every string printable and bounded, no unknown
+/// field), so reading is strict, unlike the payloads above.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command<'a> {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The display's request id, echoed in `cmd/result`.
+    pub id: Text<'a>,
+    /// When the display sent it, RFC 3339.
+    pub time: Text<'a>,
+    /// What it asks for.
+    #[serde(flatten)]
+    pub kind: CommandKind<'a>,
+}
+
+/// What a command asks for, tagged by `command`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CommandKind<'a> {
+    /// Acknowledge one alarm.
+    Acknowledge {
+        /// Alarm id as published (`spo2.low`).
+        alarm: Text<'a>,
+        /// Staff name or initials.
+        by: Text<'a>,
+    },
+    /// Acknowledge every alarm of the bed that waits for it.
+    AcknowledgeAll {
+        /// Staff name or initials.
+        by: Text<'a>,
+    },
+    /// Pause audio signals.
+    PauseAudio {
+        /// Seconds: a display sends whole seconds, vigil takes fractions.
+        duration_s: serde_json::Number,
+    },
+    /// End an audio pause.
+    ResumeAudio,
+    /// Start a session.
+    StartSession {
+        /// Pseudonymous code, never a name.
+        session: Text<'a>,
+    },
+    /// Set a vital's baseline by hand.
+    SetBaseline {
+        /// Vital key.
+        vital: Text<'a>,
+        /// The baseline.
+        value: f64,
+    },
+    /// A dose was given.
+    Dose {
+        /// Route.
+        route: Text<'a>,
+        /// The amount, with `unit` or not at all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<f64>,
+        /// `mg` or `mg/kg`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit: Option<Text<'a>>,
+        /// Free text, absent when blank.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Text<'a>>,
+    },
+    /// Enter recovery observation.
+    StartRecovery,
+    /// End the session.
+    EndSession,
 }
 
 /// A payload's bytes (serialising these types cannot fail).

@@ -1,7 +1,10 @@
 //! The topic tree of the feed, for the daemon that publishes it and the
 //! displays that read it: one layout (a prefix template with `{site}` and
 //! `{bed}`, `vigil/v1/{site}/{bed}/` by default) and the topics of a bed
-//! under it (table in [`crate::mqtt`]).
+//! under it (table in [`crate::mqtt`]). [`Topics::new`] is the one rule for
+//! a prefix: the daemon's configuration (`mqtt.prefix`) and the displays
+//! (`--prefix`) both refuse what it refuses, so vigil never publishes where
+//! no display can read.
 //!
 //! Pure. Depends on nothing else in vigil.
 
@@ -13,11 +16,15 @@ pub const BRIDGE_SEGMENT: &str = "_bridge";
 /// The daemon's default topic prefix.
 pub const DEFAULT_PREFIX: &str = "vigil/v1/{site}/{bed}/";
 
+/// What a prefix template must be (the displays find the site and the bed
+/// of a topic at the levels of `{site}` and `{bed}`).
+pub const PREFIX_RULE: &str = "a topic path of at most 200 printable characters ending in '/', with {site} and {bed} each once as a level of its own (e.g. vigil/v1/{site}/{bed}/), without '+', '#', empty levels or other placeholders";
+
 /// A layout or a bed that is not one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TopicsError {
-    /// The prefix template lacks a placeholder.
-    #[error("prefix {0:?} must contain {{site}} and {{bed}} and end with '/' (e.g. vigil/v1/{{site}}/{{bed}}/)")]
+    /// The prefix template is not one the displays can read.
+    #[error("prefix {0:?} must be {PREFIX_RULE}")]
     Prefix(String),
     /// A `site/bed` argument that is not one.
     #[error(
@@ -121,14 +128,22 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// Checks the template (`vigil/v1/{site}/{bed}/` by default).
+    /// Checks the template (`vigil/v1/{site}/{bed}/` by default) against
+    /// [`PREFIX_RULE`].
     pub fn new(prefix: &str) -> Result<Topics, TopicsError> {
-        let segs: Vec<&str> = prefix.split('/').collect();
-        let whole = |p: &str| segs.iter().filter(|s| **s == p).count() == 1;
-        if !prefix.ends_with('/')
-            || !whole("{site}")
-            || !whole("{bed}")
-            || segs.iter().any(|s| s.contains(['+', '#']))
+        let levels: Vec<&str> = match prefix.strip_suffix('/') {
+            Some(p) => p.split('/').collect(),
+            None => Vec::new(),
+        };
+        let once = |p: &str| levels.iter().filter(|l| **l == p).count() == 1;
+        let placeholder = |l: &str| l == "{site}" || l == "{bed}";
+        let plain =
+            |l: &&str| placeholder(l) || !(l.is_empty() || l.contains(['+', '#', '{', '}']));
+        if prefix.len() > 200
+            || prefix.chars().any(char::is_control)
+            || !once("{site}")
+            || !once("{bed}")
+            || !levels.iter().all(plain)
         {
             return Err(TopicsError::Prefix(prefix.to_owned()));
         }
@@ -240,6 +255,8 @@ impl Topics {
 /// Every topic of one bed, spelled out (the daemon publishes on them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BedTopics {
+    /// The bed's prefix, ending in '/': every topic of the bed is below it.
+    pub prefix: String,
     /// `vitals`.
     pub vitals: String,
     /// `alarms`.
@@ -259,9 +276,8 @@ pub struct BedTopics {
 }
 
 impl BedTopics {
-    /// The topics of one bed under `prefix` (`mqtt.prefix`, with `{site}`
-    /// and `{bed}` replaced; the daemon takes a prefix without them too, for
-    /// a broker of its own).
+    /// The topics of one bed under `prefix` (`mqtt.prefix`, checked by
+    /// [`Topics::new`]), with `{site}` and `{bed}` replaced.
     pub fn new(prefix: &str, site: &str, bed: &str) -> BedTopics {
         let p = expand(prefix, site, bed);
         let t = |kind: TopicKind| format!("{p}{}", kind.name());
@@ -274,6 +290,7 @@ impl BedTopics {
             status: t(TopicKind::Status),
             cmd: t(TopicKind::Cmd),
             cmd_result: t(TopicKind::CmdResult),
+            prefix: p,
         }
     }
 }
@@ -352,6 +369,48 @@ mod tests {
         assert!(Topics::new("vigil/{site}/").is_err());
         assert!(Topics::new("vigil/{site}/{bed}").is_err());
         assert!(BedKey::parse("a/b c").is_err());
+        assert_eq!(t.of_bed(&BedKey::new("a", "b")).prefix, "vigil/v1/a/b/");
         assert_eq!(BedKey::parse("a/b").unwrap().to_string(), "a/b");
+    }
+
+    #[test]
+    fn a_prefix_is_one_the_displays_can_read() {
+        for good in [
+            DEFAULT_PREFIX,
+            "{site}/{bed}/",
+            "ward-3/vigil/{bed}/{site}/",
+            "clinic é/{site}/{bed}/",
+        ] {
+            let t = Topics::new(good).unwrap();
+            let bed = BedKey::new("clinic-a", "bed-2");
+            let topics = t.of_bed(&bed);
+            assert_eq!(t.parse(&topics.alarms), Some((bed, TopicKind::Alarms)));
+        }
+        let long = format!("{}/{{site}}/{{bed}}/", "x".repeat(200));
+        for bad in [
+            "vigil/",
+            "vigil/v1/bed-1/",
+            "vigil/{site}/",
+            "vigil/{bed}/",
+            "vigil/{site}/{bed}",
+            "vigil/{site}/{site}/{bed}/",
+            "vigil/x{site}/{bed}/",
+            "vigil/{site}/{bed}/{room}/",
+            "/vigil/{site}/{bed}/",
+            "vigil//{site}/{bed}/",
+            "vigil/+/{site}/{bed}/",
+            "vigil/#/{site}/{bed}/",
+            "vigil/\u{7}/{site}/{bed}/",
+            "",
+            "/",
+            &long,
+        ] {
+            let e = Topics::new(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("prefix {bad:?} must be {PREFIX_RULE}"),
+                "{bad}"
+            );
+        }
     }
 }

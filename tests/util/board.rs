@@ -18,24 +18,16 @@ pub struct Board {
 }
 
 impl Board {
-    /// `vigil display --broker ADDR --bed BED --listen 127.0.0.1:0` plus `extra`.
+    /// `vigil display --broker ADDR --listen 127.0.0.1:0 --bed BED` plus `extra`.
     pub fn start(broker: &str, bed: &str, extra: &[&str]) -> Board {
-        Board::start_args(
-            &[
-                &[
-                    "display",
-                    "--broker",
-                    broker,
-                    "--bed",
-                    bed,
-                    "--listen",
-                    "127.0.0.1:0",
-                ][..],
-                extra,
-            ]
-            .concat(),
-        )
-        .expect("vigil display started")
+        Board::station(broker, &[&["--bed", bed][..], extra].concat())
+    }
+
+    /// `vigil display --broker ADDR --listen 127.0.0.1:0` plus `extra`: with
+    /// no `--bed`, a station of every bed the broker carries.
+    pub fn station(broker: &str, extra: &[&str]) -> Board {
+        let args = ["display", "--broker", broker, "--listen", "127.0.0.1:0"];
+        Board::start_args(&[&args[..], extra].concat()).expect("vigil display started")
     }
 
     /// Runs `vigil ARGS`; `Err(stderr)` when it exits instead of listening.

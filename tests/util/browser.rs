@@ -17,6 +17,19 @@ use tungstenite::{Message, WebSocket};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Headless Chromium without a sandbox, GPU or any traffic of its own (no
+/// QUIC, updates, sync or first-run pages): how every test runs it.
+pub const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// A headless Chromium showing one page.
 pub struct Browser {
     child: Child,
@@ -34,15 +47,8 @@ impl Browser {
         );
         std::fs::create_dir_all(profile).unwrap();
         let child = Command::new(CHROMIUM)
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--disable-dev-shm-usage",
                 "--window-size=1280,900",
                 "--remote-debugging-port=0",

@@ -28,6 +28,13 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes the configuration `text` to `dir/vigil.toml`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(&path, text).expect("write vigil.toml");
+    path
+}
+
 /// A pseudo-terminal pair whose device side is reachable at a stable path
 /// (a symlink), like a USB serial adapter that may be unplugged and
 /// plugged back in.

@@ -425,6 +425,11 @@ impl Publisher {
         self.alarm_event(alarm_object(id, priority, phase, state, ack_by, onset));
     }
 
+    /// The `acknowledge` event of an alarm, acknowledged by `by`.
+    pub fn acknowledged(&self, id: &str, priority: &str, by: &str, onset: SystemTime) {
+        self.alarm(id, priority, "acknowledge", "acknowledged", Some(by), onset);
+    }
+
     /// One `alarms` event carrying this alarm object.
     pub fn alarm_event(&self, alarm: Value) {
         let mut m = head(&self.site, &self.bed, self.next_seq());

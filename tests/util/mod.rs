@@ -9,6 +9,7 @@ pub mod feed;
 pub mod mqtt;
 pub mod process;
 pub mod readings;
+pub mod session;
 pub mod tls;
 pub mod topology;
 pub mod ward;

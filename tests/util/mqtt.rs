@@ -59,26 +59,15 @@ impl Mosquitto {
 
     /// Like [`Mosquitto::start`], on a given port.
     pub fn start_on(dir: &Path, port: u16, extra: &str) -> Mosquitto {
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nuser root\nlog_dest none\n{}\n",
-                if extra.is_empty() {
-                    "allow_anonymous true"
-                } else {
-                    extra
-                }
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let mut m = Mosquitto {
-            port,
-            conf,
-            child: None,
-        };
-        m.restart();
-        m
+        let config = format!(
+            "listener {port} 127.0.0.1\nset_tcp_nodelay true\npersistence false\nuser root\nlog_dest none\n{}\n",
+            if extra.is_empty() {
+                "allow_anonymous true"
+            } else {
+                extra
+            }
+        );
+        Self::start_with(dir, port, &format!("mosquitto-{port}"), &config)
     }
 
     /// Starts Mosquitto with `config` as its whole configuration (which must
@@ -320,10 +309,7 @@ impl Subscriber {
         }
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let m = tokio::time::timeout_at(deadline, self.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no message on …{suffix} within {within:?}"))
-                .expect("subscriber running");
+            let m = recv_by(&mut self.rx, deadline, suffix, within).await;
             if m.topic.ends_with(suffix) && pred(&m.json) {
                 return m;
             }
@@ -331,15 +317,16 @@ impl Subscriber {
         }
     }
 
+    /// The next heartbeat (or retained status) saying the daemon is online.
+    pub async fn online(&mut self, within: Duration) -> Msg {
+        self.next("/status", within, |j| j["state"] == "online")
+            .await
+    }
+
     /// Forgets what was kept back; returns every message arriving within `wait`.
     pub async fn drain(&mut self, wait: Duration) -> Vec<Msg> {
         self.backlog.clear();
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            out.push(m);
-        }
-        out
+        drain_for(&mut self.rx, wait).await
     }
 
     /// Publishes a JSON command as a display would.
@@ -349,6 +336,30 @@ impl Subscriber {
             .await
             .expect("queue publish");
     }
+}
+
+/// The next message from a client's task, waiting for a topic ending in
+/// `suffix` until `deadline` (`within` after the wait began).
+async fn recv_by<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    deadline: tokio::time::Instant,
+    suffix: &str,
+    within: Duration,
+) -> T {
+    tokio::time::timeout_at(deadline, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no message on …{suffix} within {within:?}"))
+        .expect("client running")
+}
+
+/// Every message from a client's task arriving within `wait`.
+async fn drain_for<T>(rx: &mut mpsc::UnboundedReceiver<T>, wait: Duration) -> Vec<T> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        out.push(m);
+    }
+    out
 }
 
 /// Collects alarm events on topics ending in `suffix` until every one of
@@ -827,24 +838,22 @@ impl Client5 {
     ) -> Msg5 {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let m = tokio::time::timeout_at(deadline, self.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no message on …{suffix} within {within:?}"))
-                .expect("client running");
+            let m = recv_by(&mut self.rx, deadline, suffix, within).await;
             if m.topic.ends_with(suffix) && pred(&m) {
                 return m;
             }
         }
     }
 
+    /// The next heartbeat (or retained status) saying the daemon is online.
+    pub async fn online(&mut self, within: Duration) -> Msg5 {
+        self.next("/status", within, |m| m.json["state"] == "online")
+            .await
+    }
+
     /// Every message arriving within `wait`.
     pub async fn drain(&mut self, wait: Duration) -> Vec<Msg5> {
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            out.push(m);
-        }
-        out
+        drain_for(&mut self.rx, wait).await
     }
 
     /// Publishes a command with MQTT 5 response topic and correlation data.

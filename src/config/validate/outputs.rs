@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::super::raw::{self, Val};
 use super::super::{parse_broker_url, Hl7Config, MqttConfig, RecordingConfig, StateDir};
 use super::{quoted, Check, DAY, HOUR, MAX_PATH, MIN, MS, SEC};
+use crate::mqtt::topics::{Topics, PREFIX_RULE};
 
 impl Check {
     pub(super) fn hl7(&mut self, t: &raw::RawHl7) -> Option<Hl7Config> {
@@ -104,27 +105,13 @@ impl Check {
             }
         }
         if let Some(v) = self.val(p, "prefix", &t.prefix) {
-            let bad = v.is_empty()
-                || !v.ends_with('/')
-                || v.starts_with('/')
-                || v.len() > 200
-                || v.contains(['+', '#'])
-                || v.chars().any(char::is_control)
-                || v.contains("//");
-            let unknown_placeholder = v
-                .replace("{site}", "")
-                .replace("{bed}", "")
-                .contains(['{', '}']);
-            if bad || unknown_placeholder {
-                self.err(
+            // The displays' rule: a prefix they cannot read is refused here.
+            match Topics::new(&v) {
+                Ok(_) => m.prefix = v,
+                Err(_) => self.err(
                     "mqtt.prefix",
-                    format!(
-                        "mqtt.prefix: {} must be a topic path of at most 200 printable characters ending in '/', without '+', '#', empty levels or placeholders other than {{site}} and {{bed}}",
-                        quoted(&v)
-                    ),
-                );
-            } else {
-                m.prefix = v;
+                    format!("mqtt.prefix: {} must be {PREFIX_RULE}", quoted(&v)),
+                ),
             }
         }
         if let Some(v) = self.val(p, "client_id", &t.client_id) {
