@@ -26,13 +26,15 @@
 //! than 1 is refused (the display cannot know what it means).
 //!
 //! Pure: times come in as arguments. Depends on [`crate::engine`] (the
-//! alarm vocabulary), [`crate::mqtt::messages`] and [`crate::time::rfc3339`].
+//! alarm vocabulary), [`crate::mqtt::messages`], the text rule of
+//! [`crate::mqtt::command`] and [`crate::time::rfc3339`].
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use std::borrow::Cow;
 
+use crate::mqtt::command;
 use crate::mqtt::messages as m;
 
 use crate::engine::{AlarmState, Priority};
@@ -67,7 +69,9 @@ pub enum FeedError {
     #[error("topic {0} is not one of the feed's topics")]
     Topic(String),
     /// The staff name or initials for an acknowledgement.
-    #[error("name or initials must be 1 to 32 characters without control characters")]
+    #[error(
+        "name or initials must be 1 to 32 bytes of printable text (an accented letter takes two)"
+    )]
     By,
     /// A session code that is not a pseudonymous code.
     #[error("the session code must be 1 to 32 letters, digits, '-', '_' or '.' (a pseudonymous code such as K-0142, never a name)")]
@@ -479,11 +483,17 @@ fn alarm(a: m::Alarm) -> Option<Alarm> {
 /// Checks a staff name or initials for an acknowledgement.
 pub fn check_by(by: &str) -> Result<String, FeedError> {
     let by = by.trim();
-    let n = by.chars().count();
-    if n == 0 || n > 32 || by.chars().any(char::is_control) {
+    if by.is_empty() || !printable(by, 32) {
         return Err(FeedError::By);
     }
     Ok(by.to_owned())
+}
+
+/// Text vigil takes in a command: at most `max` bytes (its bound on the
+/// wire) and nothing [`command::unprintable`], so that what a display
+/// sends is never refused for its text.
+fn printable(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(command::unprintable)
 }
 
 /// The longest audio pause a display asks for (vigil refuses more than its
@@ -561,9 +571,9 @@ impl BedCommand {
                 {
                     return Err(FeedError::Dose("amount needs a unit, mg or mg/kg"));
                 }
-                if note.chars().count() > 40 || note.chars().any(char::is_control) {
+                if !printable(note, 64) {
                     return Err(FeedError::Dose(
-                        "note must be at most 40 characters without control characters",
+                        "note must be at most 64 bytes of printable text (an accented letter takes two)",
                     ));
                 }
             }
@@ -934,6 +944,49 @@ pub(super) mod tests {
         assert!(check_by("").is_err());
         assert!(check_by(&"x".repeat(33)).is_err());
         assert!(check_by("a\nb").is_err());
+    }
+
+    /// What the displays let through, the daemon takes: a name or a note
+    /// the daemon would refuse for its length in bytes or for a hidden
+    /// character is refused before it is sent.
+    #[test]
+    fn names_and_notes_are_checked_by_the_daemons_rule() {
+        let sent_at = at(1_795_460_645_123);
+        let daemon_takes = |body: Vec<u8>| {
+            command::parse(&body, sent_at, std::time::Duration::from_secs(30), &[]).is_ok()
+        };
+        // 16 accented letters are 32 bytes; 17 are 34, over the daemon's 32.
+        for (by, ok) in [
+            ("é".repeat(16), true),
+            ("é".repeat(17), false),
+            ("x".repeat(32), true),
+            ("J\u{200B}D".into(), false),
+            ("J\u{202E}D".into(), false),
+            ("J\u{7F}D".into(), false),
+        ] {
+            assert_eq!(check_by(&by).is_ok(), ok, "{by:?}");
+            // The daemon agrees on every one of them.
+            assert_eq!(
+                daemon_takes(acknowledge_all("d-1", &by, sent_at)),
+                ok,
+                "{by:?}"
+            );
+        }
+        for (note, ok) in [
+            ("x".repeat(64), true),
+            ("é".repeat(32), true),
+            ("é".repeat(33), false),
+            ("Ketalar\u{2066}".into(), false),
+        ] {
+            let dose = BedCommand::Dose {
+                amount: None,
+                unit: None,
+                route: "im".into(),
+                note: note.clone(),
+            };
+            assert_eq!(dose.clone().checked().is_ok(), ok, "{note:?}");
+            assert_eq!(daemon_takes(dose.payload("d-2", sent_at)), ok, "{note:?}");
+        }
     }
 
     #[test]

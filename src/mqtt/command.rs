@@ -301,7 +301,10 @@ fn dose_amount(
 /// control characters (terminal escapes, newlines, NUL), and the Unicode
 /// marks that reorder or hide text (bidi overrides, zero-width, line
 /// separators).
-fn unprintable(c: char) -> bool {
+/// A character a command's text must not carry: a control character, or a
+/// mark that reorders or hides text (bidi controls, zero-width characters).
+/// The displays check names and notes with the same rule before they send.
+pub fn unprintable(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }

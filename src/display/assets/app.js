@@ -425,7 +425,7 @@ const COMMANDS = {
       <label>Route <select id="f-route"><option value="im">IM</option><option value="iv">IV</option>
         <option value="sl">SL</option><option value="in">IN</option><option value="po">PO</option></select></label>
     </div>
-    <label>Note (product; no patient details) <input id="f-note" maxlength="40" autocomplete="off"></label>` },
+    <label>Note (product; no patient details) <input id="f-note" maxlength="64" autocomplete="off"></label>` },
   start_recovery: { title: "Start recovery observation", fields: "" },
   end_session: { title: "End the session", fields: "" },
   pause_audio: { title: "Pause audio", fields: `
