@@ -646,8 +646,10 @@ impl Engine {
                 let doubt =
                     (value.is_some() && !judged.validity.is_valid()).then_some(judged.validity);
                 self.set_condition(idx, now, true, Some(value.unwrap_or(0.0)), None, doubt);
-            } else if rules.alarm_value(judged).is_some() {
-                self.set_condition(idx, now, false, None, None, None);
+            } else if let Some(rate) = rules.alarm_value(judged) {
+                // Ends with the rate that resumed, as a limit alarm ends with
+                // the value back inside (not the 0 it started with).
+                self.set_condition(idx, now, false, Some(rate), None, None);
             }
         }
 

@@ -2208,9 +2208,19 @@ fn apnoea_starts_exactly_when_no_breath_lasted_the_delay() {
     assert_eq!(a.delay, Duration::from_secs(20));
     every_second(&mut e, 21 * SEC, 60 * SEC, |t| rr(t, 0.0));
     assert!(!started_any(&mut e, "rr.low"));
-    // A breath ends it.
+    // A breath ends it, and the end carries the rate that resumed.
     feed(&mut e, rr(60 * SEC, 12.0));
-    assert_eq!(alarms(&mut e), vec![key("rr.apnoea", Phase::End, 60 * SEC)]);
+    let ended: Vec<AlarmEvent> = drain(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alarm(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].id, id("rr.apnoea"));
+    assert_eq!(ended[0].phase, Phase::End);
+    assert_eq!(ended[0].value, Some(12.0));
 }
 
 fn started_any(e: &mut Engine, k: &str) -> bool {
