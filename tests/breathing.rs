@@ -143,14 +143,13 @@ fn breathing_csv() -> String {
     rows.join("\n") + "\n"
 }
 
-#[test]
-fn the_report_shows_rr_etco2_their_limits_and_the_apnoea() {
+/// [`breathing_csv`] as a recording in `dir`, with a session started at
+/// once and ended 10 s before the end.
+fn breathing_recording(dir: &std::path::Path) -> std::path::PathBuf {
     use vigil::record::export::parse_rfc3339;
     use vigil::record::file;
     use vigil::record::import::{self, ImportOptions};
-    use vigil::report::{self, ReportOptions};
 
-    let dir = temp_dir("report-breathing");
     let rows = import::parse_csv(&breathing_csv()).unwrap();
     let options = ImportOptions {
         start: parse_rfc3339("2026-03-01T09:30:00Z").unwrap(),
@@ -170,6 +169,51 @@ fn the_report_shows_rr_etco2_their_limits_and_the_apnoea() {
     );
     let vrec = dir.join("session.vrec");
     file::write_all(&vrec, &records).unwrap();
+    vrec
+}
+
+/// A report with the breathing panel still prints every chart on the
+/// first page (Letter and A4), the tables after it, and no series spills.
+#[test]
+fn a_report_with_breathing_prints_its_charts_on_the_first_page() {
+    use crate::record_tools::{check_no_chart, check_paper, colour_count, printed_report};
+    use vigil::report::colour;
+
+    let vrec = breathing_recording(&temp_dir("print-breathing"));
+    let series = [
+        ("heart rate line", colour::HR),
+        ("SpO2 line", colour::SPO2),
+        ("RR line", colour::RR),
+        ("etCO2 line", colour::ETCO2),
+    ];
+    for (paper, pages) in printed_report(&vrec, "report-print-breathing") {
+        assert!(pages.len() >= 2, "{paper}: {} page(s)", pages.len());
+        check_paper(paper, &pages[0]);
+        let first = &pages[0].2;
+        for (what, hex) in series
+            .iter()
+            .chain(&[("high priority alarm", colour::HIGH)])
+        {
+            let n = colour_count(first, hex);
+            assert!(
+                n >= 100,
+                "{paper}: {what} ({hex}) on the first page: {n} pixels"
+            );
+        }
+        // etCO2's dark brown is within the tolerance of anti-aliased
+        // table text, so the spill check takes the three clear hues.
+        for page in &pages[1..] {
+            check_no_chart(paper, page, &series[..3]);
+        }
+    }
+}
+
+#[test]
+fn the_report_shows_rr_etco2_their_limits_and_the_apnoea() {
+    use vigil::report::{self, ReportOptions};
+
+    let dir = temp_dir("report-breathing");
+    let vrec = breathing_recording(&dir);
     let html_path = dir.join("session.html");
     let a = report::report(&vrec, &html_path, &ReportOptions::default()).unwrap();
     let html = std::fs::read_to_string(&html_path).unwrap();

@@ -671,7 +671,7 @@ fn near(p: &[u8; 3], c: [u8; 3]) -> bool {
         .all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 24)
 }
 
-fn colour_count(pixels: &[[u8; 3]], hex: &str) -> usize {
+pub(crate) fn colour_count(pixels: &[[u8; 3]], hex: &str) -> usize {
     pixels.iter().filter(|p| near(p, rgb(hex))).count()
 }
 
@@ -748,22 +748,23 @@ fn pdftoppm() -> PathBuf {
     })
 }
 
-/// Prints the report to PDF in headless Chromium on A4 and on Letter, and
-/// turns the pages into PNGs (kept under `target/tmp/report-print/` to be
-/// looked at): the header, summary and the whole chart are on the first
-/// page, the tables on the second, and nothing of the chart spills over.
-#[test]
-fn report_prints_summary_and_charts_on_one_page_on_a4_and_letter() {
+/// A page printed at 100 dpi: width, height and pixels.
+pub(crate) type Printed = (u32, u32, Vec<[u8; 3]>);
+
+/// Prints the report of `vrec` to PDF in headless Chromium on Letter and on
+/// A4, and turns the pages into PNGs (kept under `target/tmp/<tag>/` to be
+/// looked at): each paper's name and its pages, decoded.
+pub(crate) fn printed_report(vrec: &Path, tag: &str) -> Vec<(&'static str, Vec<Printed>)> {
     let browser = chromium();
     let pdftoppm = pdftoppm();
-    let dir = temp_dir("print");
-    let vrec = scenario_recording(&dir);
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-print");
+    let dir = temp_dir(tag);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let html = out.join("session.html");
-    report::report(&vrec, &html, &ReportOptions::default()).unwrap();
+    report::report(vrec, &html, &ReportOptions::default()).unwrap();
     let page = std::fs::read_to_string(&html).unwrap();
+    let mut printed = Vec::new();
     // Chromium's default paper is Letter; A4 as a site's print settings would.
     for (paper, style) in [("letter", ""), ("a4", "<style>@page { size: A4; }</style>")] {
         let variant = out.join(format!("session-{paper}.html"));
@@ -800,36 +801,70 @@ fn report_prints_summary_and_charts_on_one_page_on_a4_and_letter() {
             })
             .collect();
         pages.sort();
-        assert_eq!(pages.len(), 2, "{paper}: pages {pages:?}");
-        let (w, h, first) = decode_png(&std::fs::read(&pages[0]).unwrap());
-        // Portrait, at 100 dpi: Letter 8.5x11 in, A4 8.27x11.69 in.
-        let (ew, eh) = if paper == "a4" {
-            (827.0, 1169.0)
-        } else {
-            (850.0, 1100.0)
-        };
-        assert!(
-            (f64::from(w) - ew).abs() <= 2.0 && (f64::from(h) - eh).abs() <= 2.0,
-            "{paper}: a page of {w}x{h} pixels"
+        let pages = pages
+            .iter()
+            .map(|p| decode_png(&std::fs::read(p).unwrap()))
+            .collect();
+        printed.push((paper, pages));
+    }
+    printed
+}
+
+/// A printed page is portrait Letter (8.5x11 in) or A4 (8.27x11.69 in) at
+/// 100 dpi.
+pub(crate) fn check_paper(paper: &str, (w, h, _): &Printed) {
+    let (ew, eh) = if paper == "a4" {
+        (827.0, 1169.0)
+    } else {
+        (850.0, 1100.0)
+    };
+    assert!(
+        (f64::from(*w) - ew).abs() <= 2.0 && (f64::from(*h) - eh).abs() <= 2.0,
+        "{paper}: a page of {w}x{h} pixels"
+    );
+}
+
+/// None of the chart's `series` colours on `page`: the chart did not spill.
+pub(crate) fn check_no_chart(paper: &str, page: &Printed, series: &[(&str, &str)]) {
+    for (what, hex) in series {
+        assert_eq!(
+            colour_count(&page.2, hex),
+            0,
+            "{paper}: the chart's {what} spills onto a later page"
         );
+    }
+}
+
+/// The header, summary and the whole chart are on the first page, the
+/// tables on the second, and nothing of the chart spills over.
+#[test]
+fn report_prints_summary_and_charts_on_one_page_on_a4_and_letter() {
+    let dir = temp_dir("print");
+    let vrec = scenario_recording(&dir);
+    for (paper, pages) in printed_report(&vrec, "report-print") {
+        assert_eq!(pages.len(), 2, "{paper}: {} pages", pages.len());
+        check_paper(paper, &pages[0]);
         // The chart printed at about 60 % of the screen's width, 100 dpi.
-        check_chart_colours(&first, 0.4);
-        let (_, _, second) = decode_png(&std::fs::read(&pages[1]).unwrap());
+        check_chart_colours(&pages[0].2, 0.4);
+        let second = &pages[1];
         assert!(
-            second.iter().filter(|p| p.iter().any(|c| *c < 160)).count() > 1000,
+            second
+                .2
+                .iter()
+                .filter(|p| p.iter().any(|c| *c < 160))
+                .count()
+                > 1000,
             "{paper}: the tables are on the second page"
         );
-        for (what, hex) in [
-            ("heart rate line", colour::HR),
-            ("SpO2 line", colour::SPO2),
-            ("dose marker", colour::DOSE),
-        ] {
-            assert_eq!(
-                colour_count(&second, hex),
-                0,
-                "{paper}: the chart's {what} spills onto the second page"
-            );
-        }
+        check_no_chart(
+            paper,
+            second,
+            &[
+                ("heart rate line", colour::HR),
+                ("SpO2 line", colour::SPO2),
+                ("dose marker", colour::DOSE),
+            ],
+        );
     }
 }
 
