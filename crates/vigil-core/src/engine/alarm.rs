@@ -216,17 +216,15 @@ impl Condition {
 
     /// The physiological conditions: the first eight of the table, and
     /// apnoea (appended later).
-    pub const PHYSIOLOGICAL: [Condition; 9] = [
-        Condition::Low,
-        Condition::High,
-        Condition::CriticalLow,
-        Condition::CriticalHigh,
-        Condition::BaselineRise,
-        Condition::BaselineFall,
-        Condition::RateRise,
-        Condition::RateFall,
-        Condition::Apnoea,
-    ];
+    pub const PHYSIOLOGICAL: [Condition; 9] = {
+        let mut all = [Condition::Apnoea; 9];
+        let mut i = 0;
+        while i < 8 {
+            all[i] = Condition::ALL[i];
+            i += 1;
+        }
+        all
+    };
 
     /// Position in [`Condition::ALL`].
     pub const fn index(self) -> usize {

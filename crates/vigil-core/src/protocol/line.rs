@@ -24,12 +24,11 @@
 //! Pure: no IO, no clock. Depends on [`crate::protocol`], [`crate::vitals`]
 //! and [`crate::time`] only.
 
-use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 
-use crate::protocol::registry::{BoxedProtocol, Monitor};
+use crate::protocol::registry::{BoxedProtocol, Monitor, TextStream};
 use crate::protocol::AgeLimits;
-use crate::protocol::{DecodeStats, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{DecodeStats, Decoded, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{
     DeviceTime, Measurement, Nibp, NibpMode, Reading, Sample, ShortText, SourceId, Validity,
@@ -697,10 +696,8 @@ impl LineAssembler {
 pub struct VigilLine {
     source: SourceId,
     lines: LineAssembler,
-    out: VecDeque<Output>,
-    stats: DecodeStats,
+    out: Decoded<LineError>,
     rejected_version: Option<u32>,
-    last_error: Option<LineError>,
 }
 
 impl VigilLine {
@@ -709,28 +706,20 @@ impl VigilLine {
         VigilLine {
             source,
             lines: LineAssembler::new(MAX_LINE),
-            out: VecDeque::with_capacity(OUTPUT_CAPACITY),
-            stats: DecodeStats::default(),
+            out: Decoded::with_capacity(OUTPUT_CAPACITY),
             rejected_version: None,
-            last_error: None,
         }
     }
 
     /// Why the most recent rejected line was rejected, for the log.
     pub fn last_error(&self) -> Option<LineError> {
-        self.last_error
+        self.out.last_error()
     }
 
     /// The unsupported version the sender announced, while its lines are
     /// being rejected.
     pub fn rejected_version(&self) -> Option<u32> {
         self.rejected_version
-    }
-
-    fn reject(&mut self, reason: DropReason, error: LineError) {
-        self.last_error = Some(error);
-        self.stats.count_drop(reason);
-        self.out.push_back(Output::Dropped(reason));
     }
 
     fn finish_line(&mut self, now: Instant) {
@@ -742,18 +731,19 @@ impl VigilLine {
             Ok(None) => {}
             Ok(Some(Item::Header)) => {
                 self.rejected_version = None;
-                self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
+                self.out.count_ok();
             }
             Ok(Some(Item::Reading {
                 measurement,
                 device_time,
             })) => {
                 if let Some(v) = self.rejected_version {
-                    self.reject(DropReason::Malformed, LineError::VersionRejected(v));
+                    self.out
+                        .reject(DropReason::Malformed, LineError::VersionRejected(v));
                     return;
                 }
-                self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
-                self.out.push_back(Output::Reading(Reading {
+                self.out.count_ok();
+                self.out.push(Output::Reading(Reading {
                     source: self.source,
                     arrival: now,
                     device_time,
@@ -764,7 +754,7 @@ impl VigilLine {
                 if let LineError::UnsupportedVersion(v) = error {
                     self.rejected_version = Some(v);
                 }
-                self.reject(DropReason::Malformed, error);
+                self.out.reject(DropReason::Malformed, error);
             }
         }
     }
@@ -772,11 +762,11 @@ impl VigilLine {
 
 impl Protocol for VigilLine {
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        self.stats.bytes = self.stats.bytes.wrapping_add(bytes.len() as u64);
+        self.out.count_bytes(bytes.len());
         for &byte in bytes {
             match self.lines.feed(byte) {
                 Feed::Pending => {}
-                Feed::Overflow => self.reject(DropReason::Oversized, LineError::TooLong),
+                Feed::Overflow => self.out.reject(DropReason::Oversized, LineError::TooLong),
                 Feed::Line => {
                     self.finish_line(now);
                     self.lines.clear();
@@ -786,17 +776,15 @@ impl Protocol for VigilLine {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     fn stats(&self) -> DecodeStats {
-        self.stats
+        self.out.stats()
     }
 
     fn drop_detail(&self) -> Option<&dyn core::fmt::Display> {
-        self.last_error
-            .as_ref()
-            .map(|e| e as &dyn core::fmt::Display)
+        self.out.detail()
     }
 }
 
@@ -809,27 +797,8 @@ pub fn open(source: SourceId, _ages: AgeLimits) -> BoxedProtocol {
 
 /// The monitor side, for simulated devices: one snapshot (a line per vital,
 /// NIBP with `at=`) per second, after a `vigil-line 1` header.
-#[derive(Debug, Default)]
-pub struct LineMonitor;
-
-impl LineMonitor {
-    /// A fresh monitor side for the registry.
-    pub fn boxed() -> Box<dyn Monitor> {
-        Box::new(LineMonitor)
-    }
-}
-
-impl Monitor for LineMonitor {
-    fn stream_rate(&self) -> Option<u64> {
-        Some(1)
-    }
-
-    fn frame(&mut self, _t: Instant, snap: &Snapshot, fresh: bool, out: &mut Vec<u8>) {
-        if fresh {
-            encode_header(out);
-        }
-        encode_snapshot(snap, out);
-    }
+pub fn monitor() -> Box<dyn Monitor> {
+    TextStream::boxed(encode_header, encode_snapshot)
 }
 
 #[cfg(test)]

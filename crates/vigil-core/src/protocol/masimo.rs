@@ -42,13 +42,12 @@
 //! assembler), [`crate::vitals`] and [`crate::time`] only.
 
 use core::time::Duration;
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use crate::protocol::line::{severity, ByteWriter, Feed, LineAssembler};
-use crate::protocol::registry::{BoxedProtocol, Monitor};
+use crate::protocol::registry::{BoxedProtocol, Monitor, TextStream};
 use crate::protocol::AgeLimits;
-use crate::protocol::{DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{DecodeStats, Decoded, DeviceNote, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Measurement, Reading, Sample, ShortText, SourceId, Validity};
 
@@ -378,12 +377,10 @@ fn write_field(w: &mut ByteWriter<'_>, s: Sample) {
 pub struct Masimo {
     source: SourceId,
     lines: LineAssembler,
-    out: VecDeque<Output>,
-    stats: DecodeStats,
+    out: Decoded<MasimoError>,
     last_byte: Instant,
     alarm: (bool, bool),
     low_battery: bool,
-    last_error: Option<MasimoError>,
 }
 
 impl Masimo {
@@ -393,23 +390,16 @@ impl Masimo {
         Masimo {
             source,
             lines: LineAssembler::new(MAX_LINE),
-            out: VecDeque::with_capacity(OUTPUT_CAPACITY),
-            stats: DecodeStats::default(),
+            out: Decoded::with_capacity(OUTPUT_CAPACITY),
             last_byte: Instant::ZERO,
             alarm: (false, false),
             low_battery: false,
-            last_error: None,
         }
     }
 
     /// Why the most recent malformed line was rejected, for the log.
     pub fn last_error(&self) -> Option<MasimoError> {
-        self.last_error
-    }
-
-    fn drop_frame(&mut self, reason: DropReason) {
-        self.stats.count_drop(reason);
-        self.out.push_back(Output::Dropped(reason));
+        self.out.last_error()
     }
 
     fn has_partial(&self) -> bool {
@@ -423,12 +413,11 @@ impl Masimo {
         let parsed = match parse_line(self.lines.line()) {
             Ok(p) => p,
             Err(e) => {
-                self.last_error = Some(e);
-                self.drop_frame(DropReason::Malformed);
+                self.out.reject(DropReason::Malformed, e);
                 return;
             }
         };
-        self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
+        self.out.count_ok();
         let validity = exception_validity(parsed.exc.unwrap_or(0));
         let reading = |measurement| {
             Output::Reading(Reading {
@@ -444,13 +433,14 @@ impl Masimo {
         let pulse = parsed
             .bpm
             .map(|f| reading(Measurement::PulseRate(to_sample(f, validity, u16::MAX))));
-        self.out.extend(spo2);
-        self.out.extend(pulse);
+        for output in [spo2, pulse].into_iter().flatten() {
+            self.out.push(output);
+        }
         if let Some(alarm) = parsed.alarm {
             let state = (alarm & ALARM_ACTIVE != 0, alarm & ALARM_SILENCED != 0);
             if state != self.alarm {
                 self.alarm = state;
-                self.out.push_back(Output::Note(DeviceNote::DeviceAlarm {
+                self.out.push(Output::Note(DeviceNote::DeviceAlarm {
                     active: state.0,
                     silenced: state.1,
                 }));
@@ -458,8 +448,7 @@ impl Masimo {
             let low = alarm & ALARM_LOW_BATTERY != 0;
             if low != self.low_battery {
                 self.low_battery = low;
-                self.out
-                    .push_back(Output::Note(DeviceNote::LowBattery(low)));
+                self.out.push(Output::Note(DeviceNote::LowBattery(low)));
             }
         }
     }
@@ -467,7 +456,7 @@ impl Masimo {
 
 impl Protocol for Masimo {
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        self.stats.bytes = self.stats.bytes.wrapping_add(bytes.len() as u64);
+        self.out.count_bytes(bytes.len());
         // A partial line left over from long ago is stale: drop it first.
         self.handle_timeout(now);
         for &byte in bytes {
@@ -475,14 +464,14 @@ impl Protocol for Masimo {
                 // Leading NULs are padding; a NUL inside a line means the
                 // device restarted its output.
                 if self.has_partial() {
-                    self.drop_frame(DropReason::Truncated);
+                    self.out.discard(DropReason::Truncated);
                 }
                 self.lines.reset();
                 continue;
             }
             match self.lines.feed(byte) {
                 Feed::Pending => {}
-                Feed::Overflow => self.drop_frame(DropReason::Oversized),
+                Feed::Overflow => self.out.discard(DropReason::Oversized),
                 Feed::Line => {
                     self.finish_line(now);
                     self.lines.clear();
@@ -500,14 +489,14 @@ impl Protocol for Masimo {
         };
         if now >= deadline {
             if self.has_partial() {
-                self.drop_frame(DropReason::Truncated);
+                self.out.discard(DropReason::Truncated);
             }
             self.lines.reset();
         }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -516,13 +505,11 @@ impl Protocol for Masimo {
     }
 
     fn stats(&self) -> DecodeStats {
-        self.stats
+        self.out.stats()
     }
 
     fn drop_detail(&self) -> Option<&dyn core::fmt::Display> {
-        self.last_error
-            .as_ref()
-            .map(|e| e as &dyn core::fmt::Display)
+        self.out.detail()
     }
 }
 
@@ -539,27 +526,8 @@ pub const BOOT_NULS: usize = 3;
 
 /// The monitor side, for simulated devices: one line per second, after the
 /// NUL bytes some models send at power-up.
-#[derive(Debug, Default)]
-pub struct MasimoMonitor;
-
-impl MasimoMonitor {
-    /// A fresh monitor side for the registry.
-    pub fn boxed() -> Box<dyn Monitor> {
-        Box::new(MasimoMonitor)
-    }
-}
-
-impl Monitor for MasimoMonitor {
-    fn stream_rate(&self) -> Option<u64> {
-        Some(1)
-    }
-
-    fn frame(&mut self, _t: Instant, snap: &Snapshot, fresh: bool, out: &mut Vec<u8>) {
-        if fresh {
-            out.extend_from_slice(&[0; BOOT_NULS]);
-        }
-        encode_line(snap, out);
-    }
+pub fn monitor() -> Box<dyn Monitor> {
+    TextStream::boxed(|out| out.extend_from_slice(&[0; BOOT_NULS]), encode_line)
 }
 
 #[cfg(test)]

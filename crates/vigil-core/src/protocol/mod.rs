@@ -32,6 +32,8 @@ pub use registry::{
     BoxedProtocol, Entry, Monitor, MonitorIo, Parity, ProtocolKind, SerialSettings, REGISTRY,
 };
 
+use std::collections::VecDeque;
+
 use crate::time::Instant;
 use crate::vitals::{DeviceTime, Nibp, Reading, Sample, Validity, Vital};
 
@@ -103,6 +105,77 @@ impl DecodeStats {
     /// Count one drop.
     pub fn count_drop(&mut self, reason: DropReason) {
         self.dropped[reason.index()] += 1;
+    }
+}
+
+/// The decoded outputs a streaming decoder has not handed out yet, its
+/// counters and why it last dropped a line or frame: what the vigil-line,
+/// Masimo and Nonin decoders keep the same way. `E` is the protocol's own
+/// error, shown by [`Protocol::drop_detail`].
+#[derive(Debug)]
+pub(crate) struct Decoded<E = core::convert::Infallible> {
+    queue: VecDeque<Output>,
+    stats: DecodeStats,
+    last_error: Option<E>,
+}
+
+impl<E: Copy + core::fmt::Display + 'static> Decoded<E> {
+    /// An empty queue with room for `capacity` outputs (reserved once).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Decoded {
+            queue: VecDeque::with_capacity(capacity),
+            stats: DecodeStats::default(),
+            last_error: None,
+        }
+    }
+
+    /// Counts a chunk of received bytes.
+    pub(crate) fn count_bytes(&mut self, len: usize) {
+        self.stats.bytes = self.stats.bytes.wrapping_add(len as u64);
+    }
+
+    /// Counts one line or frame decoded.
+    pub(crate) fn count_ok(&mut self) {
+        self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
+    }
+
+    /// Queues one output.
+    pub(crate) fn push(&mut self, output: Output) {
+        self.queue.push_back(output);
+    }
+
+    /// Counts and reports one drop.
+    pub(crate) fn discard(&mut self, reason: DropReason) {
+        self.stats.count_drop(reason);
+        self.queue.push_back(Output::Dropped(reason));
+    }
+
+    /// Counts and reports one drop, keeping `error` as the reason to log.
+    pub(crate) fn reject(&mut self, reason: DropReason, error: E) {
+        self.last_error = Some(error);
+        self.discard(reason);
+    }
+
+    /// The next output ([`Protocol::poll_output`]).
+    pub(crate) fn pop(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    /// The counters ([`Protocol::stats`]).
+    pub(crate) fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    /// The error of the most recent rejected line or frame.
+    pub(crate) fn last_error(&self) -> Option<E> {
+        self.last_error
+    }
+
+    /// [`Decoded::last_error`] for the log ([`Protocol::drop_detail`]).
+    pub(crate) fn detail(&self) -> Option<&dyn core::fmt::Display> {
+        self.last_error
+            .as_ref()
+            .map(|e| e as &dyn core::fmt::Display)
     }
 }
 

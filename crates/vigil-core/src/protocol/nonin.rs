@@ -57,12 +57,11 @@
 //! and [`crate::time`] only.
 
 use core::time::Duration;
-use std::collections::VecDeque;
 
 use crate::protocol::line::severity;
 use crate::protocol::registry::{BoxedProtocol, Monitor, MonitorIo};
 use crate::protocol::AgeLimits;
-use crate::protocol::{DecodeStats, DeviceNote, DropReason, Output, Protocol, Snapshot};
+use crate::protocol::{DecodeStats, Decoded, DeviceNote, DropReason, Output, Protocol, Snapshot};
 use crate::time::Instant;
 use crate::vitals::{Measurement, Reading, Sample, SourceId, Validity};
 
@@ -372,8 +371,7 @@ pub struct Nonin {
     discarding: bool,
     packet: Packet,
     low_battery: bool,
-    out: VecDeque<Output>,
-    stats: DecodeStats,
+    out: Decoded,
     transmit: Option<[u8; 6]>,
     awaiting_ack: Option<(NoninFormat, Instant)>,
 }
@@ -389,8 +387,7 @@ impl Nonin {
             discarding: false,
             packet: Packet::new(),
             low_battery: false,
-            out: VecDeque::with_capacity(OUTPUT_CAPACITY),
-            stats: DecodeStats::default(),
+            out: Decoded::with_capacity(OUTPUT_CAPACITY),
             transmit: None,
             awaiting_ack: None,
         }
@@ -409,17 +406,12 @@ impl Nonin {
         self.awaiting_ack = Some((format, now + ACK_TIMEOUT));
     }
 
-    fn push_drop(&mut self, reason: DropReason) {
-        self.stats.count_drop(reason);
-        self.out.push_back(Output::Dropped(reason));
-    }
-
     /// Bytes are being thrown away: count once per run, and abandon the
     /// packet being collected (its frame numbering is lost).
     fn discard(&mut self, reason: DropReason) {
         if !self.discarding {
             self.discarding = true;
-            self.push_drop(reason);
+            self.out.discard(reason);
         }
         if self.format != NoninFormat::Df8 {
             self.packet.state = Assembly::Skipping;
@@ -441,8 +433,7 @@ impl Nonin {
 
     fn acknowledge(&mut self, ack: bool) {
         if let Some((format, _)) = self.awaiting_ack.take() {
-            self.out
-                .push_back(Output::Note(DeviceNote::Acknowledged(ack)));
+            self.out.push(Output::Note(DeviceNote::Acknowledged(ack)));
             if ack && format != self.format {
                 self.format = format;
                 self.packet = Packet::new();
@@ -519,7 +510,7 @@ impl Nonin {
         let [b0, b1, _, b3, _] = frame;
         match self.format {
             NoninFormat::Df8 => {
-                self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
+                self.out.count_ok();
                 let flags = Flags::df8(b0, b3);
                 self.emit(now, heart_rate(b0, b1), frame[2], flags.validity());
                 self.battery(b3 & D8_BATTERY != 0);
@@ -539,7 +530,7 @@ impl Nonin {
         let flags = Flags::df27(status);
         if status & ST_SYNC != 0 {
             if let Assembly::Collecting(_) = self.packet.state {
-                self.push_drop(DropReason::Truncated);
+                self.out.discard(DropReason::Truncated);
             }
             self.packet = Packet {
                 state: Assembly::Collecting(1),
@@ -553,7 +544,7 @@ impl Nonin {
             Assembly::Collecting(n) => n.saturating_add(1),
             Assembly::Idle => {
                 self.packet.state = Assembly::Skipping;
-                self.push_drop(DropReason::Garbage);
+                self.out.discard(DropReason::Garbage);
                 return;
             }
             Assembly::Skipping => return,
@@ -572,7 +563,7 @@ impl Nonin {
         }
         p.state = Assembly::Idle;
         let p = *p;
-        self.stats.frames_ok = self.stats.frames_ok.wrapping_add(1);
+        self.out.count_ok();
         self.emit(
             now,
             heart_rate(p.hr_msb, p.hr_lsb),
@@ -600,22 +591,21 @@ impl Nonin {
             100,
             condition,
         )));
-        self.out.push_back(pulse);
-        self.out.push_back(spo2);
+        self.out.push(pulse);
+        self.out.push(spo2);
     }
 
     fn battery(&mut self, low: bool) {
         if low != self.low_battery {
             self.low_battery = low;
-            self.out
-                .push_back(Output::Note(DeviceNote::LowBattery(low)));
+            self.out.push(Output::Note(DeviceNote::LowBattery(low)));
         }
     }
 }
 
 impl Protocol for Nonin {
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        self.stats.bytes = self.stats.bytes.wrapping_add(bytes.len() as u64);
+        self.out.count_bytes(bytes.len());
         for &byte in bytes {
             self.handle_byte(now, byte);
         }
@@ -625,14 +615,13 @@ impl Protocol for Nonin {
         if let Some((_, deadline)) = self.awaiting_ack {
             if now >= deadline {
                 self.awaiting_ack = None;
-                self.out
-                    .push_back(Output::Note(DeviceNote::Acknowledged(false)));
+                self.out.push(Output::Note(DeviceNote::Acknowledged(false)));
             }
         }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
@@ -650,7 +639,7 @@ impl Protocol for Nonin {
     }
 
     fn stats(&self) -> DecodeStats {
-        self.stats
+        self.out.stats()
     }
 }
 

@@ -155,7 +155,7 @@ pub const REGISTRY: [Entry; 7] = [
         key: "masimo",
         serial: SERIAL_9600,
         open: masimo::open,
-        monitor: masimo::MasimoMonitor::boxed,
+        monitor: masimo::monitor,
     },
     Entry {
         kind: ProtocolKind::NoninDf2,
@@ -183,7 +183,7 @@ pub const REGISTRY: [Entry; 7] = [
         key: "vigil-line",
         serial: SERIAL_9600,
         open: line::open,
-        monitor: line::LineMonitor::boxed,
+        monitor: line::monitor,
     },
 ];
 
@@ -263,6 +263,37 @@ pub trait MonitorIo {
     /// The streaming cadence restarts at `t`: the next frame goes out one
     /// period later (a Nonin format switch).
     fn restart_stream(&mut self, t: Instant);
+}
+
+/// The monitor side of a protocol that streams one text snapshot a second
+/// and answers nothing (vigil-line, Masimo).
+#[derive(Debug)]
+pub struct TextStream {
+    /// What the monitor sends first after power-on (a header, boot bytes).
+    start: fn(&mut Vec<u8>),
+    /// One snapshot.
+    encode: fn(&Snapshot, &mut Vec<u8>),
+}
+
+impl TextStream {
+    /// A monitor side that sends `start` once after power-on, then one
+    /// `encode`d snapshot a second.
+    pub fn boxed(start: fn(&mut Vec<u8>), encode: fn(&Snapshot, &mut Vec<u8>)) -> Box<dyn Monitor> {
+        Box::new(TextStream { start, encode })
+    }
+}
+
+impl Monitor for TextStream {
+    fn stream_rate(&self) -> Option<u64> {
+        Some(1)
+    }
+
+    fn frame(&mut self, _t: Instant, snap: &Snapshot, fresh: bool, out: &mut Vec<u8>) {
+        if fresh {
+            (self.start)(out);
+        }
+        (self.encode)(snap, out);
+    }
 }
 
 /// The monitor's side of a protocol, for simulated devices: what it sends
