@@ -40,6 +40,8 @@ use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
+#[path = "../tests/util/config.rs"]
+mod config;
 #[path = "util/vigil.rs"]
 mod util;
 
@@ -90,30 +92,13 @@ fn run(label: &str, dir: &std::path::Path, samples: usize, rates: &[usize]) {
     let (mut broker, port) = start_broker(dir);
 
     let device = TcpListener::bind("127.0.0.1:0").unwrap();
-    let config_text = format!(
-        r#"
-[site]
-site = "bench"
-bed = "bed-1"
-
-[[source]]
-name = "monitor"
-protocol = "vigil-line"
-tcp = "{}"
-timeout = "30s"
-
-[alarms.spo2]
-low = "off"
-rate = "off"
-
-[mqtt]
-embedded = false
-broker = "mqtt://127.0.0.1:{port}"
-state_dir = "{}"
-outbox_max = 100000
-"#,
-        device.local_addr().unwrap(),
-        dir.join("state").display()
+    let config_text = config::line_daemon(
+        &format!("tcp = \"{}\"", device.local_addr().unwrap()),
+        port,
+        &dir.join("state"),
+        "bench",
+        "bed-1",
+        "outbox_max = 100000",
     );
     let config = vigil::config::parse(&config_text, "bench").expect("bench configuration");
 

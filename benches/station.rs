@@ -28,6 +28,8 @@
 mod board;
 #[path = "../tests/util/browser.rs"]
 mod browser;
+#[path = "../tests/util/config.rs"]
+mod config;
 #[path = "../tests/util/feed.rs"]
 mod feed;
 #[path = "../tests/util/mqtt.rs"]

@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod board;
 pub mod browser;
+pub mod config;
 pub mod daemon;
 pub mod emulator;
 pub mod feed;

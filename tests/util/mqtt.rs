@@ -193,6 +193,17 @@ pub struct Msg {
     pub json: Value,
 }
 
+/// After an event-loop error of a test client: false once the test has
+/// dropped the receiver (the client stops), else true after a short pause
+/// (rumqttc reconnects on the next poll).
+async fn retry<M>(tx: &mpsc::UnboundedSender<M>) -> bool {
+    if tx.is_closed() {
+        return false;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    true
+}
+
 /// A rumqttc subscriber that resubscribes after every reconnect.
 pub struct Subscriber {
     pub client: AsyncClient,
@@ -257,12 +268,8 @@ impl Subscriber {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    Err(_) if !retry(&tx).await => return,
+                    Err(_) => {}
                 }
             }
         });
@@ -704,33 +711,16 @@ impl MqttDaemon {
     }
 }
 
-/// A daemon configuration: one vigil-line source on `tty`, MQTT to `port`.
+/// A daemon configuration: one vigil-line source on `tty`, MQTT to `port`
+/// with a 300 ms heartbeat.
 pub fn daemon_config(tty: &Path, port: u16, state: &Path, bed: &str, extra: &str) -> String {
-    format!(
-        r#"
-[site]
-site = "test-clinic"
-bed = "{bed}"
-
-[[source]]
-name = "monitor"
-protocol = "vigil-line"
-serial = "{}"
-timeout = "30s"
-
-[alarms.spo2]
-low = "off"
-rate = "off"
-
-[mqtt]
-embedded = false
-broker = "mqtt://127.0.0.1:{port}"
-state_dir = "{}"
-heartbeat = "300ms"
-{extra}
-"#,
-        tty.display(),
-        state.display()
+    super::config::line_daemon(
+        &format!("serial = \"{}\"", tty.display()),
+        port,
+        state,
+        "test-clinic",
+        bed,
+        &format!("heartbeat = \"300ms\"\n{extra}"),
     )
 }
 
@@ -813,12 +803,8 @@ impl Client5 {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    Err(_) if !retry(&tx).await => return,
+                    Err(_) => {}
                 }
             }
         });

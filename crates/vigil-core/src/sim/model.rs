@@ -619,14 +619,6 @@ mod tests {
     #[test]
     fn heart_rate_events_move_to_their_target_and_back() {
         let text = r#"
-            description = "brady then tachy"
-            [session]
-            duration_min = 60
-            [patient]
-            hr = 70
-            spo2 = 97
-            sys = 120
-            dia = 80
             [[event]]
             kind = "bradycardia"
             at_min = 10
@@ -639,7 +631,7 @@ mod tests {
             hr = 135
             ramp_min = 2
         "#;
-        let s = Scenario::parse(text, "hr-events").unwrap();
+        let s = crate::sim::scenario::tests::with(text).unwrap();
         let p = Patient::new(&s, 1);
         let hr = |m: u64, sec: u64| p.truth(min(m) + Duration::from_secs(sec)).hr;
         assert_eq!(hr(9, 59), 70.0);

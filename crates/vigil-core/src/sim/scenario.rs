@@ -941,7 +941,7 @@ fn validate_event(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const MINIMAL: &str = r#"
@@ -955,7 +955,9 @@ mod tests {
         dia = 80
     "#;
 
-    fn with(extra: &str) -> Result<Scenario, ScenarioError> {
+    /// A one-hour scenario of a steady patient (HR 70, SpO2 97, 120/80)
+    /// with `extra` (events, sections) added.
+    pub(crate) fn with(extra: &str) -> Result<Scenario, ScenarioError> {
         Scenario::parse(&format!("{MINIMAL}\n{extra}"), "test")
     }
 
