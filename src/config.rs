@@ -226,6 +226,13 @@ pub struct Config {
     pub hl7: Option<Hl7Config>,
 }
 
+/// A reload applies the alarm settings ([`crate::pipeline::Pipeline::feed`]).
+impl crate::pipeline::Settings for Config {
+    fn engine(&self) -> &EngineConfig {
+        &self.engine
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::config::{self, Config};
 use crate::engine::{Event, EventKind, Phase, Priority};
-use crate::pipeline::{Input, Pipeline, SourceRole};
+use crate::pipeline::{Feed, Input, Pipeline, SourceRole};
 use crate::time::Instant;
 use crate::vitals::Vital;
 // The core format, not `crate::record`: the export tools there replay
@@ -165,14 +165,14 @@ pub fn run(
     for (i, (at, step)) in session.steps.iter().enumerate() {
         match step {
             Step::Input(input) => {
-                if p.handle(*at, input).is_err() {
+                if p.feed(&mut (), *at, Feed::<Config>::Input(input)).is_err() {
                     stats.commands_rejected += 1;
                 }
                 stats.inputs += 1;
             }
             Step::Reconfigure(cfg) => {
                 if alarms.is_none() {
-                    p.reconfigure(*at, cfg.engine.clone());
+                    let _ = p.feed(&mut (), *at, Feed::Settings(cfg.as_ref()));
                 }
             }
         }

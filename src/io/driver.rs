@@ -30,7 +30,7 @@ use super::sink::{Batch, SinkHandle, SinkMsg};
 use super::source::{self, SourceEvent, SourceMsg};
 use crate::config::{self, Config, Link};
 use crate::engine::{Command, CommandError, SystemCondition};
-use crate::pipeline::{Input, Pipeline};
+use crate::pipeline::{Feed, Input, Journal, Pipeline};
 use crate::record::file::{Recorder, RecorderSettings};
 use crate::record::{Record, Timed};
 
@@ -241,11 +241,10 @@ pub async fn run(setup: DriverSetup) -> Result<Status, DriverError> {
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             Ok(_) = stop.wait_for(|s| *s) => { tracing::info!("stop requested: shutting down"); break; }
             _ = hup.recv() => {
-                let now = clock.now();
-                if reload(&config_path, &mut config, &mut pipeline, now) {
-                    if let Some(r) = &recorder {
-                        r.record(now, Record::Config(config::render(&config)));
-                    }
+                if let Some(new) = reload(&config_path, &config) {
+                    config = new;
+                    let mut journal = Recording(recorder.as_ref());
+                    let _ = pipeline.feed(&mut journal, clock.now(), Feed::Settings(&config));
                     live_state.limits = Some(config.engine.vitals);
                     live_state.limits_version += 1;
                     if let Some(tx) = &live { tx.send_replace(live_state.clone()); }
@@ -601,19 +600,36 @@ fn drain(
     changed
 }
 
-/// The one way an input enters the pipeline: recorded first, then handled,
-/// so a replay of the recording sees exactly what the live pipeline saw. A
-/// command's verdict is returned (the replay reaches the same one).
+/// An input enters the pipeline through [`Pipeline::feed`], recorded
+/// first (when recording), so a replay of the recording sees exactly what
+/// the live pipeline saw. A command's verdict is returned (the replay
+/// reaches the same one).
 fn feed(
     pipeline: &mut Pipeline,
     recorder: Option<&Recorder>,
     at: crate::time::Instant,
     input: &Input,
 ) -> Result<(), CommandError> {
-    if let Some(r) = recorder {
-        r.input(at, input);
+    pipeline.feed(&mut Recording(recorder), at, Feed::Input(input))
+}
+
+/// The session recording as the pipeline's journal (none while a
+/// recording cannot start): inputs as they are, new settings as the whole
+/// effective configuration, as replay reads them back.
+struct Recording<'a>(Option<&'a Recorder>);
+
+impl Journal<Config> for Recording<'_> {
+    fn input(&mut self, at: crate::time::Instant, input: &Input) {
+        if let Some(r) = self.0 {
+            r.input(at, input);
+        }
     }
-    pipeline.handle(at, input)
+
+    fn settings(&mut self, at: crate::time::Instant, config: &Config) {
+        if let Some(r) = self.0 {
+            r.record(at, Record::Config(config::render(config)));
+        }
+    }
 }
 
 /// Who reports a technical condition: the driver itself, the recorder,
@@ -843,32 +859,45 @@ fn reload_candidate(path: &Option<PathBuf>) -> Result<Config, String> {
     config::load_runnable(p).map_err(|e| e.to_string())
 }
 
-fn reload(
-    path: &Option<PathBuf>,
-    current: &mut Config,
-    pipeline: &mut Pipeline,
-    now: crate::time::Instant,
-) -> bool {
+/// The configuration a SIGHUP switches to: the running one with the new
+/// file's alarm settings, or `None` when the file is refused. What else
+/// changed in the file needs a restart, and the log says which sections.
+fn reload(path: &Option<PathBuf>, current: &Config) -> Option<Config> {
     match reload_candidate(path) {
         Err(e) => {
             tracing::error!("SIGHUP: new configuration rejected, the running one stays: {e}");
-            false
+            None
         }
         Ok(new) => {
-            if new.sources != current.sources || new.site != current.site || new.bed != current.bed
-            {
+            let changed = restart_needed(current, &new);
+            if !changed.is_empty() {
                 tracing::warn!(
-                    "SIGHUP: sources, site or bed changed; those changes need a restart (alarm settings are applied now)"
+                    "SIGHUP: {} changed; these changes need a restart of vigil (alarm settings are applied now)",
+                    changed.join(", ")
                 );
             }
-            let mut engine_cfg = new.engine.clone();
-            engine_cfg.source_names = current.engine.source_names.clone();
-            pipeline.reconfigure(now, engine_cfg.clone());
-            current.engine = engine_cfg;
+            let mut next = current.clone();
+            next.engine = new.engine;
+            next.engine.source_names = current.engine.source_names.clone();
             tracing::info!("SIGHUP: configuration reloaded");
-            true
+            Some(next)
         }
     }
+}
+
+/// The parts of the configuration a reload does not apply that differ
+/// between `current` and `new`, by the keys the file uses.
+fn restart_needed(current: &Config, new: &Config) -> Vec<&'static str> {
+    [
+        (current.site != new.site || current.bed != new.bed, "[site]"),
+        (current.sources != new.sources, "[[source]]"),
+        (current.recording != new.recording, "[recording]"),
+        (current.mqtt != new.mqtt, "[mqtt]"),
+        (current.hl7 != new.hl7, "[hl7]"),
+    ]
+    .into_iter()
+    .filter_map(|(changed, key)| changed.then_some(key))
+    .collect()
 }
 
 /// Whether any source is simulated (the clock speed then comes from it).
@@ -985,6 +1014,28 @@ serial = "/dev/ttyS0"
         let text = &READY[..READY.find("[[source]]").unwrap()];
         let e = reload_candidate(&Some(file("nosource", text))).unwrap_err();
         assert!(e.contains("no [[source]] configured"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_applies_the_alarm_settings_and_names_what_needs_a_restart() {
+        let current = reload_candidate(&Some(file("current", READY))).unwrap();
+        let edited =
+            format!("{READY}\n[recording]\ndir = \"elsewhere\"\n\n[alarms.spo2]\nlow = \"off\"\n");
+        let new = config::parse(&edited, "edited").unwrap();
+        assert_eq!(restart_needed(&current, &new), ["[recording]"]);
+        assert!(restart_needed(&current, &current).is_empty());
+        let mut other = current.clone();
+        other.bed = "bed-9".into();
+        other.mqtt.heartbeat = Duration::from_secs(99);
+        assert_eq!(restart_needed(&current, &other), ["[site]", "[mqtt]"]);
+        // A reload keeps everything but the alarm settings, which it takes
+        // from the file.
+        let next = reload(&Some(file("edited", &edited)), &current).unwrap();
+        assert_eq!(next.recording, current.recording);
+        assert_ne!(next.engine, current.engine);
+        let mut applied = new.engine.clone();
+        applied.source_names = current.engine.source_names.clone();
+        assert_eq!(next.engine, applied);
     }
 
     #[test]

@@ -50,7 +50,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::config::{self, Config, Link, ProtocolKind, SourceConfig};
-use crate::pipeline::{Input, Pipeline};
+use crate::pipeline::{Feed, Input, Journal, Pipeline};
 use crate::protocol::line;
 use crate::record::{file, Record, Timed};
 use crate::time::Instant;
@@ -561,12 +561,8 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
             line::encode_measurement(&m, None, &mut data);
         }
         let input = Input::Bytes { source, data };
-        let _ = pipeline.handle(at, &input);
+        let _ = pipeline.feed(&mut records, at, Feed::Input(&input));
         while pipeline.poll_event().is_some() {}
-        records.push(Timed {
-            at,
-            record: Record::Input(input),
-        });
         end = at;
     }
     run_timers(&mut pipeline, end, true, &mut records);
@@ -580,6 +576,24 @@ pub fn build(rows: &[Row], options: &ImportOptions) -> Result<Vec<Timed>, Import
     Ok(records)
 }
 
+/// The records an import builds, as the pipeline's journal: what the
+/// recorder would have written live.
+impl Journal<Config> for Vec<Timed> {
+    fn input(&mut self, at: Instant, input: &Input) {
+        self.push(Timed {
+            at,
+            record: Record::Input(input.clone()),
+        });
+    }
+
+    fn settings(&mut self, at: Instant, config: &Config) {
+        self.push(Timed {
+            at,
+            record: Record::Config(config::render(config)),
+        });
+    }
+}
+
 /// Runs the pipeline's timers due before `until` (or at it, when
 /// `inclusive`), recording a tick for each, as the daemon's driver loop does.
 fn run_timers(p: &mut Pipeline, until: Instant, inclusive: bool, records: &mut Vec<Timed>) {
@@ -590,12 +604,8 @@ fn run_timers(p: &mut Pipeline, until: Instant, inclusive: bool, records: &mut V
         if !due || last.is_some_and(|l| t <= l) {
             break;
         }
-        p.handle_timeout(t);
+        let _ = p.feed(records, t, Feed::<Config>::Input(&Input::Tick));
         while p.poll_event().is_some() {}
-        records.push(Timed {
-            at: t,
-            record: Record::Input(Input::Tick),
-        });
         last = Some(t);
     }
 }

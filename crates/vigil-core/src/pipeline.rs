@@ -30,6 +30,12 @@
 //! engine, it stamps timer-driven inputs with their deadline, so the outputs
 //! depend only on the inputs.
 //!
+//! The one way in is [`Pipeline::feed`]: it writes what it is fed to a
+//! [`Journal`] (the session recording live, the records an import builds)
+//! and then hands it on, so what is recorded is what the pipeline saw. An
+//! input and new alarm settings (a reload) both go this way; replay feeds
+//! the recording back with no journal.
+//!
 //! Depends on [`crate::engine`], [`crate::protocol`] and [`crate::vitals`]. No IO.
 
 use core::time::Duration;
@@ -77,6 +83,37 @@ pub enum Input {
 }
 
 pub use crate::protocol::BoxedProtocol;
+
+/// Settings a session can switch to while it runs (a reload): the daemon's
+/// whole configuration, of which the pipeline applies the alarm settings.
+pub trait Settings {
+    /// The alarm settings to apply.
+    fn engine(&self) -> &EngineConfig;
+}
+
+/// What a session is fed: one input, or new settings.
+#[derive(Debug)]
+pub enum Feed<'a, S> {
+    /// An input (bytes, a link change, a command, a condition, a tick).
+    Input(&'a Input),
+    /// New settings take effect (a reload).
+    Settings(&'a S),
+}
+
+/// Where [`Pipeline::feed`] writes down what it is fed, in order, before
+/// the pipeline sees it.
+pub trait Journal<S> {
+    /// One input at `at`.
+    fn input(&mut self, at: Instant, input: &Input);
+    /// New settings took effect at `at`.
+    fn settings(&mut self, at: Instant, settings: &S);
+}
+
+/// No journal (replay: the recording is what is being fed).
+impl<S> Journal<S> for () {
+    fn input(&mut self, _at: Instant, _input: &Input) {}
+    fn settings(&mut self, _at: Instant, _settings: &S) {}
+}
 
 /// One source as the pipeline sees it.
 pub struct SourceSpec {
@@ -182,6 +219,29 @@ impl Pipeline {
     /// given a valid value of that vital within its stale timeout.
     pub fn set_preference(&mut self, vital: Vital, sources: Vec<SourceId>) {
         self.preference[vital.index()] = sources.into_iter().map(|s| s.0).collect();
+    }
+
+    /// The one way in: writes `feed` to `journal`, then handles it (an
+    /// input as [`Pipeline::handle`], settings as [`Pipeline::reconfigure`]),
+    /// so a replay of the journal sees exactly what this pipeline saw. A
+    /// command's verdict is returned (the replay reaches the same one).
+    pub fn feed<S: Settings>(
+        &mut self,
+        journal: &mut impl Journal<S>,
+        at: Instant,
+        feed: Feed<'_, S>,
+    ) -> Result<(), CommandError> {
+        match feed {
+            Feed::Input(input) => {
+                journal.input(at, input);
+                self.handle(at, input)
+            }
+            Feed::Settings(settings) => {
+                journal.settings(at, settings);
+                self.reconfigure(at, settings.engine().clone());
+                Ok(())
+            }
+        }
     }
 
     /// Applies new alarm settings (see [`Engine::reconfigure`]).
@@ -884,6 +944,56 @@ mod tests {
         fn stats(&self) -> DecodeStats {
             self.stats
         }
+    }
+
+    /// Settings as a test gives them, and a journal that writes down what
+    /// it is given, in order.
+    struct Alarms(EngineConfig);
+    impl Settings for Alarms {
+        fn engine(&self) -> &EngineConfig {
+            &self.0
+        }
+    }
+    #[derive(Default)]
+    struct Written(Vec<(u64, Option<Input>)>);
+    impl Journal<Alarms> for Written {
+        fn input(&mut self, at: Instant, input: &Input) {
+            self.0
+                .push((at.since_origin().as_millis() as u64, Some(input.clone())));
+        }
+        fn settings(&mut self, at: Instant, _settings: &Alarms) {
+            self.0.push((at.since_origin().as_millis() as u64, None));
+        }
+    }
+
+    #[test]
+    fn feed_writes_each_input_and_reload_down_and_then_handles_it() {
+        let mut p = scripted();
+        let mut journal = Written::default();
+        let bytes = Input::Bytes {
+            source: SourceId(0),
+            data: b"F".to_vec(),
+        };
+        p.feed(&mut journal, ms(10), Feed::Input(&bytes)).unwrap();
+        let cfg = EngineConfig {
+            source_names: vec!["s0".into()],
+            realert_after: Duration::from_secs(33),
+            ..EngineConfig::default()
+        };
+        p.feed(&mut journal, ms(20), Feed::Settings(&Alarms(cfg.clone())))
+            .unwrap();
+        p.feed(&mut journal, ms(30), Feed::<Alarms>::Input(&Input::Tick))
+            .unwrap();
+        assert_eq!(
+            journal.0,
+            [(10, Some(bytes)), (20, None), (30, Some(Input::Tick))]
+        );
+        assert_eq!(p.engine().config(), &cfg, "the settings were applied");
+        assert_eq!(
+            p.source_stats(SourceId(0)).unwrap().frames_ok,
+            1,
+            "the bytes were handled"
+        );
     }
 
     fn scripted() -> Pipeline {
