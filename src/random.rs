@@ -1,6 +1,11 @@
 //! Random identifiers from the operating system's generator (stream
-//! epochs, board tokens). Never a fallback to guessable entropy: without
-//! the OS generator there is an error to report.
+//! epochs, board tokens). Secrets (the board's token and session cookies)
+//! never fall back to guessable entropy: without the OS generator there is
+//! an error to report. The one fallback is the stream epoch of an outbox
+//! already running from memory (`SeqFile::memory`: the state directory
+//! cannot be written, a technical alarm): an epoch must only differ from
+//! the last run's, not be secret, so there the clock stands in, with a
+//! warning in the log, rather than vigil not publishing at all.
 
 /// The OS generator failed (its error says how).
 #[derive(Debug, thiserror::Error)]

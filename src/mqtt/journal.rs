@@ -831,7 +831,8 @@ impl SeqFile {
             base: floor,
             reserved: u64::MAX,
             marks: marks.clone(),
-            epoch: crate::random::hex(8).unwrap_or_else(|_| {
+            epoch: crate::random::hex(8).unwrap_or_else(|e| {
+                tracing::warn!("{e}: this run's stream epoch is taken from the clock");
                 let t = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
